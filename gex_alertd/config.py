@@ -1,0 +1,379 @@
+"""The YAML config (contract: design.md "Config"), typed, with every problem reported at once."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+from gex_alertd import redaction
+from gex_alertd.rules.registry import rule_config_union
+from gex_alertd.typedconfig import Duration, Problems, convert
+
+Severity = Literal["info", "warning", "critical"]
+
+
+class Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class SimulatorOptions(Strict):
+    seed: int = 7
+    scenario: str | None = None  # path to a scenario YAML; relative to the config file
+    speed: float = 1.0  # simulated seconds per wall second
+    cache_s: float = 15.0  # the provider caches ~15 s; 0 serves a fresh snapshot per request
+    symbols: list[str] = []  # extra symbols to serve beyond the watchlist
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if self.speed <= 0:
+            out.append(("speed", f"must be > 0, got {self.speed}"))
+        if self.cache_s < 0:
+            out.append(("cache_s", f"must be >= 0, got {self.cache_s}"))
+        return out
+
+
+class SourceConfig(Strict):
+    kind: Literal["simulator", "flowgex"] = "simulator"
+    base_url: str = "https://lab.flashalpha.com"
+    api_key: str | None = None
+    timeout_s: float = 10.0
+    max_concurrency: int = 16
+    requests_per_min: float = 120.0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    simulator: SimulatorOptions = msgspec.field(default_factory=SimulatorOptions)
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if self.kind == "flowgex" and not self.api_key:
+            out.append(("api_key", "required when kind is flowgex (set FLASHALPHA_API_KEY)"))
+        if not re.match(r"^https?://", self.base_url):
+            out.append(("base_url", f"expected an http(s) URL, got {self.base_url!r}"))
+        for key in ("timeout_s", "requests_per_min", "backoff_base_s", "backoff_max_s"):
+            if getattr(self, key) <= 0:
+                out.append((key, f"must be > 0, got {getattr(self, key)}"))
+        if self.max_concurrency < 1:
+            out.append(("max_concurrency", f"must be >= 1, got {self.max_concurrency}"))
+        return out
+
+
+class RedisConfig(Strict):
+    url: str = "redis://127.0.0.1:6379/0"
+    retention: Duration | None = Duration(7 * 86400)  # time-based trim (XADD MINID ~)
+    max_len: int | None = None  # length-based trim (XADD MAXLEN ~), instead of retention
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if not re.match(r"^(redis|rediss|unix)://", self.url):
+            out.append(("url", "expected redis://, rediss:// or unix:// URL"))
+        if self.max_len is not None and self.max_len < 1:
+            out.append(("max_len", f"must be >= 1, got {self.max_len}"))
+        return out
+
+
+class WatchEntry(Strict):
+    symbol: str
+    expiry: date | None = None
+    interval_s: float | None = None
+    jitter_s: float | None = None
+
+
+class WatchConfig(Strict):
+    interval_s: float = 15.0
+    jitter_s: float = 1.0
+    market_hours: Literal["always", "nyse"] = "always"
+    premarket: bool = False  # with nyse: also poll 04:00-09:30 ET
+    postmarket: bool = False  # with nyse: also poll until 20:00 ET
+    symbols: list[str | WatchEntry] = []
+
+    def entries(self) -> list[WatchTarget]:
+        out = []
+        for item in self.symbols:
+            if isinstance(item, str):
+                out.append(WatchTarget(item.upper(), None, self.interval_s, self.jitter_s))
+            else:
+                out.append(
+                    WatchTarget(
+                        item.symbol.upper(),
+                        item.expiry.isoformat() if item.expiry else None,
+                        item.interval_s if item.interval_s is not None else self.interval_s,
+                        item.jitter_s if item.jitter_s is not None else self.jitter_s,
+                    )
+                )
+        return out
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if self.interval_s <= 0:
+            out.append(("interval_s", f"must be > 0, got {self.interval_s}"))
+        if self.jitter_s < 0:
+            out.append(("jitter_s", f"must be >= 0, got {self.jitter_s}"))
+        seen: set[tuple[str, str | None]] = set()
+        for i, item in enumerate(self.symbols):
+            sym = item if isinstance(item, str) else item.symbol
+            path = f"symbols[{i}]"
+            if not re.fullmatch(r"[A-Za-z0-9.^_/-]{1,16}", sym):
+                out.append((path, f"not a ticker symbol: {sym!r}"))
+            if isinstance(item, WatchEntry):
+                if item.interval_s is not None and item.interval_s <= 0:
+                    out.append((f"{path}.interval_s", f"must be > 0, got {item.interval_s}"))
+            key = (sym.upper(), None if isinstance(item, str) or not item.expiry else str(item.expiry))
+            if key in seen:
+                out.append((path, f"duplicate watch entry {key[0]}" + (f" {key[1]}" if key[1] else "")))
+            seen.add(key)
+        return out
+
+
+class WatchTarget(msgspec.Struct, frozen=True):
+    symbol: str
+    expiry: str | None
+    interval_s: float
+    jitter_s: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.symbol}:{self.expiry}" if self.expiry else self.symbol
+
+
+# --- channels ------------------------------------------------------------------------------
+
+
+class ChannelBase(Strict, tag_field="type"):
+    min_severity: Severity = "info"
+    group_wait: Duration = Duration(0.0)  # hold the first alert this long to batch others
+    group_interval: Duration = Duration(0.0)  # then at most one batch per interval
+    max_attempts: int = 8
+    retry_base_s: Duration = Duration(1.0)
+    retry_max_s: Duration = Duration(300.0)
+    rate_per_s: float | None = None  # per-channel send budget
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        if self.max_attempts < 1:
+            out.append(("max_attempts", f"must be >= 1, got {self.max_attempts}"))
+        if self.rate_per_s is not None and self.rate_per_s <= 0:
+            out.append(("rate_per_s", f"must be > 0, got {self.rate_per_s}"))
+        return out
+
+
+class WebhookChannel(ChannelBase, tag="webhook", kw_only=True):
+    url: str
+    secret: str | None = None
+    headers: dict[str, str] = {}
+    timeout_s: float = 10.0
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = super().problems()
+        if not re.match(r"^https?://", self.url):
+            out.append(("url", "expected an http(s) URL"))
+        return out
+
+
+class SlackChannel(ChannelBase, tag="slack", kw_only=True):
+    webhook_url: str
+    timeout_s: float = 10.0
+    rate_per_s: float | None = 1.0
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = super().problems()
+        if not re.match(r"^https?://", self.webhook_url):
+            out.append(("webhook_url", "expected an http(s) URL"))
+        return out
+
+
+class EmailChannel(ChannelBase, tag="email", kw_only=True):
+    host: str
+    port: int = 587
+    starttls: bool = True
+    ssl: bool = False  # implicit TLS (port 465)
+    username: str | None = None
+    password: str | None = None
+    from_: str = msgspec.field(name="from")
+    to: list[str]
+    timeout_s: float = 20.0
+    validate_certs: bool = True
+    ca_file: str | None = None
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = super().problems()
+        if self.ssl and self.starttls:
+            out.append(("starttls", "choose one of starttls and ssl (implicit TLS)"))
+        if not self.to:
+            out.append(("to", "at least one recipient"))
+        for i, addr in enumerate([self.from_, *self.to]):
+            if "@" not in addr:
+                out.append(("from" if i == 0 else f"to[{i - 1}]", f"not an email address: {addr!r}"))
+        return out
+
+
+class ConsoleChannel(ChannelBase, tag="console", kw_only=True):
+    color: Literal["auto", "always", "never"] = "auto"
+
+
+ChannelConfig = WebhookChannel | SlackChannel | EmailChannel | ConsoleChannel
+SECRET_KEYS = frozenset({"api_key", "secret", "webhook_url", "password", "url"})
+
+
+class OutboxConfig(Strict):
+    claim_idle: Duration = Duration(30.0)  # XAUTOCLAIM entries stuck this long
+    drain_timeout: Duration = Duration(10.0)  # on SIGTERM
+    dedup_ttl: Duration = Duration(7 * 86400)  # per-(alert, channel) sent markers
+
+
+class OpsConfig(Strict):
+    listen: str | None = "127.0.0.1:9108"  # /healthz and /metrics; null disables
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    operator_channels: list[str] = []  # where upstream auth failures are reported
+
+
+class Config(Strict):
+    source: SourceConfig = msgspec.field(default_factory=SourceConfig)
+    redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
+    watch: WatchConfig = msgspec.field(default_factory=WatchConfig)
+    channels: dict[str, ChannelConfig] = {}
+    rules: list[Any] = []
+    outbox: OutboxConfig = msgspec.field(default_factory=OutboxConfig)
+    ops: OpsConfig = msgspec.field(default_factory=OpsConfig)
+    path: str | None = None  # where it was loaded from (not a YAML key)
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str], source: str = "config"):
+        self.problems = [redaction.redact(p) for p in problems]
+        self.source = source
+        super().__init__(f"{source}: {len(self.problems)} problem(s)\n  " + "\n  ".join(self.problems))
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def lookup_var(name: str) -> str | None:
+    if name in os.environ:
+        return os.environ[name]
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds:
+        p = Path(creds) / name
+        if p.is_file():
+            return p.read_text().rstrip("\r\n")
+    return None
+
+
+def expand(tree: Any, path: str, problems: Problems) -> Any:
+    """Expand ${VAR} and ${VAR:-default} in every string of the tree."""
+    if isinstance(tree, dict):
+        return {k: expand(v, f"{path}.{k}" if path else str(k), problems) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [expand(v, f"{path}[{i}]", problems) for i, v in enumerate(tree)]
+    if isinstance(tree, str) and "${" in tree:
+
+        def sub(m: re.Match[str]) -> str:
+            val = lookup_var(m.group(1))
+            if val is None:
+                if m.group(2) is not None:
+                    return m.group(2)
+                problems.add(path, f"${{{m.group(1)}}} is not set (environment or $CREDENTIALS_DIRECTORY)")
+                return ""
+            return val
+
+        return _VAR.sub(sub, tree)
+    return tree
+
+
+def _register_secrets(tree: Any) -> None:
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            if k in SECRET_KEYS and isinstance(v, str):
+                if k != "url" or "@" in v or "/hooks" in v or "token" in v.lower() or "?" in v:
+                    redaction.register(v)
+                if k == "url":  # credentials inside redis:// or webhook URLs
+                    redaction.register(_url_password(v))
+            else:
+                _register_secrets(v)
+    elif isinstance(tree, list):
+        for v in tree:
+            _register_secrets(v)
+
+
+def _url_password(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+def parse(tree: Any, source: str = "config") -> Config:
+    problems = Problems()
+    if tree is None:
+        tree = {}
+    if not isinstance(tree, dict):
+        raise ConfigError(["top level: expected a mapping"], source)
+    tree = expand(tree, "", problems)
+    _register_secrets(tree)
+    rules_raw = tree.get("rules", [])
+    cfg = convert({k: v for k, v in tree.items() if k != "rules"}, Config, "", problems)
+    rules = convert(rules_raw, list[rule_config_union()], "rules", problems) if rules_raw else []
+    _cross_check(tree, problems)
+    if problems:
+        raise ConfigError(list(problems), source)
+    assert cfg is not None
+    return msgspec.structs.replace(cfg, rules=rules, path=source)
+
+
+def _cross_check(tree: dict[str, Any], problems: Problems) -> None:
+    """Checks across sections, on the raw tree so a section with other errors is checked too."""
+    raw_channels = tree.get("channels")
+    channels = set(raw_channels) if isinstance(raw_channels, dict) else set()
+    raw_rules = tree.get("rules")
+    raw_rules = raw_rules if isinstance(raw_rules, list) else []
+    names: set[str] = set()
+    for i, rule in enumerate(raw_rules):
+        if not isinstance(rule, dict):
+            continue
+        name = rule.get("name")
+        if isinstance(name, str) and name in names:
+            problems.add(f"rules[{i}].name", f"duplicate rule name {name!r}")
+        names.add(name)
+        channels = rule.get("channels")
+        for j, ch in enumerate(channels if isinstance(channels, list) else []):
+            if isinstance(ch, str) and ch not in channels:
+                known = ", ".join(sorted(channels)) or "none defined"
+                problems.add(f"rules[{i}].channels[{j}]", f"unknown channel {ch!r} (channels: {known})")
+    ops = tree.get("ops")
+    op_channels = ops.get("operator_channels") if isinstance(ops, dict) else None
+    for j, ch in enumerate(op_channels if isinstance(op_channels, list) else []):
+        if isinstance(ch, str) and ch not in channels:
+            problems.add(f"ops.operator_channels[{j}]", f"unknown channel {ch!r}")
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError([f"cannot read: {exc.strerror}"], str(p)) from None
+    try:
+        tree = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}invalid YAML: {problem}"], str(p)) from None
+    cfg = parse(tree, str(p))
+    return cfg
+
+
+def resolve_relative(cfg: Config, relpath: str) -> Path:
+    """Paths inside the config are relative to the config file."""
+    p = Path(relpath)
+    if p.is_absolute() or cfg.path is None:
+        return p
+    return Path(cfg.path).resolve().parent / p

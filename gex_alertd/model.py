@@ -1,0 +1,172 @@
+"""Typed structs for the Flow GEX wire format and the alert event.
+
+The wire contract lives in shared/flowgex-api.md. Decoding is lenient where the provider is
+allowed to grow (unknown fields are ignored, nullable fields stay None) and strict where garbage
+would poison storage or rules (types, finiteness, a positive spot).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+FLIP_AVAILABLE = "available"
+
+
+class StrikeRow(msgspec.Struct, frozen=True, omit_defaults=False):
+    """One per-strike row. GEX in dollars, OI and volume in contracts."""
+
+    strike: float
+    call_gex: float | None = None
+    put_gex: float | None = None
+    net_gex: float | None = None
+    call_oi: float | None = None
+    put_oi: float | None = None
+    call_volume: float | None = None
+    put_volume: float | None = None
+    call_oi_change: float | None = None
+    put_oi_change: float | None = None
+
+
+STRIKE_FIELDS: tuple[str, ...] = StrikeRow.__struct_fields__
+
+
+class FlowGex(msgspec.Struct, frozen=True):
+    """A `GET /v1/flow/gex/{symbol}` response (also the shape of `/v1/exposure/gex`)."""
+
+    symbol: str
+    as_of: datetime
+    underlying_price: float
+    live_net_gex: float
+    live_net_gex_label: str | None = None
+    live_gamma_flip: float | None = None
+    gamma_flip_status: str | None = None
+    expiry: str | None = None
+    strikes: list[StrikeRow] = []
+    endpoint_version: str | None = None
+    data_as_of: dict[str, str | None] | None = None
+
+    @property
+    def flip(self) -> float | None:
+        """The flip when the provider says it is usable; None means "no flip now", never 0."""
+        if self.live_gamma_flip is None:
+            return None
+        if self.gamma_flip_status not in (None, FLIP_AVAILABLE):
+            return None
+        return self.live_gamma_flip
+
+    @property
+    def as_of_ms(self) -> int:
+        return as_ms(self.as_of)
+
+
+class PayloadError(ValueError):
+    """A 200 response whose body cannot be trusted: nothing from it may be stored."""
+
+
+_decoder = msgspec.json.Decoder(FlowGex)
+
+
+def as_ms(ts: datetime) -> int:
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    # integer arithmetic keeps the millisecond exact (timestamp() goes through a float)
+    delta = ts - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def decode_flow_gex(body: bytes, *, symbol: str | None = None) -> FlowGex:
+    """Decode and validate one response body; raise PayloadError naming the problem."""
+    try:
+        snap = _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise PayloadError(f"malformed Flow GEX payload: {exc}") from None
+    problems = validate(snap)
+    if symbol is not None and snap.symbol.upper() != symbol.upper():
+        problems.append(f"symbol {snap.symbol!r} does not match the requested {symbol!r}")
+    if problems:
+        raise PayloadError("invalid Flow GEX payload: " + "; ".join(problems))
+    if snap.as_of.tzinfo is None:
+        snap = msgspec.structs.replace(snap, as_of=snap.as_of.replace(tzinfo=UTC))
+    return snap
+
+
+def _finite(x: float | None) -> bool:
+    return x is None or math.isfinite(x)
+
+
+def validate(snap: FlowGex) -> list[str]:
+    problems: list[str] = []
+    if not snap.symbol:
+        problems.append("empty symbol")
+    if not (math.isfinite(snap.underlying_price) and snap.underlying_price > 0):
+        problems.append(f"underlying_price must be a positive number, got {snap.underlying_price}")
+    if not math.isfinite(snap.live_net_gex):
+        problems.append("live_net_gex is not finite")
+    if not _finite(snap.live_gamma_flip):
+        problems.append("live_gamma_flip is not finite")
+    elif snap.live_gamma_flip is not None and snap.live_gamma_flip <= 0:
+        problems.append(f"live_gamma_flip must be positive, got {snap.live_gamma_flip}")
+    for i, row in enumerate(snap.strikes):
+        bad = [f for f in STRIKE_FIELDS if not _finite(getattr(row, f))]
+        if bad:
+            problems.append(f"strikes[{i}]: non-finite {', '.join(bad)}")
+            break
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Alert event (contract: this is the webhook body)
+
+
+class AlertEvent(msgspec.Struct, frozen=True, omit_defaults=False):
+    id: str
+    rule: str
+    type: str
+    symbol: str
+    expiry: str | None
+    severity: str
+    as_of: str
+    fired_at: str
+    summary: str
+    details: dict[str, Any] = {}
+
+
+def iso_utc(ts: datetime) -> str:
+    """ISO 8601 in UTC with millisecond precision and a Z suffix."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+_json_encoder = msgspec.json.Encoder()
+_alert_decoder = msgspec.json.Decoder(AlertEvent)
+
+
+def encode_alert(event: AlertEvent) -> bytes:
+    return _json_encoder.encode(event)
+
+
+def decode_alert(body: bytes | str) -> AlertEvent:
+    return _alert_decoder.decode(body)
+
+
+# Outbox entry layout on `gex:alerts` (shared by the rule commit and the notifiers):
+#   id        the alert id (deterministic)
+#   channels  comma-separated channel names the rule routes to
+#   symbol    for per-symbol ordering and grouping
+#   event     the AlertEvent as JSON
+def outbox_fields(event: AlertEvent, channels: list[str]) -> dict[str, bytes]:
+    return {
+        "id": event.id.encode(),
+        "channels": ",".join(channels).encode(),
+        "symbol": event.symbol.encode(),
+        "event": encode_alert(event),
+    }

@@ -1,0 +1,45 @@
+"""One registry of secret values, so logs and error messages can scrub them wherever they occur.
+
+Config loading registers every value that is a secret (API key, signing secrets, webhook URLs,
+passwords, credentials inside URLs); the logging processor and error formatting call `redact`.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+MASK = "***"
+_secrets: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+# credentials embedded in any URL, whether or not they were registered
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+
+
+def register(value: str | None) -> None:
+    global _pattern
+    if not value or len(value) < 4:
+        return
+    new = {value}
+    if "://" in value:
+        parts = urlsplit(value)
+        if parts.password:
+            new.add(parts.password)
+        # a Slack/webhook URL's secret is its path; scrub the path on its own too
+        if len(parts.path) > 8:
+            new.add(parts.path.lstrip("/"))
+    if new <= _secrets:
+        return
+    _secrets.update(new)
+    ordered = sorted(_secrets, key=len, reverse=True)
+    _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+
+def redact(text: str) -> str:
+    if _pattern is not None:
+        text = _pattern.sub(MASK, text)
+    return _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+
+
+def registered() -> frozenset[str]:
+    return frozenset(_secrets)

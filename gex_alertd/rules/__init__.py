@@ -1,0 +1,1 @@
+"""The rule engine: pure functions from (rule, state, snapshot) to (state, alerts). No I/O."""

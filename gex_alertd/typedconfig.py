@@ -1,0 +1,192 @@
+"""Convert a YAML tree into typed msgspec structs, collecting every problem with its path.
+
+msgspec stops at the first error; an operator fixing a config wants all of them at once
+(`rules[2].direction: expected one of up, down, any`), so this walks the struct definitions
+field by field and only hands leaves to msgspec.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from datetime import date
+from typing import Any, Literal, Union, get_args, get_origin
+
+import msgspec
+
+
+class Duration(float):
+    """Seconds; accepts numbers or strings such as `500ms`, `15s`, `10m`, `1h30m`, `7d`."""
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: Any) -> Duration:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as 10m, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"duration must not be negative, got {value}")
+        return Duration(value)
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return Duration(float(text))
+        pos, total = 0, 0.0
+        for m in _PART.finditer(text):
+            if m.start() != pos:
+                break
+            total += float(m.group(1)) * _UNITS[m.group(2)]
+            pos = m.end()
+        if text and pos == len(text):
+            return Duration(total)
+    raise ValueError(f"expected a duration such as 30s, 10m, 7d, got {value!r}")
+
+
+def _dec_hook(type_: type, obj: Any) -> Any:
+    if type_ is Duration:
+        return parse_duration(obj)
+    raise NotImplementedError
+
+
+class Problems(list[str]):
+    def add(self, path: str, msg: str) -> None:
+        self.append(f"{path}: {msg}" if path else msg)
+
+
+def join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _is_struct(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, msgspec.Struct)
+
+
+def _union_members(tp: Any) -> tuple[Any, ...] | None:
+    origin = get_origin(tp)
+    if origin is Union or origin is types.UnionType:
+        return get_args(tp)
+    return None
+
+
+def convert(value: Any, tp: Any, path: str, problems: Problems) -> Any:
+    """Return the converted value, or None after recording the problems under `path`."""
+    if tp is Any:
+        return value
+    members = _union_members(tp)
+    if members is not None:
+        return _convert_union(value, members, path, problems)
+    origin = get_origin(tp)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value in allowed:
+            return value
+        problems.add(path, f"expected one of {', '.join(map(str, allowed))}, got {_describe(value)}")
+        return None
+    if origin is list:
+        (item_tp,) = get_args(tp) or (Any,)
+        if not isinstance(value, list):
+            problems.add(path, f"expected a list, got {_describe(value)}")
+            return None
+        return [convert(v, item_tp, join(path, i), problems) for i, v in enumerate(value)]
+    if origin is dict:
+        key_tp, val_tp = get_args(tp) or (str, Any)
+        if not isinstance(value, dict):
+            problems.add(path, f"expected a mapping, got {_describe(value)}")
+            return None
+        return {str(k): convert(v, val_tp, join(path, str(k)), problems) for k, v in value.items()}
+    if _is_struct(tp):
+        return _convert_struct(value, tp, path, problems)
+    if tp is date and isinstance(value, date):
+        return value
+    try:
+        return msgspec.convert(value, tp, strict=False, dec_hook=_dec_hook)
+    except (msgspec.ValidationError, ValueError) as exc:
+        msg = str(exc).split(" - at `", 1)[0]
+        if msg.startswith("Expected"):
+            msg = "expected" + msg[len("Expected") :].replace("`", "")
+        problems.add(path, msg)
+        return None
+
+
+def _convert_union(value: Any, members: tuple[Any, ...], path: str, problems: Problems) -> Any:
+    if value is None and type(None) in members:
+        return None
+    structs = [m for m in members if _is_struct(m)]
+    if isinstance(value, dict) and structs:
+        tagged = [s for s in structs if s.__struct_config__.tag is not None]
+        if tagged:
+            field = tagged[0].__struct_config__.tag_field
+            by_tag = {s.__struct_config__.tag: s for s in tagged}
+            tag = value.get(field)
+            if tag not in by_tag:
+                choices = ", ".join(sorted(map(str, by_tag)))
+                problems.add(join(path, field), f"expected one of {choices}, got {_describe(tag)}")
+                return None
+            return _convert_struct(value, by_tag[tag], path, problems)
+        return _convert_struct(value, structs[0], path, problems)
+    scalars = [m for m in members if not _is_struct(m) and m is not type(None)]
+    for m in scalars:
+        trial = Problems()
+        out = convert(value, m, path, trial)
+        if not trial:
+            return out
+    names = [getattr(m, "__name__", str(m)) for m in members if m is not type(None)]
+    problems.add(path, f"expected {' or '.join(names)}, got {_describe(value)}")
+    return None
+
+
+def _convert_struct(value: Any, tp: type[msgspec.Struct], path: str, problems: Problems) -> Any:
+    if not isinstance(value, dict):
+        problems.add(path, f"expected a mapping, got {_describe(value)}")
+        return None
+    info = msgspec.inspect.type_info(tp)
+    cfg = tp.__struct_config__
+    by_name = {f.encode_name: f for f in info.fields}
+    hints = typing.get_type_hints(tp)
+    known = set(by_name)
+    if cfg.tag_field:
+        known.add(cfg.tag_field)
+    start = len(problems)
+    if cfg.tag is not None and value.get(cfg.tag_field) != cfg.tag:
+        problems.add(
+            join(path, cfg.tag_field), f"expected one of {cfg.tag}, got {_describe(value.get(cfg.tag_field))}"
+        )
+        return None
+    for key in value:
+        if key not in known:
+            problems.add(join(path, str(key)), f"unknown key (expected one of {', '.join(sorted(known))})")
+    kwargs: dict[str, Any] = {}
+    for enc, f in by_name.items():
+        if enc not in value:
+            if f.required:
+                problems.add(join(path, enc), "missing required key")
+            continue
+        kwargs[f.name] = convert(value[enc], hints[f.name], join(path, enc), problems)
+    if len(problems) > start:
+        return None
+    try:
+        obj = tp(**kwargs)
+    except (TypeError, ValueError) as exc:
+        problems.add(path, str(exc))
+        return None
+    check = getattr(obj, "problems", None)
+    if callable(check):
+        for sub, msg in check():
+            problems.add(join(path, sub) if sub else path, msg)
+    return obj
