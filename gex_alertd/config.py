@@ -342,8 +342,8 @@ def _cross_check(tree: dict[str, Any], problems: Problems) -> None:
         if isinstance(name, str) and name in names:
             problems.add(f"rules[{i}].name", f"duplicate rule name {name!r}")
         names.add(name)
-        channels = rule.get("channels")
-        for j, ch in enumerate(channels if isinstance(channels, list) else []):
+        routed = rule.get("channels")
+        for j, ch in enumerate(routed if isinstance(routed, list) else []):
             if isinstance(ch, str) and ch not in channels:
                 known = ", ".join(sorted(channels)) or "none defined"
                 problems.add(f"rules[{i}].channels[{j}]", f"unknown channel {ch!r} (channels: {known})")
