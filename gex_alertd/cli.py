@@ -1,0 +1,27 @@
+"""The `gex-alertd` command line (contract: design.md "CLI")."""
+
+from __future__ import annotations
+
+import click
+
+from gex_alertd import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="gex-alertd")
+def main() -> None:
+    """Streaming alerts on live dealer gamma exposure (Flow GEX)."""
+
+
+def _register() -> None:
+    # Each command lives next to the code it drives; this is the one place that lists them.
+    from gex_alertd.commands import check, run, tail
+    from gex_alertd.notify.commands import notify_test, outbox
+    from gex_alertd.replay import replay
+    from gex_alertd.sources.simulator.command import simulate
+
+    for cmd in (run, check, simulate, replay, tail, notify_test, outbox):
+        main.add_command(cmd)
+
+
+_register()

@@ -1,0 +1,61 @@
+"""Typed upstream errors (flowgex-api.md "Errors"), each carrying the server's own message."""
+
+from __future__ import annotations
+
+
+class SourceError(Exception):
+    """Base for everything a fetch can raise. `retryable` says whether backing off helps."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, symbol: str | None = None, status: int | None = None):
+        self.message = message
+        self.symbol = symbol
+        self.status = status
+        where = f"{symbol}: " if symbol else ""
+        code = f"HTTP {status}: " if status else ""
+        super().__init__(f"{where}{code}{message}")
+
+
+class BadRequest(SourceError):
+    """400: the symbol or expiry of a watch entry is malformed. A config error, not retried hot."""
+
+
+class AuthError(SourceError):
+    """401: missing or invalid key."""
+
+
+class PlanError(AuthError):
+    """403: the key's plan lacks the endpoint."""
+
+    def __init__(self, message: str, *, current_plan: str | None = None,
+                 required_plan: str | None = None, **kw: object):
+        self.current_plan = current_plan
+        self.required_plan = required_plan
+        if current_plan or required_plan:
+            message = f"{message} (current plan: {current_plan or '?'}, required: {required_plan or '?'})"
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class UnknownSymbol(SourceError):
+    """404: the provider does not know the symbol."""
+
+
+class RateLimited(SourceError):
+    """429: wait `retry_after` seconds before any request on the same key."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float, **kw: object):
+        self.retry_after = retry_after
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+
+
+class TransientError(SourceError):
+    """5xx, timeout, connection failure: back off and try again."""
+
+    retryable = True
+
+
+class MalformedPayload(TransientError):
+    """A 200 whose body is not a valid Flow GEX snapshot: nothing from it is stored."""
