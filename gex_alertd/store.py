@@ -1,0 +1,186 @@
+"""Snapshot streams in Redis (contract: design.md "Redis layout").
+
+`gex:{SYM}:snap` (or `gex:{SYM}:snap:<expiry>` for an expiry filter) holds one entry per
+snapshot with ID `<as_of ms>-0`, so Redis itself refuses a repeat or an out-of-order `as_of`.
+Scalars are plain text for `redis-cli XRANGE`; the strike rows are one compressed block
+(`gex_alertd.codec`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from gex_alertd.codec import BlockError, decode_columns, encode_strikes
+from gex_alertd.config import RedisConfig
+from gex_alertd.model import FlowGex
+
+ALERTS_KEY = "gex:alerts"
+DEAD_KEY = "gex:dead"
+
+# Field names in the stream entry; changing them breaks readers of existing data.
+F_AS_OF, F_SPOT, F_NET, F_LABEL = b"as_of", b"spot", b"net", b"label"
+F_FLIP, F_FLIP_STATUS, F_EXPIRY, F_SYMBOL, F_STRIKES = (
+    b"flip", b"flip_status", b"expiry", b"symbol", b"strikes",
+)  # fmt: skip
+
+
+class StoredEntryError(ValueError):
+    """A stream entry that cannot be decoded (written by something else, or corrupted)."""
+
+
+def _tag(symbol: str) -> str:
+    return "{" + symbol.upper() + "}"
+
+
+def snap_key(symbol: str, expiry: str | None = None) -> str:
+    base = f"gex:{_tag(symbol)}:snap"
+    return f"{base}:{expiry}" if expiry else base
+
+
+def state_key(symbol: str, expiry: str | None = None) -> str:
+    base = f"gex:{_tag(symbol)}:state"
+    return f"{base}:{expiry}" if expiry else base
+
+
+def entry_id(snap: FlowGex) -> str:
+    return f"{snap.as_of_ms}-0"
+
+
+def _num(x: float | None) -> bytes:
+    return b"" if x is None else repr(float(x)).encode()
+
+
+def _iso(ts: datetime) -> bytes:
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z").encode()
+
+
+def encode_fields(snap: FlowGex) -> dict[bytes, bytes]:
+    extra: dict[str, Any] = {}
+    if snap.endpoint_version is not None:
+        extra["endpoint_version"] = snap.endpoint_version
+    if snap.data_as_of is not None:
+        extra["data_as_of"] = snap.data_as_of
+    return {
+        F_AS_OF: _iso(snap.as_of),
+        F_SPOT: _num(snap.underlying_price),
+        F_NET: _num(snap.live_net_gex),
+        F_LABEL: (snap.live_net_gex_label or "").encode(),
+        F_FLIP: _num(snap.live_gamma_flip),
+        F_FLIP_STATUS: (snap.gamma_flip_status or "").encode(),
+        F_EXPIRY: (snap.expiry or "").encode(),
+        F_SYMBOL: snap.symbol.encode(),
+        F_STRIKES: encode_strikes(snap.strikes, extra),
+    }
+
+
+def _opt_str(fields: Mapping[bytes, bytes], key: bytes) -> str | None:
+    v = fields.get(key, b"")
+    return v.decode() if v else None
+
+
+def _opt_num(fields: Mapping[bytes, bytes], key: bytes) -> float | None:
+    v = fields.get(key, b"")
+    return float(v) if v else None
+
+
+def decode_fields(fields: Mapping[bytes, bytes], *, strikes: bool = True) -> FlowGex:
+    """Rebuild the snapshot exactly; `strikes=False` skips the block for scalar-only readers."""
+    try:
+        rows: list[Any] = []
+        extra: dict[str, Any] = {}
+        if strikes:
+            block = decode_columns(fields[F_STRIKES])
+            rows, extra = block.rows(), block.extra
+        return FlowGex(
+            symbol=fields[F_SYMBOL].decode(),
+            as_of=datetime.fromisoformat(fields[F_AS_OF].decode()),
+            underlying_price=float(fields[F_SPOT]),
+            live_net_gex=float(fields[F_NET]),
+            live_net_gex_label=_opt_str(fields, F_LABEL),
+            live_gamma_flip=_opt_num(fields, F_FLIP),
+            gamma_flip_status=_opt_str(fields, F_FLIP_STATUS),
+            expiry=_opt_str(fields, F_EXPIRY),
+            strikes=rows,
+            endpoint_version=extra.get("endpoint_version"),
+            data_as_of=extra.get("data_as_of"),
+        )
+    except (KeyError, ValueError, BlockError) as exc:
+        raise StoredEntryError(f"undecodable snapshot entry: {exc!r}") from None
+
+
+def trim_args(cfg: RedisConfig, as_of_ms: int) -> list[str | int]:
+    """XADD trimming arguments: length-based when max_len is set, else time-based retention."""
+    if cfg.max_len is not None:
+        return ["MAXLEN", "~", cfg.max_len]
+    if cfg.retention:
+        return ["MINID", "~", max(0, as_of_ms - int(cfg.retention * 1000))]
+    return []
+
+
+async def write_snapshot(
+    redis: aioredis.Redis, snap: FlowGex, expiry: str | None, cfg: RedisConfig
+) -> bool:
+    """Store one snapshot on its own (no rules). False when its as_of is not newer than the top."""
+    args: list[Any] = ["XADD", snap_key(snap.symbol, expiry), *trim_args(cfg, snap.as_of_ms)]
+    args.append(entry_id(snap))
+    for k, v in encode_fields(snap).items():
+        args += [k, v]
+    try:
+        await redis.execute_command(*args)
+    except ResponseError as exc:
+        if "equal or smaller" in str(exc):
+            return False
+        raise
+    return True
+
+
+def _id_ms(entry: bytes | str) -> int:
+    text = entry.decode() if isinstance(entry, bytes) else entry
+    return int(text.split("-", 1)[0])
+
+
+async def read_range(
+    redis: aioredis.Redis,
+    symbol: str,
+    expiry: str | None = None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    *,
+    count: int = 1000,
+    strikes: bool = True,
+) -> AsyncIterator[FlowGex]:
+    """Snapshots in as_of order between start_ms and end_ms (inclusive), paged."""
+    key = snap_key(symbol, expiry)
+    lo = "-" if start_ms is None else f"{start_ms}-0"
+    hi = "+" if end_ms is None else f"{end_ms}-18446744073709551615"
+    while True:
+        batch = await redis.xrange(key, min=lo, max=hi, count=count)
+        for _id, fields in batch:
+            yield decode_fields(fields, strikes=strikes)
+        if len(batch) < count:
+            return
+        lo = "(" + batch[-1][0].decode()
+
+
+async def latest(redis: aioredis.Redis, symbol: str, expiry: str | None = None) -> FlowGex | None:
+    batch = await redis.xrevrange(snap_key(symbol, expiry), count=1)
+    return decode_fields(batch[0][1]) if batch else None
+
+
+async def stream_symbols(redis: aioredis.Redis) -> list[tuple[str, str | None]]:
+    """Every (symbol, expiry) with a snapshot stream, from a SCAN of the key space."""
+    out = []
+    async for key in redis.scan_iter(match="gex:{*}:snap*", count=1000, _type="stream"):
+        text = key.decode()
+        sym = text[text.index("{") + 1 : text.index("}")]
+        rest = text[text.index("}") + 1 :]
+        expiry = rest[len(":snap:") :] if rest.startswith(":snap:") else None
+        out.append((sym, expiry))
+    return sorted(out, key=lambda t: (t[0], t[1] or ""))
