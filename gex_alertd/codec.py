@@ -19,15 +19,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+import numpy as np
 import zstandard
 
 from gex_alertd.model import STRIKE_FIELDS, StrikeRow
 
 BLOCK_VERSION = 1
 _MAX_SCALE = 6
-_LIMIT = 9.0e18  # below 2**63, so every accepted value fits an int64
+_LIMIT = float(2**53)
 
-_cctx = zstandard.ZstdCompressor(level=9)
+_cctx = zstandard.ZstdCompressor(level=3)
 _dctx = zstandard.ZstdDecompressor()
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
@@ -37,62 +38,57 @@ class BlockError(ValueError):
     pass
 
 
-def _shuffle(buf: bytes, width: int) -> bytes:
-    return b"".join(buf[i::width] for i in range(width))
+def _shuffle(arr: np.ndarray) -> bytes:
+    """Byte-transpose 8-byte lanes so byte 0 of every value comes first, then byte 1, ..."""
+    return arr.astype("<u8" if arr.dtype.kind == "i" else "<f8", copy=False).view(np.uint8).reshape(
+        -1, 8
+    ).T.tobytes()
 
 
-def _unshuffle(buf: bytes, width: int) -> bytes:
-    n = len(buf) // width
-    out = bytearray(len(buf))
-    for i in range(width):
-        out[i::width] = buf[i * n : (i + 1) * n]
-    return bytes(out)
+def _unshuffle(buf: bytes, count: int, dtype: str) -> np.ndarray:
+    return np.frombuffer(buf, np.uint8).reshape(8, count).T.copy().view(dtype).reshape(count)
 
 
-def _scale_for(values: Sequence[float]) -> int | None:
-    """The smallest k such that every value is exactly n / 10**k for an integer n."""
-    for k in range(_MAX_SCALE + 1):
-        p = 10**k
-        ok = True
-        for v in values:
-            scaled = v * p
-            if not -_LIMIT < scaled < _LIMIT:
-                ok = False
-                break
-            n = round(scaled)
-            if n / p != v:
-                ok = False
-                break
-        if ok:
-            return k
+def _as_scaled_ints(a: np.ndarray) -> tuple[int, np.ndarray] | None:
+    """(k, ints) with every value exactly ints[i] / 10**k, or None when no small k works.
+
+    |ints| < 2**53 keeps int -> float conversion exact, so decoding's float division gives
+    back exactly the encoded float; the equality check proves it for every value.
+    """
+    if not np.all(np.isfinite(a)):
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(_MAX_SCALE + 1):
+            p = float(10**k)
+            scaled = np.rint(a * p)
+            if np.all(np.abs(scaled) < _LIMIT) and np.array_equal(scaled / p, a):
+                return k, scaled.astype(np.int64)
     return None
 
 
 def _encode_column(values: list[float]) -> list[Any]:
-    k = _scale_for(values)
-    if k is not None:
-        p = 10**k
-        raw = struct.pack(f"<{len(values)}q", *[round(v * p) for v in values])
-        return ["d", k, _shuffle(raw, 8)]
-    return ["f", _shuffle(struct.pack(f"<{len(values)}d", *values), 8)]
+    a = np.asarray(values, dtype=np.float64)
+    scaled = _as_scaled_ints(a)
+    if scaled is not None:
+        k, ints = scaled
+        return ["d", k, _shuffle(ints)]
+    return ["f", _shuffle(a)]
 
 
 def _decode_column(col: list[Any], count: int) -> list[float]:
     kind = col[0]
     if kind == "d":
-        k, raw = col[1], col[2]
-        ints = struct.unpack(f"<{count}q", _unshuffle(raw, 8))
-        if k == 0:
-            return list(map(float, ints))
-        p = 10**k
-        return [n / p for n in ints]
+        ints = _unshuffle(col[2], count, "<i8")
+        k = col[1]
+        vals = ints.astype(np.float64) if k == 0 else ints / float(10**k)
+        return vals.tolist()
     if kind == "f":
-        return list(struct.unpack(f"<{count}d", _unshuffle(col[1], 8)))
+        return _unshuffle(col[1], count, "<f8").tolist()
     raise BlockError(f"unknown column kind {kind!r}")
 
 
 def _null_mask(values: list[float | None]) -> bytes | None:
-    if all(v is not None for v in values):
+    if None not in values:
         return None
     mask = bytearray((len(values) + 7) // 8)
     for i, v in enumerate(values):
@@ -104,14 +100,17 @@ def _null_mask(values: list[float | None]) -> bytes | None:
 def encode_strikes(rows: Sequence[StrikeRow], extra: dict[str, Any] | None = None) -> bytes:
     count = len(rows)
     columns: dict[str, Any] = {}
-    raw_cols = {f: [getattr(r, f) for r in rows] for f in STRIKE_FIELDS}
+    transposed = zip(*map(msgspec.structs.astuple, rows), strict=True) if count else ()
+    raw_cols: dict[str, list[Any]] = {f: list(col) for f, col in zip(STRIKE_FIELDS, transposed)}
+    if not count:
+        raw_cols = {f: [] for f in STRIKE_FIELDS}
     net_rule = _net_identity(raw_cols) if count else None
     for name, values in raw_cols.items():
         if name == "net_gex" and net_rule is not None:
             columns[name] = ["n", net_rule]
             continue
         mask = _null_mask(values)
-        present = [v for v in values if v is not None]
+        present = values if mask is None else [v for v in values if v is not None]
         if not present:
             columns[name] = ["z"]  # all null
             continue
@@ -125,11 +124,12 @@ def encode_strikes(rows: Sequence[StrikeRow], extra: dict[str, Any] | None = Non
 
 def _net_identity(cols: dict[str, list[float | None]]) -> str | None:
     calls, puts, nets = cols["call_gex"], cols["put_gex"], cols["net_gex"]
-    if any(v is None for v in calls) or any(v is None for v in puts) or any(v is None for v in nets):
+    if None in calls or None in puts or None in nets:
         return None
-    if all(c + p == n for c, p, n in zip(calls, puts, nets, strict=True)):
+    c, p, n = (np.asarray(x, dtype=np.float64) for x in (calls, puts, nets))
+    if np.array_equal(c + p, n):
         return "sum"
-    if all(c - p == n for c, p, n in zip(calls, puts, nets, strict=True)):
+    if np.array_equal(c - p, n):
         return "diff"
     return None
 
@@ -171,16 +171,13 @@ def decode_columns(blob: bytes) -> Columns:
         if not has_mask:
             cols[name] = _decode_column(col, count)  # type: ignore[assignment]
             continue
-        mask = col[-1]
-        nulls = [bool(mask[i >> 3] & (1 << (i & 7))) for i in range(count)]
-        present = iter(_decode_column(col, count - sum(nulls)))
-        cols[name] = [None if isnull else next(present) for isnull in nulls]
+        nulls = np.unpackbits(np.frombuffer(col[-1], np.uint8), bitorder="little")[:count]
+        present = iter(_decode_column(col, count - int(nulls.sum())))
+        cols[name] = [None if isnull else next(present) for isnull in nulls.tolist()]
     if net_rule is not None:
-        calls, puts = cols["call_gex"], cols["put_gex"]
-        if net_rule == "sum":
-            cols["net_gex"] = [c + p for c, p in zip(calls, puts, strict=True)]  # type: ignore[operator]
-        else:
-            cols["net_gex"] = [c - p for c, p in zip(calls, puts, strict=True)]  # type: ignore[operator]
+        calls = np.asarray(cols["call_gex"], dtype=np.float64)
+        puts = np.asarray(cols["put_gex"], dtype=np.float64)
+        cols["net_gex"] = (calls + puts if net_rule == "sum" else calls - puts).tolist()
     return Columns(count, cols, payload.get("x") or {})
 
 
