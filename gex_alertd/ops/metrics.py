@@ -15,8 +15,8 @@ REQUEST_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY,
 )  # fmt: skip
 RATE_LIMIT_WAIT = Counter(
-    "gexalertd_rate_limit_wait_seconds", "Time spent waiting on the key's request budget or Retry-After",
-    registry=REGISTRY,
+    "gexalertd_rate_limit_wait_seconds",
+    "Time spent waiting on the key's request budget or Retry-After", registry=REGISTRY,
 )  # fmt: skip
 SNAPSHOTS = Counter(
     "gexalertd_snapshots_stored", "Snapshots committed to Redis", ["symbol"], registry=REGISTRY
@@ -33,12 +33,22 @@ ALERTS_SENT = Counter(
     registry=REGISTRY,
 )  # fmt: skip
 OUTBOX_PENDING = Gauge(
-    "gexalertd_outbox_pending", "Outbox entries not yet acknowledged", ["channel"], registry=REGISTRY
+    "gexalertd_outbox_pending",
+    "Outbox entries not yet acknowledged",
+    ["channel"],
+    registry=REGISTRY,
 )
 OUTBOX_LAG = Gauge(
     "gexalertd_outbox_lag_seconds", "Age of the oldest unacknowledged outbox entry", ["channel"],
     registry=REGISTRY,
 )  # fmt: skip
 DEAD_LETTERS = Counter(
-    "gexalertd_dead_letters", "Alerts moved to the dead-letter stream", ["channel"], registry=REGISTRY
+    "gexalertd_dead_letters",
+    "Alerts moved to the dead-letter stream",
+    ["channel"],
+    registry=REGISTRY,
 )
+CONFIG_RELOADS = Counter(
+    "gexalertd_config_reloads", "SIGHUP config reloads by outcome (applied, refused)", ["outcome"],
+    registry=REGISTRY,
+)  # fmt: skip

@@ -1,0 +1,85 @@
+"""The operations endpoint: `/healthz` for liveness probes and `/metrics` for Prometheus.
+
+Loopback by default (config `ops.listen`): it exposes internals and has no authentication.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gex_alertd.ops.metrics import REGISTRY
+from gex_alertd.redaction import redact
+
+log = structlog.get_logger(__name__)
+
+HealthFn = Callable[[], Awaitable[dict[str, Any]]]
+# a probe that cannot answer in this time counts as unhealthy (a wedged Redis call, for example)
+HEALTH_TIMEOUT_S = 5.0
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or `:port` (loopback); a clear error naming the value otherwise."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"ops.listen: expected host:port, got {listen!r}")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+class OpsServer:
+    def __init__(self, listen: str, health: HealthFn) -> None:
+        self.host, self._requested_port = parse_listen(listen)
+        self._health = health
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        # access_log=None: probes every few seconds would drown the journal
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self._requested_port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise OSError(
+                exc.errno,
+                f"ops endpoint cannot listen on {self.host}:{self._requested_port}: {exc.strerror}",
+            ) from None
+        self.port = self._runner.addresses[0][1]
+        log.info("ops endpoint listening", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        try:
+            body = await asyncio.wait_for(self._health(), timeout=HEALTH_TIMEOUT_S)
+        except TimeoutError:
+            body = {"ok": False, "error": f"health check timed out after {HEALTH_TIMEOUT_S}s"}
+        except Exception as exc:  # a probe must answer, whatever broke
+            body = {"ok": False, "error": redact(f"{type(exc).__name__}: {exc}")}
+        status = 200 if body.get("ok") else 503
+        return web.json_response(body, status=status, dumps=_dumps)
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        payload = generate_latest(REGISTRY)
+        return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _dumps(obj: Any) -> str:
+    import json
+
+    return redact(json.dumps(obj, default=str))

@@ -1,0 +1,109 @@
+"""structlog setup: JSON lines for journald, a readable console on a TTY, secrets scrubbed.
+
+Both structlog's own loggers and the standard library's (aiohttp, apscheduler, redis) end in the
+same tail of processors, so every line has the same shape and passes the same redaction. The
+redaction runs twice: on every value before rendering (JSON escaping could otherwise hide a
+secret from a text match) and on the rendered line (tracebacks, reprs, console formatting).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import IO, Any, Literal
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from gex_alertd.redaction import redact
+
+Format = Literal["auto", "json", "console"]
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR, "critical": logging.CRITICAL}  # fmt: skip
+# per-event noise at INFO from libraries (apscheduler logs every job run)
+_CHATTY = ("apscheduler", "aiohttp.access")
+# keys the renderer needs as objects (console renderer formats exc_info itself)
+_PASSTHROUGH = frozenset({"exc_info", "_record", "_from_structlog", "stack_info"})
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(v) for v in value]
+    # objects (exceptions, URLs, structs) are rendered through str so their text gets scrubbed
+    return redact(str(value))
+
+
+def redact_event(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Scrub every value of the event (recursively) before it is rendered."""
+    return {k: (v if k in _PASSTHROUGH else _scrub(v)) for k, v in event_dict.items()}
+
+
+def redact_rendered(_: WrappedLogger, __: str, rendered: Any) -> Any:
+    """Last step, after the renderer: the final text, tracebacks included."""
+    if isinstance(rendered, str):
+        return redact(rendered)
+    if isinstance(rendered, bytes):
+        return redact(rendered.decode("utf-8", "replace")).encode()
+    return rendered
+
+
+def _renderer(fmt: Format, stream: IO[str]) -> tuple[list[Processor], Processor]:
+    """(processors before rendering, renderer) for the chosen format."""
+    isatty = bool(getattr(stream, "isatty", lambda: False)())
+    if fmt == "console" or (fmt == "auto" and isatty):
+        return [], structlog.dev.ConsoleRenderer(colors=isatty)
+    # JSON: tracebacks become a string field, so journald keeps one entry per event
+    return [structlog.processors.format_exc_info], structlog.processors.JSONRenderer()
+
+
+class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler we installed so a second configure() replaces it instead of adding one."""
+
+
+def configure(fmt: Format = "auto", level: str = "info", stream: IO[str] | None = None) -> None:
+    out = sys.stdout if stream is None else stream
+    lvl = _LEVELS.get(level.lower())
+    if lvl is None:
+        raise ValueError(f"log level: expected one of {', '.join(_LEVELS)}, got {level!r}")
+    pre_render, renderer = _renderer(fmt, out)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    tail: list[Processor] = [*pre_render, redact_event, renderer, redact_rendered]
+
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            *tail,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        # False so a later configure() (tests, a reload changing the format) takes effect on
+        # module-level loggers that were already used
+        cache_logger_on_first_use=False,
+    )
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
+    )
+    handler = _OurHandler(out)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(lvl)
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(max(lvl, logging.WARNING))
+    logging.captureWarnings(True)
