@@ -7,6 +7,7 @@ Session lookups are cached per ET calendar day, so the per-poll cost is a dict l
 
 from __future__ import annotations
 
+import warnings
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -74,7 +75,12 @@ class MarketHours:
         """The polling window of an ET calendar day, or None when the exchange is closed."""
         if day in self._days:
             return self._days[day]
-        win = self._compute(day)
+        with warnings.catch_warnings():
+            # exchange_calendars uses pandas APIs that pandas now deprecates; the warning is the
+            # package maintainers' to act on, not the operator's (it would reach the journal)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            win = self._compute(day)
         self._days[day] = win
         return win
 

@@ -1,0 +1,125 @@
+"""structlog setup: JSON for journald, console on a TTY, per-task context, no secret anywhere."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from gex_alertd import redaction
+from gex_alertd.ops import logging as ops_logging
+
+SECRET = "sk-live-7f3a9c0e41d2b8"
+QUOTED_SECRET = 'pa"ss\\word-9911'  # JSON escaping would hide it from a text match on the line
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture(autouse=True)
+def _clean_context() -> Iterator[None]:
+    redaction.register(SECRET)
+    redaction.register(QUOTED_SECRET)
+    structlog.contextvars.clear_contextvars()
+    yield
+    structlog.contextvars.clear_contextvars()
+
+
+def lines(out: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(ln) for ln in out.getvalue().splitlines() if ln.strip()]
+
+
+def test_json_lines_when_not_a_tty() -> None:
+    out = io.StringIO()
+    ops_logging.configure("auto", "info", out)
+    structlog.get_logger("t").info("polled", symbol="SPY", n=3)
+    (rec,) = lines(out)
+    assert rec["event"] == "polled" and rec["symbol"] == "SPY" and rec["n"] == 3
+    assert rec["level"] == "info" and "timestamp" in rec
+
+
+def test_console_on_a_tty() -> None:
+    out = Tty()
+    ops_logging.configure("auto", "info", out)
+    structlog.get_logger("t").warning("polled", symbol="QQQ")
+    text = out.getvalue()
+    assert "polled" in text and "QQQ" in text
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text.splitlines()[0])
+
+
+def test_level_filters() -> None:
+    out = io.StringIO()
+    ops_logging.configure("json", "warning", out)
+    structlog.get_logger("t").info("quiet")
+    logging.getLogger("redis.test").info("quiet too")
+    structlog.get_logger("t").warning("loud")
+    assert [r["event"] for r in lines(out)] == ["loud"]
+    with pytest.raises(ValueError, match="log level"):
+        ops_logging.configure("json", "verbose", out)
+
+
+async def test_context_bound_per_task() -> None:
+    out = io.StringIO()
+    ops_logging.configure("json", "info", out)
+    log = structlog.get_logger("t")
+
+    async def poll(symbol: str, gate: asyncio.Event) -> None:
+        structlog.contextvars.bind_contextvars(symbol=symbol)
+        await gate.wait()  # both tasks are bound before either logs
+        log.info("polled")
+
+    gate = asyncio.Event()
+    tasks = [asyncio.create_task(poll(s, gate)) for s in ("SPY", "QQQ")]
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert sorted(str(r["symbol"]) for r in lines(out)) == ["QQQ", "SPY"]
+
+
+def test_stdlib_logging_goes_through_the_same_pipeline() -> None:
+    out = io.StringIO()
+    ops_logging.configure("json", "info", out)
+    structlog.contextvars.bind_contextvars(channel="desk")
+    logging.getLogger("aiohttp.client").warning("retrying %s", "upstream")
+    (rec,) = lines(out)
+    assert rec["event"] == "retrying upstream"
+    assert rec["logger"] == "aiohttp.client" and rec["level"] == "warning"
+    assert rec["channel"] == "desk"
+
+
+def test_reconfigure_replaces_the_handler() -> None:
+    first, second = io.StringIO(), io.StringIO()
+    ops_logging.configure("json", "info", first)
+    ops_logging.configure("json", "info", second)
+    logging.getLogger("x").warning("once")
+    assert first.getvalue() == "" and len(lines(second)) == 1
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_no_secret_in_any_rendered_line(fmt: ops_logging.Format) -> None:
+    out = io.StringIO()
+    ops_logging.configure(fmt, "debug", out)
+    log = structlog.get_logger("t")
+    log.info(f"event text {SECRET}", url=f"https://hooks.example/{SECRET}", nested={"k": [SECRET]})
+    log.info("quoted", password=QUOTED_SECRET)
+    log.info("object", err=ValueError(f"bad key {SECRET}"))
+    try:
+        raise RuntimeError(f"upstream refused key {SECRET}")
+    except RuntimeError:
+        log.exception("poll failed")
+        logging.getLogger("aiohttp.client").exception("lib failed with %s", SECRET)
+    logging.getLogger("redis").error("auth %s", f"redis://user:{QUOTED_SECRET}@host:6379")
+    text = out.getvalue()
+    assert "upstream refused key ***" in text  # the traceback is there, scrubbed
+    assert SECRET not in text
+    assert QUOTED_SECRET not in text
+    assert json.dumps(QUOTED_SECRET)[1:-1] not in text
+    assert "pa" + '\\"' + "ss" not in text
