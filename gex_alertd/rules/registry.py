@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from typing import Any, Union
 
-from gex_alertd.rules.base import RuleBase
-from gex_alertd.rules.flip_cross import FlipCross
+from gex_alertd.rules import flip_cross, net_gex_sign, oi_change, threshold
+from gex_alertd.rules.base import RuleBase, RuleType
 
-RULE_TYPES: tuple[type[RuleBase], ...] = (FlipCross,)
+_TYPES: tuple[RuleType[Any, Any], ...] = (
+    flip_cross.RULE,
+    net_gex_sign.RULE,
+    oi_change.RULE,
+    threshold.RULE,
+)
+
+RULE_TYPES: tuple[type[RuleBase], ...] = tuple(t.config for t in _TYPES)
+BY_CONFIG: dict[type[RuleBase], RuleType[Any, Any]] = {t.config: t for t in _TYPES}
+BY_NAME: dict[str, RuleType[Any, Any]] = {t.name: t for t in _TYPES}
+
+
+def rule_type(rule: RuleBase) -> RuleType[Any, Any]:
+    return BY_CONFIG[type(rule)]
 
 
 def rule_config_union() -> Any:

@@ -1,0 +1,196 @@
+"""The atomic commit: snapshot XADD + rule state + outbox alerts in one Lua script.
+
+Flow for one snapshot of (symbol, expiry):
+  1. read the rule state hash (`gex:{SYM}:state`, with its version `_v` and the as_of of the
+     last committed snapshot `_last`);
+  2. a snapshot not newer than `_last` is a repeat: nothing to do;
+  3. evaluate the rules (pure, `rules.engine`) against that state and the previous snapshot;
+  4. run `commit.lua`, which re-checks the stream top and the version and then writes
+     everything or nothing. A version conflict means another daemon committed in between:
+     re-read and re-evaluate (bounded).
+Crash points: before the script, nothing was written and the next poll redoes the work;
+the script itself is atomic (and one AOF record); after it, the state already says the
+alert fired, so a restart never fires it again, and the alert is in the outbox, so it is
+never lost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+
+from gex_alertd import store
+from gex_alertd.config import RedisConfig
+from gex_alertd.model import AlertEvent, FlowGex, outbox_fields
+from gex_alertd.ops import metrics
+from gex_alertd.rules.base import RuleBase
+from gex_alertd.rules.engine import Emitted, Engine, Outcome, RuleSlot
+
+log = structlog.get_logger()
+
+LUA = resources.files("gex_alertd").joinpath("commit.lua").read_text()
+DEDUP_TTL_MS = 7 * 86_400 * 1000  # an alert id is never enqueued twice within a week
+VERSION_FIELD, LAST_FIELD = b"_v", b"_last"
+RULE_PREFIX = "r:"
+
+
+class CommitConflict(RuntimeError):
+    """The state kept changing under us (several writers, or a bug): nothing was written."""
+
+
+class CommitResult(msgspec.Struct, frozen=True):
+    stored: bool
+    alerts: list[AlertEvent]
+    suppressed: int = 0
+
+
+def cooldown_key(symbol: str, rule: str, expiry: str | None) -> str:
+    base = f"gex:{{{symbol.upper()}}}:cooldown:{rule}"
+    return f"{base}:{expiry}" if expiry else base
+
+
+def dedup_key(symbol: str, alert_id: str) -> str:
+    return f"gex:{{{symbol.upper()}}}:alert:{alert_id}"
+
+
+class StoredState(msgspec.Struct):
+    version: str  # '' when the hash does not exist yet
+    last_ms: int | None
+    slots: dict[str, RuleSlot]
+
+
+def decode_state(engine: Engine, raw: dict[bytes, bytes]) -> StoredState:
+    slots: dict[str, RuleSlot] = {}
+    for k, v in raw.items():
+        name = k.decode()
+        if name.startswith(RULE_PREFIX):
+            slot = engine.decode_slot(name[len(RULE_PREFIX) :], v)
+            if slot is not None:
+                slots[name[len(RULE_PREFIX) :]] = slot
+    last = raw.get(LAST_FIELD)
+    return StoredState(raw.get(VERSION_FIELD, b"").decode(), int(last) if last else None, slots)
+
+
+def build_args(
+    engine: Engine,
+    snap: FlowGex,
+    expiry: str | None,
+    version: str,
+    outcome: Outcome,
+    redis_cfg: RedisConfig,
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV for commit.lua (layout documented at the top of the script)."""
+    ms = snap.as_of_ms
+    keys = [
+        store.snap_key(snap.symbol, expiry),
+        store.state_key(snap.symbol, expiry),
+        store.ALERTS_KEY,
+    ]
+    args: list[Any] = [version, ms]
+    trim = store.trim_args(redis_cfg, ms)
+    args += [len(trim), *trim]
+    fields = store.encode_fields(snap)
+    args.append(len(fields))
+    for k, v in fields.items():
+        args += [k, v]
+    args.append(len(outcome.slots))
+    for name, slot in outcome.slots.items():
+        args += [RULE_PREFIX + name, engine.encode_slot(slot)]
+    args.append(len(outcome.emitted))
+    for em in outcome.emitted:
+        keys += [
+            dedup_key(snap.symbol, em.event.id),
+            cooldown_key(snap.symbol, em.event.rule, expiry),
+        ]
+        out = outbox_fields(em.event, em.channels)  # "id" first: the script reads its value
+        args += [DEDUP_TTL_MS, em.cooldown_ms, len(out)]
+        for k, v in out.items():
+            args += [k, v]
+    return keys, args
+
+
+class Committer:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        rules: Sequence[RuleBase],
+        redis_cfg: RedisConfig,
+        *,
+        max_attempts: int = 5,
+    ):
+        self.redis = redis
+        self.engine = Engine(list(rules))
+        self.redis_cfg = redis_cfg
+        self.max_attempts = max_attempts
+        self._script = redis.register_script(LUA)
+        # the last snapshot this process committed per (symbol, expiry): oi_change basis poll
+        # compares against it; valid only while it is still the stream top (`_last`)
+        self._prev: dict[tuple[str, str | None], FlowGex] = {}
+
+    async def _previous(
+        self, snap: FlowGex, expiry: str | None, last_ms: int | None
+    ) -> FlowGex | None:
+        if last_ms is None or not self.engine.needs_prev(snap.symbol):
+            return None
+        cached = self._prev.get((snap.symbol, expiry))
+        if cached is not None and cached.as_of_ms == last_ms:
+            return cached
+        return await store.latest(self.redis, snap.symbol, expiry)
+
+    async def commit(self, snap: FlowGex, expiry: str | None) -> CommitResult:
+        started = time.perf_counter()
+        bound = log.bind(symbol=snap.symbol, expiry=expiry)
+        skey = store.state_key(snap.symbol, expiry)
+        for attempt in range(1, self.max_attempts + 1):
+            state = decode_state(self.engine, await self.redis.hgetall(skey))
+            if state.last_ms is not None and snap.as_of_ms <= state.last_ms:
+                return CommitResult(False, [])
+            prev = await self._previous(snap, expiry, state.last_ms)
+            outcome = self.engine.evaluate(state.slots, snap, prev, expiry)
+            keys, args = build_args(
+                self.engine, snap, expiry, state.version, outcome, self.redis_cfg
+            )
+            reply = await self._script(keys=keys, args=args)
+            status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+            if status == "repeat":
+                return CommitResult(False, [])
+            if status == "conflict":
+                bound.info("commit_conflict", attempt=attempt)
+                continue
+            self._remember(snap, expiry)
+            metrics.SNAPSHOTS.labels(snap.symbol).inc()
+            metrics.COMMIT_LATENCY.observe(time.perf_counter() - started)
+            events = [em.event for em in outcome.emitted]
+            for em in outcome.emitted:
+                metrics.ALERTS_FIRED.labels(em.event.rule).inc()
+                bound.info(
+                    "alert_fired",
+                    rule=em.event.rule,
+                    alert_id=em.event.id,
+                    summary=em.event.summary,
+                )
+            for sup in outcome.suppressed:
+                bound.info(
+                    "alert_suppressed",
+                    rule=sup.event.rule,
+                    alert_id=sup.event.id,
+                    reason=sup.reason,
+                )
+            return CommitResult(True, events, len(outcome.suppressed))
+        raise CommitConflict(
+            f"{snap.symbol}: rule state changed under {self.max_attempts} commit attempts in a row"
+        )
+
+    def _remember(self, snap: FlowGex, expiry: str | None) -> None:
+        if self.engine.needs_prev(snap.symbol):
+            self._prev[(snap.symbol, expiry)] = snap
+
+
+def emitted_events(emitted: list[Emitted]) -> list[AlertEvent]:
+    return [e.event for e in emitted]

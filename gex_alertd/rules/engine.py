@@ -1,0 +1,155 @@
+"""Runs every applicable rule on one snapshot: the code shared by the live commit and replay.
+
+Pure: no I/O, no clock. Everything in an AlertEvent derives from the rule, the snapshot and the
+stored rule state, so replaying a history gives byte-identical events to the live path:
+  - `id` hashes (rule, symbol, expiry, as_of ms[, strikes]);
+  - `fired_at` is the snapshot's `as_of` (the moment the data implied the alert; a live
+    wall-clock time would make replay differ from live);
+  - cooldown and active_hours are judged on `as_of`, not on the wall clock.
+An alert suppressed by cooldown or active_hours still advances the rule's state: the change
+has been seen, and it must not fire later (outside the window) as if it were new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+
+from gex_alertd.model import AlertEvent, FlowGex, iso_utc
+from gex_alertd.rules.base import Fired, RuleBase, RuleType
+from gex_alertd.rules.registry import rule_type
+
+
+class RuleSlot(msgspec.Struct, array_like=True):
+    """One rule's stored state for one (symbol, expiry)."""
+
+    type: str
+    last_fired_ms: int | None
+    state: Any
+
+
+class Emitted(msgspec.Struct, frozen=True):
+    event: AlertEvent
+    channels: list[str]
+    cooldown_ms: int
+
+
+class Suppressed(msgspec.Struct, frozen=True):
+    event: AlertEvent
+    reason: str  # "cooldown" | "active_hours"
+
+
+class Outcome(msgspec.Struct):
+    slots: dict[str, RuleSlot]  # the new state of every rule that ran
+    emitted: list[Emitted]
+    suppressed: list[Suppressed]
+
+
+def alert_id(
+    rule: str, symbol: str, expiry: str | None, as_of_ms: int, strikes: tuple[float, ...]
+) -> str:
+    key = f"{rule}\x1f{symbol}\x1f{expiry or ''}\x1f{as_of_ms}"
+    if strikes:
+        key += "\x1f" + ",".join(f"{s!r}" for s in strikes)
+    return "al_" + hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+class Engine:
+    def __init__(self, rules: list[RuleBase]):
+        self.rules = list(rules)
+        self._types: dict[str, RuleType[Any, Any]] = {r.name: rule_type(r) for r in self.rules}
+        self._decoders = {
+            t.name: msgspec.msgpack.Decoder(tuple[str, int | None, t.state])  # type: ignore[name-defined]
+            for t in self._types.values()
+        }
+        self._by_symbol: dict[str, list[RuleBase]] = {}
+
+    def applicable(self, symbol: str) -> list[RuleBase]:
+        found = self._by_symbol.get(symbol)
+        if found is None:
+            found = self._by_symbol[symbol] = [r for r in self.rules if r.applies_to(symbol)]
+        return found
+
+    def needs_prev(self, symbol: str) -> bool:
+        return any(self._types[r.name].needs_prev(r) for r in self.applicable(symbol))
+
+    # --- state (de)serialisation: one hash field per rule name ---------------------------
+
+    def encode_slot(self, slot: RuleSlot) -> bytes:
+        return _encoder.encode(slot)
+
+    def decode_slot(self, rule: str, raw: bytes) -> RuleSlot | None:
+        """None when the stored state is unusable (rule type changed, older layout): the rule
+        then starts over as if it had never seen the symbol, which never fires."""
+        t = self._types.get(rule)
+        if t is None:
+            return None
+        try:
+            type_, last, state = self._decoders[t.name].decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        if type_ != t.name:
+            return None
+        return RuleSlot(type_, last, state)
+
+    # --- evaluation ----------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        slots: dict[str, RuleSlot],
+        snap: FlowGex,
+        prev: FlowGex | None,
+        expiry: str | None,
+    ) -> Outcome:
+        expiry = expiry if expiry is not None else snap.expiry
+        as_of_ms = snap.as_of_ms
+        out = Outcome({}, [], [])
+        for rule in self.applicable(snap.symbol):
+            t = self._types[rule.name]
+            slot = slots.get(rule.name)
+            state, fired = t.evaluate(rule, slot.state if slot else None, snap, prev)
+            last = slot.last_fired_ms if slot else None
+            if slot is None:
+                fired = []  # the first snapshot a rule sees never fires
+            for f in fired:
+                event = self._event(rule, t, f, snap, expiry, as_of_ms)
+                reason = self._suppressed(rule, snap, as_of_ms, last)
+                if reason:
+                    out.suppressed.append(Suppressed(event, reason))
+                    continue
+                last = as_of_ms
+                out.emitted.append(Emitted(event, list(rule.channels), int(rule.cooldown * 1000)))
+            out.slots[rule.name] = RuleSlot(t.name, last, state)
+        return out
+
+    @staticmethod
+    def _suppressed(rule: RuleBase, snap: FlowGex, as_of_ms: int, last: int | None) -> str | None:
+        if rule.active_hours is not None and not rule.active_hours.contains(snap.as_of):
+            return "active_hours"
+        # the boundary itself is out of cooldown: `10m` means the next alert may come at +10m
+        if last is not None and rule.cooldown > 0 and as_of_ms - last < rule.cooldown * 1000:
+            return "cooldown"
+        return None
+
+    @staticmethod
+    def _event(
+        rule: RuleBase, t: RuleType[Any, Any], f: Fired, snap: FlowGex, expiry: str | None, ms: int
+    ) -> AlertEvent:
+        as_of = iso_utc(snap.as_of)
+        return AlertEvent(
+            id=alert_id(rule.name, snap.symbol, expiry, ms, f.strikes),
+            rule=rule.name,
+            type=t.name,
+            symbol=snap.symbol,
+            expiry=expiry,
+            severity=rule.severity,
+            as_of=as_of,
+            fired_at=as_of,
+            summary=f.summary,
+            details=f.details,
+        )

@@ -1,0 +1,180 @@
+"""oi_change: open interest at a strike jumps; one alert per snapshot listing the strikes.
+
+basis `poll`: effective OI against the previous stored snapshot at the same strike. A strike
+present on only one side is not compared: the served strike set moves with spot, so a strike
+entering or leaving it says nothing about open interest.
+basis `day`: the served day-over-day `*_oi_change` (nullable); a strike fires once per
+exchange day, when it first crosses the threshold. Strikes already past the threshold in the
+first snapshot the rule sees are the baseline, not news.
+With both `min_contracts` and `min_pct`, both must hold.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from gex_alertd.model import FlowGex, StrikeRow, iso_utc
+from gex_alertd.rules.base import Fired, RuleBase, RuleType
+
+_EXCHANGE_TZ = ZoneInfo("America/New_York")
+
+
+class OiChange(RuleBase, tag="oi_change", kw_only=True):
+    side: Literal["call", "put", "both"] = "both"
+    basis: Literal["poll", "day"] = "poll"
+    min_contracts: float | None = None
+    min_pct: float | None = None
+    within_pct: float | None = None
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = super().problems()
+        if self.min_contracts is None and self.min_pct is None:
+            out.append(
+                ("min_contracts", "set min_contracts and/or min_pct (a threshold is required)")
+            )
+        if self.min_contracts is not None and self.min_contracts <= 0:
+            out.append(("min_contracts", f"must be > 0 contracts, got {self.min_contracts}"))
+        if self.min_pct is not None and self.min_pct <= 0:
+            out.append(("min_pct", f"must be > 0 (percent), got {self.min_pct}"))
+        if self.within_pct is not None and not 0 < self.within_pct:
+            out.append(("within_pct", f"must be > 0 (percent of spot), got {self.within_pct}"))
+        return out
+
+
+class OiState(msgspec.Struct, array_like=True):
+    day: str | None = None  # basis day: the exchange day `fired` belongs to
+    fired: list[str] = []  # basis day: "c|p:strike" keys that fired (or were the baseline)
+
+
+def _sides(rule: OiChange) -> tuple[tuple[str, str, str], ...]:
+    call = ("call", "call_oi", "call_oi_change")
+    put = ("put", "put_oi", "put_oi_change")
+    return {"call": (call,), "put": (put,), "both": (call, put)}[rule.side]
+
+
+def _passes(rule: OiChange, change: float, before: float) -> tuple[bool, float]:
+    pct = 100.0 * abs(change) / before if before > 0 else (math.inf if change else 0.0)
+    if change == 0:
+        return False, pct
+    if rule.min_contracts is not None and abs(change) < rule.min_contracts:
+        return False, pct
+    if rule.min_pct is not None and pct < rule.min_pct:
+        return False, pct
+    return True, pct
+
+
+def _window(rule: OiChange, spot: float) -> tuple[float, float]:
+    if rule.within_pct is None:
+        return -math.inf, math.inf
+    half = spot * rule.within_pct / 100.0
+    return spot - half, spot + half
+
+
+def _entry(strike: float, side: str, before: float, after: float, pct: float) -> dict[str, object]:
+    return {
+        "strike": strike,
+        "side": side,
+        "before": before,
+        "after": after,
+        "change": after - before,
+        "change_pct": None if math.isinf(pct) else round(pct, 4),
+    }
+
+
+def _poll(rule: OiChange, snap: FlowGex, prev: FlowGex) -> list[dict[str, object]]:
+    lo, hi = _window(rule, snap.underlying_price)
+    before_rows: dict[float, StrikeRow] = {
+        r.strike: r for r in prev.strikes if lo <= r.strike <= hi
+    }
+    hits: list[dict[str, object]] = []
+    sides = _sides(rule)
+    for row in snap.strikes:
+        old = before_rows.get(row.strike)
+        if old is None:
+            continue
+        for side, oi_field, _ in sides:
+            after, before = getattr(row, oi_field), getattr(old, oi_field)
+            if after is None or before is None or after == before:
+                continue
+            ok, pct = _passes(rule, after - before, before)
+            if ok:
+                hits.append(_entry(row.strike, side, before, after, pct))
+    return hits
+
+
+def exchange_day(snap: FlowGex) -> str:
+    return snap.as_of.astimezone(_EXCHANGE_TZ).date().isoformat()
+
+
+def _day(
+    rule: OiChange, old: OiState, snap: FlowGex, first: bool
+) -> tuple[OiState, list[dict[str, object]]]:
+    day = exchange_day(snap)
+    seen = set(old.fired) if old.day == day else set()
+    lo, hi = _window(rule, snap.underlying_price)
+    hits: list[dict[str, object]] = []
+    added: list[str] = []
+    sides = _sides(rule)
+    for row in snap.strikes:
+        if not lo <= row.strike <= hi:
+            continue
+        for side, oi_field, change_field in sides:
+            change, after = getattr(row, change_field), getattr(row, oi_field)
+            if change is None or after is None:
+                continue
+            key = f"{side[0]}:{row.strike!r}"
+            if key in seen:
+                continue
+            before = after - change  # the prior settled OI the change is measured against
+            ok, pct = _passes(rule, change, before)
+            if ok:
+                added.append(key)
+                seen.add(key)
+                hits.append(_entry(row.strike, side, before, after, pct))
+    if not added and old.day == day:
+        return old, hits
+    fired = [*old.fired, *added] if old.day == day else added
+    return OiState(day, fired), ([] if first else hits)
+
+
+def evaluate(
+    rule: OiChange, state: OiState | None, snap: FlowGex, prev: FlowGex | None
+) -> tuple[OiState, list[Fired]]:
+    if rule.basis == "day":
+        new, hits = _day(rule, state if state is not None else OiState(), snap, state is None)
+    else:
+        new = state if state is not None else OiState()
+        hits = _poll(rule, snap, prev) if (prev is not None and state is not None) else []
+    if not hits:
+        return new, []
+    hits.sort(key=lambda h: (h["strike"], h["side"]))  # type: ignore[arg-type,return-value]
+    strikes = tuple(sorted({float(h["strike"]) for h in hits}))  # type: ignore[arg-type]
+    top = max(hits, key=lambda h: abs(h["change"]))  # type: ignore[arg-type]
+    what = "strike" if len(strikes) == 1 else "strikes"
+    summary = (
+        f"{snap.symbol} OI change ({rule.basis}) at {len(strikes)} {what}; largest "
+        f"{top['side']} {top['strike']:g}: {top['before']:g} -> {top['after']:g} "
+        f"({top['change']:+g} contracts)"
+    )
+    details = {
+        "basis": rule.basis,
+        "side": rule.side,
+        "spot": snap.underlying_price,
+        "previous_as_of": iso_utc(prev.as_of)
+        if (prev is not None and rule.basis == "poll")
+        else None,
+        "exchange_day": new.day,
+        "strikes": hits,
+    }
+    return new, [Fired(summary, details, strikes)]
+
+
+def needs_prev(rule: OiChange) -> bool:
+    return rule.basis == "poll"
+
+
+RULE = RuleType(OiChange, OiState, evaluate, needs_prev)

@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gex_alertd.rules.base import ActiveHours
+from gex_alertd.rules.engine import Engine, RuleSlot, alert_id
+from tests.rules.factory import T0, snap
+from tests.rules.helpers import fired_at, make_rule, rule_problems, run
+
+
+def flips(times: list[datetime]) -> list:
+    """Alternate spot around the flip at each time: every snapshot after the first crosses."""
+    return [snap(at=t, spot=101.0 if i % 2 else 99.0, flip=100.0) for i, t in enumerate(times)]
+
+
+def at_seconds(*secs: float) -> list[datetime]:
+    return [T0 + timedelta(seconds=s) for s in secs]
+
+
+@pytest.mark.parametrize(
+    ("secs", "want"),
+    [
+        ((0, 10, 20, 30), [1, 2, 3]),  # cooldown 0: every cross fires
+    ],
+)
+def test_no_cooldown(secs: tuple, want: list) -> None:
+    assert fired_at(make_rule(type="flip_cross"), flips(at_seconds(*secs))) == want
+
+
+@pytest.mark.parametrize(
+    ("secs", "want"),
+    [
+        ((0, 10, 609, 610), [1, 3]),  # 599 s after the alert: suppressed; 600 s: the boundary fires
+        ((0, 10, 20, 611), [1, 3]),
+        ((0, 10, 300, 609, 615), [1, 4]),  # suppressed alerts do not extend the cooldown
+    ],
+)
+def test_cooldown_boundaries(secs: tuple, want: list) -> None:
+    rule = make_rule(type="flip_cross", cooldown="10m")
+    assert fired_at(rule, flips(at_seconds(*secs))) == want
+
+
+def test_cooldown_is_per_symbol() -> None:
+    rule = make_rule(type="flip_cross", cooldown="1h")
+    snaps = []
+    for i in range(4):
+        for sym in ("SPY", "QQQ"):
+            snaps.append(snap(symbol=sym, at=i, spot=101.0 if i % 2 else 99.0, flip=100.0))
+    engine = Engine([rule])
+    slots: dict[str, dict[str, RuleSlot]] = {"SPY": {}, "QQQ": {}}
+    got = []
+    for s in snaps:
+        outcome = engine.evaluate(slots[s.symbol], s, None, None)
+        slots[s.symbol] = outcome.slots
+        got += [(s.symbol, e.event.as_of) for e in outcome.emitted]
+    assert sorted(got) == [("QQQ", "2026-05-11T14:00:15.000Z"), ("SPY", "2026-05-11T14:00:15.000Z")]
+
+
+def test_suppressed_change_does_not_fire_later() -> None:
+    # a cross inside the cooldown is consumed: staying on the new side never fires afterwards
+    rule = make_rule(type="flip_cross", cooldown="10m")
+    t = at_seconds(0, 10, 20, 700, 800)
+    snaps = [snap(at=t[0], spot=99), snap(at=t[1], spot=101), snap(at=t[2], spot=99)]
+    snaps += [snap(at=t[3], spot=99), snap(at=t[4], spot=99)]
+    snaps = [snap(at=s.as_of, spot=s.underlying_price, flip=100.0) for s in snaps]
+    assert fired_at(rule, snaps) == [1]
+
+
+NY = "America/New_York"
+
+
+@pytest.mark.parametrize(
+    ("hours", "local", "inside"),
+    [
+        ({"start": "09:30", "end": "16:00"}, "2026-05-11 09:30", True),  # Monday, start inclusive
+        ({"start": "09:30", "end": "16:00"}, "2026-05-11 16:00", False),  # end exclusive
+        ({"start": "09:30", "end": "16:00"}, "2026-05-11 09:29", False),
+        ({"start": "09:30", "end": "16:00"}, "2026-05-16 10:00", False),  # Saturday
+        ({"start": "22:00", "end": "02:00", "days": ["mon"]}, "2026-05-11 23:00", True),
+        (
+            {"start": "22:00", "end": "02:00", "days": ["mon"]},
+            "2026-05-12 01:59",
+            True,
+        ),  # Tue morning = Mon's window
+        ({"start": "22:00", "end": "02:00", "days": ["mon"]}, "2026-05-12 02:00", False),
+        (
+            {"start": "22:00", "end": "02:00", "days": ["mon"]},
+            "2026-05-11 01:00",
+            False,
+        ),  # Sun's window
+        ({"start": "22:00", "end": "02:00", "days": ["mon"]}, "2026-05-11 12:00", False),
+        (
+            {"start": "00:00", "end": "00:00", "days": ["sun"]},
+            "2026-05-17 12:00",
+            True,
+        ),  # whole day
+        ({"start": "00:00", "end": "00:00", "days": ["sun"]}, "2026-05-18 00:00", False),
+    ],
+)
+def test_active_hours_contains(hours: dict, local: str, inside: bool) -> None:
+    from zoneinfo import ZoneInfo
+
+    ah = ActiveHours(tz=NY, **hours)
+    ts = datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(NY)).astimezone(UTC)
+    assert ah.contains(ts) is inside
+
+
+def test_active_hours_suppresses_but_consumes() -> None:
+    rule = make_rule(type="flip_cross", active_hours={"start": "09:30", "end": "16:00"})
+    # 13:00 UTC = 09:00 New York (outside), 14:00 = 10:00 (inside)
+    t = [datetime(2026, 5, 11, 13, 0, tzinfo=UTC), datetime(2026, 5, 11, 13, 1, tzinfo=UTC)]
+    t += [datetime(2026, 5, 11, 14, 0, tzinfo=UTC), datetime(2026, 5, 11, 14, 1, tzinfo=UTC)]
+    snaps = [snap(at=t[0], spot=99, flip=100), snap(at=t[1], spot=101, flip=100)]
+    snaps += [snap(at=t[2], spot=101, flip=100), snap(at=t[3], spot=99, flip=100)]
+    assert fired_at(rule, snaps) == [3]
+
+
+@pytest.mark.parametrize(
+    ("hours", "fragment"),
+    [
+        ({"start": "9:75"}, "rule.active_hours.start: expected HH:MM"),
+        ({"end": "24:00"}, "rule.active_hours.end: expected HH:MM"),
+        ({"tz": "Mars/Olympus"}, "rule.active_hours.tz: unknown time zone"),
+        ({"days": []}, "rule.active_hours.days: at least one day"),
+        ({"days": ["monday"]}, "rule.active_hours.days[0]: expected one of mon"),
+    ],
+)
+def test_active_hours_problems(hours: dict, fragment: str) -> None:
+    problems = rule_problems(type="flip_cross", active_hours=hours)
+    assert any(fragment in p for p in problems), problems
+
+
+def test_symbols_filter() -> None:
+    rule = make_rule(type="flip_cross", symbols=["qqq"])
+    assert fired_at(rule, flips(at_seconds(0, 10))) == []
+    assert Engine([rule]).applicable("QQQ") == [rule]
+
+
+def test_alert_ids_are_deterministic_and_distinct() -> None:
+    a = alert_id("r", "SPY", None, 1, ())
+    assert a == alert_id("r", "SPY", None, 1, ()) and a.startswith("al_")
+    others = {
+        alert_id("r2", "SPY", None, 1, ()),
+        alert_id("r", "QQQ", None, 1, ()),
+        alert_id("r", "SPY", "2026-05-15", 1, ()),
+        alert_id("r", "SPY", None, 2, ()),
+        alert_id("r", "SPY", None, 1, (500.0,)),
+    }
+    assert a not in others and len(others) == 5
+
+
+def test_event_carries_routing_and_expiry() -> None:
+    rule = make_rule(type="flip_cross", channels=["desk", "ops"], cooldown="5m")
+    engine = Engine([rule])
+    s0 = snap(at=0, spot=99, flip=100, expiry="2026-05-15")
+    s1 = snap(at=1, spot=101, flip=100, expiry="2026-05-15")
+    first = engine.evaluate({}, s0, None, "2026-05-15")
+    assert first.emitted == []
+    second = engine.evaluate(first.slots, s1, s0, "2026-05-15")
+    [em] = second.emitted
+    assert em.channels == ["desk", "ops"] and em.cooldown_ms == 300_000
+    assert em.event.expiry == "2026-05-15"
+    assert em.event.id == alert_id(rule.name, "SPY", "2026-05-15", s1.as_of_ms, ())
+
+
+def test_state_of_another_type_starts_over() -> None:
+    flip = make_rule(type="flip_cross", name="x")
+    sign = make_rule(type="net_gex_sign", name="x")
+    slot = Engine([flip]).evaluate({}, snap(at=0), None, None).slots["x"]
+    raw = Engine([flip]).encode_slot(slot)
+    assert Engine([sign]).decode_slot("x", raw) is None
+    assert Engine([sign]).decode_slot("x", b"\xc1garbage") is None
+    assert Engine([flip]).decode_slot("x", raw) == slot
+
+
+def test_run_helper_replays_like_live() -> None:
+    rule = make_rule(type="flip_cross")
+    assert len(run(rule, flips(at_seconds(0, 10, 20)))) == 2
