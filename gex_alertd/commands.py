@@ -1,16 +1,211 @@
+"""`run`, `check` and `tail`: the commands that drive the daemon itself."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
 import click
 
+from gex_alertd import config as config_mod
+from gex_alertd import redaction
+from gex_alertd.config import Config, ConfigError
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("/etc/gex-alertd/config.yaml"),
+    show_default=True,
+    envvar="GEX_ALERTD_CONFIG",
+    help="YAML config file.",
+)
+
+
+def config_failed(exc: ConfigError) -> NoReturn:
+    click.echo(f"error: invalid config {exc.source}:", err=True)
+    for problem in exc.problems:
+        click.echo(f"  {problem}", err=True)
+    sys.exit(2)
+
+
+def load_or_exit(path: Path) -> Config:
+    try:
+        return config_mod.load(path)
+    except ConfigError as exc:
+        config_failed(exc)
+
+
+def _run_loop(coro: Any, use_uvloop: bool | None) -> Any:
+    if use_uvloop is not False:
+        try:
+            import uvloop
+
+            return uvloop.run(coro)
+        except ImportError:
+            if use_uvloop:
+                raise click.ClickException("uvloop is not installed (pip install gex-alertd[fast])") from None
+    return asyncio.run(coro)
+
 
 @click.command()
-def run() -> None:
-    """Run the daemon in the foreground."""
+@CONFIG_OPTION
+@click.option("--uvloop/--no-uvloop", default=None, help="Use uvloop when installed (default: auto).")
+def run(config_path: Path, uvloop: bool | None) -> None:
+    """Run the daemon in the foreground until SIGTERM or Ctrl-C."""
+    cfg = load_or_exit(config_path)
+    from gex_alertd.ops.logging import configure
+
+    configure(cfg.ops.log_format, cfg.ops.log_level)
+    from gex_alertd.app import run_daemon
+
+    try:
+        _run_loop(run_daemon(cfg), uvloop)
+    except ConnectionError as exc:
+        click.echo(f"error: {redaction.redact(str(exc))}", err=True)
+        sys.exit(1)
 
 
 @click.command()
-def check() -> None:
-    """Validate the config."""
+@CONFIG_OPTION
+@click.option("--probe", is_flag=True, help="Also open a connection to every channel's endpoint.")
+@click.option("--offline", is_flag=True, help="Only validate the file: no Redis, no upstream.")
+def check(config_path: Path, probe: bool, offline: bool) -> None:
+    """Validate the config, then check Redis, the upstream key and (with --probe) the channels."""
+    cfg = load_or_exit(config_path)
+    click.echo(f"config {config_path}: ok ({len(cfg.watch.symbols)} watch entries, "
+               f"{len(cfg.rules)} rules, {len(cfg.channels)} channels)")  # fmt: skip
+    if offline:
+        return
+    failures = asyncio.run(_check_live(cfg, probe))
+    if failures:
+        for f in failures:
+            click.echo(f"FAIL {redaction.redact(f)}", err=True)
+        sys.exit(1)
+
+
+async def _check_live(cfg: Config, probe: bool) -> list[str]:
+    from gex_alertd.connections import connect
+
+    failures: list[str] = []
+    redis = connect(cfg.redis.url, client_name="gex-alertd-check")
+    try:
+        info = await asyncio.wait_for(redis.info("server"), timeout=5)
+        click.echo(f"redis {redaction.redact(cfg.redis.url)}: ok (redis {info.get('redis_version')})")
+    except Exception as exc:
+        failures.append(f"redis {cfg.redis.url}: {exc}")
+    finally:
+        await redis.aclose()
+    failures += await _check_source(cfg)
+    if probe:
+        failures += await _probe_channels(cfg)
+    return failures
+
+
+async def _check_source(cfg: Config) -> list[str]:
+    from gex_alertd.sources.errors import AuthError, SourceError, UnknownSymbol
+    from gex_alertd.sources.flowgex import FlowGexClient
+
+    if cfg.source.kind == "simulator":
+        click.echo("source: embedded simulator (no API key needed)")
+        return []
+    entries = cfg.watch.entries()
+    symbol = entries[0].symbol if entries else "SPY"
+    client = FlowGexClient.from_config(cfg.source)
+    try:
+        fetched = await client.fetch(symbol, entries[0].expiry if entries else None)
+        click.echo(f"source {cfg.source.base_url}: ok, key accepted ({symbol} as_of "
+                   f"{fetched.snapshot.as_of.isoformat()}, {len(fetched.snapshot.strikes)} strikes)")  # fmt: skip
+        return []
+    except AuthError as exc:
+        return [f"source {cfg.source.base_url}: key refused: {exc}"]
+    except UnknownSymbol as exc:
+        click.echo(f"source {cfg.source.base_url}: key accepted ({exc})")
+        return []
+    except SourceError as exc:
+        return [f"source {cfg.source.base_url}: {exc}"]
+    finally:
+        await client.close()
+
+
+async def _probe_channels(cfg: Config) -> list[str]:
+    from urllib.parse import urlsplit
+
+    failures = []
+    for name, ch in cfg.channels.items():
+        url = getattr(ch, "url", None) or getattr(ch, "webhook_url", None)
+        if url:
+            parts = urlsplit(url)
+            host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        elif getattr(ch, "host", None):
+            host, port = ch.host, ch.port  # type: ignore[union-attr]
+        else:
+            click.echo(f"channel {name}: ok ({type(ch).__name__})")
+            continue
+        try:
+            _r, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=5)
+            w.close()
+            await w.wait_closed()
+            click.echo(f"channel {name}: ok (connected to {host}:{port})")
+        except (OSError, TimeoutError) as exc:
+            failures.append(f"channel {name}: cannot connect to {host}:{port}: {exc}")
+    return failures
 
 
 @click.command()
-def tail() -> None:
-    """Print live snapshots."""
+@CONFIG_OPTION
+@click.argument("symbol", required=False)
+@click.option("--expiry", default=None, help="The expiry filter of the watch entry.")
+@click.option("--alerts", is_flag=True, help="Tail the alert outbox instead of snapshots.")
+@click.option("--last", default=0, show_default=True, help="Also print the last N entries first.")
+def tail(config_path: Path, symbol: str | None, expiry: str | None, alerts: bool, last: int) -> None:
+    """Print live snapshots of SYMBOL (or alerts) from Redis as they are committed."""
+    cfg = load_or_exit(config_path)
+    if not alerts and not symbol:
+        raise click.UsageError("give a SYMBOL, or --alerts")
+    try:
+        asyncio.run(_tail(cfg, symbol, expiry, alerts, last))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _tail(cfg: Config, symbol: str | None, expiry: str | None, alerts: bool, last: int) -> None:
+    from gex_alertd import store
+    from gex_alertd.connections import connect
+    from gex_alertd.model import decode_alert
+
+    redis = connect(cfg.redis.url, client_name="gex-alertd-tail")
+    key = store.ALERTS_KEY if alerts else store.snap_key(symbol or "", expiry)
+    cursor = "$"
+    try:
+        if last:
+            backlog = list(reversed(await redis.xrevrange(key, count=last)))
+            for entry_id, fields in backlog:
+                _print_entry(fields, alerts, store, decode_alert)
+            if backlog:
+                cursor = backlog[-1][0].decode()
+        while True:
+            batch = await redis.xread({key: cursor}, block=5000, count=100)
+            for _key, entries in batch:
+                for entry_id, fields in entries:
+                    cursor = entry_id.decode()
+                    _print_entry(fields, alerts, store, decode_alert)
+    finally:
+        await redis.aclose()
+
+
+def _print_entry(fields: dict[bytes, bytes], alerts: bool, store: Any, decode_alert: Any) -> None:
+    if alerts:
+        event = decode_alert(fields[b"event"])
+        click.echo(f"{event.as_of}  {event.severity:<8} {event.symbol:<6} {event.rule}: {event.summary}")
+        return
+    snap = store.decode_fields(fields)
+    flip = f"{snap.live_gamma_flip:.2f}" if snap.flip is not None else f"- ({snap.gamma_flip_status})"
+    click.echo(
+        f"{snap.as_of.isoformat()}  {snap.symbol:<6} spot {snap.underlying_price:>10.2f}  "
+        f"net {snap.live_net_gex:>+16,.0f} ({snap.live_net_gex_label})  flip {flip}  "
+        f"{len(snap.strikes)} strikes"
+    )

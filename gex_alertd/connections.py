@@ -1,0 +1,55 @@
+"""The Redis connection: one client per process, retrying transient failures with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import EqualJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gex_alertd import redaction
+
+log = structlog.get_logger()
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def connect(url: str, *, client_name: str = "gex-alertd") -> aioredis.Redis:
+    # Each command retries a few times over ~1.5 s, which rides out a Redis restart with its
+    # AOF; longer outages surface to the caller, which backs off and keeps its work pending.
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+        health_check_interval=15,
+        retry=Retry(EqualJitterBackoff(cap=0.5, base=0.05), retries=4),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        client_name=client_name,
+    )
+
+
+async def wait_until_reachable(
+    redis: aioredis.Redis, url: str, *, stop: asyncio.Event | None = None, max_wait: float = 30.0
+) -> None:
+    """Ping with backoff until Redis answers; raise after max_wait (0 = forever)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait if max_wait else None
+    delay = 0.1
+    while True:
+        try:
+            await redis.ping()
+            return
+        except REDIS_DOWN as exc:
+            if deadline is not None and loop.time() + delay > deadline:
+                raise ConnectionError(
+                    f"Redis at {redaction.redact(url)} unreachable: {redaction.redact(str(exc))}"
+                ) from None
+            log.warning("redis unreachable, retrying", error=str(exc), retry_in=round(delay, 2))
+            if stop is not None and stop.is_set():
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

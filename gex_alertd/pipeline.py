@@ -1,0 +1,177 @@
+"""One poll of one watch entry: fetch, drop repeats, commit, and handle every upstream error.
+
+A snapshot that was fetched but could not be committed (Redis down) stays in a small pending
+queue and is committed first on the next run: stream IDs come from `as_of`, so committing it
+late, or twice, is harmless, and the rule state sees the same sequence it would have seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+import structlog
+
+from gex_alertd import redaction
+from gex_alertd.config import WatchTarget
+from gex_alertd.connections import REDIS_DOWN
+from gex_alertd.model import FlowGex
+from gex_alertd.ops import metrics
+from gex_alertd.sources.backoff import Backoff
+from gex_alertd.sources.base import Source
+from gex_alertd.sources.errors import (
+    AuthError,
+    BadRequest,
+    RateLimited,
+    SourceError,
+    UnknownSymbol,
+)
+
+log = structlog.get_logger()
+
+MAX_PENDING = 240  # one hour at 15 s: beyond that the oldest snapshots are dropped, loudly
+
+
+class CommitOutcome(Protocol):
+    stored: bool
+    alerts: list[Any]
+
+
+CommitFn = Callable[[FlowGex, str | None], Awaitable[CommitOutcome]]
+AuthFailureFn = Callable[[WatchTarget, AuthError], Awaitable[None]]
+
+
+def lease_key(target: WatchTarget) -> str:
+    base = f"gex:{{{target.symbol}}}:lease"
+    return f"{base}:{target.expiry}" if target.expiry else base
+
+
+class Poller:
+    def __init__(
+        self,
+        target: WatchTarget,
+        source: Source,
+        commit: CommitFn,
+        redis: aioredis.Redis,
+        *,
+        backoff: Backoff,
+        instance_id: str,
+        on_auth_failure: AuthFailureFn | None = None,
+    ):
+        self.target = target
+        self.source = source
+        self.commit = commit
+        self.redis = redis
+        self.backoff = backoff
+        self.instance_id = instance_id
+        self.on_auth_failure = on_auth_failure
+        self.pending: deque[FlowGex] = deque()
+        self.next_attempt = 0.0  # loop time before which we do not fetch (backoff)
+        self.disabled: str | None = None  # a permanent problem (404, 400): stop polling it
+        self.last_ok: float | None = None  # wall time of the last successful poll
+        self.last_as_of: str | None = None
+        self.last_error: str | None = None
+        self._log = log.bind(symbol=target.symbol, expiry=target.expiry)
+
+    def _count(self, status: str) -> None:
+        metrics.POLLS.labels(self.target.symbol, status).inc()
+
+    async def poll(self) -> str:
+        """Run one poll; return the outcome name (for metrics, tests and health)."""
+        if self.disabled:
+            return "disabled"
+        loop = asyncio.get_running_loop()
+        if loop.time() < self.next_attempt:
+            return "backoff"
+        if self.pending and not await self._flush():
+            return "redis_down"
+        if not await self._claim_lease():
+            return "leased"
+        try:
+            fetched = await self.source.fetch(self.target.symbol, self.target.expiry)
+        except SourceError as exc:
+            return await self._failed(exc)
+        self.backoff.success()
+        self.last_error = None
+        self.last_ok = time.time()
+        snap = fetched.snapshot
+        if fetched.repeated:
+            self._count("repeat")
+            return "repeat"
+        self._count("ok")
+        self.pending.append(snap)
+        if len(self.pending) > MAX_PENDING:
+            dropped = self.pending.popleft()
+            self._log.error("pending queue full, dropping oldest snapshot", as_of=str(dropped.as_of))
+        if not await self._flush():
+            return "redis_down"
+        self.last_as_of = str(snap.as_of)
+        return "stored"
+
+    async def _flush(self) -> bool:
+        while self.pending:
+            snap = self.pending[0]
+            try:
+                await self.commit(snap, self.target.expiry)
+            except REDIS_DOWN as exc:
+                delay = self.backoff.failure(exc)
+                self.next_attempt = asyncio.get_running_loop().time() + delay
+                self.last_error = f"redis: {exc}"
+                self._log.warning(
+                    "commit failed, snapshot kept pending",
+                    error=redaction.redact(str(exc)),
+                    pending=len(self.pending),
+                    retry_in=round(delay, 2),
+                )
+                return False
+            self.pending.popleft()
+        return True
+
+    async def _claim_lease(self) -> bool:
+        # Several daemons may share one Redis: the lease makes one of them poll per interval.
+        ttl_ms = max(1, int(self.target.interval_s * 800))
+        try:
+            got = await self.redis.set(lease_key(self.target), self.instance_id, nx=True, px=ttl_ms)
+            if got:
+                return True
+            holder = await self.redis.get(lease_key(self.target))
+            return holder is not None and holder.decode() == self.instance_id
+        except REDIS_DOWN:
+            return True  # without Redis we still fetch; the snapshot waits in `pending`
+
+    async def _failed(self, exc: SourceError) -> str:
+        status = type(exc).__name__
+        if exc.status:
+            status = str(exc.status)
+        self._count(status)
+        self.last_error = str(exc)
+        if isinstance(exc, UnknownSymbol | BadRequest):
+            # the provider says this watch entry can never work: stop, keep the others running
+            self.disabled = str(exc)
+            self._log.error("watch entry disabled", error=str(exc), status=exc.status)
+            return "disabled"
+        delay = self.backoff.failure(exc)
+        self.next_attempt = asyncio.get_running_loop().time() + delay
+        if isinstance(exc, AuthError):
+            self._log.error("upstream refused the API key", error=str(exc), retry_in=round(delay, 1))
+            if self.on_auth_failure is not None:
+                await self.on_auth_failure(self.target, exc)
+        elif isinstance(exc, RateLimited):
+            self._log.warning("rate limited", retry_after=exc.retry_after, retry_in=round(delay, 2))
+        else:
+            self._log.warning("poll failed", error=str(exc), retry_in=round(delay, 2))
+        return "error"
+
+    def health(self, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        return {
+            "last_ok_age_s": None if self.last_ok is None else round(now - self.last_ok, 3),
+            "last_as_of": self.last_as_of,
+            "pending": len(self.pending),
+            "disabled": self.disabled,
+            "last_error": self.last_error,
+        }
