@@ -1,13 +1,164 @@
+"""`gex-alertd notify-test` and `gex-alertd outbox` (list pending/dead, retry dead letters)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
 import click
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gex_alertd import config as config_mod
+from gex_alertd import redaction
+from gex_alertd.notify import outbox as ob
+from gex_alertd.notify.base import Ok, Permanent
+from gex_alertd.notify.dispatch import build_notifier, sample_alert
+
+config_option = click.option(
+    "--config",
+    "-c",
+    "config_path",
+    default="config.yaml",
+    show_default=True,
+    envvar="GEX_ALERTD_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="Config file (env GEX_ALERTD_CONFIG).",
+)
+redis_option = click.option("--redis", "redis_url", default=None, help="Override redis.url.")
+
+
+def _load(config_path: str) -> config_mod.Config:
+    try:
+        return config_mod.load(config_path)
+    except config_mod.ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+
+def _fail(msg: str) -> None:
+    raise click.ClickException(redaction.redact(msg))
 
 
 @click.command("notify-test")
-def notify_test() -> None:
-    """Send a sample alert to one channel (not yet built)."""
-    raise click.ClickException("not built yet")
+@click.option("--channel", "channel", required=True, help="Channel name from the config.")
+@config_option
+def notify_test(channel: str, config_path: str) -> None:
+    """Send a sample alert to one channel now (bypassing the outbox) and report the outcome."""
+    cfg = _load(config_path)
+    ch = cfg.channels.get(channel)
+    if ch is None:
+        known = ", ".join(sorted(cfg.channels)) or "none defined"
+        _fail(f"unknown channel {channel!r} (channels: {known})")
+        return
+
+    async def go() -> object:
+        notifier = build_notifier(channel, ch)
+        try:
+            return await notifier.send([sample_alert(channel)])
+        finally:
+            await notifier.aclose()
+
+    outcome = asyncio.run(go())
+    if isinstance(outcome, Ok):
+        click.echo(f"{channel}: delivered ({outcome.detail or 'ok'})")
+        return
+    kind = "permanent failure" if isinstance(outcome, Permanent) else "temporary failure"
+    after = getattr(outcome, "after", None)
+    hint = f", receiver asked to retry after {after:g}s" if after is not None else ""
+    _fail(f"{channel}: {kind}: {outcome.reason}{hint}")  # type: ignore[attr-defined]
 
 
-@click.command()
-def outbox() -> None:
-    """List pending and dead alerts (not yet built)."""
-    raise click.ClickException("not built yet")
+def _client(cfg: config_mod.Config, redis_url: str | None) -> aioredis.Redis:
+    return aioredis.Redis.from_url(redis_url or cfg.redis.url)
+
+
+@click.group(invoke_without_command=True)
+@config_option
+@redis_option
+@click.pass_context
+def outbox(ctx: click.Context, config_path: str, redis_url: str | None) -> None:
+    """Show the alert outbox: pending entries per channel and dead letters.
+
+    Without a subcommand this runs `list`."""
+    ctx.obj = (config_path, redis_url)
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_cmd)
+
+
+@outbox.command("list")
+@click.option("--limit", default=50, show_default=True, help="Rows per section.")
+@click.pass_context
+def list_cmd(ctx: click.Context, limit: int = 50) -> None:
+    """List pending entries per channel and the dead letters."""
+    config_path, redis_url = ctx.obj
+    cfg = _load(config_path)
+
+    async def go() -> None:
+        client = _client(cfg, redis_url)
+        try:
+            click.echo("PENDING")
+            for name in cfg.channels:
+                count, lag = await ob.group_stats(client, name)
+                click.echo(f"  {name}: {count} unacknowledged, oldest {lag:.1f}s")
+                for row in await ob.pending_entries(client, name, limit):
+                    click.echo(
+                        f"    {row['entry']}  {row['alert_id']}  consumer={row['consumer']}"
+                        f"  idle={row['idle_s']:.1f}s  deliveries={row['deliveries']}"
+                    )
+            dead = await ob.list_dead(client, limit)
+            click.echo(f"DEAD ({len(dead)})")
+            for d in dead:
+                click.echo(
+                    f"  {d.dead_id}  {d.channel:<10} {d.alert_id}  attempts={d.attempts}"
+                    f"  at {d.failed_at}\n      reason: {redaction.redact(d.reason)}"
+                )
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(go())
+    except (RedisError, OSError) as exc:
+        _fail(f"redis: {exc}")
+
+
+@outbox.command("retry")
+@click.argument("dead_ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Retry every dead letter.")
+@click.option("--channel", default=None, help="Only dead letters of this channel.")
+@click.pass_context
+def retry_cmd(
+    ctx: click.Context, dead_ids: tuple[str, ...], all_: bool, channel: str | None
+) -> None:
+    """Put dead letters (by their gex:dead id, or --all) back into the outbox for their channel."""
+    config_path, redis_url = ctx.obj
+    cfg = _load(config_path)
+    if not dead_ids and not all_:
+        _fail("name dead-letter ids (see `gex-alertd outbox list`) or pass --all")
+
+    async def go() -> None:
+        client = _client(cfg, redis_url)
+        try:
+            dead = await ob.list_dead(client, 100_000)
+            chosen = [
+                d
+                for d in dead
+                if (all_ or d.dead_id in dead_ids) and (channel is None or d.channel == channel)
+            ]
+            missing = set(dead_ids) - {d.dead_id for d in dead}
+            if missing:
+                _fail(f"no such dead letter(s): {', '.join(sorted(missing))}")
+            unknown = sorted({d.channel for d in chosen} - set(cfg.channels))
+            if unknown:
+                _fail(f"channel(s) no longer configured: {', '.join(unknown)}; not retried")
+            new_ids = await ob.retry_dead(client, chosen)
+            for d, new in zip(chosen, new_ids, strict=True):
+                click.echo(f"requeued {d.alert_id} for {d.channel} as {new}")
+            click.echo(f"{len(chosen)} dead letter(s) requeued")
+        finally:
+            await client.aclose()
+
+    try:
+        asyncio.run(go())
+    except (RedisError, OSError) as exc:
+        _fail(f"redis: {exc}")

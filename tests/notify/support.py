@@ -1,0 +1,134 @@
+"""Real receivers for the notifier tests: an aiohttp webhook/Slack-like server on 127.0.0.1 and
+helpers to build configs and alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from gex_alertd import config as config_mod
+from gex_alertd.model import AlertEvent, outbox_fields
+from gex_alertd.notify.outbox import STREAM
+from tests.support.redis_server import free_port
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@dataclass
+class Hit:
+    at: float  # monotonic arrival
+    headers: dict[str, str]
+    body: bytes
+    status: int = 200
+    verified: bool | None = None
+
+
+Responder = Callable[[int, web.Request], Awaitable[web.StreamResponse | None]]
+
+
+@dataclass
+class Receiver:
+    """Records every request; `responder(n, request)` may return a response (else 200 ok)."""
+
+    secret: str | None = None
+    responder: Responder | None = None
+    path: str = "/hook"
+    port: int = field(default_factory=free_port)
+    hits: list[Hit] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        hit = Hit(time.monotonic(), dict(request.headers), body)
+        if self.secret:
+            try:
+                Webhook(self.secret).verify(body, dict(request.headers))
+                hit.verified = True
+            except WebhookVerificationError:
+                hit.verified = False
+        self.hits.append(hit)
+        self.arrived.set()
+        resp = None
+        if self.responder is not None:
+            resp = await self.responder(len(self.hits), request)
+        if resp is None:
+            resp = web.Response(text="ok")
+        hit.status = resp.status
+        return resp
+
+    async def start(self) -> Receiver:
+        app = web.Application()
+        app.router.add_post(self.path, self._handle)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def ids(self, status: int | None = 200) -> list[str]:
+        """webhook-id of each request (answered with `status`, or all when None)."""
+        return [
+            h.headers.get("webhook-id", "")
+            for h in self.hits
+            if status is None or h.status == status
+        ]
+
+    async def wait_for(self, n: int, within: float = 10.0, status: int | None = 200) -> None:
+        deadline = time.monotonic() + within
+        while len(self.ids(status)) < n:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"receiver got {len(self.ids(status))} of {n} requests")
+            await asyncio.sleep(0.01)
+
+
+def alert(i: int, symbol: str = "SPY", severity: str = "warning", **extra: Any) -> AlertEvent:
+    return AlertEvent(
+        id=f"spy-flip:{symbol}:{1_700_000_000_000 + i}",
+        rule="spy-flip",
+        type="flip_cross",
+        symbol=symbol,
+        expiry=None,
+        severity=severity,
+        as_of="2026-11-24T15:00:00.000Z",
+        fired_at="2026-11-24T15:00:00.120Z",
+        summary=f"{symbol} crossed above the gamma flip ({i})",
+        details={"direction": "up", "spot": 513.1, "flip": 512.4, "net_gex": -1.25e9, **extra},
+    )
+
+
+def make_config(channels: dict[str, Any], redis_url: str, **outbox: Any) -> config_mod.Config:
+    tree = {
+        "redis": {"url": redis_url},
+        "channels": channels,
+        "outbox": {"claim_idle": "30s", "drain_timeout": "2s", **outbox},
+    }
+    return config_mod.parse(tree, "test")
+
+
+async def enqueue(redis: aioredis.Redis, event: AlertEvent, channels: list[str]) -> str:
+    eid = await redis.xadd(STREAM, outbox_fields(event, channels))
+    return eid.decode() if isinstance(eid, bytes) else eid
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import email
+import email.policy
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from gex_alertd.config import EmailChannel
+from gex_alertd.notify.base import Ok, Permanent, Retry
+from gex_alertd.notify.email import EmailNotifier
+from tests.notify.support import alert
+from tests.support.redis_server import free_port
+
+USER, PASSWORD = "alerts", "s3cret-pw"
+
+
+@dataclass
+class Inbox:
+    messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+    tls_seen: list[bool] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        implicit = server.transport.get_extra_info("ssl_object") is not None
+        self.tls_seen.append(session.ssl is not None or implicit)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+def authenticator(
+    server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+) -> AuthResult:
+    ok = isinstance(data, LoginPassword) and data.login.decode() == USER
+    ok = ok and data.password.decode() == PASSWORD
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, str]:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    ca_file = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return server_ctx, str(ca_file)
+
+
+def _controller(inbox: Inbox, server_ctx: ssl.SSLContext, *, implicit: bool) -> Controller:
+    # aiosmtpd only counts STARTTLS as TLS for auth_require_tls; with implicit TLS the whole
+    # session is encrypted anyway
+    kw: dict[str, Any] = dict(
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=authenticator,
+        auth_require_tls=not implicit,
+    )
+    if implicit:
+        kw["ssl_context"] = server_ctx
+    else:
+        kw.update(tls_context=server_ctx, require_starttls=True)
+    return Controller(inbox, **kw)
+
+
+@pytest.fixture
+def starttls_server(tls: tuple[ssl.SSLContext, str]) -> Iterator[tuple[Controller, Inbox]]:
+    inbox = Inbox()
+    ctl = _controller(inbox, tls[0], implicit=False)
+    ctl.start()
+    yield ctl, inbox
+    ctl.stop()
+
+
+def _channel(port: int, ca_file: str, **kw: Any) -> EmailChannel:
+    base: dict[str, Any] = dict(
+        host="127.0.0.1",
+        port=port,
+        username=USER,
+        password=PASSWORD,
+        from_="gex-alertd@example.com",
+        to=["desk@example.com", "risk@example.com"],
+        ca_file=ca_file,
+        timeout_s=5.0,
+    )
+    base.update(kw)
+    return EmailChannel(**base)
+
+
+async def test_starttls_auth_multipart_mail(
+    starttls_server: tuple[Controller, Inbox], tls: tuple[ssl.SSLContext, str]
+) -> None:
+    ctl, inbox = starttls_server
+    n = EmailNotifier("mail", _channel(ctl.port, tls[1]))
+    a = alert(1, severity="critical")
+    out = await n.send([a])
+    assert isinstance(out, Ok), out
+    assert inbox.tls_seen == [True]
+    sender, rcpts, raw = inbox.messages[0]
+    assert sender == "gex-alertd@example.com"
+    assert rcpts == ["desk@example.com", "risk@example.com"]
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg.get_content_type() == "multipart/alternative"
+    assert msg["Subject"].startswith("[CRITICAL] SPY: ")
+    assert msg["X-Gex-Alert-Id"] == a.id
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    for fact in (a.summary, "513.10", a.id):
+        assert fact in text and fact in html
+    assert html.lstrip().startswith("<html>")
+
+
+async def test_bad_password_is_permanent_and_redacted(
+    starttls_server: tuple[Controller, Inbox], tls: tuple[ssl.SSLContext, str]
+) -> None:
+    ctl, inbox = starttls_server
+    n = EmailNotifier("mail", _channel(ctl.port, tls[1], password="wrong-password-123"))
+    out = await n.send([alert(1)])
+    assert isinstance(out, Permanent) and "535" in out.reason
+    assert "wrong-password-123" not in out.reason
+    assert inbox.messages == []
+
+
+async def test_untrusted_certificate_is_refused(
+    starttls_server: tuple[Controller, Inbox], tmp_path: Path
+) -> None:
+    ctl, inbox = starttls_server
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    n = EmailNotifier("mail", _channel(ctl.port, str(other)))
+    out = await n.send([alert(1)])
+    assert isinstance(out, Permanent | Retry) and not inbox.messages
+    assert "certificate" in out.reason.lower() or "ssl" in out.reason.lower()
+
+
+async def test_implicit_tls(tls: tuple[ssl.SSLContext, str]) -> None:
+    inbox = Inbox()
+    ctl = _controller(inbox, tls[0], implicit=True)
+    ctl.start()
+    try:
+        n = EmailNotifier("mail", _channel(ctl.port, tls[1], ssl=True, starttls=False))
+        out = await n.send([alert(1), alert(2, "QQQ")])
+        assert isinstance(out, Ok), out
+        msg = email.message_from_bytes(inbox.messages[0][2], policy=email.policy.default)
+        assert msg["Subject"].startswith("[WARNING] 2 alerts: QQQ, SPY")
+        assert inbox.tls_seen == [True]
+    finally:
+        ctl.stop()
+
+
+async def test_server_without_starttls_is_permanent(tls: tuple[ssl.SSLContext, str]) -> None:
+    inbox = Inbox()
+    ctl = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    ctl.start()
+    try:
+        out = await EmailNotifier("mail", _channel(ctl.port, tls[1])).send([alert(1)])
+        assert isinstance(out, Permanent) and "STARTTLS" in out.reason
+        assert inbox.messages == []
+    finally:
+        ctl.stop()
+
+
+async def test_server_down_is_a_retry(tls: tuple[ssl.SSLContext, str]) -> None:
+    n = EmailNotifier("mail", _channel(free_port(), tls[1]))
+    assert isinstance(await n.send([alert(1)]), Retry)

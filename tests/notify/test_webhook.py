@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+from aiohttp import web
+
+from gex_alertd import redaction
+from gex_alertd.config import WebhookChannel
+from gex_alertd.model import decode_alert
+from gex_alertd.notify.base import Ok, Permanent, Retry
+from gex_alertd.notify.webhook import WebhookNotifier
+from tests.notify.support import SECRET, Receiver, alert
+from tests.support.redis_server import free_port
+
+
+def channel(url: str, **kw: object) -> WebhookChannel:
+    return WebhookChannel(url=url, **kw)  # type: ignore[arg-type]
+
+
+async def test_signed_delivery_verifies_with_the_standardwebhooks_verifier() -> None:
+    rx = await Receiver(secret=SECRET).start()
+    n = WebhookNotifier("ops", channel(rx.url, secret=SECRET, headers={"X-Team": "desk"}))
+    try:
+        a = alert(1)
+        assert isinstance(await n.send([a]), Ok)
+        hit = rx.hits[0]
+        assert hit.verified is True
+        assert hit.headers["webhook-id"] == a.id
+        assert hit.headers["X-Team"] == "desk"
+        assert hit.headers["Content-Type"] == "application/json"
+        assert decode_alert(hit.body) == a
+    finally:
+        await n.aclose()
+        await rx.stop()
+
+
+async def test_wrong_secret_fails_verification() -> None:
+    rx = await Receiver(secret=SECRET).start()
+    other = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
+    n = WebhookNotifier("ops", channel(rx.url, secret=other))
+    try:
+        await n.send([alert(1)])
+        assert rx.hits[0].verified is False
+    finally:
+        await n.aclose()
+        await rx.stop()
+
+
+async def test_custom_headers_cannot_forge_the_signature() -> None:
+    rx = await Receiver(secret=SECRET).start()
+    n = WebhookNotifier(
+        "ops", channel(rx.url, secret=SECRET, headers={"webhook-signature": "v1,forged"})
+    )
+    try:
+        await n.send([alert(1)])
+        assert rx.hits[0].verified is True
+    finally:
+        await n.aclose()
+        await rx.stop()
+
+
+async def test_status_mapping_retry_after_and_permanent() -> None:
+    answers = {
+        1: web.Response(status=503, text="busy"),
+        2: web.Response(status=429, headers={"Retry-After": "7"}),
+        3: web.Response(status=408),
+        4: web.Response(status=404, text="no such hook"),
+        5: web.Response(status=204),
+    }
+
+    async def responder(n: int, _req: web.Request) -> web.Response:
+        return answers[n]
+
+    rx = await Receiver(responder=responder).start()
+    n = WebhookNotifier("ops", channel(rx.url))
+    try:
+        out = [await n.send([alert(i)]) for i in range(5)]
+        assert isinstance(out[0], Retry) and "503" in out[0].reason and "busy" in out[0].reason
+        assert out[1] == Retry("HTTP 429", 7.0)
+        assert isinstance(out[2], Retry)
+        assert isinstance(out[3], Permanent) and "404" in out[3].reason
+        assert isinstance(out[4], Ok)
+    finally:
+        await n.aclose()
+        await rx.stop()
+
+
+async def test_timeout_is_a_retry() -> None:
+    async def slow(_n: int, _req: web.Request) -> None:
+        await asyncio.sleep(1.0)
+
+    rx = await Receiver(responder=slow).start()
+    n = WebhookNotifier("ops", channel(rx.url, timeout_s=0.2))
+    try:
+        out = await n.send([alert(1)])
+        assert isinstance(out, Retry) and "timeout" in out.reason
+    finally:
+        await n.aclose()
+        await rx.stop()
+
+
+async def test_connection_error_reason_never_shows_the_secret_url() -> None:
+    url = f"http://user:pa55word@127.0.0.1:{free_port()}/hooks/T000/B000/XXXXsecretXXXX"
+    n = WebhookNotifier("ops", channel(url))
+    try:
+        out = await n.send([alert(1)])
+        assert isinstance(out, Retry)
+        assert "XXXXsecretXXXX" not in out.reason and "pa55word" not in out.reason
+        assert url in redaction.registered() or "pa55word" in redaction.registered()
+    finally:
+        await n.aclose()
+
+
+async def test_malformed_secret_is_a_permanent_failure_not_a_crash() -> None:
+    n = WebhookNotifier("ops", channel("http://127.0.0.1:9/x", secret="whsec_"))
+    out = await n.send([alert(1)])
+    assert isinstance(out, Permanent) and "secret" in out.reason
+    assert msgspec.json.encode(out)  # outcomes are plain structs
