@@ -171,6 +171,8 @@ def _convert_struct(value: Any, tp: type[msgspec.Struct], path: str, problems: P
     for key in value:
         if key not in known:
             problems.add(join(path, str(key)), f"unknown key (expected one of {', '.join(sorted(known))})")
+    # an unknown key does not stop the struct's own checks from running: report those too
+    start = len(problems)
     kwargs: dict[str, Any] = {}
     for enc, f in by_name.items():
         if enc not in value:

@@ -1,0 +1,3 @@
+from gex_alertd.cli import main
+
+main()

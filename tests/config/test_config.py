@@ -1,0 +1,150 @@
+"""Config loading: every problem at once with its path, exit status 2, secrets from files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gex_alertd import config, redaction
+from gex_alertd.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BAD = textwrap.dedent(
+    """
+    source: {kind: flowgex, timeout_s: -1}
+    watch:
+      interval_s: 0.5
+      symbols: [SPY, {symbol: SPX, expiry: 2026-05-15, interval_s: 0}, "bad sym!", SPY]
+    channels:
+      tty: {type: console}
+      mail: {type: email, host: h, from: nobody, to: [c@d], bogus: 1}
+      pager: {type: carrier-pigeon}
+    rules:
+      - {name: a, type: flip_cross, direction: sideways, channels: [tty, zz], cooldown: 10m}
+      - {name: b, type: nope}
+      - {name: a, type: flip_cross, cooldown: 3x}
+    """
+)
+
+EXPECTED = [
+    "source.api_key: required when kind is flowgex",
+    "source.timeout_s: must be > 0",
+    "watch.symbols[1].interval_s: must be > 0",
+    "watch.symbols[2]: not a ticker symbol: 'bad sym!'",
+    "watch.symbols[3]: duplicate watch entry SPY",
+    "channels.mail.bogus: unknown key",
+    "channels.mail.from: not an email address: 'nobody'",
+    "channels.pager.type: expected one of console, email, slack, webhook, got 'carrier-pigeon'",
+    "rules[0].direction: expected one of up, down, any, got 'sideways'",
+    "rules[0].channels[1]: unknown channel 'zz'",
+    "rules[1].type: expected one of",
+    "rules[2].cooldown: expected a duration",
+    "rules[2].name: duplicate rule name 'a'",
+]
+
+
+def test_every_problem_is_reported_with_its_path(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text(BAD)
+    with pytest.raises(ConfigError) as err:
+        config.load(p)
+    text = "\n".join(err.value.problems)
+    for fragment in EXPECTED:
+        assert fragment in text, f"missing {fragment!r} in:\n{text}"
+
+
+def test_check_exits_2_without_a_traceback(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text(BAD)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gex_alertd", "check", "--offline", "--config", str(p)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in EXPECTED:
+        assert fragment in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("source: [1, 2", "invalid YAML"),
+        ("- just\n- a list", "top level: expected a mapping"),
+        ("watch: {symbols: SPY}", "watch.symbols: expected a list"),
+        ("redis: {url: http://nope}", "redis.url: expected redis://"),
+    ],
+)
+def test_malformed_files(tmp_path, text, fragment):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        config.load(p)
+    assert any(fragment in problem for problem in err.value.problems), err.value.problems
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        config.load(tmp_path / "nope.yaml")
+
+
+def test_vars_from_environment_and_credentials_directory(tmp_path, monkeypatch):
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "WEBHOOK_SECRET").write_text("whsec_c2VjcmV0LWZyb20tZmlsZQ==\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    monkeypatch.setenv("FLASHALPHA_API_KEY", "fa-live-0123456789")
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        textwrap.dedent(
+            """
+            source: {kind: flowgex, api_key: "${FLASHALPHA_API_KEY}"}
+            redis: {url: "${REDIS_URL:-redis://127.0.0.1:6379/1}"}
+            watch: {symbols: [SPY]}
+            channels:
+              ops: {type: webhook, url: "https://hooks.example/x", secret: "${WEBHOOK_SECRET}"}
+            """
+        )
+    )
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    cfg = config.load(p)
+    assert cfg.source.api_key == "fa-live-0123456789"
+    assert cfg.redis.url == "redis://127.0.0.1:6379/1"
+    assert cfg.channels["ops"].secret == "whsec_c2VjcmV0LWZyb20tZmlsZQ=="
+    # every secret is known to the redaction registry
+    line = redaction.redact("key fa-live-0123456789 and whsec_c2VjcmV0LWZyb20tZmlsZQ== leaked")
+    assert "fa-live" not in line and "whsec_" not in line
+
+
+def test_unset_variable_is_a_problem_with_its_path(tmp_path, monkeypatch):
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    p = tmp_path / "c.yaml"
+    p.write_text('source: {kind: flowgex, api_key: "${NOT_SET_ANYWHERE}"}\n')
+    with pytest.raises(ConfigError) as err:
+        config.load(p)
+    assert "source.api_key: ${NOT_SET_ANYWHERE} is not set" in "\n".join(err.value.problems)
+
+
+def test_example_config_is_valid():
+    cfg = config.load(ROOT / "config.example.yaml")
+    assert [t.symbol for t in cfg.watch.entries()] == ["SPY", "QQQ", "IWM"]
+    assert {type(r).__struct_config__.tag for r in cfg.rules} == {"flip_cross", "net_gex_sign", "oi_change"}
+
+
+def test_durations_and_watch_entries(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        "watch: {interval_s: 0.25, symbols: [spy, {symbol: SPX, expiry: 2026-05-15, interval_s: 30}]}\n"
+        "redis: {retention: 1h30m}\n"
+    )
+    cfg = config.load(p)
+    assert cfg.redis.retention == 5400.0
+    entries = cfg.watch.entries()
+    assert entries[0].symbol == "SPY" and entries[0].interval_s == 0.25
+    assert entries[1].expiry == "2026-05-15" and entries[1].interval_s == 30

@@ -1,0 +1,162 @@
+"""The poller against a real upstream and a real Redis: what gets stored, and what does not."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis.asyncio as aioredis
+
+from gex_alertd import store
+from gex_alertd.config import RedisConfig, WatchTarget
+from gex_alertd.pipeline import Poller
+from gex_alertd.sources.backoff import Backoff
+from gex_alertd.sources.errors import AuthError
+from gex_alertd.sources.flowgex import FlowGexClient
+from tests.support.upstream import Reply, Upstream, flow_gex_body
+
+T0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+CFG = RedisConfig(url="redis://x", retention=None)
+
+
+class Committed:
+    """The simplest commit: store the snapshot, record what was committed."""
+
+    def __init__(self, redis: aioredis.Redis):
+        self.redis = redis
+        self.calls = 0
+
+    async def __call__(self, snap, expiry):
+        self.calls += 1
+        stored = await store.write_snapshot(self.redis, snap, expiry, CFG)
+
+        class R:
+            pass
+
+        r = R()
+        r.stored, r.alerts = stored, []
+        return r
+
+
+def make_poller(up, redis, commit, *, symbol="SPY", instance="a", client=None, **kw):
+    client = client or FlowGexClient(up.url, "test-key", requests_per_min=6000)
+    target = WatchTarget(symbol, None, 0.05, 0.0)
+    backoff = Backoff(0.2, 1.0, random.Random(1))
+    return Poller(target, client, commit, redis, backoff=backoff, instance_id=instance, **kw), client
+
+
+async def test_poll_stores_once_and_drops_repeated_as_of(redis):
+    async with Upstream() as up:
+        body = flow_gex_body("SPY", as_of=T0)
+        up.push(Reply.json(body), Reply.json(body), Reply.json(flow_gex_body("SPY", as_of=T0 + timedelta(seconds=15))))
+        commit = Committed(redis)
+        poller, client = make_poller(up, redis, commit)
+        try:
+            assert await poller.poll() == "stored"
+            await redis.delete("gex:{SPY}:lease")
+            assert await poller.poll() == "repeat"
+            await redis.delete("gex:{SPY}:lease")
+            assert await poller.poll() == "stored"
+        finally:
+            await client.close()
+    assert commit.calls == 2
+    got = [s async for s in store.read_range(redis, "SPY")]
+    assert [s.as_of for s in got] == [T0, T0 + timedelta(seconds=15)]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(500, {"message": "boom"}),
+        Reply(200, b'{"symbol": "SPY", "as_of": '),
+        Reply.json(flow_gex_body("SPY", as_of=T0, underlying_price=-1)),
+        Reply.json(flow_gex_body("SPY", as_of=T0, live_net_gex="lots")),
+    ],
+    ids=["5xx", "truncated", "negative-spot", "wrong-type"],
+)
+async def test_bad_upstream_answers_store_nothing_and_back_off(redis, reply):
+    async with Upstream() as up:
+        up.push(reply)
+        commit = Committed(redis)
+        poller, client = make_poller(up, redis, commit)
+        try:
+            assert await poller.poll() == "error"
+            # the backoff holds the next attempt: no request goes out
+            assert await poller.poll() == "backoff"
+            assert len(up.requests) == 1
+        finally:
+            await client.close()
+    assert commit.calls == 0
+    assert await redis.exists(store.snap_key("SPY")) == 0
+    assert poller.last_error
+
+
+async def test_unknown_symbol_is_disabled_others_keep_running(redis):
+    async with Upstream() as up:
+        up.push(Reply(404, {"error": "not_found", "message": "Unknown symbol ZZZ"}), symbol="ZZZ")
+        commit = Committed(redis)
+        client = FlowGexClient(up.url, "test-key", requests_per_min=6000)
+        bad, _ = make_poller(up, redis, commit, symbol="ZZZ", client=client)
+        good, _ = make_poller(up, redis, commit, symbol="SPY", client=client)
+        try:
+            assert await bad.poll() == "disabled"
+            assert await bad.poll() == "disabled"
+            assert await good.poll() == "stored"
+        finally:
+            await client.close()
+    assert "Unknown symbol ZZZ" in bad.disabled
+    assert len(up.requests_for(symbol="ZZZ")) == 1
+
+
+async def test_auth_failure_reaches_the_operator_hook(redis):
+    seen: list[AuthError] = []
+
+    async def on_auth(target, exc):
+        seen.append(exc)
+
+    async with Upstream() as up:
+        up.push(Reply(403, {"message": "Plan lacks Flow GEX", "current_plan": "free", "required_plan": "growth"}))
+        poller, client = make_poller(up, redis, Committed(redis), on_auth_failure=on_auth)
+        try:
+            assert await poller.poll() == "error"
+        finally:
+            await client.close()
+    assert len(seen) == 1
+    assert "growth" in str(seen[0]) and "free" in str(seen[0])
+
+
+async def test_lease_lets_one_instance_poll_per_interval(redis):
+    async with Upstream() as up:
+        client = FlowGexClient(up.url, "test-key", requests_per_min=6000)
+        a, _ = make_poller(up, redis, Committed(redis), instance="a", client=client)
+        b, _ = make_poller(up, redis, Committed(redis), instance="b", client=client)
+        try:
+            assert await a.poll() == "stored"
+            assert await b.poll() == "leased"
+        finally:
+            await client.close()
+    assert len(up.requests) == 1
+
+
+async def test_snapshot_survives_a_redis_outage(private_redis):
+    redis = aioredis.Redis.from_url(private_redis.url, socket_connect_timeout=0.5)
+    try:
+        async with Upstream() as up:
+            up.push(Reply.json(flow_gex_body("SPY", as_of=T0)))
+            poller, client = make_poller(up, redis, Committed(redis))
+            try:
+                private_redis.kill()
+                assert await poller.poll() == "redis_down"
+                assert len(poller.pending) == 1
+                private_redis.start()
+                poller.next_attempt = 0.0
+                up.push(Reply.json(flow_gex_body("SPY", as_of=T0 + timedelta(seconds=15))))
+                assert await poller.poll() == "stored"
+            finally:
+                await client.close()
+        got = [s async for s in store.read_range(redis, "SPY")]
+        assert [s.as_of for s in got] == [T0, T0 + timedelta(seconds=15)]
+        assert not poller.pending
+    finally:
+        await redis.aclose()
