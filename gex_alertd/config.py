@@ -28,9 +28,12 @@ class SimulatorOptions(Strict):
     speed: float = 1.0  # simulated seconds per wall second
     cache_s: float = 15.0  # the provider caches ~15 s; 0 serves a fresh snapshot per request
     symbols: list[str] = []  # extra symbols to serve beyond the watchlist
+    rate_limit_per_min: int = 0  # simulated per-key limit (429 + Retry-After); 0 = none
 
     def problems(self) -> list[tuple[str, str]]:
         out = []
+        if self.rate_limit_per_min < 0:
+            out.append(("rate_limit_per_min", f"must be >= 0, got {self.rate_limit_per_min}"))
         if self.speed <= 0:
             out.append(("speed", f"must be > 0, got {self.speed}"))
         if self.cache_s < 0:

@@ -1,0 +1,71 @@
+"""Simulation clocks: sim seconds since the simulation started, plus a clock for rate limits.
+
+`RealClock` runs `speed` times faster than the wall clock (demo, `simulate`); `ManualClock`
+moves only when a test advances it, which makes end-to-end tests deterministic and instant.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    start: datetime  # the simulated instant at sim time 0 (UTC)
+
+    def now(self) -> float:
+        """Simulated seconds since `start`."""
+        ...
+
+    def limiter_now(self) -> float:
+        """Seconds on the clock the per-key rate limit counts in."""
+        ...
+
+
+def wall_start() -> datetime:
+    """Now, truncated to the second, so as_of values stay round."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class RealClock:
+    def __init__(self, start: datetime | None = None, speed: float = 1.0):
+        if speed <= 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
+        self.start = start or wall_start()
+        self.speed = speed
+        self._t0 = time.monotonic()
+
+    def now(self) -> float:
+        return (time.monotonic() - self._t0) * self.speed
+
+    def limiter_now(self) -> float:
+        # Rate limits and Retry-After are about real request rates, whatever the sim speed.
+        return time.monotonic()
+
+
+class ManualClock:
+    def __init__(self, start: datetime | None = None, t: float = 0.0):
+        self.start = start or datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+        self._t = t
+
+    def now(self) -> float:
+        return self._t
+
+    def limiter_now(self) -> float:
+        return self._t
+
+    def advance(self, seconds: float) -> float:
+        if seconds < 0:
+            raise ValueError("a simulation clock never goes back")
+        self._t += seconds
+        return self._t
+
+    def set(self, t: float) -> None:
+        if t < self._t:
+            raise ValueError(f"a simulation clock never goes back ({t} < {self._t})")
+        self._t = t
+
+
+def at(clock: Clock, t: float) -> datetime:
+    return clock.start + timedelta(seconds=t)

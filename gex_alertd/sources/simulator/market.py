@@ -1,0 +1,271 @@
+"""One symbol's simulated market: spot path, chain, flow, and the scripted events.
+
+The state advances tick by tick (the RNG is consumed in the same order whatever the request
+pattern), so the snapshot at tick n depends only on (seed, scenario, n).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+import structlog
+
+from gex_alertd.sources.simulator import chain as chainmod
+from gex_alertd.sources.simulator.flow import Aggressor, FlowBook, Print, nbbo, print_price
+from gex_alertd.sources.simulator.pricing import MIN_T, bs_gamma
+from gex_alertd.sources.simulator.scenario import (
+    BlockEvent,
+    CrossFlipEvent,
+    Event,
+    NetSignEvent,
+    SpotEvent,
+    SymbolParams,
+)
+from gex_alertd.sources.simulator.snapshot import Leg, WireRow, gamma_flip, net_of, strike_rows
+
+log = structlog.get_logger()
+YEAR_S = 365.0 * 86400.0
+TRADING_YEAR_S = 252 * 6.5 * 3600.0  # the spot path diffuses in trading time
+RATE = 0.04
+_EXPIRY_WEIGHTS = (0.45, 0.2, 0.12, 0.1, 0.08, 0.05)
+
+
+class Market:
+    def __init__(
+        self, symbol: str, seed: int, start: datetime, tick_s: float, params: SymbolParams,
+        events: list[Event],
+    ):  # fmt: skip
+        self.symbol = symbol
+        self.start = start
+        self.tick_s = tick_s
+        self.rng = random.Random(chainmod.symbol_seed(seed, symbol, "path"))
+        self.level = params.spot or chainmod.default_spot(symbol)
+        self.spot = round(self.level, 2)
+        atm_iv = params.atm_iv or chainmod.default_iv(symbol)
+        self.path_vol = params.annual_vol if params.annual_vol is not None else atm_iv * 0.9
+        self.drift = params.drift
+        oi_scale = params.oi_scale
+        if oi_scale is None:
+            oi_scale = chainmod.DEFAULT_OI_SCALE.get(symbol, 0.1)
+        self.trades_per_s = params.trades_per_s if params.trades_per_s is not None else (
+            2.0 + 6.0 * oi_scale
+        )  # fmt: skip
+        self.chain = chainmod.build_chain(
+            symbol, seed, start, self.spot, atm_iv, params.strikes, oi_scale
+        )
+        self.book = FlowBook([c.settled for c in self.chain.contracts])
+        self.expiry_strikes = [
+            [self.chain.contracts[i].strike for i in idx[::2]] for idx in self.chain.by_expiry
+        ]
+        self.events = [e for e in events if getattr(e, "symbol", None) == symbol]
+        self._next_event = 0
+        self._scheduled: dict[int, list[tuple[int, int, Aggressor]]] = defaultdict(list)
+        self.tick = 0
+        self._gamma_tick = -1
+        self._gammas: list[float | None] = []
+        self._apply_events(0.0)
+
+    # --- time -----------------------------------------------------------------------------
+
+    def time_at(self, tick: int) -> datetime:
+        return self.start + timedelta(seconds=tick * self.tick_s)
+
+    def step_to(self, tick: int) -> None:
+        while self.tick < tick:
+            self.tick += 1
+            self._step()
+
+    def _step(self) -> None:
+        dt = self.tick_s / TRADING_YEAR_S
+        z = self.rng.gauss(0.0, 1.0)
+        sigma = self.path_vol
+        self.level *= math.exp((self.drift - 0.5 * sigma * sigma) * dt + sigma * math.sqrt(dt) * z)
+        self.spot = round(self.level, 2)
+        for _ in range(self._poisson(self.trades_per_s * self.tick_s)):
+            self._random_print()
+        for contract, size, aggressor in self._scheduled.pop(self.tick, ()):
+            self._print(contract, size, aggressor, 0.0)
+        self._apply_events(self.tick * self.tick_s)
+
+    def _poisson(self, lam: float) -> int:
+        limit, k, p = math.exp(-lam), 0, self.rng.random()
+        while p > limit:
+            k += 1
+            p *= self.rng.random()
+        return k
+
+    def years_left(self, expiry: int, now: datetime) -> float:
+        return (self.chain.closes[expiry] - now).total_seconds() / YEAR_S
+
+    def live_expiries(self, now: datetime) -> list[int]:
+        return [e for e in range(len(self.chain.expiries)) if self.years_left(e, now) > 0]
+
+    # --- flow -----------------------------------------------------------------------------
+
+    def _contract_near(self, expiry: int, strike: float) -> int:
+        """The call of the listed strike nearest `strike` in that expiry (put is +1)."""
+        strikes = self.expiry_strikes[expiry]
+        j = bisect.bisect_left(strikes, strike)
+        if j == len(strikes) or (j > 0 and strike - strikes[j - 1] <= strikes[j] - strike):
+            j -= 1
+        return self.chain.by_expiry[expiry][2 * j]
+
+    def _random_print(self) -> None:
+        now = self.time_at(self.tick)
+        live = self.live_expiries(now)
+        if not live:
+            return
+        weights = [_EXPIRY_WEIGHTS[min(e, len(_EXPIRY_WEIGHTS) - 1)] for e in live]
+        expiry = self.rng.choices(live, weights)[0]
+        t = self.years_left(expiry, now)
+        spread = 0.01 + 0.6 * self.chain.atm_iv * math.sqrt(t)
+        target = self.spot * (1.0 + self.rng.gauss(0.0, spread))
+        i = self._contract_near(expiry, target) + (0 if self.rng.random() < 0.5 else 1)
+        size = min(500, max(1, int(self.rng.lognormvariate(2.3, 1.0))))
+        aggressor: Aggressor = "buy" if self.rng.random() < 0.5 else "sell"
+        self._print(i, size, aggressor, self.rng.random())
+
+    def _print(self, i: int, size: int, aggressor: Aggressor, u: float) -> None:
+        c = self.chain.contracts[i]
+        now = self.time_at(self.tick)
+        t = max(self.years_left(c.expiry, now), MIN_T)
+        vol = chainmod.smile_vol(self.chain.atm_iv, self.spot, c.strike, t)
+        quote = nbbo(c.call, self.spot, c.strike, t, vol, RATE)
+        self.book.apply(Print(i, size, print_price(quote, aggressor, u), quote))
+
+    # --- events ---------------------------------------------------------------------------
+
+    def _apply_events(self, now_s: float) -> None:
+        while self._next_event < len(self.events) and self.events[self._next_event].at <= now_s:
+            ev = self.events[self._next_event]
+            self._next_event += 1
+            bound = log.bind(symbol=self.symbol, event=type(ev).__name__, at=float(ev.at))
+            if isinstance(ev, SpotEvent):
+                move = ev.move_pct or 0.0
+                self._set_level(ev.to if ev.to is not None else self.level * (1 + move / 100))
+            elif isinstance(ev, CrossFlipEvent):
+                self._cross_flip(ev)
+            elif isinstance(ev, NetSignEvent):
+                self._net_sign(ev)
+            elif isinstance(ev, BlockEvent):
+                self._block(ev)
+            bound.info("simulator event applied", spot=self.spot)
+
+    def _set_level(self, level: float) -> None:
+        self.level = level
+        self.spot = round(level, 2)
+        self._gamma_tick = -1
+
+    def _cross_flip(self, ev: CrossFlipEvent) -> None:
+        flip = self.live_flip(self.spot)
+        if flip is None:
+            log.warning("cross_flip: no live flip to cross", symbol=self.symbol)
+            return
+        below = self.spot < flip if ev.side == "other" else ev.side == "above"
+        sign = 1.0 if below else -1.0
+        # The flip moves with spot (gamma re-centres), so iterate to a fixed point.
+        target = flip * (1.0 + sign * ev.gap_pct / 100.0)
+        for _ in range(12):
+            flip = self.live_flip(round(target, 2))
+            if flip is None:
+                break
+            if (target - flip) * sign > flip * ev.gap_pct / 200.0:
+                break
+            target = flip * (1.0 + sign * ev.gap_pct / 100.0)
+        self._set_level(target)
+
+    def _net_sign(self, ev: NetSignEvent) -> None:
+        net = net_of(self.rows(None, live=True))
+        if (net < 0) == (ev.to == "negative"):
+            return
+        call = ev.to == "positive"
+        now = self.time_at(self.tick)
+        gammas = self.gammas()
+        factor = 100.0 * self.spot * self.spot * 0.01
+        picks = []
+        for e in self.live_expiries(now)[:2]:
+            for i in self.chain.by_expiry[e]:
+                c = self.chain.contracts[i]
+                if c.call == call and abs(c.strike / self.spot - 1) * 100 <= ev.width_pct:
+                    picks.append(i)
+        per_contract = sum(gammas[i] or 0.0 for i in picks) * factor
+        if not picks or per_contract <= 0:
+            log.warning("net_sign: no contracts near spot to trade", symbol=self.symbol)
+            return
+        # buy-side prints at the ask infer as opening with confidence 0.9 (0.8 of the size)
+        contracts = abs(net) * (1.0 + ev.margin) / per_contract / 0.8
+        ticks = max(1, round(ev.over_s / self.tick_s))
+        size = max(1, math.ceil(contracts / ticks))
+        for k in range(1, ticks + 1):
+            for i in picks:
+                self._scheduled[self.tick + k].append((i, size, "buy"))
+
+    def _block(self, ev: BlockEvent) -> None:
+        now = self.time_at(self.tick)
+        live = self.live_expiries(now)
+        if ev.expiry is not None:
+            dates = [self.chain.expiries[e].isoformat() for e in live]
+            if ev.expiry not in dates:
+                log.warning("block: expiry not listed", symbol=self.symbol, expiry=ev.expiry)
+                return
+            expiry = live[dates.index(ev.expiry)]
+        elif live:
+            expiry = live[0]
+        else:
+            return
+        strike = self.spot if ev.strike == "atm" else float(ev.strike)
+        i = self._contract_near(expiry, strike) + (0 if ev.right == "call" else 1)
+        self._print(i, ev.contracts, ev.aggressor, 0.0)
+
+    # --- snapshot inputs ------------------------------------------------------------------
+
+    def gammas(self, spot: float | None = None) -> list[float | None]:
+        """Gamma per contract at this tick (None once expired); cached for the current spot."""
+        if spot is None and self._gamma_tick == self.tick:
+            return self._gammas
+        s = self.spot if spot is None else spot
+        now = self.time_at(self.tick)
+        iv = self.chain.atm_iv
+        out: list[float | None] = []
+        t_by_exp = [self.years_left(e, now) for e in range(len(self.chain.expiries))]
+        for c in self.chain.contracts:
+            t = t_by_exp[c.expiry]
+            if t <= 0:
+                out.append(None)
+                continue
+            t = max(t, MIN_T)
+            out.append(bs_gamma(s, c.strike, t, chainmod.smile_vol(iv, s, c.strike, t), RATE))
+        if spot is None:
+            self._gamma_tick, self._gammas = self.tick, out
+        return out
+
+    def legs(self, expiry: int | None, live: bool, spot: float | None = None) -> list[Leg]:
+        gammas = self.gammas(spot)
+        book = self.book
+        out = []
+        indexes = (
+            range(len(self.chain.contracts)) if expiry is None else self.chain.by_expiry[expiry]
+        )
+        for i in indexes:
+            g = gammas[i]
+            if g is None:
+                continue
+            c = self.chain.contracts[i]
+            if live:
+                oi = book.effective(i)
+                change = oi - c.settled if c.has_settled else None
+            else:
+                oi = c.settled
+                change = c.settled - c.prev_settled if c.prev_settled is not None else None
+            out.append(Leg(c.strike, c.call, g, oi, book.volume[i] if live else 0, change))
+        return out
+
+    def rows(self, expiry: int | None, live: bool, spot: float | None = None) -> list[WireRow]:
+        return strike_rows(self.legs(expiry, live, spot), self.spot if spot is None else spot)
+
+    def live_flip(self, spot: float) -> float | None:
+        return gamma_flip(self.rows(None, True, spot), spot)
