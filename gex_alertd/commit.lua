@@ -10,7 +10,7 @@
 -- then: number of snapshot fields, then field, value pairs
 -- then: number of state fields, then field, value pairs
 -- then: number of alerts; per alert: dedup ttl ms, cooldown ms, number of outbox fields, pairs
--- Returns {'ok', version, enqueued} | {'repeat', top_ms} | {'conflict', version}
+-- Returns {'ok', version, {enqueued alert ids}} | {'repeat', top_ms} | {'conflict', version}
 
 local snap, state, outbox = KEYS[1], KEYS[2], KEYS[3]
 local ms = tonumber(ARGV[2])
@@ -59,7 +59,7 @@ local newv = redis.call('HINCRBY', state, '_v', 1)
 
 local nalerts = tonumber(ARGV[i])
 i = i + 1
-local enqueued = 0
+local enqueued = {}
 for a = 1, nalerts do
   local dedup_ttl, cooldown_ms, nout = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local dedup_key, cooldown_key = KEYS[2 + 2 * a], KEYS[3 + 2 * a]
@@ -68,7 +68,7 @@ for a = 1, nalerts do
     local entry = {'XADD', outbox, '*'}
     for j = 1, 2 * nout do entry[#entry + 1] = ARGV[i + 2 + j] end
     redis.call(unpack(entry))
-    enqueued = enqueued + 1
+    enqueued[#enqueued + 1] = ARGV[i + 4]
     if cooldown_ms > 0 then
       -- informational (TTL shows the cooldown left); the decision itself is made on as_of
       redis.call('SET', cooldown_key, ARGV[i + 4], 'PX', cooldown_ms)

@@ -30,7 +30,7 @@ from gex_alertd.config import RedisConfig
 from gex_alertd.model import AlertEvent, FlowGex, outbox_fields
 from gex_alertd.ops import metrics
 from gex_alertd.rules.base import RuleBase
-from gex_alertd.rules.engine import Emitted, Engine, Outcome, RuleSlot
+from gex_alertd.rules.engine import Engine, Outcome, RuleSlot
 
 log = structlog.get_logger()
 
@@ -166,8 +166,13 @@ class Committer:
             self._remember(snap, expiry)
             metrics.SNAPSHOTS.labels(snap.symbol).inc()
             metrics.COMMIT_LATENCY.observe(time.perf_counter() - started)
-            events = [em.event for em in outcome.emitted]
+            enqueued = {x.decode() if isinstance(x, bytes) else str(x) for x in reply[2]}
+            emitted = [em for em in outcome.emitted if em.event.id in enqueued]
             for em in outcome.emitted:
+                if em.event.id not in enqueued:  # the dedup key says it was enqueued before
+                    bound.warning("alert_already_enqueued", rule=em.event.rule, alert_id=em.event.id)
+            events = [em.event for em in emitted]
+            for em in emitted:
                 metrics.ALERTS_FIRED.labels(em.event.rule).inc()
                 bound.info(
                     "alert_fired",
@@ -190,7 +195,3 @@ class Committer:
     def _remember(self, snap: FlowGex, expiry: str | None) -> None:
         if self.engine.needs_prev(snap.symbol):
             self._prev[(snap.symbol, expiry)] = snap
-
-
-def emitted_events(emitted: list[Emitted]) -> list[AlertEvent]:
-    return [e.event for e in emitted]

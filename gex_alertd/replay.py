@@ -1,7 +1,336 @@
+"""`gex-alertd replay`: a backtest of the configured rules over stored streams or a JSONL file.
+
+The same engine as the live commit (`rules.engine`), with the rule state kept in memory: live
+state keys and the outbox are never touched, unless `--send` enqueues the alerts (through the
+same per-alert dedup keys as the live path, so an alert the daemon already sent is not sent
+again). Ids equal the live ones for the same history, because everything in an event derives
+from the rule, the snapshot and the state. Replaying a window starts with empty state at
+`--from`, so the first snapshot of each stream never fires, exactly as for a new daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
 import click
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from gex_alertd import store
+from gex_alertd.commands import CONFIG_OPTION, load_or_exit
+from gex_alertd.commit import DEDUP_TTL_MS, dedup_key
+from gex_alertd.model import FlowGex, PayloadError, as_ms, decode_flow_gex, outbox_fields
+from gex_alertd.rules.base import RuleBase
+from gex_alertd.rules.engine import Emitted, Engine, RuleSlot
+from gex_alertd.typedconfig import parse_duration
+
+StreamKey = tuple[str, str | None]  # (symbol, expiry filter)
+
+
+@dataclass
+class _Stream:
+    slots: dict[str, RuleSlot] = field(default_factory=dict)
+    prev: FlowGex | None = None
+    last_ms: int = -1
+
+
+@dataclass
+class Stats:
+    snapshots: int = 0
+    skipped: int = 0  # repeats or out-of-order as_of (the live path would refuse them too)
+    bad: int = 0  # undecodable lines or entries
+    alerts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    suppressed: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+class Replayer:
+    """Feeds snapshots through the engine, one in-memory state per (symbol, expiry)."""
+
+    def __init__(self, rules: list[RuleBase]):
+        self.engine = Engine(rules)
+        self.streams: dict[StreamKey, _Stream] = {}
+        self.stats = Stats()
+
+    def feed(self, snap: FlowGex, expiry: str | None) -> list[Emitted]:
+        key = (snap.symbol, expiry)
+        st = self.streams.get(key)
+        if st is None:
+            st = self.streams[key] = _Stream()
+        ms = snap.as_of_ms
+        if ms <= st.last_ms:
+            self.stats.skipped += 1
+            return []
+        outcome = self.engine.evaluate(st.slots, snap, st.prev, expiry)
+        st.slots, st.prev, st.last_ms = outcome.slots, snap, ms
+        self.stats.snapshots += 1
+        for em in outcome.emitted:
+            self.stats.alerts[(em.event.rule, snap.symbol)] += 1
+        for sup in outcome.suppressed:
+            self.stats.suppressed[(sup.event.rule, snap.symbol)] += 1
+        return outcome.emitted
+
+
+# --- inputs ------------------------------------------------------------------------------
+
+
+def iter_jsonl(fh: IO[bytes], on_error: Any, on_bytes: Any = None) -> Iterator[FlowGex]:
+    """One API response per line; a bad line is reported (with its number) and skipped."""
+    for lineno, line in enumerate(fh, 1):
+        if on_bytes is not None:
+            on_bytes(len(line))
+        if not line.strip():
+            continue
+        try:
+            yield decode_flow_gex(line)
+        except PayloadError as exc:
+            on_error(lineno, str(exc))
+
+
+async def iter_streams(
+    redis: aioredis.Redis,
+    targets: list[StreamKey],
+    start_ms: int | None,
+    end_ms: int | None,
+    on_error: Any,
+) -> AsyncIterator[tuple[FlowGex, str | None]]:
+    for symbol, expiry in targets:
+        try:
+            async for snap in store.read_range(redis, symbol, expiry, start_ms, end_ms, count=2000):
+                yield snap, expiry
+        except store.StoredEntryError as exc:
+            on_error(store.snap_key(symbol, expiry), str(exc))
+
+
+# --- option parsing ------------------------------------------------------------------------
+
+
+def parse_time(text: str, now: datetime | None = None) -> int:
+    """ISO 8601 (naive means UTC), a date, or a duration ago (`2h`, `7d`) -> epoch ms."""
+    now = now or datetime.now(UTC)
+    try:
+        return as_ms(now) - int(parse_duration(text) * 1000)
+    except ValueError:
+        pass
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            "expected an ISO time (2026-05-11T14:00:00Z), a date or a duration ago (2h), "
+            f"got {text!r}"
+        ) from None
+    return as_ms(ts if ts.tzinfo else ts.replace(tzinfo=UTC))
+
+
+def parse_targets(values: tuple[str, ...]) -> list[StreamKey]:
+    """`SPY,QQQ` or repeated options; `SPX:2026-05-15` names an expiry-filtered stream."""
+    out: list[StreamKey] = []
+    for value in values:
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            sym, _, expiry = item.partition(":")
+            if not re.fullmatch(r"[A-Za-z0-9.^_/-]{1,16}", sym) or (
+                expiry and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", expiry)
+            ):
+                raise click.BadParameter(f"expected SYMBOL or SYMBOL:YYYY-MM-DD, got {item!r}")
+            out.append((sym.upper(), expiry or None))
+    return out
+
+
+# --- output ---------------------------------------------------------------------------------
+
+_ENQUEUE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+  return 1
+end
+return 0
+"""
+
+
+def summary_table(stats: Stats, elapsed: float) -> Table:
+    rate = stats.snapshots / elapsed if elapsed > 0 else 0.0
+    table = Table(
+        title="Replay summary",
+        caption=(
+            f"{stats.snapshots} snapshots in {elapsed:.2f}s ({rate:,.0f}/s); "
+            f"{stats.skipped} repeats skipped; {stats.bad} bad inputs"
+        ),
+    )
+    table.add_column("rule")
+    table.add_column("symbol")
+    table.add_column("alerts", justify="right")
+    table.add_column("suppressed", justify="right")
+    keys = sorted(set(stats.alerts) | set(stats.suppressed))
+    for rule, symbol in keys:
+        table.add_row(
+            rule, symbol, str(stats.alerts[(rule, symbol)]), str(stats.suppressed[(rule, symbol)])
+        )
+    table.add_section()
+    table.add_row("total", "", str(sum(stats.alerts.values())), str(sum(stats.suppressed.values())))
+    return table
+
+
+@dataclass
+class ReplayOptions:
+    rules: list[RuleBase]
+    redis_url: str
+    targets: list[StreamKey]
+    start_ms: int | None = None
+    end_ms: int | None = None
+    input: Path | None = None
+    out: Path | None = None
+    send: bool = False
+    progress: bool | None = None  # None: on a terminal
+
+
+async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Stats:
+    replayer = Replayer(opts.rules)
+    encoder = msgspec.json.Encoder()
+    out_fh = opts.out.open("wb") if opts.out else None
+    redis: aioredis.Redis | None = None
+    sent = 0
+    pending: list[Emitted] = []
+    show = err.is_terminal if opts.progress is None else opts.progress
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not show,
+        transient=True,
+    )
+
+    def bad(where: object, msg: str) -> None:
+        replayer.stats.bad += 1
+        err.print(f"[yellow]skipped[/] {where}: {msg}", markup=True, highlight=False)
+
+    async def flush() -> None:
+        nonlocal sent
+        if out_fh is not None:
+            out_fh.write(b"".join(encoder.encode(em.event) + b"\n" for em in pending))
+        if opts.send and redis is not None and pending:
+            script = redis.register_script(_ENQUEUE)
+            for em in pending:
+                fields = outbox_fields(em.event, em.channels)
+                flat = [x for kv in fields.items() for x in kv]
+                keys = [dedup_key(em.event.symbol, em.event.id), store.ALERTS_KEY]
+                sent += await script(keys=keys, args=[DEDUP_TTL_MS, *flat])
+        pending.clear()
+
+    try:
+        with progress:
+            if opts.input is not None:
+                if opts.send:
+                    redis = aioredis.Redis.from_url(opts.redis_url)
+                size = opts.input.stat().st_size
+                task = progress.add_task(f"replaying {opts.input.name}", total=size)
+                wanted = {s for s, _ in opts.targets}
+                with opts.input.open("rb") as fh:
+                    for snap in iter_jsonl(fh, lambda n, m: bad(f"{opts.input}:{n}", m),
+                                           lambda n: progress.advance(task, n)):  # fmt: skip
+                        if wanted and snap.symbol.upper() not in wanted:
+                            continue
+                        ms = snap.as_of_ms
+                        if (opts.start_ms is not None and ms < opts.start_ms) or (
+                            opts.end_ms is not None and ms > opts.end_ms
+                        ):
+                            continue
+                        pending += replayer.feed(snap, snap.expiry)
+                        if len(pending) >= 1000:
+                            await flush()
+            else:
+                redis = aioredis.Redis.from_url(opts.redis_url)
+                targets = opts.targets or await store.stream_symbols(redis)
+                total = 0
+                for sym, exp in targets:
+                    total += await redis.xlen(store.snap_key(sym, exp))
+                task = progress.add_task("replaying streams", total=total or None)
+                n = 0
+                async for snap, expiry in iter_streams(
+                    redis, targets, opts.start_ms, opts.end_ms, lambda k, m: bad(k, m)
+                ):
+                    pending += replayer.feed(snap, expiry)
+                    n += 1
+                    if n % 2000 == 0:
+                        progress.update(task, completed=n)
+                        if len(pending) >= 1000:
+                            await flush()
+            await flush()
+    finally:
+        if out_fh is not None:
+            out_fh.close()
+        if redis is not None:
+            await redis.aclose()
+    if opts.send:
+        err.print(f"enqueued {sent} alert(s) onto {store.ALERTS_KEY}", highlight=False)
+    return replayer.stats
 
 
 @click.command()
-def replay() -> None:
-    """Run rules over stored history (not yet built)."""
-    raise click.ClickException("not built yet")
+@CONFIG_OPTION
+@click.option("--from", "start", metavar="T", help="Start: ISO time, date, or a duration ago (7d).")
+@click.option("--to", "end", metavar="T", help="End (inclusive), same formats.")
+@click.option("--symbols", multiple=True, metavar="SYM[,SYM]", help="SPY,QQQ or SPX:2026-05-15.")
+@click.option(
+    "--input", "input_", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSONL file of API responses (one per line) instead of the stored streams.",
+)  # fmt: skip
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write alerts as JSONL."
+)
+@click.option("--send", is_flag=True, help="Enqueue the alerts onto gex:alerts for delivery.")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
+def replay(
+    config_path: Path,
+    start: str | None,
+    end: str | None,
+    symbols: tuple[str, ...],
+    input_: Path | None,
+    out: Path | None,
+    send: bool,
+    progress: bool | None,
+) -> None:
+    """Backtest the configured rules over stored history or a JSONL file; sends nothing
+    unless --send is given."""
+    cfg = load_or_exit(config_path)
+    targets = parse_targets(symbols)
+    if not targets and input_ is None:
+        targets = [(t.symbol, t.expiry) for t in cfg.watch.entries()]
+    opts = ReplayOptions(
+        rules=list(cfg.rules),
+        redis_url=cfg.redis.url,
+        targets=targets,
+        start_ms=parse_time(start) if start else None,
+        end_ms=parse_time(end) if end else None,
+        input=input_,
+        out=out,
+        send=send,
+        progress=progress,
+    )
+    if opts.start_ms is not None and opts.end_ms is not None and opts.start_ms > opts.end_ms:
+        raise click.BadParameter("--from is after --to")
+    console, err = Console(), Console(stderr=True)
+    started = time.perf_counter()
+    try:
+        stats = asyncio.run(run_replay(opts, console, err))
+    except (OSError, RedisError) as exc:
+        raise click.ClickException(f"replay failed: {exc}") from None
+    console.print(summary_table(stats, time.perf_counter() - started))
+    if out is not None:
+        console.print(f"alerts written to {out}", highlight=False)
+    sys.stdout.flush()

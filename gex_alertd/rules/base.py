@@ -110,6 +110,7 @@ class Fired(msgspec.Struct, frozen=True):
     summary: str
     details: dict[str, Any]
     strikes: tuple[float, ...] = ()  # part of the alert id when the rule is per strike
+    key: str = ""  # part of the alert id when one rule fires twice on one snapshot
 
 
 R = TypeVar("R", bound=RuleBase)

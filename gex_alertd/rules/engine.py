@@ -48,11 +48,18 @@ class Outcome(msgspec.Struct):
 
 
 def alert_id(
-    rule: str, symbol: str, expiry: str | None, as_of_ms: int, strikes: tuple[float, ...]
+    rule: str,
+    symbol: str,
+    expiry: str | None,
+    as_of_ms: int,
+    strikes: tuple[float, ...] = (),
+    extra: str = "",
 ) -> str:
     key = f"{rule}\x1f{symbol}\x1f{expiry or ''}\x1f{as_of_ms}"
     if strikes:
         key += "\x1f" + ",".join(f"{s!r}" for s in strikes)
+    if extra:
+        key += "\x1f" + extra
     return "al_" + hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
 
 
@@ -142,7 +149,7 @@ class Engine:
     ) -> AlertEvent:
         as_of = iso_utc(snap.as_of)
         return AlertEvent(
-            id=alert_id(rule.name, snap.symbol, expiry, ms, f.strikes),
+            id=alert_id(rule.name, snap.symbol, expiry, ms, f.strikes, f.key),
             rule=rule.name,
             type=t.name,
             symbol=snap.symbol,

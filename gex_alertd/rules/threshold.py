@@ -88,6 +88,7 @@ def evaluate(
             "flip": snap.flip,
             "live_net_gex": snap.live_net_gex,
         }
+        # one value cannot cross both levels at once, so the id needs no "above"/"below" key
         out.append(Fired(summary, details))
     return new, out
 

@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import redis.asyncio as aioredis
+
+from gex_alertd import store
+from gex_alertd.commit import Committer, build_args, decode_state
+from gex_alertd.config import RedisConfig
+from gex_alertd.model import decode_alert
+from gex_alertd.ops import metrics
+from tests.rules.factory import chain, row, snap
+from tests.rules.helpers import make_rule
+
+CFG = RedisConfig(url="redis://unused", retention=None)
+
+
+def flip_rule(**kw):  # type: ignore[no-untyped-def]
+    return make_rule(type="flip_cross", name="spy-flip", channels=["desk", "ops"], **kw)
+
+
+def below(at: int, **kw):  # type: ignore[no-untyped-def]
+    return snap(at=at, spot=99.0, flip=100.0, **kw)
+
+
+def above(at: int, **kw):  # type: ignore[no-untyped-def]
+    return snap(at=at, spot=101.0, flip=100.0, **kw)
+
+
+async def outbox(redis: aioredis.Redis) -> list[dict[bytes, bytes]]:
+    return [fields for _id, fields in await redis.xrange(store.ALERTS_KEY)]
+
+
+async def test_first_snapshot_stores_and_a_cross_fires_once(redis: aioredis.Redis) -> None:
+    c = Committer(redis, [flip_rule()], CFG)
+    r0 = await c.commit(below(0), None)
+    assert r0.stored and r0.alerts == []
+    r1 = await c.commit(above(1), None)
+    assert r1.stored and len(r1.alerts) == 1
+    [entry] = await outbox(redis)
+    event = decode_alert(entry[b"event"])
+    assert event == r1.alerts[0]
+    assert entry[b"id"] == event.id.encode() and entry[b"channels"] == b"desk,ops"
+    assert entry[b"symbol"] == b"SPY"
+    ids = [i for i, _ in await redis.xrange(store.snap_key("SPY"))]
+    assert ids == [f"{below(0).as_of_ms}-0".encode(), f"{above(1).as_of_ms}-0".encode()]
+    assert [s async for s in store.read_range(redis, "SPY")] == [below(0), above(1)]
+    state = await redis.hgetall(store.state_key("SPY"))
+    assert state[b"_v"] == b"2" and state[b"_last"] == str(above(1).as_of_ms).encode()
+    assert await redis.exists(f"gex:{{SPY}}:alert:{event.id}")
+
+
+async def test_repeat_and_older_snapshots_are_noops(redis: aioredis.Redis) -> None:
+    c = Committer(redis, [flip_rule()], CFG)
+    await c.commit(below(0), None)
+    await c.commit(above(2), None)
+    before = await redis.hgetall(store.state_key("SPY"))
+    for s in (above(2), below(2), below(1), above(1)):
+        r = await c.commit(s, None)
+        assert not r.stored and r.alerts == []
+    assert await redis.hgetall(store.state_key("SPY")) == before
+    assert await redis.xlen(store.snap_key("SPY")) == 2
+    assert len(await outbox(redis)) == 1
+
+
+async def test_restart_reads_state_from_redis(redis: aioredis.Redis) -> None:
+    await Committer(redis, [flip_rule()], CFG).commit(below(0), None)
+    # the daemon was down while spot crossed; a new process sees it once
+    c2 = Committer(redis, [flip_rule()], CFG)
+    r = await c2.commit(above(40), None)
+    assert len(r.alerts) == 1
+    assert (await c2.commit(above(40), None)).stored is False
+    c3 = Committer(redis, [flip_rule()], CFG)
+    assert (await c3.commit(above(41), None)).alerts == []
+    assert len(await outbox(redis)) == 1
+
+
+async def test_expiry_filter_has_its_own_stream_and_state(redis: aioredis.Redis) -> None:
+    c = Committer(redis, [flip_rule()], CFG)
+    e = "2026-05-15"
+    await c.commit(below(0, expiry=e), e)
+    await c.commit(above(0), None)  # the aggregated chain: a separate stream and state
+    r = await c.commit(above(1, expiry=e), e)
+    assert len(r.alerts) == 1 and r.alerts[0].expiry == e
+    assert await redis.xlen(store.snap_key("SPY", e)) == 2
+    assert await redis.xlen(store.snap_key("SPY")) == 1
+    assert await redis.exists(store.state_key("SPY", e), store.state_key("SPY")) == 2
+
+
+async def test_stale_version_is_a_conflict_and_writes_nothing(redis: aioredis.Redis) -> None:
+    c = Committer(redis, [flip_rule()], CFG)
+    await c.commit(below(0), None)
+    state = decode_state(c.engine, await redis.hgetall(store.state_key("SPY")))
+    outcome = c.engine.evaluate(state.slots, above(1), None, None)
+    keys, args = build_args(c.engine, above(1), None, "41", outcome, CFG)
+    reply = await c._script(keys=keys, args=args)
+    assert reply[0] == b"conflict"
+    assert await redis.xlen(store.snap_key("SPY")) == 1 and await outbox(redis) == []
+
+
+async def test_two_instances_commit_each_alert_once(redis: aioredis.Redis, redis_url: str) -> None:
+    other = aioredis.Redis.from_url(redis_url)
+    try:
+        a, b = Committer(redis, [flip_rule()], CFG), Committer(other, [flip_rule()], CFG)
+        total = []
+        for i in range(12):
+            s = above(i) if i % 2 else below(i)
+            ra, rb = await asyncio.gather(a.commit(s, None), b.commit(s, None))
+            assert ra.stored != rb.stored  # exactly one of them stored it
+            total += ra.alerts + rb.alerts
+        assert len(total) == 11 and len({e.id for e in total}) == 11
+        assert len(await outbox(redis)) == 11
+    finally:
+        await other.aclose()
+
+
+async def test_interleaved_writers_retry_on_conflict(redis: aioredis.Redis, redis_url: str) -> None:
+    # two daemons with different snapshots racing: each reads, then the other commits first
+    other = aioredis.Redis.from_url(redis_url)
+    try:
+        a, b = Committer(redis, [flip_rule()], CFG), Committer(other, [flip_rule()], CFG)
+        await a.commit(below(0), None)
+        results = await asyncio.gather(*(x.commit(above(i), None) for i, x in ((1, a), (2, b))))
+        assert sum(len(r.alerts) for r in results) == 1  # one cross, whoever saw it first
+        assert await redis.xlen(store.snap_key("SPY")) == 3
+    finally:
+        await other.aclose()
+
+
+async def test_refused_stream_id_writes_nothing(redis: aioredis.Redis) -> None:
+    # the stream was emptied but remembers a newer last ID: Redis refuses, and so do we
+    key = store.snap_key("SPY")
+    await redis.xadd(key, {"x": "1"}, id=f"{above(100).as_of_ms}-0")
+    await redis.xtrim(key, maxlen=0)
+    r = await Committer(redis, [flip_rule()], CFG).commit(below(0), None)
+    assert not r.stored
+    assert not await redis.exists(store.state_key("SPY"))
+
+
+async def test_oi_change_poll_reads_the_previous_snapshot_from_redis(redis: aioredis.Redis) -> None:
+    rule = make_rule(type="oi_change", name="oi", min_contracts=500)
+    rows = [row(500.0, 1000.0, 1000.0), row(505.0, 1000.0, 1000.0)]
+    jumped = [row(500.0, 1000.0, 1000.0), row(505.0, 3000.0, 1000.0)]
+    c1 = Committer(redis, [rule], CFG)
+    await c1.commit(snap(at=0, strikes=rows), None)
+    await c1.commit(snap(at=1, strikes=rows), None)
+    c2 = Committer(redis, [rule], CFG)  # a restart: nothing in memory
+    r = await c2.commit(snap(at=2, strikes=jumped), None)
+    [ev] = r.alerts
+    assert ev.details["strikes"] == [
+        {
+            "strike": 505.0,
+            "side": "call",
+            "before": 1000.0,
+            "after": 3000.0,
+            "change": 2000.0,
+            "change_pct": 200.0,
+        }
+    ]
+    # the in-memory copy is used next, and only while it is still the stream top
+    r = await c2.commit(snap(at=3, strikes=rows), None)
+    assert len(r.alerts) == 1 and r.alerts[0].details["strikes"][0]["after"] == 1000.0
+
+
+async def test_wiped_state_never_enqueues_an_alert_twice(redis: aioredis.Redis) -> None:
+    c = Committer(redis, [flip_rule()], CFG)
+    await c.commit(below(0), None)
+    [ev] = (await c.commit(above(1), None)).alerts
+    await redis.delete(store.state_key("SPY"), store.snap_key("SPY"))
+    c2 = Committer(redis, [flip_rule()], CFG)
+    await c2.commit(below(0), None)
+    r = await c2.commit(above(1), None)
+    assert r.stored and r.alerts == []
+    assert [decode_alert(e[b"event"]).id for e in await outbox(redis)] == [ev.id]
+
+
+async def test_cooldown_key_is_set(redis: aioredis.Redis) -> None:
+    c = Committer(redis, [flip_rule(cooldown="10m")], CFG)
+    await c.commit(below(0), None)
+    [ev] = (await c.commit(above(1), None)).alerts
+    key = "gex:{SPY}:cooldown:spy-flip"
+    assert await redis.get(key) == ev.id.encode()
+    assert 0 < await redis.pttl(key) <= 600_000
+
+
+async def test_trimming_applies(redis: aioredis.Redis) -> None:
+    cfg = RedisConfig(url="redis://unused", max_len=1)
+    c = Committer(redis, [], cfg)
+    for i in range(300):
+        await c.commit(snap(at=i), None)
+    assert await redis.xlen(store.snap_key("SPY")) < 300
+
+
+async def test_metrics_are_counted(redis: aioredis.Redis) -> None:
+    def value(name: str, labels: dict[str, str]) -> float:
+        return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+    stored0 = value("gexalertd_snapshots_stored_total", {"symbol": "QQQ"})
+    fired0 = value("gexalertd_alerts_fired_total", {"rule": "spy-flip"})
+    lat0 = value("gexalertd_commit_latency_seconds_count", {})
+    c = Committer(redis, [flip_rule()], CFG)
+    await c.commit(below(0, symbol="QQQ"), None)
+    await c.commit(above(1, symbol="QQQ"), None)
+    assert value("gexalertd_snapshots_stored_total", {"symbol": "QQQ"}) == stored0 + 2
+    assert value("gexalertd_alerts_fired_total", {"rule": "spy-flip"}) == fired0 + 1
+    assert value("gexalertd_commit_latency_seconds_count", {}) == lat0 + 2
+
+
+async def test_full_chain_round_trips_through_the_commit(redis: aioredis.Redis) -> None:
+    s = snap(at=0, strikes=chain(500.0))
+    await Committer(redis, [], CFG).commit(s, None)
+    assert await store.latest(redis, "SPY") == s
+    assert msgspec.json.encode(await store.latest(redis, "SPY")) == msgspec.json.encode(s)

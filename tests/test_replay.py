@@ -1,0 +1,268 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import msgspec
+import redis.asyncio as aioredis
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gex_alertd import store
+from gex_alertd.cli import main
+from gex_alertd.commit import Committer
+from gex_alertd.config import RedisConfig
+from gex_alertd.model import FlowGex, decode_alert
+from gex_alertd.replay import Replayer, parse_targets, parse_time
+from tests.rules.factory import row, snap
+from tests.rules.helpers import make_rule
+
+CONFIG = """
+redis: {{url: "{url}", retention: null}}
+watch: {{symbols: [SPY, QQQ]}}
+channels: {{tty: {{type: console}}}}
+rules:
+  - {{name: flip, type: flip_cross, symbols: "*", direction: any, band_pct: 0.1, channels: [tty]}}
+  - {{name: sign, type: net_gex_sign, confirm: 2, channels: [tty]}}
+  - {{name: oi, type: oi_change, min_contracts: 500, within_pct: 5, channels: [tty]}}
+  - {{name: level, type: threshold, field: underlying_price, above: 505, channels: [tty]}}
+"""
+
+
+def write_config(tmp_path: Path, url: str) -> Path:
+    p = tmp_path / "config.yaml"
+    p.write_text(CONFIG.format(url=url))
+    return p
+
+
+def rules_from(path: Path) -> list:
+    from gex_alertd import config
+
+    return list(config.load(path).rules)
+
+
+def scripted(symbol: str = "SPY") -> list[FlowGex]:
+    """A flip cross up at 1, a sign change confirmed at 3, an OI jump at 4, a level at 5."""
+    base = [row(500.0, 1000.0, 1000.0), row(501.0, 1000.0, 1000.0)]
+    jump = [row(500.0, 1000.0, 1000.0), row(501.0, 2000.0, 1000.0)]
+    pts = [  # spot, flip, net, rows
+        (499.0, 500.0, 1e9, base),
+        (501.0, 500.0, 1e9, base),
+        (501.0, 500.0, -1e9, base),
+        (501.0, 500.0, -1e9, base),
+        (501.0, 500.0, -1e9, jump),
+        (506.0, 500.0, -1e9, jump),
+    ]
+    return [
+        snap(symbol=symbol, at=i, spot=s, flip=f, net=n, strikes=r)
+        for i, (s, f, n, r) in enumerate(pts)
+    ]
+
+
+def test_jsonl_replay_reports_bad_lines_and_writes_alerts(tmp_path: Path, redis_url: str) -> None:
+    lines = [msgspec.json.encode(s).decode() for s in scripted()]
+    lines.insert(2, '{"symbol": "SPY", "as_of": "nope"}')
+    lines.insert(4, "not json at all")
+    lines.append(lines[-1])  # a repeat of the same as_of
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n\n")
+    cfg = write_config(tmp_path, redis_url)
+    out = tmp_path / "alerts.jsonl"
+    res = CliRunner().invoke(
+        main, ["replay", "-c", str(cfg), "--input", str(tmp_path / "in.jsonl"), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "in.jsonl:3" in res.output and "in.jsonl:5" in res.output
+    events = [decode_alert(line) for line in out.read_text().splitlines()]
+    assert [(e.rule, e.as_of[-13:]) for e in events] == [
+        ("flip", "14:00:15.000Z"),
+        ("sign", "14:00:45.000Z"),
+        ("oi", "14:01:00.000Z"),
+        ("level", "14:01:15.000Z"),
+    ]
+    assert (
+        "Replay summary" in res.output
+        and "2 bad inputs" in res.output
+        and "1 repeats" in res.output
+    )
+
+
+async def test_stream_replay_equals_live_and_touches_nothing(
+    tmp_path: Path, redis: aioredis.Redis, redis_url: str
+) -> None:
+    cfg = write_config(tmp_path, redis_url)
+    committer = Committer(redis, rules_from(cfg), RedisConfig(url=redis_url, retention=None))
+    live = []
+    for sym in ("SPY", "QQQ"):
+        for s in scripted(sym):
+            live += (await committer.commit(s, None)).alerts
+    assert len(live) == 8
+    before = {k: await redis.dump(k) for k in await redis.keys("*")}
+    out = tmp_path / "alerts.jsonl"
+    res = await asyncio.to_thread(
+        CliRunner().invoke, main, ["replay", "-c", str(cfg), "--out", str(out), "--no-progress"]
+    )
+    assert res.exit_code == 0, res.output
+    replayed = [decode_alert(line) for line in out.read_text().splitlines()]
+    assert sorted(msgspec.json.encode(e) for e in replayed) == sorted(
+        msgspec.json.encode(e) for e in live
+    )
+    assert {k: await redis.dump(k) for k in await redis.keys("*")} == before
+
+    # a window: only QQQ, from its second snapshot on (fresh state there, so the cross is lost)
+    frm = scripted("QQQ")[1].as_of.isoformat()
+    res = await asyncio.to_thread(
+        CliRunner().invoke, main,
+        ["replay", "-c", str(cfg), "--symbols", "QQQ", "--from", frm, "--out", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert [decode_alert(x).rule for x in out.read_text().splitlines()] == ["sign", "oi", "level"]
+
+
+async def test_send_enqueues_once(tmp_path: Path, redis: aioredis.Redis, redis_url: str) -> None:
+    cfg = write_config(tmp_path, redis_url)
+    for s in scripted():
+        await store.write_snapshot(redis, s, None, RedisConfig(retention=None))
+    args = ["replay", "-c", str(cfg), "--symbols", "SPY", "--send"]
+    res = await asyncio.to_thread(CliRunner().invoke, main, args)
+    assert res.exit_code == 0, res.output
+    assert "enqueued 4 alert(s)" in res.output
+    assert await redis.xlen(store.ALERTS_KEY) == 4
+    res = await asyncio.to_thread(CliRunner().invoke, main, args)
+    assert "enqueued 0 alert(s)" in res.output and await redis.xlen(store.ALERTS_KEY) == 4
+
+
+def test_replay_option_errors(tmp_path: Path, redis_url: str) -> None:
+    cfg = write_config(tmp_path, redis_url)
+    res = CliRunner().invoke(main, ["replay", "-c", str(cfg), "--from", "yesterday-ish"])
+    assert res.exit_code == 2 and "expected an ISO time" in res.output
+    res = CliRunner().invoke(main, ["replay", "-c", str(cfg), "--symbols", "SPX:15-05-2026"])
+    assert res.exit_code == 2 and "SYMBOL:YYYY-MM-DD" in res.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules: [{name: x, type: flip_cross, direction: sideways}]\n")
+    res = CliRunner().invoke(main, ["replay", "-c", str(bad)])
+    assert res.exit_code == 2 and "rules[0].direction" in res.output
+
+
+def test_parse_helpers() -> None:
+    assert parse_targets(("spy,QQQ", "SPX:2026-05-15")) == [
+        ("SPY", None),
+        ("QQQ", None),
+        ("SPX", "2026-05-15"),
+    ]
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 5, 11, 14, 0, tzinfo=UTC)
+    assert parse_time("2h", now) == parse_time("2026-05-11T12:00:00Z")
+    assert parse_time("2026-05-11T12:00:00") == parse_time("2026-05-11T08:00:00-04:00")
+
+
+# --- property tests ---------------------------------------------------------------------------
+
+STRIKES = (495.0, 500.0, 505.0)
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[FlowGex]:
+    n = draw(st.integers(1, 25))
+    t, out = 0, []
+    for _ in range(n):
+        t += draw(st.integers(1, 400))  # seconds: crosses cooldowns of 10m both ways
+        spot = draw(st.sampled_from([498.0, 499.5, 500.0, 500.4, 502.0, 506.0]))
+        flip = draw(st.sampled_from([None, 500.0, 500.0, 501.0]))
+        status = draw(st.sampled_from(["available", "available", "no_boundary", None]))
+        net = draw(st.sampled_from([-2e9, -1e8, 0.0, 1e8, 2e9]))
+        rows = [
+            row(k, draw(st.sampled_from([1000.0, 1200.0, 2000.0, None])), 1000.0)
+            for k in STRIKES
+            if draw(st.booleans()) or k == 500.0
+        ]
+        out.append(snap(at=t, spot=spot, flip=flip, status=status, net=net, strikes=rows))
+    return out
+
+
+PROP_RULES = [
+    make_rule(type="flip_cross", name="flip", band_pct=0.05, cooldown="10m"),
+    make_rule(type="net_gex_sign", name="sign", min_abs=5e8),
+    make_rule(type="oi_change", name="oi", min_contracts=500, side="call"),
+    make_rule(type="threshold", name="lvl", field="underlying_price", above=501),
+    make_rule(type="threshold", name="dist", field="flip_distance_pct", below=-0.2),
+]
+
+
+def replay_ids(history: list[FlowGex]) -> list[tuple[int, str]]:
+    r = Replayer(PROP_RULES)
+    return [(i, em.event.id) for i, s in enumerate(history) for em in r.feed(s, None)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(histories())
+def test_replay_is_deterministic(history: list[FlowGex]) -> None:
+    assert replay_ids(history) == replay_ids(list(history))
+
+
+def _side(s: FlowGex, band: float) -> int:
+    if s.flip is None:
+        return 0
+    d = 100 * (s.underlying_price - s.flip) / s.underlying_price
+    return 0 if abs(d) <= band else (1 if d > 0 else -1)
+
+
+@settings(max_examples=80, deadline=None)
+@given(histories())
+def test_no_alert_without_a_change(history: list[FlowGex]) -> None:
+    r = Replayer(PROP_RULES)
+    for i, s in enumerate(history):
+        for em in r.feed(s, None):
+            ev, earlier = em.event, history[:i]
+            assert i > 0
+            if ev.rule == "flip":
+                sides = [_side(x, 0.05) for x in earlier if _side(x, 0.05)]
+                assert _side(s, 0.05) and sides and sides[-1] == -_side(s, 0.05)
+            elif ev.rule == "sign":
+                signs = [x.live_net_gex > 0 for x in earlier if abs(x.live_net_gex) > 5e8]
+                assert abs(s.live_net_gex) > 5e8 and signs and signs[-1] != (s.live_net_gex > 0)
+            elif ev.rule == "oi":
+                prev = {x.strike: x.call_oi for x in history[i - 1].strikes}
+                now = {x.strike: x.call_oi for x in s.strikes}
+                for hit in ev.details["strikes"]:
+                    k = hit["strike"]
+                    assert prev[k] == hit["before"] and now[k] == hit["after"]
+                    assert abs(hit["after"] - hit["before"]) >= 500
+            elif ev.rule == "lvl":
+                decisive = [x.underlying_price for x in earlier if x.underlying_price != 501]
+                assert s.underlying_price > 501 and decisive and decisive[-1] < 501
+            elif ev.rule == "dist":
+                assert s.flip is not None
+                assert 100 * (s.underlying_price - s.flip) / s.underlying_price < -0.2
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(histories())
+def test_replay_equals_live_commit(redis_url: str, history: list[FlowGex]) -> None:
+    async def live() -> tuple[list[str], list[str]]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            await client.flushall()
+            c = Committer(client, PROP_RULES, RedisConfig(url=redis_url, retention=None))
+            committed = []
+            for i, s in enumerate(history):
+                committed += [e.id for e in (await c.commit(s, None)).alerts]
+                if i % 7 == 3:  # a restart: a new process with nothing in memory
+                    c = Committer(client, PROP_RULES, RedisConfig(url=redis_url, retention=None))
+            outbox = [
+                json.loads(f[b"event"])["id"] for _i, f in await client.xrange(store.ALERTS_KEY)
+            ]
+            assert outbox == committed
+            stored = [x async for x in store.read_range(client, "SPY")]
+            assert stored == history
+            return committed, [em.event.id for x in stored for em in replayer.feed(x, None)]
+        finally:
+            await client.aclose()
+
+    replayer = Replayer(PROP_RULES)
+    committed, replayed = asyncio.run(live())
+    assert committed == replayed == [i for _, i in replay_ids(history)]
