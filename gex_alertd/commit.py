@@ -170,7 +170,9 @@ class Committer:
             emitted = [em for em in outcome.emitted if em.event.id in enqueued]
             for em in outcome.emitted:
                 if em.event.id not in enqueued:  # the dedup key says it was enqueued before
-                    bound.warning("alert_already_enqueued", rule=em.event.rule, alert_id=em.event.id)
+                    bound.warning(
+                        "alert_already_enqueued", rule=em.event.rule, alert_id=em.event.id
+                    )
             events = [em.event for em in emitted]
             for em in emitted:
                 metrics.ALERTS_FIRED.labels(em.event.rule).inc()

@@ -113,6 +113,9 @@ def test_threshold_problems(kw: dict, fragment: str) -> None:
 
 def test_threshold_band_between_levels() -> None:
     rule = make_rule(type="threshold", field="underlying_price", above=510, below=490)
-    got = run(rule, [snap(at=0, spot=500), snap(at=1, spot=520), snap(at=2, spot=480), snap(at=3, spot=500)])
+    got = run(
+        rule,
+        [snap(at=0, spot=500), snap(at=1, spot=520), snap(at=2, spot=480), snap(at=3, spot=500)],
+    )
     assert [(i, e.details["direction"]) for i, e in got] == [(1, "above"), (2, "below")]
     assert got[0][1].id != got[1][1].id
