@@ -57,7 +57,7 @@ from gex_alertd.sources.errors import (
     TransientError,
     UnknownSymbol,
 )
-from gex_alertd.sources.ratelimit import KeyLimiter, parse_reset, parse_retry_after
+from gex_alertd.sources.ratelimit import MAX_WAIT_S, KeyLimiter, parse_reset, parse_retry_after
 
 if TYPE_CHECKING:
     from gex_alertd.config import SourceConfig
@@ -239,6 +239,9 @@ class FlowGexClient:
                 wait = parse_reset(headers.get("X-RateLimit-Reset"))
             if wait is None:
                 wait = DEFAULT_RETRY_AFTER_S
+            if wait > MAX_WAIT_S:
+                log.warning("upstream asked for an absurd wait; clamped", retry_after_s=wait)
+                wait = MAX_WAIT_S
             until = self.limiter.close_gate(wait)
             log.warning(
                 "upstream rate limited; holding every request on the key",
@@ -250,15 +253,24 @@ class FlowGexClient:
         if status >= 500:
             wait = parse_retry_after(headers.get("Retry-After"))
             if wait is not None:
+                wait = min(wait, MAX_WAIT_S)
                 self.limiter.close_gate(wait)
             return wait
-        remaining = headers.get("X-RateLimit-Remaining")
-        if remaining is not None and remaining.strip() in ("0", "0.0"):
+        if _exhausted(headers.get("X-RateLimit-Remaining")):
             reset = parse_reset(headers.get("X-RateLimit-Reset"))
             if reset:
                 self.limiter.close_gate(reset)
                 log.info("upstream budget exhausted; waiting for reset", reset_s=round(reset, 3))
         return None
+
+
+def _exhausted(remaining: str | None) -> bool:
+    if remaining is None:
+        return False
+    try:
+        return float(remaining) <= 0
+    except ValueError:
+        return False
 
 
 # --- error mapping -------------------------------------------------------------------------

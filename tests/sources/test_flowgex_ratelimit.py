@@ -15,8 +15,9 @@ import pytest
 from gex_alertd.ops.metrics import RATE_LIMIT_WAIT
 from gex_alertd.sources.errors import RateLimited, TransientError
 from gex_alertd.sources.flowgex import FlowGexClient
+from gex_alertd.sources.ratelimit import MAX_WAIT_S
 from tests.sources.conftest import ClientFactory
-from tests.support.upstream import Reply, Upstream
+from tests.support.upstream import Reply, Upstream, flow_gex_body
 
 # asyncio may wake a sleeper up to its clock resolution early; allow a hair for that
 EPS = 1e-3
@@ -98,7 +99,7 @@ async def test_retry_after_as_http_date(upstream: Upstream, make_client: ClientF
     upstream.push(too_many(formatdate(until_wall, usegmt=True)))
     with pytest.raises(RateLimited) as info:
         await client.fetch("SPY")
-    assert 0.5 < info.value.retry_after <= 2.0
+    assert 0 <= info.value.retry_after <= 2.0
     await client.fetch("SPY")
     wall_minus_mono = time.time() - time.monotonic()
     assert upstream.requests[1].arrived_at + wall_minus_mono >= until_wall - 0.01
@@ -232,3 +233,23 @@ async def test_cancelled_waiter_gives_its_slot_back(upstream: Upstream) -> None:
         assert client.limiter._tat - time.monotonic() <= 1.0
     finally:
         await client.close()
+
+
+async def test_absurd_retry_after_is_clamped(
+    upstream: Upstream, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    upstream.push(too_many("86400000"))
+    with pytest.raises(RateLimited) as info:
+        await client.fetch("SPY")
+    assert info.value.retry_after == MAX_WAIT_S
+    assert client.limiter.gate_until - time.monotonic() <= MAX_WAIT_S
+
+
+async def test_remaining_zero_without_reset_does_not_block(
+    upstream: Upstream, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    upstream.push(Reply.json(flow_gex_body("SPY"), headers={"X-RateLimit-Remaining": "0"}))
+    await client.fetch("SPY")
+    assert client.limiter.gate_until <= time.monotonic()
