@@ -1,0 +1,260 @@
+"""The pipeline against a real Redis and real HTTP receivers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import msgspec
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from gex_alertd.notify.base import Ok
+from gex_alertd.notify.dispatch import Dispatcher
+from gex_alertd.notify.outbox import DEAD, STREAM, group_name, list_dead, marker_key
+from gex_alertd.ops import metrics
+from tests.notify.support import SECRET, Receiver, alert, enqueue, eventually, make_config
+
+
+def hook(url: str, **kw: object) -> dict[str, object]:
+    return {"type": "webhook", "url": url, "retry_base_s": 0.05, "retry_max_s": 0.2, **kw}
+
+
+async def test_routes_filters_and_delivers_each_alert_once(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    ops, desk = await Receiver(secret=SECRET).start(), await Receiver().start()
+    cfg = make_config(
+        {"ops": hook(ops.url, secret=SECRET), "desk": hook(desk.url, min_severity="critical")},
+        redis_url,
+    )
+    d = Dispatcher(redis, cfg, consumer="t1")
+    await d.start()
+    try:
+        await enqueue(redis, alert(1), ["ops"])
+        await enqueue(redis, alert(2, "QQQ"), ["ops", "desk"])  # warning: desk filters it
+        await enqueue(redis, alert(3, "IWM", "critical"), ["desk", "ops"])
+        await ops.wait_for(3)
+        await desk.wait_for(1)
+        assert ops.ids() == [alert(i, s).id for i, s in ((1, "SPY"), (2, "QQQ"), (3, "IWM"))]
+        assert all(h.verified for h in ops.hits)
+        assert desk.ids() == [alert(3, "IWM").id]
+
+        async def acked() -> bool:
+            h = await d.health()
+            return h["ops"]["pending"] == 0 and h["desk"]["pending"] == 0
+
+        await eventually(acked)
+        assert await redis.exists(marker_key(alert(1).id, "ops"))
+        assert not await redis.exists(marker_key(alert(2, "QQQ").id, "desk"))
+        assert metrics.OUTBOX_PENDING.labels("ops")._value.get() == 0
+    finally:
+        await d.stop()
+        await ops.stop()
+        await desk.stop()
+
+
+async def test_group_window_sends_one_message_listing_the_alerts(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    rx = await Receiver().start()
+    cfg = make_config({"ops": hook(rx.url, group_wait="300ms", group_interval="1s")}, redis_url)
+    d = Dispatcher(redis, cfg, consumer="t1")
+    await d.start()
+    try:
+        symbols = ["SPY", "QQQ", "IWM", "DIA", "TLT"]
+        for i, s in enumerate(symbols):
+            await enqueue(redis, alert(i, s), ["ops"])
+        await rx.wait_for(1)
+        await asyncio.sleep(0.1)
+        assert len(rx.hits) == 1
+        body = msgspec.json.decode(rx.hits[0].body)
+        assert body["type"] == "group" and body["count"] == 5
+        assert {a["symbol"] for a in body["alerts"]} == set(symbols)
+        assert rx.hits[0].headers["webhook-id"] == body["id"]
+    finally:
+        await d.stop()
+        await rx.stop()
+
+
+async def test_marker_prevents_a_second_send(redis: aioredis.Redis, redis_url: str) -> None:
+    rx = await Receiver().start()
+    d = Dispatcher(redis, make_config({"ops": hook(rx.url)}, redis_url), consumer="t1")
+    await d.start()
+    try:
+        await redis.set(marker_key(alert(1).id, "ops"), 1)  # "sent before the crash"
+        await enqueue(redis, alert(1), ["ops"])
+        await enqueue(redis, alert(2), ["ops"])
+        await rx.wait_for(1)
+
+        async def drained() -> bool:
+            return (await d.health())["ops"]["pending"] == 0
+
+        await eventually(drained)
+        assert rx.ids() == [alert(2).id]
+    finally:
+        await d.stop()
+        await rx.stop()
+
+
+async def test_permanent_failures_dead_letter_without_blocking_others(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    async def always_500(_n: int, _r: web.Request) -> web.Response:
+        return web.Response(status=500, text="database on fire")
+
+    async def gone(_n: int, _r: web.Request) -> web.Response:
+        return web.Response(status=410, text="channel_is_archived")
+
+    bad, archived, good = (
+        await Receiver(responder=always_500).start(),
+        await Receiver(responder=gone).start(),
+        await Receiver().start(),
+    )
+    cfg = make_config(
+        {
+            "bad": hook(bad.url, max_attempts=3),
+            "archived": hook(archived.url),
+            "good": hook(good.url),
+        },
+        redis_url,
+    )
+    d = Dispatcher(redis, cfg, consumer="t1")
+    await d.start()
+    try:
+        for i in range(4):
+            await enqueue(redis, alert(i), ["bad", "archived", "good"])
+        await good.wait_for(4)
+
+        async def all_dead() -> bool:
+            return await redis.xlen(DEAD) == 8
+
+        await eventually(all_dead)
+        dead = await list_dead(redis)
+        by_channel = Counter(x.channel for x in dead)
+        assert by_channel == {"bad": 4, "archived": 4}
+        bad_reason = next(x.reason for x in dead if x.channel == "bad")
+        assert bad_reason == "gave up after 3 attempts: HTTP 500: database on fire"
+        gone_reason = next(x.reason for x in dead if x.channel == "archived")
+        assert gone_reason == "HTTP 410: channel_is_archived"
+        assert {x.alert_id for x in dead} == {alert(i).id for i in range(4)}
+        assert len(bad.hits) == 12 and len(archived.hits) == 4  # 3 tries each; 1 try each
+        h = await d.health()
+        assert h["bad"]["pending"] == 0 and h["bad"]["dead"] == 4
+        assert metrics.DEAD_LETTERS.labels("archived")._value.get() >= 4
+    finally:
+        await d.stop()
+        for r in (bad, archived, good):
+            await r.stop()
+
+
+async def test_malformed_entry_goes_to_dead_letters(redis: aioredis.Redis, redis_url: str) -> None:
+    rx = await Receiver().start()
+    d = Dispatcher(redis, make_config({"ops": hook(rx.url)}, redis_url), consumer="t1")
+    await d.start()
+    try:
+        await redis.xadd(STREAM, {"id": "x1", "channels": "ops", "symbol": "SPY", "event": "{"})
+        await enqueue(redis, alert(1), ["ops"])
+        await rx.wait_for(1)
+
+        async def dead() -> bool:
+            return await redis.xlen(DEAD) == 1
+
+        await eventually(dead)
+        (d1,) = await list_dead(redis)
+        assert d1.alert_id == "x1" and "malformed event JSON" in d1.reason
+    finally:
+        await d.stop()
+        await rx.stop()
+
+
+async def test_stuck_entries_of_a_dead_consumer_are_claimed(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    rx = await Receiver().start()
+    cfg = make_config({"ops": hook(rx.url)}, redis_url, claim_idle="200ms")
+    await redis.xgroup_create(STREAM, group_name("ops"), id="$", mkstream=True)
+    for i in range(3):
+        await enqueue(redis, alert(i), ["ops"])
+    # another daemon read them and died before sending
+    got = await redis.xreadgroup(group_name("ops"), "ghost", {STREAM: ">"}, count=10)
+    assert len(got[0][1]) == 3
+    d = Dispatcher(redis, cfg, consumer="t2")
+    await d.start()
+    try:
+        await rx.wait_for(3)
+        assert sorted(rx.ids()) == sorted(alert(i).id for i in range(3))
+    finally:
+        await d.stop()
+        await rx.stop()
+
+
+async def test_stop_leaves_undelivered_entries_for_the_next_run(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    release = asyncio.Event()
+
+    async def slow(_n: int, _r: web.Request) -> None:
+        await release.wait()
+
+    rx = await Receiver(responder=slow).start()
+    cfg = make_config({"ops": hook(rx.url)}, redis_url)
+    d = Dispatcher(redis, cfg, consumer="t1")
+    await d.start()
+    for i in range(3):
+        await enqueue(redis, alert(i), ["ops"])
+    await rx.wait_for(1, status=None)
+    await d.stop(drain_timeout=0.2)  # the first send is in flight: cancelled, not acked
+    pending = await redis.xpending(STREAM, group_name("ops"))
+    assert pending["pending"] == 3
+    release.set()
+    rx.hits.clear()
+    d2 = Dispatcher(redis, cfg, consumer="t1")  # same consumer: re-reads its own PEL
+    await d2.start()
+    try:
+        await rx.wait_for(3)
+        assert rx.ids() == [alert(i).id for i in range(3)]
+    finally:
+        await d2.stop()
+        await rx.stop()
+
+
+async def test_new_channel_gets_no_history_but_restart_misses_nothing(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    rx = await Receiver().start()
+    await enqueue(redis, alert(0), ["ops"])  # before the channel's group ever existed
+    cfg = make_config({"ops": hook(rx.url)}, redis_url)
+    d = Dispatcher(redis, cfg, consumer="t1")
+    await d.start()
+    await enqueue(redis, alert(1), ["ops"])
+    await rx.wait_for(1)
+    await d.stop()
+    await enqueue(redis, alert(2), ["ops"])  # while the daemon is down
+    d = Dispatcher(redis, cfg, consumer="t1")
+    await d.start()
+    try:
+        await rx.wait_for(2)
+        assert rx.ids() == [alert(1).id, alert(2).id]
+    finally:
+        await d.stop()
+        await rx.stop()
+
+
+async def test_reload_adds_and_changes_channels(redis: aioredis.Redis, redis_url: str) -> None:
+    a, b = await Receiver().start(), await Receiver().start()
+    d = Dispatcher(redis, make_config({"ops": hook(a.url)}, redis_url), consumer="t1")
+    await d.start()
+    try:
+        await d.reload(make_config({"ops": hook(b.url), "new": hook(a.url)}, redis_url))
+        await enqueue(redis, alert(1), ["ops", "new"])
+        await a.wait_for(1)
+        await b.wait_for(1)
+        assert set(d.workers) == {"ops", "new"}
+        assert isinstance(await d.send_test("new"), Ok)
+        await a.wait_for(2)
+        assert a.ids()[1].startswith("test-new-")
+    finally:
+        await d.stop()
+        await a.stop()
+        await b.stop()
