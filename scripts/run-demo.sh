@@ -15,7 +15,8 @@ trap cleanup EXIT
 if [ -z "${REDIS_URL:-}" ]; then
   port=${DEMO_REDIS_PORT:-6390}
   mkdir -p .run/redis
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$PWD/.run/redis" --appendonly yes \
+  # its own session, so Ctrl-C reaches only the daemon, which then drains into a live Redis
+  setsid redis-server --port "$port" --bind 127.0.0.1 --dir "$PWD/.run/redis" --appendonly yes \
     --save "" --daemonize no --logfile "$PWD/.run/redis/redis.log" &
   redis_pid=$!
   for _ in $(seq 50); do
