@@ -24,7 +24,6 @@ from gex_alertd import redaction
 from gex_alertd.config import Config, ConfigError
 from gex_alertd.connections import REDIS_DOWN, connect, wait_until_reachable
 from gex_alertd.model import AlertEvent, iso_utc, outbox_fields
-from gex_alertd.ops import metrics
 from gex_alertd.pipeline import Poller
 from gex_alertd.scheduler import PollScheduler
 from gex_alertd.sources.backoff import Backoff
@@ -92,7 +91,9 @@ class Daemon:
             # the client code path it uses against the real API
             self._api_key = cfg.source.api_key or "sim-" + os.urandom(12).hex()
             redaction.register(self._api_key)
-            symbols = sorted({t.symbol for t in cfg.watch.entries()} | set(cfg.source.simulator.symbols))
+            symbols = sorted(
+                {t.symbol for t in cfg.watch.entries()} | set(cfg.source.simulator.symbols)
+            )
             options = cfg.source.simulator
             if options.scenario and options.scenario != "demo":
                 path = config_mod.resolve_relative(cfg, options.scenario)
@@ -156,7 +157,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload_from_disk()))
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: asyncio.ensure_future(self.reload_from_disk())
+        )
 
     def request_stop(self, why: str = "request") -> None:
         if not self._stop.is_set():
@@ -176,7 +179,7 @@ class Daemon:
             self.notifier.stopping()  # ops: STOPPING=1 as soon as we begin to stop
         self._stop.set()
         if self.scheduler is not None:
-            await self.scheduler.stop(timeout=self.cfg.outbox.drain_timeout)
+            await self.scheduler.stop(grace_s=self.cfg.outbox.drain_timeout)
         if self.dispatcher is not None:
             await self.dispatcher.stop(drain_timeout=self.cfg.outbox.drain_timeout)
         for task in self._background:
@@ -202,11 +205,15 @@ class Daemon:
         try:
             new = config_mod.load(self.cfg.path)
         except ConfigError as exc:
-            log.error("reload refused: invalid config, the old one keeps running", problems=exc.problems)
+            log.error(
+                "reload refused: invalid config, the old one keeps running", problems=exc.problems
+            )
+            metrics.CONFIG_RELOADS.labels(outcome="refused").inc()  # ops: reload outcome
             if self.notifier is not None:
                 self.notifier.ready()
             return False
         await self.reload(new)
+        metrics.CONFIG_RELOADS.labels(outcome="applied").inc()  # ops: reload outcome
         if self.notifier is not None:
             self.notifier.ready()
         return True
@@ -225,7 +232,9 @@ class Daemon:
                 previous = self.client
                 self.client = FlowGexClient.from_config(new.source)
                 if previous is not None:
-                    asyncio.get_running_loop().call_later(30, lambda: asyncio.ensure_future(previous.close()))
+                    asyncio.get_running_loop().call_later(
+                        30, lambda: asyncio.ensure_future(previous.close())
+                    )
         self.cfg = new
         self.committer = self._build_committer(new)
         if self.dispatcher is not None:
@@ -275,7 +284,7 @@ class Daemon:
         try:
             await asyncio.wait_for(self.redis.ping(), timeout=2)
             redis_ok = True
-        except (*REDIS_DOWN, asyncio.TimeoutError):
+        except (TimeoutError, *REDIS_DOWN):
             redis_ok = False
         now = time.time()
         symbols = {}
@@ -315,6 +324,3 @@ async def run_daemon(cfg: Config) -> None:
     daemon.install_signal_handlers()
     await daemon.run()
 
-
-def metrics_registry() -> Any:
-    return metrics.REGISTRY

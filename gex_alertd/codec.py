@@ -14,7 +14,6 @@ Nulls travel as a bitmap. Decoding gives back exactly the floats that were encod
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,9 +39,12 @@ class BlockError(ValueError):
 
 def _shuffle(arr: np.ndarray) -> bytes:
     """Byte-transpose 8-byte lanes so byte 0 of every value comes first, then byte 1, ..."""
-    return arr.astype("<u8" if arr.dtype.kind == "i" else "<f8", copy=False).view(np.uint8).reshape(
-        -1, 8
-    ).T.tobytes()
+    return (
+        arr.astype("<u8" if arr.dtype.kind == "i" else "<f8", copy=False)
+        .view(np.uint8)
+        .reshape(-1, 8)
+        .T.tobytes()
+    )
 
 
 def _unshuffle(buf: bytes, count: int, dtype: str) -> np.ndarray:
@@ -100,9 +102,10 @@ def _null_mask(values: list[float | None]) -> bytes | None:
 def encode_strikes(rows: Sequence[StrikeRow], extra: dict[str, Any] | None = None) -> bytes:
     count = len(rows)
     columns: dict[str, Any] = {}
-    transposed = zip(*map(msgspec.structs.astuple, rows), strict=True) if count else ()
-    raw_cols: dict[str, list[Any]] = {f: list(col) for f, col in zip(STRIKE_FIELDS, transposed)}
-    if not count:
+    if count:
+        transposed = zip(*map(msgspec.structs.astuple, rows), strict=True)
+        raw_cols = {f: list(c) for f, c in zip(STRIKE_FIELDS, transposed, strict=True)}
+    else:
         raw_cols = {f: [] for f in STRIKE_FIELDS}
     net_rule = _net_identity(raw_cols) if count else None
     for name, values in raw_cols.items():
@@ -144,7 +147,9 @@ class Columns(msgspec.Struct, frozen=True):
     def rows(self) -> list[StrikeRow]:
         if not self.count:
             return []
-        return [StrikeRow(*vals) for vals in zip(*(self.cols[n] for n in STRIKE_FIELDS), strict=True)]
+        return [
+            StrikeRow(*vals) for vals in zip(*(self.cols[n] for n in STRIKE_FIELDS), strict=True)
+        ]
 
 
 def decode_columns(blob: bytes) -> Columns:

@@ -47,13 +47,17 @@ def _run_loop(coro: Any, use_uvloop: bool | None) -> Any:
             return uvloop.run(coro)
         except ImportError:
             if use_uvloop:
-                raise click.ClickException("uvloop is not installed (pip install gex-alertd[fast])") from None
+                raise click.ClickException(
+                    "uvloop is not installed (pip install gex-alertd[fast])"
+                ) from None
     return asyncio.run(coro)
 
 
 @click.command()
 @CONFIG_OPTION
-@click.option("--uvloop/--no-uvloop", default=None, help="Use uvloop when installed (default: auto).")
+@click.option(
+    "--uvloop/--no-uvloop", default=None, help="Use uvloop when installed (default: auto)."
+)
 def run(config_path: Path, uvloop: bool | None) -> None:
     """Run the daemon in the foreground until SIGTERM or Ctrl-C."""
     cfg = load_or_exit(config_path)
@@ -94,7 +98,9 @@ async def _check_live(cfg: Config, probe: bool) -> list[str]:
     redis = connect(cfg.redis.url, client_name="gex-alertd-check")
     try:
         info = await asyncio.wait_for(redis.info("server"), timeout=5)
-        click.echo(f"redis {redaction.redact(cfg.redis.url)}: ok (redis {info.get('redis_version')})")
+        click.echo(
+            f"redis {redaction.redact(cfg.redis.url)}: ok (redis {info.get('redis_version')})"
+        )
     except Exception as exc:
         failures.append(f"redis {cfg.redis.url}: {exc}")
     finally:
@@ -117,8 +123,11 @@ async def _check_source(cfg: Config) -> list[str]:
     client = FlowGexClient.from_config(cfg.source)
     try:
         fetched = await client.fetch(symbol, entries[0].expiry if entries else None)
-        click.echo(f"source {cfg.source.base_url}: ok, key accepted ({symbol} as_of "
-                   f"{fetched.snapshot.as_of.isoformat()}, {len(fetched.snapshot.strikes)} strikes)")  # fmt: skip
+        snap = fetched.snapshot
+        click.echo(
+            f"source {cfg.source.base_url}: ok, key accepted "
+            f"({symbol} as_of {snap.as_of.isoformat()}, {len(snap.strikes)} strikes)"
+        )
         return []
     except AuthError as exc:
         return [f"source {cfg.source.base_url}: key refused: {exc}"]
@@ -161,7 +170,9 @@ async def _probe_channels(cfg: Config) -> list[str]:
 @click.option("--expiry", default=None, help="The expiry filter of the watch entry.")
 @click.option("--alerts", is_flag=True, help="Tail the alert outbox instead of snapshots.")
 @click.option("--last", default=0, show_default=True, help="Also print the last N entries first.")
-def tail(config_path: Path, symbol: str | None, expiry: str | None, alerts: bool, last: int) -> None:
+def tail(
+    config_path: Path, symbol: str | None, expiry: str | None, alerts: bool, last: int
+) -> None:
     """Print live snapshots of SYMBOL (or alerts) from Redis as they are committed."""
     cfg = load_or_exit(config_path)
     if not alerts and not symbol:
@@ -172,7 +183,9 @@ def tail(config_path: Path, symbol: str | None, expiry: str | None, alerts: bool
         pass
 
 
-async def _tail(cfg: Config, symbol: str | None, expiry: str | None, alerts: bool, last: int) -> None:
+async def _tail(
+    cfg: Config, symbol: str | None, expiry: str | None, alerts: bool, last: int
+) -> None:
     from gex_alertd import store
     from gex_alertd.connections import connect
     from gex_alertd.model import decode_alert
@@ -183,7 +196,7 @@ async def _tail(cfg: Config, symbol: str | None, expiry: str | None, alerts: boo
     try:
         if last:
             backlog = list(reversed(await redis.xrevrange(key, count=last)))
-            for entry_id, fields in backlog:
+            for _id, fields in backlog:
                 _print_entry(fields, alerts, store, decode_alert)
             if backlog:
                 cursor = backlog[-1][0].decode()
@@ -200,10 +213,14 @@ async def _tail(cfg: Config, symbol: str | None, expiry: str | None, alerts: boo
 def _print_entry(fields: dict[bytes, bytes], alerts: bool, store: Any, decode_alert: Any) -> None:
     if alerts:
         event = decode_alert(fields[b"event"])
-        click.echo(f"{event.as_of}  {event.severity:<8} {event.symbol:<6} {event.rule}: {event.summary}")
+        click.echo(
+            f"{event.as_of}  {event.severity:<8} {event.symbol:<6} {event.rule}: {event.summary}"
+        )
         return
     snap = store.decode_fields(fields)
-    flip = f"{snap.live_gamma_flip:.2f}" if snap.flip is not None else f"- ({snap.gamma_flip_status})"
+    flip = (
+        f"{snap.live_gamma_flip:.2f}" if snap.flip is not None else f"- ({snap.gamma_flip_status})"
+    )
     click.echo(
         f"{snap.as_of.isoformat()}  {snap.symbol:<6} spot {snap.underlying_price:>10.2f}  "
         f"net {snap.live_net_gex:>+16,.0f} ({snap.live_net_gex_label})  flip {flip}  "

@@ -126,9 +126,14 @@ class WatchConfig(Strict):
             if isinstance(item, WatchEntry):
                 if item.interval_s is not None and item.interval_s <= 0:
                     out.append((f"{path}.interval_s", f"must be > 0, got {item.interval_s}"))
-            key = (sym.upper(), None if isinstance(item, str) or not item.expiry else str(item.expiry))
+            key = (
+                sym.upper(),
+                None if isinstance(item, str) or not item.expiry else str(item.expiry),
+            )
             if key in seen:
-                out.append((path, f"duplicate watch entry {key[0]}" + (f" {key[1]}" if key[1] else "")))
+                out.append(
+                    (path, f"duplicate watch entry {key[0]}" + (f" {key[1]}" if key[1] else ""))
+                )
             seen.add(key)
         return out
 
@@ -211,7 +216,9 @@ class EmailChannel(ChannelBase, tag="email", kw_only=True):
             out.append(("to", "at least one recipient"))
         for i, addr in enumerate([self.from_, *self.to]):
             if "@" not in addr:
-                out.append(("from" if i == 0 else f"to[{i - 1}]", f"not an email address: {addr!r}"))
+                out.append(
+                    ("from" if i == 0 else f"to[{i - 1}]", f"not an email address: {addr!r}")
+                )
         return out
 
 
@@ -251,7 +258,9 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str], source: str = "config"):
         self.problems = [redaction.redact(p) for p in problems]
         self.source = source
-        super().__init__(f"{source}: {len(self.problems)} problem(s)\n  " + "\n  ".join(self.problems))
+        super().__init__(
+            f"{source}: {len(self.problems)} problem(s)\n  " + "\n  ".join(self.problems)
+        )
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -281,7 +290,9 @@ def expand(tree: Any, path: str, problems: Problems) -> Any:
             if val is None:
                 if m.group(2) is not None:
                     return m.group(2)
-                problems.add(path, f"${{{m.group(1)}}} is not set (environment or $CREDENTIALS_DIRECTORY)")
+                problems.add(
+                    path, f"${{{m.group(1)}}} is not set (environment or $CREDENTIALS_DIRECTORY)"
+                )
                 return ""
             return val
 
@@ -349,7 +360,9 @@ def _cross_check(tree: dict[str, Any], problems: Problems) -> None:
         for j, ch in enumerate(routed if isinstance(routed, list) else []):
             if isinstance(ch, str) and ch not in channels:
                 known = ", ".join(sorted(channels)) or "none defined"
-                problems.add(f"rules[{i}].channels[{j}]", f"unknown channel {ch!r} (channels: {known})")
+                problems.add(
+                    f"rules[{i}].channels[{j}]", f"unknown channel {ch!r} (channels: {known})"
+                )
     ops = tree.get("ops")
     op_channels = ops.get("operator_channels") if isinstance(ops, dict) else None
     for j, ch in enumerate(op_channels if isinstance(op_channels, list) else []):

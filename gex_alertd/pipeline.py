@@ -106,7 +106,9 @@ class Poller:
         self.pending.append(snap)
         if len(self.pending) > MAX_PENDING:
             dropped = self.pending.popleft()
-            self._log.error("pending queue full, dropping oldest snapshot", as_of=str(dropped.as_of))
+            self._log.error(
+                "pending queue full, dropping oldest snapshot", as_of=str(dropped.as_of)
+            )
         if not await self._flush():
             return "redis_down"
         self.last_as_of = str(snap.as_of)
@@ -157,7 +159,9 @@ class Poller:
         delay = self.backoff.failure(exc)
         self.next_attempt = asyncio.get_running_loop().time() + delay
         if isinstance(exc, AuthError):
-            self._log.error("upstream refused the API key", error=str(exc), retry_in=round(delay, 1))
+            self._log.error(
+                "upstream refused the API key", error=str(exc), retry_in=round(delay, 1)
+            )
             if self.on_auth_failure is not None:
                 await self.on_auth_failure(self.target, exc)
         elif isinstance(exc, RateLimited):

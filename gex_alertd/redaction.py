@@ -13,7 +13,9 @@ MASK = "***"
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 # credentials embedded in any URL, whether or not they were registered
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@"
+)
 
 
 def register(value: str | None) -> None:

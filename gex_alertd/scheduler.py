@@ -63,7 +63,8 @@ class PollScheduler:
                 coalesce=True,
                 misfire_grace_time=max(1, int(t.interval_s)),
                 # first run right away (spread a little) instead of one interval after start
-                next_run_time=datetime.now(UTC) + timedelta(seconds=min(t.jitter_s, 1.0) * _spread(key)),
+                next_run_time=datetime.now(UTC)
+                + timedelta(seconds=min(t.jitter_s, 1.0) * _spread(key)),
             )
 
     async def _run(self, key: str) -> None:
@@ -84,13 +85,13 @@ class PollScheduler:
         except Exception:
             log.exception("poll crashed", symbol=poller.target.symbol)
 
-    async def stop(self, timeout: float = 10.0) -> None:
+    async def stop(self, grace_s: float = 10.0) -> None:
         """Stop starting polls, then let the running ones finish their commits."""
         self._stopping = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         if self._inflight:
-            _done, pending = await asyncio.wait(set(self._inflight), timeout=timeout)
+            _done, pending = await asyncio.wait(set(self._inflight), timeout=grace_s)
             for t in pending:
                 t.cancel()
 

@@ -96,7 +96,9 @@ def convert(value: Any, tp: Any, path: str, problems: Problems) -> Any:
         allowed = get_args(tp)
         if value in allowed:
             return value
-        problems.add(path, f"expected one of {', '.join(map(str, allowed))}, got {_describe(value)}")
+        problems.add(
+            path, f"expected one of {', '.join(map(str, allowed))}, got {_describe(value)}"
+        )
         return None
     if origin is list:
         (item_tp,) = get_args(tp) or (Any,)
@@ -105,7 +107,7 @@ def convert(value: Any, tp: Any, path: str, problems: Problems) -> Any:
             return None
         return [convert(v, item_tp, join(path, i), problems) for i, v in enumerate(value)]
     if origin is dict:
-        key_tp, val_tp = get_args(tp) or (str, Any)
+        _key_tp, val_tp = get_args(tp) or (str, Any)
         if not isinstance(value, dict):
             problems.add(path, f"expected a mapping, got {_describe(value)}")
             return None
@@ -165,12 +167,15 @@ def _convert_struct(value: Any, tp: type[msgspec.Struct], path: str, problems: P
     start = len(problems)
     if cfg.tag is not None and value.get(cfg.tag_field) != cfg.tag:
         problems.add(
-            join(path, cfg.tag_field), f"expected one of {cfg.tag}, got {_describe(value.get(cfg.tag_field))}"
+            join(path, cfg.tag_field),
+            f"expected one of {cfg.tag}, got {_describe(value.get(cfg.tag_field))}",
         )
         return None
     for key in value:
         if key not in known:
-            problems.add(join(path, str(key)), f"unknown key (expected one of {', '.join(sorted(known))})")
+            problems.add(
+                join(path, str(key)), f"unknown key (expected one of {', '.join(sorted(known))})"
+            )
     # an unknown key does not stop the struct's own checks from running: report those too
     start = len(problems)
     kwargs: dict[str, Any] = {}

@@ -134,13 +134,18 @@ def test_unset_variable_is_a_problem_with_its_path(tmp_path, monkeypatch):
 def test_example_config_is_valid():
     cfg = config.load(ROOT / "config.example.yaml")
     assert [t.symbol for t in cfg.watch.entries()] == ["SPY", "QQQ", "IWM"]
-    assert {type(r).__struct_config__.tag for r in cfg.rules} == {"flip_cross", "net_gex_sign", "oi_change"}
+    assert {type(r).__struct_config__.tag for r in cfg.rules} == {
+        "flip_cross",
+        "net_gex_sign",
+        "oi_change",
+    }
 
 
 def test_durations_and_watch_entries(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text(
-        "watch: {interval_s: 0.25, symbols: [spy, {symbol: SPX, expiry: 2026-05-15, interval_s: 30}]}\n"
+        "watch: {interval_s: 0.25,"
+        " symbols: [spy, {symbol: SPX, expiry: 2026-05-15, interval_s: 30}]}\n"
         "redis: {retention: 1h30m}\n"
     )
     cfg = config.load(p)

@@ -43,13 +43,19 @@ def make_poller(up, redis, commit, *, symbol="SPY", instance="a", client=None, *
     client = client or FlowGexClient(up.url, "test-key", requests_per_min=6000)
     target = WatchTarget(symbol, None, 0.05, 0.0)
     backoff = Backoff(0.2, 1.0, random.Random(1))
-    return Poller(target, client, commit, redis, backoff=backoff, instance_id=instance, **kw), client
+    return Poller(
+        target, client, commit, redis, backoff=backoff, instance_id=instance, **kw
+    ), client
 
 
 async def test_poll_stores_once_and_drops_repeated_as_of(redis):
     async with Upstream() as up:
         body = flow_gex_body("SPY", as_of=T0)
-        up.push(Reply.json(body), Reply.json(body), Reply.json(flow_gex_body("SPY", as_of=T0 + timedelta(seconds=15))))
+        up.push(
+            Reply.json(body),
+            Reply.json(body),
+            Reply.json(flow_gex_body("SPY", as_of=T0 + timedelta(seconds=15))),
+        )
         commit = Committed(redis)
         poller, client = make_poller(up, redis, commit)
         try:
@@ -116,7 +122,16 @@ async def test_auth_failure_reaches_the_operator_hook(redis):
         seen.append(exc)
 
     async with Upstream() as up:
-        up.push(Reply(403, {"message": "Plan lacks Flow GEX", "current_plan": "free", "required_plan": "growth"}))
+        up.push(
+            Reply(
+                403,
+                {
+                    "message": "Plan lacks Flow GEX",
+                    "current_plan": "free",
+                    "required_plan": "growth",
+                },
+            )
+        )
         poller, client = make_poller(up, redis, Committed(redis), on_auth_failure=on_auth)
         try:
             assert await poller.poll() == "error"

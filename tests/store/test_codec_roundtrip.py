@@ -17,7 +17,9 @@ from gex_alertd.config import RedisConfig
 from gex_alertd.model import FlowGex, StrikeRow, decode_flow_gex
 
 
-def make_snapshot(n: int, *, seed: int = 1, as_of: datetime | None = None, nulls: bool = True) -> FlowGex:
+def make_snapshot(
+    n: int, *, seed: int = 1, as_of: datetime | None = None, nulls: bool = True
+) -> FlowGex:
     rng = random.Random(seed)
     spot = 600.0 + rng.uniform(-5, 5)
     rows = []
@@ -154,7 +156,9 @@ async def test_length_based_trimming(redis):
         cfg = RedisConfig(url="redis://x", retention=None, max_len=20)
         t0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
         for i in range(100):
-            await store.write_snapshot(redis, make_snapshot(1, as_of=t0 + timedelta(seconds=i)), None, cfg)
+            await store.write_snapshot(
+                redis, make_snapshot(1, as_of=t0 + timedelta(seconds=i)), None, cfg
+            )
         n = await redis.xlen(store.snap_key("SPY"))
         assert 20 <= n <= 30
     finally:
