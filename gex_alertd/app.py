@@ -24,6 +24,7 @@ from gex_alertd import redaction
 from gex_alertd.config import Config, ConfigError
 from gex_alertd.connections import REDIS_DOWN, connect, wait_until_reachable
 from gex_alertd.model import AlertEvent, iso_utc, outbox_fields
+from gex_alertd.ops import metrics
 from gex_alertd.pipeline import Poller
 from gex_alertd.scheduler import PollScheduler
 from gex_alertd.sources.backoff import Backoff
