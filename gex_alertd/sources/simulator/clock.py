@@ -45,8 +45,12 @@ class RealClock:
 
 
 class ManualClock:
+    DEFAULT_START = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)  # a Monday, 09:30 New York
+
     def __init__(self, start: datetime | None = None, t: float = 0.0):
-        self.start = start or datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+        # without an explicit start, a scenario's `start` wins (see embedded.make_simulator)
+        self.explicit_start = start is not None
+        self.start = start or self.DEFAULT_START
         self._t = t
 
     def now(self) -> float:

@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 
 from gex_alertd.config import SimulatorOptions
-from gex_alertd.sources.simulator.clock import Clock, RealClock
+from gex_alertd.sources.simulator.clock import Clock, ManualClock, RealClock
 from gex_alertd.sources.simulator.engine import Simulator
 from gex_alertd.sources.simulator.scenario import Scenario, load_scenario, loads_scenario
 from gex_alertd.sources.simulator.server import SIMULATOR, ServerSettings, build_app
@@ -21,13 +21,13 @@ log = structlog.get_logger()
 def resolve_scenario(
     scenario: Scenario | str | Path | None, base_dir: Path | None = None
 ) -> Scenario:
-    """A Scenario, YAML text (contains a newline or a colon), `demo`, a path, or None."""
+    """A Scenario, YAML text (anything with a newline), `demo`, a path, or None."""
     if scenario is None:
         return Scenario()
     if isinstance(scenario, Scenario):
         return scenario
     text = str(scenario)
-    if isinstance(scenario, str) and ("\n" in text or ":" in text) and not Path(text).exists():
+    if isinstance(scenario, str) and "\n" in text:
         return loads_scenario(text, "scenario text")
     return load_scenario(text, base_dir)
 
@@ -37,7 +37,10 @@ def make_simulator(
     clock: Clock | None = None, base_dir: Path | None = None,
 ) -> Simulator:  # fmt: skip
     sc = resolve_scenario(scenario if scenario is not None else options.scenario, base_dir)
-    clock = clock or RealClock(sc.start, options.speed)
+    if clock is None:
+        clock = RealClock(sc.start, options.speed)
+    elif isinstance(clock, ManualClock) and not clock.explicit_start and sc.start is not None:
+        clock.start = sc.start
     return Simulator(sc, clock, seed=options.seed, cache_s=options.cache_s)
 
 

@@ -208,9 +208,9 @@ class Market:
         now = self.time_at(self.tick)
         live = self.live_expiries(now)
         if ev.expiry is not None:
-            dates = [self.chain.expiries[e].isoformat() for e in live]
+            dates = [self.chain.expiries[e] for e in live]
             if ev.expiry not in dates:
-                log.warning("block: expiry not listed", symbol=self.symbol, expiry=ev.expiry)
+                log.warning("block: expiry not listed", symbol=self.symbol, expiry=str(ev.expiry))
                 return
             expiry = live[dates.index(ev.expiry)]
         elif live:

@@ -17,7 +17,7 @@ Every problem is reported at once with its path (`events[2].contracts: ...`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -79,7 +79,7 @@ class BlockEvent(_SymbolEvent, tag="block", kw_only=True):
     contracts: int
     right: Literal["call", "put"] = "call"
     strike: float | Literal["atm"] = "atm"
-    expiry: str | None = None  # yyyy-MM-dd; default the front expiry listing the strike
+    expiry: date | None = None  # yyyy-MM-dd; default the front expiry
     aggressor: Literal["buy", "sell"] = "buy"
 
 
@@ -139,11 +139,6 @@ def _check(sc: Scenario, problems: Problems) -> None:
         if isinstance(ev, BlockEvent):
             if ev.contracts <= 0:
                 problems.add(f"{path}.contracts", f"must be > 0, got {ev.contracts}")
-            if ev.expiry is not None:
-                try:
-                    datetime.strptime(ev.expiry, "%Y-%m-%d")
-                except ValueError:
-                    problems.add(f"{path}.expiry", f"expected yyyy-MM-dd, got {ev.expiry!r}")
         if isinstance(ev, NetSignEvent) and ev.margin < 0:
             problems.add(f"{path}.margin", f"must be >= 0, got {ev.margin}")
         if isinstance(ev, FaultEvent):
