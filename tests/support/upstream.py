@@ -18,6 +18,7 @@ How replies are chosen, per request, first match wins:
    the path with an `as_of` one second later than the previous default reply (always new data).
 Queued replies are used once each, in arrival order.
 
+`wait_for_requests(n)` waits until n requests arrived; `reset()` forgets requests and queues.
 Every request is recorded (`requests`, a list of `Recorded`) with its path, query, headers,
 `arrived_at` (time.monotonic() when the handler started) and `responded_at` (monotonic, just
 before the response was handed to the transport; None if it never was: cancelled/aborted).
@@ -181,6 +182,24 @@ class Upstream:
         if symbol is not None:
             path = FLOW_GEX_PATH + symbol
         return [r for r in self.requests if r.path == path]
+
+    async def wait_for_requests(self, count: int, timeout_s: float = 5.0) -> list[Recorded]:
+        """Wait until at least `count` requests arrived; AssertionError after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.requests) < count:
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"upstream saw {len(self.requests)} requests, expected {count} "
+                    f"within {timeout_s} s"
+                )
+            await asyncio.sleep(0.005)
+        return self.requests[:count]
+
+    def reset(self) -> None:
+        """Forget recorded requests and queued replies (the default stays)."""
+        self.requests.clear()
+        self._queue.clear()
+        self._by_path.clear()
 
     def pending(self) -> int:
         """Queued replies not used yet."""
