@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sys
+from pathlib import Path
 
 import click
 import redis.asyncio as aioredis
@@ -11,29 +11,18 @@ from redis.exceptions import RedisError
 
 from gex_alertd import config as config_mod
 from gex_alertd import redaction
+from gex_alertd.commands import CONFIG_OPTION
 from gex_alertd.notify import outbox as ob
 from gex_alertd.notify.base import Ok, Permanent
 from gex_alertd.notify.dispatch import build_notifier, sample_alert
 
-config_option = click.option(
-    "--config",
-    "-c",
-    "config_path",
-    default="config.yaml",
-    show_default=True,
-    envvar="GEX_ALERTD_CONFIG",
-    type=click.Path(dir_okay=False),
-    help="Config file (env GEX_ALERTD_CONFIG).",
-)
 redis_option = click.option("--redis", "redis_url", default=None, help="Override redis.url.")
 
 
-def _load(config_path: str) -> config_mod.Config:
-    try:
-        return config_mod.load(config_path)
-    except config_mod.ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
+def _load(config_path: Path) -> config_mod.Config:
+    from gex_alertd.commands import load_or_exit  # same option and exit status 2 as `check`
+
+    return load_or_exit(config_path)
 
 
 def _fail(msg: str) -> None:
@@ -42,8 +31,8 @@ def _fail(msg: str) -> None:
 
 @click.command("notify-test")
 @click.option("--channel", "channel", required=True, help="Channel name from the config.")
-@config_option
-def notify_test(channel: str, config_path: str) -> None:
+@CONFIG_OPTION
+def notify_test(channel: str, config_path: Path) -> None:
     """Send a sample alert to one channel now (bypassing the outbox) and report the outcome."""
     cfg = _load(config_path)
     ch = cfg.channels.get(channel)
@@ -74,10 +63,10 @@ def _client(cfg: config_mod.Config, redis_url: str | None) -> aioredis.Redis:
 
 
 @click.group(invoke_without_command=True)
-@config_option
+@CONFIG_OPTION
 @redis_option
 @click.pass_context
-def outbox(ctx: click.Context, config_path: str, redis_url: str | None) -> None:
+def outbox(ctx: click.Context, config_path: Path, redis_url: str | None) -> None:
     """Show the alert outbox: pending entries per channel and dead letters.
 
     Without a subcommand this runs `list`."""

@@ -7,7 +7,13 @@ import asyncio
 
 import aiohttp
 
-from gex_alertd.notify.base import DeliveryOutcome, classify_http, describe_exc, retry
+from gex_alertd.notify.base import (
+    DeliveryOutcome,
+    classify_http,
+    describe_exc,
+    permanent,
+    retry,
+)
 
 
 class HttpPoster:
@@ -26,6 +32,8 @@ class HttpPoster:
             async with self.session().post(url, data=body, headers=headers) as resp:
                 text = await resp.text(errors="replace")
                 return classify_http(resp.status, text, resp.headers.get("Retry-After"))
+        except aiohttp.InvalidURL as exc:  # the config is wrong; retrying cannot help
+            return permanent(describe_exc(exc))
         except TimeoutError:
             return retry(f"timeout after {self._timeout.total:g}s")
         except (aiohttp.ClientError, OSError) as exc:

@@ -42,6 +42,9 @@ def main(config_path: str, redis_url: str | None, consumer: str | None) -> None:
         raise click.ClickException(str(exc)) from None
     if redis_url:
         cfg = msgspec.structs.replace(cfg, redis=msgspec.structs.replace(cfg.redis, url=redis_url))
+    from gex_alertd.ops.logging import configure
+
+    configure(cfg.ops.log_format, cfg.ops.log_level)
     asyncio.run(serve(cfg, consumer))
 
 

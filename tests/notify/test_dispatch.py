@@ -258,3 +258,34 @@ async def test_reload_adds_and_changes_channels(redis: aioredis.Redis, redis_url
         await d.stop()
         await a.stop()
         await b.stop()
+
+
+async def test_secrets_never_reach_logs_or_dead_letters(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    from structlog.testing import capture_logs
+
+    from tests.support.redis_server import free_port
+
+    down = f"http://127.0.0.1:{free_port()}/hooks/T0/B0/supersecretpath1"
+    broken = "http://127.0.0.1:99999999/hooks/T0/B0/supersecretpath2"
+    cfg = make_config({"down": hook(down, max_attempts=2), "broken": hook(broken)}, redis_url)
+    d = Dispatcher(redis, cfg, consumer="t1")
+    with capture_logs() as logs:
+        await d.start()
+        try:
+            await enqueue(redis, alert(1), ["down", "broken"])
+
+            async def both_dead() -> bool:
+                return await redis.xlen(DEAD) == 2
+
+            await eventually(both_dead)
+        finally:
+            await d.stop()
+    dead = await list_dead(redis)
+    text = repr(logs) + repr(dead) + repr(await d.health() if d.workers else {})
+    assert "supersecretpath" not in text
+    reasons = {x.channel: x.reason for x in dead}
+    assert "InvalidUrl" in reasons["broken"] and "***" in reasons["broken"]
+    assert reasons["down"].startswith("gave up after 2 attempts: ClientConnectorError")
+    assert any(e.get("event") == "delivery failed, will retry" for e in logs)

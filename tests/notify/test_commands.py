@@ -1,0 +1,96 @@
+"""`gex-alertd notify-test` and `gex-alertd outbox`, run as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+import yaml
+from aiohttp import web
+
+from gex_alertd.notify.outbox import DEAD, STREAM, group_name, list_dead
+from tests.notify.support import SECRET, Receiver, alert, enqueue
+
+
+async def cli(*args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gex_alertd", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+def write_config(tmp_path: Path, redis_url: str, channels: dict[str, Any]) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"redis": {"url": redis_url}, "channels": channels}))
+    return str(path)
+
+
+async def test_notify_test_sends_a_signed_sample(tmp_path: Path, redis_url: str) -> None:
+    rx = await Receiver(secret=SECRET).start()
+    cfg = write_config(
+        tmp_path, redis_url, {"ops": {"type": "webhook", "url": rx.url, "secret": SECRET}}
+    )
+    try:
+        rc, out = await cli("notify-test", "--channel", "ops", "-c", cfg)
+        assert rc == 0, out
+        assert "ops: delivered" in out
+        assert rx.hits[0].verified and rx.hits[0].headers["webhook-id"].startswith("test-ops-")
+        rc, out = await cli("notify-test", "--channel", "nope", "-c", cfg)
+        assert rc == 1 and "unknown channel 'nope' (channels: ops)" in out
+    finally:
+        await rx.stop()
+
+
+async def test_notify_test_reports_failure_without_the_secret(
+    tmp_path: Path, redis_url: str
+) -> None:
+    async def forbidden(_n: int, _r: web.Request) -> web.Response:
+        return web.Response(status=403, text="invalid_token")
+
+    rx = await Receiver(responder=forbidden, path="/services/T1/B2/sekr1tT0kenValue").start()
+    cfg = write_config(tmp_path, redis_url, {"desk": {"type": "slack", "webhook_url": rx.url}})
+    try:
+        rc, out = await cli("notify-test", "--channel", "desk", "-c", cfg)
+        assert rc == 1
+        assert "desk: permanent failure: HTTP 403: invalid_token" in out
+        assert "sekr1tT0kenValue" not in out
+    finally:
+        await rx.stop()
+
+
+async def test_outbox_lists_pending_and_dead_and_retries(
+    tmp_path: Path, redis: aioredis.Redis, redis_url: str
+) -> None:
+    cfg = write_config(
+        tmp_path, redis_url, {"ops": {"type": "webhook", "url": "http://127.0.0.1:9/x"}}
+    )
+    await redis.xgroup_create(STREAM, group_name("ops"), id="$", mkstream=True)
+    await enqueue(redis, alert(1), ["ops"])
+    await redis.xreadgroup(group_name("ops"), "host:main", {STREAM: ">"})
+    await enqueue(redis, alert(2), ["ops"])
+    await redis.xadd(
+        DEAD,
+        {"id": alert(3).id, "channel": "ops", "symbol": "SPY", "reason": "HTTP 410: gone",
+         "attempts": "1", "entry": "1-0", "failed_at": "2026-11-24T15:00:00.000Z",
+         "event": b'{"id":"x"}'},
+    )  # fmt: skip
+    rc, out = await cli("outbox", "-c", cfg)
+    assert rc == 0, out
+    assert "ops: 2 unacknowledged" in out
+    assert alert(1).id in out and "consumer=host:main" in out
+    assert "DEAD (1)" in out and "reason: HTTP 410: gone" in out
+
+    rc, out = await cli("outbox", "-c", cfg, "retry")
+    assert rc == 1 and "--all" in out
+    (dead,) = await list_dead(redis)
+    rc, out = await cli("outbox", "-c", cfg, "retry", dead.dead_id)
+    assert rc == 0, out
+    assert "1 dead letter(s) requeued" in out
+    assert await redis.xlen(DEAD) == 0
+    last = (await redis.xrevrange(STREAM, count=1))[0][1]
+    assert last[b"id"] == alert(3).id.encode() and last[b"channels"] == b"ops"
