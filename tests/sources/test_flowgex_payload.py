@@ -280,3 +280,15 @@ def test_body_helper_is_a_deep_copyable_valid_snapshot() -> None:
     raw = copy.deepcopy(body())
     snap = decode_flow_gex(msgspec.json.encode(raw), symbol="SPY")
     assert len(snap.strikes) == 6 and snap.flip == 495.0
+
+
+async def test_huge_but_finite_values_are_accepted(
+    upstream: Upstream, make_client: ClientFactory
+) -> None:
+    # the finiteness fast path sums rows; an overflowing sum of finite values is still valid
+    raw = body()
+    raw["strikes"][0]["call_gex"] = 1.7e308
+    raw["strikes"][1]["call_gex"] = 1.7e308
+    upstream.push(Reply.json(raw))
+    snap = (await make_client().fetch("SPY")).snapshot
+    assert snap.strikes[0].call_gex == 1.7e308
