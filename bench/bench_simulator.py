@@ -126,8 +126,10 @@ def main() -> None:
     import msgspec
 
     strikes = len(msgspec.json.decode(sample)["strikes"])
-    print(f"simulator: {rps:,.0f} responses/s ({strikes}-strike {args.symbol} snapshot, "
-          f"{size:,} bytes, {args.connections} keep-alive connections, server on 1 core)")  # fmt: skip
+    print(
+        f"simulator: {rps:,.0f} responses/s ({strikes}-strike {args.symbol} snapshot, "
+        f"{size:,} bytes, {args.connections} keep-alive connections, server on 1 core)"
+    )
     print(f"baseline (bare aiohttp, same bytes): {base_rps:,.0f} responses/s")
     print(f"simulator / baseline: {rps / base_rps:.2f}")
 
