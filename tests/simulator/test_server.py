@@ -208,3 +208,10 @@ def test_error_bodies_are_documented_shape() -> None:
         "error": "forbidden", "message": "needs alpha", "current_plan": "basic",
         "required_plan": "alpha",
     }  # fmt: skip
+
+
+async def test_unknown_route_is_json_404(server: tuple[EmbeddedSimulator, ManualClock]) -> None:
+    handle, _ = server
+    with pytest.raises(NotFoundError) as exc:
+        await asyncio.to_thread(client(handle)._get, "/v1/flow/nope/SPY")
+    assert "No endpoint GET /v1/flow/nope/SPY" in str(exc.value)

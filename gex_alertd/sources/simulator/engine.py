@@ -132,14 +132,15 @@ class Simulator:
     def body(self, kind: str, symbol: str, expiry: str | None, min_oi: int = 0) -> bytes:
         """The encoded JSON body for (kind, symbol, expiry) at the current snapshot tick."""
         tick = self.snapshot_tick()
-        key = (kind, symbol, expiry) if not min_oi else (f"{kind}:{min_oi}", symbol, expiry)
+        key = (kind, symbol, expiry)
         hit = self._cache.get(key)
-        if hit is not None and hit[0] == tick:
+        if hit is not None and hit[0] == tick and not min_oi:
             return hit[1]
         m = self.market(symbol)
         m.step_to(max(tick, m.tick))
         body = self._encode(kind, m, expiry, min_oi)
-        self._cache[key] = (tick, body)
+        if not min_oi:  # only listed expiries get here, so the cache stays bounded
+            self._cache[key] = (tick, body)
         return body
 
     def _encode(self, kind: str, m: Market, expiry: str | None, min_oi: int) -> bytes:

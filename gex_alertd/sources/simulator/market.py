@@ -153,7 +153,10 @@ class Market:
                 self._net_sign(ev)
             elif isinstance(ev, BlockEvent):
                 self._block(ev)
-            bound.info("simulator event applied", spot=self.spot)
+            # spot jumps can come by the hundred in test scenarios: keep them out of info
+            (bound.debug if isinstance(ev, SpotEvent) else bound.info)(
+                "simulator event applied", spot=self.spot
+            )
 
     def _set_level(self, level: float) -> None:
         self.level = level

@@ -157,4 +157,10 @@ def build_app(sim: Simulator, settings: ServerSettings) -> web.Application:
     app[LIMITER] = RateLimiter(settings.rate_limit_per_min, sim.clock)
     app.router.add_get("/v1/flow/gex/{symbol}", _handler("flow"))
     app.router.add_get("/v1/exposure/gex/{symbol}", _handler("exposure"))
+    app.router.add_route("*", "/{tail:.*}", _no_route)
     return app
+
+
+async def _no_route(request: web.Request) -> web.Response:
+    # JSON like every other error, so SDK clients get their typed NotFoundError with a message
+    return error_response(404, "not_found", f"No endpoint {request.method} {request.path}")
