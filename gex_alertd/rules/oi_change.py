@@ -12,12 +12,12 @@ With both `min_contracts` and `min_pct`, both must hold.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from gex_alertd.model import FlowGex, StrikeRow, iso_utc
+from gex_alertd.model import STRIKE_FIELDS, FlowGex, iso_utc
 from gex_alertd.rules.base import Fired, RuleBase, RuleType
 
 _EXCHANGE_TZ = ZoneInfo("America/New_York")
@@ -50,10 +50,37 @@ class OiState(msgspec.Struct, array_like=True):
     fired: list[str] = []  # basis day: "c|p:strike" keys that fired (or were the baseline)
 
 
-def _sides(rule: OiChange) -> tuple[tuple[str, str, str], ...]:
-    call = ("call", "call_oi", "call_oi_change")
-    put = ("put", "put_oi", "put_oi_change")
-    return {"call": (call,), "put": (put,), "both": (call, put)}[rule.side]
+# Column positions in msgspec.structs.astuple(StrikeRow)
+_K, _CALL_OI, _PUT_OI, _CALL_CHG, _PUT_CHG = (
+    STRIKE_FIELDS.index(f)
+    for f in ("strike", "call_oi", "put_oi", "call_oi_change", "put_oi_change")
+)
+_DAY_SIDES = {
+    "call": (("call", _CALL_OI, _CALL_CHG),),
+    "put": (("put", _PUT_OI, _PUT_CHG),),
+    "both": (("call", _CALL_OI, _CALL_CHG), ("put", _PUT_OI, _PUT_CHG)),
+}
+
+# Replay and the live path both evaluate a snapshot, then pass it as `prev` to the next one:
+# its rows as tuples are memoised (a few entries, holding the snapshot so its id stays unique).
+# The memo is invisible to callers; it only saves rebuilding 200 tuples per snapshot.
+_memo: dict[tuple[int, str], tuple[FlowGex, list[tuple[Any, ...]]]] = {}
+_astuple = msgspec.structs.astuple
+
+
+def _rows(snap: FlowGex, view: str = "all") -> list[tuple[Any, ...]]:
+    """The rows as tuples (`all`: every field; `oi`: strike, call_oi, put_oi)."""
+    hit = _memo.get((id(snap), view))
+    if hit is not None and hit[0] is snap:
+        return hit[1]
+    if view == "all":
+        rows = list(map(_astuple, snap.strikes))
+    else:
+        rows = [(r.strike, r.call_oi, r.put_oi) for r in snap.strikes]
+    if len(_memo) >= 16:
+        del _memo[next(iter(_memo))]
+    _memo[(id(snap), view)] = (snap, rows)
+    return rows
 
 
 def _passes(rule: OiChange, change: float, before: float) -> tuple[bool, float]:
@@ -85,25 +112,51 @@ def _entry(strike: float, side: str, before: float, after: float, pct: float) ->
     }
 
 
+_POLL_SIDES = {
+    "call": (("call", 1),),
+    "put": (("put", 2),),
+    "both": (("call", 1), ("put", 2)),
+}
+
+
 def _poll(rule: OiChange, snap: FlowGex, prev: FlowGex) -> list[dict[str, object]]:
+    cur, old = _rows(snap, "oi"), _rows(prev, "oi")
+    if cur == old:
+        return []
+    # only rows whose OI changed can fire: find them with C-level tuple compares, matching
+    # row by row while the strike list is the same, by strike when it moved
+    if len(cur) == len(old) and cur[0][0] == old[0][0] and cur[-1][0] == old[-1][0]:
+        pairs = [(a, b) for a, b in zip(cur, old, strict=True) if a != b]
+        if any(a[0] != b[0] for a, b in pairs):
+            pairs = _match(cur, old)
+    else:
+        pairs = _match(cur, old)
     lo, hi = _window(rule, snap.underlying_price)
-    before_rows: dict[float, StrikeRow] = {
-        r.strike: r for r in prev.strikes if lo <= r.strike <= hi
-    }
     hits: list[dict[str, object]] = []
-    sides = _sides(rule)
-    for row in snap.strikes:
-        old = before_rows.get(row.strike)
-        if old is None:
+    for row, before_row in pairs:
+        k = row[0]
+        if not lo <= k <= hi:
             continue
-        for side, oi_field, _ in sides:
-            after, before = getattr(row, oi_field), getattr(old, oi_field)
+        for side, i in _POLL_SIDES[rule.side]:
+            after, before = row[i], before_row[i]
             if after is None or before is None or after == before:
                 continue
             ok, pct = _passes(rule, after - before, before)
             if ok:
-                hits.append(_entry(row.strike, side, before, after, pct))
+                hits.append(_entry(k, side, before, after, pct))
     return hits
+
+
+def _match(
+    cur: list[tuple[Any, ...]], old: list[tuple[Any, ...]]
+) -> list[tuple[tuple[Any, ...], tuple[Any, ...]]]:
+    by_strike = {r[0]: r for r in old}
+    out = []
+    for r in cur:
+        b = by_strike.get(r[0])
+        if b is not None and b != r:
+            out.append((r, b))
+    return out
 
 
 def exchange_day(snap: FlowGex) -> str:
@@ -118,15 +171,14 @@ def _day(
     lo, hi = _window(rule, snap.underlying_price)
     hits: list[dict[str, object]] = []
     added: list[str] = []
-    sides = _sides(rule)
-    for row in snap.strikes:
-        if not lo <= row.strike <= hi:
-            continue
-        for side, oi_field, change_field in sides:
-            change, after = getattr(row, change_field), getattr(row, oi_field)
-            if change is None or after is None:
+    floor = rule.min_contracts or 0.0
+    for side, oi, chg in _DAY_SIDES[rule.side]:
+        # cheap pre-filter: the change is served, non-zero and at least min_contracts
+        for row in [r for r in _rows(snap) if r[chg] and (r[chg] >= floor or r[chg] <= -floor)]:
+            k, change, after = row[_K], row[chg], row[oi]
+            if after is None or not lo <= k <= hi:
                 continue
-            key = f"{side[0]}:{row.strike!r}"
+            key = f"{side[0]}:{k!r}"
             if key in seen:
                 continue
             before = after - change  # the prior settled OI the change is measured against
@@ -134,7 +186,7 @@ def _day(
             if ok:
                 added.append(key)
                 seen.add(key)
-                hits.append(_entry(row.strike, side, before, after, pct))
+                hits.append(_entry(k, side, before, after, pct))
     if not added and old.day == day:
         return old, hits
     fired = [*old.fired, *added] if old.day == day else added

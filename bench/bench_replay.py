@@ -1,0 +1,232 @@
+"""Replay throughput: the rule engine over 100,000 stored 200-strike snapshots.
+
+Builds its own history in a private redis-server (a pipeline of XADDs with the daemon's own
+`store.encode_fields`), then times `gex-alertd replay`'s code path (`run_replay`: XRANGE pages,
+decode, every rule type) end to end, and each stage on its own in the same run:
+  read    XRANGE pages only (redis-py parsing, no decoding)
+  decode  `store.decode_fields` on the stored entries (strike block included)
+  rules   the engine on already-decoded snapshots (all four rule types)
+The synthetic chains drift like a session: spot and flip random-walk (crossing now and then),
+net GEX changes sign, effective OI moves at a few strikes per poll with rare large prints.
+
+    python -m bench.bench_replay [--snapshots 100000] [--symbols 10] [--profile] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import platform
+import pstats
+import random
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from rich.console import Console
+from rich.table import Table
+
+from gex_alertd import store
+from gex_alertd.model import FlowGex, StrikeRow
+from gex_alertd.replay import ReplayOptions, Replayer, run_replay
+from gex_alertd.rules.base import RuleBase
+from gex_alertd.rules.flip_cross import FlipCross
+from gex_alertd.rules.net_gex_sign import NetGexSign
+from gex_alertd.rules.oi_change import OiChange
+from gex_alertd.rules.threshold import Threshold
+from gex_alertd.typedconfig import Duration
+from tests.support.redis_server import RedisServer
+
+T0 = datetime(2026, 5, 11, 13, 30, tzinfo=UTC)
+
+RULES: list[RuleBase] = [
+    FlipCross(name="flip", direction="any", band_pct=0.05, cooldown=Duration(600)),
+    NetGexSign(name="sign", min_abs=1e8, confirm=2),
+    OiChange(name="oi-poll", basis="poll", min_contracts=2000, within_pct=3.0),
+    OiChange(name="oi-day", basis="day", min_contracts=5000, min_pct=20),
+    Threshold(name="level", field="flip_distance_pct", above=1.0, below=-1.0),
+]
+
+
+def history(symbol: str, n: int, seed: int) -> Any:
+    """n snapshots of one symbol, 15 s apart, as FlowGex (generated lazily)."""
+    rng = random.Random(seed)
+    spot = 100.0 + rng.random() * 400
+    step = round(spot / 200, 1) or 0.5
+    first = round(spot - 100 * step, 1)
+    settled = [
+        (float(rng.randrange(100, 40_000)), float(rng.randrange(100, 40_000))) for _ in range(200)
+    ]
+    call_oi = [c for c, _ in settled]
+    put_oi = [p for _, p in settled]
+    flip, net = spot * 0.99, 2e9
+    day = None
+    for i in range(n):
+        as_of = T0 + timedelta(seconds=15 * i)
+        if as_of.date() != day:  # a new session: OI settles
+            day = as_of.date()
+            settled = list(zip(call_oi, put_oi, strict=True))
+        spot *= 1 + rng.gauss(0, 0.0004)
+        flip += rng.gauss(0, spot * 0.0004) + (spot - flip) * 0.002
+        net += rng.gauss(0, 2e8) - net * 0.002
+        for _ in range(5):  # trading moves effective OI at a few strikes
+            j = rng.randrange(200)
+            big = rng.random() < 0.002
+            call_oi[j] = max(0.0, call_oi[j] + rng.randrange(-50, 60) * (100 if big else 1))
+            put_oi[j] = max(0.0, put_oi[j] + rng.randrange(-50, 60) * (100 if big else 1))
+        rows = []
+        for j in range(200):
+            k = round(first + j * step, 2)
+            cg = round(call_oi[j] * 1234.5 / (1 + abs(k - spot)), 2)
+            pg = -round(put_oi[j] * 1234.5 / (1 + abs(k - spot)), 2)
+            rows.append(
+                StrikeRow(
+                    strike=k, call_gex=cg, put_gex=pg, net_gex=cg + pg,
+                    call_oi=call_oi[j], put_oi=put_oi[j],
+                    call_volume=float(rng.randrange(0, 5000)), put_volume=float(rng.randrange(0, 5000)),
+                    call_oi_change=call_oi[j] - settled[j][0], put_oi_change=put_oi[j] - settled[j][1],
+                )
+            )  # fmt: skip
+        yield FlowGex(
+            symbol=symbol,
+            as_of=as_of,
+            underlying_price=round(spot, 2),
+            live_net_gex=round(net, 2),
+            live_net_gex_label="positive" if net >= 0 else "negative",
+            live_gamma_flip=round(flip, 2),
+            gamma_flip_status="available" if rng.random() > 0.05 else "no_boundary",
+            strikes=rows,
+        )
+
+
+async def populate(redis: aioredis.Redis, symbols: list[str], per_symbol: int) -> tuple[int, float]:
+    stored, started = 0, time.perf_counter()
+    for s_i, sym in enumerate(symbols):
+        pipe = redis.pipeline(transaction=False)
+        for snap in history(sym, per_symbol, seed=s_i):
+            pipe.xadd(store.snap_key(sym), store.encode_fields(snap), id=store.entry_id(snap))
+            stored += 1
+            if len(pipe) >= 500:
+                await pipe.execute()
+        await pipe.execute()
+    return stored, time.perf_counter() - started
+
+
+async def stage_read(redis: aioredis.Redis, symbols: list[str]) -> tuple[int, float, list[Any]]:
+    n, sample, started = 0, [], time.perf_counter()
+    for sym in symbols:
+        lo = "-"
+        while True:
+            batch = await redis.xrange(store.snap_key(sym), min=lo, max="+", count=2000)
+            n += len(batch)
+            if len(sample) < 5000:
+                sample += [f for _, f in batch[: 5000 - len(sample)]]
+            if len(batch) < 2000:
+                break
+            lo = "(" + batch[-1][0].decode()
+    return n, time.perf_counter() - started, sample
+
+
+def rate(n: int, secs: float) -> float:
+    return n / secs if secs > 0 else float("inf")
+
+
+async def measure(n_total: int, n_symbols: int, profile: bool) -> dict[str, Any]:
+    symbols = [f"S{i:02d}" for i in range(n_symbols)]
+    per_symbol = n_total // n_symbols
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp), aof=False)
+        server.start()
+        redis = aioredis.Redis.from_url(server.url)
+        try:
+            stored, pop_s = await populate(redis, symbols, per_symbol)
+            read_n, read_s, sample = await stage_read(redis, symbols)
+
+            t = time.perf_counter()
+            decoded = [store.decode_fields(f) for f in sample]
+            decode_s = time.perf_counter() - t
+
+            # the engine alone, on one symbol's consecutive decoded snapshots
+            replayer = Replayer(RULES)
+            t = time.perf_counter()
+            for snap in decoded:
+                replayer.feed(snap, None)
+            rules_s = time.perf_counter() - t
+
+            opts = ReplayOptions(
+                rules=RULES,
+                redis_url=server.url,
+                targets=[(s, None) for s in symbols],
+                progress=False,
+            )
+            quiet = Console(file=io.StringIO())
+            prof = cProfile.Profile() if profile else None
+            t = time.perf_counter()
+            if prof:
+                prof.enable()
+            stats = await run_replay(opts, quiet, quiet)
+            if prof:
+                prof.disable()
+            full_s = time.perf_counter() - t
+        finally:
+            await redis.aclose()
+            server.stop()
+    top = ""
+    if prof:
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(15)
+        top = buf.getvalue()
+    return {
+        "snapshots": stored,
+        "symbols": n_symbols,
+        "strikes_per_snapshot": 200,
+        "rules": [f"{r.name} ({type(r).__struct_config__.tag})" for r in RULES],
+        "populate_s": round(pop_s, 2),
+        "replay_s": round(full_s, 3),
+        "replay_snapshots_per_s": round(rate(stats.snapshots, full_s)),
+        "alerts": sum(stats.alerts.values()),
+        "suppressed": sum(stats.suppressed.values()),
+        "stage_read_per_s": round(rate(read_n, read_s)),
+        "stage_decode_per_s": round(rate(len(sample), decode_s)),
+        "stage_rules_per_s": round(rate(len(decoded), rules_s)),
+        "python": platform.python_version(),
+        "profile": top,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--snapshots", type=int, default=100_000)
+    ap.add_argument("--symbols", type=int, default=10)
+    ap.add_argument("--profile", action="store_true", help="cProfile the full replay")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    res = asyncio.run(measure(args.snapshots, args.symbols, args.profile))
+    console = Console()
+    table = Table(title=f"replay: {res['snapshots']} snapshots x 200 strikes, {len(RULES)} rules")
+    table.add_column("stage")
+    table.add_column("snapshots/s", justify="right")
+    table.add_row("full replay (read + decode + rules)", f"{res['replay_snapshots_per_s']:,}")
+    table.add_row("  read (XRANGE pages)", f"{res['stage_read_per_s']:,}")
+    table.add_row("  decode (store.decode_fields)", f"{res['stage_decode_per_s']:,}")
+    table.add_row("  rules (engine, decoded input)", f"{res['stage_rules_per_s']:,}")
+    console.print(table)
+    console.print(f"alerts {res['alerts']}, suppressed {res['suppressed']}; goal >= 20,000/s")
+    if res["profile"]:
+        console.print(res["profile"], highlight=False)
+    if args.json:
+        args.json.write_text(json.dumps({k: v for k, v in res.items() if k != "profile"}, indent=2))
+    msgspec.json.encode(res)  # the result is plain data
+
+
+if __name__ == "__main__":
+    main()
