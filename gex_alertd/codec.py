@@ -5,6 +5,7 @@ finds that; row-wise JSON repeats every field name 200 times. Each numeric colum
 smallest exact representation:
   - `d` decimal: every value is an integer after scaling by 10**k (k <= 6), stored as
     little-endian int64, byte-shuffled so the high bytes (mostly 0x00/0xff) line up for zstd;
+  - `D` the same as deltas, for the strike grid (equal steps compress to almost nothing);
   - `f` float64, byte-shuffled (exact for anything);
   - `n` net_gex equals call_gex + put_gex (or call - put) exactly in every row, so it is
     rebuilt, not stored (the row values are the served ones; nothing is re-derived when the
@@ -68,19 +69,23 @@ def _as_scaled_ints(a: np.ndarray) -> tuple[int, np.ndarray] | None:
     return None
 
 
-def _encode_column(values: list[float]) -> list[Any]:
+def _encode_column(values: list[float], *, delta: bool = False) -> list[Any]:
     a = np.asarray(values, dtype=np.float64)
     scaled = _as_scaled_ints(a)
     if scaled is not None:
         k, ints = scaled
+        if delta:  # a strike grid: equal steps compress to almost nothing
+            return ["D", k, _shuffle(np.diff(ints, prepend=np.int64(0)))]
         return ["d", k, _shuffle(ints)]
     return ["f", _shuffle(a)]
 
 
 def _decode_column(col: list[Any], count: int) -> list[float]:
     kind = col[0]
-    if kind == "d":
+    if kind in ("d", "D"):
         ints = _unshuffle(col[2], count, "<i8")
+        if kind == "D":
+            ints = np.cumsum(ints)
         k = col[1]
         vals = ints.astype(np.float64) if k == 0 else ints / float(10**k)
         return vals.tolist()
@@ -117,7 +122,7 @@ def encode_strikes(rows: Sequence[StrikeRow], extra: dict[str, Any] | None = Non
         if not present:
             columns[name] = ["z"]  # all null
             continue
-        col = _encode_column(present)
+        col = _encode_column(present, delta=name == "strike")
         columns[name] = [*col, mask] if mask is not None else col
     payload = {"v": BLOCK_VERSION, "n": count, "c": columns}
     if extra:
@@ -172,7 +177,7 @@ def decode_columns(blob: bytes) -> Columns:
         if kind == "z":
             cols[name] = [None] * count
             continue
-        has_mask = len(col) == (4 if kind == "d" else 3)
+        has_mask = len(col) == (4 if kind in ("d", "D") else 3)
         if not has_mask:
             cols[name] = _decode_column(col, count)  # type: ignore[assignment]
             continue
