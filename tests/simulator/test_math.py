@@ -36,6 +36,7 @@ def test_published_gamma_values() -> None:
     assert round(bs_price(False, 42, 40, 0.5, 0.2, 0.1), 2) == 0.81
 
 
+@settings(deadline=None)
 @given(
     s=st.floats(5, 30_000),
     moneyness=st.floats(0.6, 1.6),
@@ -68,7 +69,7 @@ legs_strategy = st.lists(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(legs=legs_strategy, spot=st.floats(80.0, 120.0))
 def test_rows_net_label_flip(legs: list[Leg], spot: float) -> None:
     rows = strike_rows(legs, spot)
@@ -110,7 +111,7 @@ def test_rows_net_label_flip(legs: list[Leg], spot: float) -> None:
     assert math.isclose(flip, k0 + (k1 - k0) * c0 / (c0 - c1), rel_tol=1e-9)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(
     settled=st.integers(0, 5000),
     prints=st.lists(
