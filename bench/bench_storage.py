@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import redis.asyncio as aioredis
 from rich.console import Console
 from rich.table import Table
