@@ -157,7 +157,11 @@ class ChannelWorker:
         self.limiter = limiter
         self.claim_idle = claim_idle
         self.buffer: dict[str, _Held] = {}
-        self.unrecorded: list[tuple[str, str]] = []  # sent OK, marker/XACK not yet written
+        # sent OK, marker + XACK not yet written: a recorder task writes them off the hot path
+        # (the MULTI costs an fsync with appendfsync always; the next send need not wait for it)
+        self.unrecorded: dict[str, str] = {}  # entry id -> alert id
+        self._recorded = asyncio.Event()
+        self._to_record = asyncio.Event()
         self.stopping = asyncio.Event()
         self.retry_at = 0.0
         self.last_flush = -1e18
@@ -175,7 +179,7 @@ class ChannelWorker:
         broken: list[Entry] = []
         candidates: list[Entry] = []
         for e in entries:
-            if e.entry_id in self.buffer:
+            if e.entry_id in self.buffer or e.entry_id in self.unrecorded:
                 continue
             if e.problem == "entry deleted from the stream" or self.name not in e.channels:
                 skip.append(e.entry_id)
@@ -202,8 +206,6 @@ class ChannelWorker:
     # --- scheduling ----------------------------------------------------------------------
 
     def due_at(self) -> float | None:
-        if self.unrecorded:
-            return time.monotonic()
         if not self.buffer:
             return None
         t = self.retry_at
@@ -215,6 +217,37 @@ class ChannelWorker:
         return t
 
     async def run(self) -> None:
+        recorder = asyncio.create_task(self._recorder(), name=f"notify:{self.name}:ack")
+        try:
+            await self._run()
+            while self.unrecorded:  # drain: write what was sent before returning
+                self._recorded.clear()
+                self._to_record.set()
+                await self._recorded.wait()
+        finally:
+            recorder.cancel()
+            await asyncio.gather(recorder, return_exceptions=True)
+
+    async def _recorder(self) -> None:
+        while True:
+            await self._to_record.wait()
+            self._to_record.clear()
+            batch = list(self.unrecorded.items())
+            if not batch:
+                continue
+            try:
+                await self.outbox.mark_sent(batch)
+            except (RedisError, OSError) as exc:
+                # keep them: a resend is what we must avoid, so retry the write until it lands
+                self.log.warning("could not record deliveries", error=describe_exc(exc))
+                await asyncio.sleep(0.5)
+                self._to_record.set()
+                continue
+            for eid, _ in batch:
+                self.unrecorded.pop(eid, None)
+            self._recorded.set()
+
+    async def _run(self) -> None:
         self.log.debug("channel worker started", consumer=self.outbox.consumer)
         recovered = False
         next_claim = 0.0
@@ -227,7 +260,7 @@ class ChannelWorker:
                         self.log.info("redelivering own pending entries", count=len(own))
                     await self.admit(own)
                     recovered = True
-                if self.stopping.is_set() and not self.buffer and not self.unrecorded:
+                if self.stopping.is_set() and not self.buffer:
                     return
                 now = time.monotonic()
                 if not self.stopping.is_set() and now >= next_claim:
@@ -260,10 +293,6 @@ class ChannelWorker:
     # --- sending -------------------------------------------------------------------------
 
     async def flush(self) -> None:
-        if self.unrecorded:
-            await self.outbox.mark_sent(self.unrecorded)
-            self.unrecorded = []
-            return
         held = list(self.buffer.values())
         batch = held[:MAX_GROUP] if self.grouping else held[:1]
         if self.limiter is not None:
@@ -274,10 +303,9 @@ class ChannelWorker:
         if isinstance(outcome, Ok):
             for h in batch:
                 self.buffer.pop(h.entry.entry_id, None)
-            # remembered first: if Redis fails now, we record later instead of sending again
-            self.unrecorded = [(h.entry.entry_id, h.entry.alert_id) for h in batch]
-            await self.outbox.mark_sent(self.unrecorded)
-            self.unrecorded = []
+            for h in batch:
+                self.unrecorded[h.entry.entry_id] = h.entry.alert_id
+            self._to_record.set()
             self.retry_at = 0.0
             self.sent += len(batch)
             metrics.ALERTS_SENT.labels(self.name, "ok").inc(len(batch))
