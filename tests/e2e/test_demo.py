@@ -1,0 +1,53 @@
+"""`make run` in miniature: the example config on the embedded simulator prints the demo alerts."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_example_config_shows_the_three_demo_alerts(tmp_path, redis_server):
+    text = (ROOT / "config.example.yaml").read_text()
+    # a faster simulation clock and no fixed ops port, otherwise the file as shipped
+    text = text.replace("speed: 1,", "speed: 3,").replace("listen: 127.0.0.1:9108", "listen: null")
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text(text)
+    env = {**os.environ, "REDIS_URL": redis_server.url.replace("/0", "/5")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gex_alertd", "run", "--config", str(cfg)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    seen: dict[str, str] = {}
+    out: list[str] = []
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and len(seen) < 3:
+            if not sel.select(timeout=1):
+                continue
+            line = proc.stdout.readline().decode(errors="replace")
+            if not line:
+                break
+            out.append(line)
+            # the console channel's line: "<as_of> <SEVERITY> <SYMBOL> <rule>: <summary>"
+            m = re.match(r"^\S+Z\s+(INFO|WARNING|CRITICAL)\s+(\w+)\s+([\w-]+): (.*)$", line.strip())
+            if m:
+                seen.setdefault(m.group(3), m.group(4))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=30)
+        out.append(rest.decode(errors="replace"))
+    log = "".join(out)
+    assert set(seen) >= {"flip-cross", "gex-sign", "oi-jump"}, log[-3000:]
+    assert "crossed" in seen["flip-cross"]
+    assert proc.returncode == 0, log[-2000:]
