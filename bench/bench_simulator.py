@@ -6,7 +6,11 @@ the load generator is a raw keep-alive HTTP/1.1 client pinned to CPU 1. As a bas
 in the same run, a bare aiohttp app serving the same bytes from memory shows what the HTTP
 stack alone costs; the ratio is the simulator's own overhead.
 
-    .venv/bin/python bench/bench_simulator.py [--seconds 5] [--connections 16]
+    .venv/bin/python bench/bench_simulator.py [--seconds 5] [--connections 16] [--quick]
+        [--json PATH]
+
+Also measured: the time to compute one aggregated snapshot without the cache (what a model
+tick costs), next to the time to encode the same body with msgspec (a baseline of the same run).
 """
 
 from __future__ import annotations
@@ -91,12 +95,40 @@ def run_server(cmd: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def main() -> None:
+def compute_cost(symbol: str, n: int = 20) -> tuple[float, float]:
+    """(ms to compute + encode one snapshot uncached, ms to only encode it)."""
+    import msgspec
+
+    from gex_alertd.config import SimulatorOptions
+    from gex_alertd.sources.simulator.clock import ManualClock
+    from gex_alertd.sources.simulator.embedded import make_simulator
+
+    clock = ManualClock()
+    sim = make_simulator(SimulatorOptions(cache_s=0), None, clock)
+    sim.body("flow", symbol, None)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        clock.advance(1)
+        sim.body("flow", symbol, None)
+    compute = (time.perf_counter() - t0) / n * 1000
+    rows = sim.markets[symbol].rows(None, True)
+    enc = msgspec.json.Encoder()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        enc.encode(rows)
+    return compute, (time.perf_counter() - t0) / n * 1000
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--symbol", default="SPY")
-    args = ap.parse_args()
+    ap.add_argument("--quick", action="store_true", help="2 s per server instead of --seconds")
+    ap.add_argument("--json", default=None, help="write the figures as one JSON object")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seconds = 2.0
     if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > 1:
         os.sched_setaffinity(0, {1})
     path = f"/v1/flow/gex/{args.symbol}"
@@ -124,14 +156,39 @@ def main() -> None:
         base.wait()
         os.unlink(body_file)
     import msgspec
+    from rich.console import Console
+    from rich.table import Table
 
     strikes = len(msgspec.json.decode(sample)["strikes"])
-    print(
-        f"simulator: {rps:,.0f} responses/s ({strikes}-strike {args.symbol} snapshot, "
-        f"{size:,} bytes, {args.connections} keep-alive connections, server on 1 core)"
-    )
-    print(f"baseline (bare aiohttp, same bytes): {base_rps:,.0f} responses/s")
-    print(f"simulator / baseline: {rps / base_rps:.2f}")
+    compute_ms, encode_ms = compute_cost(args.symbol)
+    figures = {
+        "responses_per_s": round(rps, 1),
+        "baseline_responses_per_s": round(base_rps, 1),
+        "ratio": round(rps / base_rps, 3),
+        "strikes": strikes,
+        "body_bytes": size,
+        "connections": args.connections,
+        "snapshot_compute_ms": round(compute_ms, 3),
+        "encode_only_ms": round(encode_ms, 3),
+    }
+    table = Table(title=f"Simulator: {strikes}-strike {args.symbol} snapshots, server on 1 core")
+    for col in ("measure", "value", "baseline (same run)", "ratio"):
+        table.add_column(col)
+    table.add_row(
+        "responses/s (keep-alive, cache_s 0)", f"{rps:,.0f}",
+        f"{base_rps:,.0f} (bare aiohttp, same bytes)", f"{rps / base_rps:.2f}",
+    )  # fmt: skip
+    table.add_row(
+        "one snapshot computed per tick (ms)", f"{compute_ms:.2f}",
+        f"{encode_ms:.2f} (msgspec encode only)", f"{compute_ms / encode_ms:.1f}",
+    )  # fmt: skip
+    table.add_row("body size (bytes)", f"{size:,}", "", "")
+    Console().print(table)
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2)
 
 
 async def fetch(port: int, path: str) -> bytes:
