@@ -32,7 +32,7 @@ events:
   - {at: 20s, do: fault, kind: malformed, count: 1}
   - {at: 30s, do: fault, kind: rate_limit, retry_after: 7, count: 2}
   - {at: 40s, do: fault, kind: slow, delay_s: 0.2, count: 1}
-  - {at: 50s, do: fault, kind: timeout, delay_s: 1, count: 1}
+  - {at: 50s, do: fault, kind: timeout, delay_s: 30, count: 1}
 """
 
 

@@ -74,7 +74,9 @@ class EmbeddedSimulator:
 
 async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> EmbeddedSimulator:
     """Serve `app` on host:port (0 = a free port) and return the handle."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # a short shutdown_timeout: a scripted timeout/slow fault may hold a handler for a while,
+    # and closing the simulator must not keep the daemon's shutdown waiting on it
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
