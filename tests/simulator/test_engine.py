@@ -202,3 +202,57 @@ def test_scenario_start_is_used_for_as_of() -> None:
     sc = loads_scenario("start: 2026-06-01T13:45:00Z\n")
     sim = make_simulator(SimulatorOptions(cache_s=0), sc, ManualClock())
     assert snap(sim).as_of == datetime(2026, 6, 1, 13, 45, tzinfo=UTC)
+
+
+def test_unknown_symbols_faults_by_duration_and_min_oi() -> None:
+    sim = sim_for(
+        scenario="""
+unknown_symbols: [nope]
+events:
+  - {at: 5s, do: fault, kind: error, status: 500, duration: 10s, symbol: spy}
+"""
+    )
+    clock = sim.clock
+    assert isinstance(clock, ManualClock)
+    with pytest.raises(SimError) as exc:
+        sim.check_symbol("nope")
+    assert exc.value.status == 404
+    assert sim.take_fault("SPY") is None
+    clock.set(5)
+    assert sim.take_fault("QQQ") is None  # only SPY is affected
+    assert all(sim.take_fault("SPY") is not None for _ in range(5))  # every request in window
+    clock.set(15)
+    assert sim.take_fault("SPY") is None
+    full = msgspec.json.decode(sim.body("exposure", "SPY", None))["strikes"]
+    big = msgspec.json.decode(sim.body("exposure", "SPY", None, min_oi=20000))["strikes"]
+    assert 0 < len(big) < len(full)
+    assert all(r["call_oi"] + r["put_oi"] >= 20000 for r in big)
+
+
+def test_effective_oi_never_negative_through_a_session() -> None:
+    sim = sim_for(cache_s=0)
+    clock = sim.clock
+    assert isinstance(clock, ManualClock)
+    for t in range(0, 600, 60):
+        clock.set(t)
+        for r in snap(sim, "IWM").strikes:
+            assert (r.call_oi or 0) >= 0 and (r.put_oi or 0) >= 0
+    book = sim.markets["IWM"].book
+    assert all(book.effective(i) >= 0 for i in range(len(book.settled)))
+    assert sum(book.volume) > 1000  # prints did happen
+
+
+def test_0dte_expires_at_the_close() -> None:
+    sim = sim_for(scenario="tick_s: 60\nsymbols: {SPY: {trades_per_s: 0}}\n")
+    clock = sim.clock
+    assert isinstance(clock, ManualClock)
+    m = sim.market("SPY")
+    front = m.chain.expiries[0].isoformat()
+    assert m.chain.expiries[0] == clock.start.date()  # a Monday session: 0DTE is today
+    assert snap(sim, expiry=front).strikes
+    clock.set(6.5 * 3600 + 60)  # 16:01 New York
+    with pytest.raises(SimError) as exc:
+        sim.body("flow", "SPY", front)
+    assert exc.value.status == 404
+    after = snap(sim)
+    assert len(after.strikes) == 200 and after.flip is not None
