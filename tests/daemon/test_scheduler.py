@@ -18,9 +18,11 @@ class SlowPoller:
         self.finished = 0
         self.running = 0
         self.max_running = 0
+        self.began = asyncio.Event()
 
     async def poll(self) -> str:
         self.started += 1
+        self.began.set()
         self.running += 1
         self.max_running = max(self.max_running, self.running)
         try:
@@ -47,8 +49,7 @@ async def test_stop_lets_an_inflight_poll_finish():
     p = SlowPoller("SPY", 10, hold=0.5)
     sched = PollScheduler()
     sched.start([p])  # type: ignore[list-item]
-    while p.started == 0:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(p.began.wait(), timeout=5)
     await sched.stop(grace_s=5)
     assert p.finished == 1
 
