@@ -12,7 +12,7 @@ import structlog
 
 from gex_alertd.config import SimulatorOptions
 from gex_alertd.sources.simulator.embedded import make_app, serve
-from gex_alertd.sources.simulator.scenario import ScenarioError, load_scenario
+from gex_alertd.sources.simulator.scenario import Scenario, ScenarioError, load_scenario
 from gex_alertd.sources.simulator.server import SIMULATOR
 
 log = structlog.get_logger()
@@ -55,8 +55,10 @@ def simulate(
         pass
 
 
-async def _serve(options, scenario, api_key: str, host: str, port: int) -> None:  # type: ignore[no-untyped-def]
-    app = make_app(options, api_key, scenario)
+async def _serve(
+    options: SimulatorOptions, scenario: Scenario | None, api_key: str, host: str, port: int
+) -> None:
+    app = make_app(options, api_key, scenario or Scenario())
     for sym in options.symbols:
         app[SIMULATOR].market(sym)
     try:

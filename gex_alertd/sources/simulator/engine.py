@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import msgspec
 
@@ -179,6 +179,4 @@ class Simulator:
         )  # fmt: skip
 
     def snapshot_time(self) -> datetime:
-        from datetime import timedelta
-
         return self.clock.start + timedelta(seconds=self.snapshot_tick() * self.tick_s)
