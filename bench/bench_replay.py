@@ -19,6 +19,7 @@ import asyncio
 import cProfile
 import io
 import json
+import os
 import platform
 import pstats
 import random
@@ -28,14 +29,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import redis.asyncio as aioredis
 from rich.console import Console
 from rich.table import Table
 
 from gex_alertd import store
 from gex_alertd.model import FlowGex, StrikeRow
-from gex_alertd.replay import ReplayOptions, Replayer, run_replay
+from gex_alertd.replay import Replayer, ReplayOptions, run_replay
 from gex_alertd.rules.base import RuleBase
 from gex_alertd.rules.flip_cross import FlipCross
 from gex_alertd.rules.net_gex_sign import NetGexSign
@@ -90,8 +90,10 @@ def history(symbol: str, n: int, seed: int) -> Any:
                 StrikeRow(
                     strike=k, call_gex=cg, put_gex=pg, net_gex=cg + pg,
                     call_oi=call_oi[j], put_oi=put_oi[j],
-                    call_volume=float(rng.randrange(0, 5000)), put_volume=float(rng.randrange(0, 5000)),
-                    call_oi_change=call_oi[j] - settled[j][0], put_oi_change=put_oi[j] - settled[j][1],
+                    call_volume=float(rng.randrange(0, 5000)),
+                    put_volume=float(rng.randrange(0, 5000)),
+                    call_oi_change=call_oi[j] - settled[j][0],
+                    put_oi_change=put_oi[j] - settled[j][1],
                 )
             )  # fmt: skip
         yield FlowGex(
@@ -160,21 +162,24 @@ async def measure(n_total: int, n_symbols: int, profile: bool) -> dict[str, Any]
                 replayer.feed(snap, None)
             rules_s = time.perf_counter() - t
 
-            opts = ReplayOptions(
-                rules=RULES,
-                redis_url=server.url,
-                targets=[(s, None) for s in symbols],
-                progress=False,
-            )
             quiet = Console(file=io.StringIO())
+            full: dict[int, tuple[float, Any]] = {}
             prof = cProfile.Profile() if profile else None
-            t = time.perf_counter()
-            if prof:
-                prof.enable()
-            stats = await run_replay(opts, quiet, quiet)
-            if prof:
-                prof.disable()
-            full_s = time.perf_counter() - t
+            for jobs in sorted({1, os.cpu_count() or 1}):
+                opts = ReplayOptions(
+                    rules=RULES,
+                    redis_url=server.url,
+                    targets=[(s, None) for s in symbols],
+                    progress=False,
+                    jobs=jobs,
+                )
+                t = time.perf_counter()
+                if prof and jobs == 1:
+                    prof.enable()
+                stats = await run_replay(opts, quiet, quiet)
+                if prof and jobs == 1:
+                    prof.disable()
+                full[jobs] = (time.perf_counter() - t, stats)
         finally:
             await redis.aclose()
             server.stop()
@@ -189,10 +194,13 @@ async def measure(n_total: int, n_symbols: int, profile: bool) -> dict[str, Any]
         "strikes_per_snapshot": 200,
         "rules": [f"{r.name} ({type(r).__struct_config__.tag})" for r in RULES],
         "populate_s": round(pop_s, 2),
-        "replay_s": round(full_s, 3),
-        "replay_snapshots_per_s": round(rate(stats.snapshots, full_s)),
-        "alerts": sum(stats.alerts.values()),
-        "suppressed": sum(stats.suppressed.values()),
+        "replay_snapshots_per_s": {
+            f"jobs={j}": round(rate(st.snapshots, secs)) for j, (secs, st) in full.items()
+        },
+        "alerts": sum(full[1][1].alerts.values()),
+        "suppressed": sum(full[1][1].suppressed.values()),
+        "same_alerts_every_jobs": len({tuple(sorted(st.alerts.items())) for _, st in full.values()})
+        == 1,
         "stage_read_per_s": round(rate(read_n, read_s)),
         "stage_decode_per_s": round(rate(len(sample), decode_s)),
         "stage_rules_per_s": round(rate(len(decoded), rules_s)),
@@ -215,7 +223,8 @@ def main() -> None:
     table = Table(title=f"replay: {res['snapshots']} snapshots x 200 strikes, {len(RULES)} rules")
     table.add_column("stage")
     table.add_column("snapshots/s", justify="right")
-    table.add_row("full replay (read + decode + rules)", f"{res['replay_snapshots_per_s']:,}")
+    for jobs, r in res["replay_snapshots_per_s"].items():
+        table.add_row(f"full replay (read + decode + rules), {jobs}", f"{r:,}")
     table.add_row("  read (XRANGE pages)", f"{res['stage_read_per_s']:,}")
     table.add_row("  decode (store.decode_fields)", f"{res['stage_decode_per_s']:,}")
     table.add_row("  rules (engine, decoded input)", f"{res['stage_rules_per_s']:,}")
@@ -225,7 +234,6 @@ def main() -> None:
         console.print(res["profile"], highlight=False)
     if args.json:
         args.json.write_text(json.dumps({k: v for k, v in res.items() if k != "profile"}, indent=2))
-    msgspec.json.encode(res)  # the result is plain data
 
 
 if __name__ == "__main__":

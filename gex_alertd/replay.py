@@ -11,11 +11,14 @@ from the rule, the snapshot and the state. Replaying a window starts with empty 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import re
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -193,11 +196,105 @@ class ReplayOptions:
     out: Path | None = None
     send: bool = False
     progress: bool | None = None  # None: on a terminal
+    jobs: int | None = None  # worker processes for stream replays; None: by size
+
+
+# below this many stored snapshots the start-up of worker processes costs more than it saves
+PARALLEL_ABOVE = 20_000
+
+
+@dataclass
+class StreamResult:
+    emitted: list[Emitted]
+    stats: Stats
+    bad: list[tuple[str, str]]
+
+
+async def replay_streams(
+    redis_url: str,
+    rules: list[RuleBase],
+    targets: list[StreamKey],
+    start_ms: int | None,
+    end_ms: int | None,
+    on_progress: Callable[[int], None] | None = None,
+) -> StreamResult:
+    """Replay whole streams (in order, state carried across pages) and collect the alerts."""
+    replayer = Replayer(rules)
+    result = StreamResult([], replayer.stats, [])
+
+    def bad(where: str, msg: str) -> None:
+        replayer.stats.bad += 1
+        result.bad.append((where, msg))
+
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        n = 0
+        async for snap, expiry in iter_streams(redis, targets, start_ms, end_ms, bad):
+            result.emitted += replayer.feed(snap, expiry)
+            n += 1
+            if n % 1000 == 0 and on_progress is not None:
+                on_progress(1000)
+        if on_progress is not None:
+            on_progress(n % 1000)
+    finally:
+        await redis.aclose()
+    return result
+
+
+_worker_queue: Any = None
+
+
+def _worker_init(queue: Any) -> None:
+    global _worker_queue
+    _worker_queue = queue
+
+
+def _worker(
+    redis_url: str,
+    rules: list[RuleBase],
+    target: StreamKey,
+    start_ms: int | None,
+    end_ms: int | None,
+) -> StreamResult:
+    """One stream in a worker process (the rules are CPU-bound; streams are independent)."""
+    return asyncio.run(
+        replay_streams(redis_url, rules, [target], start_ms, end_ms, _worker_queue.put)
+    )
+
+
+def _merge(into: Stats, other: Stats) -> None:
+    into.snapshots += other.snapshots
+    into.skipped += other.skipped
+    into.bad += other.bad
+    into.alerts.update(other.alerts)
+    into.suppressed.update(other.suppressed)
+
+
+async def _replay_parallel(
+    opts: ReplayOptions, targets: list[StreamKey], jobs: int, advance: Callable[[int], None]
+) -> list[StreamResult]:
+    ctx = multiprocessing.get_context("spawn")  # no fork of a running event loop
+    queue = ctx.Queue()
+    with ProcessPoolExecutor(
+        jobs, mp_context=ctx, initializer=_worker_init, initargs=(queue,)
+    ) as pool:
+        futures = [
+            asyncio.wrap_future(
+                pool.submit(_worker, opts.redis_url, opts.rules, t, opts.start_ms, opts.end_ms)
+            )
+            for t in targets
+        ]
+        while not all(f.done() for f in futures):
+            await asyncio.sleep(0.1)
+            while not queue.empty():
+                advance(queue.get())
+        return [await f for f in futures]  # in target order: the output is deterministic
 
 
 async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Stats:
     replayer = Replayer(opts.rules)
     encoder = msgspec.json.Encoder()
+    stats = replayer.stats
     out_fh = opts.out.open("wb") if opts.out else None
     redis: aioredis.Redis | None = None
     sent = 0
@@ -214,7 +311,7 @@ async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Sta
     )
 
     def bad(where: object, msg: str) -> None:
-        replayer.stats.bad += 1
+        stats.bad += 1
         err.print(f"[yellow]skipped[/] {where}: {msg}", markup=True, highlight=False)
 
     async def flush() -> None:
@@ -232,9 +329,9 @@ async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Sta
 
     try:
         with progress:
+            if opts.send or opts.input is None:
+                redis = aioredis.Redis.from_url(opts.redis_url)
             if opts.input is not None:
-                if opts.send:
-                    redis = aioredis.Redis.from_url(opts.redis_url)
                 size = opts.input.stat().st_size
                 task = progress.add_task(f"replaying {opts.input.name}", total=size)
                 wanted = {s for s, _ in opts.targets}
@@ -252,22 +349,30 @@ async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Sta
                         if len(pending) >= 1000:
                             await flush()
             else:
-                redis = aioredis.Redis.from_url(opts.redis_url)
+                assert redis is not None
                 targets = opts.targets or await store.stream_symbols(redis)
                 total = 0
                 for sym, exp in targets:
                     total += await redis.xlen(store.snap_key(sym, exp))
                 task = progress.add_task("replaying streams", total=total or None)
-                n = 0
-                async for snap, expiry in iter_streams(
-                    redis, targets, opts.start_ms, opts.end_ms, lambda k, m: bad(k, m)
-                ):
-                    pending += replayer.feed(snap, expiry)
-                    n += 1
-                    if n % 2000 == 0:
-                        progress.update(task, completed=n)
-                        if len(pending) >= 1000:
-                            await flush()
+                jobs = opts.jobs or (1 if total < PARALLEL_ABOVE else (os.cpu_count() or 1))
+                jobs = max(1, min(jobs, len(targets)))
+                advance = lambda n: progress.advance(task, n)  # noqa: E731
+                if jobs == 1:
+                    results = [
+                        await replay_streams(
+                            opts.redis_url, opts.rules, targets, opts.start_ms, opts.end_ms, advance
+                        )
+                    ]
+                else:
+                    results = await _replay_parallel(opts, targets, jobs, advance)
+                for res in results:
+                    for where, msg in res.bad:
+                        err.print(
+                            f"[yellow]skipped[/] {where}: {msg}", markup=True, highlight=False
+                        )
+                    _merge(stats, res.stats)
+                    pending += res.emitted
             await flush()
     finally:
         if out_fh is not None:
@@ -276,7 +381,7 @@ async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Sta
             await redis.aclose()
     if opts.send:
         err.print(f"enqueued {sent} alert(s) onto {store.ALERTS_KEY}", highlight=False)
-    return replayer.stats
+    return stats
 
 
 @click.command()
@@ -295,6 +400,10 @@ async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Sta
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
 )
+@click.option(
+    "--jobs", "-j", type=click.IntRange(min=1), default=None,
+    help="Worker processes, one stream each (default: one per CPU above 20,000 snapshots).",
+)  # fmt: skip
 def replay(
     config_path: Path,
     start: str | None,
@@ -304,6 +413,7 @@ def replay(
     out: Path | None,
     send: bool,
     progress: bool | None,
+    jobs: int | None,
 ) -> None:
     """Backtest the configured rules over stored history or a JSONL file; sends nothing
     unless --send is given."""
@@ -321,6 +431,7 @@ def replay(
         out=out,
         send=send,
         progress=progress,
+        jobs=jobs,
     )
     if opts.start_ms is not None and opts.end_ms is not None and opts.start_ms > opts.end_ms:
         raise click.BadParameter("--from is after --to")

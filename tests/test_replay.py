@@ -266,3 +266,31 @@ def test_replay_equals_live_commit(redis_url: str, history: list[FlowGex]) -> No
     replayer = Replayer(PROP_RULES)
     committed, replayed = asyncio.run(live())
     assert committed == replayed == [i for _, i in replay_ids(history)]
+
+
+async def test_parallel_replay_matches_serial(
+    tmp_path: Path, redis: aioredis.Redis, redis_url: str
+) -> None:
+    cfg = write_config(tmp_path, redis_url)
+    for sym in ("SPY", "QQQ", "IWM"):
+        for s in scripted(sym):
+            await store.write_snapshot(redis, s, None, RedisConfig(retention=None))
+    outs = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"alerts-{jobs}.jsonl"
+        args = [
+            "replay",
+            "-c",
+            str(cfg),
+            "--symbols",
+            "SPY,QQQ,IWM",
+            "--jobs",
+            jobs,
+            "--out",
+            str(out),
+        ]
+        res = await asyncio.to_thread(CliRunner().invoke, main, args)
+        assert res.exit_code == 0, res.output
+        assert "18 snapshots" in res.output
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1] and outs[0].count(b"\n") == 12
