@@ -46,7 +46,7 @@ from gex_alertd.notify.base import (
     describe_exc,
     retry,
 )
-from gex_alertd.notify.outbox import Entry, Outbox
+from gex_alertd.notify.outbox import Entry, Outbox, trim
 from gex_alertd.ops import metrics
 
 log = structlog.get_logger()
@@ -56,6 +56,7 @@ MAX_BUFFER = 1000  # entries held in memory per channel; the rest wait unread in
 MAX_GROUP = 100  # alerts per grouped message
 BLOCK_S = 0.25  # XREADGROUP BLOCK; also bounds how long stop() waits for a reader
 STATS_EVERY_S = 5.0
+TRIM_EVERY_S = 60.0
 
 
 def default_consumer() -> str:
@@ -491,10 +492,19 @@ class Dispatcher:
             }
         return out
 
+    async def trim(self) -> str | None:
+        """Drop outbox entries every channel is done with, once older than the retention."""
+        keep = self.cfg.redis.retention if self.cfg.redis.retention is not None else 7 * 86400.0
+        return await trim(self.redis, self.cfg.channels, keep)
+
     async def _stats_loop(self) -> None:
+        next_trim = time.monotonic() + TRIM_EVERY_S
         while True:
             try:
                 await self.health()
+                if time.monotonic() >= next_trim:
+                    next_trim = time.monotonic() + TRIM_EVERY_S
+                    await self.trim()
             except (RedisError, OSError) as exc:
                 log.warning("outbox stats unavailable", error=describe_exc(exc))
             await asyncio.sleep(STATS_EVERY_S)

@@ -273,6 +273,43 @@ async def group_stats(redis: aioredis.Redis, channel: str) -> tuple[int, float]:
     return pel + unread_n, age
 
 
+def _parse_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def trim(
+    redis: aioredis.Redis, channels: Iterable[str], keep_s: float, now_s: float | None = None
+) -> str | None:
+    """Trim `gex:alerts` below the oldest entry that any consumer group still needs and that is
+    younger than `keep_s` (so `tail --alerts` still shows recent history). Groups of channels no
+    longer configured (`notify:<gone>`) do not hold trimming back; other groups on the stream
+    (not ours) do. Returns the MINID used, or None when nothing could be trimmed."""
+    try:
+        groups = await redis.xinfo_groups(STREAM)
+    except ResponseError:
+        return None
+    now_s = time.time() if now_s is None else now_s
+    floor = (max(0, int((now_s - keep_s) * 1000)), 0)
+    ours = {group_name(c) for c in channels}
+    for g in groups:
+        name = _s(g.get("name"))
+        if name.startswith("notify:") and name not in ours:
+            continue
+        if int(g.get("pending") or 0):
+            summary = await redis.xpending(STREAM, name)
+            need = _parse_id(_s(summary["min"]))
+        else:
+            ms, seq = _parse_id(_s(g.get("last-delivered-id") or "0-0"))
+            need = (ms, seq + 1)
+        floor = min(floor, need)
+    if floor <= (0, 0):
+        return None
+    minid = f"{floor[0]}-{floor[1]}"
+    await redis.xtrim(STREAM, minid=minid, approximate=True)
+    return minid
+
+
 async def list_dead(redis: aioredis.Redis, count: int = 1000) -> list[DeadLetter]:
     out = []
     for dead_id, fields in await redis.xrange(DEAD, count=count):

@@ -289,3 +289,72 @@ async def test_secrets_never_reach_logs_or_dead_letters(
     assert "InvalidUrl" in reasons["broken"] and "***" in reasons["broken"]
     assert reasons["down"].startswith("gave up after 2 attempts: ClientConnectorError")
     assert any(e.get("event") == "delivery failed, will retry" for e in logs)
+
+
+async def test_trim_keeps_what_any_group_still_needs(redis: aioredis.Redis) -> None:
+    from gex_alertd.notify.outbox import _parse_id, ensure_groups, trim
+
+    await ensure_groups(redis, ["a", "b", "gone"])
+    ids = [await enqueue(redis, alert(i), ["a", "b"]) for i in range(300)]
+    # a has read and acked everything, b holds entry 150 pending, "gone" is no longer configured
+    got = await redis.xreadgroup(group_name("a"), "c", {STREAM: ">"})
+    await redis.xack(STREAM, group_name("a"), *[e for e, _ in got[0][1]])
+    got = await redis.xreadgroup(group_name("b"), "c", {STREAM: ">"})
+    await redis.xack(STREAM, group_name("b"), *[e for e, _ in got[0][1][:150]])
+    now = 1e12  # far future: the retention does not protect anything
+    minid = await trim(redis, ["a", "b"], keep_s=60, now_s=now)
+    assert minid == ids[150]
+    first = (await redis.xrange(STREAM, count=1))[0][0].decode()
+    assert _parse_id(first) <= _parse_id(ids[150])  # approximate: never past what is needed
+    assert await redis.xlen(STREAM) < 300
+    # the recent-history floor wins when it is older
+    assert await trim(redis, ["a", "b"], keep_s=60, now_s=0) is None
+
+
+async def test_group_interval_spaces_later_batches(redis: aioredis.Redis, redis_url: str) -> None:
+    rx = await Receiver().start()
+    cfg = make_config({"ops": hook(rx.url, group_wait="100ms", group_interval="600ms")}, redis_url)
+    d = Dispatcher(redis, cfg, consumer="t1")
+    await d.start()
+    try:
+        for i in range(3):
+            await enqueue(redis, alert(i, f"S{i}"), ["ops"])
+        await rx.wait_for(1)
+        for i in range(3, 5):
+            await enqueue(redis, alert(i, f"S{i}"), ["ops"])
+        await rx.wait_for(2)
+        first, second = (msgspec.json.decode(h.body) for h in rx.hits)
+        assert first["count"] == 3 and second["count"] == 2
+        assert rx.hits[1].at - rx.hits[0].at >= 0.6 * 0.95
+    finally:
+        await d.stop()
+        await rx.stop()
+
+
+async def test_dead_letter_retried_is_delivered_once(redis: aioredis.Redis, redis_url: str) -> None:
+    from gex_alertd.notify.outbox import retry_dead
+
+    async def gone_once(n: int, _r: web.Request) -> web.Response | None:
+        return web.Response(status=410) if n == 1 else None
+
+    rx, other = await Receiver(responder=gone_once).start(), await Receiver().start()
+    cfg = make_config({"ops": hook(rx.url), "other": hook(other.url)}, redis_url)
+    d = Dispatcher(redis, cfg, consumer="t1")
+    await d.start()
+    try:
+        await enqueue(redis, alert(1), ["ops", "other"])
+        await other.wait_for(1)
+
+        async def dead() -> bool:
+            return await redis.xlen(DEAD) == 1
+
+        await eventually(dead)
+        await retry_dead(redis, await list_dead(redis))
+        await rx.wait_for(1)
+        await asyncio.sleep(0.2)
+        assert rx.ids() == [alert(1).id] and other.ids() == [alert(1).id]
+        assert await redis.xlen(DEAD) == 0
+    finally:
+        await d.stop()
+        await rx.stop()
+        await other.stop()
