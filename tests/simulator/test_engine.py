@@ -256,3 +256,24 @@ def test_0dte_expires_at_the_close() -> None:
     assert exc.value.status == 404
     after = snap(sim)
     assert len(after.strikes) == 200 and after.flip is not None
+
+
+@pytest.mark.parametrize("seed", [1, 7, 42])
+def test_cross_flip_crosses_both_ways(seed: int) -> None:
+    syms = ("SPY", "QQQ", "IWM", "SPX")
+    events = "".join(
+        f"  - {{at: 5s, do: cross_flip, symbol: {s}}}\n"
+        f"  - {{at: 10s, do: cross_flip, symbol: {s}, side: above, gap_pct: 0.2}}\n"
+        for s in syms
+    )
+    sim = sim_for(seed=seed, scenario="events:\n" + events)
+    clock = sim.clock
+    assert isinstance(clock, ManualClock)
+    sides: dict[str, list[bool]] = {s: [] for s in syms}
+    for t in (0, 5, 10):
+        clock.set(t)
+        for s in syms:
+            g = snap(sim, s)
+            assert g.flip is not None, (s, t)
+            sides[s].append(g.underlying_price > g.flip)
+    assert all(v == [True, False, True] for v in sides.values()), sides
