@@ -171,14 +171,18 @@ class Market:
         below = self.spot < flip if ev.side == "other" else ev.side == "above"
         sign = 1.0 if below else -1.0
         # The flip moves with spot (gamma re-centres), so iterate to a fixed point.
-        target = flip * (1.0 + sign * ev.gap_pct / 100.0)
-        for _ in range(12):
-            flip = self.live_flip(round(target, 2))
+        gap = ev.gap_pct / 100.0
+        target = flip * (1.0 + sign * gap)
+        for _ in range(16):
+            level = round(target, 2)
+            flip = self.live_flip(level)
             if flip is None:
+                # past the last crossing: no flip at all there; come back halfway
+                target = (target + self.spot) / 2.0
+                continue
+            if (level - flip) * sign > flip * gap / 2.0:
                 break
-            if (target - flip) * sign > flip * ev.gap_pct / 200.0:
-                break
-            target = flip * (1.0 + sign * ev.gap_pct / 100.0)
+            target = flip * (1.0 + sign * gap)
         self._set_level(target)
 
     def _net_sign(self, ev: NetSignEvent) -> None:
