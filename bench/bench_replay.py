@@ -19,6 +19,7 @@ import asyncio
 import cProfile
 import io
 import json
+import logging
 import os
 import platform
 import pstats
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+import structlog
 from rich.console import Console
 from rich.table import Table
 
@@ -210,6 +212,7 @@ async def measure(n_total: int, n_symbols: int, profile: bool) -> dict[str, Any]
 
 
 def main() -> None:
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
