@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test bench lint format deps system-deps clean soak
 
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || bash scripts/make-venv.sh "$(PYTHON)" $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
