@@ -1,0 +1,120 @@
+"""A Flow GEX upstream for throughput benchmarks: the simulator's bodies, new data every request.
+
+The embedded simulator computes a 200-strike aggregated body in 5-10 ms of pure Python (see
+bench_simulator), so with caching off it alone would cap every contender at ~150 bodies/s on
+one core and hide the differences between them. This server computes a few consecutive ticks
+per symbol with the same simulator model once at start, then serves them round-robin with the
+`as_of` advanced by one second per request and symbol: every response is a valid, new snapshot
+(caching off, as far as any client can tell), and serving it costs a copy.
+
+    python -m bench.replay_upstream --port P --symbols 16 [--ticks 4] [--strikes 200]
+
+Prints `ready <port>` on stdout once it listens. Symbols are named S0000, S0001, ...
+`GET /stats` answers the number of 200s served (JSON), for the scale bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from aiohttp import web
+
+from gex_alertd.config import SimulatorOptions
+from gex_alertd.sources.simulator.clock import ManualClock
+from gex_alertd.sources.simulator.embedded import make_simulator
+from gex_alertd.sources.simulator.scenario import Scenario, SymbolParams
+
+START = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+
+
+def symbol_names(n: int) -> list[str]:
+    return [f"S{i:04d}" for i in range(n)]
+
+
+def iso(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Bodies:
+    """Per symbol: a few consecutive simulator bodies, with the as_of spliced in per request."""
+
+    def __init__(self, symbols: list[str], ticks: int, strikes: int, share: int) -> None:
+        self.parts: dict[str, list[tuple[bytes, bytes]]] = {}
+        self.count: dict[str, int] = {}
+        self.served = 0
+        params = {s: SymbolParams(spot=500.0, strikes=strikes) for s in symbols[:share]}
+        clock = ManualClock(START)
+        sim = make_simulator(SimulatorOptions(cache_s=0), Scenario(symbols=params), clock)
+        # `share` distinct chains; further symbols reuse them under their own name (building
+        # 5,000 chains would take minutes and change nothing in what a client sees)
+        base: list[list[bytes]] = [[] for _ in range(min(share, len(symbols)))]
+        for _ in range(ticks):
+            for i, sym in enumerate(symbols[:share]):
+                base[i].append(sim.body("flow", sym, None))
+            clock.advance(15)
+        for i, sym in enumerate(symbols):
+            src = symbols[i % share]
+            out = []
+            for body in base[i % share]:
+                as_of = msgspec.json.decode(body)["as_of"]
+                text = body.replace(f'"symbol":"{src}"'.encode(), f'"symbol":"{sym}"'.encode())
+                head, tail = text.split(f'"as_of":"{as_of}"'.encode(), 1)
+                out.append((head + b'"as_of":"', b'"' + tail))
+            self.parts[sym] = out
+            self.count[sym] = 0
+
+    def next(self, symbol: str) -> bytes | None:
+        parts = self.parts.get(symbol)
+        if parts is None:
+            return None
+        n = self.count[symbol]
+        self.count[symbol] = n + 1
+        head, tail = parts[n % len(parts)]
+        self.served += 1
+        return head + iso(START + timedelta(seconds=n)).encode() + tail
+
+
+def build_app(bodies: Bodies) -> web.Application:
+    async def flow(request: web.Request) -> web.Response:
+        body = bodies.next(request.match_info["symbol"])
+        if body is None:
+            return web.json_response({"message": "unknown symbol"}, status=404)
+        return web.Response(body=body, content_type="application/json")
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response({"served": bodies.served})
+
+    app = web.Application()
+    app.router.add_get("/v1/flow/gex/{symbol}", flow)
+    app.router.add_get("/stats", stats)
+    return app
+
+
+async def serve(port: int, bodies: Bodies) -> None:
+    runner = web.AppRunner(build_app(bodies), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
+    print(f"ready {port}", flush=True)
+    await asyncio.Event().wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--symbols", type=int, default=16)
+    ap.add_argument("--ticks", type=int, default=4)
+    ap.add_argument("--strikes", type=int, default=200)
+    ap.add_argument("--share", type=int, default=32, help="distinct chains computed")
+    args = ap.parse_args(argv)
+    bodies = Bodies(symbol_names(args.symbols), args.ticks, args.strikes, args.share)
+    try:
+        asyncio.run(serve(args.port, bodies))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""`make bench`: every `bench/bench_*.py`, one after the other, each in its own process.
+
+Convention for a bench module (`bench/bench_<name>.py`):
+  - it exposes `main(argv: list[str] | None = None)`, parses its own options with argparse, and
+    accepts at least `--json PATH` (write its figures as one JSON object, for comparing runs
+    across commits) and `--quick` (a shorter run, still meaningful; used by `make bench`
+    whenever the full run would not fit in the 10-minute budget);
+  - it prints one rich table of its figures, each timing next to a baseline measured in the
+    same run (absolute numbers depend on the machine and on its load);
+  - it returns normally on success; an exception or a non-zero exit means it failed.
+
+This runner is tolerant: a bench that fails, hangs past its time limit, or does not follow the
+convention yet (a `main()` without `argv`, an unknown `--quick`) is reported and the others
+still run. Each runs in a subprocess, so a crash or a leaked event loop in one cannot affect
+the next, and figures are not skewed by a previous bench's garbage. At the end a summary
+table lists every bench with its status and wall time, and `--json PATH` (default
+`bench/results/latest.json`) collects every bench's JSON under its name.
+
+    python -m bench.run_all [--quick] [--only pipeline,scale] [--json PATH] [--timeout S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+# full-run order: cheap and independent first, so a late failure still leaves most figures
+ORDER = ["storage", "pipeline", "alert_latency", "replay", "scale", "commit", "simulator"]
+# per-bench wall limits (s) for the default run; the sum stays under the 10-minute budget
+LIMITS = {"scale": 240.0, "replay": 150.0, "pipeline": 150.0}
+DEFAULT_LIMIT = 120.0
+TOTAL_BUDGET_S = 570.0
+
+# Calls the module's main with argv when it takes one, else through sys.argv, so benches that
+# predate the convention still run. SystemExit(0/None) is success, as argparse's --help is.
+_SHIM = """
+import asyncio, inspect, sys, importlib
+mod = importlib.import_module(sys.argv[1])
+argv = sys.argv[2:]
+main = getattr(mod, "main", None) or getattr(mod, "cli", None)
+if main is None:
+    raise SystemExit(f"{sys.argv[1]} has no main()")
+params = inspect.signature(main).parameters
+if params:
+    result = main(argv)
+else:
+    sys.argv = [sys.argv[1], *argv]
+    result = main()
+if inspect.isawaitable(result):
+    asyncio.run(result)
+"""
+
+
+def machine() -> dict[str, Any]:
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def discover() -> list[str]:
+    found = sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+    ranked = [n for n in ORDER if n in found]
+    return ranked + [n for n in found if n not in ranked]
+
+
+def _run(name: str, args: list[str], timeout: float) -> tuple[int | None, float, str]:
+    started = time.monotonic()
+    cmd = [sys.executable, "-c", _SHIM, f"bench.bench_{name}", *args]
+    # the bench's own output goes straight to the terminal (its table is the point);
+    # stderr is captured too, so a failure can be summarised
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stderr=err, start_new_session=True)
+        try:
+            rc: int | None = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)  # the bench and whatever servers it started
+            proc.wait()
+            rc = None
+        err.seek(0)
+        tail = err.read().decode(errors="replace")
+    sys.stderr.write(tail[-4000:] if rc != 0 else "")
+    return rc, time.monotonic() - started, tail
+
+
+def run_one(name: str, quick: bool, timeout: float, out_dir: Path) -> dict[str, Any]:
+    json_path = out_dir / f"{name}.json"
+    args = ["--json", str(json_path)] + (["--quick"] if quick else [])
+    rc, took, err = _run(name, args, timeout)
+    if rc == 2 and "unrecognized arguments" in err:
+        # predates the convention: run it with its defaults, without JSON
+        rc, took2, err = _run(name, [], timeout)
+        took += took2
+    result: dict[str, Any] = {"status": "ok" if rc == 0 else "failed", "seconds": round(took, 1)}
+    if rc is None:
+        result["status"] = f"timed out after {timeout:.0f} s"
+    elif rc != 0:
+        last = [ln for ln in err.strip().splitlines() if ln.strip()]
+        result["error"] = last[-1][:200] if last else f"exit status {rc}"
+    if json_path.exists():
+        try:
+            result["figures"] = json.loads(json_path.read_text())
+        except ValueError as exc:
+            result["error"] = f"bad --json output: {exc}"
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Run every bench/bench_*.py")
+    ap.add_argument("--quick", action="store_true", help="pass --quick to every bench")
+    ap.add_argument("--only", default="", help="comma-separated bench names (pipeline,scale)")
+    ap.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
+    ap.add_argument("--timeout", type=float, default=None, help="per-bench limit (s)")
+    args = ap.parse_args(argv)
+    console = Console()
+    names = discover()
+    if args.only:
+        wanted = [n.strip().removeprefix("bench_") for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            console.print(f"[red]unknown bench(es): {', '.join(unknown)}; have {names}")
+            return 2
+        names = wanted
+    info = machine()
+    console.rule(f"gex-alertd benchmarks  {info['date']}")
+    console.print(f"{info['cpus']} CPUs ({info['cpu_model']}), Python {info['python']}")
+    results: dict[str, Any] = {}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="gex-bench-") as tmp:
+        for name in names:
+            left = TOTAL_BUDGET_S - (time.monotonic() - started)
+            if left < 20 and not args.only:
+                results[name] = {"status": "skipped: out of time budget", "seconds": 0}
+                continue
+            limit = args.timeout or min(LIMITS.get(name, DEFAULT_LIMIT), max(left, 20))
+            console.rule(f"bench_{name}")
+            results[name] = run_one(name, args.quick, limit, Path(tmp))
+    table = Table(title="bench summary")
+    for col in ("bench", "status", "wall s", "note"):
+        table.add_column(col)
+    for name, r in results.items():
+        color = "green" if r["status"] == "ok" else "red"
+        table.add_row(name, f"[{color}]{r['status']}", f"{r['seconds']:.1f}", r.get("error", ""))
+    console.print(table)
+    console.print(f"total {time.monotonic() - started:.0f} s")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"machine": info, "benches": results}, indent=2) + "\n")
+    console.print(f"figures: {args.json}")
+    return 0 if all(r["status"] == "ok" for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
