@@ -313,22 +313,23 @@ class ChannelWorker:
             self.log.debug("sent", alert_id=alert_ids[0], count=len(batch))
             return
         self.last_error = outcome.reason
+        # Redis first, then forget: if a write fails the entries stay held and are tried again
         if isinstance(outcome, Permanent):
-            for h in batch:
-                self.buffer.pop(h.entry.entry_id, None)
             attempts = await self.outbox.bump_attempts(alert_ids)
             await self._dead([h.entry for h in batch], outcome.reason, max(attempts))
+            for h in batch:
+                self.buffer.pop(h.entry.entry_id, None)
             return
         assert isinstance(outcome, Retry)
         attempts = await self.outbox.bump_attempts(alert_ids)
         spent = [h for h, n in zip(batch, attempts, strict=True) if n >= self.cfg.max_attempts]
         if spent:
-            for h in spent:
-                self.buffer.pop(h.entry.entry_id, None)
             reason = f"gave up after {self.cfg.max_attempts} attempts: {outcome.reason}"
             await self._dead([h.entry for h in spent], reason, self.cfg.max_attempts)
+            for h in spent:
+                self.buffer.pop(h.entry.entry_id, None)
         delay = (
-            outcome.after
+            max(outcome.after, 0.05)  # honoured; the floor keeps "Retry-After: 0" from spinning
             if outcome.after is not None
             else backoff(max(attempts), self.cfg.retry_base_s, self.cfg.retry_max_s)
         )
