@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+from gex_alertd import redaction
+from gex_alertd.notify.base import (
+    Ok,
+    Permanent,
+    Retry,
+    classify_http,
+    describe_exc,
+    parse_retry_after,
+)
+from gex_alertd.notify.dispatch import TokenBucket, backoff
+
+
+def test_retry_after_seconds_date_and_garbage() -> None:
+    assert parse_retry_after("12") == 12.0
+    assert parse_retry_after(" 1.5 ") == 1.5
+    when = datetime.now(UTC) + timedelta(seconds=90)
+    secs = parse_retry_after(format_datetime(when, usegmt=True))
+    assert secs is not None and 85 <= secs <= 90
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("-4") == 0.0
+    assert parse_retry_after("999999") == 3600.0  # a typo cannot stall a channel for days
+
+
+def test_http_classification() -> None:
+    assert isinstance(classify_http(200, "", None), Ok)
+    assert isinstance(classify_http(204, "", None), Ok)
+    for status in (408, 425, 429, 500, 502, 503, 504):
+        assert isinstance(classify_http(status, "", None), Retry), status
+    for status in (400, 401, 403, 404, 410, 413, 422):
+        assert isinstance(classify_http(status, "", None), Permanent), status
+    assert classify_http(429, "slow down\n", "3") == Retry("HTTP 429: slow down", 3.0)
+
+
+def test_backoff_grows_with_jitter_and_stays_capped() -> None:
+    for attempt in range(1, 12):
+        step = min(30.0, 0.5 * 2 ** (attempt - 1))
+        draws = [backoff(attempt, 0.5, 30.0) for _ in range(200)]
+        assert all(step / 2 <= d <= step for d in draws)
+        assert len(set(draws)) > 1  # jittered
+
+
+def test_token_bucket_holds_after_a_429() -> None:
+    b = TokenBucket(rate=2.0)
+    b.take()
+    b.hold(5.0)
+    assert b.ready_at() - b.stamp >= 5.0 * 0.99
+
+
+def test_exception_text_is_redacted() -> None:
+    redaction.register("https://hooks.example.com/services/T1/B1/zzzzSECRETzzzz")
+    exc = OSError("cannot reach https://hooks.example.com/services/T1/B1/zzzzSECRETzzzz")
+    assert "zzzzSECRETzzzz" not in describe_exc(exc)
