@@ -86,6 +86,18 @@ CASES = [
         [BASE, {**BASE, "s505": (5000.0, 1000.0)}],
         [1],
     ),
+    (
+        "strike set shifts with spot: matched by strike",
+        {"min_contracts": 500},
+        [BASE, {"s500": (1000.0, 1000.0), "s505": (3000.0, 1000.0), "s510": (9.0, 9.0)}],
+        [1],
+    ),
+    (
+        "same count, a strike in the middle replaced",
+        {"min_contracts": 500},
+        [BASE, {"s495": (1000.0, 1000.0), "s501": (9000.0, 1000.0), "s505": (1000.0, 1000.0)}],
+        [],
+    ),
     ("no change no alert", {"min_contracts": 1}, [BASE, BASE, BASE], []),
     (
         "every poll compares to the previous",
