@@ -2,8 +2,9 @@
 
 A small module of our own rather than a dependency: the protocol is one datagram per message,
 and the maintained packages either ignore send errors or raise them, while a service must log
-a broken notify socket once and carry on (systemd then restarts it on a missed watchdog, which
-is the right outcome).
+a broken notify socket once and carry on. A failure never disables later sends: the socket can
+be briefly full (EAGAIN) or gone during `systemctl daemon-reexec`, and giving up on it would
+turn a transient error into a watchdog kill.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class SystemdNotifier:
         self._watchdog_usec = env.get("WATCHDOG_USEC")
         self._watchdog_pid = env.get("WATCHDOG_PID")
         self._sock: socket.socket | None = None
-        self._failed = False
+        self._failing = False  # inside a run of failed sends: logged at its start and end only
 
     @property
     def enabled(self) -> bool:
@@ -43,7 +44,7 @@ class SystemdNotifier:
 
     def notify(self, *fields: str) -> bool:
         """Send one datagram of newline-separated `KEY=value` fields; True if it was sent."""
-        if self._addr is None or self._failed:
+        if self._addr is None:
             return False
         try:
             if self._sock is None:
@@ -56,15 +57,17 @@ class SystemdNotifier:
                     raise
                 self._sock = sock
             self._sock.send("\n".join(fields).encode())
-            return True
         except OSError as exc:
-            # Logged once: a dead notify socket would otherwise flood the journal every ping.
-            self._failed = True
-            log.error(
-                "sd_notify failed; no further notifications", socket=self._addr, error=str(exc)
-            )
-            self.close()
+            # once per run of failures: a dead socket would otherwise flood the journal every ping
+            if not self._failing:
+                self._failing = True
+                log.error("sd_notify failed; will keep trying", socket=self._addr, error=str(exc))
+            self.close()  # reconnect on the next message (the socket may have been recreated)
             return False
+        if self._failing:
+            self._failing = False
+            log.info("sd_notify works again", socket=self._addr)
+        return True
 
     def ready(self, status: str | None = None) -> bool:
         return self.notify("READY=1", *([f"STATUS={status}"] if status else []))

@@ -83,15 +83,24 @@ def test_watchdog_interval_is_half_and_honours_pid(listener: tuple[socket.socket
     assert SystemdNotifier({"WATCHDOG_USEC": "30000000"}).watchdog_interval() is None
 
 
-def test_send_error_is_logged_once_and_never_raised(tmp_path: Path) -> None:
+def test_send_error_is_logged_once_never_raised_and_recovers(tmp_path: Path) -> None:
     out = io.StringIO()
     ops_logging.configure("json", "info", out)
-    n = SystemdNotifier({"NOTIFY_SOCKET": str(tmp_path / "nobody-listens.sock")})
-    assert n.ready() is False
+    path = tmp_path / "notify.sock"
+    n = SystemdNotifier({"NOTIFY_SOCKET": str(path)})
+    assert n.ready() is False  # nobody listens yet
     assert n.watchdog() is False
-    assert n.stopping() is False
+    assert n.watchdog() is False
     lines = [ln for ln in out.getvalue().splitlines() if "sd_notify failed" in ln]
     assert len(lines) == 1, out.getvalue()
+    # the socket appears (systemd re-executed): notifications resume, no restart needed
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(5)
+        assert n.watchdog() is True
+        assert recv(sock) == ["WATCHDOG=1"]
+    assert "sd_notify works again" in out.getvalue()
+    n.close()
 
 
 async def test_run_watchdog_pings_from_the_loop_until_stopped(
