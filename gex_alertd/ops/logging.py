@@ -9,6 +9,7 @@ secret from a text match) and on the rendered line (tracebacks, reprs, console f
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from typing import IO, Any, Literal
@@ -63,6 +64,35 @@ def _renderer(fmt: Format, stream: IO[str]) -> tuple[list[Processor], Processor]
     return [structlog.processors.format_exc_info], structlog.processors.JSONRenderer()
 
 
+_JOURNAL_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "warn": 4, "error": 3,
+                     "exception": 3, "critical": 2}  # fmt: skip
+
+
+def _is_journal(stream: IO[str]) -> bool:
+    """True when the stream is systemd's journal connection ($JOURNAL_STREAM is its dev:inode)."""
+    expected = os.environ.get("JOURNAL_STREAM")
+    if not expected:
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return expected == f"{st.st_dev}:{st.st_ino}"
+
+
+class _JournalPriority:
+    """Prefix each line with `<N>` so journald records its priority (`journalctl -p warning`);
+    journald strips the prefix, so the stored message is still the bare JSON object."""
+
+    def __init__(self, renderer: Processor) -> None:
+        self._renderer = renderer
+
+    def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> Any:
+        level = str(event_dict.get("level", name)).lower()
+        rendered = self._renderer(logger, name, event_dict)
+        return f"<{_JOURNAL_PRIORITY.get(level, 6)}>{rendered}"
+
+
 class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler we installed so a second configure() replaces it instead of adding one."""
 
@@ -73,6 +103,8 @@ def configure(fmt: Format = "auto", level: str = "info", stream: IO[str] | None 
     if lvl is None:
         raise ValueError(f"log level: expected one of {', '.join(_LEVELS)}, got {level!r}")
     pre_render, renderer = _renderer(fmt, out)
+    if _is_journal(out):
+        renderer = _JournalPriority(renderer)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

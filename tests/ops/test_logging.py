@@ -6,7 +6,9 @@ import asyncio
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -123,3 +125,24 @@ def test_no_secret_in_any_rendered_line(fmt: ops_logging.Format) -> None:
     assert QUOTED_SECRET not in text
     assert json.dumps(QUOTED_SECRET)[1:-1] not in text
     assert "pa" + '\\"' + "ss" not in text
+
+
+def test_journal_priority_prefix_only_on_the_journal_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with (tmp_path / "journal").open("w+") as journal, (tmp_path / "file").open("w+") as other:
+        st = os.fstat(journal.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        ops_logging.configure("auto", "debug", journal)
+        structlog.get_logger("t").warning("careful", symbol="SPY")
+        logging.getLogger("redis").error("down")
+        structlog.get_logger("t").debug("detail")
+        ops_logging.configure("auto", "info", other)  # not the journal: plain JSON lines
+        structlog.get_logger("t").warning("careful")
+        journal.seek(0)
+        other.seek(0)
+        got = journal.read().splitlines()
+        plain = other.read().splitlines()
+    assert [ln[:3] for ln in got] == ["<4>", "<3>", "<7>"]
+    assert json.loads(got[0][3:])["event"] == "careful"
+    assert json.loads(plain[0])["event"] == "careful"
