@@ -124,23 +124,55 @@ def _scaled_matrix(m: np.ndarray) -> list[int | None]:
 
 
 def _encode_fast(rows: Sequence[StrikeRow]) -> dict[str, Any] | None:
-    """Columns for the common case (hot path: every snapshot): no null and no non-finite value
-    anywhere. Byte-identical to the general path; None sends the caller to it."""
+    """The columns, vectorised across columns (hot path: every snapshot). Columns holding a
+    null or a non-finite value take the general per-column path; the result is byte-identical
+    to the general path. None (rows numpy cannot hold) sends the caller to the general path."""
+    tuples = list(map(msgspec.structs.astuple, rows))
     try:
-        m = np.array(list(map(msgspec.structs.astuple, rows)), dtype=np.float64)
+        m = np.array(tuples, dtype=np.float64)  # None becomes nan
     except (TypeError, ValueError, OverflowError):
         return None
-    if m.ndim != 2 or not np.isfinite(m).all():
-        return None  # a None (nan here) or inf/nan somewhere: the general path
+    if m.ndim != 2:
+        return None
     m = np.ascontiguousarray(m.T)  # one contiguous row per column
-    cols = dict(zip(STRIKE_FIELDS, m, strict=True))
+    finite = np.isfinite(m).all(axis=1)
+    clean = np.flatnonzero(finite)
+    ks: list[int | None] = [None] * len(STRIKE_FIELDS)
+    for j, k in zip(clean, _scaled_matrix(m[clean]), strict=True):
+        ks[j] = k
+    raw: dict[str, list[Any]] = {}
+
+    def column(j: int) -> list[Any]:
+        name = STRIKE_FIELDS[j]
+        if name not in raw:
+            raw[name] = [t[j] for t in tuples]
+        return raw[name]
+
+    c, p, n = (STRIKE_FIELDS.index(f) for f in ("call_gex", "put_gex", "net_gex"))
+    if finite[c] and finite[p] and finite[n]:
+        total = m[c] + m[p]
+        net_rule = (
+            "sum" if np.array_equal(total, m[n])
+            else "diff" if np.array_equal(m[c] - m[p], m[n]) else None
+        )  # fmt: skip
+    else:
+        net_rule = _net_identity(
+            {"call_gex": column(c), "put_gex": column(p), "net_gex": column(n)}
+        )
     columns: dict[str, Any] = {}
-    c, p, n = cols["call_gex"], cols["put_gex"], cols["net_gex"]
-    net_rule = "sum" if np.array_equal(c + p, n) else "diff" if np.array_equal(c - p, n) else None
-    ks = _scaled_matrix(m)
     for j, name in enumerate(STRIKE_FIELDS):
         if name == "net_gex" and net_rule is not None:
             columns[name] = ["n", net_rule]
+            continue
+        if not finite[j]:  # nulls or inf/nan: exactly the general path
+            values = column(j)
+            mask = _null_mask(values)
+            present = values if mask is None else [v for v in values if v is not None]
+            if not present:
+                columns[name] = ["z"]
+                continue
+            col = _encode_column(present, delta=name == "strike")
+            columns[name] = [*col, mask] if mask is not None else col
             continue
         a = m[j]
         k = ks[j]
