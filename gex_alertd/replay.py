@@ -162,15 +162,16 @@ return 0
 """
 
 
-def summary_table(stats: Stats, elapsed: float) -> Table:
+def summary_line(stats: Stats, elapsed: float) -> str:
     rate = stats.snapshots / elapsed if elapsed > 0 else 0.0
-    table = Table(
-        title="Replay summary",
-        caption=(
-            f"{stats.snapshots} snapshots in {elapsed:.2f}s ({rate:,.0f}/s); "
-            f"{stats.skipped} repeats skipped; {stats.bad} bad inputs"
-        ),
+    return (
+        f"{stats.snapshots} snapshots in {elapsed:.2f}s ({rate:,.0f}/s); "
+        f"{stats.skipped} repeats skipped; {stats.bad} bad inputs"
     )
+
+
+def summary_table(stats: Stats) -> Table:
+    table = Table(title="Replay summary")
     table.add_column("rule")
     table.add_column("symbol")
     table.add_column("alerts", justify="right")
@@ -441,7 +442,8 @@ def replay(
         stats = asyncio.run(run_replay(opts, console, err))
     except (OSError, RedisError) as exc:
         raise click.ClickException(f"replay failed: {exc}") from None
-    console.print(summary_table(stats, time.perf_counter() - started))
+    console.print(summary_table(stats))
+    console.print(summary_line(stats, time.perf_counter() - started), soft_wrap=True)
     if out is not None:
         console.print(f"alerts written to {out}", highlight=False)
     sys.stdout.flush()

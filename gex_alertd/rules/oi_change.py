@@ -12,13 +12,18 @@ With both `min_contracts` and `min_pct`, both must hold.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from collections.abc import Iterable
+from functools import partial
+from itertools import compress
+from operator import le
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from gex_alertd.model import STRIKE_FIELDS, FlowGex, iso_utc
+from gex_alertd.model import FlowGex, iso_utc
 from gex_alertd.rules.base import Fired, RuleBase, RuleType
+from gex_alertd.rules.columns import changed, columns
 
 _EXCHANGE_TZ = ZoneInfo("America/New_York")
 
@@ -47,40 +52,12 @@ class OiChange(RuleBase, tag="oi_change", kw_only=True):
 
 class OiState(msgspec.Struct, array_like=True):
     day: str | None = None  # basis day: the exchange day `fired` belongs to
-    fired: list[str] = []  # basis day: "c|p:strike" keys that fired (or were the baseline)
+    # basis day: "c|p:strike" keys that fired (or were the baseline); a set, so a snapshot
+    # checks its few candidates without rebuilding one from a list
+    fired: frozenset[str] = frozenset()
 
 
-# Column positions in msgspec.structs.astuple(StrikeRow)
-_K, _CALL_OI, _PUT_OI, _CALL_CHG, _PUT_CHG = (
-    STRIKE_FIELDS.index(f)
-    for f in ("strike", "call_oi", "put_oi", "call_oi_change", "put_oi_change")
-)
-_DAY_SIDES = {
-    "call": (("call", _CALL_OI, _CALL_CHG),),
-    "put": (("put", _PUT_OI, _PUT_CHG),),
-    "both": (("call", _CALL_OI, _CALL_CHG), ("put", _PUT_OI, _PUT_CHG)),
-}
-
-# Replay and the live path both evaluate a snapshot, then pass it as `prev` to the next one:
-# its rows as tuples are memoised (a few entries, holding the snapshot so its id stays unique).
-# The memo is invisible to callers; it only saves rebuilding 200 tuples per snapshot.
-_memo: dict[tuple[int, str], tuple[FlowGex, list[tuple[Any, ...]]]] = {}
-_astuple = msgspec.structs.astuple
-
-
-def _rows(snap: FlowGex, view: str = "all") -> list[tuple[Any, ...]]:
-    """The rows as tuples (`all`: every field; `oi`: strike, call_oi, put_oi)."""
-    hit = _memo.get((id(snap), view))
-    if hit is not None and hit[0] is snap:
-        return hit[1]
-    if view == "all":
-        rows = list(map(_astuple, snap.strikes))
-    else:
-        rows = [(r.strike, r.call_oi, r.put_oi) for r in snap.strikes]
-    if len(_memo) >= 16:
-        del _memo[next(iter(_memo))]
-    _memo[(id(snap), view)] = (snap, rows)
-    return rows
+_SIDES = {"call": ("call",), "put": ("put",), "both": ("call", "put")}
 
 
 def _passes(rule: OiChange, change: float, before: float) -> tuple[bool, float]:
@@ -112,34 +89,22 @@ def _entry(strike: float, side: str, before: float, after: float, pct: float) ->
     }
 
 
-_POLL_SIDES = {
-    "call": (("call", 1),),
-    "put": (("put", 2),),
-    "both": (("call", 1), ("put", 2)),
-}
-
-
 def _poll(rule: OiChange, snap: FlowGex, prev: FlowGex) -> list[dict[str, object]]:
-    cur, old = _rows(snap, "oi"), _rows(prev, "oi")
-    if cur == old:
-        return []
-    # only rows whose OI changed can fire: find them with C-level tuple compares, matching
-    # row by row while the strike list is the same, by strike when it moved
-    if len(cur) == len(old) and cur[0][0] == old[0][0] and cur[-1][0] == old[-1][0]:
-        pairs = [(a, b) for a, b in zip(cur, old, strict=True) if a != b]
-        if any(a[0] != b[0] for a, b in pairs):
-            pairs = _match(cur, old)
-    else:
-        pairs = _match(cur, old)
+    cur, old = columns(snap), columns(prev)
     lo, hi = _window(rule, snap.underlying_price)
     hits: list[dict[str, object]] = []
-    for row, before_row in pairs:
-        k = row[0]
-        if not lo <= k <= hi:
-            continue
-        for side, i in _POLL_SIDES[rule.side]:
-            after, before = row[i], before_row[i]
-            if after is None or before is None or after == before:
+    aligned = cur.strike == old.strike  # the usual case: the same strikes, in the same order
+    if not aligned:
+        index = {k: i for i, k in enumerate(old.strike)}
+    for side in _SIDES[rule.side]:
+        after_col, before_col = getattr(cur, f"{side}_oi"), getattr(old, f"{side}_oi")
+        if aligned:
+            pairs = [(i, i) for i in changed(after_col, before_col)]
+        else:
+            pairs = [(i, index[k]) for i, k in enumerate(cur.strike) if k in index]
+        for i, j in pairs:
+            k, after, before = cur.strike[i], after_col[i], before_col[j]
+            if after is None or before is None or after == before or not lo <= k <= hi:
                 continue
             ok, pct = _passes(rule, after - before, before)
             if ok:
@@ -147,16 +112,11 @@ def _poll(rule: OiChange, snap: FlowGex, prev: FlowGex) -> list[dict[str, object
     return hits
 
 
-def _match(
-    cur: list[tuple[Any, ...]], old: list[tuple[Any, ...]]
-) -> list[tuple[tuple[Any, ...], tuple[Any, ...]]]:
-    by_strike = {r[0]: r for r in old}
-    out = []
-    for r in cur:
-        b = by_strike.get(r[0])
-        if b is not None and b != r:
-            out.append((r, b))
-    return out
+def _candidates(change_col: tuple[float | None, ...], floor: float) -> Iterable[int]:
+    """Indexes whose served change is non-zero and at least `floor` contracts either way."""
+    if floor > 0 and None not in change_col:  # C-level scan, the common case
+        return compress(range(len(change_col)), map(partial(le, floor), map(abs, change_col)))
+    return [i for i, c in enumerate(change_col) if c and abs(c) >= floor]
 
 
 def exchange_day(snap: FlowGex) -> str:
@@ -167,16 +127,17 @@ def _day(
     rule: OiChange, old: OiState, snap: FlowGex, first: bool
 ) -> tuple[OiState, list[dict[str, object]]]:
     day = exchange_day(snap)
-    seen = set(old.fired) if old.day == day else set()
+    seen = old.fired if old.day == day else frozenset()
     lo, hi = _window(rule, snap.underlying_price)
     hits: list[dict[str, object]] = []
     added: list[str] = []
+    cols = columns(snap)
     floor = rule.min_contracts or 0.0
-    for side, oi, chg in _DAY_SIDES[rule.side]:
-        # cheap pre-filter: the change is served, non-zero and at least min_contracts
-        for row in [r for r in _rows(snap) if r[chg] and (r[chg] >= floor or r[chg] <= -floor)]:
-            k, change, after = row[_K], row[chg], row[oi]
-            if after is None or not lo <= k <= hi:
+    for side in _SIDES[rule.side]:
+        change_col, oi_col = getattr(cols, f"{side}_oi_change"), getattr(cols, f"{side}_oi")
+        for i in _candidates(change_col, floor):
+            k, change, after = cols.strike[i], change_col[i], oi_col[i]
+            if change is None or after is None or not lo <= k <= hi:
                 continue
             key = f"{side[0]}:{k!r}"
             if key in seen:
@@ -185,12 +146,10 @@ def _day(
             ok, pct = _passes(rule, change, before)
             if ok:
                 added.append(key)
-                seen.add(key)
                 hits.append(_entry(k, side, before, after, pct))
     if not added and old.day == day:
         return old, hits
-    fired = [*old.fired, *added] if old.day == day else added
-    return OiState(day, fired), ([] if first else hits)
+    return OiState(day, seen.union(added)), ([] if first else hits)
 
 
 def evaluate(

@@ -1,0 +1,58 @@
+"""A column view of a snapshot's strike rows, built once per snapshot and shared by rules.
+
+Per-strike rules scan 200 rows per snapshot; in Python the cost is in touching 200 objects,
+not in the arithmetic. Transposing the rows once (C-level: `astuple` + `zip`) gives tuples of
+floats that C-level operations can compare whole (`==`) or scan (`map`/`compress`), and the
+view of a snapshot is reused when it comes back as the next snapshot's `prev`.
+
+The memo is small and keyed by object identity (holding the snapshot, so an id is never
+reused while cached); it is invisible to callers: same input, same output.
+"""
+
+from __future__ import annotations
+
+from itertools import compress
+from operator import ne
+from typing import NamedTuple
+
+import msgspec
+
+from gex_alertd.model import STRIKE_FIELDS, FlowGex
+
+_astuple = msgspec.structs.astuple
+_MEMO_SIZE = 16
+_memo: dict[int, tuple[FlowGex, StrikeColumns]] = {}
+
+
+class StrikeColumns(NamedTuple):
+    strike: tuple[float, ...]
+    call_oi: tuple[float | None, ...]
+    put_oi: tuple[float | None, ...]
+    call_oi_change: tuple[float | None, ...]
+    put_oi_change: tuple[float | None, ...]
+
+
+_PICK = tuple(STRIKE_FIELDS.index(f) for f in StrikeColumns._fields)
+_EMPTY = StrikeColumns((), (), (), (), ())
+
+
+def columns(snap: FlowGex) -> StrikeColumns:
+    hit = _memo.get(id(snap))
+    if hit is not None and hit[0] is snap:
+        return hit[1]
+    if snap.strikes:
+        cols = tuple(zip(*map(_astuple, snap.strikes), strict=True))
+        view = StrikeColumns(*(cols[i] for i in _PICK))
+    else:
+        view = _EMPTY
+    if len(_memo) >= _MEMO_SIZE:
+        del _memo[next(iter(_memo))]
+    _memo[id(snap)] = (snap, view)
+    return view
+
+
+def changed(a: tuple[object, ...], b: tuple[object, ...]) -> list[int]:
+    """Indexes where two equally long columns differ (a C-level scan)."""
+    if a == b:
+        return []
+    return list(compress(range(len(a)), map(ne, a, b)))
