@@ -75,6 +75,9 @@ class PollScheduler:
             return
         if self.gate is not None and not self.gate(datetime.now(UTC)):
             return
+        # ops: library log lines (aiohttp, redis) inside this poll carry the symbol too; each
+        # job run is its own task, so the binding does not leak to other symbols
+        structlog.contextvars.bind_contextvars(symbol=poller.target.symbol)
         task = asyncio.ensure_future(poller.poll())
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)

@@ -401,6 +401,7 @@ class Dispatcher:
         self.tasks[name] = asyncio.create_task(self._guard(worker), name=f"notify:{name}")
 
     async def _guard(self, worker: ChannelWorker) -> None:
+        structlog.contextvars.bind_contextvars(channel=worker.name)  # ops: for library log lines
         while True:
             try:
                 await worker.run()
