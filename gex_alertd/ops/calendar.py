@@ -46,8 +46,6 @@ class MarketHours:
         self.mode = mode
         self.premarket = premarket
         self.postmarket = postmarket
-        self._cal: Any = None
-        self._built_on: date | None = None
         self._days: dict[date, Window | None] = {}
 
     def is_open(self, now: datetime) -> bool:
@@ -103,29 +101,35 @@ class MarketHours:
         return Window(start=start, end=end, open=open_, close=close, early_close=early)
 
     def _calendar(self, day: date) -> Any:
+        global _shared
         import exchange_calendars as xcals
 
         today = datetime.now(NEW_YORK).date()
-        if self._cal is None or (self._built_on != today and not self._covers(day)):
+        if _shared is None or (_shared[0] != today and not _covers(_shared[1], day)):
             # The package's own default horizon (20 years back, 1 year ahead of today) is what it
             # vouches for; explicit bounds so a long-running daemon gets a fresh one as days pass
-            # (get_calendar caches the default-range instance per process).
-            self._cal = xcals.get_calendar(
+            # (get_calendar caches the default-range instance per process). Shared by every
+            # MarketHours, so a config reload does not rebuild it on the event loop.
+            cal = xcals.get_calendar(
                 "XNYS", start=today - timedelta(days=20 * 365), end=today + timedelta(days=365)
             )
-            self._built_on = today
-        if not self._covers(day):
-            first = self._cal.first_session.date()
-            last = self._cal.last_session.date()
+            _shared = (today, cal)
+        cal = _shared[1]
+        if not _covers(cal, day):
+            first = cal.first_session.date()
+            last = cal.last_session.date()
             raise CalendarRangeError(
                 f"NYSE calendar (exchange_calendars {xcals.__version__}) covers {first} to {last}; "
                 f"{day} is outside it, so market hours are unknown (not assuming open)"
             )
-        return self._cal
+        return cal
 
-    def _covers(self, day: date) -> bool:
-        cal = self._cal
-        return cal is not None and cal.first_session.date() <= day <= cal.last_session.date()
+
+_shared: tuple[date, Any] | None = None  # (built on, XNYS calendar)
+
+
+def _covers(cal: Any, day: date) -> bool:
+    return bool(cal.first_session.date() <= day <= cal.last_session.date())
 
 
 def _aware(now: datetime) -> datetime:
