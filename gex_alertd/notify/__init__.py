@@ -22,6 +22,9 @@ Choices an operator should know:
   batches at most every `group_interval`. A grouped webhook body is an `AlertGroup`
   (`{"id": "group-<hash of member ids>", "type": "group", "count", "severity", "summary",
   "alerts": [AlertEvent...]}`); a single alert is always the bare AlertEvent (the contract).
+- Retries: 408/425/5xx, timeouts and connection errors use exponential backoff with jitter
+  and count against `max_attempts`; a 429 waits its Retry-After and does not count (the
+  receiver works, it asks us to slow down), so rate limiting delays alerts but never drops them.
 - Dead letters keep the event, the channel, the attempts and a redacted reason;
   `gex-alertd outbox retry` re-enqueues them for their one channel.
 """

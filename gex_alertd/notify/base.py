@@ -26,6 +26,9 @@ class Ok(msgspec.Struct, frozen=True, tag="ok"):
 class Retry(msgspec.Struct, frozen=True, tag="retry"):
     reason: str
     after: float | None = None  # seconds the receiver asked us to wait (Retry-After)
+    # 429: the receiver works and asks us to slow down. Such answers do not use up attempts
+    # (a busy Slack workspace must not dead-letter alerts); the channel just waits.
+    throttled: bool = False
 
 
 class Permanent(msgspec.Struct, frozen=True, tag="permanent"):
@@ -35,8 +38,8 @@ class Permanent(msgspec.Struct, frozen=True, tag="permanent"):
 DeliveryOutcome = Ok | Retry | Permanent
 
 
-def retry(reason: str, after: float | None = None) -> Retry:
-    return Retry(redaction.redact(reason), after)
+def retry(reason: str, after: float | None = None, *, throttled: bool = False) -> Retry:
+    return Retry(redaction.redact(reason), after, throttled)
 
 
 def permanent(reason: str) -> Permanent:
@@ -77,7 +80,7 @@ def classify_http(status: int, body: str, retry_after: str | None) -> DeliveryOu
     snippet = body.strip().replace("\n", " ")[:200]
     reason = f"HTTP {status}" + (f": {snippet}" if snippet else "")
     if status in (408, 425, 429) or status >= 500:
-        return retry(reason, parse_retry_after(retry_after))
+        return retry(reason, parse_retry_after(retry_after), throttled=status == 429)
     return permanent(reason)
 
 

@@ -321,7 +321,10 @@ class ChannelWorker:
                 self.buffer.pop(h.entry.entry_id, None)
             return
         assert isinstance(outcome, Retry)
-        attempts = await self.outbox.bump_attempts(alert_ids)
+        if outcome.throttled:
+            attempts = [0] * len(batch)
+        else:
+            attempts = await self.outbox.bump_attempts(alert_ids)
         spent = [h for h, n in zip(batch, attempts, strict=True) if n >= self.cfg.max_attempts]
         if spent:
             reason = f"gave up after {self.cfg.max_attempts} attempts: {outcome.reason}"
@@ -331,12 +334,13 @@ class ChannelWorker:
         delay = (
             max(outcome.after, 0.05)  # honoured; the floor keeps "Retry-After: 0" from spinning
             if outcome.after is not None
-            else backoff(max(attempts), self.cfg.retry_base_s, self.cfg.retry_max_s)
+            else backoff(max(1, *attempts), self.cfg.retry_base_s, self.cfg.retry_max_s)
         )
         if outcome.after is not None and self.limiter is not None:
             self.limiter.hold(outcome.after)
         self.retry_at = time.monotonic() + delay
-        metrics.ALERTS_SENT.labels(self.name, "retry").inc(len(batch))
+        kind = "throttled" if outcome.throttled else "retry"
+        metrics.ALERTS_SENT.labels(self.name, kind).inc(len(batch))
         self.log.warning(
             "delivery failed, will retry",
             alert_id=alert_ids[0],

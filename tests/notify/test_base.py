@@ -34,7 +34,8 @@ def test_http_classification() -> None:
         assert isinstance(classify_http(status, "", None), Retry), status
     for status in (400, 401, 403, 404, 410, 413, 422):
         assert isinstance(classify_http(status, "", None), Permanent), status
-    assert classify_http(429, "slow down\n", "3") == Retry("HTTP 429: slow down", 3.0)
+    assert classify_http(429, "slow down\n", "3") == Retry("HTTP 429: slow down", 3.0, True)
+    assert classify_http(503, "", "3") == Retry("HTTP 503", 3.0, False)
 
 
 def test_backoff_grows_with_jitter_and_stays_capped() -> None:

@@ -80,8 +80,28 @@ async def test_slack_error_answers() -> None:
         out = [await n.send([alert(i)]) for i in range(4)]
         assert out[0] == Permanent("HTTP 404: channel_not_found")
         assert isinstance(out[1], Retry) and out[1].after is None
-        assert out[2] == Retry("HTTP 429", 30.0)
+        assert out[2] == Retry("HTTP 429", 30.0, throttled=True)
         assert isinstance(out[3], Ok)
     finally:
         await n.aclose()
+        await rx.stop()
+
+
+async def test_throttling_does_not_use_up_attempts(redis: aioredis.Redis, redis_url: str) -> None:
+    async def busy(n: int, _r: web.Request) -> web.Response | None:
+        if n <= 4:
+            return web.Response(status=429, headers={"Retry-After": "0"})
+        return None
+
+    rx = await Receiver(responder=busy, path=SLACK_PATH).start()
+    slack = {"type": "slack", "webhook_url": rx.url, "max_attempts": 2, "rate_per_s": 100}
+    d = Dispatcher(redis, make_config({"desk": slack}, redis_url), consumer="t1")
+    await d.start()
+    try:
+        await enqueue(redis, alert(1), ["desk"])
+        await rx.wait_for(1)
+        assert [h.status for h in rx.hits] == [429, 429, 429, 429, 200]
+        assert await redis.xlen("gex:dead") == 0
+    finally:
+        await d.stop()
         await rx.stop()

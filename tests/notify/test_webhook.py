@@ -77,7 +77,7 @@ async def test_status_mapping_retry_after_and_permanent() -> None:
     try:
         out = [await n.send([alert(i)]) for i in range(5)]
         assert isinstance(out[0], Retry) and "503" in out[0].reason and "busy" in out[0].reason
-        assert out[1] == Retry("HTTP 429", 7.0)
+        assert out[1] == Retry("HTTP 429", 7.0, throttled=True)
         assert isinstance(out[2], Retry)
         assert isinstance(out[3], Permanent) and "404" in out[3].reason
         assert isinstance(out[4], Ok)
