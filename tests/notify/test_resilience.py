@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 import yaml
 from aiohttp import web
@@ -65,10 +66,10 @@ async def test_channel_down_then_back_gets_every_alert_exactly_once(
         await other.stop()
 
 
-async def _start_worker(config: Path) -> asyncio.subprocess.Process:
+async def _start_worker(config: Path, consumer: str) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gex_alertd.notify.worker", "--config", str(config),
-        "--consumer", "crash-test",
+        "--consumer", consumer,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -81,8 +82,15 @@ async def _start_worker(config: Path) -> asyncio.subprocess.Process:
                 return proc
 
 
+@pytest.mark.parametrize(
+    "successor",
+    [
+        "host-a",  # the same daemon restarts: re-reads its own pending entries (id 0)
+        "host-b",  # another daemon takes over: XAUTOCLAIM after claim_idle
+    ],
+)
 async def test_sigkill_mid_send_redelivers_with_the_same_webhook_id(
-    redis: aioredis.Redis, redis_url: str, tmp_path: Path
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path, successor: str
 ) -> None:
     stuck = asyncio.Event()
 
@@ -97,13 +105,14 @@ async def test_sigkill_mid_send_redelivers_with_the_same_webhook_id(
         yaml.safe_dump(
             {
                 "redis": {"url": redis_url},
+                "outbox": {"claim_idle": "500ms"},
                 "channels": {
                     "ops": {"type": "webhook", "url": rx.url, "secret": SECRET, "timeout_s": 30}
                 },
             }
         )
     )
-    proc = await _start_worker(config)
+    proc = await _start_worker(config, "host-a")
     try:
         ids = [alert(i).id for i in range(10)]
         for i in range(10):
@@ -112,7 +121,7 @@ async def test_sigkill_mid_send_redelivers_with_the_same_webhook_id(
         proc.send_signal(signal.SIGKILL)
         assert await proc.wait() == -signal.SIGKILL
         stuck.set()
-        proc = await _start_worker(config)
+        proc = await _start_worker(config, successor)
         await rx.wait_for(11, status=None, within=20)
         await asyncio.sleep(0.3)
         counts = Counter(rx.ids(status=None))
