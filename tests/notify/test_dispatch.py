@@ -313,7 +313,7 @@ async def test_trim_keeps_what_any_group_still_needs(redis: aioredis.Redis) -> N
 
 async def test_group_interval_spaces_later_batches(redis: aioredis.Redis, redis_url: str) -> None:
     rx = await Receiver().start()
-    cfg = make_config({"ops": hook(rx.url, group_wait="100ms", group_interval="600ms")}, redis_url)
+    cfg = make_config({"ops": hook(rx.url, group_wait="300ms", group_interval="800ms")}, redis_url)
     d = Dispatcher(redis, cfg, consumer="t1")
     await d.start()
     try:
@@ -325,7 +325,8 @@ async def test_group_interval_spaces_later_batches(redis: aioredis.Redis, redis_
         await rx.wait_for(2)
         first, second = (msgspec.json.decode(h.body) for h in rx.hits)
         assert first["count"] == 3 and second["count"] == 2
-        assert rx.hits[1].at - rx.hits[0].at >= 0.6 * 0.95
+        # lower bound only (the first request's own transit is the slack)
+        assert rx.hits[1].at - rx.hits[0].at >= 0.6
     finally:
         await d.stop()
         await rx.stop()
