@@ -11,14 +11,15 @@ import signal
 
 import click
 import msgspec
-import redis.asyncio as aioredis
 
 from gex_alertd import config as config_mod
+from gex_alertd.connections import connect, wait_until_reachable
 from gex_alertd.notify.dispatch import Dispatcher
 
 
 async def serve(cfg: config_mod.Config, consumer: str | None) -> None:
-    client = aioredis.Redis.from_url(cfg.redis.url)
+    client = connect(cfg.redis.url, client_name="gex-alertd-notify")
+    await wait_until_reachable(client, cfg.redis.url)
     dispatcher = Dispatcher(client, cfg, consumer=consumer)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
