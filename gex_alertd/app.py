@@ -136,6 +136,7 @@ class Daemon:
         from gex_alertd.ops.calendar import MarketHours
 
         hours = MarketHours(cfg.watch.market_hours, cfg.watch.premarket, cfg.watch.postmarket)
+        hours.is_open(datetime.now(UTC))  # load the calendar now, before READY, not in a poll
         return hours.is_open
 
     async def _start_dispatcher(self) -> None:
@@ -324,4 +325,3 @@ async def run_daemon(cfg: Config) -> None:
     daemon = Daemon(cfg)
     daemon.install_signal_handlers()
     await daemon.run()
-

@@ -1,8 +1,9 @@
 """APScheduler 3.x jobs, one per watch entry, gated by market hours.
 
-APScheduler's asyncio executor cancels running coroutines on shutdown; a poll that is
-committing must finish instead, so each run is a task of our own, shielded from the job's
-cancellation and awaited on stop.
+A job only launches the poll as a task of our own and returns: APScheduler's asyncio executor
+cancels running coroutines on shutdown, and a poll that is committing must finish instead
+(stop() awaits them). A poll still running when its next tick comes is skipped here, counted,
+and not left to APScheduler's max_instances, which would log a warning on every tick.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from gex_alertd.ops import metrics
 from gex_alertd.pipeline import Poller
 
 log = structlog.get_logger()
@@ -26,7 +28,7 @@ class PollScheduler:
     def __init__(self, gate: Gate | None = None):
         self.gate = gate
         self._scheduler = AsyncIOScheduler(timezone=UTC)
-        self._inflight: set[asyncio.Task[str]] = set()
+        self._inflight: dict[str, asyncio.Task[str]] = {}
         self._pollers: dict[str, Poller] = {}
         self._stopping = False
 
@@ -73,20 +75,24 @@ class PollScheduler:
         poller = self._pollers.get(key)
         if poller is None:
             return
+        if key in self._inflight:
+            metrics.POLLS.labels(poller.target.symbol, "skipped_busy").inc()
+            return
         if self.gate is not None and not self.gate(datetime.now(UTC)):
             return
-        # ops: library log lines (aiohttp, redis) inside this poll carry the symbol too; each
-        # job run is its own task, so the binding does not leak to other symbols
+        self._inflight[key] = asyncio.create_task(self._poll(key, poller))
+
+    async def _poll(self, key: str, poller: Poller) -> str:
+        # library log lines (aiohttp, redis) inside this poll carry the symbol too; the task
+        # has its own context, so the binding does not leak to other symbols
         structlog.contextvars.bind_contextvars(symbol=poller.target.symbol)
-        task = asyncio.ensure_future(poller.poll())
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
         try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            pass  # the poll itself goes on; stop() waits for it
+            return await poller.poll()
         except Exception:
             log.exception("poll crashed", symbol=poller.target.symbol)
+            return "crashed"
+        finally:
+            self._inflight.pop(key, None)
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Stop starting polls, then let the running ones finish their commits."""
@@ -94,7 +100,7 @@ class PollScheduler:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         if self._inflight:
-            _done, pending = await asyncio.wait(set(self._inflight), timeout=grace_s)
+            _done, pending = await asyncio.wait(set(self._inflight.values()), timeout=grace_s)
             for t in pending:
                 t.cancel()
 
