@@ -353,9 +353,10 @@ def _cross_check(tree: dict[str, Any], problems: Problems) -> None:
         if not isinstance(rule, dict):
             continue
         name = rule.get("name")
-        if isinstance(name, str) and name in names:
-            problems.add(f"rules[{i}].name", f"duplicate rule name {name!r}")
-        names.add(name)
+        if isinstance(name, str):  # a non-string name is reported by the typed conversion
+            if name in names:
+                problems.add(f"rules[{i}].name", f"duplicate rule name {name!r}")
+            names.add(name)
         routed = rule.get("channels")
         for j, ch in enumerate(routed if isinstance(routed, list) else []):
             if isinstance(ch, str) and ch not in channels:

@@ -136,7 +136,7 @@ def _convert_union(value: Any, members: tuple[Any, ...], path: str, problems: Pr
             field = tagged[0].__struct_config__.tag_field
             by_tag = {s.__struct_config__.tag: s for s in tagged}
             tag = value.get(field)
-            if tag not in by_tag:
+            if not isinstance(tag, str | int) or tag not in by_tag:  # a list is unhashable
                 choices = ", ".join(sorted(map(str, by_tag)))
                 problems.add(join(path, field), f"expected one of {choices}, got {_describe(tag)}")
                 return None
