@@ -132,6 +132,10 @@ class Committer:
         # the last snapshot this process committed per (symbol, expiry): oi_change basis poll
         # compares against it; valid only while it is still the stream top (`_last`)
         self._prev: dict[tuple[str, str | None], FlowGex] = {}
+        # the state this process last committed per (symbol, expiry), with its version: the
+        # next commit evaluates against it without reading the hash first (one round trip
+        # saved); the script's version check catches any other writer, and we re-read then
+        self._state: dict[tuple[str, str | None], StoredState] = {}
 
     async def _previous(
         self, snap: FlowGex, expiry: str | None, last_ms: int | None
@@ -147,9 +151,13 @@ class Committer:
         started = time.perf_counter()
         bound = log.bind(symbol=snap.symbol, expiry=expiry)
         skey = store.state_key(snap.symbol, expiry)
+        stream = (snap.symbol, expiry)
         for attempt in range(1, self.max_attempts + 1):
-            state = decode_state(self.engine, await self.redis.hgetall(skey))
+            state = self._state.pop(stream, None)
+            if state is None:
+                state = decode_state(self.engine, await self.redis.hgetall(skey))
             if state.last_ms is not None and snap.as_of_ms <= state.last_ms:
+                self._state[stream] = state
                 return CommitResult(False, [])
             prev = await self._previous(snap, expiry, state.last_ms)
             outcome = self.engine.evaluate(state.slots, snap, prev, expiry)
@@ -164,6 +172,10 @@ class Committer:
                 bound.info("commit_conflict", attempt=attempt)
                 continue
             self._remember(snap, expiry)
+            version = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
+            self._state[stream] = StoredState(
+                version, snap.as_of_ms, {**state.slots, **outcome.slots}
+            )
             metrics.SNAPSHOTS.labels(snap.symbol).inc()
             metrics.COMMIT_LATENCY.observe(time.perf_counter() - started)
             enqueued = {x.decode() if isinstance(x, bytes) else str(x) for x in reply[2]}

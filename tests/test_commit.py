@@ -212,3 +212,15 @@ async def test_full_chain_round_trips_through_the_commit(redis: aioredis.Redis) 
     await Committer(redis, [], CFG).commit(s, None)
     assert await store.latest(redis, "SPY") == s
     assert msgspec.json.encode(await store.latest(redis, "SPY")) == msgspec.json.encode(s)
+
+
+async def test_cached_state_yields_to_another_writer(redis: aioredis.Redis) -> None:
+    a = Committer(redis, [flip_rule()], CFG)
+    b = Committer(redis, [flip_rule()], CFG)
+    await a.commit(below(0), None)  # a now holds the state in memory (version 1)
+    assert len((await b.commit(above(1), None)).alerts) == 1  # b crosses (version 2)
+    # a's cached state says "below": the version check refuses it, a re-reads and sees "above"
+    r = await a.commit(above(2), None)
+    assert r.stored and r.alerts == []
+    assert await redis.xlen(store.ALERTS_KEY) == 1
+    assert (await redis.hget(store.state_key("SPY"), "_v")) == b"3"
