@@ -277,6 +277,21 @@ async def replay_expected(tmp: Path, config: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
 
 
+async def finish(tmp: Path, config: Path, sim: Proc, daemon: Proc, rx: Receiver) -> list[str]:
+    """Freeze the history (stop the upstream), stop the daemon cleanly, and make sure every
+    alert the history implies has been delivered; return the expected ids in order."""
+    await sim.stop()
+    assert await daemon.stop() == 0, daemon.output()[-3000:]
+    expected = [a["id"] for a in await replay_expected(tmp, config)]
+    if not set(expected) <= rx.ids():
+        # the drain timed out with deliveries left: they are pending in Redis, a new life sends
+        # them (the upstream is gone, so it stores nothing new)
+        again = await start_daemon(tmp, config, "daemon-drain.log")
+        await rx.wait_for(set(expected))
+        assert await again.stop() == 0
+    return expected
+
+
 async def stored_as_of(redis: aioredis.Redis) -> dict[str, list[int]]:
     """Per snapshot stream: the entry ms, in stream order."""
     out: dict[str, list[int]] = {}

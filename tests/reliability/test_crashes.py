@@ -18,12 +18,11 @@ import redis.asyncio as aioredis
 
 from tests.reliability.support import (
     SOAK,
-    Proc,
     Receiver,
     crossing_scenario,
     daemon_config,
+    finish,
     outbox_ids,
-    replay_expected,
     start_daemon,
     start_simulator,
     stored_as_of,
@@ -33,21 +32,6 @@ from tests.support.redis_server import RedisServer
 SYMBOLS = {"SPY": 600.0, "QQQ": 520.0}
 KILLS = 60 if SOAK else 20
 SEED = 20261124
-
-
-async def _finish(tmp: Path, config: Path, sim: Proc, daemon: Proc, rx: Receiver) -> list[str]:
-    """Freeze the history (stop the upstream), stop the daemon cleanly, and make sure every
-    alert the history implies has been delivered; return the expected ids in order."""
-    await sim.stop()
-    assert await daemon.stop() == 0, daemon.output()[-3000:]
-    expected = [a["id"] for a in await replay_expected(tmp, config)]
-    if not set(expected) <= rx.ids():
-        # the drain timed out with deliveries left: they are pending in Redis, a new life sends
-        # them (the upstream is gone, so it stores nothing new)
-        again = await start_daemon(tmp, config, "daemon-drain.log")
-        await rx.wait_for(set(expected))
-        assert await again.stop() == 0
-    return expected
 
 
 def _no_tracebacks(tmp: Path) -> None:
@@ -89,7 +73,7 @@ async def test_daemon_sigkilled_at_random_moments_delivers_each_alert_once(
         daemon = await start_daemon(tmp_path, config, "daemon-last.log")
         await daemon.wait_log("gex-alertd started")
         await asyncio.sleep(1.0)
-        expected = await _finish(tmp_path, config, sim, daemon, rx)
+        expected = await finish(tmp_path, config, sim, daemon, rx)
 
         assert len(expected) > KILLS, "the scenario should imply plenty of alerts"
         accepted = [d.webhook_id for d in rx.accepted]
@@ -131,7 +115,7 @@ async def test_redis_sigkilled_and_restarted_from_aof(
             private_redis.start()
         await rx.wait_more(3)  # reconnected: storing and delivering again
         assert daemon.alive
-        expected = await _finish(tmp_path, config, sim, daemon, rx)
+        expected = await finish(tmp_path, config, sim, daemon, rx)
 
         accepted = [d.webhook_id for d in rx.accepted]
         assert Counter(accepted) == Counter(expected)
