@@ -107,14 +107,27 @@ async def iter_streams(
     targets: list[StreamKey],
     start_ms: int | None,
     end_ms: int | None,
-    on_error: Any,
+    on_error: Callable[[str, str], None],
+    page: int = 2000,
 ) -> AsyncIterator[tuple[FlowGex, str | None]]:
+    """Stored snapshots in as_of order per stream; an undecodable entry is reported (with its
+    key and entry ID) and skipped, the rest of the stream still replays."""
     for symbol, expiry in targets:
-        try:
-            async for snap in store.read_range(redis, symbol, expiry, start_ms, end_ms, count=2000):
+        key = store.snap_key(symbol, expiry)
+        lo = "-" if start_ms is None else f"{start_ms}-0"
+        hi = "+" if end_ms is None else f"{end_ms}-18446744073709551615"
+        while True:
+            batch = await redis.xrange(key, min=lo, max=hi, count=page)
+            for entry_id, fields in batch:
+                try:
+                    snap = store.decode_fields(fields)
+                except store.StoredEntryError as exc:
+                    on_error(f"{key} {entry_id.decode()}", str(exc))
+                    continue
                 yield snap, expiry
-        except store.StoredEntryError as exc:
-            on_error(store.snap_key(symbol, expiry), str(exc))
+            if len(batch) < page:
+                break
+            lo = "(" + batch[-1][0].decode()
 
 
 # --- option parsing ------------------------------------------------------------------------

@@ -294,3 +294,28 @@ async def test_parallel_replay_matches_serial(
         assert "18 snapshots" in res.output
         outs.append(out.read_bytes())
     assert outs[0] == outs[1] and outs[0].count(b"\n") == 12
+
+
+async def test_corrupt_stored_entry_is_skipped(
+    tmp_path: Path, redis: aioredis.Redis, redis_url: str
+) -> None:
+    cfg = write_config(tmp_path, redis_url)
+    snaps = scripted()
+    for s in snaps[:3]:
+        await store.write_snapshot(redis, s, None, RedisConfig(retention=None))
+    await redis.xadd(
+        store.snap_key("SPY"), {"symbol": "SPY", "strikes": b"garbage"}, id=f"{snaps[3].as_of_ms}-0"
+    )
+    for s in snaps[4:]:
+        await store.write_snapshot(redis, s, None, RedisConfig(retention=None))
+    out = tmp_path / "alerts.jsonl"
+    args = ["replay", "-c", str(cfg), "--symbols", "SPY", "--out", str(out)]
+    res = await asyncio.to_thread(CliRunner(env={"COLUMNS": "200"}).invoke, main, args)
+    assert res.exit_code == 0, res.output
+    assert f"gex:{{SPY}}:snap {snaps[3].as_of_ms}-0" in res.output and "1 bad inputs" in res.output
+    assert [decode_alert(x).rule for x in out.read_text().splitlines()] == [
+        "flip",
+        "sign",
+        "oi",
+        "level",
+    ]
