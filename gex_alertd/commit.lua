@@ -9,7 +9,8 @@
 -- ARGV[3] number of trim args, then the trim args
 -- then: number of snapshot fields, then field, value pairs
 -- then: number of state fields, then field, value pairs
--- then: number of alerts; per alert: dedup ttl ms, cooldown ms, number of outbox fields, pairs
+-- then: number of alerts; per alert: dedup ttl ms, cooldown ms, alert id, number of outbox
+--   fields, then field, value pairs
 -- Returns {'ok', version, {enqueued alert ids}} | {'repeat', top_ms} | {'conflict', version}
 
 local snap, state, outbox = KEYS[1], KEYS[2], KEYS[3]
@@ -61,19 +62,20 @@ local nalerts = tonumber(ARGV[i])
 i = i + 1
 local enqueued = {}
 for a = 1, nalerts do
-  local dedup_ttl, cooldown_ms, nout = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local dedup_ttl, cooldown_ms, id = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local nout = tonumber(ARGV[i + 3])
   local dedup_key, cooldown_key = KEYS[2 + 2 * a], KEYS[3 + 2 * a]
   -- an alert id is enqueued once, even if the state were lost and the data replayed
   if redis.call('SET', dedup_key, '1', 'NX', 'PX', dedup_ttl) then
     local entry = {'XADD', outbox, '*'}
-    for j = 1, 2 * nout do entry[#entry + 1] = ARGV[i + 2 + j] end
+    for j = 1, 2 * nout do entry[#entry + 1] = ARGV[i + 3 + j] end
     redis.call(unpack(entry))
-    enqueued[#enqueued + 1] = ARGV[i + 4]
+    enqueued[#enqueued + 1] = id
     if cooldown_ms > 0 then
       -- informational (TTL shows the cooldown left); the decision itself is made on as_of
-      redis.call('SET', cooldown_key, ARGV[i + 4], 'PX', cooldown_ms)
+      redis.call('SET', cooldown_key, id, 'PX', cooldown_ms)
     end
   end
-  i = i + 3 + 2 * nout
+  i = i + 4 + 2 * nout
 end
 return {'ok', tostring(newv), enqueued}

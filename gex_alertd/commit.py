@@ -108,8 +108,8 @@ def build_args(
             dedup_key(snap.symbol, em.event.id),
             cooldown_key(snap.symbol, em.event.rule, expiry),
         ]
-        out = outbox_fields(em.event, em.channels)  # "id" first: the script reads its value
-        args += [DEDUP_TTL_MS, em.cooldown_ms, len(out)]
+        out = outbox_fields(em.event, em.channels)
+        args += [DEDUP_TTL_MS, em.cooldown_ms, em.event.id, len(out)]
         for k, v in out.items():
             args += [k, v]
     return keys, args
