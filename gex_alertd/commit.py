@@ -38,6 +38,7 @@ LUA = resources.files("gex_alertd").joinpath("commit.lua").read_text()
 DEDUP_TTL_MS = 7 * 86_400 * 1000  # an alert id is never enqueued twice within a week
 VERSION_FIELD, LAST_FIELD = b"_v", b"_last"
 RULE_PREFIX = "r:"
+PREV_CACHE_MAX = 256  # previous snapshots kept in memory for oi_change (basis poll)
 
 
 class CommitConflict(RuntimeError):
@@ -208,4 +209,10 @@ class Committer:
 
     def _remember(self, snap: FlowGex, expiry: str | None) -> None:
         if self.engine.needs_prev(snap.symbol):
-            self._prev[(snap.symbol, expiry)] = snap
+            # bounded: a decoded 200-strike snapshot holds ~90 KB of Python objects (5,000
+            # symbols would keep 430 MB); past the bound the previous is read back from Redis
+            key = (snap.symbol, expiry)
+            self._prev.pop(key, None)
+            if len(self._prev) >= PREV_CACHE_MAX:
+                del self._prev[next(iter(self._prev))]
+            self._prev[key] = snap
