@@ -38,7 +38,7 @@ LUA = resources.files("gex_alertd").joinpath("commit.lua").read_text()
 DEDUP_TTL_MS = 7 * 86_400 * 1000  # an alert id is never enqueued twice within a week
 VERSION_FIELD, LAST_FIELD = b"_v", b"_last"
 RULE_PREFIX = "r:"
-PREV_CACHE_MAX = 256  # previous snapshots kept in memory for oi_change (basis poll)
+PREV_CACHE_MAX = 64  # previous snapshots kept in memory for oi_change (basis poll)
 
 
 class CommitConflict(RuntimeError):
