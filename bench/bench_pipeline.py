@@ -73,11 +73,13 @@ def pinned(cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu)] if ok else []
 
 
-def start_upstream(symbols: int, cpu: int = 0) -> tuple[subprocess.Popen[bytes], str]:
+def start_upstream(
+    symbols: int, cpu: int = 0, latency_ms: float = 0.0
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
         [*pinned(cpu), sys.executable, "-m", "bench.replay_upstream", "--port", str(port),
-         "--symbols", str(symbols)],
+         "--symbols", str(symbols), "--latency-ms", str(latency_ms)],
         stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -341,6 +343,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.profile:
                 contenders["pipeline"].profile.dump_stats(str(args.profile))
             outcomes = contenders["pipeline"].outcomes
+            if args.latency_ms > 0:
+                # the same two contenders against an upstream that answers after a realistic
+                # internet round trip: where a serial loop spends its time in practice
+                slow, slow_url = start_upstream(args.symbols, latency_ms=args.latency_ms)
+                try:
+                    for name, c in (
+                        ("pipeline", Pipeline(server.url, slow_url, symbols)),
+                        ("naive", Naive(server.url, slow_url, symbols)),
+                    ):
+                        windows[f"{name}@latency"] = [asyncio.run(c.window(per_window))]
+                finally:
+                    slow.terminate()
+                    slow.wait(10)
         finally:
             if daemon is not None:
                 daemon.close()
@@ -359,6 +374,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     res["cpu_ratio_vs_naive"] = res["naive"]["cpu_ms_per_snapshot"] / max(
         res["pipeline"]["cpu_ms_per_snapshot"], 1e-9
     )
+    if "pipeline@latency" in res:
+        res["latency_ms"] = args.latency_ms
+        res["ratio_vs_naive_at_latency"] = (
+            res["pipeline@latency"]["per_s"] / res["naive@latency"]["per_s"]
+        )
     if "daemon" in res:
         res["daemon_ratio_vs_ceiling"] = res["daemon"]["per_s"] / ceil
         res["daemon_ratio_vs_naive"] = res["daemon"]["per_s"] / nai
@@ -391,8 +411,14 @@ def report(res: dict[str, Any]) -> None:
             f"{r['per_s'] / nai['per_s']:.1f}", f"{cpu:.2f}",
             f"{nai['cpu_ms_per_snapshot'] / cpu:.1f}" if cpu else "-",
         )  # fmt: skip
-    Console().print(table)
-    Console().print(
+    Console(width=120).print(table)
+    if "pipeline@latency" in res:
+        Console(width=120).print(
+            f"with {res['latency_ms']:g} ms upstream latency: pipeline "
+            f"{res['pipeline@latency']['per_s']:,.0f}/s, naive {res['naive@latency']['per_s']:,.0f}"
+            f"/s: {res['ratio_vs_naive_at_latency']:.1f}x"
+        )
+    Console(width=120).print(
         f"goals: >= 0.5x fetch ceiling: {res['ratio_vs_ceiling']:.2f} "
         f"(by CPU per snapshot {res['cpu_ratio_vs_ceiling']:.2f}); "
         f">= 6x naive: {res['ratio_vs_naive']:.1f} (by CPU {res['cpu_ratio_vs_naive']:.1f})"
@@ -406,6 +432,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="6 s per contender")
     ap.add_argument("--no-daemon", action="store_true", help="skip the `gex-alertd run` row")
+    ap.add_argument(
+        "--latency-ms", type=float, default=20.0,
+        help="also compare pipeline and naive against an upstream this slow (0: skip)",
+    )  # fmt: skip
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--profile", type=Path, default=None, help="cProfile the Poller windows")
     args = ap.parse_args(argv)

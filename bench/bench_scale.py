@@ -101,12 +101,14 @@ def measure(n: int, interval: float, window: float, tmp: Path, base_url: str) ->
             time.sleep(0.5)
         first_cycle_s = time.monotonic() - t_start
         time.sleep(interval)
-        cpu0, s0, n0, t0 = proc_cpu(proc.pid), served(base_url), stored(r, symbols), time.monotonic()
+        cpu0, s0, n0 = proc_cpu(proc.pid), served(base_url), stored(r, symbols)
+        t0 = time.monotonic()
         rss: list[float] = []
         while time.monotonic() < t0 + window:
             rss.append(proc_rss_mb(proc.pid))
             time.sleep(1.0)
-        cpu1, s1, n1, t1 = proc_cpu(proc.pid), served(base_url), stored(r, symbols), time.monotonic()
+        cpu1, s1, n1 = proc_cpu(proc.pid), served(base_url), stored(r, symbols)
+        t1 = time.monotonic()
         if proc.poll() is not None:
             raise RuntimeError(f"daemon exited with {proc.returncode}")
     finally:
@@ -165,9 +167,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{r['snapshots_per_s']:.1f}", f"{r['snapshots_per_s'] / r['expected_per_s']:.2f}",
             f"{r['startup_to_full_coverage_s']:.1f}",
         )  # fmt: skip
-    Console().print(table)
+    Console(width=120).print(table)
     big = rows[-1]
-    Console().print(
+    Console(width=120).print(
         f"goals at {big['symbols']:,} symbols: RSS < 150 MB: {big['rss_mb_max']:.0f} MB; "
         f"CPU < 1 core: {big['cpu_cores']:.2f}"
     )

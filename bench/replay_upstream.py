@@ -8,6 +8,7 @@ per symbol with the same simulator model once at start, then serves them round-r
 (caching off, as far as any client can tell), and serving it costs a copy.
 
     python -m bench.replay_upstream --port P --symbols 16 [--ticks 4] [--strikes 200]
+                                    [--latency-ms 0]
 
 Prints `ready <port>` on stdout once it listens. Symbols are named S0000, S0001, ...
 `GET /stats` answers the number of 200s served (JSON), for the scale bench.
@@ -77,8 +78,10 @@ class Bodies:
         return head + iso(START + timedelta(seconds=n)).encode() + tail
 
 
-def build_app(bodies: Bodies) -> web.Application:
+def build_app(bodies: Bodies, latency_s: float = 0.0) -> web.Application:
     async def flow(request: web.Request) -> web.Response:
+        if latency_s:
+            await asyncio.sleep(latency_s)  # a provider across the internet, not on loopback
         body = bodies.next(request.match_info["symbol"])
         if body is None:
             return web.json_response({"message": "unknown symbol"}, status=404)
@@ -93,8 +96,8 @@ def build_app(bodies: Bodies) -> web.Application:
     return app
 
 
-async def serve(port: int, bodies: Bodies) -> None:
-    runner = web.AppRunner(build_app(bodies), access_log=None)
+async def serve(port: int, bodies: Bodies, latency_s: float = 0.0) -> None:
+    runner = web.AppRunner(build_app(bodies, latency_s), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
     print(f"ready {port}", flush=True)
@@ -108,10 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ticks", type=int, default=4)
     ap.add_argument("--strikes", type=int, default=200)
     ap.add_argument("--share", type=int, default=32, help="distinct chains computed")
+    ap.add_argument("--latency-ms", type=float, default=0.0, help="added before each response")
     args = ap.parse_args(argv)
     bodies = Bodies(symbol_names(args.symbols), args.ticks, args.strikes, args.share)
     try:
-        asyncio.run(serve(args.port, bodies))
+        asyncio.run(serve(args.port, bodies, args.latency_ms / 1000))
     except KeyboardInterrupt:
         pass
 

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
     ap.add_argument("--timeout", type=float, default=None, help="per-bench limit (s)")
     args = ap.parse_args(argv)
-    console = Console()
+    console = Console(width=120)
     names = discover()
     if args.only:
         wanted = [n.strip().removeprefix("bench_") for n in args.only.split(",") if n.strip()]
