@@ -13,6 +13,7 @@ next run re-reads this consumer's PEL (same consumer name) or another daemon cla
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -262,7 +263,13 @@ class ChannelWorker:
                     await self.admit(own)
                     recovered = True
                 if self.stopping.is_set() and not self.buffer:
-                    return
+                    # drain: alerts committed before the stop but not read yet go out now;
+                    # the caller's timeout bounds this, and what is left stays in Redis
+                    more = await self.outbox.read_new(READ_COUNT, None)
+                    if not more:
+                        return
+                    await self.admit(more)
+                    continue
                 now = time.monotonic()
                 if not self.stopping.is_set() and now >= next_claim:
                     claimed = await self.outbox.autoclaim(self.claim_idle)
@@ -379,6 +386,7 @@ class Dispatcher:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._limiters: dict[str, TokenBucket] = {}
         self._stats_task: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
 
     def _limiter(self, name: str, notifier: Notifier, cfg: ChannelConfig) -> TokenBucket | None:
         if cfg.rate_per_s is None:
@@ -421,6 +429,7 @@ class Dispatcher:
         Call it before anything commits alerts, so every alert finds its group."""
         for name, ch in self.cfg.channels.items():
             await self._start_channel(name, ch)
+        self._closing.clear()
         self._stats_task = asyncio.create_task(self._stats_loop(), name="notify:stats")
 
     async def _stop_channels(self, names: list[str], drain_timeout: float) -> None:
@@ -441,8 +450,12 @@ class Dispatcher:
 
     async def stop(self, drain_timeout: float | None = None) -> None:
         if self._stats_task is not None:
-            self._stats_task.cancel()
-            await asyncio.gather(self._stats_task, return_exceptions=True)
+            # ask first, cancel only as a fallback: a cancel that lands inside a redis-py call
+            # can be swallowed there, and the loop would then never end
+            self._closing.set()
+            _done, pending = await asyncio.wait({self._stats_task}, timeout=STATS_EVERY_S + 1)
+            for t in pending:
+                t.cancel()
             self._stats_task = None
         timeout = self.cfg.outbox.drain_timeout if drain_timeout is None else drain_timeout
         await self._stop_channels(list(self.workers), timeout)
@@ -505,7 +518,7 @@ class Dispatcher:
 
     async def _stats_loop(self) -> None:
         next_trim = time.monotonic() + TRIM_EVERY_S
-        while True:
+        while not self._closing.is_set():
             try:
                 await self.health()
                 if time.monotonic() >= next_trim:
@@ -513,4 +526,5 @@ class Dispatcher:
                     await self.trim()
             except (RedisError, OSError) as exc:
                 log.warning("outbox stats unavailable", error=describe_exc(exc))
-            await asyncio.sleep(STATS_EVERY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), STATS_EVERY_S)

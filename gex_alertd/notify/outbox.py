@@ -146,7 +146,8 @@ class Outbox:
             out.extend(batch)
             last = batch[-1].entry_id
 
-    async def read_new(self, count: int, block_ms: int) -> list[Entry]:
+    async def read_new(self, count: int, block_ms: int | None) -> list[Entry]:
+        """New entries for this group; `block_ms=None` returns at once (no BLOCK)."""
         reply = await self.redis.xreadgroup(
             self.group, self.consumer, {STREAM: ">"}, count=count, block=block_ms
         )

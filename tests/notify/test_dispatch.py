@@ -9,6 +9,7 @@ import msgspec
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from gex_alertd.model import outbox_fields
 from gex_alertd.notify.base import Ok
 from gex_alertd.notify.dispatch import Dispatcher
 from gex_alertd.notify.outbox import DEAD, STREAM, group_name, list_dead, marker_key
@@ -359,3 +360,24 @@ async def test_dead_letter_retried_is_delivered_once(redis: aioredis.Redis, redi
         await d.stop()
         await rx.stop()
         await other.stop()
+
+
+async def test_stop_drains_alerts_not_read_yet(redis: aioredis.Redis, redis_url: str) -> None:
+    """SIGTERM's drain covers the whole outbox, not only what the worker had already read."""
+    count = 120  # more than one XREADGROUP batch (100)
+    rx = await Receiver().start()
+    cfg = make_config({"ops": hook(rx.url)}, redis_url)
+    d = Dispatcher(redis, cfg, consumer="drain")
+    await d.start()
+    try:
+        # more than one XREADGROUP batch, enqueued in one go right before the stop
+        pipe = redis.pipeline(transaction=False)
+        for i in range(count):
+            pipe.xadd(STREAM, outbox_fields(alert(i), ["ops"]))  # type: ignore[arg-type]
+        await pipe.execute()
+        await d.stop(drain_timeout=30)
+        assert sorted(rx.ids()) == sorted(alert(i).id for i in range(count))
+        pending = await redis.xpending(STREAM, group_name("ops"))
+        assert pending["pending"] == 0
+    finally:
+        await rx.stop()
