@@ -440,7 +440,8 @@ class Dispatcher:
             _done, pending = await asyncio.wait(tasks, timeout=max(0.0, drain_timeout))
             for t in pending:  # undelivered entries stay pending in Redis for the next run
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if pending:  # bounded: a cancel swallowed inside a Redis call must not hang stop()
+                await asyncio.wait(pending, timeout=5)
         for n in names:
             worker = self.workers.pop(n)
             self.tasks.pop(n)
