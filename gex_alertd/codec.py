@@ -104,23 +104,20 @@ def _null_mask(values: list[float | None]) -> bytes | None:
     return bytes(mask)
 
 
+_POWERS = np.array([float(10**k) for k in range(_MAX_SCALE + 1)])[:, None, None]
+
+
 def _scaled_matrix(m: np.ndarray) -> list[int | None]:
     """Per row of `m` (one column of the block, finite values only), the `k` of _as_scaled_ints,
-    or None: the same test for all columns at once (one numpy call per k, not per column)."""
-    found: list[int | None] = [None] * m.shape[0]
-    todo = np.arange(m.shape[0])
+    or None: the same test for every column and every k in one broadcast (a handful of numpy
+    calls per block instead of several per column and k)."""
+    if not m.size:
+        return [None] * m.shape[0]
     with np.errstate(over="ignore", invalid="ignore"):
-        for k in range(_MAX_SCALE + 1):
-            if not todo.size:
-                break
-            p = float(10**k)
-            sub = m[todo]
-            scaled = np.rint(sub * p)
-            ok = (np.abs(scaled) < _LIMIT).all(axis=1) & (scaled / p == sub).all(axis=1)
-            for j in todo[ok]:
-                found[j] = k
-            todo = todo[~ok]
-    return found
+        scaled = np.rint(m[None, :, :] * _POWERS)  # (k, column, row)
+        ok = (np.abs(scaled) < _LIMIT).all(axis=2) & (scaled / _POWERS == m[None]).all(axis=2)
+    first = ok.argmax(axis=0)  # the smallest k that works, where one does
+    return [int(k) if hit else None for k, hit in zip(first, ok.any(axis=0), strict=True)]
 
 
 def _encode_fast(rows: Sequence[StrikeRow]) -> dict[str, Any] | None:

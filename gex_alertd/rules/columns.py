@@ -20,7 +20,7 @@ import msgspec
 from gex_alertd.model import STRIKE_FIELDS, FlowGex
 
 _astuple = msgspec.structs.astuple
-_MEMO_SIZE = 16
+_MEMO_SIZE = 64  # as commit.PREV_CACHE_MAX: a view is reused when its snapshot returns as prev
 _memo: dict[int, tuple[FlowGex, StrikeColumns]] = {}
 
 
