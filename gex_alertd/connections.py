@@ -18,11 +18,21 @@ log = structlog.get_logger()
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
+MAX_CONNECTIONS = 64
+POOL_WAIT_S = 30.0
+
+
 def connect(url: str, *, client_name: str = "gex-alertd") -> aioredis.Redis:
     # Each command retries a few times over ~1.5 s, which rides out a Redis restart with its
     # AOF; longer outages surface to the caller, which backs off and keeps its work pending.
-    return aioredis.Redis.from_url(
+    # A blocking pool: with thousands of symbols on one tick more commands are in flight than
+    # connections, and they wait for one; the default pool raised "Too many connections" (a
+    # ConnectionError, so it looked like Redis was down: 783 commits deferred in 40 s at 5,000
+    # symbols in bench_scale).
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_S,
         socket_timeout=5,
         socket_connect_timeout=2,
         health_check_interval=15,
@@ -30,6 +40,7 @@ def connect(url: str, *, client_name: str = "gex-alertd") -> aioredis.Redis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         client_name=client_name,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 async def wait_until_reachable(

@@ -22,6 +22,10 @@ from gex_alertd.pipeline import Poller
 log = structlog.get_logger()
 
 Gate = Callable[[datetime], bool]
+# Polls past their lease claim at once. With thousands of symbols due on one tick, unbounded
+# polls all fetched and then queued for Redis with their decoded snapshots (~90 KB each) held;
+# a bound keeps memory flat and still allows far more than one core can process.
+MAX_ACTIVE_POLLS = 32
 
 
 class PollScheduler:
@@ -31,6 +35,7 @@ class PollScheduler:
         self._inflight: dict[str, asyncio.Task[str]] = {}
         self._pollers: dict[str, Poller] = {}
         self._stopping = False
+        self._slots = asyncio.Semaphore(MAX_ACTIVE_POLLS)
 
     @property
     def pollers(self) -> dict[str, Poller]:
@@ -87,7 +92,10 @@ class PollScheduler:
         # has its own context, so the binding does not leak to other symbols
         structlog.contextvars.bind_contextvars(symbol=poller.target.symbol)
         try:
-            return await poller.poll()
+            async with self._slots:
+                if self._stopping:
+                    return "stopped"
+                return await poller.poll()
         except Exception:
             log.exception("poll crashed", symbol=poller.target.symbol)
             return "crashed"
