@@ -5,14 +5,15 @@ every symbol (flip_cross, net_gex_sign, threshold, oi_change basis poll), a priv
 redis-server, and an upstream in a separate process. RSS (VmRSS) and CPU (utime + stime) come
 from /proc/<pid>; CPU is averaged over a measuring window that starts after a warm-up of one
 full interval (every symbol polled and committed at least once, so caches and Redis state are
-at their steady size). The window is 45 s (30 s with --quick), i.e. 3 (2) full cycles.
+at their steady size). The window is 30 s (20 s with --quick), i.e. 2 full cycles; `warn`
+counts warning and error log lines over the whole run.
 
 The upstream is `bench.replay_upstream` (the simulator's 200-strike bodies, new as_of per
 request). The simulator itself cannot be the upstream at 5,000 symbols on this machine: it
 computes a fresh 200-strike body in ~5-10 ms of pure Python, so 5,000 symbols at 15 s (333
 bodies/s) would need 2-3 cores of its own; building its 5,000 chains also takes ~25 s.
 
-    python -m bench.bench_scale [--sizes 50,500,5000] [--interval 15] [--window 45]
+    python -m bench.bench_scale [--sizes 50,500,5000] [--interval 15] [--window 30]
                                 [--quick] [--json PATH]
 """
 
@@ -122,7 +123,12 @@ def measure(n: int, interval: float, window: float, tmp: Path, base_url: str) ->
         r.close()
         server.stop()
     took = t1 - t0
+    text = (tmp / f"daemon-{n}.log").read_text(errors="replace")
+    problems = sum(
+        '"level": "warning"' in ln or '"level": "error"' in ln for ln in text.splitlines()
+    )
     return {
+        "log_warnings_and_errors": problems,
         "symbols": n,
         "rss_mb_max": max(rss),
         "rss_mb_end": rss[-1],
@@ -139,12 +145,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="50,500,5000")
     ap.add_argument("--interval", type=float, default=15.0)
-    ap.add_argument("--window", type=float, default=45.0)
-    ap.add_argument("--quick", action="store_true", help="30 s windows")
+    ap.add_argument("--window", type=float, default=30.0, help="2 full cycles at 15 s")
+    ap.add_argument("--quick", action="store_true", help="20 s windows")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.quick:
-        args.window = min(args.window, 30.0)
+        args.window = min(args.window, 20.0)
     sizes = [int(x) for x in args.sizes.split(",")]
     rows = []
     with tempfile.TemporaryDirectory(prefix="gex-bench-scale-") as tmp:
@@ -159,13 +165,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         title=f"scale: gex-alertd run, {args.interval:g} s interval, 200 strikes, 4 rules/symbol, "
         f"{args.window:g} s window after warm-up"
     )
-    for col in ("symbols", "RSS MB", "CPU cores", "snapshots/s", "of expected", "full cover s"):
+    cols = ("symbols", "RSS MB", "CPU cores", "snapshots/s", "of expected", "full cover s", "warn")
+    for col in cols:
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
             f"{r['symbols']:,}", f"{r['rss_mb_max']:.0f}", f"{r['cpu_cores']:.3f}",
             f"{r['snapshots_per_s']:.1f}", f"{r['snapshots_per_s'] / r['expected_per_s']:.2f}",
-            f"{r['startup_to_full_coverage_s']:.1f}",
+            f"{r['startup_to_full_coverage_s']:.1f}", str(r["log_warnings_and_errors"]),
         )  # fmt: skip
     Console(width=120).print(table)
     big = rows[-1]
