@@ -13,7 +13,7 @@ import yaml
 
 from gex_alertd import redaction
 from gex_alertd.rules.registry import rule_config_union
-from gex_alertd.typedconfig import Duration, Problems, convert
+from gex_alertd.typedconfig import Duration, Problems, convert, describe_yaml_error
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -380,10 +380,7 @@ def load(path: str | os.PathLike[str]) -> Config:
     try:
         tree = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{where}invalid YAML: {problem}"], str(p)) from None
+        raise ConfigError([describe_yaml_error(exc)], str(p)) from None
     cfg = parse(tree, str(p))
     return cfg
 

@@ -52,6 +52,14 @@ def _dec_hook(type_: type, obj: Any) -> Any:
     raise NotImplementedError
 
 
+def describe_yaml_error(exc: Exception) -> str:
+    """`line 3, column 7: invalid YAML: <what the parser says>` for a yaml.YAMLError."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"{where}invalid YAML: {problem}"
+
+
 class Problems(list[str]):
     def add(self, path: str, msg: str) -> None:
         self.append(f"{path}: {msg}" if path else msg)

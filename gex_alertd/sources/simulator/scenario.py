@@ -25,7 +25,7 @@ from typing import Literal
 import msgspec
 import yaml
 
-from gex_alertd.typedconfig import Duration, Problems, convert
+from gex_alertd.typedconfig import Duration, Problems, convert, describe_yaml_error
 
 
 class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -184,10 +184,7 @@ def loads_scenario(text: str, source: str = "scenario") -> Scenario:
     try:
         tree = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError(source, [f"{where}invalid YAML: {problem}"]) from None
+        raise ScenarioError(source, [describe_yaml_error(exc)]) from None
     return parse_scenario(tree, source)
 
 
