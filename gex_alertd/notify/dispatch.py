@@ -159,8 +159,8 @@ class ChannelWorker:
         self.limiter = limiter
         self.claim_idle = claim_idle
         self.buffer: dict[str, _Held] = {}
-        # sent OK, marker + XACK not yet written: a recorder task writes them off the hot path
-        # (the MULTI costs an fsync with appendfsync always; the next send need not wait for it)
+        # sent OK, marker + XACK not yet written: the recorder task writes them (retrying while
+        # Redis is away) and flush() waits for it before the next send
         self.unrecorded: dict[str, str] = {}  # entry id -> alert id
         self._recorded = asyncio.Event()
         self._to_record = asyncio.Event()
@@ -222,13 +222,16 @@ class ChannelWorker:
         recorder = asyncio.create_task(self._recorder(), name=f"notify:{self.name}:ack")
         try:
             await self._run()
-            while self.unrecorded:  # drain: write what was sent before returning
-                self._recorded.clear()
-                self._to_record.set()
-                await self._recorded.wait()
+            await self._until_recorded()  # drain: write what was sent before returning
         finally:
             recorder.cancel()
             await asyncio.gather(recorder, return_exceptions=True)
+
+    async def _until_recorded(self) -> None:
+        while self.unrecorded:
+            self._recorded.clear()
+            self._to_record.set()
+            await self._recorded.wait()
 
     async def _recorder(self) -> None:
         while True:
@@ -313,7 +316,9 @@ class ChannelWorker:
                 self.buffer.pop(h.entry.entry_id, None)
             for h in batch:
                 self.unrecorded[h.entry.entry_id] = h.entry.alert_id
-            self._to_record.set()
+            # the sent marker is durable before the next send, so a crash re-sends at most the
+            # alert that was in flight (same webhook-id), never a run of already-sent ones
+            await self._until_recorded()
             self.retry_at = 0.0
             self.sent += len(batch)
             metrics.ALERTS_SENT.labels(self.name, "ok").inc(len(batch))
