@@ -15,7 +15,7 @@ Nulls travel as a bitmap. Decoding gives back exactly the floats that were encod
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -243,7 +243,25 @@ class Columns(msgspec.Struct, frozen=True):
         ]
 
 
-def decode_columns(blob: bytes) -> Columns:
+def _decode_named(col: list[Any], count: int) -> list[float | None]:
+    kind = col[0]
+    if kind == "z":
+        return [None] * count
+    has_mask = len(col) == (4 if kind in ("d", "D") else 3)
+    if not has_mask:
+        return _decode_column(col, count)  # type: ignore[return-value]
+    nulls = np.unpackbits(np.frombuffer(col[-1], np.uint8), bitorder="little")[:count]
+    present = iter(_decode_column(col, count - int(nulls.sum())))
+    return [None if isnull else next(present) for isnull in nulls.tolist()]
+
+
+def decode_columns(blob: bytes, only: Iterable[str] | None = None) -> Columns:
+    """The block's columns; `only` names the ones wanted and the others are not decoded (the
+    block is columnar, so skipping one costs nothing). `rows()` needs every column."""
+    wanted = STRIKE_FIELDS if only is None else tuple(only)
+    unknown = [n for n in wanted if n not in STRIKE_FIELDS]
+    if unknown:
+        raise ValueError(f"decode_columns: unknown strike column(s) {unknown}")
     try:
         payload = _dec.decode(_dctx.decompress(blob))
         version = payload.get("v")
@@ -252,28 +270,23 @@ def decode_columns(blob: bytes) -> Columns:
     if version != BLOCK_VERSION:
         raise BlockError(f"unsupported strike block version {version!r}")
     count: int = payload["n"]
+    stored: dict[str, list[Any]] = payload["c"]
     cols: dict[str, list[float | None]] = {}
-    net_rule: str | None = None
-    for name in STRIKE_FIELDS:
-        col = payload["c"].get(name, ["z"])
-        kind = col[0]
-        if kind == "n":
-            net_rule = col[1]
+    for name in wanted:
+        col = stored.get(name, ["z"])
+        if col[0] != "n":
+            cols[name] = _decode_named(col, count)
             continue
-        if kind == "z":
-            cols[name] = [None] * count
-            continue
-        has_mask = len(col) == (4 if kind in ("d", "D") else 3)
-        if not has_mask:
-            cols[name] = _decode_column(col, count)  # type: ignore[assignment]
-            continue
-        nulls = np.unpackbits(np.frombuffer(col[-1], np.uint8), bitorder="little")[:count]
-        present = iter(_decode_column(col, count - int(nulls.sum())))
-        cols[name] = [None if isnull else next(present) for isnull in nulls.tolist()]
-    if net_rule is not None:
-        calls = np.asarray(cols["call_gex"], dtype=np.float64)
-        puts = np.asarray(cols["put_gex"], dtype=np.float64)
-        cols["net_gex"] = (calls + puts if net_rule == "sum" else calls - puts).tolist()
+        # net_gex is rebuilt from the call and put columns, decoded here if not wanted anyway
+        calls = np.asarray(
+            cols.get("call_gex") or _decode_named(stored.get("call_gex", ["z"]), count),
+            dtype=np.float64,
+        )
+        puts = np.asarray(
+            cols.get("put_gex") or _decode_named(stored.get("put_gex", ["z"]), count),
+            dtype=np.float64,
+        )
+        cols[name] = (calls + puts if col[1] == "sum" else calls - puts).tolist()
     return Columns(count, cols, payload.get("x") or {})
 
 

@@ -8,14 +8,14 @@ Scalars are plain text for `redis-cli XRANGE`; the strike rows are one compresse
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from gex_alertd.codec import BlockError, decode_columns, encode_strikes
+from gex_alertd.codec import BlockError, Columns, decode_columns, encode_strikes
 from gex_alertd.config import RedisConfig
 from gex_alertd.model import FlowGex
 
@@ -90,6 +90,22 @@ def _opt_num(fields: Mapping[bytes, bytes], key: bytes) -> float | None:
     return float(v) if v else None
 
 
+def _snapshot(fields: Mapping[bytes, bytes], rows: list[Any], extra: dict[str, Any]) -> FlowGex:
+    return FlowGex(
+        symbol=fields[F_SYMBOL].decode(),
+        as_of=datetime.fromisoformat(fields[F_AS_OF].decode()),
+        underlying_price=float(fields[F_SPOT]),
+        live_net_gex=float(fields[F_NET]),
+        live_net_gex_label=_opt_str(fields, F_LABEL),
+        live_gamma_flip=_opt_num(fields, F_FLIP),
+        gamma_flip_status=_opt_str(fields, F_FLIP_STATUS),
+        expiry=_opt_str(fields, F_EXPIRY),
+        strikes=rows,
+        endpoint_version=extra.get("endpoint_version"),
+        data_as_of=extra.get("data_as_of"),
+    )
+
+
 def decode_fields(fields: Mapping[bytes, bytes], *, strikes: bool = True) -> FlowGex:
     """Rebuild the snapshot exactly; `strikes=False` skips the block for scalar-only readers."""
     try:
@@ -98,19 +114,20 @@ def decode_fields(fields: Mapping[bytes, bytes], *, strikes: bool = True) -> Flo
         if strikes:
             block = decode_columns(fields[F_STRIKES])
             rows, extra = block.rows(), block.extra
-        return FlowGex(
-            symbol=fields[F_SYMBOL].decode(),
-            as_of=datetime.fromisoformat(fields[F_AS_OF].decode()),
-            underlying_price=float(fields[F_SPOT]),
-            live_net_gex=float(fields[F_NET]),
-            live_net_gex_label=_opt_str(fields, F_LABEL),
-            live_gamma_flip=_opt_num(fields, F_FLIP),
-            gamma_flip_status=_opt_str(fields, F_FLIP_STATUS),
-            expiry=_opt_str(fields, F_EXPIRY),
-            strikes=rows,
-            endpoint_version=extra.get("endpoint_version"),
-            data_as_of=extra.get("data_as_of"),
-        )
+        return _snapshot(fields, rows, extra)
+    except (KeyError, ValueError, BlockError) as exc:
+        raise StoredEntryError(f"undecodable snapshot entry: {exc!r}") from None
+
+
+def decode_fields_columns(
+    fields: Mapping[bytes, bytes], names: Iterable[str]
+) -> tuple[FlowGex, Columns]:
+    """The snapshot without its rows (`strikes == []`; everything else exact, the block's
+    extras included) and the named strike columns, decoded straight from the block: for
+    readers that look at strike data only column-wise (replay with column-only rules)."""
+    try:
+        block = decode_columns(fields[F_STRIKES], names)
+        return _snapshot(fields, [], block.extra), block
     except (KeyError, ValueError, BlockError) as exc:
         raise StoredEntryError(f"undecodable snapshot entry: {exc!r}") from None
 

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from gex_alertd.codec import Columns
 from gex_alertd.model import STRIKE_FIELDS, FlowGex
 
 _astuple = msgspec.structs.astuple
@@ -32,7 +33,8 @@ class StrikeColumns(NamedTuple):
     put_oi_change: tuple[float | None, ...]
 
 
-_PICK = tuple(STRIKE_FIELDS.index(f) for f in StrikeColumns._fields)
+FIELDS: tuple[str, ...] = StrikeColumns._fields  # the strike columns the rules read
+_PICK = tuple(STRIKE_FIELDS.index(f) for f in FIELDS)
 _EMPTY = StrikeColumns((), (), (), (), ())
 
 
@@ -49,6 +51,23 @@ def columns(snap: FlowGex) -> StrikeColumns:
         del _memo[next(iter(_memo))]
     _memo[id(snap)] = (snap, view)
     return view
+
+
+def from_block(block: Columns) -> StrikeColumns:
+    """The view straight from a decoded strike block (`codec.decode_columns(blob, FIELDS)`):
+    the same tuples `columns()` builds from the rows, without building rows."""
+    if not block.count:
+        return _EMPTY
+    return StrikeColumns(*(tuple(block.cols[f]) for f in FIELDS))
+
+
+def attach(snap: FlowGex, view: StrikeColumns) -> None:
+    """Make `view` the column view of `snap` (whose rows were not decoded, `strikes == []`).
+    The memo is bounded: attach right before the evaluation that reads it, with no await in
+    between, so no other snapshot can push it out."""
+    if len(_memo) >= _MEMO_SIZE and id(snap) not in _memo:
+        del _memo[next(iter(_memo))]
+    _memo[id(snap)] = (snap, view)
 
 
 def changed(a: tuple[object, ...], b: tuple[object, ...]) -> list[int]:

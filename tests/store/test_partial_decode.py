@@ -1,0 +1,74 @@
+"""Decoding part of a strike block: the named columns are exactly those of a full decode."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gex_alertd import store
+from gex_alertd.codec import decode_columns, encode_strikes
+from gex_alertd.model import STRIKE_FIELDS, StrikeRow
+from gex_alertd.rules.columns import FIELDS, columns, from_block
+from tests.store.test_codec_roundtrip import make_snapshot, row_st
+
+
+def _same(a: list[float | None], b: list[float | None]) -> bool:
+    """Bit-for-bit equal (nan == nan, -0.0 != 0.0): what `exact` means for floats."""
+    return msgspec.msgpack.encode(a) == msgspec.msgpack.encode(b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(row_st, max_size=30),
+    st.lists(st.sampled_from(STRIKE_FIELDS), unique=True, max_size=len(STRIKE_FIELDS)),
+    st.sampled_from([None, 1.0, -1.0]),
+)
+def test_named_columns_equal_the_full_decode(
+    rows: list[StrikeRow], names: list[str], net_sign: float | None
+) -> None:
+    if net_sign is not None:  # net = call +/- put: the block stores net as an identity
+        rows = [
+            msgspec.structs.replace(r, net_gex=r.call_gex + net_sign * r.put_gex)
+            if r.call_gex is not None and r.put_gex is not None
+            else r
+            for r in rows
+        ]
+    blob = encode_strikes(rows, {"endpoint_version": "v1"})
+    full = decode_columns(blob)
+    part = decode_columns(blob, names)
+    assert sorted(part.cols) == sorted(names) and part.count == full.count == len(rows)
+    assert part.extra == full.extra == {"endpoint_version": "v1"}
+    for name in names:
+        assert _same(part.cols[name], full.cols[name]), name
+
+
+def test_net_gex_alone_is_rebuilt_from_call_and_put() -> None:
+    rows = make_snapshot(50).strikes
+    blob = encode_strikes(rows)
+    part = decode_columns(blob, ["net_gex"])
+    assert list(part.cols) == ["net_gex"]
+    assert part.cols["net_gex"] == [r.net_gex for r in rows]
+
+
+def test_unknown_column_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"unknown strike column.*'gamma'"):
+        decode_columns(encode_strikes([]), ["strike", "gamma"])
+
+
+@pytest.mark.parametrize("n", [0, 1, 200])
+def test_fields_columns_give_the_snapshot_without_rows_and_the_rule_view(n: int) -> None:
+    snap = make_snapshot(n)
+    snap = msgspec.structs.replace(snap, endpoint_version="v2", data_as_of={"oi": "2026-05-08"})
+    fields = store.encode_fields(snap)
+    bare, block = store.decode_fields_columns(fields, FIELDS)
+    assert bare == msgspec.structs.replace(snap, strikes=[])
+    assert from_block(block) == columns(store.decode_fields(fields))
+
+
+def test_fields_columns_bad_entry_is_a_stored_entry_error() -> None:
+    fields = store.encode_fields(make_snapshot(3))
+    fields[store.F_STRIKES] = b"garbage"
+    with pytest.raises(store.StoredEntryError, match="corrupt strike block"):
+        store.decode_fields_columns(fields, FIELDS)
