@@ -39,6 +39,7 @@ from gex_alertd import store
 from gex_alertd.model import FlowGex, StrikeRow
 from gex_alertd.replay import Replayer, ReplayOptions, run_replay
 from gex_alertd.rules.base import RuleBase
+from gex_alertd.rules.columns import FIELDS, from_block
 from gex_alertd.rules.flip_cross import FlipCross
 from gex_alertd.rules.net_gex_sign import NetGexSign
 from gex_alertd.rules.oi_change import OiChange
@@ -157,12 +158,23 @@ async def measure(n_total: int, n_symbols: int, profile: bool) -> dict[str, Any]
             decoded = [store.decode_fields(f) for f in sample]
             decode_s = time.perf_counter() - t
 
+            # replay's path for column-only rules: the 5 strike columns, no rows
+            t = time.perf_counter()
+            bare = [store.decode_fields_columns(f, FIELDS) for f in sample]
+            views = [(s, from_block(b)) for s, b in bare]
+            decode_cols_s = time.perf_counter() - t
+
             # the engine alone, on one symbol's consecutive decoded snapshots
             replayer = Replayer(RULES)
             t = time.perf_counter()
             for snap in decoded:
                 replayer.feed(snap, None)
             rules_s = time.perf_counter() - t
+            replayer = Replayer(RULES)
+            t = time.perf_counter()
+            for snap, view in views:
+                replayer.feed(snap, None, view)
+            rules_cols_s = time.perf_counter() - t
 
             quiet = Console(file=io.StringIO())
             full: dict[int, tuple[float, Any]] = {}
@@ -206,6 +218,8 @@ async def measure(n_total: int, n_symbols: int, profile: bool) -> dict[str, Any]
         "stage_read_per_s": round(rate(read_n, read_s)),
         "stage_decode_per_s": round(rate(len(sample), decode_s)),
         "stage_rules_per_s": round(rate(len(decoded), rules_s)),
+        "stage_decode_columns_per_s": round(rate(len(sample), decode_cols_s)),
+        "stage_rules_columns_per_s": round(rate(len(views), rules_cols_s)),
         "python": platform.python_version(),
         "profile": top,
     }
@@ -229,8 +243,12 @@ def main() -> None:
     for jobs, r in res["replay_snapshots_per_s"].items():
         table.add_row(f"full replay (read + decode + rules), {jobs}", f"{r:,}")
     table.add_row("  read (XRANGE pages)", f"{res['stage_read_per_s']:,}")
-    table.add_row("  decode (store.decode_fields)", f"{res['stage_decode_per_s']:,}")
-    table.add_row("  rules (engine, decoded input)", f"{res['stage_rules_per_s']:,}")
+    table.add_row("  decode rows (store.decode_fields)", f"{res['stage_decode_per_s']:,}")
+    table.add_row(
+        "  decode columns (store.decode_fields_columns)", f"{res['stage_decode_columns_per_s']:,}"
+    )
+    table.add_row("  rules (engine, rows)", f"{res['stage_rules_per_s']:,}")
+    table.add_row("  rules (engine, attached columns)", f"{res['stage_rules_columns_per_s']:,}")
     console.print(table)
     console.print(f"alerts {res['alerts']}, suppressed {res['suppressed']}; goal >= 20,000/s")
     if res["profile"]:
