@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from gex_alertd.codec import BlockError, Columns, decode_columns, encode_strikes
+from gex_alertd.codec import Arrays, BlockError, decode_arrays, decode_columns, encode_strikes
 from gex_alertd.config import RedisConfig
 from gex_alertd.model import FlowGex
 
@@ -121,12 +121,12 @@ def decode_fields(fields: Mapping[bytes, bytes], *, strikes: bool = True) -> Flo
 
 def decode_fields_columns(
     fields: Mapping[bytes, bytes], names: Iterable[str]
-) -> tuple[FlowGex, Columns]:
+) -> tuple[FlowGex, Arrays]:
     """The snapshot without its rows (`strikes == []`; everything else exact, the block's
-    extras included) and the named strike columns, decoded straight from the block: for
-    readers that look at strike data only column-wise (replay with column-only rules)."""
+    extras included) and the named strike columns as arrays, decoded straight from the block:
+    for readers that look at strike data only column-wise (replay with column-only rules)."""
     try:
-        block = decode_columns(fields[F_STRIKES], names)
+        block = decode_arrays(fields[F_STRIKES], names)
         return _snapshot(fields, [], block.extra), block
     except (KeyError, ValueError, BlockError) as exc:
         raise StoredEntryError(f"undecodable snapshot entry: {exc!r}") from None

@@ -1,64 +1,77 @@
 """A column view of a snapshot's strike rows, built once per snapshot and shared by rules.
 
 Per-strike rules scan 200 rows per snapshot; in Python the cost is in touching 200 objects,
-not in the arithmetic. Transposing the rows once (C-level: `astuple` + `zip`) gives tuples of
-floats that C-level operations can compare whole (`==`) or scan (`map`/`compress`), and the
-view of a snapshot is reused when it comes back as the next snapshot's `prev`.
+not in the arithmetic. The view holds each column the rules read as one float64 array (NaN
+where the served value is null), so scans are numpy operations and Python floats are made
+only for the few strikes that matter. `float(arr[i])` is exactly the served float: the array
+holds the same IEEE double. Non-finite values never reach the rules (`model.validate` refuses
+them before a snapshot is stored or evaluated), so NaN means null and nothing else.
 
-The memo is small and keyed by object identity (holding the snapshot, so an id is never
-reused while cached); it is invisible to callers: same input, same output.
+A view comes from the rows (`columns(snap)`, the live path), or straight from the stored
+block without building rows (`from_block` + `attach`, replay). The memo is small and keyed by
+object identity (holding the snapshot, so an id is never reused while cached); a view is
+reused when its snapshot comes back as the next snapshot's `prev`. It is invisible to callers:
+same input, same output.
 """
 
 from __future__ import annotations
 
-from itertools import compress
-from operator import ne
+from collections import OrderedDict
 from typing import NamedTuple
 
 import msgspec
+import numpy as np
 
-from gex_alertd.codec import Columns
+from gex_alertd.codec import Arrays
 from gex_alertd.model import STRIKE_FIELDS, FlowGex
 
 _astuple = msgspec.structs.astuple
 _MEMO_SIZE = 64  # as commit.PREV_CACHE_MAX: a view is reused when its snapshot returns as prev
-_memo: dict[int, tuple[FlowGex, StrikeColumns]] = {}
+# first in, first out; an OrderedDict because a plain dict's `next(iter(d))` after many
+# deletions at its front walks the dead slots (it was ~7 us per call in a long replay)
+_memo: OrderedDict[int, tuple[FlowGex, StrikeColumns]] = OrderedDict()
 
 
 class StrikeColumns(NamedTuple):
-    strike: tuple[float, ...]
-    call_oi: tuple[float | None, ...]
-    put_oi: tuple[float | None, ...]
-    call_oi_change: tuple[float | None, ...]
-    put_oi_change: tuple[float | None, ...]
+    """float64 arrays, one value per strike row, NaN for null."""
+
+    strike: np.ndarray
+    call_oi: np.ndarray
+    put_oi: np.ndarray
+    call_oi_change: np.ndarray
+    put_oi_change: np.ndarray
 
 
 FIELDS: tuple[str, ...] = StrikeColumns._fields  # the strike columns the rules read
-_PICK = tuple(STRIKE_FIELDS.index(f) for f in FIELDS)
-_EMPTY = StrikeColumns((), (), (), (), ())
+_PICK = [STRIKE_FIELDS.index(f) for f in FIELDS]
+_EMPTY = StrikeColumns(*(np.empty(0, dtype=np.float64) for _ in FIELDS))
+
+
+def _from_rows(snap: FlowGex) -> StrikeColumns:
+    if not snap.strikes:
+        return _EMPTY
+    cols = tuple(zip(*map(_astuple, snap.strikes), strict=True))  # C-level transpose
+    m = np.array([cols[i] for i in _PICK], dtype=np.float64)  # None -> nan
+    return StrikeColumns(*m)
 
 
 def columns(snap: FlowGex) -> StrikeColumns:
     hit = _memo.get(id(snap))
     if hit is not None and hit[0] is snap:
         return hit[1]
-    if snap.strikes:
-        cols = tuple(zip(*map(_astuple, snap.strikes), strict=True))
-        view = StrikeColumns(*(cols[i] for i in _PICK))
-    else:
-        view = _EMPTY
+    view = _from_rows(snap)
     if len(_memo) >= _MEMO_SIZE:
-        del _memo[next(iter(_memo))]
+        _memo.popitem(last=False)
     _memo[id(snap)] = (snap, view)
     return view
 
 
-def from_block(block: Columns) -> StrikeColumns:
-    """The view straight from a decoded strike block (`codec.decode_columns(blob, FIELDS)`):
-    the same tuples `columns()` builds from the rows, without building rows."""
+def from_block(block: Arrays) -> StrikeColumns:
+    """The view straight from a decoded strike block (`codec.decode_arrays(blob, FIELDS)`):
+    the same values `columns()` builds from the rows, without building rows."""
     if not block.count:
         return _EMPTY
-    return StrikeColumns(*(tuple(block.cols[f]) for f in FIELDS))
+    return StrikeColumns(*(block.cols[f] for f in FIELDS))
 
 
 def attach(snap: FlowGex, view: StrikeColumns) -> None:
@@ -66,12 +79,5 @@ def attach(snap: FlowGex, view: StrikeColumns) -> None:
     The memo is bounded: attach right before the evaluation that reads it, with no await in
     between, so no other snapshot can push it out."""
     if len(_memo) >= _MEMO_SIZE and id(snap) not in _memo:
-        del _memo[next(iter(_memo))]
+        _memo.popitem(last=False)
     _memo[id(snap)] = (snap, view)
-
-
-def changed(a: tuple[object, ...], b: tuple[object, ...]) -> list[int]:
-    """Indexes where two equally long columns differ (a C-level scan)."""
-    if a == b:
-        return []
-    return list(compress(range(len(a)), map(ne, a, b)))

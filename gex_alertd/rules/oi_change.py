@@ -12,18 +12,15 @@ With both `min_contracts` and `min_pct`, both must hold.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from functools import partial
-from itertools import compress
-from operator import le
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
+import numpy as np
 
 from gex_alertd.model import FlowGex, iso_utc
 from gex_alertd.rules.base import Fired, RuleBase, RuleType
-from gex_alertd.rules.columns import changed, columns
+from gex_alertd.rules.columns import columns
 
 _EXCHANGE_TZ = ZoneInfo("America/New_York")
 
@@ -89,34 +86,44 @@ def _entry(strike: float, side: str, before: float, after: float, pct: float) ->
     }
 
 
+def _pair(
+    rule: OiChange, hits: list[dict[str, object]], side: str, k: float, after: float, before: float
+) -> None:
+    ok, pct = _passes(rule, after - before, before)
+    if ok:
+        hits.append(_entry(k, side, before, after, pct))
+
+
 def _poll(rule: OiChange, snap: FlowGex, prev: FlowGex) -> list[dict[str, object]]:
     cur, old = columns(snap), columns(prev)
     lo, hi = _window(rule, snap.underlying_price)
     hits: list[dict[str, object]] = []
-    aligned = cur.strike == old.strike  # the usual case: the same strikes, in the same order
-    if not aligned:
-        index = {k: i for i, k in enumerate(old.strike)}
+    # the usual case: the same strikes, in the same order (strikes are never null)
+    aligned = cur.strike.shape == old.strike.shape and bool(np.array_equal(cur.strike, old.strike))
+    if aligned:
+        inside = (cur.strike >= lo) & (cur.strike <= hi)
+    else:
+        index = {k: j for j, k in enumerate(old.strike.tolist())}
+        strikes = cur.strike.tolist()
     for side in _SIDES[rule.side]:
         after_col, before_col = getattr(cur, f"{side}_oi"), getattr(old, f"{side}_oi")
         if aligned:
-            pairs = [(i, i) for i in changed(after_col, before_col)]
-        else:
-            pairs = [(i, index[k]) for i, k in enumerate(cur.strike) if k in index]
-        for i, j in pairs:
-            k, after, before = cur.strike[i], after_col[i], before_col[j]
-            if after is None or before is None or after == before or not lo <= k <= hi:
+            # NaN (null) != anything, so nulls drop out with the NaN tests, as they must
+            moved = (after_col != before_col) & inside
+            moved &= ~np.isnan(after_col) & ~np.isnan(before_col)
+            for i in np.flatnonzero(moved).tolist():
+                _pair(rule, hits, side, float(cur.strike[i]), float(after_col[i]),
+                      float(before_col[i]))  # fmt: skip
+            continue
+        for i, k in enumerate(strikes):  # the strike set moved: match strikes by value
+            j = index.get(k)
+            if j is None:
                 continue
-            ok, pct = _passes(rule, after - before, before)
-            if ok:
-                hits.append(_entry(k, side, before, after, pct))
+            after, before = float(after_col[i]), float(before_col[j])
+            if math.isnan(after) or math.isnan(before) or after == before or not lo <= k <= hi:
+                continue
+            _pair(rule, hits, side, k, after, before)
     return hits
-
-
-def _candidates(change_col: tuple[float | None, ...], floor: float) -> Iterable[int]:
-    """Indexes whose served change is non-zero and at least `floor` contracts either way."""
-    if floor > 0 and None not in change_col:  # C-level scan, the common case
-        return compress(range(len(change_col)), map(partial(le, floor), map(abs, change_col)))
-    return [i for i, c in enumerate(change_col) if c and abs(c) >= floor]
 
 
 def exchange_day(snap: FlowGex) -> str:
@@ -133,12 +140,14 @@ def _day(
     added: list[str] = []
     cols = columns(snap)
     floor = rule.min_contracts or 0.0
+    inside = (cols.strike >= lo) & (cols.strike <= hi)
     for side in _SIDES[rule.side]:
         change_col, oi_col = getattr(cols, f"{side}_oi_change"), getattr(cols, f"{side}_oi")
-        for i in _candidates(change_col, floor):
-            k, change, after = cols.strike[i], change_col[i], oi_col[i]
-            if change is None or after is None or not lo <= k <= hi:
-                continue
+        # a non-zero served change at least `floor` contracts either way; NaN (null) fails both
+        wanted = (change_col != 0) & (np.abs(change_col) >= floor) & inside
+        wanted &= ~np.isnan(oi_col)
+        for i in np.flatnonzero(wanted).tolist():
+            k, change, after = float(cols.strike[i]), float(change_col[i]), float(oi_col[i])
             key = f"{side[0]}:{k!r}"
             if key in seen:
                 continue

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import msgspec
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gex_alertd import store
-from gex_alertd.codec import decode_columns, encode_strikes
+from gex_alertd.codec import decode_arrays, decode_columns, encode_strikes
 from gex_alertd.model import STRIKE_FIELDS, StrikeRow
-from gex_alertd.rules.columns import FIELDS, columns, from_block
+from gex_alertd.rules.columns import FIELDS, StrikeColumns, columns, from_block
 from tests.store.test_codec_roundtrip import make_snapshot, row_st
 
 
@@ -64,7 +65,31 @@ def test_fields_columns_give_the_snapshot_without_rows_and_the_rule_view(n: int)
     fields = store.encode_fields(snap)
     bare, block = store.decode_fields_columns(fields, FIELDS)
     assert bare == msgspec.structs.replace(snap, strikes=[])
-    assert from_block(block) == columns(store.decode_fields(fields))
+    assert same_view(from_block(block), columns(store.decode_fields(fields)))
+
+
+def same_view(a: StrikeColumns, b: StrikeColumns) -> bool:
+    """Equal float for float (NaN, the null marker, equal to NaN; -0.0 not equal to 0.0)."""
+    return all(
+        x.dtype == y.dtype == np.float64
+        and np.array_equal(x, y, equal_nan=True)
+        and np.array_equal(np.signbit(x), np.signbit(y))
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(row_st, max_size=30))
+def test_arrays_equal_the_full_decode(rows: list[StrikeRow]) -> None:
+    blob = encode_strikes(rows)
+    full = decode_columns(blob)
+    arrays = decode_arrays(blob, STRIKE_FIELDS)
+    assert arrays.count == len(rows)
+    for name in STRIKE_FIELDS:
+        want = np.array(full.cols[name], dtype=np.float64)
+        got = arrays.cols[name]
+        assert np.array_equal(got, want, equal_nan=True), name
+        assert np.array_equal(np.signbit(got), np.signbit(want)), name
 
 
 def test_fields_columns_bad_entry_is_a_stored_entry_error() -> None:
