@@ -271,18 +271,18 @@ def _decode_plain(cols: list[list[Any]], count: int) -> np.ndarray:
     m = len(cols)
     lanes = np.frombuffer(b"".join([c[-1] for c in cols]), np.uint8)
     ints = lanes.reshape(m, 8, count).transpose(0, 2, 1).copy().view("<i8").reshape(m, count)
-    out = np.empty((m, count), dtype=np.float64)
+    out = ints.astype(np.float64)  # right as it is for the common `d` with k == 0
     for i, col in enumerate(cols):
         kind = col[0]
         if kind == "f":
             out[i] = ints[i].view("<f8")
-            continue
-        row = np.cumsum(ints[i]) if kind == "D" else ints[i]
-        k = col[1]
-        if k == 0:
-            out[i] = row
-        else:
-            np.divide(row, float(10**k), out=out[i])
+        elif kind == "D" or col[1]:
+            row = np.cumsum(ints[i]) if kind == "D" else ints[i]
+            k = col[1]
+            if k == 0:
+                out[i] = row
+            else:
+                np.divide(row, float(10**k), out=out[i])
     return out
 
 
@@ -334,6 +334,9 @@ class Arrays(msgspec.Struct, frozen=True):
     count: int
     cols: dict[str, np.ndarray]
     extra: dict[str, Any]
+    # all of them as one (columns, count) array in the order asked for, when the block
+    # decoded that way anyway (no masked, all-null or net-by-identity column among them)
+    matrix: np.ndarray | None = None
 
 
 def decode_arrays(blob: bytes, only: Iterable[str]) -> Arrays:
@@ -353,14 +356,16 @@ def decode_arrays(blob: bytes, only: Iterable[str]) -> Arrays:
     stored: dict[str, list[Any]] = payload["c"]
     out: dict[str, np.ndarray] = {}
     plain = [n for n in wanted if _is_plain(stored.get(n, _ALL_NULL))]
+    matrix: np.ndarray | None = None
     if plain and count:
-        out.update(zip(plain, _decode_plain([stored[n] for n in plain], count), strict=True))
+        matrix = _decode_plain([stored[n] for n in plain], count)
+        out.update(zip(plain, matrix, strict=True))
     rest = [n for n in wanted if n not in out]
     if rest:  # masked, all-null or net-by-identity columns: the general decoder, then arrays
         general = decode_columns(blob, rest)
         for name in rest:
             out[name] = np.array(general.cols[name], dtype=np.float64)  # None -> nan
-    return Arrays(count, out, payload.get("x") or {})
+    return Arrays(count, out, payload.get("x") or {}, None if rest else matrix)
 
 
 def decode_strikes(blob: bytes) -> tuple[list[StrikeRow], dict[str, Any]]:

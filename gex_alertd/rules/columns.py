@@ -32,27 +32,40 @@ _MEMO_SIZE = 64  # as commit.PREV_CACHE_MAX: a view is reused when its snapshot 
 _memo: OrderedDict[int, tuple[FlowGex, StrikeColumns]] = OrderedDict()
 
 
-class StrikeColumns(NamedTuple):
-    """float64 arrays, one value per strike row, NaN for null."""
-
-    strike: np.ndarray
-    call_oi: np.ndarray
-    put_oi: np.ndarray
-    call_oi_change: np.ndarray
-    put_oi_change: np.ndarray
-
-
-FIELDS: tuple[str, ...] = StrikeColumns._fields  # the strike columns the rules read
+# the strike columns the rules read, in the order of the rows of `StrikeColumns.m`
+FIELDS: tuple[str, ...] = ("strike", "call_oi", "put_oi", "call_oi_change", "put_oi_change")
 _PICK = [STRIKE_FIELDS.index(f) for f in FIELDS]
-_EMPTY = StrikeColumns(*(np.empty(0, dtype=np.float64) for _ in FIELDS))
+
+
+class StrikeColumns(NamedTuple):
+    """One float64 row per column in FIELDS, one value per strike row, NaN for null. Rows of
+    one matrix, so a rule scans call and put together (`oi`, `oi_change`) in one operation."""
+
+    m: np.ndarray
+
+    @property
+    def strike(self) -> np.ndarray:
+        return self.m[0]
+
+    @property
+    def oi(self) -> np.ndarray:
+        """(2, n): call then put."""
+        return self.m[1:3]
+
+    @property
+    def oi_change(self) -> np.ndarray:
+        """(2, n): call then put."""
+        return self.m[3:5]
+
+
+_EMPTY = StrikeColumns(np.empty((len(FIELDS), 0), dtype=np.float64))
 
 
 def _from_rows(snap: FlowGex) -> StrikeColumns:
     if not snap.strikes:
         return _EMPTY
     cols = tuple(zip(*map(_astuple, snap.strikes), strict=True))  # C-level transpose
-    m = np.array([cols[i] for i in _PICK], dtype=np.float64)  # None -> nan
-    return StrikeColumns(*m)
+    return StrikeColumns(np.array([cols[i] for i in _PICK], dtype=np.float64))  # None -> nan
 
 
 def columns(snap: FlowGex) -> StrikeColumns:
@@ -71,7 +84,9 @@ def from_block(block: Arrays) -> StrikeColumns:
     the same values `columns()` builds from the rows, without building rows."""
     if not block.count:
         return _EMPTY
-    return StrikeColumns(*(block.cols[f] for f in FIELDS))
+    if block.matrix is not None and tuple(block.cols) == FIELDS:  # rows in FIELDS order
+        return StrikeColumns(block.matrix)
+    return StrikeColumns(np.array([block.cols[f] for f in FIELDS], dtype=np.float64))
 
 
 def attach(snap: FlowGex, view: StrikeColumns) -> None:

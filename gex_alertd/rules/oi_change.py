@@ -86,43 +86,52 @@ def _entry(strike: float, side: str, before: float, after: float, pct: float) ->
     }
 
 
-def _pair(
-    rule: OiChange, hits: list[dict[str, object]], side: str, k: float, after: float, before: float
-) -> None:
-    ok, pct = _passes(rule, after - before, before)
-    if ok:
-        hits.append(_entry(k, side, before, after, pct))
+# rows of StrikeColumns.oi / .oi_change per `side` setting
+_ROWS = {"call": slice(0, 1), "put": slice(1, 2), "both": slice(0, 2)}
+
+
+def _inside(rule: OiChange, strike: np.ndarray, spot: float) -> np.ndarray | bool:
+    if rule.within_pct is None:
+        return True
+    lo, hi = _window(rule, spot)
+    return (strike >= lo) & (strike <= hi)
 
 
 def _poll(rule: OiChange, snap: FlowGex, prev: FlowGex) -> list[dict[str, object]]:
     cur, old = columns(snap), columns(prev)
-    lo, hi = _window(rule, snap.underlying_price)
+    rows, sides = _ROWS[rule.side], _SIDES[rule.side]
     hits: list[dict[str, object]] = []
+    strike = cur.strike
     # the usual case: the same strikes, in the same order (strikes are never null)
-    aligned = cur.strike.shape == old.strike.shape and bool(np.array_equal(cur.strike, old.strike))
-    if aligned:
-        inside = (cur.strike >= lo) & (cur.strike <= hi)
-    else:
-        index = {k: j for j, k in enumerate(old.strike.tolist())}
-        strikes = cur.strike.tolist()
-    for side in _SIDES[rule.side]:
-        after_col, before_col = getattr(cur, f"{side}_oi"), getattr(old, f"{side}_oi")
-        if aligned:
-            # NaN (null) != anything, so nulls drop out with the NaN tests, as they must
-            moved = (after_col != before_col) & inside
-            moved &= ~np.isnan(after_col) & ~np.isnan(before_col)
-            for i in np.flatnonzero(moved).tolist():
-                _pair(rule, hits, side, float(cur.strike[i]), float(after_col[i]),
-                      float(before_col[i]))  # fmt: skip
-            continue
-        for i, k in enumerate(strikes):  # the strike set moved: match strikes by value
+    if strike.shape == old.strike.shape and np.array_equal(strike, old.strike):
+        after_m, before_m = cur.oi[rows], old.oi[rows]
+        # |after - before| > 0: both non-null (NaN fails any comparison) and different (for
+        # finite floats a - b == 0 exactly when a == b); call and put in one go
+        moved = (np.abs(after_m - before_m) > 0) & _inside(rule, strike, snap.underlying_price)
+        n = len(strike)
+        for flat in np.flatnonzero(moved).tolist():  # call rows first, as the sides are listed
+            s, i = divmod(flat, n)
+            after, before = float(after_m[s, i]), float(before_m[s, i])
+            ok, pct = _passes(rule, after - before, before)
+            if ok:
+                hits.append(_entry(float(strike[i]), sides[s], before, after, pct))
+        return hits
+    lo, hi = _window(rule, snap.underlying_price)  # the strike set moved: match by value
+    index = {k: j for j, k in enumerate(old.strike.tolist())}
+    strikes = strike.tolist()
+    for side in sides:
+        row = 1 if side == "put" else 0
+        after_col, before_col = cur.oi[row], old.oi[row]
+        for i, k in enumerate(strikes):
             j = index.get(k)
             if j is None:
                 continue
             after, before = float(after_col[i]), float(before_col[j])
             if math.isnan(after) or math.isnan(before) or after == before or not lo <= k <= hi:
                 continue
-            _pair(rule, hits, side, k, after, before)
+            ok, pct = _passes(rule, after - before, before)
+            if ok:
+                hits.append(_entry(k, side, before, after, pct))
     return hits
 
 
@@ -135,27 +144,30 @@ def _day(
 ) -> tuple[OiState, list[dict[str, object]]]:
     day = exchange_day(snap)
     seen = old.fired if old.day == day else frozenset()
-    lo, hi = _window(rule, snap.underlying_price)
     hits: list[dict[str, object]] = []
     added: list[str] = []
     cols = columns(snap)
+    rows, sides = _ROWS[rule.side], _SIDES[rule.side]
     floor = rule.min_contracts or 0.0
-    inside = (cols.strike >= lo) & (cols.strike <= hi)
-    for side in _SIDES[rule.side]:
-        change_col, oi_col = getattr(cols, f"{side}_oi_change"), getattr(cols, f"{side}_oi")
-        # a non-zero served change at least `floor` contracts either way; NaN (null) fails both
-        wanted = (change_col != 0) & (np.abs(change_col) >= floor) & inside
-        wanted &= ~np.isnan(oi_col)
-        for i in np.flatnonzero(wanted).tolist():
-            k, change, after = float(cols.strike[i]), float(change_col[i]), float(oi_col[i])
-            key = f"{side[0]}:{k!r}"
-            if key in seen:
-                continue
-            before = after - change  # the prior settled OI the change is measured against
-            ok, pct = _passes(rule, change, before)
-            if ok:
-                added.append(key)
-                hits.append(_entry(k, side, before, after, pct))
+    change_m, oi_m, strike = cols.oi_change[rows], cols.oi[rows], cols.strike
+    # a non-zero served change at least `floor` contracts either way (NaN, null, fails both),
+    # with a served OI (NaN == NaN is False), inside the window; call and put in one go
+    size = np.abs(change_m)
+    wanted = ((size >= floor) if floor > 0 else (size > 0)) & (oi_m == oi_m)
+    wanted &= _inside(rule, strike, snap.underlying_price)
+    n = len(strike)
+    for flat in np.flatnonzero(wanted).tolist():
+        s, i = divmod(flat, n)
+        k, change, after = float(strike[i]), float(change_m[s, i]), float(oi_m[s, i])
+        side = sides[s]
+        key = f"{side[0]}:{k!r}"
+        if key in seen:
+            continue
+        before = after - change  # the prior settled OI the change is measured against
+        ok, pct = _passes(rule, change, before)
+        if ok:
+            added.append(key)
+            hits.append(_entry(k, side, before, after, pct))
     if not added and old.day == day:
         return old, hits
     return OiState(day, seen.union(added)), ([] if first else hits)
