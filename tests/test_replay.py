@@ -319,3 +319,106 @@ async def test_corrupt_stored_entry_is_skipped(
         "oi",
         "level",
     ]
+
+
+# --- the column path (rows never decoded) against full rows -----------------------------------
+
+
+def drifting(symbol: str, n: int, seed: int) -> list[FlowGex]:
+    """A session-like history: OI drifts at a few strikes, nulls come and go, the strike grid
+    shifts now and then, days roll over (so `day` baselines reset)."""
+    import random
+    from datetime import timedelta
+
+    from tests.rules.factory import T0
+
+    rng = random.Random(seed)
+    grid = [480.0 + 2.5 * i for i in range(16)]
+    call = [float(rng.randrange(0, 5000)) for _ in grid]
+    put = [float(rng.randrange(0, 5000)) for _ in grid]
+    settled = list(zip(call, put, strict=True))
+    out, t, spot = [], T0, 500.0
+    for _ in range(n):
+        t += timedelta(minutes=rng.choice([1, 1, 5, 600]))
+        if rng.random() < 0.05:
+            settled = list(zip(call, put, strict=True))
+        for _ in range(3):
+            j = rng.randrange(len(grid))
+            call[j] = max(0.0, call[j] + rng.choice([-800.0, -20.0, 0.0, 35.0, 1500.0]))
+            put[j] = max(0.0, put[j] + rng.choice([-900.0, -10.0, 0.0, 40.0, 2500.0]))
+        spot = round(spot + rng.uniform(-2, 2), 2)
+        shift = rng.random() < 0.1  # the served strike set moves with spot
+        rows = [
+            row(
+                k,
+                None if rng.random() < 0.03 else call[j],
+                put[j],
+                call_oi_change=None if rng.random() < 0.05 else call[j] - settled[j][0],
+                put_oi_change=put[j] - settled[j][1],
+                call_gex=round(call[j] * 12.5, 2),
+                put_gex=-round(put[j] * 12.5, 2),
+                net_gex=round(call[j] * 12.5, 2) - round(put[j] * 12.5, 2),
+            )
+            for j, k in enumerate(grid)
+            if not (shift and j in (0, len(grid) - 1))
+        ]
+        flip = round(spot + rng.uniform(-3, 3), 2)
+        net = rng.choice([-2e9, 2e9])
+        out.append(snap(symbol=symbol, at=t, spot=spot, flip=flip, net=net, strikes=rows))
+    return out
+
+
+COLUMN_RULES = [
+    *PROP_RULES,
+    make_rule(type="oi_change", name="oi-poll", min_contracts=500, within_pct=2),
+    make_rule(type="oi_change", name="oi-put", side="put", min_pct=30),
+    make_rule(type="oi_change", name="oi-day", basis="day", min_contracts=1000, min_pct=20),
+]
+
+
+async def test_column_path_equals_full_rows(redis: aioredis.Redis, redis_url: str) -> None:
+    from gex_alertd.replay import replay_streams
+
+    targets = [("SPY", None), ("QQQ", None)]
+    for seed, (sym, _) in enumerate(targets):
+        for s in drifting(sym, 400, seed):
+            await store.write_snapshot(redis, s, None, RedisConfig(retention=None))
+    assert Replayer(COLUMN_RULES).columns_only
+    rows = await replay_streams(redis_url, COLUMN_RULES, targets, None, None, columns_only=False)
+    cols = await replay_streams(redis_url, COLUMN_RULES, targets, None, None)
+    want = [msgspec.json.encode(em.event) for em in rows.emitted]
+    assert [msgspec.json.encode(em.event) for em in cols.emitted] == want
+    assert cols.stats == rows.stats and rows.stats.snapshots == 800
+    assert {em.event.rule for em in rows.emitted} >= {"oi-poll", "oi-put", "oi-day", "oi"}
+
+
+def test_attached_columns_survive_other_snapshots_between_feeds() -> None:
+    """Views are attached right before each evaluation, so a memo flooded by other snapshots
+    between feeds (another stream, the live path in the same process) changes nothing."""
+    from gex_alertd.rules.columns import FIELDS, columns, from_block
+
+    history = [
+        s
+        for pair in zip(drifting("SPY", 150, 7), drifting("QQQ", 150, 8), strict=True)
+        for s in pair
+    ]
+    full = Replayer(COLUMN_RULES)
+    want = [msgspec.json.encode(em.event) for s in history for em in full.feed(s, None)]
+    fast, got, noise = Replayer(COLUMN_RULES), [], drifting("IWM", 100, 9)
+    for s in history:
+        bare, block = store.decode_fields_columns(store.encode_fields(s), FIELDS)
+        got += [msgspec.json.encode(em.event) for em in fast.feed(bare, None, from_block(block))]
+        for other in noise:
+            columns(other)
+    assert got == want and len(want) > 10
+
+
+def test_every_rule_type_is_column_only_and_never_reads_rows() -> None:
+    import inspect
+
+    from gex_alertd.replay import COLUMN_ONLY_TYPES
+    from gex_alertd.rules.registry import BY_NAME
+
+    for name, t in BY_NAME.items():
+        source = inspect.getsource(inspect.getmodule(t.evaluate))  # type: ignore[arg-type]
+        assert name in COLUMN_ONLY_TYPES and ".strikes" not in source, name
