@@ -85,6 +85,8 @@ def decode_flow_gex(body: bytes, *, symbol: str | None = None) -> FlowGex:
         snap = _decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise PayloadError(f"malformed Flow GEX payload: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec raises it for invalid UTF-8 inside a string
+        raise PayloadError(f"malformed Flow GEX payload: invalid UTF-8 ({exc.reason})") from None
     problems = validate(snap)
     if symbol is not None and snap.symbol.upper() != symbol.upper():
         problems.append(f"symbol {snap.symbol!r} does not match the requested {symbol!r}")
