@@ -244,6 +244,7 @@ class Columns(msgspec.Struct, frozen=True):
 
 
 _ALL_NULL = ["z"]
+_FIELD_SET = frozenset(STRIKE_FIELDS)
 
 
 def _decode_named(col: list[Any], count: int) -> list[float | None]:
@@ -277,7 +278,7 @@ def _decode_plain(cols: list[list[Any]], count: int) -> np.ndarray:
         if kind == "f":
             out[i] = ints[i].view("<f8")
         elif kind == "D" or col[1]:
-            row = np.cumsum(ints[i]) if kind == "D" else ints[i]
+            row = np.add.accumulate(ints[i]) if kind == "D" else ints[i]  # cumsum, less overhead
             k = col[1]
             if k == 0:
                 out[i] = row
@@ -341,9 +342,9 @@ class Arrays(msgspec.Struct, frozen=True):
 
 def decode_arrays(blob: bytes, only: Iterable[str]) -> Arrays:
     """The named columns, values exactly `decode_columns`'; the others are not decoded."""
-    wanted = tuple(only)
-    unknown = [n for n in wanted if n not in STRIKE_FIELDS]
-    if unknown:
+    wanted = only if isinstance(only, tuple) else tuple(only)
+    if not _FIELD_SET.issuperset(wanted):
+        unknown = [n for n in wanted if n not in _FIELD_SET]
         raise ValueError(f"decode_arrays: unknown strike column(s) {unknown}")
     try:
         payload = _dec.decode(_dctx.decompress(blob))
@@ -354,6 +355,10 @@ def decode_arrays(blob: bytes, only: Iterable[str]) -> Arrays:
         raise BlockError(f"unsupported strike block version {version!r}")
     count: int = payload["n"]
     stored: dict[str, list[Any]] = payload["c"]
+    picked = [stored.get(n, _ALL_NULL) for n in wanted]
+    if count and all(map(_is_plain, picked)):  # the usual block: one batch, done
+        matrix = _decode_plain(picked, count)
+        return Arrays(count, dict(zip(wanted, matrix, strict=True)), payload.get("x") or {}, matrix)
     out: dict[str, np.ndarray] = {}
     plain = [n for n in wanted if _is_plain(stored.get(n, _ALL_NULL))]
     matrix: np.ndarray | None = None

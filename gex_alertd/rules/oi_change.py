@@ -101,16 +101,18 @@ def _poll(rule: OiChange, snap: FlowGex, prev: FlowGex) -> list[dict[str, object
     cur, old = columns(snap), columns(prev)
     rows, sides = _ROWS[rule.side], _SIDES[rule.side]
     hits: list[dict[str, object]] = []
-    strike = cur.strike
-    # the usual case: the same strikes, in the same order (strikes are never null)
-    if strike.shape == old.strike.shape and np.array_equal(strike, old.strike):
+    strike, old_strike = cur.strike, old.strike
+    # the usual case: the same strikes, in the same order (strikes are never null); equal
+    # bytes is the quick proof, values the exact one (0.0 == -0.0)
+    if strike.shape == old_strike.shape and (
+        strike.tobytes() == old_strike.tobytes() or np.array_equal(strike, old_strike)
+    ):
         after_m, before_m = cur.oi[rows], old.oi[rows]
         # |after - before| > 0: both non-null (NaN fails any comparison) and different (for
         # finite floats a - b == 0 exactly when a == b); call and put in one go
         moved = (np.abs(after_m - before_m) > 0) & _inside(rule, strike, snap.underlying_price)
-        n = len(strike)
-        for flat in np.flatnonzero(moved).tolist():  # call rows first, as the sides are listed
-            s, i = divmod(flat, n)
+        sides_at, strikes_at = moved.nonzero()  # row-major: call rows first, as listed
+        for s, i in zip(sides_at.tolist(), strikes_at.tolist(), strict=True):
             after, before = float(after_m[s, i]), float(before_m[s, i])
             ok, pct = _passes(rule, after - before, before)
             if ok:
@@ -155,9 +157,8 @@ def _day(
     size = np.abs(change_m)
     wanted = ((size >= floor) if floor > 0 else (size > 0)) & (oi_m == oi_m)
     wanted &= _inside(rule, strike, snap.underlying_price)
-    n = len(strike)
-    for flat in np.flatnonzero(wanted).tolist():
-        s, i = divmod(flat, n)
+    sides_at, strikes_at = wanted.nonzero()  # row-major: call rows first, as listed
+    for s, i in zip(sides_at.tolist(), strikes_at.tolist(), strict=True):
         k, change, after = float(strike[i]), float(change_m[s, i]), float(oi_m[s, i])
         side = sides[s]
         key = f"{side[0]}:{k!r}"
