@@ -154,18 +154,21 @@ async def iter_stream_views(
         hi = "+" if end_ms is None else f"{end_ms}-18446744073709551615"
         while True:
             batch = await redis.xrange(key, min=lo, max=hi, count=page)
-            for entry_id, fields in batch:
-                view: StrikeColumns | None = None
-                try:
-                    if columns_only:
-                        snap, block = store.decode_fields_columns(fields, FIELDS)
-                        view = from_block(block)
-                    else:
+            if columns_only:  # the whole page's blocks in one go
+                decoded = store.decode_fields_columns_many([f for _, f in batch], FIELDS)
+                for (entry_id, _), item in zip(batch, decoded, strict=True):
+                    if isinstance(item, store.StoredEntryError):
+                        on_error(f"{key} {entry_id.decode()}", str(item))
+                        continue
+                    yield item[0], expiry, from_block(item[1])
+            else:
+                for entry_id, fields in batch:
+                    try:
                         snap = store.decode_fields(fields)
-                except store.StoredEntryError as exc:
-                    on_error(f"{key} {entry_id.decode()}", str(exc))
-                    continue
-                yield snap, expiry, view
+                    except store.StoredEntryError as exc:
+                        on_error(f"{key} {entry_id.decode()}", str(exc))
+                        continue
+                    yield snap, expiry, None
             if len(batch) < page:
                 break
             lo = "(" + batch[-1][0].decode()

@@ -8,14 +8,21 @@ Scalars are plain text for `redis-cli XRANGE`; the strike rows are one compresse
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from gex_alertd.codec import Arrays, BlockError, decode_arrays, decode_columns, encode_strikes
+from gex_alertd.codec import (
+    Arrays,
+    BlockError,
+    decode_arrays,
+    decode_arrays_many,
+    decode_columns,
+    encode_strikes,
+)
 from gex_alertd.config import RedisConfig
 from gex_alertd.model import FlowGex
 
@@ -130,6 +137,23 @@ def decode_fields_columns(
         return _snapshot(fields, [], block.extra), block
     except (KeyError, ValueError, BlockError) as exc:
         raise StoredEntryError(f"undecodable snapshot entry: {exc!r}") from None
+
+
+def decode_fields_columns_many(
+    entries: Sequence[Mapping[bytes, bytes]], names: Iterable[str]
+) -> list[tuple[FlowGex, Arrays] | StoredEntryError]:
+    """`decode_fields_columns` for a page of entries (a StoredEntryError in place of a bad
+    one), the strike blocks decoded together (`codec.decode_arrays_many`)."""
+    out: list[tuple[FlowGex, Arrays] | StoredEntryError] = []
+    blobs = [fields.get(F_STRIKES, b"") for fields in entries]
+    for fields, block in zip(entries, decode_arrays_many(blobs, names), strict=True):
+        try:
+            if isinstance(block, BlockError) or F_STRIKES not in fields:
+                raise block if isinstance(block, BlockError) else KeyError(F_STRIKES)
+            out.append((_snapshot(fields, [], block.extra), block))
+        except (KeyError, ValueError, BlockError) as exc:
+            out.append(StoredEntryError(f"undecodable snapshot entry: {exc!r}"))
+    return out
 
 
 def trim_args(cfg: RedisConfig, as_of_ms: int) -> list[str | int]:

@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gex_alertd import store
-from gex_alertd.codec import decode_arrays, decode_columns, encode_strikes
+from gex_alertd.codec import (
+    BlockError,
+    decode_arrays,
+    decode_arrays_many,
+    decode_columns,
+    encode_strikes,
+)
 from gex_alertd.model import STRIKE_FIELDS, StrikeRow
 from gex_alertd.rules.columns import FIELDS, StrikeColumns, columns, from_block
 from tests.store.test_codec_roundtrip import make_snapshot, row_st
@@ -97,3 +103,46 @@ def test_fields_columns_bad_entry_is_a_stored_entry_error() -> None:
     fields[store.F_STRIKES] = b"garbage"
     with pytest.raises(store.StoredEntryError, match="corrupt strike block"):
         store.decode_fields_columns(fields, FIELDS)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.lists(row_st, max_size=6).map(encode_strikes),
+            st.sampled_from([b"garbage", b""]),
+            st.integers(1, 6).map(lambda n: encode_strikes(make_snapshot(n, nulls=False).strikes)),
+        ),
+        max_size=8,
+    )
+)
+def test_many_equals_one_by_one(blobs: list[bytes]) -> None:
+    many = decode_arrays_many(blobs, FIELDS)
+    assert len(many) == len(blobs)
+    for blob, got in zip(blobs, many, strict=True):
+        try:
+            want = decode_arrays(blob, FIELDS)
+        except BlockError:
+            assert isinstance(got, BlockError)
+            continue
+        assert not isinstance(got, BlockError)
+        assert got.count == want.count and got.extra == want.extra
+        for name in FIELDS:
+            assert np.array_equal(got.cols[name], want.cols[name], equal_nan=True), name
+            assert np.array_equal(np.signbit(got.cols[name]), np.signbit(want.cols[name]))
+
+
+def test_fields_columns_many_reports_bad_entries_in_place() -> None:
+    good = [store.encode_fields(make_snapshot(n, seed=n)) for n in (200, 200, 3)]
+    bad = dict(good[0])
+    bad[store.F_STRIKES] = b"garbage"
+    entries = [good[0], bad, good[1], {b"symbol": b"SPY"}, good[2]]
+    out = store.decode_fields_columns_many(entries, FIELDS)
+    assert [type(x).__name__ for x in out] == [
+        "tuple", "StoredEntryError", "tuple", "StoredEntryError", "tuple",
+    ]  # fmt: skip
+    for fields, item in zip(entries, out, strict=True):
+        if isinstance(item, tuple):
+            one = store.decode_fields_columns(fields, FIELDS)
+            assert item[0] == one[0]
+            assert same_view(from_block(item[1]), from_block(one[1]))
