@@ -50,6 +50,7 @@ class SourceConfig(Strict):
     requests_per_min: float = 120.0
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
+    max_body_bytes: int = 16 * 1024 * 1024  # a larger response is refused as malformed
     simulator: SimulatorOptions = msgspec.field(default_factory=SimulatorOptions)
 
     def problems(self) -> list[tuple[str, str]]:
@@ -61,6 +62,8 @@ class SourceConfig(Strict):
         for key in ("timeout_s", "requests_per_min", "backoff_base_s", "backoff_max_s"):
             if getattr(self, key) <= 0:
                 out.append((key, f"must be > 0, got {getattr(self, key)}"))
+        if self.max_body_bytes < 1024:
+            out.append(("max_body_bytes", f"must be >= 1024, got {self.max_body_bytes}"))
         if self.max_concurrency < 1:
             out.append(("max_concurrency", f"must be >= 1, got {self.max_concurrency}"))
         return out

@@ -28,12 +28,19 @@ class AuthError(SourceError):
 class PlanError(AuthError):
     """403: the key's plan lacks the endpoint."""
 
-    def __init__(self, message: str, *, current_plan: str | None = None,
-                 required_plan: str | None = None, **kw: object):
+    def __init__(
+        self,
+        message: str,
+        *,
+        current_plan: str | None = None,
+        required_plan: str | None = None,
+        **kw: object,
+    ):
         self.current_plan = current_plan
         self.required_plan = required_plan
         if current_plan or required_plan:
-            message = f"{message} (current plan: {current_plan or '?'}, required: {required_plan or '?'})"
+            plans = f"current plan: {current_plan or '?'}, required: {required_plan or '?'}"
+            message = f"{message} ({plans})"
         super().__init__(message, **kw)  # type: ignore[arg-type]
 
 

@@ -87,6 +87,7 @@ class FlowGexClient:
         session: aiohttp.ClientSession | None = None,
         user_agent: str = f"gex-alertd/{__version__}",
         burst: int | None = None,
+        max_body_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         if not api_key:
             raise ValueError("FlowGexClient needs an API key (set source.api_key)")
@@ -98,6 +99,8 @@ class FlowGexClient:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = float(timeout_s)
         self.max_concurrency = max_concurrency
+        # a 200-strike snapshot is ~40 KB; a body far beyond that is garbage, not data to hold
+        self.max_body_bytes = max_body_bytes
         self.limiter = KeyLimiter(requests_per_min, burst)
         self._headers = {
             "X-Api-Key": api_key,
@@ -125,6 +128,7 @@ class FlowGexClient:
             timeout_s=cfg.timeout_s,
             max_concurrency=cfg.max_concurrency,
             requests_per_min=cfg.requests_per_min,
+            max_body_bytes=cfg.max_body_bytes,
         )
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -187,7 +191,7 @@ class FlowGexClient:
                     headers = resp.headers
                     # close the gate before awaiting the body, so nobody slips through
                     retry_after = self._note_limits(status, headers, symbol)
-                    body = await resp.read()
+                    body = await self._read_bounded(resp, symbol)
             except TimeoutError:
                 REQUEST_LATENCY.observe(time.monotonic() - started)
                 raise TransientError(
@@ -203,6 +207,24 @@ class FlowGexClient:
         if 200 <= status < 300:
             return self._decoded(symbol, expiry, body, status, latency)
         raise _error_for(status, headers, body, symbol, retry_after)
+
+    async def _read_bounded(self, resp: aiohttp.ClientResponse, symbol: str) -> bytes:
+        limit = self.max_body_bytes
+        length = resp.content_length
+        if length is not None and length <= limit:
+            return await resp.read()
+        if length is None:  # chunked: count as it arrives
+            chunks, size = [], 0
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                size += len(chunk)
+                if size > limit:
+                    break
+                chunks.append(chunk)
+            else:
+                return b"".join(chunks)
+        raise MalformedPayload(
+            f"response body larger than {limit} bytes, not read", symbol=symbol, status=resp.status
+        )
 
     def _decoded(
         self, symbol: str, expiry: str | None, body: bytes, status: int, latency: float

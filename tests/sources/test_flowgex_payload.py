@@ -292,3 +292,16 @@ async def test_huge_but_finite_values_are_accepted(
     upstream.push(Reply.json(raw))
     snap = (await make_client().fetch("SPY")).snapshot
     assert snap.strikes[0].call_gex == 1.7e308
+
+
+async def test_oversized_body_is_refused_unread() -> None:
+    async with Upstream() as up:
+        up.push(Reply(200, b"[" + b"1," * 600_000 + b"1]"))
+        client = FlowGexClient(up.url, "k-oversize", max_body_bytes=1_000_000)
+        try:
+            with pytest.raises(MalformedPayload, match="larger than 1000000 bytes"):
+                await client.fetch("SPY")
+            up.push(Reply.json(flow_gex_body("SPY")))
+            assert (await client.fetch("SPY")).snapshot.symbol == "SPY"  # the next one is fine
+        finally:
+            await client.close()
