@@ -189,3 +189,17 @@ def test_storage_is_compact_against_raw_json():
     assert stored < len(raw) * 0.5, (stored, len(raw))
     # and the JSON really is the wire format
     assert json.loads(raw)["strikes"][0]["strike"] == 500.0
+
+
+def test_documented_feeds_round_trip_exactly():
+    snap = make_snapshot(3)
+    stamp = "2026-11-24T15:30:00.123Z"  # the snapshot's own as_of, millisecond form
+    feeds = {name: stamp for name in store.FEEDS}
+    feeds["oi_feed"] = "2026-11-24T00:00:00.000Z"
+    feeds["macro_feed"] = None
+    feeds["node"] = "2026-11-24T15:30:00.123456Z"  # same instant, other text: kept as served
+    for data in (feeds, dict(reversed(list(feeds.items())))):
+        s = msgspec.structs.replace(snap, data_as_of=data)
+        back = store.decode_fields(store.encode_fields(s))
+        assert back == s
+        assert list(back.data_as_of) == list(data)  # the order too
