@@ -288,13 +288,8 @@ def _decode_plain(cols: list[list[Any]], count: int) -> np.ndarray:
     return out
 
 
-def decode_columns(blob: bytes, only: Iterable[str] | None = None) -> Columns:
-    """The block's columns; `only` names the ones wanted and the others are not decoded (the
-    block is columnar, so skipping one costs nothing). `rows()` needs every column."""
-    wanted = STRIKE_FIELDS if only is None else tuple(only)
-    unknown = [n for n in wanted if n not in STRIKE_FIELDS]
-    if unknown:
-        raise ValueError(f"decode_columns: unknown strike column(s) {unknown}")
+def _open_block(blob: bytes) -> dict[str, Any]:
+    """Decompress and unpack a block, checking its version."""
     try:
         payload = _dec.decode(_dctx.decompress(blob))
         version = payload.get("v")
@@ -302,6 +297,17 @@ def decode_columns(blob: bytes, only: Iterable[str] | None = None) -> Columns:
         raise BlockError(f"corrupt strike block: {exc}") from None
     if version != BLOCK_VERSION:
         raise BlockError(f"unsupported strike block version {version!r}")
+    return payload
+
+
+def decode_columns(blob: bytes, only: Iterable[str] | None = None) -> Columns:
+    """The block's columns; `only` names the ones wanted and the others are not decoded (the
+    block is columnar, so skipping one costs nothing). `rows()` needs every column."""
+    wanted = STRIKE_FIELDS if only is None else tuple(only)
+    unknown = [n for n in wanted if n not in STRIKE_FIELDS]
+    if unknown:
+        raise ValueError(f"decode_columns: unknown strike column(s) {unknown}")
+    payload = _open_block(blob)
     count: int = payload["n"]
     stored: dict[str, list[Any]] = payload["c"]
     cols: dict[str, list[float | None]] = {}
@@ -347,13 +353,7 @@ def decode_arrays(blob: bytes, only: Iterable[str]) -> Arrays:
     if not _FIELD_SET.issuperset(wanted):
         unknown = [n for n in wanted if n not in _FIELD_SET]
         raise ValueError(f"decode_arrays: unknown strike column(s) {unknown}")
-    try:
-        payload = _dec.decode(_dctx.decompress(blob))
-        version = payload.get("v")
-    except (zstandard.ZstdError, msgspec.DecodeError, AttributeError) as exc:
-        raise BlockError(f"corrupt strike block: {exc}") from None
-    if version != BLOCK_VERSION:
-        raise BlockError(f"unsupported strike block version {version!r}")
+    payload = _open_block(blob)
     count: int = payload["n"]
     stored: dict[str, list[Any]] = payload["c"]
     picked = [stored.get(n, _ALL_NULL) for n in wanted]
