@@ -7,6 +7,7 @@ import re
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 import yaml
@@ -20,6 +21,15 @@ Severity = Literal["info", "warning", "critical"]
 
 class Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pass
+
+
+def is_http_url(value: str) -> bool:
+    """An http(s) URL that parses and names a host (a broken one would only fail at send time)."""
+    try:
+        parts = urlsplit(value)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
 
 
 class SimulatorOptions(Strict):
@@ -57,7 +67,7 @@ class SourceConfig(Strict):
         out = []
         if self.kind == "flowgex" and not self.api_key:
             out.append(("api_key", "required when kind is flowgex (set FLASHALPHA_API_KEY)"))
-        if not re.match(r"^https?://", self.base_url):
+        if not is_http_url(self.base_url):
             out.append(("base_url", f"expected an http(s) URL, got {self.base_url!r}"))
         for key in ("timeout_s", "requests_per_min", "backoff_base_s", "backoff_max_s"):
             if getattr(self, key) <= 0:
@@ -181,7 +191,7 @@ class WebhookChannel(ChannelBase, tag="webhook", kw_only=True):
 
     def problems(self) -> list[tuple[str, str]]:
         out = super().problems()
-        if not re.match(r"^https?://", self.url):
+        if not is_http_url(self.url):
             out.append(("url", "expected an http(s) URL"))
         return out
 
@@ -193,7 +203,7 @@ class SlackChannel(ChannelBase, tag="slack", kw_only=True):
 
     def problems(self) -> list[tuple[str, str]]:
         out = super().problems()
-        if not re.match(r"^https?://", self.webhook_url):
+        if not is_http_url(self.webhook_url):
             out.append(("webhook_url", "expected an http(s) URL"))
         return out
 
@@ -307,24 +317,15 @@ def _register_secrets(tree: Any) -> None:
     if isinstance(tree, dict):
         for k, v in tree.items():
             if k in SECRET_KEYS and isinstance(v, str):
+                # a plain `url` is a secret only when it carries one (credentials, a hook path,
+                # a token or a query); register() also picks the password out of the URL
                 if k != "url" or "@" in v or "/hooks" in v or "token" in v.lower() or "?" in v:
                     redaction.register(v)
-                if k == "url":  # credentials inside redis:// or webhook URLs
-                    redaction.register(_url_password(v))
             else:
                 _register_secrets(v)
     elif isinstance(tree, list):
         for v in tree:
             _register_secrets(v)
-
-
-def _url_password(url: str) -> str | None:
-    from urllib.parse import urlsplit
-
-    try:
-        return urlsplit(url).password
-    except ValueError:
-        return None
 
 
 def parse(tree: Any, source: str = "config") -> Config:

@@ -24,11 +24,15 @@ def register(value: str | None) -> None:
         return
     new = {value}
     if "://" in value:
-        parts = urlsplit(value)
-        if parts.password:
-            new.add(parts.password)
+        try:
+            parts = urlsplit(value)
+            password = parts.password
+        except ValueError:  # malformed (e.g. a broken IPv6 host): the whole value is registered
+            parts, password = None, None
+        if password:
+            new.add(password)
         # a Slack/webhook URL's secret is its path; scrub the path on its own too
-        if len(parts.path) > 8:
+        if parts is not None and len(parts.path) > 8:
             new.add(parts.path.lstrip("/"))
     if new <= _secrets:
         return

@@ -153,3 +153,12 @@ def test_durations_and_watch_entries(tmp_path):
     entries = cfg.watch.entries()
     assert entries[0].symbol == "SPY" and entries[0].interval_s == 0.25
     assert entries[1].expiry == "2026-05-15" and entries[1].interval_s == 30
+
+
+def test_malformed_secret_url_is_a_config_problem_not_a_crash(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("channels: {ops: {type: webhook, url: 'http://user:pw@[bad-host/hook'}}\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(p)
+    assert any("channels.ops.url" in problem for problem in err.value.problems)
+    assert "user:pw" not in str(err.value)
