@@ -248,7 +248,6 @@ class Daemon:
                 # keep the running poller (its backoff and pending queue) when the entry is the same
                 current = self.scheduler.pollers.get(p.target.key)
                 if current is not None and current.target == p.target:
-                    current.commit = self._commit
                     current.source = self.client  # type: ignore[assignment]
             self.scheduler.replace(pollers)
         log.info("config reloaded", symbols=len(new.watch.entries()), rules=len(new.rules))
@@ -300,8 +299,8 @@ class Daemon:
             "symbols": symbols,
             "alerts_fired": self.stats.alerts_fired,
         }
-        if self.dispatcher is not None and hasattr(self.dispatcher, "health"):
-            out["outbox"] = await _maybe_await(self.dispatcher.health())
+        if self.dispatcher is not None:
+            out["outbox"] = await self.dispatcher.health()
         return out
 
     def _status_line(self) -> str:
@@ -313,12 +312,6 @@ class Daemon:
             await asyncio.sleep(10)
             if self.notifier is not None:
                 self.notifier.status(self._status_line())  # ops: STATUS=
-
-
-async def _maybe_await(value: Any) -> Any:
-    if asyncio.iscoroutine(value):
-        return await value
-    return value
 
 
 async def run_daemon(cfg: Config) -> None:

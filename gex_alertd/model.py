@@ -151,10 +151,6 @@ def iso_utc(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
 _json_encoder = msgspec.json.Encoder()
 _alert_decoder = msgspec.json.Decoder(AlertEvent)
 
