@@ -52,12 +52,11 @@ class CommitResult(msgspec.Struct, frozen=True):
 
 
 def cooldown_key(symbol: str, rule: str, expiry: str | None) -> str:
-    base = f"gex:{{{symbol.upper()}}}:cooldown:{rule}"
-    return f"{base}:{expiry}" if expiry else base
+    return store.symbol_key(symbol, f"cooldown:{rule}", expiry)
 
 
 def dedup_key(symbol: str, alert_id: str) -> str:
-    return f"gex:{{{symbol.upper()}}}:alert:{alert_id}"
+    return store.symbol_key(symbol, f"alert:{alert_id}")
 
 
 class StoredState(msgspec.Struct):

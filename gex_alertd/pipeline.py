@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 import structlog
 
-from gex_alertd import redaction
+from gex_alertd import redaction, store
 from gex_alertd.config import WatchTarget
 from gex_alertd.connections import REDIS_DOWN
 from gex_alertd.model import FlowGex
@@ -43,11 +43,6 @@ class CommitOutcome(Protocol):
 
 CommitFn = Callable[[FlowGex, str | None], Awaitable[CommitOutcome]]
 AuthFailureFn = Callable[[WatchTarget, AuthError], Awaitable[None]]
-
-
-def lease_key(target: WatchTarget) -> str:
-    base = f"gex:{{{target.symbol}}}:lease"
-    return f"{base}:{target.expiry}" if target.expiry else base
 
 
 class Poller:
@@ -136,11 +131,12 @@ class Poller:
     async def _claim_lease(self) -> bool:
         # Several daemons may share one Redis: the lease makes one of them poll per interval.
         ttl_ms = max(1, int(self.target.interval_s * 800))
+        key = store.lease_key(self.target.symbol, self.target.expiry)
         try:
-            got = await self.redis.set(lease_key(self.target), self.instance_id, nx=True, px=ttl_ms)
+            got = await self.redis.set(key, self.instance_id, nx=True, px=ttl_ms)
             if got:
                 return True
-            holder = await self.redis.get(lease_key(self.target))
+            holder = await self.redis.get(key)
             return holder is not None and holder.decode() == self.instance_id
         except REDIS_DOWN:
             return True  # without Redis we still fetch; the snapshot waits in `pending`

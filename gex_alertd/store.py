@@ -40,18 +40,22 @@ class StoredEntryError(ValueError):
     """A stream entry that cannot be decoded (written by something else, or corrupted)."""
 
 
-def _tag(symbol: str) -> str:
-    return "{" + symbol.upper() + "}"
+def symbol_key(symbol: str, kind: str, expiry: str | None = None) -> str:
+    """`gex:{SYM}:<kind>[:<expiry>]`: the `{SYM}` hash tag keeps a symbol's keys in one slot."""
+    base = f"gex:{{{symbol.upper()}}}:{kind}"
+    return f"{base}:{expiry}" if expiry else base
 
 
 def snap_key(symbol: str, expiry: str | None = None) -> str:
-    base = f"gex:{_tag(symbol)}:snap"
-    return f"{base}:{expiry}" if expiry else base
+    return symbol_key(symbol, "snap", expiry)
 
 
 def state_key(symbol: str, expiry: str | None = None) -> str:
-    base = f"gex:{_tag(symbol)}:state"
-    return f"{base}:{expiry}" if expiry else base
+    return symbol_key(symbol, "state", expiry)
+
+
+def lease_key(symbol: str, expiry: str | None = None) -> str:
+    return symbol_key(symbol, "lease", expiry)
 
 
 def entry_id(snap: FlowGex) -> str:
