@@ -188,7 +188,6 @@ async def _tail(
 ) -> None:
     from gex_alertd import store
     from gex_alertd.connections import connect
-    from gex_alertd.model import decode_alert
 
     redis = connect(cfg.redis.url, client_name="gex-alertd-tail")
     key = store.ALERTS_KEY if alerts else store.snap_key(symbol or "", expiry)
@@ -197,7 +196,7 @@ async def _tail(
         if last:
             backlog = list(reversed(await redis.xrevrange(key, count=last)))
             for _id, fields in backlog:
-                _print_entry(fields, alerts, store, decode_alert)
+                _print_entry(fields, alerts)
             if backlog:
                 cursor = backlog[-1][0].decode()
         while True:
@@ -205,12 +204,16 @@ async def _tail(
             for _key, entries in batch:
                 for entry_id, fields in entries:
                     cursor = entry_id.decode()
-                    _print_entry(fields, alerts, store, decode_alert)
+                    _print_entry(fields, alerts)
     finally:
         await redis.aclose()
 
 
-def _print_entry(fields: dict[bytes, bytes], alerts: bool, store: Any, decode_alert: Any) -> None:
+def _print_entry(fields: dict[bytes, bytes], alerts: bool) -> None:
+    # imported here, as in _tail: the store pulls in numpy, which other commands do not need
+    from gex_alertd import store
+    from gex_alertd.model import decode_alert
+
     if alerts:
         event = decode_alert(fields[b"event"])
         click.echo(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 import redis.asyncio as aioredis
@@ -62,6 +64,14 @@ def _client(cfg: config_mod.Config, redis_url: str | None) -> aioredis.Redis:
     return aioredis.Redis.from_url(redis_url or cfg.redis.url)
 
 
+def _run_on_redis(go: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a command's coroutine; Redis being unreachable is a clear error, not a traceback."""
+    try:
+        asyncio.run(go())
+    except (RedisError, OSError) as exc:
+        _fail(f"redis: {exc}")
+
+
 @click.group(invoke_without_command=True)
 @CONFIG_OPTION
 @redis_option
@@ -105,10 +115,7 @@ def list_cmd(ctx: click.Context, limit: int = 50) -> None:
         finally:
             await client.aclose()
 
-    try:
-        asyncio.run(go())
-    except (RedisError, OSError) as exc:
-        _fail(f"redis: {exc}")
+    _run_on_redis(go)
 
 
 @outbox.command("retry")
@@ -147,7 +154,4 @@ def retry_cmd(
         finally:
             await client.aclose()
 
-    try:
-        asyncio.run(go())
-    except (RedisError, OSError) as exc:
-        _fail(f"redis: {exc}")
+    _run_on_redis(go)
