@@ -41,11 +41,11 @@ from gex_alertd.model import FlowGex, StrikeRow
 from gex_alertd.replay import Replayer, ReplayOptions, run_replay
 from gex_alertd.rules.base import RuleBase
 from gex_alertd.rules.columns import FIELDS, from_block
+from gex_alertd.rules.duration import Duration
 from gex_alertd.rules.flip_cross import FlipCross
 from gex_alertd.rules.net_gex_sign import NetGexSign
 from gex_alertd.rules.oi_change import OiChange
 from gex_alertd.rules.threshold import Threshold
-from gex_alertd.typedconfig import Duration
 from tests.support.redis_server import RedisServer
 
 T0 = datetime(2026, 5, 11, 13, 30, tzinfo=UTC)

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from gex_alertd.model import FlowGex
-from gex_alertd.typedconfig import Duration
+from gex_alertd.rules.duration import Duration
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_ORDER: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}

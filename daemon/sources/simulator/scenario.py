@@ -25,7 +25,8 @@ from typing import Literal
 import msgspec
 import yaml
 
-from gex_alertd.typedconfig import Duration, Problems, convert, describe_yaml_error
+from gex_alertd.rules.duration import Duration
+from gex_alertd.typedconfig import Problems, convert, describe_yaml_error
 
 
 class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

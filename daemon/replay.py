@@ -38,8 +38,8 @@ from gex_alertd.commit import DEDUP_TTL_MS, dedup_key
 from gex_alertd.model import FlowGex, PayloadError, as_ms, decode_flow_gex, outbox_fields
 from gex_alertd.rules.base import RuleBase
 from gex_alertd.rules.columns import FIELDS, StrikeColumns, attach, from_block
+from gex_alertd.rules.duration import parse_duration
 from gex_alertd.rules.engine import Emitted, Engine, RuleSlot
-from gex_alertd.typedconfig import parse_duration
 
 StreamKey = tuple[str, str | None]  # (symbol, expiry filter)
 _DECODE_SLICE = 64

@@ -17,12 +17,11 @@ same input, same output.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
 
-from gex_alertd.codec import Arrays
 from gex_alertd.model import STRIKE_FIELDS, FlowGex
 
 _astuple = msgspec.structs.astuple
@@ -56,6 +55,18 @@ class StrikeColumns(NamedTuple):
     def oi_change(self) -> np.ndarray:
         """(2, n): call then put."""
         return self.m[3:5]
+
+
+class Arrays(msgspec.Struct, frozen=True):
+    """Named columns of a strike block as float64 arrays, NaN where a value is null: for
+    readers that scan columns in numpy and take Python floats only where they need them."""
+
+    count: int
+    cols: dict[str, np.ndarray]
+    extra: dict[str, Any]
+    # all of them as one (columns, count) array in the order asked for, when the block
+    # decoded that way anyway (no masked, all-null or net-by-identity column among them)
+    matrix: np.ndarray | None = None
 
 
 _EMPTY = StrikeColumns(np.empty((len(FIELDS), 0), dtype=np.float64))

@@ -23,6 +23,7 @@ import numpy as np
 import zstandard
 
 from gex_alertd.model import STRIKE_FIELDS, StrikeRow
+from gex_alertd.rules.columns import Arrays
 
 BLOCK_VERSION = 1
 _MAX_SCALE = 6
@@ -333,18 +334,6 @@ def decode_columns(blob: bytes, only: Iterable[str] | None = None) -> Columns:
         )
         cols[name] = (calls + puts if col[1] == "sum" else calls - puts).tolist()
     return Columns(count, cols, payload.get("x") or {})
-
-
-class Arrays(msgspec.Struct, frozen=True):
-    """Named columns of a strike block as float64 arrays, NaN where a value is null: for
-    readers that scan columns in numpy and take Python floats only where they need them."""
-
-    count: int
-    cols: dict[str, np.ndarray]
-    extra: dict[str, Any]
-    # all of them as one (columns, count) array in the order asked for, when the block
-    # decoded that way anyway (no masked, all-null or net-by-identity column among them)
-    matrix: np.ndarray | None = None
 
 
 def decode_arrays(blob: bytes, only: Iterable[str]) -> Arrays:

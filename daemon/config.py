@@ -13,8 +13,9 @@ import msgspec
 import yaml
 
 from gex_alertd import redaction
+from gex_alertd.rules.duration import Duration
 from gex_alertd.rules.registry import rule_config_union
-from gex_alertd.typedconfig import Duration, Problems, convert, describe_yaml_error
+from gex_alertd.typedconfig import Problems, convert, describe_yaml_error
 
 Severity = Literal["info", "warning", "critical"]
 
