@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import msgspec
 import yaml
 
-from gex_alertd import redaction
+from gex_alertd import redaction, rule_files
 from gex_alertd.rules.duration import Duration
 from gex_alertd.rules.registry import rule_config_union
 from gex_alertd.typedconfig import Problems, convert, describe_yaml_error
@@ -263,6 +263,7 @@ class Config(Strict):
     watch: WatchConfig = msgspec.field(default_factory=WatchConfig)
     channels: dict[str, ChannelConfig] = {}
     rules: list[Any] = []
+    rule_files: list[str] = []  # globs relative to the config file, each file a list of rules
     outbox: OutboxConfig = msgspec.field(default_factory=OutboxConfig)
     ops: OpsConfig = msgspec.field(default_factory=OpsConfig)
     path: str | None = None  # where it was loaded from (not a YAML key)
@@ -329,7 +330,9 @@ def _register_secrets(tree: Any) -> None:
             _register_secrets(v)
 
 
-def parse(tree: Any, source: str = "config") -> Config:
+def parse(tree: Any, source: str = "config", base_dir: Path | None = None) -> Config:
+    """The typed config from a YAML tree; `rule_files` globs are relative to `base_dir` (the
+    config file's folder; the working directory when the tree did not come from a file)."""
     problems = Problems()
     if tree is None:
         tree = {}
@@ -337,38 +340,48 @@ def parse(tree: Any, source: str = "config") -> Config:
         raise ConfigError(["top level: expected a mapping"], source)
     tree = expand(tree, "", problems)
     _register_secrets(tree)
-    rules_raw = tree.get("rules", [])
     cfg = convert({k: v for k, v in tree.items() if k != "rules"}, Config, "", problems)
-    rules = convert(rules_raw, list[rule_config_union()], "rules", problems) if rules_raw else []
-    _cross_check(tree, problems)
+    # inline rules first, then each rule file; problems name the file (`rules.d/x.yaml[1].type`)
+    groups: list[tuple[str, Any]] = [("rules", tree.get("rules", []))]
+    for f in rule_files.read(tree.get("rule_files"), base_dir or Path.cwd(), problems):
+        groups.append((f.label, expand(f.rules, f.label, problems)))
+    rules: list[Any] = []
+    for label, raw in groups:
+        if raw:
+            rules.extend(convert(raw, list[rule_config_union()], label, problems) or [])
+    _cross_check(tree, groups, problems)
     if problems:
         raise ConfigError(list(problems), source)
     assert cfg is not None
     return msgspec.structs.replace(cfg, rules=rules, path=source)
 
 
-def _cross_check(tree: dict[str, Any], problems: Problems) -> None:
-    """Checks across sections, on the raw tree so a section with other errors is checked too."""
+def _cross_check(tree: dict[str, Any], groups: list[tuple[str, Any]], problems: Problems) -> None:
+    """Checks across sections and rule files, on the raw trees so that a section with other
+    errors is checked too. Rule names are unique across the config and every rule file."""
     raw_channels = tree.get("channels")
     channels = set(raw_channels) if isinstance(raw_channels, dict) else set()
-    raw_rules = tree.get("rules")
-    raw_rules = raw_rules if isinstance(raw_rules, list) else []
-    names: set[str] = set()
-    for i, rule in enumerate(raw_rules):
-        if not isinstance(rule, dict):
-            continue
-        name = rule.get("name")
-        if isinstance(name, str):  # a non-string name is reported by the typed conversion
-            if name in names:
-                problems.add(f"rules[{i}].name", f"duplicate rule name {name!r}")
-            names.add(name)
-        routed = rule.get("channels")
-        for j, ch in enumerate(routed if isinstance(routed, list) else []):
-            if isinstance(ch, str) and ch not in channels:
-                known = ", ".join(sorted(channels)) or "none defined"
-                problems.add(
-                    f"rules[{i}].channels[{j}]", f"unknown channel {ch!r} (channels: {known})"
-                )
+    first_at: dict[str, str] = {}
+    for label, raw_rules in groups:
+        for i, rule in enumerate(raw_rules if isinstance(raw_rules, list) else []):
+            if not isinstance(rule, dict):
+                continue
+            at = f"{label}[{i}]"
+            name = rule.get("name")
+            if isinstance(name, str):  # a non-string name is reported by the typed conversion
+                if name in first_at:
+                    problems.add(
+                        f"{at}.name", f"duplicate rule name {name!r} (also at {first_at[name]})"
+                    )
+                else:
+                    first_at[name] = at
+            routed = rule.get("channels")
+            for j, ch in enumerate(routed if isinstance(routed, list) else []):
+                if isinstance(ch, str) and ch not in channels:
+                    known = ", ".join(sorted(channels)) or "none defined"
+                    problems.add(
+                        f"{at}.channels[{j}]", f"unknown channel {ch!r} (channels: {known})"
+                    )
     ops = tree.get("ops")
     op_channels = ops.get("operator_channels") if isinstance(ops, dict) else None
     for j, ch in enumerate(op_channels if isinstance(op_channels, list) else []):
@@ -386,8 +399,7 @@ def load(path: str | os.PathLike[str]) -> Config:
         tree = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError([describe_yaml_error(exc)], str(p)) from None
-    cfg = parse(tree, str(p))
-    return cfg
+    return parse(tree, str(p), p.resolve().parent)
 
 
 def resolve_relative(cfg: Config, relpath: str) -> Path:

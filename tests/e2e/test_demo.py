@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ def test_example_config_shows_the_three_demo_alerts(tmp_path, redis_server):
     text = text.replace("speed: 1,", "speed: 3,").replace("listen: 127.0.0.1:9108", "listen: null")
     cfg = tmp_path / "demo.yaml"
     cfg.write_text(text)
+    shutil.copytree(ROOT / "rules.d", tmp_path / "rules.d")  # its rule_files, as shipped
     env = {**os.environ, "REDIS_URL": redis_server.url.replace("/0", "/5")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gex_alertd", "run", "--config", str(cfg)],

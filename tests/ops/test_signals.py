@@ -425,3 +425,44 @@ async def test_sighup_refuses_a_broken_config_and_applies_a_good_one(
         now, "gexalertd_alerts_fired_total", rule="spy-level"
     )
     assert await daemon.signal_and_wait(signal.SIGTERM) == 0
+
+
+async def test_sighup_rereads_rule_files(
+    setup: Setup, notify: Notifications, redis: aioredis.Redis
+) -> None:
+    rules_d = setup.tmp / "rules.d"
+    rules_d.mkdir()  # an empty folder: the glob matches nothing, which is fine
+    setup.config.write_text(setup.config_text() + 'rule_files: ["rules.d/*.yaml"]\n')
+    daemon = await setup.start(notify)
+    try:
+        await notify.wait_for("READY=1")
+        await daemon.wait_log(lambda e: e.get("event") == "alert_fired")
+
+        # a broken rule file is refused, named with the path inside it; the old rules keep going
+        extra = rules_d / "extra.yaml"
+        extra.write_text(
+            "- {name: spy-level-b, type: threshold, field: underlying_price, above: 600,\n"
+            "   symbols: [SPY], cooldown: 0s, channels: [ops], direction: sideways}\n"
+        )
+        daemon.proc.send_signal(signal.SIGHUP)
+        refused = await daemon.wait_log(lambda e: "reload refused" in str(e.get("event")))
+        assert "rules.d/extra.yaml[0].direction: unknown key" in " ".join(refused["problems"])
+
+        # the fixed file is applied in place, and its rule fires on the data that follows
+        extra.write_text(extra.read_text().replace(", direction: sideways", ""))
+        daemon.proc.send_signal(signal.SIGHUP)
+        applied = await daemon.wait_log(lambda e: e.get("event") == "config reloaded")
+        assert applied["rules"] == 3
+
+        async def new_rule_fired() -> bool:
+            return (
+                counter(await daemon.metrics(), "gexalertd_alerts_fired_total", rule="spy-level-b")
+                > 0
+            )
+
+        await until(new_rule_fired)
+        assert await daemon.signal_and_wait(signal.SIGTERM) == 0
+    finally:
+        if daemon.proc.returncode is None:
+            daemon.proc.kill()
+            await daemon.proc.wait()
