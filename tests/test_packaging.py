@@ -1,0 +1,113 @@
+"""The layout: `daemon/` and `rules/` at the top, one import package `gex_alertd` in the wheel,
+and a rule engine that stands alone (nothing but the model and itself)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = ROOT / "rules"
+
+# what importing the rule engine may load: the package root, the snapshot model, itself
+ALLOWED_OWN = {"gex_alertd", "gex_alertd.model"}
+HEAVY = ("redis", "aiohttp", "apscheduler", "structlog", "yaml", "zstandard", "click", "rich")
+
+
+def test_rules_import_only_the_model_and_themselves():
+    bad = []
+    for path in sorted(RULES.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                own = name == "gex_alertd" or name.startswith("gex_alertd.")
+                if own and name not in ALLOWED_OWN and not name.startswith("gex_alertd.rules"):
+                    bad.append(f"{path.name}:{node.lineno} imports {name}")
+    assert not bad, bad
+
+
+def test_the_rule_engine_loads_without_the_daemon():
+    code = (
+        "import sys\n"
+        "from gex_alertd.rules import engine, registry\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.split()
+    own = {m for m in out if m.startswith("gex_alertd")}
+    assert own - ALLOWED_OWN == {m for m in own if m.startswith("gex_alertd.rules")}, own
+    assert "gex_alertd.rules.threshold" in own
+    assert not [m for m in out if m.split(".")[0] in HEAVY]
+
+
+def test_wheel_holds_only_gex_alertd_and_runs_installed(tmp_path):
+    # build from a copy of what a checkout holds, so the build leaves nothing in the work tree
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    ignore = shutil.ignore_patterns("__pycache__")
+    for name in ("daemon", "rules"):
+        shutil.copytree(ROOT / name, src / name, ignore=ignore)
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(dist), str(src)],
+        check=True, timeout=300, capture_output=True,
+    )  # fmt: skip
+    (wheel,) = dist.glob("gex_alertd-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert tops == {"gex_alertd", next(t for t in tops if t.endswith(".dist-info"))}, tops
+    for data in (
+        "gex_alertd/commit.lua",
+        "gex_alertd/sources/simulator/scenarios/demo.yaml",
+        "gex_alertd/rules/engine.py",
+        "gex_alertd/rules/duration.py",
+        "gex_alertd/notify/webhook.py",
+    ):
+        assert data in names, data
+
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+         "--target", str(site), str(wheel)],
+        check=True, timeout=300, capture_output=True,
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    code = (
+        "import gex_alertd, gex_alertd.rules\n"
+        "from gex_alertd.commit import LUA\n"
+        "from gex_alertd.sources.simulator.scenario import load_scenario\n"
+        "assert load_scenario('demo').events\n"
+        "print(gex_alertd.__file__); print(gex_alertd.rules.__file__)\n"
+        "assert 'redis.call' in LUA\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    pkg, rules = out.stdout.split()
+    assert Path(pkg).parent == site / "gex_alertd"
+    assert Path(rules).parent == site / "gex_alertd" / "rules"
+    for argv in (
+        [sys.executable, "-m", "gex_alertd", "--help"],
+        [sys.executable, str(site / "bin" / "gex-alertd"), "--help"],
+    ):
+        ran = subprocess.run(
+            argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert ran.returncode == 0, ran.stderr
+        assert "replay" in ran.stdout and "simulate" in ran.stdout
