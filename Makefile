@@ -34,10 +34,11 @@ soak: deps system-deps
 lint: deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: deps
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .run build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .run build *.egg-info .pytest_cache .ruff_cache .mypy_cache
