@@ -17,6 +17,7 @@ from gex_alertd import config as config_mod
 from gex_alertd.model import AlertEvent, outbox_fields
 from gex_alertd.notify.outbox import STREAM
 from tests.support.redis_server import free_port
+from tests.support.wait import eventually
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -89,12 +90,9 @@ class Receiver:
             if status is None or h.status == status
         ]
 
-    async def wait_for(self, n: int, within: float = 10.0, status: int | None = 200) -> None:
-        deadline = time.monotonic() + within
-        while len(self.ids(status)) < n:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"receiver got {len(self.ids(status))} of {n} requests")
-            await asyncio.sleep(0.01)
+    async def wait_for(self, n: int, status: int | None = 200) -> None:
+        what = f"{n} requests answered {status or 'with any status'} at {self.url}"
+        await eventually(lambda: len(self.ids(status)) >= n, what)
 
 
 def alert(i: int, symbol: str = "SPY", severity: str = "warning", **extra: Any) -> AlertEvent:
@@ -126,9 +124,12 @@ async def enqueue(redis: aioredis.Redis, event: AlertEvent, channels: list[str])
     return eid.decode() if isinstance(eid, bytes) else eid
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+async def enqueue_together(
+    redis: aioredis.Redis, events: list[AlertEvent], channels: list[str]
+) -> None:
+    """Enqueue in one MULTI/EXEC: a worker blocked in XREADGROUP wakes once, after EXEC, and
+    reads them all in one batch however slowly this process runs."""
+    pipe = redis.pipeline(transaction=True)
+    for event in events:
+        pipe.xadd(STREAM, outbox_fields(event, channels))  # type: ignore[arg-type]
+    await pipe.execute()

@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from gex_alertd.notify.dispatch import Dispatcher
 from tests.notify.support import Receiver, alert, enqueue, make_config
 from tests.support.redis_server import RedisServer
+from tests.support.wait import eventually
 
 
 async def test_redis_restart_loses_nothing(private_redis: RedisServer) -> None:
@@ -26,8 +27,13 @@ async def test_redis_restart_loses_nothing(private_redis: RedisServer) -> None:
         private_redis.start()
         for i in range(3, 6):
             await enqueue(client, alert(i), ["ops"])
-        await rx.wait_for(6, within=15)
-        await asyncio.sleep(0.3)
+        await rx.wait_for(6)
+
+        async def acked() -> bool:
+            return (await d.health())["ops"]["pending"] == 0
+
+        # once everything is acked no late duplicate can follow
+        await eventually(acked, "ops acked every entry")
         assert rx.ids() == [alert(i).id for i in range(6)]
     finally:
         await d.stop()

@@ -16,7 +16,9 @@ import yaml
 from aiohttp import web
 
 from gex_alertd.notify.dispatch import Dispatcher
+from gex_alertd.notify.outbox import group_stats
 from tests.notify.support import SECRET, Receiver, alert, enqueue, make_config
+from tests.support.wait import WAIT_S, eventually
 
 # design target is a 30 s outage; GEX_OUTAGE_S shortens it for quick local iterations
 OUTAGE_S = float(os.environ.get("GEX_OUTAGE_S", "30"))
@@ -54,8 +56,14 @@ async def test_channel_down_then_back_gets_every_alert_exactly_once(
         await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
         assert (await d.health())["ops"]["pending"] == n_down
         await rx.start()  # same port
-        await rx.wait_for(5 + n_down, within=15)
-        await asyncio.sleep(0.3)  # would expose a late duplicate
+        await rx.wait_for(5 + n_down)
+
+        async def acked() -> bool:
+            h = await d.health()
+            return h["ops"]["pending"] == 0 and h["other"]["pending"] == 0
+
+        # a late duplicate would come before the ack, so waiting for the ack exposes it
+        await eventually(acked, "ops and other acked every entry")
         counts = Counter(rx.ids())
         assert counts == Counter({alert(i).id: 1 for i in range(5 + n_down)})
         assert rx.ids() == [alert(i).id for i in range(5 + n_down)]  # and in order
@@ -73,7 +81,7 @@ async def _start_worker(config: Path, consumer: str) -> asyncio.subprocess.Proce
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdout is not None
-    async with asyncio.timeout(20):
+    async with asyncio.timeout(WAIT_S):  # a loaded machine can take long to import everything
         while True:
             line = await proc.stdout.readline()
             if not line:
@@ -122,8 +130,13 @@ async def test_sigkill_mid_send_redelivers_with_the_same_webhook_id(
         assert await proc.wait() == -signal.SIGKILL
         stuck.set()
         proc = await _start_worker(config, successor)
-        await rx.wait_for(11, status=None, within=20)
-        await asyncio.sleep(0.3)
+        await rx.wait_for(11, status=None)
+
+        async def settled() -> bool:
+            return (await group_stats(redis, "ops"))[0] == 0  # read and acked, all of them
+
+        # a late duplicate would come before the ack, so waiting for the ack exposes it
+        await eventually(settled, "the ops group to ack every entry")
         counts = Counter(rx.ids(status=None))
         assert set(counts) == set(ids)  # nothing lost
         # the only repeat is the request in flight at the kill, under the same webhook-id
@@ -132,6 +145,6 @@ async def test_sigkill_mid_send_redelivers_with_the_same_webhook_id(
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(20):
+            async with asyncio.timeout(WAIT_S):
                 assert await proc.wait() == 0
         await rx.stop()
