@@ -81,7 +81,7 @@ def _encode_column(values: list[float], *, delta: bool = False) -> list[Any]:
     return ["f", _shuffle(a)]
 
 
-def _decode_column(col: list[Any], count: int) -> list[float]:
+def _decode_column(col: list[Any], count: int) -> list[float | None]:
     kind = col[0]
     if kind in ("d", "D"):
         ints = _unshuffle(col[2], count, "<i8")
@@ -134,9 +134,10 @@ def _encode_fast(rows: Sequence[StrikeRow]) -> dict[str, Any] | None:
         return None
     m = np.ascontiguousarray(m.T)  # one contiguous row per column
     finite = np.isfinite(m).all(axis=1)
+    assert isinstance(finite, np.ndarray)  # one flag per column: m is 2-D
     clean = np.flatnonzero(finite)
     ks: list[int | None] = [None] * len(STRIKE_FIELDS)
-    for j, k in zip(clean, _scaled_matrix(m[clean]), strict=True):
+    for j, k in zip(clean.tolist(), _scaled_matrix(m[clean]), strict=True):
         ks[j] = k
     raw: dict[str, list[Any]] = {}
 
@@ -255,7 +256,7 @@ def _decode_named(col: list[Any], count: int) -> list[float | None]:
         return [None] * count
     has_mask = len(col) == (4 if kind in ("d", "D") else 3)
     if not has_mask:
-        return _decode_column(col, count)  # type: ignore[return-value]
+        return _decode_column(col, count)
     nulls = np.unpackbits(np.frombuffer(col[-1], np.uint8), bitorder="little")[:count]
     present = iter(_decode_column(col, count - int(nulls.sum())))
     return [None if isnull else next(present) for isnull in nulls.tolist()]
@@ -347,8 +348,8 @@ def decode_arrays(blob: bytes, only: Iterable[str]) -> Arrays:
     stored: dict[str, list[Any]] = payload["c"]
     picked = [stored.get(n, _ALL_NULL) for n in wanted]
     if count and all(map(_is_plain, picked)):  # the usual block: one batch, done
-        matrix = _decode_plain(picked, count)
-        return Arrays(count, dict(zip(wanted, matrix, strict=True)), payload.get("x") or {}, matrix)
+        block = _decode_plain(picked, count)
+        return Arrays(count, dict(zip(wanted, block, strict=True)), payload.get("x") or {}, block)
     out: dict[str, np.ndarray] = {}
     plain = [n for n in wanted if _is_plain(stored.get(n, _ALL_NULL))]
     matrix: np.ndarray | None = None
@@ -380,7 +381,7 @@ def decode_arrays_many(blobs: Sequence[bytes], only: Iterable[str]) -> list[Arra
 
 
 def _decode_window(blobs: Sequence[bytes], wanted: tuple[str, ...]) -> list[Arrays | BlockError]:
-    out: list[Arrays | BlockError | None] = [None] * len(blobs)
+    out: dict[int, Arrays | BlockError] = {}
     groups: dict[tuple[Any, ...], list[tuple[int, list[list[Any]], dict[str, Any]]]] = {}
     for i, blob in enumerate(blobs):
         try:
@@ -403,7 +404,7 @@ def _decode_window(blobs: Sequence[bytes], wanted: tuple[str, ...]) -> list[Arra
             except (KeyError, ValueError, TypeError, AttributeError) as exc:
                 out[i] = BlockError(f"undecodable strike block: {exc!r}")
             continue
-        shape = (count, *((c[0], c[1] if c[0] != "f" else None) for c in picked))
+        shape: tuple[Any, ...] = (count, *((c[0], c[1] if c[0] != "f" else None) for c in picked))
         groups.setdefault(shape, []).append((i, picked, payload.get("x") or {}))
     for shape, members in groups.items():
         count, kinds = shape[0], shape[1:]
@@ -429,7 +430,7 @@ def _decode_window(blobs: Sequence[bytes], wanted: tuple[str, ...]) -> list[Arra
                     np.divide(col, float(10**k), out=mats[:, j])
         for (i, _, extra), matrix in zip(members, mats, strict=True):
             out[i] = Arrays(count, dict(zip(wanted, matrix, strict=True)), extra, matrix)
-    return out  # type: ignore[return-value]
+    return [out[i] for i in range(len(blobs))]
 
 
 def decode_strikes(blob: bytes) -> tuple[list[StrikeRow], dict[str, Any]]:

@@ -27,6 +27,7 @@ import structlog
 
 from gex_alertd import store
 from gex_alertd.config import RedisConfig
+from gex_alertd.connections import hash_fields
 from gex_alertd.model import AlertEvent, FlowGex, outbox_fields
 from gex_alertd.ops import metrics
 from gex_alertd.rules.base import RuleBase
@@ -110,8 +111,8 @@ def build_args(
         ]
         out = outbox_fields(em.event, em.channels)
         args += [DEDUP_TTL_MS, em.cooldown_ms, em.event.id, len(out)]
-        for k, v in out.items():
-            args += [k, v]
+        for field, value in out.items():
+            args += [field, value]
     return keys, args
 
 
@@ -155,7 +156,7 @@ class Committer:
         for attempt in range(1, self.max_attempts + 1):
             state = self._state.pop(stream, None)
             if state is None:
-                state = decode_state(self.engine, await self.redis.hgetall(skey))
+                state = decode_state(self.engine, hash_fields(await self.redis.hgetall(skey)))
             if state.last_ms is not None and snap.as_of_ms <= state.last_ms:
                 self._state[stream] = state
                 return CommitResult(False, [])

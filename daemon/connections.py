@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import redis.asyncio as aioredis
 import structlog
@@ -16,6 +17,27 @@ from gex_alertd import redaction
 log = structlog.get_logger()
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+# redis-py types a reply for every client setting: str or bytes (decode_responses), dicts for RESP3
+# without legacy_responses, None inside a pipeline. Our clients keep the defaults, so a stream entry
+# is its id and its fields, all bytes; these name that shape where a reply is read.
+Fields = dict[bytes, bytes]
+StreamEntry = tuple[bytes, Fields]
+
+
+def entries(reply: object) -> list[StreamEntry]:
+    """An XRANGE or XREVRANGE reply."""
+    return cast("list[StreamEntry]", reply)
+
+
+def hash_fields(reply: object) -> Fields:
+    """An HGETALL reply."""
+    return cast(Fields, reply)
+
+
+def read_entries(reply: object) -> list[tuple[bytes, list[StreamEntry]]]:
+    """An XREAD or XREADGROUP reply: each stream that had entries, with them."""
+    return cast("list[tuple[bytes, list[StreamEntry]]]", reply)
 
 
 MAX_CONNECTIONS = 64

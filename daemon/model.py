@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+
+if TYPE_CHECKING:  # rules/ imports this module and must load without redis
+    from redis.typing import EncodableT, FieldT
 
 FLIP_AVAILABLE = "available"
 
@@ -168,7 +171,8 @@ def decode_alert(body: bytes | str) -> AlertEvent:
 #   channels  comma-separated channel names the rule routes to
 #   symbol    for per-symbol ordering and grouping
 #   event     the AlertEvent as JSON
-def outbox_fields(event: AlertEvent, channels: list[str]) -> dict[str, bytes]:
+def outbox_fields(event: AlertEvent, channels: list[str]) -> dict[FieldT, EncodableT]:
+    # typed as XADD's fields (a dict is invariant, so dict[str, bytes] would not be accepted)
     return {
         "id": event.id.encode(),
         "channels": ",".join(channels).encode(),

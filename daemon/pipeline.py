@@ -137,7 +137,7 @@ class Poller:
             if got:
                 return True
             holder = await self.redis.get(key)
-            return holder is not None and holder.decode() == self.instance_id
+            return isinstance(holder, bytes) and holder.decode() == self.instance_id
         except REDIS_DOWN:
             return True  # without Redis we still fetch; the snapshot waits in `pending`
 

@@ -35,6 +35,7 @@ from rich.table import Table
 from gex_alertd import store
 from gex_alertd.commands import CONFIG_OPTION, load_or_exit
 from gex_alertd.commit import DEDUP_TTL_MS, dedup_key
+from gex_alertd.connections import entries
 from gex_alertd.model import FlowGex, PayloadError, as_ms, decode_flow_gex, outbox_fields
 from gex_alertd.rules.base import RuleBase
 from gex_alertd.rules.columns import FIELDS, StrikeColumns, attach, from_block
@@ -154,7 +155,7 @@ async def iter_stream_views(
         lo = "-" if start_ms is None else f"{start_ms}-0"
         hi = "+" if end_ms is None else f"{end_ms}-18446744073709551615"
         while True:
-            batch = await redis.xrange(key, min=lo, max=hi, count=page)
+            batch = entries(await redis.xrange(key, min=lo, max=hi, count=page))
             if columns_only:
                 # blocks decoded together, a slice of the page at a time (small enough for the
                 # CPU caches, big enough that numpy's per-call cost is shared)

@@ -24,6 +24,7 @@ from gex_alertd.codec import (
     encode_strikes,
 )
 from gex_alertd.config import RedisConfig
+from gex_alertd.connections import entries
 from gex_alertd.model import FlowGex, iso_utc
 
 ALERTS_KEY = "gex:alerts"
@@ -233,7 +234,7 @@ async def read_range(
     lo = "-" if start_ms is None else f"{start_ms}-0"
     hi = "+" if end_ms is None else f"{end_ms}-18446744073709551615"
     while True:
-        batch = await redis.xrange(key, min=lo, max=hi, count=count)
+        batch = entries(await redis.xrange(key, min=lo, max=hi, count=count))
         for _id, fields in batch:
             yield decode_fields(fields, strikes=strikes)
         if len(batch) < count:
@@ -242,7 +243,7 @@ async def read_range(
 
 
 async def latest(redis: aioredis.Redis, symbol: str, expiry: str | None = None) -> FlowGex | None:
-    batch = await redis.xrevrange(snap_key(symbol, expiry), count=1)
+    batch = entries(await redis.xrevrange(snap_key(symbol, expiry), count=1))
     return decode_fields(batch[0][1]) if batch else None
 
 

@@ -137,6 +137,7 @@ def _convert_struct(value: Any, tp: type[msgspec.Struct], path: str, problems: P
         problems.add(path, f"expected a mapping, got {_describe(value)}")
         return None
     info = msgspec.inspect.type_info(tp)
+    assert isinstance(info, msgspec.inspect.StructType)
     cfg = tp.__struct_config__
     by_name = {f.encode_name: f for f in info.fields}
     hints = typing.get_type_hints(tp)
@@ -144,10 +145,11 @@ def _convert_struct(value: Any, tp: type[msgspec.Struct], path: str, problems: P
     if cfg.tag_field:
         known.add(cfg.tag_field)
     start = len(problems)
-    if cfg.tag is not None and value.get(cfg.tag_field) != cfg.tag:
+    tag_field = cfg.tag_field
+    if cfg.tag is not None and tag_field is not None and value.get(tag_field) != cfg.tag:
         problems.add(
-            join(path, cfg.tag_field),
-            f"expected one of {cfg.tag}, got {_describe(value.get(cfg.tag_field))}",
+            join(path, tag_field),
+            f"expected one of {cfg.tag}, got {_describe(value.get(tag_field))}",
         )
         return None
     for key in value:

@@ -15,7 +15,7 @@ from gex_alertd import config as config_mod
 from gex_alertd import redaction
 from gex_alertd.commands import CONFIG_OPTION
 from gex_alertd.notify import outbox as ob
-from gex_alertd.notify.base import Ok, Permanent
+from gex_alertd.notify.base import DeliveryOutcome, Ok, Permanent
 from gex_alertd.notify.dispatch import build_notifier, sample_alert
 
 redis_option = click.option("--redis", "redis_url", default=None, help="Override redis.url.")
@@ -43,7 +43,7 @@ def notify_test(channel: str, config_path: Path) -> None:
         _fail(f"unknown channel {channel!r} (channels: {known})")
         return
 
-    async def go() -> object:
+    async def go() -> DeliveryOutcome:
         notifier = build_notifier(channel, ch)
         try:
             return await notifier.send([sample_alert(channel)])
@@ -57,7 +57,7 @@ def notify_test(channel: str, config_path: Path) -> None:
     kind = "permanent failure" if isinstance(outcome, Permanent) else "temporary failure"
     after = getattr(outcome, "after", None)
     hint = f", receiver asked to retry after {after:g}s" if after is not None else ""
-    _fail(f"{channel}: {kind}: {outcome.reason}{hint}")  # type: ignore[attr-defined]
+    _fail(f"{channel}: {kind}: {outcome.reason}{hint}")
 
 
 def _client(cfg: config_mod.Config, redis_url: str | None) -> aioredis.Redis:

@@ -32,6 +32,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from gex_alertd import redaction
+from gex_alertd.connections import entries
 from gex_alertd.model import AlertEvent, decode_alert, iso_utc
 
 STREAM = "gex:alerts"
@@ -313,7 +314,7 @@ async def trim(
 
 async def list_dead(redis: aioredis.Redis, count: int = 1000) -> list[DeadLetter]:
     out = []
-    for dead_id, fields in await redis.xrange(DEAD, count=count):
+    for dead_id, fields in entries(await redis.xrange(DEAD, count=count)):
         f = {_s(k): v for k, v in fields.items()}
         raw = f.get("event", b"")
         out.append(
@@ -359,8 +360,8 @@ async def pending_entries(
     out = []
     for r in rows:
         eid = _s(r["message_id"])
-        got = await redis.xrange(STREAM, min=eid, max=eid)
-        alert_id = _s(got[0][1].get(b"id", got[0][1].get("id", b""))) if got else "(deleted)"
+        got = entries(await redis.xrange(STREAM, min=eid, max=eid))
+        alert_id = _s(got[0][1].get(b"id", b"")) if got else "(deleted)"
         out.append(
             {
                 "entry": eid,

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -90,14 +90,16 @@ class _JournalPriority:
     def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> Any:
         level = str(event_dict.get("level", name)).lower()
         rendered = self._renderer(logger, name, event_dict)
+        # both renderers _renderer picks produce text (JSONRenderer with the json module's dumps)
+        assert isinstance(rendered, str)
         return f"<{_JOURNAL_PRIORITY.get(level, 6)}>{rendered}"
 
 
-class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _OurHandler(logging.StreamHandler):
     """Marks the handler we installed so a second configure() replaces it instead of adding one."""
 
 
-def configure(fmt: Format = "auto", level: str = "info", stream: IO[str] | None = None) -> None:
+def configure(fmt: Format = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     out = sys.stdout if stream is None else stream
     lvl = _LEVELS.get(level.lower())
     if lvl is None:

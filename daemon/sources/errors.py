@@ -34,14 +34,15 @@ class PlanError(AuthError):
         *,
         current_plan: str | None = None,
         required_plan: str | None = None,
-        **kw: object,
+        symbol: str | None = None,
+        status: int | None = None,
     ):
         self.current_plan = current_plan
         self.required_plan = required_plan
         if current_plan or required_plan:
             plans = f"current plan: {current_plan or '?'}, required: {required_plan or '?'}"
             message = f"{message} ({plans})"
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+        super().__init__(message, symbol=symbol, status=status)
 
 
 class UnknownSymbol(SourceError):
@@ -53,15 +54,24 @@ class RateLimited(SourceError):
 
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float, **kw: object):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        symbol: str | None = None,
+        status: int | None = None,
+    ):
         self.retry_after = retry_after
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+        super().__init__(message, symbol=symbol, status=status)
 
 
 class TransientError(SourceError):
     """5xx, timeout, connection failure: back off and try again."""
 
     retryable = True
+    # a 503 may say how long the maintenance lasts: the client sets it, Backoff honours it
+    retry_after: float | None = None
 
 
 class MalformedPayload(TransientError):

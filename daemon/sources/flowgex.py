@@ -362,7 +362,7 @@ def _error_for(
         # 408 is the server timing the request out: as transient as our own timeout
         err = TransientError(message, symbol=symbol, status=status)
         if retry_after is not None:
-            err.retry_after = retry_after  # type: ignore[attr-defined]  # read by Backoff
+            err.retry_after = retry_after
         return err
     if 300 <= status < 400:
         location = headers.get("Location")
