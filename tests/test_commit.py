@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from gex_alertd import store
 from gex_alertd.commit import Committer, build_args, decode_state
 from gex_alertd.config import RedisConfig
+from gex_alertd.connections import entries, hash_fields
 from gex_alertd.model import decode_alert
 from gex_alertd.ops import metrics
 from tests.rules.factory import chain, row, snap
@@ -16,20 +17,20 @@ from tests.rules.helpers import make_rule
 CFG = RedisConfig(url="redis://unused", retention=None)
 
 
-def flip_rule(**kw):  # type: ignore[no-untyped-def]
+def flip_rule(**kw):
     return make_rule(type="flip_cross", name="spy-flip", channels=["desk", "ops"], **kw)
 
 
-def below(at: int, **kw):  # type: ignore[no-untyped-def]
+def below(at: int, **kw):
     return snap(at=at, spot=99.0, flip=100.0, **kw)
 
 
-def above(at: int, **kw):  # type: ignore[no-untyped-def]
+def above(at: int, **kw):
     return snap(at=at, spot=101.0, flip=100.0, **kw)
 
 
 async def outbox(redis: aioredis.Redis) -> list[dict[bytes, bytes]]:
-    return [fields for _id, fields in await redis.xrange(store.ALERTS_KEY)]
+    return [fields for _id, fields in entries(await redis.xrange(store.ALERTS_KEY))]
 
 
 async def test_first_snapshot_stores_and_a_cross_fires_once(redis: aioredis.Redis) -> None:
@@ -43,7 +44,7 @@ async def test_first_snapshot_stores_and_a_cross_fires_once(redis: aioredis.Redi
     assert event == r1.alerts[0]
     assert entry[b"id"] == event.id.encode() and entry[b"channels"] == b"desk,ops"
     assert entry[b"symbol"] == b"SPY"
-    ids = [i for i, _ in await redis.xrange(store.snap_key("SPY"))]
+    ids = [i for i, _ in entries(await redis.xrange(store.snap_key("SPY")))]
     assert ids == [f"{below(0).as_of_ms}-0".encode(), f"{above(1).as_of_ms}-0".encode()]
     assert [s async for s in store.read_range(redis, "SPY")] == [below(0), above(1)]
     state = await redis.hgetall(store.state_key("SPY"))
@@ -91,7 +92,7 @@ async def test_expiry_filter_has_its_own_stream_and_state(redis: aioredis.Redis)
 async def test_stale_version_is_a_conflict_and_writes_nothing(redis: aioredis.Redis) -> None:
     c = Committer(redis, [flip_rule()], CFG)
     await c.commit(below(0), None)
-    state = decode_state(c.engine, await redis.hgetall(store.state_key("SPY")))
+    state = decode_state(c.engine, hash_fields(await redis.hgetall(store.state_key("SPY"))))
     outcome = c.engine.evaluate(state.slots, above(1), None, None)
     keys, args = build_args(c.engine, above(1), None, "41", outcome, CFG)
     reply = await c._script(keys=keys, args=args)

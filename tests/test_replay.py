@@ -14,6 +14,7 @@ from gex_alertd import store
 from gex_alertd.cli import main
 from gex_alertd.commit import Committer
 from gex_alertd.config import RedisConfig
+from gex_alertd.connections import entries
 from gex_alertd.model import FlowGex, decode_alert
 from gex_alertd.replay import Replayer, parse_targets, parse_time
 from tests.rules.factory import row, snap
@@ -254,7 +255,8 @@ def test_replay_equals_live_commit(redis_url: str, history: list[FlowGex]) -> No
                 if i % 7 == 3:  # a restart: a new process with nothing in memory
                     c = Committer(client, PROP_RULES, RedisConfig(url=redis_url, retention=None))
             outbox = [
-                json.loads(f[b"event"])["id"] for _i, f in await client.xrange(store.ALERTS_KEY)
+                json.loads(f[b"event"])["id"]
+                for _i, f in entries(await client.xrange(store.ALERTS_KEY))
             ]
             assert outbox == committed
             stored = [x async for x in store.read_range(client, "SPY")]
@@ -379,7 +381,7 @@ COLUMN_RULES = [
 async def test_column_path_equals_full_rows(redis: aioredis.Redis, redis_url: str) -> None:
     from gex_alertd.replay import replay_streams
 
-    targets = [("SPY", None), ("QQQ", None)]
+    targets: list[tuple[str, str | None]] = [("SPY", None), ("QQQ", None)]
     for seed, (sym, _) in enumerate(targets):
         for s in drifting(sym, 400, seed):
             await store.write_snapshot(redis, s, None, RedisConfig(retention=None))
@@ -420,5 +422,7 @@ def test_every_rule_type_is_column_only_and_never_reads_rows() -> None:
     from gex_alertd.rules.registry import BY_NAME
 
     for name, t in BY_NAME.items():
-        source = inspect.getsource(inspect.getmodule(t.evaluate))  # type: ignore[arg-type]
+        module = inspect.getmodule(t.evaluate)
+        assert module is not None
+        source = inspect.getsource(module)
         assert name in COLUMN_ONLY_TYPES and ".strikes" not in source, name

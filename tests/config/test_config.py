@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gex_alertd import config, redaction
-from gex_alertd.config import ConfigError
+from gex_alertd.config import ConfigError, WebhookChannel
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,7 +115,9 @@ def test_vars_from_environment_and_credentials_directory(tmp_path, monkeypatch):
     cfg = config.load(p)
     assert cfg.source.api_key == "fa-live-0123456789"
     assert cfg.redis.url == "redis://127.0.0.1:6379/1"
-    assert cfg.channels["ops"].secret == "whsec_c2VjcmV0LWZyb20tZmlsZQ=="
+    ops = cfg.channels["ops"]
+    assert isinstance(ops, WebhookChannel)
+    assert ops.secret == "whsec_c2VjcmV0LWZyb20tZmlsZQ=="
     # every secret is known to the redaction registry
     line = redaction.redact("key fa-live-0123456789 and whsec_c2VjcmV0LWZyb20tZmlsZQ== leaked")
     assert "fa-live" not in line and "whsec_" not in line

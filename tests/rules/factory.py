@@ -38,7 +38,7 @@ def snap(
 def row(
     strike: float, call_oi: float | None = 1000.0, put_oi: float | None = 1000.0, **kw: float | None
 ) -> StrikeRow:
-    return StrikeRow(strike=strike, call_oi=call_oi, put_oi=put_oi, **kw)  # type: ignore[arg-type]
+    return StrikeRow(strike=strike, call_oi=call_oi, put_oi=put_oi, **kw)
 
 
 def chain(

@@ -35,10 +35,16 @@ def run(rule: RuleBase, snaps: list[FlowGex]) -> list[tuple[int, AlertEvent]]:
         outcome = engine.evaluate(slots, s, prev, s.expiry)
         slots = outcome.slots
         # round-trip the state through its stored form, as the live path does
-        slots = {k: engine.decode_slot(k, engine.encode_slot(v)) for k, v in slots.items()}  # type: ignore[misc]
+        slots = {k: _round_trip(engine, k, v) for k, v in slots.items()}
         out += [(i, em.event) for em in outcome.emitted]
         prev = s
     return out
+
+
+def _round_trip(engine: Engine, name: str, slot: RuleSlot) -> RuleSlot:
+    back = engine.decode_slot(name, engine.encode_slot(slot))
+    assert back is not None, f"{name}: the engine could not read back the state it wrote"
+    return back
 
 
 def fired_at(rule: RuleBase, snaps: list[FlowGex]) -> list[int]:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from functools import partial
 from itertools import compress
 from operator import le, ne
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -62,7 +62,7 @@ def _window(rule: OiChange, spot: float) -> tuple[float, float]:
     return spot - half, spot + half
 
 
-def _entry(strike: float, side: str, before: float, after: float, pct: float) -> dict[str, object]:
+def _entry(strike: float, side: str, before: float, after: float, pct: float) -> dict[str, Any]:
     return {
         "strike": strike,
         "side": side,
@@ -73,10 +73,10 @@ def _entry(strike: float, side: str, before: float, after: float, pct: float) ->
     }
 
 
-def _poll(rule: OiChange, snap: FlowGex, prev: FlowGex) -> list[dict[str, object]]:
+def _poll(rule: OiChange, snap: FlowGex, prev: FlowGex) -> list[dict[str, Any]]:
     cur, old = columns(snap), columns(prev)
     lo, hi = _window(rule, snap.underlying_price)
-    hits: list[dict[str, object]] = []
+    hits: list[dict[str, Any]] = []
     aligned = cur.strike == old.strike  # the usual case: the same strikes, in the same order
     if not aligned:
         index = {k: i for i, k in enumerate(old.strike)}
@@ -99,7 +99,8 @@ def _poll(rule: OiChange, snap: FlowGex, prev: FlowGex) -> list[dict[str, object
 def _candidates(change_col: tuple[float | None, ...], floor: float) -> Iterable[int]:
     """Indexes whose served change is non-zero and at least `floor` contracts either way."""
     if floor > 0 and None not in change_col:  # C-level scan, the common case
-        return compress(range(len(change_col)), map(partial(le, floor), map(abs, change_col)))
+        present = cast("tuple[float, ...]", change_col)  # no None, as just checked
+        return compress(range(len(present)), map(partial(le, floor), map(abs, present)))
     return [i for i, c in enumerate(change_col) if c and abs(c) >= floor]
 
 
@@ -109,11 +110,11 @@ def exchange_day(snap: FlowGex) -> str:
 
 def _day(
     rule: OiChange, old: OiState, snap: FlowGex, first: bool
-) -> tuple[OiState, list[dict[str, object]]]:
+) -> tuple[OiState, list[dict[str, Any]]]:
     day = exchange_day(snap)
     seen = old.fired if old.day == day else frozenset()
     lo, hi = _window(rule, snap.underlying_price)
-    hits: list[dict[str, object]] = []
+    hits: list[dict[str, Any]] = []
     added: list[str] = []
     cols = columns(snap)
     floor = rule.min_contracts or 0.0
@@ -146,9 +147,9 @@ def evaluate(
         hits = _poll(rule, snap, prev) if (prev is not None and state is not None) else []
     if not hits:
         return new, []
-    hits.sort(key=lambda h: (h["strike"], h["side"]))  # type: ignore[arg-type,return-value]
-    strikes = tuple(sorted({float(h["strike"]) for h in hits}))  # type: ignore[arg-type]
-    top = max(hits, key=lambda h: abs(h["change"]))  # type: ignore[arg-type]
+    hits.sort(key=lambda h: (h["strike"], h["side"]))
+    strikes = tuple(sorted({float(h["strike"]) for h in hits}))
+    top = max(hits, key=lambda h: abs(h["change"]))
     what = "strike" if len(strikes) == 1 else "strikes"
     summary = (
         f"{snap.symbol} OI change ({rule.basis}) at {len(strikes)} {what}; largest "

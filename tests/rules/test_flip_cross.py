@@ -12,7 +12,7 @@ def seq(*points: tuple[float, float | None] | tuple[float, float | None, str]) -
     out = []
     for i, p in enumerate(points):
         spot, flip = p[0], p[1]
-        status = p[2] if len(p) > 2 else AV  # type: ignore[misc]
+        status = p[2] if len(p) > 2 else AV
         out.append(snap(at=i, spot=spot, flip=flip, status=status))
     return out
 

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from gex_alertd.model import FlowGex
 from tests.rules.factory import row, snap
 from tests.rules.helpers import fired_at, make_rule, rule_problems, run
 
@@ -139,7 +140,7 @@ def test_oi_change_alert_id_depends_on_strikes() -> None:
     assert a[0][1].id != b[0][1].id
 
 
-def day_snap(at: datetime, oi: float, change: float | None, strike: float = 500.0) -> object:
+def day_snap(at: datetime, oi: float, change: float | None, strike: float = 500.0) -> FlowGex:
     return snap(at=at, strikes=[row(strike, oi, 1000.0, call_oi_change=change, put_oi_change=0.0)])
 
 

@@ -50,17 +50,19 @@ def rules(draw: st.DrawFn) -> oi_change.OiChange:
     side = draw(st.sampled_from(["call", "put", "both"]))
     basis = draw(st.sampled_from(["poll", "day"]))
     given_kw = {k: v for k, v in kw.items() if v is not None}
-    return make_rule(type="oi_change", name="oi", side=side, basis=basis, **given_kw)  # type: ignore[return-value]
+    rule = make_rule(type="oi_change", name="oi", side=side, basis=basis, **given_kw)
+    assert isinstance(rule, oi_change.OiChange)
+    return rule
 
 
-def _outputs(evaluate, rule, history, *, stored: bool) -> list[bytes]:  # type: ignore[no-untyped-def]
+def _outputs(evaluate, rule, history, *, stored: bool) -> list[bytes]:
     state, prev, prev_view, out = None, None, None, []
     for s in history:
         view = None
         if stored:  # replay's path: no rows, the columns attached from the block
             s, block = store.decode_fields_columns(store.encode_fields(s), FIELDS)
             view = from_block(block)
-            if prev_view is not None:
+            if prev is not None and prev_view is not None:
                 attach(prev, prev_view)
             attach(s, view)
         state, fired = evaluate(rule, state, s, prev)
@@ -71,7 +73,7 @@ def _outputs(evaluate, rule, history, *, stored: bool) -> list[bytes]:  # type: 
 
 @settings(max_examples=300, deadline=None)
 @given(rules(), histories())
-def test_numpy_columns_equal_the_tuple_reference(rule, history) -> None:  # type: ignore[no-untyped-def]
+def test_numpy_columns_equal_the_tuple_reference(rule, history) -> None:
     want = _outputs(reference.evaluate, rule, history, stored=False)
     assert _outputs(oi_change.evaluate, rule, history, stored=False) == want
     assert _outputs(oi_change.evaluate, rule, history, stored=True) == want

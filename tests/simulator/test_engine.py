@@ -117,9 +117,12 @@ def test_block_shows_in_effective_oi_and_change_not_in_settled() -> None:
     settled0 = sim.body("exposure", "SPY", None)
     sim.clock.set(5)
     after = {r.strike: r for r in snap(sim).strikes}
-    assert after[590.0].put_oi - before[590.0].put_oi >= 30000 * 0.8
+    oi_after, oi_before = after[590.0].put_oi, before[590.0].put_oi
+    assert oi_after is not None and oi_before is not None
+    assert oi_after - oi_before >= 30000 * 0.8
     assert (after[590.0].put_oi_change or 0) >= 30000 * 0.8
-    assert after[590.0].put_volume >= 30000
+    volume = after[590.0].put_volume
+    assert volume is not None and volume >= 30000
     settled = msgspec.json.decode(sim.body("exposure", "SPY", None))
     assert settled["expiration"] is None and "net_gex" in settled and "gamma_flip" in settled
     row = next(r for r in settled["strikes"] if r["strike"] == 590.0)

@@ -185,7 +185,7 @@ async def test_same_seed_same_bytes_over_http() -> None:
     assert len(set(bodies[0])) == len(bodies[0])
 
 
-async def test_start_embedded(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_start_embedded(tmp_path) -> None:
     (tmp_path / "sc.yaml").write_text("events:\n  - {at: 0s, do: spot, symbol: SPY, to: 612.5}\n")
     opts = SimulatorOptions(scenario="sc.yaml", cache_s=1, symbols=["NDX"])
     handle = await start_embedded(opts, ["SPY", "QQQ"], "k1", base_dir=tmp_path)
@@ -204,6 +204,7 @@ def test_error_bodies_are_documented_shape() -> None:
     from gex_alertd.sources.simulator.server import error_response
 
     r = error_response(403, "forbidden", "needs alpha", current_plan="basic", required_plan="alpha")
+    assert isinstance(r.body, bytes)
     assert msgspec.json.decode(r.body) == {
         "error": "forbidden", "message": "needs alpha", "current_plan": "basic",
         "required_plan": "alpha",

@@ -70,7 +70,7 @@ def test_rate_limited_never_less_than_retry_after(retry_after: float) -> None:
 
 def test_transient_with_retry_after_is_respected() -> None:
     err = TransientError("maintenance", status=503)
-    err.retry_after = 42.0  # type: ignore[attr-defined]  # the client sets it from a 503
+    err.retry_after = 42.0  # the client sets it from a 503
     assert Backoff(1.0, 60.0).failure(err) >= 42.0
 
 

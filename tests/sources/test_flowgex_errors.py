@@ -31,7 +31,11 @@ CASES = [
 
 @pytest.mark.parametrize(("status", "body", "exc_type"), CASES)
 async def test_status_maps_to_type_with_server_message(
-    upstream: Upstream, make_client: ClientFactory, status: int, body: dict, exc_type: type
+    upstream: Upstream,
+    make_client: ClientFactory,
+    status: int,
+    body: dict[str, str],
+    exc_type: type[SourceError],
 ) -> None:
     upstream.push(Reply.json(body, status=status))
     client = make_client()
@@ -41,7 +45,8 @@ async def test_status_maps_to_type_with_server_message(
     assert type(err) is exc_type
     assert err.status == status
     assert err.symbol == "SPY"
-    assert (body.get("message") or body.get("detail")) in str(err)
+    message = body.get("message") or body.get("detail")
+    assert message is not None and message in str(err)
     assert f"HTTP {status}" in str(err)
     assert err.retryable is (status >= 500)
 
@@ -172,7 +177,7 @@ async def test_api_key_never_in_errors_or_logs(
         Reply(302, b"", headers={"Location": f"http://x/?k={API_KEY}"}),
         Reply(200, b"{}", delay_s=2),
     )
-    errors: list[BaseException] = []
+    errors: list[SourceError] = []
     with structlog.testing.capture_logs() as logs:
         for _ in range(7):
             try:
@@ -181,12 +186,12 @@ async def test_api_key_never_in_errors_or_logs(
                 errors.append(exc)
     assert len(errors) == 7
     assert isinstance(errors[4], MalformedPayload)
-    for exc in errors:
-        for text in (str(exc), repr(exc), exc.message, repr(vars(exc))):
+    for err in errors:
+        for text in (str(err), repr(err), err.message, repr(vars(err))):
             assert API_KEY not in text
         # no chained aiohttp/msgspec exception that could carry request headers into a traceback
-        assert exc.__cause__ is None
-        assert exc.__context__ is None or exc.__suppress_context__
+        assert err.__cause__ is None
+        assert err.__context__ is None or err.__suppress_context__
     assert logs, "the 429 is logged"
     assert API_KEY not in repr(logs)
     # the key did go to the server, in its header

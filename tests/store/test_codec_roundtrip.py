@@ -15,6 +15,7 @@ from gex_alertd import store
 from gex_alertd.codec import BlockError, decode_columns, decode_strikes, encode_strikes
 from gex_alertd.config import RedisConfig
 from gex_alertd.model import FlowGex, StrikeRow, decode_flow_gex
+from gex_alertd.rules.duration import Duration
 
 
 def make_snapshot(
@@ -45,7 +46,7 @@ def make_snapshot(
         symbol="SPY",
         as_of=as_of or datetime(2026, 11, 24, 15, 30, 0, 123456, tzinfo=UTC),
         underlying_price=spot,
-        live_net_gex=sum(r.net_gex for r in rows),  # type: ignore[misc]
+        live_net_gex=sum(r.net_gex for r in rows if r.net_gex is not None),
         live_net_gex_label="positive",
         live_gamma_flip=None if n == 0 else 598.25,
         gamma_flip_status="available" if n else "no_boundary",
@@ -134,7 +135,7 @@ async def test_time_based_trimming(redis):
     # MINID ~ trims whole listpack nodes, so use small nodes to see it work on a short stream
     await redis.config_set("stream-node-max-entries", 10)
     try:
-        cfg = RedisConfig(url="redis://x", retention=60.0)
+        cfg = RedisConfig(url="redis://x", retention=Duration(60.0))
         t0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
         for i in range(100):
             snap = make_snapshot(1, as_of=t0 + timedelta(seconds=5 * i))
@@ -194,12 +195,12 @@ def test_storage_is_compact_against_raw_json():
 def test_documented_feeds_round_trip_exactly():
     snap = make_snapshot(3)
     stamp = "2026-11-24T15:30:00.123Z"  # the snapshot's own as_of, millisecond form
-    feeds = {name: stamp for name in store.FEEDS}
+    feeds: dict[str, str | None] = {name: stamp for name in store.FEEDS}
     feeds["oi_feed"] = "2026-11-24T00:00:00.000Z"
     feeds["macro_feed"] = None
     feeds["node"] = "2026-11-24T15:30:00.123456Z"  # same instant, other text: kept as served
     for data in (feeds, dict(reversed(list(feeds.items())))):
         s = msgspec.structs.replace(snap, data_as_of=data)
         back = store.decode_fields(store.encode_fields(s))
-        assert back == s
+        assert back == s and back.data_as_of is not None
         assert list(back.data_as_of) == list(data)  # the order too
