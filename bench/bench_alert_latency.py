@@ -38,6 +38,7 @@ from gex_alertd.notify.webhook import WebhookNotifier
 from tests.support.redis_server import RedisServer, free_port
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+WORKER_START_S = 60.0
 
 
 def event(i: int, t0: float) -> AlertEvent:
@@ -102,11 +103,13 @@ async def run(rate: float, seconds: float, aof: bool) -> dict[str, object]:
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         assert proc.stdout is not None
-        while b"worker ready" not in (line := await proc.stdout.readline()):
-            if not line:
-                raise SystemExit("worker did not start")
         client = aioredis.Redis.from_url(server.url)
         try:
+            # bounded: a worker that neither starts nor exits must fail the bench, not hang it
+            async with asyncio.timeout(WORKER_START_S):
+                while b"worker ready" not in (line := await proc.stdout.readline()):
+                    if not line:
+                        raise SystemExit("worker did not start")
             # warm-up (connections, imports) outside the measurement
             expected["n"] = 20
             await paced(
@@ -149,7 +152,11 @@ async def run(rate: float, seconds: float, aof: bool) -> dict[str, object]:
             lat_acked = [max(0.0, arrivals[k] - acked[k]) for k in arrivals]
         finally:
             proc.terminate()
-            await proc.wait()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
             await client.aclose()
             server.stop()
             await runner.cleanup()

@@ -22,8 +22,10 @@ Upstream: `bench.replay_upstream` (the simulator's 200-strike bodies, a new `as_
 request: caching off as far as the client can tell, at the cost of a copy; the simulator itself
 computes ~150 fresh bodies/s, which would cap every contender and hide the differences).
 
-    python -m bench.bench_pipeline [--symbols 16] [--seconds 8] [--quick] [--json PATH]
-                                   [--profile out.prof]
+    python -m bench.bench_pipeline [--symbols 32] [--seconds 12] [--rounds 4] [--quick]
+                                   [--json PATH] [--profile out.prof]
+
+`--quick` (what `make bench` runs): 6 s per contender in 3 interleaved windows of 2 s.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import argparse
 import asyncio
 import json
 import os
+import select
 import signal
 import statistics
 import subprocess
@@ -50,6 +53,7 @@ from tests.support.redis_server import RedisServer, free_port
 
 KEY = "bench-key"
 MAXLEN = 2000
+UPSTREAM_START_S = 60
 RULES = [
     {"name": "flip", "type": "flip_cross", "symbols": "*", "direction": "any",
      "band_pct": 0.02, "cooldown": "1m", "severity": "warning", "channels": ["tty"]},
@@ -83,11 +87,24 @@ def start_upstream(
         stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent,
     )  # fmt: skip
     assert proc.stdout is not None
-    line = proc.stdout.readline()
+    # bounded: it builds its bodies before listening, which a busy machine slows down; a hang
+    # here would otherwise last until run_all kills the whole bench without a word
+    ready, _, _ = select.select([proc.stdout], [], [], UPSTREAM_START_S)
+    line = proc.stdout.readline() if ready else b"(nothing within %d s)" % UPSTREAM_START_S
     if not line.startswith(b"ready"):
-        proc.kill()
+        stop(proc)
         raise RuntimeError(f"replay upstream did not start: {line!r}")
     return proc, f"http://127.0.0.1:{port}"
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """terminate, then kill if it has not exited within timeout."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
 
 
 def config_tree(redis_url: str, base_url: str, symbols: list[str], interval: float) -> dict:
@@ -242,12 +259,7 @@ class Daemon:
 
     def close(self) -> None:
         self.proc.send_signal(signal.SIGCONT)
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc, 30)
 
 
 async def _total_len(redis: Any) -> int:
@@ -354,13 +366,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     ):
                         windows[f"{name}@latency"] = [asyncio.run(c.window(per_window))]
                 finally:
-                    slow.terminate()
-                    slow.wait(10)
+                    stop(slow)
         finally:
             if daemon is not None:
                 daemon.close()
-            up.terminate()
-            up.wait(10)
+            stop(up)
             server.stop()
     res: dict[str, Any] = {k: _summary(v) for k, v in windows.items()}
     res["pipeline"]["outcomes"] = outcomes

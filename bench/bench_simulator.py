@@ -6,8 +6,11 @@ the load generator is a raw keep-alive HTTP/1.1 client pinned to CPU 1. As a bas
 in the same run, a bare aiohttp app serving the same bytes from memory shows what the HTTP
 stack alone costs; the ratio is the simulator's own overhead.
 
-    .venv/bin/python bench/bench_simulator.py [--seconds 5] [--connections 16] [--quick]
-        [--json PATH]
+    .venv/bin/python bench/bench_simulator.py [--seconds 5] [--rounds 2] [--connections 16]
+        [--quick] [--json PATH]
+
+`--quick` (what `make bench` runs): 2 rounds of 3 s per server. Every wait on a server (start,
+each connection, stop) has a deadline, and the figures list each window's responses and length.
 
 Also measured: the time to compute one aggregated snapshot without the cache (what a model
 tick costs), next to the time to encode the same body with msgspec (a baseline of the same run).
@@ -24,6 +27,11 @@ import sys
 import time
 
 KEY = "bench-key"
+# every wait on a server is bounded, so a stalled or slow-starting server fails the bench with a
+# message instead of hanging it until run_all's limit kills it without one
+START_TIMEOUT_S = 60.0
+IO_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 10.0
 BASELINE_APP = """
 import sys
 from aiohttp import web
@@ -47,39 +55,46 @@ def pinned(cpu: int) -> list[str]:
 
 
 async def wait_up(port: int) -> None:
-    for _ in range(200):
+    # a time limit, not a number of attempts: on a busy machine the server's start-up (imports,
+    # chains) takes several times longer than on a quiet one
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
         try:
             _, w = await asyncio.open_connection("127.0.0.1", port)
             w.close()
             return
         except OSError:
             await asyncio.sleep(0.05)
-    raise RuntimeError(f"server on {port} did not start")
+    raise RuntimeError(f"server on {port} did not start within {START_TIMEOUT_S:g} s")
 
 
 async def one_conn(port: int, path: str, deadline: float, sizes: list[int]) -> int:
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: {KEY}\r\n\r\n").encode()
-    n = 0
-    while time.perf_counter() < deadline:
-        w.write(req)
-        head = await r.readuntil(b"\r\n\r\n")
-        status = head[9:12]
-        if status != b"200":
-            raise RuntimeError(f"unexpected status {status!r}")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        body = await r.readexactly(length)
-        if not sizes:
-            sizes.append(len(body))
-        n += 1
-    w.close()
+    # one timer for the whole connection (not one per read: that would slow the load generator,
+    # which shares its core with nothing but must not become the bottleneck)
+    async with asyncio.timeout(deadline - time.perf_counter() + IO_TIMEOUT_S):
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        req = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: {KEY}\r\n\r\n".encode()
+        n = 0
+        while time.perf_counter() < deadline:
+            w.write(req)
+            head = await r.readuntil(b"\r\n\r\n")
+            status = head[9:12]
+            if status != b"200":
+                raise RuntimeError(f"unexpected status {status!r}")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            body = await r.readexactly(length)
+            if not sizes:
+                sizes.append(len(body))
+            n += 1
+        w.close()
     return n
 
 
-async def load(port: int, path: str, seconds: float, conns: int) -> tuple[float, int]:
+async def load(port: int, path: str, seconds: float, conns: int) -> tuple[int, float, int]:
+    """(responses, seconds they took, body bytes) over one window of `seconds`."""
     await wait_up(port)
     # warm-up (chains built, first body encoded)
     await asyncio.gather(*(one_conn(port, path, time.perf_counter() + 0.5, []) for _ in range(2)))
@@ -88,11 +103,20 @@ async def load(port: int, path: str, seconds: float, conns: int) -> tuple[float,
     counts = await asyncio.gather(
         *(one_conn(port, path, t0 + seconds, sizes) for _ in range(conns))
     )
-    return sum(counts) / (time.perf_counter() - t0), sizes[0]
+    return sum(counts), time.perf_counter() - t0, sizes[0]
 
 
 def run_server(cmd: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(STOP_TIMEOUT_S)
 
 
 def compute_cost(symbol: str, n: int = 20) -> tuple[float, float]:
@@ -125,11 +149,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--symbol", default="SPY")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best of)")
-    ap.add_argument("--quick", action="store_true", help="1 round of 2 s per server")
+    ap.add_argument("--quick", action="store_true", help="2 rounds of 3 s per server")
     ap.add_argument("--json", default=None, help="write the figures as one JSON object")
     args = ap.parse_args(argv)
     if args.quick:
-        args.seconds, args.rounds = 2.0, 1
+        # still 2 interleaved rounds (best of each): with one, a burst of load from elsewhere
+        # during either window decides the ratio
+        args.seconds, args.rounds = min(args.seconds, 3.0), min(args.rounds, 2)
     if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > 1:
         os.sched_setaffinity(0, {1})
     path = f"/v1/flow/gex/{args.symbol}"
@@ -138,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     # Interleaved rounds, best of each: a shared box's background load hits both sides alike.
     rps = base_rps = 0.0
     size = 0
+    windows: list[dict[str, float]] = []  # what was actually measured, for the figures
+    started = time.monotonic()
     try:
         for _ in range(args.rounds):
             port = free_port()
@@ -146,12 +174,12 @@ def main(argv: list[str] | None = None) -> None:
                 "--api-key", KEY, "--symbols", args.symbol,
             ])  # fmt: skip
             try:
-                got, size = asyncio.run(load(port, path, args.seconds, args.connections))
-                rps = max(rps, got)
+                n, secs, size = asyncio.run(load(port, path, args.seconds, args.connections))
+                rps = max(rps, n / secs)
+                windows.append({"server": "simulator", "responses": n, "s": round(secs, 2)})
                 sample = asyncio.run(fetch(port, path))
             finally:
-                sim.terminate()
-                sim.wait()
+                stop(sim)
             with open(body_file, "wb") as f:
                 f.write(sample)
             port2 = free_port()
@@ -159,11 +187,11 @@ def main(argv: list[str] | None = None) -> None:
                 [*pinned(0), sys.executable, "-c", BASELINE_APP, str(port2), body_file]
             )
             try:
-                got, _ = asyncio.run(load(port2, path, args.seconds, args.connections))
-                base_rps = max(base_rps, got)
+                n, secs, _ = asyncio.run(load(port2, path, args.seconds, args.connections))
+                base_rps = max(base_rps, n / secs)
+                windows.append({"server": "baseline", "responses": n, "s": round(secs, 2)})
             finally:
-                base.terminate()
-                base.wait()
+                stop(base)
     finally:
         if os.path.exists(body_file):
             os.unlink(body_file)
@@ -183,6 +211,8 @@ def main(argv: list[str] | None = None) -> None:
         "rounds": args.rounds,
         "snapshot_compute_ms": round(compute_ms, 3),
         "encode_only_ms": round(encode_ms, 3),
+        "windows": windows,
+        "wall_s": round(time.monotonic() - started, 1),
     }
     table = Table(title=f"Simulator: {strikes}-strike {args.symbol} snapshots, server on 1 core")
     for col in ("measure", "value", "baseline (same run)", "ratio"):
@@ -197,6 +227,12 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     table.add_row("body size (bytes)", f"{size:,}", "", "")
     Console().print(table)
+    Console().print(
+        "measured: "
+        + ", ".join(f"{w['server']} {w['responses']:,} in {w['s']:.1f} s" for w in windows)
+        + f"; wall {figures['wall_s']:.0f} s",
+        highlight=False,
+    )
     if args.json:
         import json
 
@@ -205,12 +241,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 async def fetch(port: int, path: str) -> bytes:
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    w.write(
-        f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Api-Key: {KEY}\r\nConnection: close\r\n\r\n".encode()
-    )
-    data = await r.read()
-    w.close()
+    async with asyncio.timeout(IO_TIMEOUT_S):
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        head = f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Api-Key: {KEY}\r\nConnection: close\r\n"
+        w.write(head.encode() + b"\r\n")
+        data = await r.read()
+        w.close()
     return data.split(b"\r\n\r\n", 1)[1]
 
 
