@@ -32,7 +32,8 @@ class Committed:
         stored = await store.write_snapshot(self.redis, snap, expiry, CFG)
 
         class R:
-            pass
+            stored: bool
+            alerts: list[object]
 
         r = R()
         r.stored, r.alerts = stored, []

@@ -131,5 +131,5 @@ async def enqueue_together(
     reads them all in one batch however slowly this process runs."""
     pipe = redis.pipeline(transaction=True)
     for event in events:
-        pipe.xadd(STREAM, outbox_fields(event, channels))  # type: ignore[arg-type]
+        pipe.xadd(STREAM, outbox_fields(event, channels))
     await pipe.execute()

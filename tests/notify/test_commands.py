@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 import yaml
 from aiohttp import web
 
+from gex_alertd.connections import entries
 from gex_alertd.notify.outbox import DEAD, STREAM, group_name, list_dead
 from tests.notify.support import SECRET, Receiver, alert, enqueue
 
@@ -92,5 +93,5 @@ async def test_outbox_lists_pending_and_dead_and_retries(
     assert rc == 0, out
     assert "1 dead letter(s) requeued" in out
     assert await redis.xlen(DEAD) == 0
-    last = (await redis.xrevrange(STREAM, count=1))[0][1]
+    last = entries(await redis.xrevrange(STREAM, count=1))[0][1]
     assert last[b"id"] == alert(3).id.encode() and last[b"channels"] == b"ops"

@@ -9,6 +9,7 @@ import msgspec
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from gex_alertd.connections import entries, read_entries
 from gex_alertd.model import outbox_fields
 from gex_alertd.notify.base import Ok
 from gex_alertd.notify.dispatch import Dispatcher
@@ -183,7 +184,7 @@ async def test_stuck_entries_of_a_dead_consumer_are_claimed(
     for i in range(3):
         await enqueue(redis, alert(i), ["ops"])
     # another daemon read them and died before sending
-    got = await redis.xreadgroup(group_name("ops"), "ghost", {STREAM: ">"}, count=10)
+    got = read_entries(await redis.xreadgroup(group_name("ops"), "ghost", {STREAM: ">"}, count=10))
     assert len(got[0][1]) == 3
     d = Dispatcher(redis, cfg, consumer="t2")
     await d.start()
@@ -304,14 +305,14 @@ async def test_trim_keeps_what_any_group_still_needs(redis: aioredis.Redis) -> N
     await ensure_groups(redis, ["a", "b", "gone"])
     ids = [await enqueue(redis, alert(i), ["a", "b"]) for i in range(300)]
     # a has read and acked everything, b holds entry 150 pending, "gone" is no longer configured
-    got = await redis.xreadgroup(group_name("a"), "c", {STREAM: ">"})
+    got = read_entries(await redis.xreadgroup(group_name("a"), "c", {STREAM: ">"}))
     await redis.xack(STREAM, group_name("a"), *[e for e, _ in got[0][1]])
-    got = await redis.xreadgroup(group_name("b"), "c", {STREAM: ">"})
+    got = read_entries(await redis.xreadgroup(group_name("b"), "c", {STREAM: ">"}))
     await redis.xack(STREAM, group_name("b"), *[e for e, _ in got[0][1][:150]])
     now = 1e12  # far future: the retention does not protect anything
     minid = await trim(redis, ["a", "b"], keep_s=60, now_s=now)
     assert minid == ids[150]
-    first = (await redis.xrange(STREAM, count=1))[0][0].decode()
+    first = entries(await redis.xrange(STREAM, count=1))[0][0].decode()
     assert _parse_id(first) <= _parse_id(ids[150])  # approximate: never past what is needed
     assert await redis.xlen(STREAM) < 300
     # the recent-history floor wins when it is older
@@ -385,7 +386,7 @@ async def test_stop_drains_alerts_not_read_yet(redis: aioredis.Redis, redis_url:
         # more than one XREADGROUP batch, enqueued in one go right before the stop
         pipe = redis.pipeline(transaction=False)
         for i in range(count):
-            pipe.xadd(STREAM, outbox_fields(alert(i), ["ops"]))  # type: ignore[arg-type]
+            pipe.xadd(STREAM, outbox_fields(alert(i), ["ops"]))
         await pipe.execute()
         await d.stop(drain_timeout=30)
         assert sorted(rx.ids()) == sorted(alert(i).id for i in range(count))

@@ -109,8 +109,10 @@ async def test_starttls_auth_multipart_mail(
     assert msg.get_content_type() == "multipart/alternative"
     assert msg["Subject"].startswith("[CRITICAL] SPY: ")
     assert msg["X-Gex-Alert-Id"] == a.id
-    text = msg.get_body(("plain",)).get_content()
-    html = msg.get_body(("html",)).get_content()
+    plain, rich = msg.get_body(("plain",)), msg.get_body(("html",))
+    assert plain is not None and rich is not None
+    text = plain.get_content()
+    html = rich.get_content()
     for fact in (a.summary, "513.10", a.id):
         assert fact in text and fact in html
     assert html.lstrip().startswith("<html>")

@@ -113,7 +113,7 @@ async def test_run_watchdog_pings_from_the_loop_until_stopped(
     stop = asyncio.Event()
     task = asyncio.create_task(n.run_watchdog(stop))
     loop = asyncio.get_running_loop()
-    pings = []
+    pings: list[str] = []
     while len(pings) < 3:
         pings.append((await loop.sock_recv(sock, 4096)).decode())
     stop.set()

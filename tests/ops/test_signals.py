@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from gex_alertd import connections
 from tests.support.redis_server import free_port
 
 GEX_ALERTD = str(Path(sys.executable).with_name("gex-alertd"))
@@ -282,7 +283,7 @@ def counter(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 
 async def alert_ids(redis: aioredis.Redis, channel: str) -> set[str]:
-    entries = await redis.xrange("gex:alerts")
+    entries = connections.entries(await redis.xrange("gex:alerts"))
     return {
         f[b"id"].decode() for _id, f in entries if channel in f[b"channels"].decode().split(",")
     }

@@ -114,7 +114,7 @@ def mutated_bodies(draw: st.DrawFn) -> bytes:
     return body
 
 
-RULES = [
+RULES: list[dict[str, Any]] = [
     {"name": "flip", "type": "flip_cross", "symbols": "*", "direction": "any", "band_pct": 0.0,
      "channels": ["c"]},
     {"name": "sign", "type": "net_gex_sign", "symbols": "*", "direction": "any",
@@ -157,7 +157,7 @@ def test_mutated_payloads_are_refused_cleanly_or_handled(body: bytes) -> None:
 
 # --- configs -------------------------------------------------------------------------------
 
-VALID = {
+VALID: dict[str, Any] = {
     "source": {"kind": "simulator", "timeout_s": 10, "max_concurrency": 16,
                "simulator": {"speed": 1, "cache_s": 1}},
     "redis": {"url": "redis://127.0.0.1:6379/0", "retention": "7d"},
