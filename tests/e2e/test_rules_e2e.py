@@ -1,31 +1,39 @@
-"""The rule engine end to end: a real simulator process, the real daemon, a real Redis.
+"""The rule engine end to end: the simulator's HTTP server, the real daemon, a real Redis.
 
 Scripted scenario: a flip cross down (SPY), a flip cross up (QQQ), a net GEX sign change
 (IWM), an OI jump (DIA) and a quiet symbol (XLE) that every rule watches. Each rule watches its
 scripted symbol and XLE only: the IWM put wave also moves IWM's flip and OI, which are real
 changes but not what this test scripts. Every expected alert must be committed to
 the outbox exactly once and nothing on the quiet symbol, also when the daemon is SIGKILLed in
-the middle and restarted (the simulator keeps running, so the QQQ cross may happen while the
-daemon is down: it must fire once when it is next seen).
+the middle and restarted (the simulation moves on while it is down).
+
+The simulator runs in this process on a manual clock that the test moves tick by tick, so
+which ticks the daemon sees does not depend on how fast the machine is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
+import math
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import redis as syncredis
+import redis.asyncio as aioredis
 
-from tests.support.redis_server import RedisServer, free_port
+from gex_alertd import store
+from gex_alertd.config import SimulatorOptions
+from gex_alertd.sources.simulator.clock import ManualClock
+from gex_alertd.sources.simulator.embedded import make_app, serve
+from gex_alertd.sources.simulator.server import SIMULATOR
+from tests.support.redis_server import RedisServer
+from tests.support.wait import WAIT_S, eventually
 
-SPEED = 4.0  # simulated seconds per wall second
 SCENARIO = """
 start: 2026-05-11T14:00:00Z
 tick_s: 1
@@ -44,9 +52,10 @@ events:
   - {at: 52s, do: cross_flip, symbol: QQQ, side: above, gap_pct: 1.0}
 """
 CONFIG = """
-source: {{kind: flowgex, base_url: "http://127.0.0.1:{port}", api_key: e2e-key, timeout_s: 5}}
+source: {{kind: flowgex, base_url: "http://127.0.0.1:{port}", api_key: e2e-key, timeout_s: 30,
+          requests_per_min: 100000}}
 redis: {{url: "{redis}", retention: 1d}}
-watch: {{interval_s: 0.25, jitter_s: 0, market_hours: always, symbols: [SPY, QQQ, IWM, DIA, XLE]}}
+watch: {{interval_s: 0.1, jitter_s: 0, market_hours: always, symbols: [SPY, QQQ, IWM, DIA, XLE]}}
 channels: {{tty: {{type: console}}}}
 rules:
   - {{name: flip, type: flip_cross, symbols: [SPY, QQQ, XLE], direction: any, band_pct: 0.3,
@@ -60,76 +69,96 @@ EXPECTED = {("flip", "SPY", "down"), ("flip", "QQQ", "up"), ("sign", "IWM", "to_
             ("oi", "DIA", None)}  # fmt: skip
 
 
-def _alerts(r: syncredis.Redis) -> list[dict]:
-    return [json.loads(f[b"event"]) for _id, f in r.xrange("gex:alerts")]
+SYMBOLS = ["SPY", "QQQ", "IWM", "DIA", "XLE"]
+KEY = "e2e-key"
+
+
+async def _alerts(r: aioredis.Redis) -> list[dict]:
+    return [json.loads(f[b"event"]) for _id, f in await r.xrange("gex:alerts")]
 
 
 def _key(ev: dict) -> tuple[str, str, str | None]:
     return ev["rule"], ev["symbol"], ev["details"].get("direction")
 
 
-def _wait(cond, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
+async def _start_daemon(cfg: Path, log: Path) -> asyncio.subprocess.Process:
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gex_alertd", "run", "--config", str(cfg), "--no-uvloop",
+            stdout=out, stderr=subprocess.STDOUT, cwd=cfg.parent,
+        )  # fmt: skip
 
 
-def _start_daemon(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "gex_alertd", "run", "--config", str(cfg), "--no-uvloop"],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT, env={**os.environ}, cwd=cfg.parent,
-    )  # fmt: skip
+class Stepper:
+    """Moves the simulation one tick at a time, and only once the daemon has stored every
+    symbol's snapshot of the tick: the daemon sees every tick, however slowly it runs, so the
+    history (and the alerts it implies) is the same on every machine."""
+
+    def __init__(self, clock: ManualClock, r: aioredis.Redis, log: Path) -> None:
+        self.clock = clock
+        self.r = r
+        self.log = log
+
+    async def _stored(self, daemon: asyncio.subprocess.Process) -> bool:
+        assert daemon.returncode is None, self.log.read_text()[-3000:]
+        as_of = self.clock.start + timedelta(seconds=math.floor(self.clock.now() + 1e-9))
+        want = int(as_of.timestamp() * 1000)
+        for sym in SYMBOLS:
+            last = await self.r.xrevrange(store.snap_key(sym), count=1)
+            if not last or int(last[0][0].split(b"-")[0]) < want:
+                return False
+        return True
+
+    async def run_to(self, t: float, daemon: asyncio.subprocess.Process) -> None:
+        while True:
+            what = f"every symbol's snapshot of sim t={self.clock.now():g}s"
+            await eventually(lambda: self._stored(daemon), what)
+            if self.clock.now() >= t:
+                return
+            self.clock.advance(1.0)
 
 
-@pytest.mark.timeout(90)
-def test_scripted_alerts_exactly_once_across_sigkill(
+@pytest.mark.timeout(WAIT_S * 4)
+async def test_scripted_alerts_exactly_once_across_sigkill(
     tmp_path: Path, private_redis: RedisServer
 ) -> None:
-    port = free_port()
-    (tmp_path / "scenario.yaml").write_text(SCENARIO)
+    clock = ManualClock()
+    options = SimulatorOptions(cache_s=0, rate_limit_per_min=0)
+    app = make_app(options, KEY, SCENARIO, clock=clock)
+    for sym in SYMBOLS:
+        app[SIMULATOR].market(sym)
+    sim = await serve(app)
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(CONFIG.format(port=port, redis=private_redis.url))
-    r = syncredis.Redis.from_url(private_redis.url)
+    cfg.write_text(CONFIG.format(port=sim.port, redis=private_redis.url))
+    r = aioredis.Redis.from_url(private_redis.url)
     # an observer group that never acknowledges holds back outbox trimming: we see every entry
-    r.xgroup_create("gex:alerts", "e2e-observer", id="0", mkstream=True)
-    sim_log, log = tmp_path / "sim.log", tmp_path / "daemon.log"
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "gex_alertd", "simulate", "--port", str(port), "--scenario",
-         "scenario.yaml", "--speed", str(SPEED), "--cache-s", "0", "--api-key", "e2e-key"],
-        stdout=sim_log.open("wb"), stderr=subprocess.STDOUT, cwd=tmp_path,
-    )  # fmt: skip
+    await r.xgroup_create("gex:alerts", "e2e-observer", id="0", mkstream=True)
+    log = tmp_path / "daemon.log"
+    step = Stepper(clock, r, log)
     daemon = None
     try:
-        assert _wait(lambda: b"simulator on" in sim_log.read_bytes(), 20), sim_log.read_text()
-        daemon = _start_daemon(cfg, log)
+        daemon = await _start_daemon(cfg, log)
         # the SPY cross (sim 12s) is in; kill the daemon before the IWM sign change completes
-        assert _wait(lambda: ("flip", "SPY", "down") in {_key(e) for e in _alerts(r)}, 30), (
-            log.read_text()[-3000:]
-        )
+        await step.run_to(14, daemon)
+        before_kill = {_key(e) for e in await _alerts(r)}
+        assert ("flip", "SPY", "down") in before_kill, log.read_text()[-3000:]
         daemon.send_signal(signal.SIGKILL)
-        daemon.wait(10)
-        before_kill = {_key(e) for e in _alerts(r)}
+        await asyncio.wait_for(daemon.wait(), WAIT_S)
         assert ("flip", "QQQ", "up") not in before_kill  # the kill is in the middle
-        time.sleep(1.0)  # down for ~4 simulated seconds
-        daemon = _start_daemon(cfg, log)
-        assert _wait(lambda: {_key(e) for e in _alerts(r)} >= EXPECTED, 40), (
-            [_key(e) for e in _alerts(r)],
-            log.read_text()[-3000:],
-        )
-        time.sleep(2.0)  # ~8 more simulated seconds: anything duplicated would show up now
+        clock.advance(4.0)  # down for 4 simulated seconds
+        daemon = await _start_daemon(cfg, log)
+        # past the last event (QQQ at 52s), and 8 more seconds: a duplicate would show now
+        await step.run_to(60, daemon)
+        assert {_key(e) for e in await _alerts(r)} >= EXPECTED, log.read_text()[-3000:]
         daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(30) == 0
+        assert await asyncio.wait_for(daemon.wait(), WAIT_S) == 0
+        alerts = await _alerts(r)
     finally:
-        for p in (daemon, sim):
-            if p is not None and p.poll() is None:
-                p.kill()
-                p.wait(10)
-        r.close()
-    alerts = _alerts(redis_client := syncredis.Redis.from_url(private_redis.url))
-    redis_client.close()
+        if daemon is not None and daemon.returncode is None:
+            daemon.kill()
+            await daemon.wait()
+        await r.aclose()
+        await sim.close()
     counts = Counter(_key(e) for e in alerts)
     assert counts == Counter(EXPECTED), counts
     assert len({e["id"] for e in alerts}) == len(alerts)

@@ -23,12 +23,12 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.support.redis_server import free_port
+from tests.support.wait import WAIT_S, eventually
 
 GEX_ALERTD = str(Path(sys.executable).with_name("gex-alertd"))
 API_KEY = "fa-reliability-" + "k" * 16
 SECRET = "whsec_" + "cmVsaWFiaWxpdHktdGVzdC1zZWNyZXQtMzI="  # base64 of 24+ bytes
 SOAK = os.environ.get("GEX_SOAK") == "1"
-WAIT_S = 30.0  # upper bound for anything to happen; never reached when things work
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -112,9 +112,12 @@ class Receiver:
 
     async def wait_more(self, count: int, timeout_s: float = WAIT_S) -> None:
         """Until `count` more alerts than now are accepted."""
-        target = len(self.accepted) + count
+        await self.wait_until_accepted(len(self.accepted) + count, timeout_s)
+
+    async def wait_until_accepted(self, total: int, timeout_s: float = WAIT_S) -> None:
+        """Until at least `total` alerts are accepted in all."""
         async with asyncio.timeout(timeout_s), self._changed:
-            await self._changed.wait_for(lambda: len(self.accepted) >= target)
+            await self._changed.wait_for(lambda: len(self.accepted) >= total)
 
 
 # --- processes -----------------------------------------------------------------------------
@@ -143,10 +146,13 @@ class Proc:
         return out
 
     async def wait_log(self, text: str, timeout_s: float = WAIT_S) -> None:
-        async with asyncio.timeout(timeout_s):
-            while text not in self.output():
-                assert self.alive, f"exited with {self.proc.returncode}:\n{self.output()[-3000:]}"
-                await asyncio.sleep(0.02)
+        def logged() -> bool:
+            if text in self.output():
+                return True
+            assert self.alive, f"exited with {self.proc.returncode}:\n{self.output()[-3000:]}"
+            return False
+
+        await eventually(logged, f"{text!r} in {self.log.name}", timeout_s)
 
     def kill(self) -> None:
         if self.alive:

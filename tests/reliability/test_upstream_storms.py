@@ -9,21 +9,21 @@ looks like a snapshot carries an as_of in 2031, so anything stored from one woul
 
 from __future__ import annotations
 
-import asyncio
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
 import redis.asyncio as aioredis
 
-from tests.reliability.support import API_KEY, WAIT_S, Receiver, start_daemon, stored_as_of
+from tests.reliability.support import API_KEY, Receiver, start_daemon, stored_as_of
 from tests.support.redis_server import RedisServer
 from tests.support.upstream import Reply, Upstream, flow_gex_body
+from tests.support.wait import eventually
 
 BAD_AS_OF = "2031-01-02T15:00:00Z"
 BAD_MS = int(datetime(2031, 1, 1, tzinfo=UTC).timestamp() * 1000)
 RETRY_AFTER_S = 2
-ON_THE_WIRE_S = 0.25  # a request already sent when the 429 was answered cannot be recalled
 
 
 def bad(sym: str, /, **overrides: object) -> bytes:
@@ -90,16 +90,20 @@ ops: {{listen: null, log_format: json, log_level: info}}
     redis = aioredis.Redis.from_url(private_redis.url)
     daemon = await start_daemon(tmp_path, config)
     try:
-        async with asyncio.timeout(WAIT_S):
-            while up.pending():  # the upstream has no event to wait on
-                assert daemon.alive, daemon.output()[-3000:]
-                await asyncio.sleep(0.05)
-        # after the storm, good data flows again for every symbol
-        served = len(up.requests)
-        await up.wait_for_requests(served + 30, timeout_s=WAIT_S)
-        await asyncio.sleep(0.3)
-        assert daemon.alive, daemon.output()[-3000:]
 
+        def storm_served() -> bool:
+            assert daemon.alive, daemon.output()[-3000:]
+            return not up.pending()
+
+        await eventually(storm_served, "the upstream to serve every scripted reply")
+
+        async def recovered() -> bool:
+            assert daemon.alive, daemon.output()[-3000:]
+            streams = await stored_as_of(redis)
+            return len(streams) == 3 and all(streams.values())
+
+        # after the storm, good data flows again for every symbol
+        await eventually(recovered, "snapshots stored for SPY, QQQ and IWM after the storm")
         streams = await stored_as_of(redis)
         assert set(streams) == {"gex:{SPY}:snap", "gex:{QQQ}:snap", "gex:{IWM}:snap"}
         for key, ms in streams.items():
@@ -107,17 +111,25 @@ ops: {{listen: null, log_format: json, log_level: info}}
             assert max(ms) < BAD_MS, f"{key}: stored a snapshot from a bad reply"
 
         # Retry-After: nothing on the key (any symbol) inside the window, beyond what was
-        # already on the wire when the 429 was answered
+        # already on the wire when the 429 was answered. A poller has one request out at a
+        # time, so that is at most one per other symbol, and none for SPY, which got the 429;
+        # when such a request reaches the upstream depends on the machine, so arrival times
+        # alone cannot tell it apart.
         limited = [r for r in up.requests if r.status == 429]
         assert len(limited) == 1 and limited[0].responded_at is not None
         t429 = limited[0].responded_at
-        inside = [
-            r.path
+        await eventually(
+            lambda: any(r.arrived_at >= t429 + RETRY_AFTER_S for r in up.requests),
+            "a request after the Retry-After window",
+        )
+        inside = Counter(
+            r.path.rsplit("/", 1)[-1]
             for r in up.requests
-            if t429 + ON_THE_WIRE_S <= r.arrived_at < t429 + RETRY_AFTER_S
-        ]
-        assert inside == [], f"{len(inside)} requests inside the Retry-After window"
-        assert any(r.arrived_at >= t429 + RETRY_AFTER_S for r in up.requests)
+            if t429 <= r.arrived_at < t429 + RETRY_AFTER_S
+        )
+        assert inside["SPY"] == 0 and max(inside.values(), default=0) <= 1, (
+            f"requests inside the Retry-After window: {dict(inside)}"
+        )
 
         events = daemon.events()
         for symbol, words in expect.items():

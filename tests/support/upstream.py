@@ -44,6 +44,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from tests.support.wait import WAIT_S, eventually
+
 FLOW_GEX_PATH = "/v1/flow/gex/"
 
 
@@ -183,16 +185,12 @@ class Upstream:
             path = FLOW_GEX_PATH + symbol
         return [r for r in self.requests if r.path == path]
 
-    async def wait_for_requests(self, count: int, timeout_s: float = 5.0) -> list[Recorded]:
+    async def wait_for_requests(self, count: int, timeout_s: float = WAIT_S) -> list[Recorded]:
         """Wait until at least `count` requests arrived; AssertionError after `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
-        while len(self.requests) < count:
-            if time.monotonic() >= deadline:
-                raise AssertionError(
-                    f"upstream saw {len(self.requests)} requests, expected {count} "
-                    f"within {timeout_s} s"
-                )
-            await asyncio.sleep(0.005)
+        try:
+            await eventually(lambda: len(self.requests) >= count, f"{count} requests", timeout_s)
+        except AssertionError as exc:
+            raise AssertionError(f"upstream saw {len(self.requests)} requests: {exc}") from None
         return self.requests[:count]
 
     def reset(self) -> None:
