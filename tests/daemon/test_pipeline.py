@@ -18,6 +18,7 @@ from tests.support.upstream import Reply, Upstream, flow_gex_body
 
 T0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 CFG = RedisConfig(url="redis://x", retention=None)
+INTERVAL_S = 3600.0
 
 
 class Committed:
@@ -42,8 +43,10 @@ class Committed:
 
 def make_poller(up, redis, commit, *, symbol="SPY", instance="a", client=None, **kw):
     client = client or FlowGexClient(up.url, "test-key", requests_per_min=6000)
-    target = WatchTarget(symbol, None, 0.05, 0.0)
-    backoff = Backoff(0.2, 1.0, random.Random(1))
+    # The lease (0.8 interval) and the backoff are far longer than the test timeout, so none
+    # runs out between two polls however slow the machine; tests end them explicitly.
+    target = WatchTarget(symbol, None, INTERVAL_S, 0.0)
+    backoff = Backoff(3600.0, 7200.0, random.Random(1))
     return Poller(
         target, client, commit, redis, backoff=backoff, instance_id=instance, **kw
     ), client
@@ -150,9 +153,15 @@ async def test_lease_lets_one_instance_poll_per_interval(redis):
         try:
             assert await a.poll() == "stored"
             assert await b.poll() == "leased"
+            # the lease ends within the interval; ending it early stands in for waiting
+            lease = store.lease_key("SPY")
+            assert 0 < await redis.pttl(lease) <= INTERVAL_S * 800
+            await redis.delete(lease)
+            assert await b.poll() == "stored"
+            assert await a.poll() == "leased"
         finally:
             await client.close()
-    assert len(up.requests) == 1
+    assert len(up.requests) == 2
 
 
 async def test_snapshot_survives_a_redis_outage(private_redis):
