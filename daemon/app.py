@@ -248,7 +248,7 @@ class Daemon:
                 # keep the running poller (its backoff and pending queue) when the entry is the same
                 current = self.scheduler.pollers.get(p.target.key)
                 if current is not None and current.target == p.target:
-                    current.source = self.client  # type: ignore[assignment]
+                    current.source = p.source
             self.scheduler.replace(pollers)
         log.info("config reloaded", symbols=len(new.watch.entries()), rules=len(new.rules))
 
@@ -277,7 +277,7 @@ class Daemon:
                 summary=f"Flow GEX upstream refused the API key (HTTP {exc.status}): {exc.message}",
                 details={"status": exc.status, "message": exc.message},
             )
-            await self.redis.xadd(ALERTS_KEY, outbox_fields(event, channels))  # type: ignore[arg-type]
+            await self.redis.xadd(ALERTS_KEY, outbox_fields(event, channels))
         except REDIS_DOWN as err:
             log.warning("could not enqueue operator alert", error=str(err))
 

@@ -149,8 +149,8 @@ async def _probe_channels(cfg: Config) -> list[str]:
         if url:
             parts = urlsplit(url)
             host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-        elif getattr(ch, "host", None):
-            host, port = ch.host, ch.port  # type: ignore[union-attr]
+        elif isinstance(ch, config_mod.EmailChannel) and ch.host:
+            host, port = ch.host, ch.port
         else:
             click.echo(f"channel {name}: ok ({type(ch).__name__})")
             continue
@@ -187,22 +187,22 @@ async def _tail(
     cfg: Config, symbol: str | None, expiry: str | None, alerts: bool, last: int
 ) -> None:
     from gex_alertd import store
-    from gex_alertd.connections import connect
+    from gex_alertd.connections import connect, entries, read_entries
 
     redis = connect(cfg.redis.url, client_name="gex-alertd-tail")
     key = store.ALERTS_KEY if alerts else store.snap_key(symbol or "", expiry)
     cursor = "$"
     try:
         if last:
-            backlog = list(reversed(await redis.xrevrange(key, count=last)))
+            backlog = list(reversed(entries(await redis.xrevrange(key, count=last))))
             for _id, fields in backlog:
                 _print_entry(fields, alerts)
             if backlog:
                 cursor = backlog[-1][0].decode()
         while True:
-            batch = await redis.xread({key: cursor}, block=5000, count=100)
-            for _key, entries in batch:
-                for entry_id, fields in entries:
+            batch = read_entries(await redis.xread({key: cursor}, block=5000, count=100))
+            for _key, new in batch:
+                for entry_id, fields in new:
                     cursor = entry_id.decode()
                     _print_entry(fields, alerts)
     finally:

@@ -6,6 +6,7 @@ import os
 import re
 from datetime import date
 from pathlib import Path
+from types import GenericAlias
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -346,9 +347,11 @@ def parse(tree: Any, source: str = "config", base_dir: Path | None = None) -> Co
     for f in rule_files.read(tree.get("rule_files"), base_dir or Path.cwd(), problems):
         groups.append((f.label, expand(f.rules, f.label, problems)))
     rules: list[Any] = []
+    # list[...] of a union built at run time, spelled so that a type checker reads it as a value
+    rule_list = GenericAlias(list, rule_config_union())
     for label, raw in groups:
         if raw:
-            rules.extend(convert(raw, list[rule_config_union()], label, problems) or [])
+            rules.extend(convert(raw, rule_list, label, problems) or [])
     _cross_check(tree, groups, problems)
     if problems:
         raise ConfigError(list(problems), source)

@@ -44,7 +44,7 @@ class StrikeColumns(NamedTuple):
 
     @property
     def strike(self) -> np.ndarray:
-        return self.m[0]
+        return self.m[0, :]
 
     @property
     def oi(self) -> np.ndarray:

@@ -13,6 +13,7 @@ has been seen, and it must not fire later (outside the window) as if it were new
 from __future__ import annotations
 
 import hashlib
+from types import GenericAlias
 from typing import Any
 
 import msgspec
@@ -71,7 +72,8 @@ class Engine:
         self.rules = list(rules)
         self._types: dict[str, RuleType[Any, Any]] = {r.name: rule_type(r) for r in self.rules}
         self._decoders = {
-            t.name: msgspec.msgpack.Decoder(tuple[str, int | None, t.state])  # type: ignore[name-defined]
+            # tuple[str, int | None, <the rule's state type>], a type known only at run time
+            t.name: msgspec.msgpack.Decoder(GenericAlias(tuple, (str, int | None, t.state)))
             for t in self._types.values()
         }
         self._by_symbol: dict[str, list[RuleBase]] = {}

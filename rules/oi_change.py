@@ -12,7 +12,7 @@ With both `min_contracts` and `min_pct`, both must hold.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, TypedDict
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -75,7 +75,18 @@ def _window(rule: OiChange, spot: float) -> tuple[float, float]:
     return spot - half, spot + half
 
 
-def _entry(strike: float, side: str, before: float, after: float, pct: float) -> dict[str, object]:
+class _Hit(TypedDict):
+    """A strike that fired, as the alert's details list it."""
+
+    strike: float
+    side: str
+    before: float
+    after: float
+    change: float
+    change_pct: float | None
+
+
+def _entry(strike: float, side: str, before: float, after: float, pct: float) -> _Hit:
     return {
         "strike": strike,
         "side": side,
@@ -97,10 +108,10 @@ def _inside(rule: OiChange, strike: np.ndarray, spot: float) -> np.ndarray | boo
     return (strike >= lo) & (strike <= hi)
 
 
-def _poll(rule: OiChange, snap: FlowGex, prev: FlowGex) -> list[dict[str, object]]:
+def _poll(rule: OiChange, snap: FlowGex, prev: FlowGex) -> list[_Hit]:
     cur, old = columns(snap), columns(prev)
     rows, sides = _ROWS[rule.side], _SIDES[rule.side]
-    hits: list[dict[str, object]] = []
+    hits: list[_Hit] = []
     strike, old_strike = cur.strike, old.strike
     # the usual case: the same strikes, in the same order (strikes are never null); equal
     # bytes is the quick proof, values the exact one (0.0 == -0.0)
@@ -141,12 +152,10 @@ def exchange_day(snap: FlowGex) -> str:
     return snap.as_of.astimezone(_EXCHANGE_TZ).date().isoformat()
 
 
-def _day(
-    rule: OiChange, old: OiState, snap: FlowGex, first: bool
-) -> tuple[OiState, list[dict[str, object]]]:
+def _day(rule: OiChange, old: OiState, snap: FlowGex, first: bool) -> tuple[OiState, list[_Hit]]:
     day = exchange_day(snap)
     seen = old.fired if old.day == day else frozenset()
-    hits: list[dict[str, object]] = []
+    hits: list[_Hit] = []
     added: list[str] = []
     cols = columns(snap)
     rows, sides = _ROWS[rule.side], _SIDES[rule.side]
@@ -184,9 +193,9 @@ def evaluate(
         hits = _poll(rule, snap, prev) if (prev is not None and state is not None) else []
     if not hits:
         return new, []
-    hits.sort(key=lambda h: (h["strike"], h["side"]))  # type: ignore[arg-type,return-value]
-    strikes = tuple(sorted({float(h["strike"]) for h in hits}))  # type: ignore[arg-type]
-    top = max(hits, key=lambda h: abs(h["change"]))  # type: ignore[arg-type]
+    hits.sort(key=lambda h: (h["strike"], h["side"]))
+    strikes = tuple(sorted({float(h["strike"]) for h in hits}))
+    top = max(hits, key=lambda h: abs(h["change"]))
     what = "strike" if len(strikes) == 1 else "strikes"
     summary = (
         f"{snap.symbol} OI change ({rule.basis}) at {len(strikes)} {what}; largest "
