@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 
 from gex_alertd import store
 from gex_alertd.config import SimulatorOptions
+from gex_alertd.connections import entries
 from gex_alertd.sources.simulator.clock import ManualClock
 from gex_alertd.sources.simulator.embedded import make_app, serve
 from gex_alertd.sources.simulator.server import SIMULATOR
@@ -74,7 +75,7 @@ KEY = "e2e-key"
 
 
 async def _alerts(r: aioredis.Redis) -> list[dict]:
-    return [json.loads(f[b"event"]) for _id, f in await r.xrange("gex:alerts")]
+    return [json.loads(f[b"event"]) for _id, f in entries(await r.xrange("gex:alerts"))]
 
 
 def _key(ev: dict) -> tuple[str, str, str | None]:
@@ -104,7 +105,7 @@ class Stepper:
         as_of = self.clock.start + timedelta(seconds=math.floor(self.clock.now() + 1e-9))
         want = int(as_of.timestamp() * 1000)
         for sym in SYMBOLS:
-            last = await self.r.xrevrange(store.snap_key(sym), count=1)
+            last = entries(await self.r.xrevrange(store.snap_key(sym), count=1))
             if not last or int(last[0][0].split(b"-")[0]) < want:
                 return False
         return True

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from gex_alertd import connections
 from tests.support.redis_server import free_port
 from tests.support.wait import WAIT_S, eventually
 
@@ -302,10 +303,10 @@ async def stored_as_of(redis: aioredis.Redis) -> dict[str, list[int]]:
     """Per snapshot stream: the entry ms, in stream order."""
     out: dict[str, list[int]] = {}
     async for key in redis.scan_iter(match="gex:*:snap*"):
-        entries = await redis.xrange(key)
+        entries = connections.entries(await redis.xrange(key))
         out[key.decode()] = [int(eid.split(b"-")[0]) for eid, _ in entries]
     return out
 
 
 async def outbox_ids(redis: aioredis.Redis) -> list[str]:
-    return [f[b"id"].decode() for _, f in await redis.xrange("gex:alerts")]
+    return [f[b"id"].decode() for _, f in connections.entries(await redis.xrange("gex:alerts"))]
