@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -55,7 +56,7 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-async def paced(rate: float, n: int, fn) -> None:  # type: ignore[no-untyped-def]
+async def paced(rate: float, n: int, fn: Callable[[int], Awaitable[object]]) -> None:
     start = time.monotonic()
     for i in range(n):
         delay = start + i / rate - time.monotonic()
@@ -120,7 +121,9 @@ async def run(rate: float, seconds: float, aof: bool) -> dict[str, object]:
                 ),
             )
             await asyncio.wait_for(done.wait(), 10)
-            arrivals.clear(), t0s.clear(), done.clear()
+            arrivals.clear()
+            t0s.clear()
+            done.clear()
             expected["n"] = n
 
             # baseline: the same signed POST straight from here (transport only)
@@ -134,7 +137,9 @@ async def run(rate: float, seconds: float, aof: bool) -> dict[str, object]:
 
             await paced(rate, min(n, 500), post)
             await notifier.aclose()
-            arrivals.clear(), t0s.clear(), done.clear()
+            arrivals.clear()
+            t0s.clear()
+            done.clear()
             xadd: list[float] = []
             acked: dict[str, float] = {}
 

@@ -120,13 +120,6 @@ def config_tree(redis_url: str, base_url: str, symbols: list[str], interval: flo
     }  # fmt: skip
 
 
-async def _total_len(redis: Any, pattern: str) -> int:
-    total = 0
-    async for key in redis.scan_iter(match=pattern, count=1000):
-        total += await redis.xlen(key)
-    return total
-
-
 # --- contenders ------------------------------------------------------------------------------
 # Each measures one window and returns {"n": snapshots, "s": wall seconds, "cpu": CPU seconds of
 # the contender's own process}. The machine may be shared (load from other work), so windows

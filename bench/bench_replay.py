@@ -33,7 +33,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import redis.asyncio as aioredis
 import structlog
@@ -41,6 +41,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gex_alertd import store
+from gex_alertd.connections import Fields, entries
 from gex_alertd.model import FlowGex, StrikeRow
 from gex_alertd.replay import Replayer, ReplayOptions, run_replay
 from gex_alertd.rules.base import RuleBase
@@ -51,6 +52,9 @@ from gex_alertd.rules.net_gex_sign import NetGexSign
 from gex_alertd.rules.oi_change import OiChange
 from gex_alertd.rules.threshold import Threshold
 from tests.support.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from redis.typing import EncodableT, FieldT
 
 T0 = datetime(2026, 5, 11, 13, 30, tzinfo=UTC)
 # `--quick` (what `make bench` runs): small enough that writing the history, the part whose
@@ -143,7 +147,9 @@ async def populate(
             sym, gen = entry
             pipe = redis.pipeline(transaction=False)
             for snap in islice(gen, CHUNK):
-                pipe.xadd(store.snap_key(sym), store.encode_fields(snap), id=store.entry_id(snap))
+                # XADD is typed for any field types; a dict's types cannot widen without a copy
+                fields = cast("dict[FieldT, EncodableT]", store.encode_fields(snap))
+                pipe.xadd(store.snap_key(sym), fields, id=store.entry_id(snap))
             if len(pipe) < CHUNK:
                 pending.remove(entry)
             stored += len(pipe)
@@ -152,11 +158,12 @@ async def populate(
 
 
 async def stage_read(redis: aioredis.Redis, symbols: list[str]) -> tuple[int, float, list[Any]]:
-    n, sample, started = 0, [], time.perf_counter()
+    n, started = 0, time.perf_counter()
+    sample: list[Fields] = []
     for sym in symbols:
         lo = "-"
         while True:
-            batch = await redis.xrange(store.snap_key(sym), min=lo, max="+", count=2000)
+            batch = entries(await redis.xrange(store.snap_key(sym), min=lo, max="+", count=2000))
             n += len(batch)
             if len(sample) < 5000:
                 sample += [f for _, f in batch[: 5000 - len(sample)]]

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         # still 2 interleaved rounds (best of each): with one, a burst of load from elsewhere
         # during either window decides the ratio
         args.seconds, args.rounds = min(args.seconds, 3.0), min(args.rounds, 2)
-    if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > 1:
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
     path = f"/v1/flow/gex/{args.symbol}"
     exe = os.path.join(os.path.dirname(sys.executable), "gex-alertd")
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     # Interleaved rounds, best of each: a shared box's background load hits both sides alike.
     rps = base_rps = 0.0
     size = 0
-    windows: list[dict[str, float]] = []  # what was actually measured, for the figures
+    windows: list[dict[str, str | float]] = []  # what was actually measured, for the figures
     started = time.monotonic()
     try:
         for _ in range(args.rounds):

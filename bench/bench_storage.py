@@ -77,6 +77,7 @@ async def measure(symbols: list[str], n: int, step_s: float = 15.0) -> dict[str,
                 key = store.snap_key(sym)
                 entries = await redis.xlen(key)
                 mem = await redis.memory_usage(key, samples=0)
+                assert mem is not None  # None only for a missing key
                 raw = statistics.mean(len(b) for b in bodies)
                 per = mem / entries
                 blocks = [encode_strikes(s.strikes) for s in snaps[:300]]

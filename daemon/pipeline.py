@@ -37,8 +37,11 @@ MAX_PENDING = 240  # one hour at 15 s: beyond that the oldest snapshots are drop
 
 
 class CommitOutcome(Protocol):
-    stored: bool
-    alerts: list[Any]
+    # read-only, so a frozen result (commit.CommitResult) qualifies
+    @property
+    def stored(self) -> bool: ...
+    @property
+    def alerts(self) -> list[Any]: ...
 
 
 CommitFn = Callable[[FlowGex, str | None], Awaitable[CommitOutcome]]
