@@ -49,7 +49,7 @@ async def test_fractional_interval_and_one_instance_at_a_time():
     skipped = metrics.POLLS.labels("QQQ", "skipped_busy")
     skipped_before = skipped._value.get()
     sched = PollScheduler()
-    sched.start([fast, slow])  # type: ignore[list-item]
+    sched.start([fast, slow])  # type: ignore[list-item]  # SlowPoller stands in for Poller
     # the interval is not rounded to whole seconds; counting polls in a time window would
     # measure the machine's speed instead
     assert sched._scheduler.get_job("SPY").trigger.interval == timedelta(seconds=0.05)
@@ -69,7 +69,7 @@ async def test_stop_lets_an_inflight_poll_finish():
     release = asyncio.Event()
     p = SlowPoller("SPY", 10, release=release)
     sched = PollScheduler()
-    sched.start([p])  # type: ignore[list-item]
+    sched.start([p])  # type: ignore[list-item]  # SlowPoller stands in for Poller
     await asyncio.wait_for(p.began.wait(), timeout=WAIT_S)
     stopping = asyncio.create_task(sched.stop(grace_s=WAIT_S))
     await asyncio.sleep(0.05)
@@ -88,7 +88,7 @@ async def test_closed_market_gate_means_no_polls():
         return False
 
     sched = PollScheduler(gate=closed)
-    sched.start([p])  # type: ignore[list-item]
+    sched.start([p])  # type: ignore[list-item]  # SlowPoller stands in for Poller
     await eventually(lambda: len(asked) >= 3, "3 ticks to consult the gate")
     await sched.stop()
     assert p.started == 0
@@ -97,9 +97,9 @@ async def test_closed_market_gate_means_no_polls():
 async def test_replace_keeps_unchanged_entries_and_drops_removed_ones():
     a, b = SlowPoller("SPY", 0.05), SlowPoller("QQQ", 0.05)
     sched = PollScheduler()
-    sched.start([a, b])  # type: ignore[list-item]
+    sched.start([a, b])  # type: ignore[list-item]  # SlowPoller stands in for Poller
     a2 = SlowPoller("SPY", 0.05)  # same target: the running poller (and its state) stays
-    sched.replace([a2])  # type: ignore[list-item]
+    sched.replace([a2])  # type: ignore[list-item]  # SlowPoller stands in for Poller
     assert sched.pollers["SPY"] is a
     assert "QQQ" not in sched.pollers
     before = b.started

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -14,8 +15,8 @@ from tests.notify.support import SECRET, Receiver, alert
 from tests.support.redis_server import free_port
 
 
-def channel(url: str, **kw: object) -> WebhookChannel:
-    return WebhookChannel(url=url, **kw)  # type: ignore[arg-type]
+def channel(url: str, **kw: Any) -> WebhookChannel:
+    return WebhookChannel(url=url, **kw)
 
 
 async def test_signed_delivery_verifies_with_the_standardwebhooks_verifier() -> None:

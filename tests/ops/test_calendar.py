@@ -130,7 +130,7 @@ def test_naive_datetime_refused(nyse: MarketHours) -> None:
 
 def test_bad_mode() -> None:
     with pytest.raises(ValueError, match="market_hours: expected one of always, nyse"):
-        MarketHours("lse")  # type: ignore[arg-type]
+        MarketHours("lse")  # type: ignore[arg-type]  # not a mode, on purpose
 
 
 def test_calendar_package_only_imported_for_nyse() -> None:
