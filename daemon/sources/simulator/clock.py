@@ -1,6 +1,7 @@
 """Simulation clocks: sim seconds since the simulation started, plus a clock for rate limits.
 
-`RealClock` runs `speed` times faster than the wall clock (demo, `simulate`); `ManualClock`
+`RealClock` runs `speed` times faster than the wall clock from the first request on (demo,
+`simulate`); `ManualClock`
 moves only when a test advances it, which makes end-to-end tests deterministic and instant.
 """
 
@@ -34,9 +35,14 @@ class RealClock:
             raise ValueError(f"speed must be > 0, got {speed}")
         self.start = start or wall_start()
         self.speed = speed
-        self._t0 = time.monotonic()
+        self._t0: float | None = None
 
     def now(self) -> float:
+        # Sim time 0 is the first request, not construction: building chains and whatever
+        # else the host does before polling can take seconds on a busy machine, and would
+        # otherwise eat into the scenario's first events unseen.
+        if self._t0 is None:
+            self._t0 = time.monotonic()
         return (time.monotonic() - self._t0) * self.speed
 
     def limiter_now(self) -> float:
