@@ -13,6 +13,7 @@ from gex_alertd import store
 from gex_alertd.config import RedisConfig
 from gex_alertd.model import decode_flow_gex
 from tests.support.upstream import Reply, Upstream, flow_gex_body
+from tests.support.wait import WAIT_S
 
 
 def write_config(tmp_path, redis_url: str, base_url: str) -> str:
@@ -31,7 +32,7 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=WAIT_S)
     return proc.returncode or 0, out.decode(), err.decode()
 
 
@@ -73,19 +74,19 @@ async def test_tail_prints_new_snapshots(tmp_path, redis, redis_url):
     try:
         body = flow_gex_body("SPY", as_of=datetime(2026, 11, 24, 15, 0, tzinfo=UTC), spot=601.5)
         snap = decode_flow_gex(msgspec.json.encode(body))
-        line = b""
-        for _ in range(100):  # keep writing newer snapshots until tail, once subscribed, prints
-            await store.write_snapshot(
-                redis, snap, None, RedisConfig(url=redis_url, retention=None)
-            )
-            snap = msgspec.structs.replace(snap, as_of=snap.as_of + timedelta(seconds=1))
-            try:
-                assert proc.stdout is not None
-                line = await asyncio.wait_for(proc.stdout.readline(), timeout=0.2)
-                break
-            except TimeoutError:
-                continue
-        text = line.decode()
+        assert proc.stdout is not None
+        # one read, never cancelled: a line half read when a short timeout fired would be lost
+        reading = asyncio.ensure_future(proc.stdout.readline())
+        # keep writing newer snapshots until tail, once started and subscribed, prints; how
+        # long its start-up takes is the machine's business
+        async with asyncio.timeout(WAIT_S):
+            while not reading.done():
+                await store.write_snapshot(
+                    redis, snap, None, RedisConfig(url=redis_url, retention=None)
+                )
+                snap = msgspec.structs.replace(snap, as_of=snap.as_of + timedelta(seconds=1))
+                await asyncio.wait({reading}, timeout=0.2)
+        text = reading.result().decode()
         assert "SPY" in text and "spot     601.50" in text and "20 strikes" in text, text
     finally:
         proc.terminate()

@@ -13,7 +13,7 @@ import secrets
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gex_alertd import connections
 from tests.support.redis_server import free_port
+from tests.support.wait import WAIT_S, eventually
 
 GEX_ALERTD = str(Path(sys.executable).with_name("gex-alertd"))
-WAIT_S = 20.0  # upper bound for anything to happen; never reached when things work
 
 
 # --- parts -------------------------------------------------------------------------------
@@ -269,15 +269,6 @@ async def daemon(setup: Setup, notify: Notifications) -> AsyncIterator[Daemon]:
         await d.proc.wait()
 
 
-async def until(check: Callable[[], Awaitable[bool]]) -> None:
-    """Poll `check` until it holds (bounded by WAIT_S, which only a failure reaches)."""
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.05)
-
-
 def counter(samples: dict[Any, float], name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
@@ -331,7 +322,7 @@ async def test_lifecycle_notify_metrics_drain_and_no_secrets(
     async def backlog() -> bool:
         return len(await alert_ids(redis, "ops")) >= len(receiver.ids) + 2
 
-    await until(backlog)
+    await eventually(backlog, "2 alerts queued behind the held receiver")
     n_before_term = len(notify.messages)
     daemon.proc.send_signal(signal.SIGTERM)
     stopping = await notify.wait_for("STOPPING=1", after=n_before_term)
@@ -353,7 +344,7 @@ async def test_lifecycle_notify_metrics_drain_and_no_secrets(
         async def delivered() -> bool:
             return queued <= set(receiver.ids)
 
-        await until(delivered)
+        await eventually(delivered, "every queued alert delivered after the restart")
         assert await again.signal_and_wait(signal.SIGTERM) == 0
     finally:
         if again.proc.returncode is None:
@@ -418,7 +409,7 @@ async def test_sighup_refuses_a_broken_config_and_applies_a_good_one(
     async def watching_both() -> bool:
         return set((await daemon.health())[1]["symbols"]) == {"SPY", "QQQ"}
 
-    await until(watching_both)
+    await eventually(watching_both, "health to list SPY and QQQ")
     after = await daemon.metrics()
     assert counter(after, "gexalertd_config_reloads_total", outcome="applied") == 1
     # state was kept: the counters of this process went on from where they were
@@ -461,7 +452,7 @@ async def test_sighup_rereads_rule_files(
                 > 0
             )
 
-        await until(new_rule_fired)
+        await eventually(new_rule_fired, "spy-level-b to fire")
         assert await daemon.signal_and_wait(signal.SIGTERM) == 0
     finally:
         if daemon.proc.returncode is None:
