@@ -18,6 +18,7 @@ from gex_alertd.notify.base import Ok, Permanent, Retry
 from gex_alertd.notify.email import EmailNotifier
 from tests.notify.support import alert
 from tests.support.redis_server import free_port
+from tests.support.wait import WAIT_S
 
 USER, PASSWORD = "alerts", "s3cret-pw"
 
@@ -87,7 +88,8 @@ def _channel(port: int, ca_file: str, **kw: Any) -> EmailChannel:
         from_="gex-alertd@example.com",
         to=["desk@example.com", "risk@example.com"],
         ca_file=ca_file,
-        timeout_s=5.0,
+        # the SMTP server is a thread of this busy process; no test here expects a timeout
+        timeout_s=WAIT_S,
     )
     base.update(kw)
     return EmailChannel(**base)
