@@ -21,7 +21,7 @@ table lists every bench with its status and wall time, and `--json PATH` (defaul
     python -m bench.run_all [--full] [--only pipeline,scale] [--json PATH] [--timeout S]
 
 `make bench` runs every bench with `--quick`; `--full` runs each at its own default (full) size,
-which takes about 8 minutes on a quiet machine and much longer on a busy one, so each bench then
+which takes about 7 minutes on a 2-core machine and much longer on a busy one, so each bench then
 gets FULL_LIMIT_S and there is no overall budget.
 """
 
