@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck, settings
 
 from tests.support.redis_server import RedisServer
+
+# On a busy CI machine an example, or drawing its data, takes as long as the machine makes it:
+# no per-example deadline, and slow data generation is not a failure of the code under test.
+settings.register_profile("gex", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("gex")
 
 # Tests talk to 127.0.0.1 only; make sure no proxy from the environment gets in between.
 for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):

@@ -240,7 +240,10 @@ def test_no_alert_without_a_change(history: list[FlowGex]) -> None:
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25,
+    deadline=None,
+    # the profile in tests/conftest.py suppresses too_slow; a list here replaces that one
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(histories())
 def test_replay_equals_live_commit(redis_url: str, history: list[FlowGex]) -> None:
