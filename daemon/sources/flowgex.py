@@ -183,9 +183,11 @@ class FlowGexClient:
                 RATE_LIMIT_WAIT.inc(waited)
             # no await between acquire() and the send: see ratelimit.KeyLimiter.acquire
             started = time.monotonic()
+            # per request, so a change of `timeout_s` applies to the next request
+            timeout = aiohttp.ClientTimeout(total=self.timeout_s)
             try:
                 async with session.get(
-                    url, headers=self._headers, timeout=self._timeout, allow_redirects=False
+                    url, headers=self._headers, timeout=timeout, allow_redirects=False
                 ) as resp:
                     status = resp.status
                     headers = resp.headers

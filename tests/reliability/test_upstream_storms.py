@@ -24,6 +24,9 @@ from tests.support.wait import eventually
 BAD_AS_OF = "2031-01-02T15:00:00Z"
 BAD_MS = int(datetime(2031, 1, 1, tzinfo=UTC).timestamp() * 1000)
 RETRY_AFTER_S = 2
+# long enough that no scripted reply but the delayed one times out on a busy machine (a reply
+# lost to a timeout would be logged as one, not as what it was)
+TIMEOUT_S = 5
 
 
 def bad(sym: str, /, **overrides: object) -> bytes:
@@ -53,7 +56,7 @@ def script(up: Upstream) -> dict[str, list[str]]:
         symbol="SPY",
     )  # fmt: skip
     up.push(
-        Reply(200, bad("QQQ"), delay_s=3.0),  # longer than timeout_s: a timeout
+        Reply(200, bad("QQQ"), delay_s=600.0),  # far longer than timeout_s: a timeout
         Reply(504, {"message": "gateway timeout"}),
         Reply(200, b"null"),
         Reply(200, b"[]"),
@@ -77,7 +80,7 @@ async def test_upstream_storm_stores_nothing_bad_and_honours_retry_after(
     expect = script(up)
     config = tmp_path / "config.yaml"
     config.write_text(f"""
-source: {{kind: flowgex, base_url: "{up.url}", api_key: {API_KEY}, timeout_s: 0.5,
+source: {{kind: flowgex, base_url: "{up.url}", api_key: {API_KEY}, timeout_s: {TIMEOUT_S},
           requests_per_min: 100000, backoff_base_s: 0.05, backoff_max_s: 0.3}}
 redis: {{url: "{private_redis.url}"}}
 watch: {{interval_s: 0.05, jitter_s: 0, market_hours: always, symbols: [SPY, QQQ, IWM]}}
