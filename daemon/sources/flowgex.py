@@ -271,7 +271,7 @@ class FlowGexClient:
                 "upstream rate limited; holding every request on the key",
                 symbol=symbol,
                 retry_after_s=round(wait, 3),
-                gate_s=round(until - time.monotonic(), 3),
+                gate_s=round(until - self.limiter.now(), 3),
             )
             return wait
         if status >= 500:

@@ -11,7 +11,9 @@ Two mechanisms, one entry point (`KeyLimiter.acquire`):
   rate-limit window reported exhausted). Closing it only ever extends it. A waiter re-checks
   the gate after its budget sleep, so a 429 that lands while others are queued holds them too.
 
-Both run on `time.monotonic()`; the caller converts wall-clock inputs (an HTTP-date) first.
+Both run on one monotonic clock (`time.monotonic()` unless one is passed in, with the sleep
+that goes with it, so tests can move time themselves); the caller converts wall-clock inputs
+(an HTTP-date) first.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 
 # An upstream that asks for more than this is misconfigured or hostile; waiting a day on one
@@ -27,7 +30,14 @@ MAX_WAIT_S = 3600.0
 
 
 class KeyLimiter:
-    def __init__(self, requests_per_min: float, burst: int | None = None) -> None:
+    def __init__(
+        self,
+        requests_per_min: float,
+        burst: int | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         if requests_per_min <= 0:
             raise ValueError(f"requests_per_min must be > 0, got {requests_per_min}")
         if burst is None:
@@ -41,6 +51,8 @@ class KeyLimiter:
         self._tolerance = (burst - 1) * self.interval
         self._tat = 0.0  # theoretical arrival time of the next request (monotonic)
         self._gate = 0.0  # no request before this instant (monotonic)
+        self.now = clock
+        self._sleep = sleep
 
     # --- gate ---------------------------------------------------------------------------------
 
@@ -50,7 +62,7 @@ class KeyLimiter:
 
     def close_gate(self, seconds: float, *, now: float | None = None) -> float:
         """Hold every request on the key for `seconds` from `now`; returns the gate's end."""
-        now = time.monotonic() if now is None else now
+        now = self.now() if now is None else now
         seconds = min(max(0.0, seconds), MAX_WAIT_S)
         self._gate = max(self._gate, now + seconds)
         return self._gate
@@ -75,21 +87,21 @@ class KeyLimiter:
         Between this returning and the request being sent there must be no await, or a gate
         closed meanwhile would be missed.
         """
-        start = time.monotonic()
+        start = self.now()
         now = start
         while True:
             if self._gate > now:
-                await asyncio.sleep(self._gate - now)
-                now = time.monotonic()
+                await self._sleep(self._gate - now)
+                now = self.now()
                 continue
             delay, tat_after = self._reserve(now)
             if delay > 0:
                 try:
-                    await asyncio.sleep(delay)
+                    await self._sleep(delay)
                 except asyncio.CancelledError:
                     self._refund(tat_after)
                     raise
-                now = time.monotonic()
+                now = self.now()
                 if self._gate > now:
                     # a 429 arrived while we queued: the slot is spent, wait the gate out and
                     # queue again so the released herd is paced by the budget

@@ -7,6 +7,7 @@ much later it comes is the machine's business.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from email.utils import formatdate
 
@@ -15,8 +16,9 @@ import pytest
 from gex_alertd.ops.metrics import RATE_LIMIT_WAIT
 from gex_alertd.sources.errors import RateLimited, TransientError
 from gex_alertd.sources.flowgex import FlowGexClient
-from gex_alertd.sources.ratelimit import MAX_WAIT_S
+from gex_alertd.sources.ratelimit import MAX_WAIT_S, KeyLimiter
 from tests.sources.conftest import ClientFactory
+from tests.support.fake_time import FakeTime
 from tests.support.upstream import Reply, Upstream, flow_gex_body
 from tests.support.wait import WAIT_S, eventually
 
@@ -52,25 +54,33 @@ async def test_retry_after_holds_requests_waiting_for_a_slot(
 async def test_retry_after_holds_requests_waiting_on_the_budget(
     upstream: Upstream, make_client: ClientFactory
 ) -> None:
-    # 120/min, burst 1: the followers sleep in the budget queue when the 429 lands, and must
-    # notice the gate when they wake up
-    client = make_client(requests_per_min=120, burst=1)
+    # 120/min, burst 1, on a clock the test moves: the followers sleep in the budget queue
+    # (slots at +0.5, +1.0, +1.5 s) when the 429 lands, and must notice the gate when they wake
+    fake = FakeTime()
+    client = make_client()
+    client.limiter = KeyLimiter(120, burst=1, clock=fake.now, sleep=fake.sleep)
     upstream.push(too_many("1"))
-    started = time.monotonic()
-    outcomes = await asyncio.gather(
-        *(client.fetch(sym) for sym in ("SPY", "QQQ", "IWM", "DIA")), return_exceptions=True
-    )
-    assert isinstance(outcomes[0], RateLimited)
-    first, *rest = upstream.requests
-    assert first.responded_at is not None
-    window_end = first.responded_at + 1.0
-    assert len(rest) == 3
-    assert [r for r in rest if r.arrived_at < window_end - EPS] == []
-    # and the herd released by the gate is still paced by the budget: every send takes its own
-    # slot, slots are 0.5 s apart and none is before the test started
-    arrivals = sorted(r.arrived_at for r in upstream.requests)
-    for i, t in enumerate(arrivals):
-        assert t >= started + i * 0.5 - EPS
+    start = fake.now()
+    tasks = [asyncio.create_task(client.fetch(s)) for s in ("SPY", "QQQ", "IWM", "DIA")]
+    with pytest.raises(RateLimited):
+        await tasks[0]
+    assert client.limiter.gate_until == start + 1.0
+    await fake.settled(3, "three followers queued for budget slots")
+    assert len(upstream.requests) == 1
+
+    sent_at: list[float] = []
+    while fake.sleeping:
+        now = fake.advance_to_next()
+        # settled: every follower is either asleep again or its request reached the upstream
+        await eventually(
+            lambda: fake.sleeping + len(upstream.requests) - 1 == 3, "followers to settle"
+        )
+        sent_at += [now] * (len(upstream.requests) - 1 - len(sent_at))
+    await asyncio.gather(*tasks[1:])
+    # none before the gate opens, and the released herd is still paced by the budget
+    assert sent_at == sorted(sent_at) and len(sent_at) == 3
+    assert sent_at[0] >= start + 1.0
+    assert all(b - a >= client.limiter.interval for a, b in itertools.pairwise(sent_at))
 
 
 async def test_retry_after_after_concurrent_429s(

@@ -9,6 +9,8 @@ from email.utils import formatdate
 import pytest
 
 from gex_alertd.sources.ratelimit import MAX_WAIT_S, KeyLimiter, parse_reset, parse_retry_after
+from tests.support.fake_time import FakeTime
+from tests.support.wait import eventually
 
 NOW = 1_772_463_845.0  # a fixed wall clock for the parsers
 
@@ -79,14 +81,21 @@ async def test_acquire_waits_for_the_gate() -> None:
 
 
 async def test_gate_closed_while_queued_holds_the_waiter() -> None:
-    limiter = KeyLimiter(600, burst=1)  # 100 ms slots
+    fake = FakeTime()
+    limiter = KeyLimiter(600, burst=1, clock=fake.now, sleep=fake.sleep)  # 100 ms slots
     assert await limiter.acquire() == 0.0  # first slot is free
     waiter = asyncio.create_task(limiter.acquire())
-    await asyncio.sleep(0.01)
-    limiter.close_gate(0.4)  # a 429 lands while the waiter sleeps for its slot
-    gate_end = limiter.gate_until
-    await waiter
-    assert time.monotonic() >= gate_end
+    await fake.settled(1, "the waiter asleep until its slot")
+    assert fake.next_deadline() == pytest.approx(fake.now() + 0.1)
+    gate_end = limiter.close_gate(0.4)  # a 429 lands while the waiter sleeps for its slot
+    fake.advance_to_next()  # its slot comes: it must see the gate and sleep again, not go
+    await fake.settled(1, "the waiter back asleep, now for the gate")
+    assert not waiter.done()
+    while not waiter.done():
+        fake.advance_to_next()
+        await eventually(lambda: waiter.done() or fake.sleeping == 1, "the waiter to settle")
+    assert fake.now() >= gate_end
+    assert await waiter == pytest.approx(fake.now() - (gate_end - 0.4))
 
 
 async def test_slots_are_served_in_order() -> None:
