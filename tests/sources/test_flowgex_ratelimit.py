@@ -197,7 +197,7 @@ async def test_requests_per_min_paces_a_burst(
         waits.append(await acquire())
         return waits[-1]
 
-    client.limiter.acquire = measured  # type: ignore[method-assign]
+    client.limiter.acquire = measured  # type: ignore[method-assign]  # a spy on the real one
     waited_before = RATE_LIMIT_WAIT._value.get()
     started = time.monotonic()
     syms = [f"S{i}" for i in range(6)]
