@@ -1,8 +1,8 @@
 """Simulation clocks: sim seconds since the simulation started, plus a clock for rate limits.
 
 `RealClock` runs `speed` times faster than the wall clock from the first request on (demo,
-`simulate`); `ManualClock`
-moves only when a test advances it, which makes end-to-end tests deterministic and instant.
+`simulate`); `ManualClock` moves only when a test advances it, which makes end-to-end tests
+deterministic and instant.
 """
 
 from __future__ import annotations
