@@ -62,11 +62,16 @@ async def test_daemon_sigkilled_at_random_moments_delivers_each_alert_once(
     config.write_text(daemon_config(base_url, private_redis.url, rx, list(SYMBOLS), SYMBOLS))
     redis = aioredis.Redis.from_url(private_redis.url)
     try:
-        # from spawn: some kills land during start-up, most while polling, committing and
-        # delivering; every life delivers some alerts (a crossing every 0.2 s per symbol)
+        # a quarter of the kills land during start-up; the others are timed from the moment the
+        # daemon says it started, so they hit polling, committing and delivering however long
+        # start-up takes on this machine (a crossing every 0.2 s per symbol)
         for i in range(KILLS):
             daemon = await start_daemon(tmp_path, config, f"daemon-{i}.log")
-            await asyncio.sleep(rng.uniform(0.4, 1.8))
+            if rng.random() < 0.25:
+                await asyncio.sleep(rng.uniform(0.05, 0.6))
+            else:
+                await daemon.wait_log("gex-alertd started")
+                await asyncio.sleep(rng.uniform(0.1, 1.2))
             assert daemon.alive, daemon.output()[-3000:]
             daemon.kill()
             await daemon.proc.wait()
