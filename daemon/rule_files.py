@@ -37,9 +37,10 @@ def read(patterns: Any, base_dir: Path, problems: Problems) -> list[RuleFile]:
     seen: set[Path] = set()
     out: list[RuleFile] = []
     for i, pattern in enumerate(patterns):
-        if not isinstance(pattern, str) or not pattern.strip():
-            if isinstance(pattern, str):
-                problems.add(f"rule_files[{i}]", "empty pattern")
+        if not isinstance(pattern, str):
+            continue  # the typed conversion of `rule_files` reports it
+        if not pattern.strip():
+            problems.add(f"rule_files[{i}]", "empty pattern")
             continue
         full = base_dir / Path(pattern).expanduser()
         if _MAGIC.isdisjoint(pattern):

@@ -107,7 +107,6 @@ class FlowGexClient:
             "Accept": "application/json",
             "User-Agent": user_agent,
         }
-        self._timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         self._session = session
         self._owns_session = session is None
         self._sem = asyncio.Semaphore(max_concurrency)
@@ -138,9 +137,8 @@ class FlowGexClient:
         if session is None or (self._owns_session and session.closed):
             # created here, inside the running loop, because a session binds to its loop
             connector = aiohttp.TCPConnector(limit=self.max_concurrency, ttl_dns_cache=300)
-            session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, trust_env=False
-            )
+            # no session-wide timeout: fetch() passes `timeout_s` with every request
+            session = aiohttp.ClientSession(connector=connector, trust_env=False)
             self._session = session
             self._owns_session = True
         return session
