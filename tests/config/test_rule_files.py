@@ -136,7 +136,7 @@ def test_check_reports_rule_file_problems_with_exit_2(tmp_path):
     assert "rules.d/a.yaml[0].cooldown: expected a duration" in proc.stderr
 
 
-def test_the_shipped_example_rules(tmp_path):
+def test_the_shipped_example_rules():
     cfg = config.load(ROOT / "config.example.yaml")
     assert cfg.rule_files == ["rules.d/*.yaml"]
     by_type = {type(r).__struct_config__.tag: r.name for r in cfg.rules}
