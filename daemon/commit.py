@@ -177,7 +177,7 @@ class Committer:
             self._state[stream] = StoredState(
                 version, snap.as_of_ms, {**state.slots, **outcome.slots}
             )
-            metrics.SNAPSHOTS.labels(snap.symbol).inc()
+            metrics.SNAPSHOTS.inc()
             metrics.COMMIT_LATENCY.observe(time.perf_counter() - started)
             enqueued = {x.decode() if isinstance(x, bytes) else str(x) for x in reply[2]}
             emitted = [em for em in outcome.emitted if em.event.id in enqueued]

@@ -76,7 +76,7 @@ class Poller:
         self._log = log.bind(symbol=target.symbol, expiry=target.expiry)
 
     def _count(self, status: str) -> None:
-        metrics.POLLS.labels(self.target.symbol, status).inc()
+        metrics.POLLS.labels(status).inc()
 
     async def poll(self) -> str:
         """Run one poll; return the outcome name (for metrics, tests and health)."""

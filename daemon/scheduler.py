@@ -81,7 +81,7 @@ class PollScheduler:
         if poller is None:
             return
         if key in self._inflight:
-            metrics.POLLS.labels(poller.target.symbol, "skipped_busy").inc()
+            metrics.POLLS.labels("skipped_busy").inc()
             return
         if self.gate is not None and not self.gate(datetime.now(UTC)):
             return

@@ -8,7 +8,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 POLLS = Counter(
     "gexalertd_polls", "Upstream polls by outcome (ok, repeat, or the error kind)",
-    ["symbol", "status"], registry=REGISTRY,
+    ["status"], registry=REGISTRY,
 )  # fmt: skip
 REQUEST_LATENCY = Histogram(
     "gexalertd_request_latency_seconds", "Upstream request latency",
@@ -19,7 +19,7 @@ RATE_LIMIT_WAIT = Counter(
     "Time spent waiting on the key's request budget or Retry-After", registry=REGISTRY,
 )  # fmt: skip
 SNAPSHOTS = Counter(
-    "gexalertd_snapshots_stored", "Snapshots committed to Redis", ["symbol"], registry=REGISTRY
+    "gexalertd_snapshots_stored", "Snapshots committed to Redis", registry=REGISTRY
 )
 COMMIT_LATENCY = Histogram(
     "gexalertd_commit_latency_seconds", "Atomic snapshot+rules commit latency",

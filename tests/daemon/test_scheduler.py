@@ -46,7 +46,7 @@ async def test_fractional_interval_and_one_instance_at_a_time():
     fast = SlowPoller("SPY", 0.05)
     release = asyncio.Event()
     slow = SlowPoller("QQQ", 0.05, release=release)  # runs until released: ticks must skip it
-    skipped = metrics.POLLS.labels("QQQ", "skipped_busy")
+    skipped = metrics.POLLS.labels("skipped_busy")
     skipped_before = skipped._value.get()
     sched = PollScheduler()
     sched.start([fast, slow])  # type: ignore[list-item]  # SlowPoller stands in for Poller

@@ -45,7 +45,7 @@ async def test_healthz_and_metrics() -> None:
                 assert r.status == 200
                 assert r.headers["Content-Type"] == CONTENT_TYPE_LATEST
                 before = samples(await r.text())
-            metrics.POLLS.labels(symbol="HTTPT", status="ok").inc()
+            metrics.POLLS.labels(status="ok").inc()
             metrics.ALERTS_FIRED.labels(rule="http-test").inc(2)
             metrics.REQUEST_LATENCY.observe(0.03)
             async with http.get(f"{base}/metrics") as r:
@@ -53,7 +53,7 @@ async def test_healthz_and_metrics() -> None:
     finally:
         await server.stop()
 
-    key = ("gexalertd_polls_total", (("status", "ok"), ("symbol", "HTTPT")))
+    key = ("gexalertd_polls_total", (("status", "ok"),))
     assert after[key] == before.get(key, 0) + 1
     fired = ("gexalertd_alerts_fired_total", (("rule", "http-test"),))
     assert after[fired] == before.get(fired, 0) + 2

@@ -303,12 +303,12 @@ async def test_lifecycle_notify_metrics_drain_and_no_secrets(
     async with asyncio.timeout(WAIT_S):
         while True:
             after = await daemon.metrics()
-            polled = counter(after, "gexalertd_polls_total", symbol="SPY", status="ok")
-            stored = counter(after, "gexalertd_snapshots_stored_total", symbol="SPY")
+            polled = counter(after, "gexalertd_polls_total", status="ok")
+            stored = counter(after, "gexalertd_snapshots_stored_total")
             fired = counter(after, "gexalertd_alerts_fired_total", rule="spy-level")
             if (
-                polled > counter(before, "gexalertd_polls_total", symbol="SPY", status="ok")
-                and stored > counter(before, "gexalertd_snapshots_stored_total", symbol="SPY")
+                polled > counter(before, "gexalertd_polls_total", status="ok")
+                and stored > counter(before, "gexalertd_snapshots_stored_total")
                 and fired >= 1
             ):
                 break
