@@ -9,8 +9,8 @@ from typing import Any, NoReturn
 
 import click
 
+from gex_alertd import capacity, redaction
 from gex_alertd import config as config_mod
-from gex_alertd import redaction
 from gex_alertd.config import Config, ConfigError
 
 CONFIG_OPTION = click.option(
@@ -82,6 +82,7 @@ def check(config_path: Path, probe: bool, offline: bool) -> None:
     cfg = load_or_exit(config_path)
     click.echo(f"config {config_path}: ok ({len(cfg.watch.symbols)} watch entries, "
                f"{len(cfg.rules)} rules, {len(cfg.channels)} channels)")  # fmt: skip
+    _report_capacity(cfg)
     if offline:
         return
     failures = asyncio.run(_check_live(cfg, probe))
@@ -89,6 +90,19 @@ def check(config_path: Path, probe: bool, offline: bool) -> None:
         for f in failures:
             click.echo(f"FAIL {redaction.redact(f)}", err=True)
         sys.exit(1)
+
+
+def _report_capacity(cfg: Config) -> None:
+    """The poll plan against the request budget. An overload is a warning, not a failure (the
+    config is valid and the daemon runs, only slower than asked), so the exit status stays 0."""
+    plan = capacity.for_config(cfg)
+    if plan.overloaded:
+        click.echo(f"warning: {capacity.describe(plan)}", err=True)
+    else:
+        click.echo(f"poll plan: {capacity.describe(plan)}")
+    note = capacity.cache_note(plan)
+    if note:
+        click.echo(f"note: {note}", err=True)
 
 
 async def _check_live(cfg: Config, probe: bool) -> list[str]:
