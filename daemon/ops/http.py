@@ -1,4 +1,5 @@
-"""The operations endpoint: `/healthz` for liveness probes and `/metrics` for Prometheus.
+"""The operations endpoint: `/healthz` for liveness probes and `/metrics` for Prometheus
+(text format or OpenMetrics by `Accept`, gzip by `Accept-Encoding`).
 
 Loopback by default (config `ops.listen`): it exposes internals and has no authentication.
 """
@@ -11,7 +12,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from gex_alertd.ops.metrics import REGISTRY
 from gex_alertd.redaction import redact
@@ -42,7 +43,10 @@ class OpsServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/metrics", self._metrics)
+        # prometheus-client's own handler: Accept picks the text format or OpenMetrics, and
+        # aiohttp gzips when the scraper asks. It renders on the event loop, which is fine
+        # because no metric carries a per-symbol label: a scrape is a few hundred series at most.
+        app.router.add_get("/metrics", make_aiohttp_handler(REGISTRY))
         # access_log=None: probes every few seconds would drown the journal
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -73,10 +77,6 @@ class OpsServer:
             body = {"ok": False, "error": redact(f"{type(exc).__name__}: {exc}")}
         status = 200 if body.get("ok") else 503
         return web.json_response(body, status=status, dumps=_dumps)
-
-    async def _metrics(self, _: web.Request) -> web.Response:
-        payload = generate_latest(REGISTRY)
-        return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _dumps(obj: Any) -> str:

@@ -1,25 +1,51 @@
-"""The ops endpoint on a real loopback port: /healthz status codes and a parseable /metrics."""
+"""The ops endpoint on a real loopback port: /healthz status codes and a parseable /metrics
+(text format, gzip and OpenMetrics by content negotiation)."""
 
 from __future__ import annotations
 
+import gzip
+import platform
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
 from prometheus_client.parser import text_string_to_metric_families
 
-from gex_alertd import redaction
+from gex_alertd import __version__, redaction
 from gex_alertd.ops import metrics
 from gex_alertd.ops.http import OpsServer, parse_listen
 
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def samples(text: str, *, open_metrics: bool = False) -> Samples:
+    families = om_families(text) if open_metrics else text_string_to_metric_families(text)
     out = {}
-    for fam in text_string_to_metric_families(text):
+    for fam in families:
         for s in fam.samples:
             out[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return out
+
+
+@pytest.fixture
+async def metrics_url() -> AsyncIterator[str]:
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    server = OpsServer("127.0.0.1:0", health)
+    await server.start()
+    # a counter and a histogram with values, so a `_created` series would have a reason to show
+    metrics.POLLS.labels("ok").inc()
+    metrics.COMMIT_BATCH.observe(3)
+    try:
+        yield f"http://127.0.0.1:{server.port}/metrics"
+    finally:
+        await server.stop()
 
 
 async def test_healthz_and_metrics() -> None:
@@ -43,7 +69,7 @@ async def test_healthz_and_metrics() -> None:
 
             async with http.get(f"{base}/metrics") as r:
                 assert r.status == 200
-                assert r.headers["Content-Type"] == CONTENT_TYPE_LATEST
+                assert r.headers["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4
                 before = samples(await r.text())
             metrics.POLLS.labels(status="ok").inc()
             metrics.ALERTS_FIRED.labels(rule="http-test").inc(2)
@@ -59,6 +85,61 @@ async def test_healthz_and_metrics() -> None:
     assert after[fired] == before.get(fired, 0) + 2
     count = ("gexalertd_request_latency_seconds_count", ())
     assert after[count] == before.get(count, 0) + 1
+
+
+async def test_metrics_plain_text_by_default(metrics_url: str) -> None:
+    # no Accept and no Accept-Encoding at all: what a bare `curl` gets
+    async with aiohttp.ClientSession(skip_auto_headers=("Accept", "Accept-Encoding")) as http:
+        async with http.get(metrics_url) as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4
+            assert "Content-Encoding" not in r.headers
+            text = await r.text()
+    assert ("gexalertd_polls_total", (("status", "ok"),)) in samples(text)
+    assert "# EOF" not in text
+
+
+async def test_metrics_gzip_when_asked(metrics_url: str) -> None:
+    async with aiohttp.ClientSession(auto_decompress=False) as http:
+        async with http.get(metrics_url, headers={"Accept-Encoding": "gzip"}) as r:
+            assert r.status == 200
+            assert r.headers["Content-Encoding"] == "gzip"
+            assert r.headers["Content-Type"] == CONTENT_TYPE_PLAIN_0_0_4
+            raw = await r.read()
+    assert raw[:2] == b"\x1f\x8b"
+    assert ("gexalertd_polls_total", (("status", "ok"),)) in samples(gzip.decompress(raw).decode())
+
+
+async def test_metrics_openmetrics_when_asked(metrics_url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(metrics_url, headers={"Accept": OPENMETRICS}) as r:
+            assert r.status == 200
+            assert r.headers["Content-Type"].startswith(OPENMETRICS + ";")
+            text = await r.text()
+    assert text.endswith("# EOF\n")
+    assert ("gexalertd_polls_total", (("status", "ok"),)) in samples(text, open_metrics=True)
+
+
+async def test_scrape_has_no_created_series(metrics_url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(metrics_url) as r:
+            plain = samples(await r.text())
+        async with http.get(metrics_url, headers={"Accept": OPENMETRICS}) as r:
+            om = samples(await r.text(), open_metrics=True)
+    for scrape in (plain, om):
+        assert ("gexalertd_commit_batch_size_count", ()) in scrape
+        assert [name for name, _ in scrape if name.endswith("_created")] == []
+
+
+async def test_scrape_has_process_metrics_and_build_info(metrics_url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(metrics_url) as r:
+            scrape = samples(await r.text())
+    labels = (("python", platform.python_version()), ("version", __version__))
+    assert scrape[("gexalertd_build_info", labels)] == 1
+    names = {name for name, _ in scrape}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes"} <= names
+    assert {"process_start_time_seconds", "process_open_fds", "python_info"} <= names
 
 
 async def test_healthz_failure_is_503_and_redacted() -> None:
