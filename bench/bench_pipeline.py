@@ -5,7 +5,7 @@ and redis-server share CPU 0):
 
 - ceiling: aiohttp, `--concurrency` GETs in flight, JSON decode (msgspec, untyped), nothing
   else. No client can do the daemon's job faster than it can fetch and parse.
-- gex-alertd: the daemon's own per-poll path (`pipeline.Poller`: lease, `FlowGexClient` with
+- gex-alertd: the daemon's own per-poll path (`pipeline.Poller`: `FlowGexClient` with
   its budget and gates, typed decode and validation, `Committer`: rules + the atomic Lua commit
   of the compressed snapshot, state and alerts), one poller per symbol polling back to back,
   every symbol sharing one client (`max_concurrency` 16, the default) and one Redis client.
@@ -187,8 +187,7 @@ class Pipeline:
         client = FlowGexClient.from_config(cfg.source)
         committer = Committer(redis, list(cfg.rules), cfg.redis)
         pollers = [
-            Poller(t, client, committer.commit, redis, backoff=Backoff(1, 60), instance_id="b")
-            for t in cfg.watch.entries()
+            Poller(t, client, committer.commit, backoff=Backoff(1, 60)) for t in cfg.watch.entries()
         ]
         stored = 0
 

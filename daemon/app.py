@@ -1,8 +1,9 @@
 """The daemon: wires the source, the pollers, the commit, the outbox and the ops surface.
 
-Lifecycle: start() brings Redis, the source and the jobs up (then READY=1); SIGTERM stops new
-polls, lets in-flight commits finish, drains the outbox up to a timeout and returns; SIGHUP
-re-reads the config and applies it only when it is valid.
+Lifecycle: start() brings Redis, the source, the membership and the poll engine up (then
+READY=1); SIGTERM stops new polls, lets in-flight commits finish, leaves the membership, drains
+the outbox up to a timeout and returns; SIGHUP re-reads the config and applies it only when it
+is valid.
 """
 
 from __future__ import annotations
@@ -23,16 +24,20 @@ from gex_alertd import config as config_mod
 from gex_alertd import redaction
 from gex_alertd.config import Config, ConfigError
 from gex_alertd.connections import REDIS_DOWN, connect, wait_until_reachable
+from gex_alertd.duties import Duties, SessionGate
 from gex_alertd.model import AlertEvent, iso_utc, outbox_fields
 from gex_alertd.ops import metrics
+from gex_alertd.ownership import HEARTBEAT_S, Membership, assign
 from gex_alertd.pipeline import Poller
-from gex_alertd.scheduler import PollScheduler
+from gex_alertd.pool import PollPool
 from gex_alertd.sources.backoff import Backoff
 from gex_alertd.sources.errors import AuthError
 from gex_alertd.sources.flowgex import FlowGexClient
 from gex_alertd.store import ALERTS_KEY
 
 log = structlog.get_logger()
+
+GAUGES_S = 5.0  # engine figures into /metrics and the systemd status line
 
 
 @dataclass
@@ -44,14 +49,17 @@ class Stats:
 class Daemon:
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.instance_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.instance_id = instance_id(cfg)
         self.stats = Stats()
         self.redis = connect(cfg.redis.url)
         self.simulator: Any = None
         self.client: FlowGexClient | None = None
         self.committer: Any = None
         self.dispatcher: Any = None
-        self.scheduler: PollScheduler | None = None
+        self.pool: PollPool | None = None
+        self.duties: Duties | None = None
+        self.membership: Membership | None = None
+        self.gate: SessionGate | None = None
         self.ops_server: Any = None
         self.notifier: Any = None
         self._stop = asyncio.Event()
@@ -68,21 +76,33 @@ class Daemon:
         self.client = await self._build_client(self.cfg)
         self.committer = self._build_committer(self.cfg)
         await self._start_dispatcher()
-        self.scheduler = PollScheduler(gate=self._gate(self.cfg))
-        self.scheduler.start(self._build_pollers(self.cfg))
+        self.membership = Membership(self.redis, self.instance_id)
+        # workers beyond the HTTP concurrency overlap one poll's commit with others' fetches
+        self.pool = PollPool(workers=2 * self.cfg.source.max_concurrency)
+        self.pool.replace(self._build_pollers(self.cfg))
+        # the first beat before any poll: a daemon joining others must not poll their targets
+        await self._beat(joining=True)
+        self.duties = Duties()
+        self._arm_gate(self.cfg)
+        self.pool.start()
+        self.duties.every("heartbeat", HEARTBEAT_S, self._beat)
+        self.duties.every("gauges", GAUGES_S, self._gauges)
+        self.duties.start()
         await self._start_ops_server()
-        # ops: READY only once Redis answers and the jobs are scheduled
+        # ops: READY only once Redis answers and the targets are queued
         self.notifier.ready()
         self.notifier.status(self._status_line())
         self._background.append(asyncio.create_task(self.notifier.run_watchdog(self._stop)))
-        self._background.append(asyncio.create_task(self._status_loop()))
         log.info(
             "gex-alertd started",
             source=self.cfg.source.kind,
-            symbols=len(self.scheduler.pollers),
+            symbols=len(self.pool.pollers),
+            owned=len(self.pool.owned),
+            members=len(self.membership.members),
             rules=len(self.cfg.rules),
             channels=sorted(self.cfg.channels),
         )
+        self._log_capacity(self.cfg)
 
     async def _build_client(self, cfg: Config) -> FlowGexClient:
         if cfg.source.kind == "simulator":
@@ -122,22 +142,59 @@ class Daemon:
                 target,
                 self.client,
                 self._commit,
-                self.redis,
                 backoff=Backoff(cfg.source.backoff_base_s, cfg.source.backoff_max_s),
-                instance_id=self.instance_id,
                 on_auth_failure=self._operator_auth_alert,
             )
             for target in cfg.watch.entries()
         ]
 
-    def _gate(self, cfg: Config) -> Any:
+    def _arm_gate(self, cfg: Config) -> None:
+        assert self.pool is not None and self.duties is not None
+        self.duties.cancel("session")
         if cfg.watch.market_hours == "always" and not (cfg.watch.premarket or cfg.watch.postmarket):
-            return None
+            self.gate = None
+            self.pool.resume()
+            return
         from gex_alertd.ops.calendar import MarketHours
 
         hours = MarketHours(cfg.watch.market_hours, cfg.watch.premarket, cfg.watch.postmarket)
-        hours.is_open(datetime.now(UTC))  # load the calendar now, before READY, not in a poll
-        return hours.is_open
+        # loads the calendar now, before READY, not in the middle of serving
+        self.gate = SessionGate(self.duties, hours, pause=self.pool.pause, resume=self.pool.resume)
+        self.gate.apply()
+
+    def _log_capacity(self, cfg: Config) -> None:
+        from gex_alertd import capacity
+
+        plan = capacity.plan(cfg.watch.entries(), cfg.source.requests_per_min)
+        fields = capacity.log_fields(plan)
+        if plan.overloaded:
+            log.warning("watchlist exceeds the request budget", **fields)
+        else:
+            log.info("request budget", **fields)
+
+    async def _beat(self, *, joining: bool = False) -> None:
+        """Heartbeat: refresh our membership and queue exactly the targets we own."""
+        assert self.membership is not None and self.pool is not None
+        before = self.membership.members
+        try:
+            after = await self.membership.beat()
+        except REDIS_DOWN as exc:
+            log.warning("membership heartbeat failed; keeping the last member list", error=str(exc))
+            if joining:
+                self._own(before, before)
+            return
+        if joining:
+            before = tuple(m for m in after if m != self.instance_id)
+        if after != before or joining:
+            if not joining:
+                log.info("members changed", members=len(after), before=len(before))
+            self._own(before, after)
+
+    def _own(self, before: tuple[str, ...], after: tuple[str, ...]) -> None:
+        assert self.pool is not None
+        intervals = {k: p.target.interval_s for k, p in self.pool.pollers.items()}
+        plan = assign(self.instance_id, intervals, before, after, intervals, HEARTBEAT_S)
+        self.pool.own(plan.owned, delays=plan.delays)
 
     async def _start_dispatcher(self) -> None:
         from gex_alertd.notify.dispatch import Dispatcher
@@ -180,8 +237,17 @@ class Daemon:
         if self.notifier is not None:
             self.notifier.stopping()  # ops: STOPPING=1 as soon as we begin to stop
         self._stop.set()
-        if self.scheduler is not None:
-            await self.scheduler.stop(grace_s=self.cfg.outbox.drain_timeout)
+        if self.duties is not None:
+            await self.duties.stop()
+        if self.pool is not None:
+            await self.pool.stop(grace_s=self.cfg.outbox.drain_timeout)
+        if self.committer is not None:
+            await self.committer.drain()
+        if self.membership is not None:
+            try:  # the others take our targets at their next beat instead of after the timeout
+                await self.membership.leave()
+            except REDIS_DOWN as exc:
+                log.warning("could not leave the membership", error=str(exc))
         if self.dispatcher is not None:
             await self.dispatcher.stop(drain_timeout=self.cfg.outbox.drain_timeout)
         for task in self._background:
@@ -241,15 +307,17 @@ class Daemon:
         self.committer = self._build_committer(new)
         if self.dispatcher is not None:
             await self.dispatcher.reload(new)
-        if self.scheduler is not None:
-            self.scheduler.gate = self._gate(new)
+        if self.pool is not None and self.membership is not None:
             pollers = self._build_pollers(new)
             for p in pollers:
                 # keep the running poller (its backoff and pending queue) when the entry is the same
-                current = self.scheduler.pollers.get(p.target.key)
-                if current is not None and current.target == p.target:
+                current = self.pool.pollers.get(p.target.key)
+                if isinstance(current, Poller) and current.target == p.target:
                     current.source = p.source
-            self.scheduler.replace(pollers)
+            self.pool.replace(pollers)
+            members = self.membership.members
+            self._own(members, members)
+            self._arm_gate(new)
         log.info("config reloaded", symbols=len(new.watch.entries()), rules=len(new.rules))
 
     # --- operator alerts, health, status -------------------------------------------------
@@ -288,14 +356,21 @@ class Daemon:
         except (TimeoutError, *REDIS_DOWN):
             redis_ok = False
         now = time.time()
-        symbols = {}
-        if self.scheduler is not None:
-            symbols = {k: p.health(now) for k, p in self.scheduler.pollers.items()}
+        symbols: dict[str, Any] = {}
+        engine: dict[str, Any] = {}
+        if self.pool is not None:
+            for k, p in self.pool.pollers.items():
+                entry = self.pool.timing(k)
+                if isinstance(p, Poller):
+                    entry.update(p.health(now))
+                symbols[k] = entry
+            engine = self._engine_health()
         out: dict[str, Any] = {
             "ok": redis_ok and not self._stop.is_set(),
             "loop": True,  # answering at all means the loop runs
             "redis": redis_ok,
             "uptime_s": round(now - self.stats.started_at, 1),
+            "engine": engine,
             "symbols": symbols,
             "alerts_fired": self.stats.alerts_fired,
         }
@@ -303,15 +378,55 @@ class Daemon:
             out["outbox"] = await self.dispatcher.health()
         return out
 
+    def _engine_health(self) -> dict[str, Any]:
+        assert self.pool is not None
+        st = self.pool.stats()
+        return {
+            "targets": st.targets,
+            "owned": st.owned,
+            "members": list(self.membership.members) if self.membership else [],
+            "queued": st.queued,
+            "running": st.running,
+            "paused": st.paused,
+            "market_open": None if self.gate is None else self.gate.open,
+            "overdue_s": round(st.overdue_s, 3),
+            "target_interval_s": _round(st.target_interval_s),
+            "achieved_interval_s": _round(st.achieved_interval_s),
+        }
+
+    async def _gauges(self) -> None:
+        if self.pool is None:
+            return
+        st = self.pool.stats()
+        metrics.WATCH_TARGETS.set(st.owned)
+        metrics.POLL_OVERDUE.set(st.overdue_s)
+        if st.target_interval_s is not None:
+            metrics.POLL_INTERVAL_TARGET.set(st.target_interval_s)
+        if st.achieved_interval_s is not None:
+            metrics.POLL_INTERVAL_ACHIEVED.set(st.achieved_interval_s)
+        if self.membership is not None:
+            metrics.MEMBERS.set(len(self.membership.members))
+        if self.notifier is not None:
+            self.notifier.status(self._status_line())  # ops: STATUS=
+
     def _status_line(self) -> str:
-        n = len(self.scheduler.pollers) if self.scheduler else 0
+        n = len(self.pool.owned) if self.pool else 0
         return f"watching {n} symbols, {self.stats.alerts_fired} alerts fired"
 
-    async def _status_loop(self) -> None:
-        while not self._stop.is_set():
-            await asyncio.sleep(10)
-            if self.notifier is not None:
-                self.notifier.status(self._status_line())  # ops: STATUS=
+
+def instance_id(cfg: Config) -> str:
+    """This daemon's name among the members: stable across restarts (a restarted daemon takes
+    its own targets back at once instead of waiting for its old entry to expire), distinct for
+    two daemons on one host with different config files."""
+    import hashlib
+
+    where = f"{os.path.abspath(cfg.path) if cfg.path else '-'}\x1f{cfg.redis.url}"
+    digest = hashlib.blake2b(where.encode(), digest_size=4).hexdigest()
+    return f"{socket.gethostname()}:{digest}"
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
 
 
 async def run_daemon(cfg: Config) -> None:

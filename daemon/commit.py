@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from gex_alertd import store
+from gex_alertd.batching import ScriptBatcher
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import hash_fields
 from gex_alertd.model import AlertEvent, FlowGex, outbox_fields
@@ -129,7 +130,8 @@ class Committer:
         self.engine = Engine(list(rules))
         self.redis_cfg = redis_cfg
         self.max_attempts = max_attempts
-        self._script = redis.register_script(LUA)
+        # commits of several snapshots share a round trip; each script is still atomic
+        self._batcher = ScriptBatcher(redis, LUA)
         # the last snapshot this process committed per (symbol, expiry): oi_change basis poll
         # compares against it; valid only while it is still the stream top (`_last`)
         self._prev: dict[tuple[str, str | None], FlowGex] = {}
@@ -165,7 +167,7 @@ class Committer:
             keys, args = build_args(
                 self.engine, snap, expiry, state.version, outcome, self.redis_cfg
             )
-            reply = await self._script(keys=keys, args=args)
+            reply = await self._batcher.call(keys, args)
             status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
             if status == "repeat":
                 return CommitResult(False, [])
@@ -206,6 +208,10 @@ class Committer:
         raise CommitConflict(
             f"{snap.symbol}: rule state changed under {self.max_attempts} commit attempts in a row"
         )
+
+    async def drain(self) -> None:
+        """Wait for the commits already handed to Redis (shutdown)."""
+        await self._batcher.drain()
 
     def _remember(self, snap: FlowGex, expiry: str | None) -> None:
         if self.engine.needs_prev(snap.symbol):

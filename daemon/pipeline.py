@@ -13,10 +13,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 import structlog
 
-from gex_alertd import redaction, store
+from gex_alertd import redaction
 from gex_alertd.config import WatchTarget
 from gex_alertd.connections import REDIS_DOWN
 from gex_alertd.model import FlowGex
@@ -54,18 +53,14 @@ class Poller:
         target: WatchTarget,
         source: Source,
         commit: CommitFn,
-        redis: aioredis.Redis,
         *,
         backoff: Backoff,
-        instance_id: str,
         on_auth_failure: AuthFailureFn | None = None,
     ):
         self.target = target
         self.source = source
         self.commit = commit
-        self.redis = redis
         self.backoff = backoff
-        self.instance_id = instance_id
         self.on_auth_failure = on_auth_failure
         self.pending: deque[FlowGex] = deque()
         self.next_attempt = 0.0  # loop time before which we do not fetch (backoff)
@@ -87,8 +82,6 @@ class Poller:
             return "backoff"
         if self.pending and not await self._flush():
             return "redis_down"
-        if not await self._claim_lease():
-            return "leased"
         try:
             fetched = await self.source.fetch(self.target.symbol, self.target.expiry)
         except SourceError as exc:
@@ -130,19 +123,6 @@ class Poller:
                 return False
             self.pending.popleft()
         return True
-
-    async def _claim_lease(self) -> bool:
-        # Several daemons may share one Redis: the lease makes one of them poll per interval.
-        ttl_ms = max(1, int(self.target.interval_s * 800))
-        key = store.lease_key(self.target.symbol, self.target.expiry)
-        try:
-            got = await self.redis.set(key, self.instance_id, nx=True, px=ttl_ms)
-            if got:
-                return True
-            holder = await self.redis.get(key)
-            return isinstance(holder, bytes) and holder.decode() == self.instance_id
-        except REDIS_DOWN:
-            return True  # without Redis we still fetch; the snapshot waits in `pending`
 
     async def _failed(self, exc: SourceError) -> str:
         status = type(exc).__name__

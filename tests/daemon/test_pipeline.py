@@ -41,15 +41,13 @@ class Committed:
         return r
 
 
-def make_poller(up, redis, commit, *, symbol="SPY", instance="a", client=None, **kw):
+def make_poller(up, redis, commit, *, symbol="SPY", client=None, **kw):
     client = client or FlowGexClient(up.url, "test-key", requests_per_min=6000)
-    # The lease (0.8 interval) and the backoff are far longer than the test timeout, so none
-    # runs out between two polls however slow the machine; tests end them explicitly.
+    # The backoff is far longer than the test timeout, so it never runs out between two polls
+    # however slow the machine.
     target = WatchTarget(symbol, None, INTERVAL_S, 0.0)
     backoff = Backoff(3600.0, 7200.0, random.Random(1))
-    return Poller(
-        target, client, commit, redis, backoff=backoff, instance_id=instance, **kw
-    ), client
+    return Poller(target, client, commit, backoff=backoff, **kw), client
 
 
 async def test_poll_stores_once_and_drops_repeated_as_of(redis):
@@ -64,9 +62,7 @@ async def test_poll_stores_once_and_drops_repeated_as_of(redis):
         poller, client = make_poller(up, redis, commit)
         try:
             assert await poller.poll() == "stored"
-            await redis.delete("gex:{SPY}:lease")
             assert await poller.poll() == "repeat"
-            await redis.delete("gex:{SPY}:lease")
             assert await poller.poll() == "stored"
         finally:
             await client.close()
@@ -143,25 +139,6 @@ async def test_auth_failure_reaches_the_operator_hook(redis):
             await client.close()
     assert len(seen) == 1
     assert "growth" in str(seen[0]) and "free" in str(seen[0])
-
-
-async def test_lease_lets_one_instance_poll_per_interval(redis):
-    async with Upstream() as up:
-        client = FlowGexClient(up.url, "test-key", requests_per_min=6000)
-        a, _ = make_poller(up, redis, Committed(redis), instance="a", client=client)
-        b, _ = make_poller(up, redis, Committed(redis), instance="b", client=client)
-        try:
-            assert await a.poll() == "stored"
-            assert await b.poll() == "leased"
-            # the lease ends within the interval; ending it early stands in for waiting
-            lease = store.lease_key("SPY")
-            assert 0 < await redis.pttl(lease) <= INTERVAL_S * 800
-            await redis.delete(lease)
-            assert await b.poll() == "stored"
-            assert await a.poll() == "leased"
-        finally:
-            await client.close()
-    assert len(up.requests) == 2
 
 
 async def test_snapshot_survives_a_redis_outage(private_redis):

@@ -1,0 +1,85 @@
+"""Pipelined script calls against a real Redis: batched, yet each call gets its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from gex_alertd.batching import ScriptBatcher
+from gex_alertd.connections import REDIS_DOWN
+from gex_alertd.ops import metrics
+
+# fails on purpose when asked to, so one call's error can be told apart from the others'
+SCRIPT = """
+if ARGV[1] == 'fail' then return redis.error_reply('asked to fail') end
+redis.call('INCR', KEYS[1])
+return ARGV[1]
+"""
+
+
+def batches() -> float:
+    return sum(
+        s.value
+        for m in metrics.COMMIT_BATCH.collect()
+        for s in m.samples
+        if s.name.endswith("_count")
+    )
+
+
+async def test_calls_arriving_together_share_a_round_trip(redis: aioredis.Redis):
+    b = ScriptBatcher(redis, SCRIPT, max_batch=32, linger_s=3600)  # only a full batch flushes
+    before = batches()
+    replies = await asyncio.gather(*(b.call(["n"], [str(i)]) for i in range(64)))
+    assert replies == [str(i).encode() for i in range(64)]
+    assert batches() - before == 2  # 64 calls, two pipelines of 32
+    assert await redis.get("n") == b"64"
+
+
+async def test_one_failing_call_does_not_fail_the_others(redis: aioredis.Redis):
+    b = ScriptBatcher(redis, SCRIPT, max_batch=3, linger_s=3600)
+    results = await asyncio.gather(
+        b.call(["n"], ["x"]), b.call(["n"], ["fail"]), b.call(["n"], ["y"]), return_exceptions=True
+    )
+    assert results[0] == b"x" and results[2] == b"y"
+    assert isinstance(results[1], ResponseError) and "asked to fail" in str(results[1])
+    assert await redis.get("n") == b"2"
+
+
+async def test_a_flushed_script_cache_is_reloaded(redis: aioredis.Redis):
+    b = ScriptBatcher(redis, SCRIPT, linger_s=0)
+    assert await b.call(["n"], ["a"]) == b"a"
+    await redis.script_flush()  # as after a Redis restart
+    assert await b.call(["n"], ["b"]) == b"b"
+    assert await redis.get("n") == b"2"
+
+
+async def test_a_dead_connection_fails_every_call_of_the_batch(private_redis):
+    redis = aioredis.Redis.from_url(private_redis.url, socket_connect_timeout=0.5)
+    try:
+        b = ScriptBatcher(redis, SCRIPT, max_batch=4, linger_s=3600)
+        assert await asyncio.gather(*(b.call(["n"], ["w"]) for _ in range(4))) == [b"w"] * 4
+        private_redis.kill()
+        results = await asyncio.gather(
+            *(b.call(["n"], ["z"]) for _ in range(4)), return_exceptions=True
+        )
+        assert all(isinstance(r, REDIS_DOWN) for r in results), results
+    finally:
+        await redis.aclose()
+
+
+async def test_linger_sends_a_partial_batch(redis: aioredis.Redis):
+    b = ScriptBatcher(redis, SCRIPT, max_batch=32, linger_s=0.0)
+    assert await b.call(["n"], ["solo"]) == b"solo"
+    await b.drain()
+
+
+@pytest.mark.parametrize("n", [1, 5])
+async def test_drain_waits_for_what_is_in_flight(redis: aioredis.Redis, n: int):
+    b = ScriptBatcher(redis, SCRIPT, max_batch=32, linger_s=3600)
+    calls = [asyncio.ensure_future(b.call(["n"], [str(i)])) for i in range(n)]
+    await asyncio.sleep(0)
+    await b.drain()  # the linger would hold them for an hour; drain sends them now
+    assert [c.result() for c in calls] == [str(i).encode() for i in range(n)]

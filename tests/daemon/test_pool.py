@@ -1,0 +1,216 @@
+"""The poll engine on a controlled clock: who is polled when, under load and at rest.
+
+The pool reads time from `clock`; here that is a number the test (or a poll standing in for
+slow work) moves forward, so nothing depends on how fast the machine is. `kick()` makes the
+pool look at the queue after the test moved the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+
+import structlog
+
+from gex_alertd.config import WatchTarget
+from gex_alertd.pool import PollPool
+from tests.support.wait import WAIT_S, eventually
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Target:
+    """Stands in for a Poller: records when it was polled; `cost` moves the clock."""
+
+    def __init__(
+        self, key: str, interval: float, clock: Clock, log: list[tuple[str, float]], cost=0.0
+    ):
+        self.target = WatchTarget(key, None, interval, 0.0)
+        self.next_attempt = 0.0
+        self.disabled: str | None = None
+        self.clock = clock
+        self.log = log
+        self.cost = cost
+        self.hold: asyncio.Event | None = None
+        self.running = 0
+        self.max_running = 0
+
+    async def poll(self) -> str:
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        self.log.append((self.target.key, self.clock.t))
+        try:
+            if self.hold is not None:
+                await self.hold.wait()
+            self.clock.t += self.cost
+            await asyncio.sleep(0)  # a real poll awaits I/O: let the others run
+        finally:
+            self.running -= 1
+        return "stored"
+
+
+def make(n: int, interval: float, *, workers: int = 1, cost: float = 0.0):
+    clock = Clock()
+    log: list[tuple[str, float]] = []
+    targets = [Target(f"S{i:04d}", interval, clock, log, cost) for i in range(n)]
+    pool = PollPool(workers, clock=clock, rng=lambda: 0.0)
+    pool.replace(targets)
+    return pool, clock, targets, log
+
+
+async def test_overload_serves_every_target_in_turn_and_stretches_evenly():
+    # 10 targets want a poll every 10 s; one worker needs 2 s per poll: capacity is half the
+    # demand, so each target should get ~20 s, all alike, and nobody is skipped
+    pool, _clock, targets, log = make(10, 10.0, cost=2.0)
+    pool.start()
+    pool.own([t.target.key for t in targets])
+    try:
+        await eventually(lambda: len(log) >= 60, "60 polls")
+    finally:
+        await pool.stop(grace_s=WAIT_S)
+    rounds = [log[i : i + 10] for i in range(0, 60, 10)]
+    for r in rounds:
+        assert sorted(k for k, _ in r) == sorted(t.target.key for t in targets), r
+    # after the first round every target's start-to-start interval is the same 20 s
+    starts: dict[str, list[float]] = {}
+    for key, at in log[:60]:
+        starts.setdefault(key, []).append(at)
+    # (from the second poll on: the first round starts at the spread start times)
+    gaps = {round(b - a, 6) for s in starts.values() for a, b in itertools.pairwise(s[1:])}
+    assert gaps == {20.0}
+    st = pool.stats()
+    assert st.achieved_interval_s is not None and abs(st.achieved_interval_s - 20.0) < 1e-6
+
+
+async def test_at_rest_the_cadence_does_not_drift():
+    pool, clock, targets, log = make(2, 10.0)
+    targets[1].target = WatchTarget("S0001", None, 30.0, 0.0)
+    pool.replace(targets)
+    pool.start()
+    pool.own(["S0000", "S0001"])
+    try:
+        await eventually(lambda: len(log) == 2, "both polled at start")
+        assert {k for k, _ in log} == {"S0000", "S0001"}
+        await eventually(lambda: pool.stats().running == 0, "polls done")
+        assert pool._queue.due_at("S0000") == 1010.0 and pool._queue.due_at("S0001") == 1030.0
+        clock.t = 1010.5  # half a second late
+        pool.kick()
+        await eventually(lambda: len(log) == 3, "S0000 again")
+        await eventually(lambda: pool._queue.due_at("S0000") is not None, "requeued")
+        # the next due time keeps the cadence (1020), it does not slide to 1020.5
+        assert pool._queue.due_at("S0000") == 1020.0
+        assert log[2] == ("S0000", 1010.5)
+        # nothing else is due: a kick polls nothing
+        pool.kick()
+        await asyncio.sleep(0)
+        assert len(log) == 3
+        assert pool.stats().overdue_s == 0.0
+        clock.t = 1045.0  # far behind: S0000 is due at 1020 (25 s late), S0001 at 1030
+        assert pool.stats().overdue_s == 25.0
+        pool.kick()
+        await eventually(lambda: len(log) == 5, "both again")
+        assert [k for k, _ in log[3:]] == ["S0000", "S0001"]  # the most overdue first
+        await eventually(lambda: pool.stats().queued == 2, "requeued")
+        # more than an interval late: one interval from this poll, no burst to catch up
+        assert pool._queue.due_at("S0000") == 1055.0
+    finally:
+        await pool.stop(grace_s=WAIT_S)
+
+
+async def test_a_target_is_never_polled_twice_at_once():
+    pool, clock, targets, log = make(1, 0.001, workers=4)
+    hold = asyncio.Event()
+    targets[0].hold = hold
+    pool.start()
+    pool.own(["S0000"])
+    try:
+        await eventually(lambda: targets[0].running == 1, "first poll running")
+        clock.t += 100  # long overdue by now, with three idle workers
+        pool.kick()
+        await asyncio.sleep(0)
+        assert targets[0].running == 1 and len(log) == 1
+        hold.set()
+        # released, it is requeued overdue and polled again, by one worker
+        await eventually(lambda: len(log) == 2, "polled again once released")
+        assert log[1] == ("S0000", clock.t)
+    finally:
+        hold.set()
+        await pool.stop(grace_s=WAIT_S)
+    assert targets[0].max_running == 1
+
+
+async def test_backoff_and_disabled_targets():
+    pool, _clock, targets, log = make(2, 10.0)
+    pool.start()
+    pool.own(["S0000", "S0001"])
+    try:
+        targets[0].next_attempt = 1500.0  # backing off until then
+        targets[1].disabled = "404 unknown symbol"
+        await eventually(lambda: len(log) == 2, "first polls")
+        await eventually(lambda: pool.stats().running == 0, "done")
+        assert pool._queue.due_at("S0000") == 1500.0
+        assert "S0001" not in pool._queue  # a permanent problem is not polled again
+        assert pool.timing("S0001")["polls"] == 1
+    finally:
+        await pool.stop(grace_s=WAIT_S)
+
+
+async def test_paused_pool_starts_nothing_and_resume_spreads_from_now():
+    pool, clock, _targets, log = make(3, 10.0)
+    pool.pause()
+    pool.start()
+    pool.own(["S0000", "S0001", "S0002"])
+    try:
+        pool.kick()
+        await asyncio.sleep(0)
+        assert log == [] and pool.stats().paused and pool.stats().overdue_s == 0.0
+        clock.t += 3600  # overnight
+        pool.resume()
+        await eventually(lambda: len(log) == 3, "all polled at the open")
+        await eventually(lambda: pool.stats().running == 0, "done")
+        # an overnight pause is not lateness: the cadence restarts from the open
+        assert {pool._queue.due_at(k) for k in ("S0000", "S0001", "S0002")} == {clock.t + 10.0}
+    finally:
+        await pool.stop(grace_s=WAIT_S)
+
+
+async def test_ownership_changes_queue_exactly_the_owned_targets():
+    pool, clock, targets, log = make(4, 10.0)
+    pool.pause()  # only the queue is looked at here
+    pool.start()
+    try:
+        pool.own(["S0000", "S0001"])
+        assert pool.owned == {"S0000", "S0001"} and pool.stats().queued == 2
+        pool.own(["S0001", "S0002", "NOPE"], delays={"S0002": 25.0})
+        assert pool.owned == {"S0001", "S0002"}  # an unknown key is ignored
+        assert "S0000" not in pool._queue
+        assert pool._queue.due_at("S0002") == clock.t + 25.0
+        # a reload that drops a target forgets it; a changed entry is reported back
+        changed = pool.replace([targets[1], Target("S0002", 60.0, clock, log)])
+        assert changed == ["S0002"] and pool.owned == {"S0001"}
+    finally:
+        await pool.stop(grace_s=WAIT_S)
+
+
+async def test_stop_with_thousands_queued_is_clean():
+    clock = Clock()
+    log: list[tuple[str, float]] = []
+    targets = [Target(f"T{i:05d}", 0.5, clock, log, cost=0.001) for i in range(3000)]
+    pool = PollPool(16, clock=clock, rng=lambda: 0.0)
+    pool.replace(targets)
+    pool.start()
+    pool.own([t.target.key for t in targets])
+    with structlog.testing.capture_logs() as events:
+        await eventually(lambda: len(log) >= 6000, "two rounds of 3,000")
+        await pool.stop(grace_s=WAIT_S)
+    assert all(t.done() for t in pool._tasks) and not pool._tasks
+    assert not [e for e in events if e["log_level"] in ("warning", "error")], events
+    counts = Counter(k for k, _ in log)
+    assert min(counts.values()) >= 1 and max(counts.values()) - min(counts.values()) <= 2
