@@ -96,6 +96,7 @@ class Daemon:
         log.info(
             "gex-alertd started",
             source=self.cfg.source.kind,
+            instance=self.instance_id,
             symbols=len(self.pool.pollers),
             owned=len(self.pool.owned),
             members=len(self.membership.members),
@@ -384,6 +385,7 @@ class Daemon:
         return {
             "targets": st.targets,
             "owned": st.owned,
+            "instance": self.instance_id,
             "members": list(self.membership.members) if self.membership else [],
             "queued": st.queued,
             "running": st.running,

@@ -48,7 +48,7 @@ def _run_loop(coro: Any, use_uvloop: bool | None) -> Any:
         except ImportError:
             if use_uvloop:
                 raise click.ClickException(
-                    "uvloop is not installed (pip install gex-alertd[fast])"
+                    "uvloop is not installed (pip install uvloop)"
                 ) from None
     return asyncio.run(coro)
 
@@ -56,7 +56,7 @@ def _run_loop(coro: Any, use_uvloop: bool | None) -> Any:
 @click.command()
 @CONFIG_OPTION
 @click.option(
-    "--uvloop/--no-uvloop", default=None, help="Use uvloop when installed (default: auto)."
+    "--uvloop/--no-uvloop", default=None, help="Use uvloop (the default where installed)."
 )
 def run(config_path: Path, uvloop: bool | None) -> None:
     """Run the daemon in the foreground until SIGTERM or Ctrl-C."""

@@ -68,7 +68,9 @@ class Duties:
         if self._scheduler.get_job(name) is not None:
             self._scheduler.remove_job(name)
 
-    def _launch(self, name: str, duty: Duty) -> None:
+    async def _launch(self, name: str, duty: Duty) -> None:
+        # a coroutine, so APScheduler runs it on the loop (a plain function would go to its
+        # thread pool); it only starts the duty and returns, so there is nothing to cancel
         if self._stopping:
             return
         running = self._running.get(name)
