@@ -166,12 +166,15 @@ class Daemon:
     def _log_capacity(self, cfg: Config) -> None:
         from gex_alertd import capacity
 
-        plan = capacity.plan(cfg.watch.entries(), cfg.source.requests_per_min)
+        plan = capacity.for_config(cfg)
         fields = capacity.log_fields(plan)
         if plan.overloaded:
-            log.warning("watchlist exceeds the request budget", **fields)
+            # told, not hidden: every target will be polled less often than configured
+            log.warning(
+                "watchlist exceeds the request budget", plan=capacity.describe(plan), **fields
+            )
         else:
-            log.info("request budget", **fields)
+            log.info("request budget", plan=capacity.describe(plan), **fields)
 
     async def _beat(self, *, joining: bool = False) -> None:
         """Heartbeat: refresh our membership and queue exactly the targets we own."""
@@ -320,6 +323,7 @@ class Daemon:
             self._own(members, members)
             self._arm_gate(new)
         log.info("config reloaded", symbols=len(new.watch.entries()), rules=len(new.rules))
+        self._log_capacity(new)
 
     # --- operator alerts, health, status -------------------------------------------------
 

@@ -131,6 +131,28 @@ async def test_sigterm_with_thousands_of_targets_queued_exits_cleanly(
             proc.kill()
     events: list[dict[str, Any]] = proc.events()
     assert any(e.get("event") == "gex-alertd stopped" for e in events)
+    # the start-up log says what the budget allows (here: everything asked for)
+    (budget,) = [e for e in events if e.get("event") == "request budget"]
+    assert budget["targets"] == 2000 and budget["lag_s"] == 0
     assert problems(proc) == [], problems(proc)[:5]
     warnings = [e for e in events if e.get("level") in ("warning", "error")]
     assert warnings == [], warnings[:5]
+
+
+async def test_startup_log_says_when_the_budget_stretches_every_interval(
+    tmp_path: Path, private_redis: RedisServer
+) -> None:
+    symbols = [f"U{i:03d}" for i in range(200)]
+    text = config("http://127.0.0.1:9", private_redis.url, "key-u", symbols, 1.0)
+    text = text.replace("requests_per_min: 1000000", "requests_per_min: 600")
+    proc, _ = await start(tmp_path, "over", text)
+    try:
+        assert await proc.stop() == 0
+    finally:
+        proc.kill()
+    (warned,) = [
+        e for e in proc.events() if e.get("event") == "watchlist exceeds the request budget"
+    ]
+    # 200 targets at 1 s ask for 12,000/min; 600/min gives each one a poll every 20 s
+    assert warned["overloaded"] is True and abs(warned["slowest_achieved_s"] - 20.0) < 1e-3
+    assert "source.requests_per_min" in warned["plan"]

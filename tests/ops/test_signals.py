@@ -296,6 +296,12 @@ async def test_lifecycle_notify_metrics_drain_and_no_secrets(
 
     code, health = await daemon.health()
     assert code == 200 and health["ok"] and health["redis"] is True
+    # the engine tells what it owns and how its targets are served
+    engine = health["engine"]
+    assert engine["owned"] == engine["targets"] == 1 and engine["instance"] in engine["members"]
+    assert engine["overdue_s"] >= 0 and engine["target_interval_s"] > 0
+    (spy,) = health["symbols"].values()
+    assert spy["owned"] is True and spy["target_interval_s"] == engine["target_interval_s"]
 
     # /metrics parses and its counters move
     before = await daemon.metrics()
