@@ -22,7 +22,7 @@ import msgspec
 import numpy as np
 import zstandard
 
-from gex_alertd.model import STRIKE_FIELDS, StrikeRow
+from gex_alertd.model import STRIKE_FIELDS, StrikeRow, rows_matrix
 from gex_alertd.rules.columns import Arrays
 
 BLOCK_VERSION = 1
@@ -105,95 +105,127 @@ def _null_mask(values: list[float | None]) -> bytes | None:
     return bytes(mask)
 
 
-_POWERS = np.array([float(10**k) for k in range(_MAX_SCALE + 1)])[:, None, None]
+_POWERS = np.array([float(10**k) for k in range(1, _MAX_SCALE + 1)])[:, None, None]  # k >= 1
+_NET = [STRIKE_FIELDS.index(f) for f in ("call_gex", "put_gex", "net_gex")]
+_STRIKE = STRIKE_FIELDS.index("strike")
+_ALL_NULL_COLUMNS = {name: ["z"] for name in STRIKE_FIELDS}
 
 
-def _scaled_matrix(m: np.ndarray) -> list[int | None]:
-    """Per row of `m` (one column of the block, finite values only), the `k` of _as_scaled_ints,
-    or None: the same test for every column and every k in one broadcast (a handful of numpy
-    calls per block instead of several per column and k)."""
-    if not m.size:
-        return [None] * m.shape[0]
-    with np.errstate(over="ignore", invalid="ignore"):
-        scaled = np.rint(m[None, :, :] * _POWERS)  # (k, column, row)
-        ok = (np.abs(scaled) < _LIMIT).all(axis=2) & (scaled / _POWERS == m[None]).all(axis=2)
-    first = ok.argmax(axis=0)  # the smallest k that works, where one does
-    return [int(k) if hit else None for k, hit in zip(first, ok.any(axis=0), strict=True)]
+def _scaled(m: np.ndarray) -> tuple[list[int | None], np.ndarray]:
+    """Per row of `m` (finite values only) the `k` of _as_scaled_ints, or None, and the int64
+    lanes `_encode_column` stores for it before shuffling (scaled ints, or the float64 bits for
+    None). The same test and arithmetic, but for every row and every k at once: k = 0 first
+    (strikes, OI, volumes), then k = 1..6 in one broadcast for the rows left; a handful of
+    numpy calls per block instead of several per column and k. Called under
+    `np.errstate(over="ignore", invalid="ignore")`: huge values overflow, and fail every k."""
+    r0 = np.rint(m)
+    ok0 = ((r0 == m) & (np.abs(r0) < _LIMIT)).all(axis=1)
+    lanes = r0.astype("<i8")  # right for the rows with k = 0; the others are overwritten
+    ks: list[int | None] = [0] * len(m)
+    rest = np.flatnonzero(~ok0).tolist()
+    if not rest:
+        return ks, lanes
+    sub = m[rest]
+    scaled = np.rint(sub[None, :, :] * _POWERS)  # (k - 1, row, value)
+    ok = (np.abs(scaled) < _LIMIT).all(axis=2) & (scaled / _POWERS == sub[None]).all(axis=2)
+    first = ok.argmax(axis=0).tolist()  # the smallest k that works, where one does
+    for i, (j, hit) in enumerate(zip(rest, ok.any(axis=0).tolist(), strict=True)):
+        if hit:
+            ks[j] = first[i] + 1
+            lanes[j] = scaled[first[i], i]
+        else:
+            ks[j] = None
+            lanes[j] = m[j].astype("<f8", copy=False).view("<i8")
+    return ks, lanes
 
 
-def _encode_fast(rows: Sequence[StrikeRow]) -> dict[str, Any] | None:
-    """The columns, vectorised across columns (hot path: every snapshot). Columns holding a
-    null or a non-finite value take the general per-column path; the result is byte-identical
-    to the general path. None (rows numpy cannot hold) sends the caller to the general path."""
-    tuples = list(map(msgspec.structs.astuple, rows))
-    try:
-        m = np.array(tuples, dtype=np.float64)  # None becomes nan
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if m.ndim != 2:
-        return None
-    m = np.ascontiguousarray(m.T)  # one contiguous row per column
-    finite = np.isfinite(m).all(axis=1)
-    assert isinstance(finite, np.ndarray)  # one flag per column: m is 2-D
-    clean = np.flatnonzero(finite)
-    ks: list[int | None] = [None] * len(STRIKE_FIELDS)
-    for j, k in zip(clean.tolist(), _scaled_matrix(m[clean]), strict=True):
-        ks[j] = k
-    raw: dict[str, list[Any]] = {}
+def _column(kind: str, k: int | None, data: bytes) -> list[Any]:
+    return ["f", data] if k is None else [kind, k, data]
 
-    def column(j: int) -> list[Any]:
-        name = STRIKE_FIELDS[j]
-        if name not in raw:
-            raw[name] = [t[j] for t in tuples]
-        return raw[name]
 
-    c, p, n = (STRIKE_FIELDS.index(f) for f in ("call_gex", "put_gex", "net_gex"))
-    if finite[c] and finite[p] and finite[n]:
-        total = m[c] + m[p]
-        net_rule = (
-            "sum" if np.array_equal(total, m[n])
-            else "diff" if np.array_equal(m[c] - m[p], m[n]) else None
-        )  # fmt: skip
-    else:
-        net_rule = _net_identity(
-            {"call_gex": column(c), "put_gex": column(p), "net_gex": column(n)}
-        )
+def encode_matrix(m: np.ndarray, extra: dict[str, Any] | None = None) -> bytes:
+    """The block of a validated strike matrix (`model.strike_matrix`: a row per STRIKE_FIELDS
+    column, NaN where the value is null, every other value finite), byte for byte what
+    `encode_strikes` gives for the same rows, without going back to them. Hot path: every
+    stored snapshot, so every column is scaled, laid out and byte-shuffled in one go; a column
+    with nulls is scaled with its nulls as 0 (which fits every k, so k is that of the values
+    present), then the nulls are dropped from its lanes."""
+    count = m.shape[1]
+    if not count:
+        return _compress(_ALL_NULL_COLUMNS, 0, extra)
+    nulls = np.isnan(m)
+    masked = nulls.any(axis=1).tolist()
+    c, p, n = _NET
+    net_rule = None
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values: no identity, no k
+        if not (masked[c] or masked[p] or masked[n]):
+            net_rule = (
+                "sum" if np.array_equal(m[c] + m[p], m[n])
+                else "diff" if np.array_equal(m[c] - m[p], m[n]) else None
+            )  # fmt: skip
+        ks, lanes = _scaled(np.where(nulls, 0.0, m) if True in masked else m)
+    if ks[_STRIKE] is not None and not masked[_STRIKE]:  # the grid as deltas
+        lanes[_STRIKE, 1:] -= lanes[_STRIKE, :-1].copy()
+    # byte 0 of every value first, then byte 1, ...: every column in one transposition
+    shuffled = lanes.view(np.uint8).reshape(len(m), count, 8).transpose(0, 2, 1).tobytes()
+    width = 8 * count
     columns: dict[str, Any] = {}
     for j, name in enumerate(STRIKE_FIELDS):
-        if name == "net_gex" and net_rule is not None:
+        kind = "D" if j == _STRIKE else "d"
+        if j == n and net_rule is not None:
             columns[name] = ["n", net_rule]
-            continue
-        if not finite[j]:  # nulls or inf/nan: exactly the general path
-            values = column(j)
-            mask = _null_mask(values)
-            present = values if mask is None else [v for v in values if v is not None]
-            if not present:
+        elif not masked[j]:
+            columns[name] = _column(kind, ks[j], shuffled[j * width : (j + 1) * width])
+        else:  # the values present, then the null bitmap
+            present = ~nulls[j]
+            if not present.any():
                 columns[name] = ["z"]
                 continue
-            col = _encode_column(present, delta=name == "strike")
-            columns[name] = [*col, mask] if mask is not None else col
-            continue
-        a = m[j]
-        k = ks[j]
-        if k is None:
-            columns[name] = ["f", _shuffle(a)]
-            continue
-        ints = np.rint(a * float(10**k)).astype(np.int64)
-        if name == "strike":
-            columns[name] = ["D", k, _shuffle(np.diff(ints, prepend=np.int64(0)))]
-        else:
-            columns[name] = ["d", k, _shuffle(ints)]
-    return columns
+            row = lanes[j][present]
+            if j == _STRIKE and ks[j] is not None:
+                row = np.diff(row, prepend=np.int64(0))
+            mask = np.packbits(nulls[j], bitorder="little").tobytes()
+            columns[name] = [*_column(kind, ks[j], _shuffle(row)), mask]
+    return _compress(columns, count, extra)
+
+
+def _compress(columns: dict[str, Any], count: int, extra: dict[str, Any] | None) -> bytes:
+    payload = {"v": BLOCK_VERSION, "n": count, "c": columns}
+    if extra:
+        payload["x"] = extra
+    return _cctx.compress(_enc.encode(payload))
+
+
+def _clean(m: np.ndarray, rows: Sequence[StrikeRow]) -> bool:
+    """True when `m` (`rows_matrix(rows)`) is what `encode_matrix` expects: no inf, and a NaN
+    only where the row holds None (rows made in code may hold a NaN value)."""
+    if np.isinf(m).any():
+        return False
+    js, idx = np.nonzero(np.isnan(m))
+    return all(
+        getattr(rows[i], STRIKE_FIELDS[j]) is None
+        for j, i in zip(js.tolist(), idx.tolist(), strict=True)
+    )
 
 
 def encode_strikes(rows: Sequence[StrikeRow], extra: dict[str, Any] | None = None) -> bytes:
+    """The block of any rows. Rows holding only finite values and nulls (all a validated
+    snapshot can hold) go through `encode_matrix`; anything else (inf, NaN, made in code)
+    column by column, to the same bytes as far as both apply."""
     count = len(rows)
-    fast = _encode_fast(rows) if count else None
-    if fast is not None:
-        payload = {"v": BLOCK_VERSION, "n": count, "c": fast}
-        if extra:
-            payload["x"] = extra
-        return _cctx.compress(_enc.encode(payload))
+    if count:
+        try:
+            m = rows_matrix(rows)
+        except (TypeError, ValueError, OverflowError):
+            m = None
+        if m is not None and _clean(m, rows):
+            return encode_matrix(m, extra)
+    return _encode_rows(rows, extra)
+
+
+def _encode_rows(rows: Sequence[StrikeRow], extra: dict[str, Any] | None) -> bytes:
+    """Column by column from the rows: the definition `encode_matrix` must match."""
+    count = len(rows)
     columns: dict[str, Any] = {}
     if count:
         transposed = zip(*map(msgspec.structs.astuple, rows), strict=True)
@@ -212,10 +244,7 @@ def encode_strikes(rows: Sequence[StrikeRow], extra: dict[str, Any] | None = Non
             continue
         col = _encode_column(present, delta=name == "strike")
         columns[name] = [*col, mask] if mask is not None else col
-    payload = {"v": BLOCK_VERSION, "n": count, "c": columns}
-    if extra:
-        payload["x"] = extra
-    return _cctx.compress(_enc.encode(payload))
+    return _compress(columns, count, extra)
 
 
 def _net_identity(cols: dict[str, list[float | None]]) -> str | None:
@@ -223,10 +252,11 @@ def _net_identity(cols: dict[str, list[float | None]]) -> str | None:
     if None in calls or None in puts or None in nets:
         return None
     c, p, n = (np.asarray(x, dtype=np.float64) for x in (calls, puts, nets))
-    if np.array_equal(c + p, n):
-        return "sum"
-    if np.array_equal(c - p, n):
-        return "diff"
+    with np.errstate(over="ignore", invalid="ignore"):  # huge or non-finite: no identity
+        if np.array_equal(c + p, n):
+            return "sum"
+        if np.array_equal(c - p, n):
+            return "diff"
     return None
 
 

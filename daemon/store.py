@@ -21,11 +21,12 @@ from gex_alertd.codec import (
     decode_arrays,
     decode_arrays_many,
     decode_columns,
+    encode_matrix,
     encode_strikes,
 )
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import entries
-from gex_alertd.model import FlowGex, iso_utc
+from gex_alertd.model import FlowGex, iso_utc, strike_matrix
 
 ALERTS_KEY = "gex:alerts"
 DEAD_KEY = "gex:dead"
@@ -99,12 +100,15 @@ def _unpack_feeds(extra: dict[str, Any], as_of: datetime) -> dict[str, str | Non
 
 
 def encode_fields(snap: FlowGex) -> dict[bytes, bytes]:
+    """The stream entry. A decoded snapshot's block comes from its strike matrix (the live
+    path: no second pass over the rows); any other from its rows, to the same bytes."""
     extra: dict[str, Any] = {}
     if snap.endpoint_version is not None:
         extra["endpoint_version"] = snap.endpoint_version
     if snap.data_as_of is not None:
         name, packed = _pack_feeds(snap.as_of, snap.data_as_of)
         extra[name] = packed
+    m = strike_matrix(snap)
     return {
         F_AS_OF: _iso(snap.as_of),
         F_SPOT: _num(snap.underlying_price),
@@ -114,7 +118,7 @@ def encode_fields(snap: FlowGex) -> dict[bytes, bytes]:
         F_FLIP_STATUS: (snap.gamma_flip_status or "").encode(),
         F_EXPIRY: (snap.expiry or "").encode(),
         F_SYMBOL: snap.symbol.encode(),
-        F_STRIKES: encode_strikes(snap.strikes, extra),
+        F_STRIKES: encode_strikes(snap.strikes, extra) if m is None else encode_matrix(m, extra),
     }
 
 

@@ -7,29 +7,25 @@ only for the few strikes that matter. `float(arr[i])` is exactly the served floa
 holds the same IEEE double. Non-finite values never reach the rules (`model.validate` refuses
 them before a snapshot is stored or evaluated), so NaN means null and nothing else.
 
-A view comes from the rows (`columns(snap)`, the live path), or straight from the stored
-block without building rows (`from_block` + `attach`, replay). The memo is small and keyed by
-object identity (holding the snapshot, so an id is never reused while cached); a view is
-reused when its snapshot comes back as the next snapshot's `prev`. It is invisible to callers:
-same input, same output.
+A view comes from the strike matrix the decoder built (`columns(snap)` on the live path: rows
+of `model.strike_matrix`, no pass over the rows), from the rows (a snapshot made any other
+way), or straight from the stored block without building rows (`from_block` + `attach`,
+replay). It is kept on the snapshot itself (a `FlowGex` has a `__dict__` for this), so it
+lives exactly as long as its snapshot: built once, reused when the snapshot comes back as the
+next one's `prev`, never evicted by other snapshots. Invisible to callers: same input, same
+output.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
 
-from gex_alertd.model import STRIKE_FIELDS, FlowGex
+from gex_alertd.model import STRIKE_FIELDS, FlowGex, rows_matrix, strike_matrix
 
-_astuple = msgspec.structs.astuple
-_MEMO_SIZE = 64  # as commit.PREV_CACHE_MAX: a view is reused when its snapshot returns as prev
-# first in, first out; an OrderedDict because a plain dict's `next(iter(d))` after many
-# deletions at its front walks the dead slots (it was ~7 us per call in a long replay)
-_memo: OrderedDict[int, tuple[FlowGex, StrikeColumns]] = OrderedDict()
-
+_VIEW = "_strike_columns"  # key in a snapshot's __dict__
 
 # the strike columns the rules read, in the order of the rows of `StrikeColumns.m`
 FIELDS: tuple[str, ...] = ("strike", "call_oi", "put_oi", "call_oi_change", "put_oi_change")
@@ -72,21 +68,19 @@ class Arrays(msgspec.Struct, frozen=True):
 _EMPTY = StrikeColumns(np.empty((len(FIELDS), 0), dtype=np.float64))
 
 
-def _from_rows(snap: FlowGex) -> StrikeColumns:
-    if not snap.strikes:
-        return _EMPTY
-    cols = tuple(zip(*map(_astuple, snap.strikes), strict=True))  # C-level transpose
-    return StrikeColumns(np.array([cols[i] for i in _PICK], dtype=np.float64))  # None -> nan
+def _build(snap: FlowGex) -> StrikeColumns:
+    m = strike_matrix(snap)
+    if m is None:
+        if not snap.strikes:
+            return _EMPTY
+        m = rows_matrix(snap.strikes)  # None -> nan
+    return StrikeColumns(m[_PICK])
 
 
 def columns(snap: FlowGex) -> StrikeColumns:
-    hit = _memo.get(id(snap))
-    if hit is not None and hit[0] is snap:
-        return hit[1]
-    view = _from_rows(snap)
-    if len(_memo) >= _MEMO_SIZE:
-        _memo.popitem(last=False)
-    _memo[id(snap)] = (snap, view)
+    view: StrikeColumns | None = snap.__dict__.get(_VIEW)
+    if view is None:
+        view = snap.__dict__[_VIEW] = _build(snap)
     return view
 
 
@@ -101,9 +95,15 @@ def from_block(block: Arrays) -> StrikeColumns:
 
 
 def attach(snap: FlowGex, view: StrikeColumns) -> None:
-    """Make `view` the column view of `snap` (whose rows were not decoded, `strikes == []`).
-    The memo is bounded: attach right before the evaluation that reads it, with no await in
-    between, so no other snapshot can push it out."""
-    if len(_memo) >= _MEMO_SIZE and id(snap) not in _memo:
-        _memo.popitem(last=False)
-    _memo[id(snap)] = (snap, view)
+    """Make `view` the column view of `snap` (whose rows were not decoded, `strikes == []`)."""
+    snap.__dict__[_VIEW] = view
+
+
+def detached(snap: FlowGex) -> FlowGex:
+    """`snap` without its rows (`strikes == []`, every other field the same), carrying its
+    column view: all that a rule reading strike data only through `columns()` needs of a
+    previous snapshot, in ~8 KB for 200 strikes instead of ~100 KB of rows and matrix. For a
+    cache of previous snapshots (`replay.COLUMN_ONLY_TYPES` says which rule types qualify)."""
+    bare = msgspec.structs.replace(snap, strikes=[])
+    attach(bare, columns(snap))
+    return bare

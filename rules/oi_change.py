@@ -120,8 +120,12 @@ def _poll(rule: OiChange, snap: FlowGex, prev: FlowGex) -> list[_Hit]:
     ):
         after_m, before_m = cur.oi[rows], old.oi[rows]
         # |after - before| > 0: both non-null (NaN fails any comparison) and different (for
-        # finite floats a - b == 0 exactly when a == b); call and put in one go
-        moved = (np.abs(after_m - before_m) > 0) & _inside(rule, strike, snap.underlying_price)
+        # finite floats a - b == 0 exactly when a == b); call and put in one go. At least
+        # min_contracts too: `_passes` would refuse the others (the same float subtraction),
+        # and most strikes move by a few contracts every poll
+        size = np.abs(after_m - before_m)
+        moved = (size >= rule.min_contracts) if rule.min_contracts else (size > 0)
+        moved &= _inside(rule, strike, snap.underlying_price)
         sides_at, strikes_at = moved.nonzero()  # row-major: call rows first, as listed
         for s, i in zip(sides_at.tolist(), strikes_at.tolist(), strict=True):
             after, before = float(after_m[s, i]), float(before_m[s, i])

@@ -1,0 +1,78 @@
+"""model: the decoded snapshot and the strike matrix it carries for the codec and the rules."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import msgspec
+import numpy as np
+import pytest
+
+from gex_alertd.model import (
+    STRIKE_FIELDS,
+    PayloadError,
+    StrikeRow,
+    decode_flow_gex,
+    rows_matrix,
+    strike_matrix,
+    validate,
+)
+from tests.rules.factory import chain, snap
+from tests.support.upstream import flow_gex_body
+
+
+def body(**kw: object) -> bytes:
+    raw = flow_gex_body("SPY", as_of="2026-03-02T15:04:05.250Z", strikes=12)
+    raw["strikes"][3]["call_oi_change"] = None
+    raw["strikes"][7]["put_gex"] = None
+    raw.update(kw)
+    return msgspec.json.encode(raw)
+
+
+def test_decoded_snapshot_carries_its_rows_as_a_read_only_matrix() -> None:
+    s = decode_flow_gex(body())
+    m = strike_matrix(s)
+    assert m is not None and m.shape == (len(STRIKE_FIELDS), 12) and m.flags.c_contiguous
+    assert not m.flags.writeable
+    for i, row in enumerate(s.strikes):
+        for j, value in enumerate(msgspec.structs.astuple(row)):
+            got = float(m[j, i])
+            assert math.isnan(got) if value is None else got == value
+    assert np.array_equal(m, rows_matrix(s.strikes), equal_nan=True)
+
+
+def test_the_matrix_is_not_part_of_the_snapshot() -> None:
+    s = decode_flow_gex(body())
+    plain = msgspec.json.decode(body(), type=type(s))  # same fields, no matrix
+    assert s == plain and msgspec.json.encode(s) == msgspec.json.encode(plain)
+    assert strike_matrix(plain) is None
+    assert strike_matrix(msgspec.structs.replace(s, strikes=s.strikes[:5])) is None
+    assert strike_matrix(copy.copy(s)) is None
+    s.strikes.append(StrikeRow(1.0))  # rows changed after decoding: the matrix is not theirs
+    assert strike_matrix(s) is None
+
+
+def test_naive_as_of_is_utc_and_keeps_the_matrix() -> None:
+    s = decode_flow_gex(body(as_of="2026-03-02T15:04:05"))
+    assert s.as_of.utcoffset() is not None and strike_matrix(s) is not None
+
+
+@pytest.mark.parametrize("text", [b"1e999", b"-1e400"])
+def test_out_of_range_numbers_in_rows_are_refused(text: bytes) -> None:
+    raw = body().replace(b'"call_oi":', b'"call_oi":' + text + b',"_x":', 1)
+    with pytest.raises(PayloadError, match="malformed"):
+        decode_flow_gex(raw)
+
+
+def test_validate_still_names_non_finite_values_in_rows_made_in_code() -> None:
+    rows = chain(500.0, n=5)
+    bad = [*rows[:2], msgspec.structs.replace(rows[2], put_oi=math.nan), *rows[3:]]
+    assert validate(snap(strikes=bad)) == ["strikes[2]: non-finite put_oi"]
+    inf = [msgspec.structs.replace(rows[0], call_gex=math.inf), *rows[1:]]
+    assert validate(snap(strikes=inf)) == ["strikes[0]: non-finite call_gex"]
+    assert validate(snap(strikes=rows)) == []
+
+
+def test_rows_matrix_of_no_rows() -> None:
+    assert rows_matrix([]).shape == (len(STRIKE_FIELDS), 0)
