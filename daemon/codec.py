@@ -127,15 +127,20 @@ def _scaled(m: np.ndarray) -> tuple[list[int | None], np.ndarray]:
         return ks, lanes
     sub = m[rest]
     scaled = np.rint(sub[None, :, :] * _POWERS)  # (k - 1, row, value)
-    ok = (np.abs(scaled) < _LIMIT).all(axis=2) & (scaled / _POWERS == sub[None]).all(axis=2)
+    ok = (scaled / _POWERS == sub[None]).all(axis=2)
+    if ok.any():  # full-precision floats (GEX) fail every k: no range check needed then
+        ok &= (np.abs(scaled) < _LIMIT).all(axis=2)
     first = ok.argmax(axis=0).tolist()  # the smallest k that works, where one does
+    floats = []
     for i, (j, hit) in enumerate(zip(rest, ok.any(axis=0).tolist(), strict=True)):
         if hit:
             ks[j] = first[i] + 1
             lanes[j] = scaled[first[i], i]
         else:
             ks[j] = None
-            lanes[j] = m[j].astype("<f8", copy=False).view("<i8")
+            floats.append(j)
+    if floats:
+        lanes[floats] = m[floats].astype("<f8", copy=False).view("<i8")
     return ks, lanes
 
 
@@ -154,17 +159,17 @@ def encode_matrix(m: np.ndarray, extra: dict[str, Any] | None = None) -> bytes:
     if not count:
         return _compress(_ALL_NULL_COLUMNS, 0, extra)
     nulls = np.isnan(m)
-    masked = nulls.any(axis=1).tolist()
+    missing = nulls.sum(axis=1).tolist()
     c, p, n = _NET
     net_rule = None
     with np.errstate(over="ignore", invalid="ignore"):  # huge values: no identity, no k
-        if not (masked[c] or masked[p] or masked[n]):
+        if not (missing[c] or missing[p] or missing[n]):
             net_rule = (
                 "sum" if np.array_equal(m[c] + m[p], m[n])
                 else "diff" if np.array_equal(m[c] - m[p], m[n]) else None
             )  # fmt: skip
-        ks, lanes = _scaled(np.where(nulls, 0.0, m) if True in masked else m)
-    if ks[_STRIKE] is not None and not masked[_STRIKE]:  # the grid as deltas
+        ks, lanes = _scaled(np.where(nulls, 0.0, m) if any(missing) else m)
+    if ks[_STRIKE] is not None and not missing[_STRIKE]:  # the grid as deltas
         lanes[_STRIKE, 1:] -= lanes[_STRIKE, :-1].copy()
     # byte 0 of every value first, then byte 1, ...: every column in one transposition
     shuffled = lanes.view(np.uint8).reshape(len(m), count, 8).transpose(0, 2, 1).tobytes()
@@ -174,18 +179,17 @@ def encode_matrix(m: np.ndarray, extra: dict[str, Any] | None = None) -> bytes:
         kind = "D" if j == _STRIKE else "d"
         if j == n and net_rule is not None:
             columns[name] = ["n", net_rule]
-        elif not masked[j]:
+        elif not missing[j]:
             columns[name] = _column(kind, ks[j], shuffled[j * width : (j + 1) * width])
+        elif missing[j] == count:
+            columns[name] = ["z"]
         else:  # the values present, then the null bitmap
-            present = ~nulls[j]
-            if not present.any():
-                columns[name] = ["z"]
-                continue
-            row = lanes[j][present]
+            row = lanes[j][~nulls[j]]
             if j == _STRIKE and ks[j] is not None:
                 row = np.diff(row, prepend=np.int64(0))
+            data = row.view(np.uint8).reshape(-1, 8).T.tobytes()  # _shuffle, lanes already <i8
             mask = np.packbits(nulls[j], bitorder="little").tobytes()
-            columns[name] = [*_column(kind, ks[j], _shuffle(row)), mask]
+            columns[name] = [*_column(kind, ks[j], data), mask]
     return _compress(columns, count, extra)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cached_property
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -71,8 +72,9 @@ class FlowGex(msgspec.Struct, frozen=True, dict=True):
             return None
         return self.live_gamma_flip
 
-    @property
+    @cached_property
     def as_of_ms(self) -> int:
+        """Cached: the stream id, the rules, the commit and the client each ask for it."""
         return as_ms(self.as_of)
 
 

@@ -76,3 +76,10 @@ def test_validate_still_names_non_finite_values_in_rows_made_in_code() -> None:
 
 def test_rows_matrix_of_no_rows() -> None:
     assert rows_matrix([]).shape == (len(STRIKE_FIELDS), 0)
+
+
+def test_as_of_ms_is_computed_once_per_snapshot() -> None:
+    s = decode_flow_gex(body())
+    assert s.as_of_ms == 1772463845250 and s.__dict__["as_of_ms"] == 1772463845250
+    later = msgspec.structs.replace(s, as_of=s.as_of.replace(second=6))
+    assert later.as_of_ms == 1772463846250

@@ -9,6 +9,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+import numpy as np
 import pytest
 import zstandard
 from hypothesis import given, settings
@@ -303,3 +304,18 @@ def test_a_decoded_snapshot_is_stored_from_its_matrix_to_the_same_entry(n: int) 
     assert strike_matrix(again) is None
     assert store.encode_fields(snap) == store.encode_fields(again)
     assert store.decode_fields(store.encode_fields(snap)) == snap
+
+
+async def test_latest_columns_is_the_top_snapshot_detached(redis) -> None:
+    from gex_alertd.rules.columns import columns, detached
+
+    cfg = RedisConfig(url="redis://x", retention=None)
+    assert await store.latest_columns(redis, "SPY") is None
+    t0 = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)
+    snaps = [make_snapshot(40, seed=i, as_of=t0 + timedelta(seconds=i)) for i in range(3)]
+    for s in snaps:
+        assert await store.write_snapshot(redis, s, None, cfg)
+    got = await store.latest_columns(redis, "SPY")
+    want = detached(snaps[-1])
+    assert got == want and got is not None and got.strikes == []
+    assert np.array_equal(columns(got).m, columns(want).m, equal_nan=True)
