@@ -22,8 +22,10 @@ from importlib import resources
 from typing import Any
 
 import msgspec
+import numpy as np
 import redis.asyncio as aioredis
 import structlog
+import zstandard
 
 from gex_alertd import store
 from gex_alertd.batching import ScriptBatcher
@@ -32,7 +34,9 @@ from gex_alertd.connections import hash_fields
 from gex_alertd.model import AlertEvent, FlowGex, outbox_fields
 from gex_alertd.ops import metrics
 from gex_alertd.rules.base import RuleBase
+from gex_alertd.rules.columns import FIELDS, StrikeColumns, attach, columns
 from gex_alertd.rules.engine import Engine, Outcome, RuleSlot
+from gex_alertd.rules.registry import columns_only
 
 log = structlog.get_logger()
 
@@ -40,7 +44,10 @@ LUA = resources.files("gex_alertd").joinpath("commit.lua").read_text()
 DEDUP_TTL_MS = 7 * 86_400 * 1000  # an alert id is never enqueued twice within a week
 VERSION_FIELD, LAST_FIELD = b"_v", b"_last"
 RULE_PREFIX = "r:"
-PREV_CACHE_MAX = 64  # previous snapshots kept in memory for oi_change (basis poll)
+PREV_CACHE_MAX = 20_000  # compact previous snapshots kept for oi_change (basis poll)
+PREV_FULL_MAX = 64  # whole previous snapshots, when a rule type reads rows
+_prev_cctx = zstandard.ZstdCompressor(level=1)
+_prev_dctx = zstandard.ZstdDecompressor()
 
 
 class CommitConflict(RuntimeError):
@@ -134,7 +141,10 @@ class Committer:
         self._batcher = ScriptBatcher(redis, LUA)
         # the last snapshot this process committed per (symbol, expiry): oi_change basis poll
         # compares against it; valid only while it is still the stream top (`_last`)
-        self._prev: dict[tuple[str, str | None], FlowGex] = {}
+        self._prev = PrevCache()
+        # the rules read a previous snapshot's strikes only through their column view, so the
+        # cache may keep that view (compressed) instead of rows
+        self._columns_only = columns_only(self.engine.rules)
         # the state this process last committed per (symbol, expiry), with its version: the
         # next commit evaluates against it without reading the hash first (one round trip
         # saved); the script's version check catches any other writer, and we re-read then
@@ -145,9 +155,11 @@ class Committer:
     ) -> FlowGex | None:
         if last_ms is None or not self.engine.needs_prev(snap.symbol):
             return None
-        cached = self._prev.get((snap.symbol, expiry))
-        if cached is not None and cached.as_of_ms == last_ms:
+        cached = self._prev.get((snap.symbol, expiry), last_ms)
+        if cached is not None:
             return cached
+        if self._columns_only:
+            return await store.latest_columns(self.redis, snap.symbol, expiry)
         return await store.latest(self.redis, snap.symbol, expiry)
 
     async def commit(self, snap: FlowGex, expiry: str | None) -> CommitResult:
@@ -215,10 +227,54 @@ class Committer:
 
     def _remember(self, snap: FlowGex, expiry: str | None) -> None:
         if self.engine.needs_prev(snap.symbol):
-            # bounded: a decoded 200-strike snapshot holds ~90 KB of Python objects (5,000
-            # symbols would keep 430 MB); past the bound the previous is read back from Redis
-            key = (snap.symbol, expiry)
-            self._prev.pop(key, None)
-            if len(self._prev) >= PREV_CACHE_MAX:
-                del self._prev[next(iter(self._prev))]
-            self._prev[key] = snap
+            self._prev.put((snap.symbol, expiry), snap, compact=self._columns_only)
+
+
+class PrevCache:
+    """The previous snapshot per stream, small enough to keep for every watched target.
+
+    A decoded 200-strike snapshot is ~100 KB of rows and matrix (5,000 symbols: 500 MB); the
+    rules read a previous snapshot only through its column view (5 x n floats), which is
+    kept byte-shuffled and zstd-compressed (~1-2 KB) and rebuilt on use, in a few
+    microseconds against a read from Redis. Rule sets with a type that reads rows keep whole
+    snapshots, a few of them. Entries are valid only for the `as_of` they were taken at.
+    """
+
+    def __init__(self, max_compact: int = PREV_CACHE_MAX, max_full: int = PREV_FULL_MAX) -> None:
+        self.max_compact = max_compact
+        self.max_full = max_full
+        self._entries: dict[tuple[str, str | None], tuple[FlowGex, int, bytes | None]] = {}
+
+    def put(self, key: tuple[str, str | None], snap: FlowGex, *, compact: bool) -> None:
+        self._entries.pop(key, None)
+        limit = self.max_compact if compact else self.max_full
+        if limit <= 0:
+            return
+        while len(self._entries) >= limit:
+            del self._entries[next(iter(self._entries))]  # the oldest insertion goes first
+        if not compact:
+            self._entries[key] = (snap, snap.as_of_ms, None)
+            return
+        m = np.ascontiguousarray(columns(snap).m, dtype=np.float64)
+        shuffled = m.reshape(-1).view(np.uint8).reshape(-1, 8).T.tobytes()
+        bare = msgspec.structs.replace(snap, strikes=[])
+        self._entries[key] = (bare, m.shape[1], _prev_cctx.compress(shuffled))
+
+    def get(self, key: tuple[str, str | None], as_of_ms: int) -> FlowGex | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        snap, n, blob = entry
+        if blob is None:
+            return snap if snap.as_of_ms == as_of_ms else None
+        if snap.as_of_ms != as_of_ms:
+            return None
+        raw = np.frombuffer(_prev_dctx.decompress(blob), np.uint8)
+        m = raw.reshape(8, -1).T.copy().view(np.float64).reshape(len(FIELDS), n)
+        # a fresh object each time, so the rebuilt view is not kept in the cache
+        out = msgspec.structs.replace(snap, strikes=[])
+        attach(out, StrikeColumns(m))
+        return out
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -41,14 +41,10 @@ from gex_alertd.rules.base import RuleBase
 from gex_alertd.rules.columns import FIELDS, StrikeColumns, attach, from_block
 from gex_alertd.rules.duration import parse_duration
 from gex_alertd.rules.engine import Emitted, Engine, RuleSlot
+from gex_alertd.rules.registry import columns_only
 
 StreamKey = tuple[str, str | None]  # (symbol, expiry filter)
 _DECODE_SLICE = 64
-
-# Rule types that read strike data only through `rules.columns` (never `snap.strikes`): with
-# only these configured, stored snapshots are replayed from their strike columns, not rows.
-# A type missing here (a new one) simply gets full rows.
-COLUMN_ONLY_TYPES = frozenset({"flip_cross", "net_gex_sign", "oi_change", "threshold"})
 
 
 @dataclass
@@ -74,7 +70,7 @@ class Replayer:
     def __init__(self, rules: list[RuleBase]):
         self.engine = Engine(rules)
         # every rule reads strike data through `rules.columns` only: the reader may skip rows
-        self.columns_only = all(type(r).__struct_config__.tag in COLUMN_ONLY_TYPES for r in rules)
+        self.columns_only = columns_only(rules)
         self.streams: dict[StreamKey, _Stream] = {}
         self.stats = Stats()
 

@@ -29,7 +29,7 @@ _VIEW = "_strike_columns"  # key in a snapshot's __dict__
 
 # the strike columns the rules read, in the order of the rows of `StrikeColumns.m`
 FIELDS: tuple[str, ...] = ("strike", "call_oi", "put_oi", "call_oi_change", "put_oi_change")
-_PICK = [STRIKE_FIELDS.index(f) for f in FIELDS]
+_PICK = np.array([STRIKE_FIELDS.index(f) for f in FIELDS], dtype=np.intp)
 
 
 class StrikeColumns(NamedTuple):
@@ -74,7 +74,7 @@ def _build(snap: FlowGex) -> StrikeColumns:
         if not snap.strikes:
             return _EMPTY
         m = rows_matrix(snap.strikes)  # None -> nan
-    return StrikeColumns(m[_PICK])
+    return StrikeColumns(m.take(_PICK, axis=0))  # a copy, FIELDS rows only
 
 
 def columns(snap: FlowGex) -> StrikeColumns:
@@ -103,7 +103,7 @@ def detached(snap: FlowGex) -> FlowGex:
     """`snap` without its rows (`strikes == []`, every other field the same), carrying its
     column view: all that a rule reading strike data only through `columns()` needs of a
     previous snapshot, in ~8 KB for 200 strikes instead of ~100 KB of rows and matrix. For a
-    cache of previous snapshots (`replay.COLUMN_ONLY_TYPES` says which rule types qualify)."""
+    cache of previous snapshots (`registry.COLUMN_ONLY_TYPES` says which rule types qualify)."""
     bare = msgspec.structs.replace(snap, strikes=[])
     attach(bare, columns(snap))
     return bare

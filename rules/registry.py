@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Union
 
 from gex_alertd.rules import flip_cross, net_gex_sign, oi_change, threshold
@@ -17,6 +18,15 @@ _TYPES: tuple[RuleType[Any, Any], ...] = (
 RULE_TYPES: tuple[type[RuleBase], ...] = tuple(t.config for t in _TYPES)
 BY_CONFIG: dict[type[RuleBase], RuleType[Any, Any]] = {t.config: t for t in _TYPES}
 BY_NAME: dict[str, RuleType[Any, Any]] = {t.name: t for t in _TYPES}
+
+# Rule types that read strike data only through `rules.columns` (never `snap.strikes`): with only
+# these configured, a previous or stored snapshot may be given as its column view, no rows (the
+# live commit's cache of previous snapshots, replay). A new type missing here gets full rows.
+COLUMN_ONLY_TYPES = frozenset({"flip_cross", "net_gex_sign", "oi_change", "threshold"})
+
+
+def columns_only(rules: Sequence[RuleBase]) -> bool:
+    return all(type(r).__struct_config__.tag in COLUMN_ONLY_TYPES for r in rules)
 
 
 def rule_type(rule: RuleBase) -> RuleType[Any, Any]:
