@@ -421,8 +421,7 @@ def test_attached_columns_survive_other_snapshots_between_feeds() -> None:
 def test_every_rule_type_is_column_only_and_never_reads_rows() -> None:
     import inspect
 
-    from gex_alertd.rules.registry import COLUMN_ONLY_TYPES
-    from gex_alertd.rules.registry import BY_NAME
+    from gex_alertd.rules.registry import BY_NAME, COLUMN_ONLY_TYPES
 
     for name, t in BY_NAME.items():
         module = inspect.getmodule(t.evaluate)
