@@ -1,39 +1,55 @@
 """Pipeline throughput: snapshots committed to Redis with rules evaluated, per second.
 
 Three contenders, same run, same upstream, same Redis, each on one core (CPU 1; the upstream
-and redis-server share CPU 0):
+and redis-server share CPU 0), 200 symbols x 200 strikes by default:
 
-- ceiling: aiohttp, `--concurrency` GETs in flight, JSON decode (msgspec, untyped), nothing
+- ceiling: aiohttp, `--max-concurrency` GETs in flight, JSON decode (msgspec, untyped), nothing
   else. No client can do the daemon's job faster than it can fetch and parse.
-- gex-alertd: the daemon's own per-poll path (`pipeline.Poller`: `FlowGexClient` with
-  its budget and gates, typed decode and validation, `Committer`: rules + the atomic Lua commit
-  of the compressed snapshot, state and alerts), one poller per symbol polling back to back,
-  every symbol sharing one client (`max_concurrency` 16, the default) and one Redis client.
-- daemon: the real `gex-alertd run` process (scheduler included), `interval_s` 0.02 per
-  symbol; counted from the stream lengths in Redis.
+- daemon (the headline): the real `gex-alertd run` process, scheduler, poll pool and uvloop
+  included, every symbol at `interval_s` 0.02 (far more than it can do: polled as fast as
+  possible), `source.requests_per_min` 10,000,000 (the budget never waits) and
+  `source.max_concurrency` `--max-concurrency` (default 16, the daemon's default; the pool
+  then runs 2 x that many poll workers). Counted from the stream lengths in Redis; paused
+  (SIGSTOP) while the others run.
 - naive: what a user would write first: the official `flashalpha` SDK in a serial loop,
   `json.dumps` of the response into a Redis stream (`XADD ... MAXLEN ~`), a flip check in
   Python.
+The in-process `Poller` contender of earlier runs is gone: since the poll pool (issue 12) it
+measured a loop the daemon no longer runs (one task per symbol, back to back, on the default
+loop) and came out below the real process; the process itself is measured, and `--profile`
+profiles it.
 
 Rules (all symbols): flip_cross, net_gex_sign, threshold on spot, oi_change (basis poll). Streams
-are trimmed to 2,000 entries (MAXLEN ~) for every contender, so Redis memory stays flat.
+are trimmed to 2,000 entries (MAXLEN ~) for every contender, so Redis memory stays flat; the
+daemon's counts come from XLEN, so the bench checks that no stream reached that length.
 
 Upstream: `bench.replay_upstream` (the simulator's 200-strike bodies, a new `as_of` on every
 request: caching off as far as the client can tell, at the cost of a copy; the simulator itself
 computes ~150 fresh bodies/s, which would cap every contender and hide the differences).
+`--latency-ms` (default 20) then runs the daemon and the naive loop once more against an
+upstream answering that late (a short internet round trip), each with a Redis of its own.
 
-    python -m bench.bench_pipeline [--symbols 32] [--seconds 12] [--rounds 4] [--quick]
+    python -m bench.bench_pipeline [--symbols 200] [--seconds 12] [--rounds 4]
+                                   [--max-concurrency 16] [--latency-ms 20] [--quick]
                                    [--json PATH] [--profile out.prof]
 
-`--quick` (what `make bench` runs): 6 s per contender in 3 interleaved windows of 2 s.
+`--quick` (what `make bench` runs): 6 s per contender in 3 interleaved windows of 2 s, still at
+200 symbols. `--profile F` runs the daemon under cProfile, timed by process CPU time (so its
+pauses and idle waits count for nothing), writes F and prints where its CPU went; the rates
+of a profiled run are not figures.
+
+This module also holds what the other benches of the real process share: `DaemonProcess`
+(start, pause between windows, count, stop), `scan_log` (its problem lines), the upstream.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
+import re
 import select
 import signal
 import statistics
@@ -45,15 +61,24 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import redis
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from bench.replay_upstream import symbol_names
+from gex_alertd.store import snap_key
 from tests.support.redis_server import RedisServer, free_port
 
 KEY = "bench-key"
 MAXLEN = 2000
 UPSTREAM_START_S = 60
+TICK = os.sysconf("SC_CLK_TCK")
+REQUESTS_PER_MIN = 10_000_000  # far beyond loopback: the request budget never waits
+MAX_CONCURRENCY = 16  # the daemon's default, and the ceiling's requests in flight
+FAST_INTERVAL_S = 0.02  # "as fast as possible": 200 symbols want 10,000 polls/s
+GOAL_X_CEILING = 0.5
+GOAL_X_NAIVE = 6.0
 RULES = [
     {"name": "flip", "type": "flip_cross", "symbols": "*", "direction": "any",
      "band_pct": 0.02, "cooldown": "1m", "severity": "warning", "channels": ["tty"]},
@@ -97,6 +122,14 @@ def start_upstream(
     return proc, f"http://127.0.0.1:{port}"
 
 
+def start_redis(path: Path, cpu: int = 0) -> RedisServer:
+    server = RedisServer(path, aof=False)
+    server.start()
+    if server.proc is not None and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(server.proc.pid, {cpu})
+    return server
+
+
 def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """terminate, then kill if it has not exited within timeout."""
     proc.terminate()
@@ -107,17 +140,229 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         proc.wait(timeout)
 
 
-def config_tree(redis_url: str, base_url: str, symbols: list[str], interval: float) -> dict:
+def config_tree(
+    redis_url: str,
+    base_url: str,
+    symbols: list[str],
+    interval: float,
+    *,
+    max_concurrency: int = MAX_CONCURRENCY,
+    max_len: int | None = MAXLEN,
+    jitter_s: float = 0.0,
+) -> dict[str, Any]:
+    """A `gex-alertd run` config for a bench: no trimming when `max_len` is None."""
     return {
         "source": {"kind": "flowgex", "base_url": base_url, "api_key": KEY,
-                   "requests_per_min": 10_000_000, "max_concurrency": 16, "timeout_s": 10},
-        "redis": {"url": redis_url, "retention": None, "max_len": MAXLEN},
-        "watch": {"interval_s": interval, "jitter_s": 0, "market_hours": "always",
+                   "requests_per_min": REQUESTS_PER_MIN, "max_concurrency": max_concurrency,
+                   "timeout_s": 30},
+        "redis": {"url": redis_url, "retention": None, "max_len": max_len},
+        "watch": {"interval_s": interval, "jitter_s": jitter_s, "market_hours": "always",
                   "symbols": symbols},
         "channels": {"tty": {"type": "console"}},
         "rules": RULES,
         "ops": {"listen": None, "log_level": "warning", "log_format": "json"},
     }  # fmt: skip
+
+
+# --- the real process ------------------------------------------------------------------------
+
+
+def proc_cpu(pid: int) -> float:
+    """utime + stime of a process, seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def stream_lengths(r: redis.Redis, symbols: list[str]) -> list[int]:
+    """XLEN of every symbol's snapshot stream, in one pipelined round trip."""
+    pipe = r.pipeline(transaction=False)
+    for s in symbols:
+        pipe.xlen(snap_key(s))
+    return [int(n) for n in pipe.execute()]
+
+
+# any of these in a line is a problem whatever its level: APScheduler's per-fire lines of the
+# old engine ("skipped: maximum number of running instances", "was missed by", "Error running
+# job", 'Job "..." raised an exception') and a traceback
+MARKERS = ("skipped", "missed", "Error running job", "raised an exception", "Traceback")
+_ALERT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z (INFO|WARNING|CRITICAL) ")
+_DECODE_LINE = msgspec.json.Decoder()
+
+
+def scan_log(text: str, keep: int = 3) -> dict[str, Any]:
+    """Count a daemon's problem lines (JSON log, `ops.log_format: json`, console channel on the
+    same stdout): a line is a problem when it is a warning/error/critical log line, holds one of
+    MARKERS, or is neither a JSON log line nor a console alert (a bare traceback, a crash).
+    `first` keeps the first few distinct ones."""
+    levels: dict[str, int] = {}
+    markers: dict[str, int] = {}
+    problems = other = alerts = 0
+    first: list[str] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if _ALERT_LINE.match(line):
+            alerts += 1
+            continue
+        bad = False
+        shown = line[:160]
+        rec = None
+        if line.startswith("{"):
+            try:
+                rec = _DECODE_LINE.decode(line)
+            except msgspec.DecodeError:
+                rec = None
+        if isinstance(rec, dict):
+            level = str(rec.get("level", ""))
+            shown = f"{level}: {rec.get('event', '')}"[:160]
+            if level in ("warning", "error", "critical"):
+                levels[level] = levels.get(level, 0) + 1
+                bad = True
+        else:
+            other += 1
+            bad = True
+        for m in MARKERS:
+            if m in line:
+                markers[m] = markers.get(m, 0) + 1
+                bad = True
+        if bad:
+            problems += 1
+            if shown not in first and len(first) < keep:
+                first.append(shown)
+    return {
+        "problem_lines": problems,
+        "levels": levels,
+        "marker_lines": markers,
+        "other_lines": other,
+        "alert_lines": alerts,
+        "first": first,
+    }
+
+
+_PROFILED = """
+import cProfile, sys, time
+from gex_alertd.cli import main
+prof = cProfile.Profile(time.process_time)  # CPU time: pauses and idle waits count for nothing
+prof.enable()
+try:
+    main(["run", "--config", sys.argv[1]])
+finally:
+    prof.disable()
+    prof.dump_stats(sys.argv[2])
+"""
+
+
+class DaemonProcess:
+    """The real `gex-alertd run` on CPU 1, its stdout (JSON log + console alerts) in a file.
+
+    Paused with SIGSTOP while other contenders run: keep each pause under the daemon's Redis
+    socket timeout (5 s), or a command sent just before it may time out on resume."""
+
+    def __init__(
+        self, name: str, tree: dict[str, Any], tmp: Path, *, profile: Path | None = None
+    ) -> None:
+        self.name = name
+        self.symbols: list[str] = list(tree["watch"]["symbols"])
+        self.max_len: int | None = tree["redis"]["max_len"]
+        self.config = tmp / f"{name}.yaml"
+        self.config.write_text(yaml.safe_dump(tree))
+        self.log_path = tmp / f"{name}.log"
+        self.redis = redis.Redis.from_url(tree["redis"]["url"])
+        exe = str(Path(sys.executable).with_name("gex-alertd"))
+        cmd = [exe, "run", "--config", str(self.config)]
+        if profile is not None:
+            cmd = [sys.executable, "-c", _PROFILED, str(self.config), str(profile)]
+        self.started = time.monotonic()
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen([*pinned(1), *cmd], stdout=log, stderr=subprocess.STDOUT)
+        self.paused = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-600:]
+            raise RuntimeError(f"{self.name}: exited with {self.proc.returncode}: {tail}")
+
+    def lengths(self) -> list[int]:
+        lens = stream_lengths(self.redis, self.symbols)
+        if self.max_len is not None and max(lens, default=0) >= self.max_len:
+            raise RuntimeError(
+                f"{self.name}: a stream reached its MAXLEN {self.max_len}: XLEN no longer "
+                "counts commits (run fewer seconds)"
+            )
+        return lens
+
+    def stored(self) -> int:
+        return sum(self.lengths())
+
+    def warm_up(self, deadline_s: float, then_s: float = 1.0) -> float:
+        """Until every symbol has a stored snapshot (bounded), then `then_s` more; the seconds
+        from start to full coverage."""
+        deadline = time.monotonic() + deadline_s
+        while min(self.lengths(), default=1) == 0:
+            self.check()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: not every symbol stored in {deadline_s:.0f} s")
+            time.sleep(0.2)
+        covered = time.monotonic() - self.started
+        time.sleep(then_s)
+        return covered
+
+    def pause(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def window(self, seconds: float, settle_s: float = 0.5) -> dict[str, Any]:
+        """Resume, settle, count commits and CPU over `seconds`, pause again."""
+        self.resume()
+        time.sleep(settle_s)
+        lens0, c0, t0 = self.lengths(), proc_cpu(self.pid), time.perf_counter()
+        time.sleep(seconds)
+        lens1, c1, t1 = self.lengths(), proc_cpu(self.pid), time.perf_counter()
+        rss = proc_rss_mb(self.pid)
+        self.pause()
+        self.check()
+        per_symbol = [b - a for a, b in zip(lens0, lens1, strict=True)]
+        return {
+            "n": sum(per_symbol), "s": t1 - t0, "cpu": c1 - c0, "rss_mb": rss,
+            "min_per_symbol": min(per_symbol), "max_per_symbol": max(per_symbol),
+        }  # fmt: skip
+
+    def terminate(self, timeout: float = 60.0) -> dict[str, Any]:
+        """SIGTERM (resumed first) and wait: exit code and seconds to exit (None: killed)."""
+        if self.proc.poll() is None:
+            self.resume()
+            t0 = time.monotonic()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                self.redis.close()
+                return {"exit_code": None, "exit_s": None, "killed_after_s": timeout}
+            took: float | None = time.monotonic() - t0
+        else:
+            took = None
+        self.redis.close()
+        return {"exit_code": self.proc.returncode, "exit_s": took}
+
+    def log(self) -> dict[str, Any]:
+        return scan_log(self.log_path.read_text(errors="replace"))
 
 
 # --- contenders ------------------------------------------------------------------------------
@@ -127,14 +372,8 @@ def config_tree(redis_url: str, base_url: str, symbols: list[str], interval: flo
 # because it barely depends on the load.
 
 
-async def _warm(fn: Any) -> None:
-    until = time.perf_counter() + 0.5
-    while time.perf_counter() < until:
-        await fn()
-
-
 class Ceiling:
-    def __init__(self, base_url: str, symbols: list[str], conc: int = 16) -> None:
+    def __init__(self, base_url: str, symbols: list[str], conc: int = MAX_CONCURRENCY) -> None:
         self.base_url, self.symbols, self.conc = base_url, symbols, conc
         self.decode = msgspec.json.Decoder().decode
 
@@ -163,116 +402,14 @@ class Ceiling:
             return {"n": count, "s": time.perf_counter() - t0, "cpu": time.process_time() - cpu0}
 
 
-class Pipeline:
-    """The daemon's per-poll code path in this process: one Poller per symbol, back to back."""
-
-    def __init__(self, redis_url: str, base_url: str, symbols: list[str]) -> None:
-        self.args = (redis_url, base_url, symbols)
-        self.outcomes: dict[str, int] = {}
-        self.profile: Any = None
-
-    async def window(self, seconds: float) -> dict[str, float]:
-        from gex_alertd import config as config_mod
-        from gex_alertd.commit import Committer
-        from gex_alertd.connections import connect
-        from gex_alertd.ops.logging import configure as configure_logging
-        from gex_alertd.pipeline import Poller
-        from gex_alertd.sources.backoff import Backoff
-        from gex_alertd.sources.flowgex import FlowGexClient
-
-        redis_url, base_url, symbols = self.args
-        cfg = config_mod.parse(config_tree(redis_url, base_url, symbols, 0.001))
-        configure_logging("json", "warning")
-        redis = connect(redis_url)
-        client = FlowGexClient.from_config(cfg.source)
-        committer = Committer(redis, list(cfg.rules), cfg.redis)
-        pollers = [
-            Poller(t, client, committer.commit, backoff=Backoff(1, 60)) for t in cfg.watch.entries()
-        ]
-        stored = 0
-
-        async def loop(p: Poller, until: float) -> None:
-            nonlocal stored
-            while time.perf_counter() < until:
-                out = await p.poll()
-                self.outcomes[out] = self.outcomes.get(out, 0) + 1
-                stored += out == "stored"
-
-        await asyncio.gather(*(loop(p, time.perf_counter() + 0.3) for p in pollers))
-        stored = 0
-        if self.profile is not None:
-            self.profile.enable()
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        await asyncio.gather(*(loop(p, t0 + seconds) for p in pollers))
-        took, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        if self.profile is not None:
-            self.profile.disable()
-        await client.close()
-        await redis.aclose()
-        return {"n": stored, "s": took, "cpu": cpu}
-
-
-def _proc_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class Daemon:
-    """The real `gex-alertd run`, stopped (SIGSTOP) between its windows."""
-
-    def __init__(self, redis_url: str, base_url: str, symbols: list[str], tmp: Path) -> None:
-        import yaml
-
-        self.redis_url = redis_url
-        path = tmp / "config.yaml"
-        path.write_text(yaml.safe_dump(config_tree(redis_url, base_url, symbols, 0.02)))
-        exe = str(Path(sys.executable).with_name("gex-alertd"))
-        self.proc = subprocess.Popen(
-            [*pinned(1), exe, "run", "--config", str(path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.started = False
-
-    async def window(self, seconds: float) -> dict[str, float]:
-        import redis.asyncio as aioredis
-
-        redis = aioredis.Redis.from_url(self.redis_url)
-        self.proc.send_signal(signal.SIGCONT)
-        await asyncio.sleep(0.5 if self.started else 3.0)  # start-up, or the scheduler catching up
-        self.started = True
-        n0, c0, t0 = await _total_len(redis), _proc_cpu(self.proc.pid), time.perf_counter()
-        await asyncio.sleep(seconds)
-        n1, c1, t1 = await _total_len(redis), _proc_cpu(self.proc.pid), time.perf_counter()
-        self.proc.send_signal(signal.SIGSTOP)
-        await redis.aclose()
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"gex-alertd run exited with {self.proc.returncode}")
-        return {"n": n1 - n0, "s": t1 - t0, "cpu": c1 - c0}
-
-    def close(self) -> None:
-        self.proc.send_signal(signal.SIGCONT)
-        stop(self.proc, 30)
-
-
-async def _total_len(redis: Any) -> int:
-    # streams are trimmed (MAXLEN ~), so count what was added: the last entry ID's sequence is
-    # not usable, but XINFO STREAM's entries-added is exactly that
-    total = 0
-    async for key in redis.scan_iter(match="gex:*:snap", count=1000):
-        info = await redis.xinfo_stream(key)
-        total += int(info["entries-added"])
-    return total
-
-
 class Naive:
     """The obvious script: serial SDK calls, raw JSON into a stream, a flip check in Python."""
 
     def __init__(self, redis_url: str, base_url: str, symbols: list[str]) -> None:
-        import redis as redis_sync
         from flashalpha import FlashAlpha
 
         self.fa = FlashAlpha(KEY, base_url=base_url)
-        self.r = redis_sync.Redis.from_url(redis_url)
+        self.r = redis.Redis.from_url(redis_url)
         self.symbols = symbols
         self.last_side: dict[str, int] = {}
         self.flips = 0
@@ -290,7 +427,7 @@ class Naive:
                 self.flips += 1
             self.last_side[sym] = side
 
-    async def window(self, seconds: float) -> dict[str, float]:
+    def window(self, seconds: float) -> dict[str, float]:
         until = time.perf_counter() + 0.3
         while time.perf_counter() < until:
             self.one()
@@ -302,97 +439,133 @@ class Naive:
         return {"n": n, "s": time.perf_counter() - t0, "cpu": time.process_time() - cpu0}
 
 
+def measure(contender: Any, seconds: float) -> dict[str, Any]:
+    """One window of a contender, whether its `window` is a coroutine or a plain function."""
+    out = contender.window(seconds)
+    return asyncio.run(out) if inspect.iscoroutine(out) else out
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
-def _summary(windows: list[dict[str, float]]) -> dict[str, Any]:
+def summary(windows: list[dict[str, Any]]) -> dict[str, Any]:
     rates = [w["n"] / w["s"] for w in windows]
     cpu = [1000 * w["cpu"] / max(w["n"], 1) for w in windows]
-    return {
+    out: dict[str, Any] = {
         "per_s": statistics.median(rates),
         "per_s_windows": [round(r, 1) for r in rates],
         "cpu_ms_per_snapshot": statistics.median(cpu),
+        "cpu_cores": statistics.median(w["cpu"] / w["s"] for w in windows),
         "n": sum(int(w["n"]) for w in windows),
     }
+    if "min_per_symbol" in windows[0]:
+        out["min_per_symbol_per_window"] = min(w["min_per_symbol"] for w in windows)
+        out["rss_mb_max"] = max(w["rss_mb"] for w in windows)
+    return out
+
+
+def _latency_rows(
+    args: argparse.Namespace, symbols: list[str], tmp: Path, per_window: float
+) -> dict[str, list[dict[str, Any]]]:
+    """The daemon and the naive loop against an upstream answering `--latency-ms` late, each
+    once, on a Redis of their own (the replay upstream's as_of restarts: the first Redis would
+    call every snapshot a repeat)."""
+    slow, slow_url = start_upstream(args.symbols, latency_ms=args.latency_ms)
+    server = start_redis(tmp / "redis-latency")
+    daemon: DaemonProcess | None = None
+    try:
+        tree = config_tree(
+            server.url, slow_url, symbols, FAST_INTERVAL_S, max_concurrency=args.max_concurrency
+        )
+        daemon = DaemonProcess("daemon-latency", tree, tmp)
+        daemon.warm_up(60)
+        return {
+            "daemon@latency": [daemon.window(per_window)],
+            "naive@latency": [measure(Naive(server.url, slow_url, symbols), per_window)],
+        }
+    finally:
+        if daemon is not None:
+            daemon.terminate()
+        stop(slow)
+        server.stop()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     symbols = symbol_names(args.symbols)
     pin(1)
-    windows: dict[str, list[dict[str, float]]] = {}
-    with tempfile.TemporaryDirectory(prefix="gex-bench-pipeline-") as tmp:
-        server = RedisServer(Path(tmp) / "redis", aof=False)
-        server.start()
-        if server.proc is not None and (os.cpu_count() or 1) > 1:
-            os.sched_setaffinity(server.proc.pid, {0})
+    windows: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="gex-bench-pipeline-") as tmp_name:
+        tmp = Path(tmp_name)
+        server = start_redis(tmp / "redis")
         up, base_url = start_upstream(args.symbols)
-        daemon: Daemon | None = None
+        daemon: DaemonProcess | None = None
+        stopped: dict[str, Any] = {}
         try:
+            tree = config_tree(
+                server.url, base_url, symbols, FAST_INTERVAL_S,
+                max_concurrency=args.max_concurrency,
+            )  # fmt: skip
+            daemon = DaemonProcess("daemon", tree, tmp, profile=args.profile)
+            covered = daemon.warm_up(90)
+            daemon.pause()
             contenders: dict[str, Any] = {
-                "ceiling": Ceiling(base_url, symbols),
-                "pipeline": Pipeline(server.url, base_url, symbols),
+                "ceiling": Ceiling(base_url, symbols, args.max_concurrency),
+                "daemon": daemon,
                 "naive": Naive(server.url, base_url, symbols),
             }
-            if not args.no_daemon:
-                daemon = Daemon(server.url, base_url, symbols, Path(tmp))
-                contenders["daemon"] = daemon
-            if args.profile:
-                import cProfile
-
-                contenders["pipeline"].profile = cProfile.Profile()
             per_window = args.seconds / args.rounds
             for _ in range(args.rounds):
                 for name, c in contenders.items():
-                    windows.setdefault(name, []).append(asyncio.run(c.window(per_window)))
-            if args.profile:
-                contenders["pipeline"].profile.dump_stats(str(args.profile))
-            outcomes = contenders["pipeline"].outcomes
+                    windows.setdefault(name, []).append(measure(c, per_window))
+            stopped = daemon.terminate()
             if args.latency_ms > 0:
-                # the same two contenders against an upstream that answers after a realistic
-                # internet round trip: where a serial loop spends its time in practice
-                slow, slow_url = start_upstream(args.symbols, latency_ms=args.latency_ms)
-                try:
-                    for name, c in (
-                        ("pipeline", Pipeline(server.url, slow_url, symbols)),
-                        ("naive", Naive(server.url, slow_url, symbols)),
-                    ):
-                        windows[f"{name}@latency"] = [asyncio.run(c.window(per_window))]
-                finally:
-                    stop(slow)
+                windows.update(_latency_rows(args, symbols, tmp, per_window))
         finally:
-            if daemon is not None:
-                daemon.close()
+            if daemon is not None and not stopped:
+                daemon.terminate()
             stop(up)
             server.stop()
-    res: dict[str, Any] = {k: _summary(v) for k, v in windows.items()}
-    res["pipeline"]["outcomes"] = outcomes
-    ceil, pipe, nai = (res[k]["per_s"] for k in ("ceiling", "pipeline", "naive"))
-    res["ratio_vs_ceiling"] = pipe / ceil
-    res["ratio_vs_naive"] = pipe / nai
+        log = daemon.log()
+    res: dict[str, Any] = {k: summary(v) for k, v in windows.items()}
+    ceil, dmn, nai = (res[k] for k in ("ceiling", "daemon", "naive"))
+    res["daemon"].update(startup_to_full_coverage_s=covered, log=log, stop=stopped)
+    res["ratio_vs_ceiling"] = dmn["per_s"] / ceil["per_s"]
+    res["ratio_vs_naive"] = dmn["per_s"] / nai["per_s"]
     # CPU-based ratios: how many snapshots one core would do, whatever else ran at the time
-    res["cpu_ratio_vs_ceiling"] = res["ceiling"]["cpu_ms_per_snapshot"] / max(
-        res["pipeline"]["cpu_ms_per_snapshot"], 1e-9
-    )
-    res["cpu_ratio_vs_naive"] = res["naive"]["cpu_ms_per_snapshot"] / max(
-        res["pipeline"]["cpu_ms_per_snapshot"], 1e-9
-    )
-    if "pipeline@latency" in res:
+    res["cpu_ratio_vs_ceiling"] = ceil["cpu_ms_per_snapshot"] / dmn["cpu_ms_per_snapshot"]
+    res["cpu_ratio_vs_naive"] = nai["cpu_ms_per_snapshot"] / dmn["cpu_ms_per_snapshot"]
+    res["goals"] = {
+        "x_ceiling": GOAL_X_CEILING, "x_naive": GOAL_X_NAIVE,
+        "x_ceiling_met": res["ratio_vs_ceiling"] >= GOAL_X_CEILING,
+        "x_naive_met": res["ratio_vs_naive"] >= GOAL_X_NAIVE,
+    }  # fmt: skip
+    if "daemon@latency" in res:
         res["latency_ms"] = args.latency_ms
         res["ratio_vs_naive_at_latency"] = (
-            res["pipeline@latency"]["per_s"] / res["naive@latency"]["per_s"]
+            res["daemon@latency"]["per_s"] / res["naive@latency"]["per_s"]
         )
-    if "daemon" in res:
-        res["daemon_ratio_vs_ceiling"] = res["daemon"]["per_s"] / ceil
-        res["daemon_ratio_vs_naive"] = res["daemon"]["per_s"] / nai
-    res["params"] = {"symbols": args.symbols, "seconds": args.seconds, "rounds": args.rounds,
-                     "strikes": 200, "concurrency": 16, "cpus": os.cpu_count()}  # fmt: skip
+    res["params"] = {
+        "symbols": args.symbols, "seconds": args.seconds, "rounds": args.rounds, "strikes": 200,
+        "cpus": os.cpu_count(), "profiled": bool(args.profile),
+        "daemon_settings": {
+            "interval_s": FAST_INTERVAL_S, "jitter_s": 0.0,
+            "requests_per_min": REQUESTS_PER_MIN, "max_concurrency": args.max_concurrency,
+            "poll_workers": 2 * args.max_concurrency, "loop": "uvloop (the default)",
+            "max_len": MAXLEN, "log_level": "warning",
+        },
+    }  # fmt: skip
     return res
 
 
+def _met(ok: bool) -> str:
+    return "[green]met[/]" if ok else "[red]not met[/]"
+
+
 def report(res: dict[str, Any]) -> None:
-    ceil = res["ceiling"]
-    nai = res["naive"]
+    console = Console(width=120)
+    ceil, nai = res["ceiling"], res["naive"]
     p = res["params"]
+    s = p["daemon_settings"]
     table = Table(
         title=f"pipeline throughput: {p['symbols']} symbols x 200 strikes, {p['rounds']} "
         f"interleaved windows, {p['seconds']:g} s each contender, client on 1 core"
@@ -400,12 +573,10 @@ def report(res: dict[str, Any]) -> None:
     for col in ("contender", "snapshots/s", "x ceiling", "x naive", "CPU ms/snap", "x naive CPU"):
         table.add_column(col, justify="left" if col == "contender" else "right")
     rows = [
-        ("fetch ceiling (aiohttp + JSON decode)", res["ceiling"]),
-        ("gex-alertd pipeline (Poller path)", res["pipeline"]),
+        ("fetch ceiling (aiohttp + JSON decode)", ceil),
+        (f"gex-alertd run (process), interval {s['interval_s']:g} s", res["daemon"]),
+        ("naive (SDK serial loop + XADD json)", nai),
     ]
-    if "daemon" in res:
-        rows.append(("gex-alertd run (process, scheduler)", res["daemon"]))
-    rows.append(("naive (SDK serial loop + XADD json)", res["naive"]))
     for name, r in rows:
         cpu = r["cpu_ms_per_snapshot"]
         table.add_row(
@@ -413,39 +584,95 @@ def report(res: dict[str, Any]) -> None:
             f"{r['per_s'] / nai['per_s']:.1f}", f"{cpu:.2f}",
             f"{nai['cpu_ms_per_snapshot'] / cpu:.1f}" if cpu else "-",
         )  # fmt: skip
-    Console(width=120).print(table)
-    if "pipeline@latency" in res:
-        Console(width=120).print(
-            f"with {res['latency_ms']:g} ms upstream latency: pipeline "
-            f"{res['pipeline@latency']['per_s']:,.0f}/s, naive {res['naive@latency']['per_s']:,.0f}"
-            f"/s: {res['ratio_vs_naive_at_latency']:.1f}x"
-        )
-    Console(width=120).print(
-        f"goals: >= 0.5x fetch ceiling: {res['ratio_vs_ceiling']:.2f} "
-        f"(by CPU per snapshot {res['cpu_ratio_vs_ceiling']:.2f}); "
-        f">= 6x naive: {res['ratio_vs_naive']:.1f} (by CPU {res['cpu_ratio_vs_naive']:.1f})"
+    console.print(table)
+    d = res["daemon"]
+    console.print(
+        f"daemon settings: requests_per_min {s['requests_per_min']:,}, max_concurrency "
+        f"{s['max_concurrency']} ({s['poll_workers']} poll workers), {s['loop']}; "
+        f"{d['cpu_cores']:.2f} cores busy in its windows, every symbol stored "
+        f"{d['startup_to_full_coverage_s']:.1f} s after start, log problems "
+        f"{d['log']['problem_lines']}, SIGTERM: exit {d['stop'].get('exit_code')} "
+        f"in {d['stop'].get('exit_s') or 0:.1f} s",
+        highlight=False,
     )
+    if "daemon@latency" in res:
+        console.print(
+            f"with {res['latency_ms']:g} ms upstream latency: daemon "
+            f"{res['daemon@latency']['per_s']:,.0f}/s, naive {res['naive@latency']['per_s']:,.0f}"
+            f"/s: {res['ratio_vs_naive_at_latency']:.1f}x",
+            highlight=False,
+        )
+    g = res["goals"]
+    console.print(
+        f"goals (gex-alertd run, {p['symbols']} symbols): >= {g['x_ceiling']:g}x fetch ceiling: "
+        f"{res['ratio_vs_ceiling']:.2f} {_met(g['x_ceiling_met'])} (by CPU per snapshot "
+        f"{res['cpu_ratio_vs_ceiling']:.2f}); >= {g['x_naive']:g}x naive: "
+        f"{res['ratio_vs_naive']:.1f} {_met(g['x_naive_met'])} (by CPU "
+        f"{res['cpu_ratio_vs_naive']:.1f})",
+        highlight=False,
+    )
+
+
+# what the daemon's CPU is spent on, by cumulative time of its own stages (nested: a stage's
+# share includes the ones listed under it)
+STAGES: list[tuple[str, str, str]] = [
+    ("poll (fetch + commit)", "pipeline.py", "poll"),
+    ("  fetch: HTTP + typed decode", "flowgex.py", "fetch"),
+    ("    typed decode + validation", "model.py", "decode_flow_gex"),
+    ("  commit (up to the batch hand-off)", "commit.py", "commit"),
+    ("    previous snapshot read back (store.latest)", "store.py", "latest"),
+    ("    rules (Engine.evaluate)", "engine.py", "evaluate"),
+    ("    commit args (build_args)", "commit.py", "build_args"),
+    ("      snapshot encode (store.encode_fields)", "store.py", "encode_fields"),
+    ("batched EVALSHA pipelines (batching._send)", "batching.py", "_send"),
+    ("redis-py command packing (pack_command)", "connection.py", "pack_command"),
+    ("dispatcher (outbox, console channel)", "dispatch.py", "_run"),
+]
+
+
+def profile_report(path: Path, top: int = 15) -> dict[str, float]:
+    import pstats
+
+    stats = pstats.Stats(str(path))
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]  # pstats keeps it untyped
+    total = sum(tt for _cc, _nc, tt, _ct, _callers in raw.values()) or 1e-9
+    shares: dict[str, float] = {}
+    table = Table(title=f"daemon CPU by stage (cProfile, process time, {total:.1f} s in total)")
+    for col in ("stage", "CPU s", "share"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for label, file, func in STAGES:
+        cum = sum(
+            ct for (f, _line, fn), (_cc, _nc, _tt, ct, _c) in raw.items()
+            if fn == func and f.endswith(file)
+        )  # fmt: skip
+        shares[label.strip()] = cum / total
+        table.add_row(label, f"{cum:.2f}", f"{cum / total:.0%}")
+    Console(width=120).print(table)
+    stats.sort_stats("tottime").print_stats(top)
+    return shares
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--symbols", type=int, default=32)
+    ap.add_argument("--symbols", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=12.0, help="per contender, all rounds")
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--max-concurrency", type=int, default=MAX_CONCURRENCY)
     ap.add_argument("--quick", action="store_true", help="6 s per contender")
-    ap.add_argument("--no-daemon", action="store_true", help="skip the `gex-alertd run` row")
     ap.add_argument(
         "--latency-ms", type=float, default=20.0,
-        help="also compare pipeline and naive against an upstream this slow (0: skip)",
+        help="also compare daemon and naive against an upstream this slow (0: skip)",
     )  # fmt: skip
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--profile", type=Path, default=None, help="cProfile the Poller windows")
+    ap.add_argument("--profile", type=Path, default=None, help="cProfile the daemon into F")
     args = ap.parse_args(argv)
     if args.quick:
         args.seconds = min(args.seconds, 6.0)
         args.rounds = min(args.rounds, 3)
     res = run(args)
     report(res)
+    if args.profile:
+        res["profile_shares"] = profile_report(args.profile)
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
     return res
