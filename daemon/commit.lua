@@ -6,11 +6,9 @@
 -- KEYS[4 ..] per alert: dedup key, cooldown key (pairs, in alert order)
 -- ARGV[1] expected state version ('' = the state hash did not exist)
 -- ARGV[2] snapshot entry ms (entry ID is <ms>-0)
--- ARGV[3] number of trim args, then the trim args
--- then: number of snapshot fields, then field, value pairs
--- then: number of state fields, then field, value pairs
--- then: number of alerts; per alert: dedup ttl ms, cooldown ms, alert id, number of outbox
---   fields, then field, value pairs
+-- ARGV[3] msgpack of {trim args, snapshot fields, state fields, alerts}: the fields as flat
+--   field, value lists; an alert is {dedup ttl ms, cooldown ms, alert id, outbox fields};
+--   numbers are strings (one blob instead of ~40 arguments: see commit.build_args)
 -- Returns {'ok', version, {enqueued alert ids}} | {'repeat', top_ms} | {'conflict', version}
 
 local snap, state, outbox = KEYS[1], KEYS[2], KEYS[3]
@@ -29,15 +27,13 @@ if (version or '') ~= ARGV[1] then
   return {'conflict', version or ''}
 end
 
-local i = 3
-local ntrim = tonumber(ARGV[i])
+local payload = cmsgpack.unpack(ARGV[3])
+local trim, fields, state_fields, alerts = payload[1], payload[2], payload[3], payload[4]
+
 local xadd = {'XADD', snap}
-for j = 1, ntrim do xadd[#xadd + 1] = ARGV[i + j] end
-i = i + ntrim + 1
+for j = 1, #trim do xadd[#xadd + 1] = trim[j] end
 xadd[#xadd + 1] = ARGV[2] .. '-0'
-local nfields = tonumber(ARGV[i])
-for j = 1, 2 * nfields do xadd[#xadd + 1] = ARGV[i + j] end
-i = i + 2 * nfields + 1
+for j = 1, #fields do xadd[#xadd + 1] = fields[j] end
 -- XADD is the first write: if Redis refuses the ID (the stream was emptied but its last ID is
 -- newer), nothing has been written yet.
 local added = redis.pcall(unpack(xadd))
@@ -48,34 +44,29 @@ if type(added) == 'table' and added.err then
   return redis.error_reply(added.err)
 end
 
-local nstate = tonumber(ARGV[i])
-if nstate > 0 then
+if #state_fields > 0 then
   local hset = {'HSET', state}
-  for j = 1, 2 * nstate do hset[#hset + 1] = ARGV[i + j] end
+  for j = 1, #state_fields do hset[#hset + 1] = state_fields[j] end
   redis.call(unpack(hset))
 end
-i = i + 2 * nstate + 1
 redis.call('HSET', state, '_last', ARGV[2])
 local newv = redis.call('HINCRBY', state, '_v', 1)
 
-local nalerts = tonumber(ARGV[i])
-i = i + 1
 local enqueued = {}
-for a = 1, nalerts do
-  local dedup_ttl, cooldown_ms, id = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
-  local nout = tonumber(ARGV[i + 3])
+for a = 1, #alerts do
+  local alert = alerts[a]
+  local dedup_ttl, cooldown_ms, id, out = alert[1], tonumber(alert[2]), alert[3], alert[4]
   local dedup_key, cooldown_key = KEYS[2 + 2 * a], KEYS[3 + 2 * a]
   -- an alert id is enqueued once, even if the state were lost and the data replayed
   if redis.call('SET', dedup_key, '1', 'NX', 'PX', dedup_ttl) then
     local entry = {'XADD', outbox, '*'}
-    for j = 1, 2 * nout do entry[#entry + 1] = ARGV[i + 3 + j] end
+    for j = 1, #out do entry[#entry + 1] = out[j] end
     redis.call(unpack(entry))
     enqueued[#enqueued + 1] = id
     if cooldown_ms > 0 then
       -- informational (TTL shows the cooldown left); the decision itself is made on as_of
-      redis.call('SET', cooldown_key, id, 'PX', cooldown_ms)
+      redis.call('SET', cooldown_key, id, 'PX', alert[2])
     end
   end
-  i = i + 4 + 2 * nout
 end
 return {'ok', tostring(newv), enqueued}

@@ -46,6 +46,7 @@ VERSION_FIELD, LAST_FIELD = b"_v", b"_last"
 RULE_PREFIX = "r:"
 PREV_CACHE_MAX = 20_000  # compact previous snapshots kept for oi_change (basis poll)
 PREV_FULL_MAX = 64  # whole previous snapshots, when a rule type reads rows
+PREV_RAW_MAX = 512  # of the compact ones, kept unpacked (~8 KB each at 200 strikes)
 _prev_cctx = zstandard.ZstdCompressor(level=1)
 _prev_dctx = zstandard.ZstdDecompressor()
 
@@ -94,34 +95,54 @@ def build_args(
     outcome: Outcome,
     redis_cfg: RedisConfig,
 ) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV for commit.lua (layout documented at the top of the script)."""
+    """KEYS and ARGV for commit.lua (layout documented at the top of the script).
+
+    Everything but the version and the entry ms travels as one msgpack blob: redis-py packs
+    each argument on its own (~25 us each in Python), and a commit has ~40 of them. Numbers go
+    as strings, so Lua never formats a large one in exponent form."""
     ms = snap.as_of_ms
     keys = [
         store.snap_key(snap.symbol, expiry),
         store.state_key(snap.symbol, expiry),
         store.ALERTS_KEY,
     ]
-    args: list[Any] = [version, ms]
-    trim = store.trim_args(redis_cfg, ms)
-    args += [len(trim), *trim]
-    fields = store.encode_fields(snap)
-    args.append(len(fields))
-    for k, v in fields.items():
-        args += [k, v]
-    args.append(len(outcome.slots))
+    fields: list[Any] = []
+    for k, v in store.encode_fields(snap).items():
+        fields += (_lua_str(k), _lua_str(v))
+    state: list[Any] = []
     for name, slot in outcome.slots.items():
-        args += [RULE_PREFIX + name, engine.encode_slot(slot)]
-    args.append(len(outcome.emitted))
+        state += (RULE_PREFIX + name, _lua_str(engine.encode_slot(slot)))
+    alerts: list[Any] = []
     for em in outcome.emitted:
         keys += [
             dedup_key(snap.symbol, em.event.id),
             cooldown_key(snap.symbol, em.event.rule, expiry),
         ]
-        out = outbox_fields(em.event, em.channels)
-        args += [DEDUP_TTL_MS, em.cooldown_ms, em.event.id, len(out)]
-        for field, value in out.items():
-            args += [field, value]
-    return keys, args
+        out: list[Any] = []
+        for field, value in outbox_fields(em.event, em.channels).items():
+            out += (field, _lua_str(value if isinstance(value, bytes) else str(value).encode()))
+        alerts.append([str(DEDUP_TTL_MS), str(em.cooldown_ms), em.event.id, out])
+    trim = [str(x) for x in store.trim_args(redis_cfg, ms)]
+    payload = _packer.encode([trim, fields, state, alerts])
+    return keys, [version, str(ms), payload]
+
+
+_packer = msgspec.msgpack.Encoder()
+
+
+def _lua_str(value: bytes) -> msgspec.Raw:
+    """`value` as a msgpack *str* (any bytes): the cmsgpack of Redis 7.0's Lua refuses the
+    msgpack bin type that bytes would otherwise become; a Lua string holds any bytes."""
+    n = len(value)
+    if n < 32:
+        head = bytes((0xA0 | n,))
+    elif n < 0x100:
+        head = b"\xd9" + n.to_bytes(1, "big")
+    elif n < 0x10000:
+        head = b"\xda" + n.to_bytes(2, "big")
+    else:
+        head = b"\xdb" + n.to_bytes(4, "big")
+    return msgspec.Raw(head + value)
 
 
 class Committer:
@@ -234,46 +255,68 @@ class PrevCache:
     """The previous snapshot per stream, small enough to keep for every watched target.
 
     A decoded 200-strike snapshot is ~100 KB of rows and matrix (5,000 symbols: 500 MB); the
-    rules read a previous snapshot only through its column view (5 x n floats), which is
-    kept byte-shuffled and zstd-compressed (~1-2 KB) and rebuilt on use, in a few
-    microseconds against a read from Redis. Rule sets with a type that reads rows keep whole
-    snapshots, a few of them. Entries are valid only for the `as_of` they were taken at.
+    rules read a previous snapshot only through its column view (5 x n floats, ~8 KB). The
+    first `max_raw` streams keep that view as it is (no work per snapshot: the hot path of a
+    short, fast watchlist); past them it is kept byte-shuffled and zstd-compressed (~1-2 KB,
+    ~50 us per snapshot to pack and unpack, against a read from Redis), which keeps a
+    5,000-symbol watchlist's memory flat. Rule sets with a type that reads rows keep whole
+    snapshots, a few of them. An entry is valid only for the `as_of` it was taken at.
     """
 
-    def __init__(self, max_compact: int = PREV_CACHE_MAX, max_full: int = PREV_FULL_MAX) -> None:
+    def __init__(
+        self,
+        max_compact: int = PREV_CACHE_MAX,
+        max_full: int = PREV_FULL_MAX,
+        max_raw: int = PREV_RAW_MAX,
+    ) -> None:
         self.max_compact = max_compact
         self.max_full = max_full
-        self._entries: dict[tuple[str, str | None], tuple[FlowGex, int, bytes | None]] = {}
+        self.max_raw = max_raw
+        # value: the snapshot (rows) or its bare copy, and its view, packed view, or None
+        self._entries: dict[tuple[str, str | None], tuple[FlowGex, StrikeColumns | bytes | None]]
+        self._entries = {}
+        self._raw = 0  # entries holding an unpacked view
 
     def put(self, key: tuple[str, str | None], snap: FlowGex, *, compact: bool) -> None:
-        self._entries.pop(key, None)
+        old = self._entries.pop(key, None)
+        if old is not None and isinstance(old[1], StrikeColumns):
+            self._raw -= 1
         limit = self.max_compact if compact else self.max_full
         if limit <= 0:
             return
         while len(self._entries) >= limit:
-            del self._entries[next(iter(self._entries))]  # the oldest insertion goes first
+            _, dropped = self._entries.pop(next(iter(self._entries)))  # oldest insertion first
+            if isinstance(dropped, StrikeColumns):
+                self._raw -= 1
         if not compact:
-            self._entries[key] = (snap, snap.as_of_ms, None)
+            self._entries[key] = (snap, None)
             return
-        m = np.ascontiguousarray(columns(snap).m, dtype=np.float64)
-        shuffled = m.reshape(-1).view(np.uint8).reshape(-1, 8).T.tobytes()
         bare = msgspec.structs.replace(snap, strikes=[])
-        self._entries[key] = (bare, m.shape[1], _prev_cctx.compress(shuffled))
+        view = columns(snap)
+        if self._raw < self.max_raw:
+            self._entries[key] = (bare, view)
+            self._raw += 1
+            return
+        m = np.ascontiguousarray(view.m, dtype=np.float64)
+        shuffled = m.reshape(-1).view(np.uint8).reshape(-1, 8).T.tobytes()
+        self._entries[key] = (bare, _prev_cctx.compress(shuffled))
 
     def get(self, key: tuple[str, str | None], as_of_ms: int) -> FlowGex | None:
         entry = self._entries.get(key)
-        if entry is None:
+        if entry is None or entry[0].as_of_ms != as_of_ms:
             return None
-        snap, n, blob = entry
-        if blob is None:
-            return snap if snap.as_of_ms == as_of_ms else None
-        if snap.as_of_ms != as_of_ms:
-            return None
-        raw = np.frombuffer(_prev_dctx.decompress(blob), np.uint8)
-        m = raw.reshape(8, -1).T.copy().view(np.float64).reshape(len(FIELDS), n)
-        # a fresh object each time, so the rebuilt view is not kept in the cache
+        snap, kept = entry
+        if kept is None:
+            return snap
+        if isinstance(kept, StrikeColumns):
+            view = kept
+        else:
+            raw = np.frombuffer(_prev_dctx.decompress(kept), np.uint8)
+            m = raw.reshape(8, -1).T.copy().view(np.float64).reshape(len(FIELDS), -1)
+            view = StrikeColumns(m)
+        # a fresh object each time: what a rule attaches to it is not kept in the cache
         out = msgspec.structs.replace(snap, strikes=[])
-        attach(out, StrikeColumns(m))
+        attach(out, view)
         return out
 
     def __len__(self) -> int:

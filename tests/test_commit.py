@@ -253,13 +253,14 @@ async def test_previous_snapshot_cache_is_compact_and_gives_the_same_alerts(
     from gex_alertd.rules.columns import columns
 
     cached = Committer(redis, [oi_rule()], CFG)
+    cached._prev = PrevCache(max_raw=0)  # every view packed
     fired_cached = []
     for s in oi_snaps():
         fired_cached += [e.id for e in (await cached.commit(s, None)).alerts]
     assert fired_cached  # the chains move enough to fire
     # the cache holds the view compressed, not the rows: a few KB per stream, not ~100 KB
-    bare, n, blob = cached._prev._entries[("SPY", None)]
-    assert bare.strikes == [] and n == 200 and blob is not None and len(blob) < 8000
+    bare, blob = cached._prev._entries[("SPY", None)]
+    assert bare.strikes == [] and isinstance(blob, bytes) and len(blob) < 8000
     last = oi_snaps()[-1]
     back = cached._prev.get(("SPY", None), last.as_of_ms)
     assert back is not None and back.strikes == []
@@ -275,3 +276,36 @@ async def test_previous_snapshot_cache_is_compact_and_gives_the_same_alerts(
         fired_uncached += [e.id for e in (await uncached.commit(s, None)).alerts]
         assert len(uncached._prev) <= 1
     assert fired_uncached == fired_cached
+
+    # unpacked views (the first streams of a watchlist) give the same alerts too
+    await redis.flushall()
+    raw = Committer(redis, [oi_rule()], CFG)
+    fired_raw = []
+    for s in oi_snaps():
+        fired_raw += [e.id for e in (await raw.commit(s, None)).alerts]
+    assert fired_raw == fired_cached and raw._prev._raw == 1
+
+
+async def test_any_bytes_reach_lua_intact_at_every_msgpack_size_boundary(
+    redis: aioredis.Redis,
+) -> None:
+    from gex_alertd.commit import _lua_str, _packer
+
+    echo = "local t = cmsgpack.unpack(ARGV[1]); return t[1]"
+    for n in (0, 1, 31, 32, 255, 256, 65535, 65536, 70000):
+        value = bytes(range(256)) * (n // 256) + bytes(range(n % 256))
+        assert len(value) == n
+        got = await redis.eval(echo, 0, _packer.encode([_lua_str(value)]))
+        assert got == value, n
+
+
+def test_previous_snapshot_cache_stays_bounded_and_counts_its_unpacked_views() -> None:
+    from gex_alertd.rules.columns import StrikeColumns
+
+    cache = PrevCache(max_compact=3, max_raw=2)
+    snaps = oi_snaps(2)
+    for i in range(7):
+        cache.put((f"S{i % 5}", None), snaps[i % 2], compact=True)
+        kinds = [type(v) for _, v in cache._entries.values()]
+        assert len(cache) <= 3 and cache._raw == kinds.count(StrikeColumns) <= 2
+    assert cache.get(("S4", None), snaps[0].as_of_ms) is not None  # the newest is kept
