@@ -47,9 +47,7 @@ def _run_loop(coro: Any, use_uvloop: bool | None) -> Any:
             return uvloop.run(coro)
         except ImportError:
             if use_uvloop:
-                raise click.ClickException(
-                    "uvloop is not installed (pip install uvloop)"
-                ) from None
+                raise click.ClickException("uvloop is not installed (pip install uvloop)") from None
     return asyncio.run(coro)
 
 
