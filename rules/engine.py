@@ -77,6 +77,7 @@ class Engine:
             for t in self._types.values()
         }
         self._by_symbol: dict[str, list[RuleBase]] = {}
+        self._needs_prev: dict[str, bool] = {}
 
     def applicable(self, symbol: str) -> list[RuleBase]:
         found = self._by_symbol.get(symbol)
@@ -85,7 +86,12 @@ class Engine:
         return found
 
     def needs_prev(self, symbol: str) -> bool:
-        return any(self._types[r.name].needs_prev(r) for r in self.applicable(symbol))
+        found = self._needs_prev.get(symbol)
+        if found is None:  # asked several times per commit: worked out once per symbol
+            found = self._needs_prev[symbol] = any(
+                self._types[r.name].needs_prev(r) for r in self.applicable(symbol)
+            )
+        return found
 
     # --- state (de)serialisation: one hash field per rule name ---------------------------
 
