@@ -6,7 +6,7 @@ per snapshot, stage by stage, each timed around the daemon's own call:
            matrix the later stages share)
   rules    `Engine.evaluate(slots, snap, prev, expiry)` with the pipeline bench's four rules
            (flip_cross, net_gex_sign, threshold, oi_change basis poll against the previous
-           snapshot, as the committer keeps it)
+           snapshot, kept as the committer keeps it: rows dropped, column view kept)
   encode   `store.encode_fields(snap)` (scalars + the zstd strike block) and the rule state
            (`Engine.encode_slot`), i.e. what the commit script is sent
 Baseline, same run, same bodies, interleaved: a bare `msgspec.json.decode(body)` (untyped),
@@ -45,8 +45,9 @@ from bench.replay_upstream import Bodies
 from gex_alertd import store
 from gex_alertd.model import FlowGex, decode_flow_gex
 from gex_alertd.rules.base import RuleBase
+from gex_alertd.rules.columns import detached
 from gex_alertd.rules.engine import Engine, RuleSlot
-from gex_alertd.rules.registry import rule_config_union
+from gex_alertd.rules.registry import columns_only, rule_config_union
 from gex_alertd.typedconfig import Problems, convert
 
 SYMBOL = "SPY"
@@ -79,6 +80,7 @@ class Live:
         self.engine = Engine(rules())
         self.slots: dict[str, RuleSlot] = {}
         self.prev: FlowGex | None = None
+        self.columns_only = columns_only(self.engine.rules)
 
     def decode(self, body: bytes) -> FlowGex:
         return decode_flow_gex(body, symbol=SYMBOL)
@@ -90,7 +92,7 @@ class Live:
         fields = store.encode_fields(snap)
         state = [self.engine.encode_slot(s) for s in outcome.slots.values()]
         self.slots = {**self.slots, **outcome.slots}
-        self.prev = snap
+        self.prev = detached(snap) if self.columns_only else snap
         return len(fields[store.F_STRIKES]) + sum(map(len, state))
 
 

@@ -47,7 +47,8 @@ ROOT = HERE.parent
 
 # full-run order: cheap and independent first, so a late failure still leaves most figures
 ORDER = [
-    "storage", "pipeline", "alert_latency", "replay", "scale", "overload", "commit", "simulator",
+    "cpu", "storage", "pipeline", "alert_latency", "replay", "scale", "overload", "commit",
+    "simulator",
 ]  # fmt: skip
 # per-bench wall limits (s) for the default (`--quick`) run. Each bench's quick size takes well
 # under half of its limit on a quiet machine, so a busy one (2-3x slower) still fits; and a
