@@ -11,6 +11,10 @@ smallest exact representation:
     rebuilt, not stored (the row values are the served ones; nothing is re-derived when the
     identity does not hold bit for bit).
 Nulls travel as a bitmap. Decoding gives back exactly the floats that were encoded.
+
+Two ways in, one format: `encode_matrix` from a decoded snapshot's strike matrix (the live
+path, `model.strike_matrix`: no pass over the rows) and `encode_strikes` from any rows; the
+tests pin both to the same bytes, and those bytes to what was stored before the matrix path.
 """
 
 from __future__ import annotations
