@@ -10,8 +10,9 @@ Same run, same build, same upstream, each daemon the real `gex-alertd run` on CP
 redis-server of its own (CPU 0, beside the upstream):
   - best: the settings that give this build its highest commit rate, polled as fast as
     possible (`interval_s` 0.02): `--best 200,50` runs one daemon per symbol count, and the
-    best of them (by median rate) is the reference. 200 is the issue's setting; 50 fits the
-    committer's in-memory previous-snapshot cache (64 entries), which 200 does not;
+    best of them (by median rate) is the reference. 200 is the issue's setting; 50 checks
+    that fewer streams do not do better (they did, 1.7x, while the committer kept the previous
+    snapshot of only 64 streams in memory and read the others back from Redis);
   - overload: `--symbols` 2,000 at `--interval` 1 s.
 All run at once through a warm-up (every symbol stored once), then in interleaved windows:
 each daemon resumed (SIGCONT), left `--settle` s, measured for `--window` s, paused
@@ -27,10 +28,18 @@ job", "raised an exception" or "Traceback", and any line that is neither JSON lo
 At the end the overload daemon is resumed for a second and sent SIGTERM: its exit code and
 the wall time to exit are recorded, and its log after SIGTERM is scanned on its own.
 
+2,000 symbols at 1 s ask for 2,000 polls/s: a build whose best setting commits more than
+2,000/s / 0.9 = 2,222/s cannot meet the literal goal, however well it holds. The bench then
+also reports the ratio against what the overload daemon can reach, min(best, 2,000/s), and
+its achieved interval (symbols / rate: 1.0 s when it keeps up).
+
     python -m bench.bench_overload [--symbols 2000] [--interval 1] [--best 200,50]
                                    [--window 3] [--rounds 4] [--quick] [--json F]
+                                   [--profile DIR]
 
-`--quick` (what `make bench` runs): 3 rounds of 2 s windows.
+`--quick` (what `make bench` runs): 3 rounds of 2 s windows. `--profile DIR` runs every daemon
+under cProfile (process CPU time) and prints their CPU per stored snapshot by stage side by
+side; the rates of a profiled run are not figures.
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ from bench.bench_pipeline import (
     DaemonProcess,
     config_tree,
     pin,
+    print_stages,
     scan_log,
     start_redis,
     start_upstream,
@@ -88,7 +98,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 tree = config_tree(
                     servers[-1].url, base_url, symbol_names(n), interval, max_len=None
                 )
-                daemons[name] = DaemonProcess(name, tree, tmp)
+                prof = args.profile / f"{name}.prof" if args.profile else None
+                daemons[name] = DaemonProcess(name, tree, tmp, profile=prof)
             covered = {name: d.warm_up(WARM_UP_S, then_s=0) for name, d in daemons.items()}
             time.sleep(1.0)
             for d in daemons.values():
@@ -100,6 +111,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     windows[name].append(d.window(args.window, args.settle))
             after = over.lengths()
             served = sorted(b - a for a, b in zip(before, after, strict=True))
+            totals = {name: d.stored() for name, d in daemons.items()}
             # the stop: resumed into its busy state for a moment, then SIGTERM
             over.resume()
             time.sleep(1.0)
@@ -121,7 +133,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows = {}
     for name, (n, interval) in plan.items():
         row = summary(windows[name])
-        row.update(symbols=n, interval_s=interval, log=logs[name])
+        row.update(symbols=n, interval_s=interval, log=logs[name], stored_total=totals[name])
         row["startup_to_full_coverage_s"] = covered[name]
         row["achieved_interval_s"] = n / row["per_s"] if row["per_s"] else None
         rows[name] = row
@@ -131,6 +143,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out["rows"] = rows
     out["best"] = best_name
     out["ratio_vs_best"] = ratio
+    # 2,000 symbols at 1 s cannot commit more than 2,000/s: once the best setting does more,
+    # the literal ratio measures the demand, not the engine; what it can reach is the lower
+    demand = args.symbols / args.interval
+    attainable = min(rows[best_name]["per_s"], demand)
+    out["overload_demand_per_s"] = demand
+    out["ratio_vs_attainable"] = rows["overload"]["per_s"] / attainable
     # against every candidate: the issue names 200 symbols; the build may do better elsewhere
     out["ratio_vs"] = {
         k: rows["overload"]["per_s"] / r["per_s"] for k, r in rows.items() if k != "overload"
@@ -143,6 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
     out["goals"] = {
         "ratio": GOAL_RATIO, "ratio_met": ratio >= GOAL_RATIO,
+        "ratio_vs_attainable_met": out["ratio_vs_attainable"] >= GOAL_RATIO,
         "problem_lines": problems, "problem_lines_met": problems == 0,
     }  # fmt: skip
     out["params"] = {
@@ -187,6 +206,14 @@ def report(res: dict[str, Any]) -> None:
         f"{st.get('exit_s') or 0:.2f} s, problem lines after it {st['log']['problem_lines']}",
         highlight=False,
     )
+    console.print(
+        "alerts delivered (console channel) over the whole run, per 1,000 snapshots stored: "
+        + ", ".join(
+            f"{k} {1000 * r['log']['alert_lines'] / max(r['stored_total'], 1):.0f}"
+            for k, r in res["rows"].items()
+        ),
+        highlight=False,
+    )
     for name, r in res["rows"].items():
         if r["log"]["first"]:
             console.print(f"{name} log: {r['log']['first']}", highlight=False)
@@ -200,6 +227,15 @@ def report(res: dict[str, Any]) -> None:
         f"{_met(g['problem_lines_met'])}",
         highlight=False,
     )
+    if res["overload_demand_per_s"] < best["per_s"]:
+        console.print(
+            f"the best setting commits more than the overload daemon's whole demand "
+            f"({res['overload_demand_per_s']:,.0f}/s), so no build can reach the ratio above "
+            f"{res['overload_demand_per_s'] / best['per_s']:.2f} here; against what it can reach, "
+            f"min(best, demand): {res['ratio_vs_attainable']:.2f} "
+            f"{_met(g['ratio_vs_attainable_met'])}",
+            highlight=False,
+        )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -212,13 +248,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--settle", type=float, default=0.5, help="after each resume, unmeasured")
     ap.add_argument("--quick", action="store_true", help="3 rounds of 2 s windows")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--profile", type=Path, default=None,
+        help="cProfile every daemon into DIR/<name>.prof and print CPU per snapshot by stage",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     args.best = [int(x) for x in args.best.split(",") if x.strip()]
     if args.quick:
         args.window = min(args.window, 2.0)
         args.rounds = min(args.rounds, 3)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     res = run(args)
     report(res)
+    if args.profile:
+        res["profile_ms_per_snapshot"] = print_stages(
+            {k: (args.profile / f"{k}.prof", r["stored_total"]) for k, r in res["rows"].items()}
+        )
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
     return res

@@ -517,6 +517,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for _ in range(args.rounds):
                 for name, c in contenders.items():
                     windows.setdefault(name, []).append(measure(c, per_window))
+            stored_total = daemon.stored()
             stopped = daemon.terminate()
             if args.latency_ms > 0:
                 windows.update(_latency_rows(args, symbols, tmp, per_window))
@@ -528,7 +529,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log = daemon.log()
     res: dict[str, Any] = {k: summary(v) for k, v in windows.items()}
     ceil, dmn, nai = (res[k] for k in ("ceiling", "daemon", "naive"))
-    res["daemon"].update(startup_to_full_coverage_s=covered, log=log, stop=stopped)
+    res["daemon"].update(
+        startup_to_full_coverage_s=covered, log=log, stop=stopped, stored_total=stored_total
+    )
     res["ratio_vs_ceiling"] = dmn["per_s"] / ceil["per_s"]
     res["ratio_vs_naive"] = dmn["per_s"] / nai["per_s"]
     # CPU-based ratios: how many snapshots one core would do, whatever else ran at the time
@@ -613,43 +616,65 @@ def report(res: dict[str, Any]) -> None:
     )
 
 
-# what the daemon's CPU is spent on, by cumulative time of its own stages (nested: a stage's
-# share includes the ones listed under it)
-STAGES: list[tuple[str, str, str]] = [
-    ("poll (fetch + commit)", "pipeline.py", "poll"),
-    ("  fetch: HTTP + typed decode", "flowgex.py", "fetch"),
-    ("    typed decode + validation", "model.py", "decode_flow_gex"),
-    ("  commit (up to the batch hand-off)", "commit.py", "commit"),
-    ("    previous snapshot read back (store.latest)", "store.py", "latest"),
-    ("    rules (Engine.evaluate)", "engine.py", "evaluate"),
-    ("    commit args (build_args)", "commit.py", "build_args"),
-    ("      snapshot encode (store.encode_fields)", "store.py", "encode_fields"),
-    ("batched EVALSHA pipelines (batching._send)", "batching.py", "_send"),
-    ("redis-py command packing (pack_command)", "connection.py", "pack_command"),
-    ("dispatcher (outbox, console channel)", "dispatch.py", "_run"),
+# what the daemon's CPU is spent on, by cumulative time of its own stages (nested: a stage
+# includes the ones indented under it); a stage whose functions are gone shows 0
+STAGES: list[tuple[str, tuple[tuple[str, str], ...]]] = [
+    ("poll (fetch + commit)", (("pipeline.py", "poll"),)),
+    ("  fetch: HTTP + typed decode", (("flowgex.py", "fetch"),)),
+    ("    typed decode + validation", (("model.py", "decode_flow_gex"),)),
+    ("  commit (up to the batch hand-off)", (("commit.py", "commit"),)),
+    ("    previous snapshot read back", (("store.py", "latest"), ("store.py", "latest_columns"))),
+    ("    rules (Engine.evaluate)", (("engine.py", "evaluate"),)),
+    ("    commit args (build_args)", (("commit.py", "build_args"),)),
+    ("      snapshot encode (encode_fields)", (("store.py", "encode_fields"),)),
+    ("batched EVALSHA pipelines (batching._send)", (("batching.py", "_send"),)),
+    ("redis-py command packing (pack_command)", (("connection.py", "pack_command"),)),
+    ("alert delivery (dispatcher, console)", (("dispatch.py", "_run"),)),
+    ("log lines (structlog)", (("_base.py", "_proxy_to_logger"),)),
 ]
 
 
-def profile_report(path: Path, top: int = 15) -> dict[str, float]:
+def profile_stages(path: Path) -> tuple[dict[str, float], float]:
+    """CPU seconds per STAGES entry of a cProfile dump, and its total."""
     import pstats
 
-    stats = pstats.Stats(str(path))
-    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]  # pstats keeps it untyped
-    total = sum(tt for _cc, _nc, tt, _ct, _callers in raw.values()) or 1e-9
-    shares: dict[str, float] = {}
-    table = Table(title=f"daemon CPU by stage (cProfile, process time, {total:.1f} s in total)")
-    for col in ("stage", "CPU s", "share"):
-        table.add_column(col, justify="left" if col == "stage" else "right")
-    for label, file, func in STAGES:
-        cum = sum(
+    raw: dict[Any, Any] = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]  # untyped
+    total = sum(tt for _cc, _nc, tt, _ct, _callers in raw.values())
+    out = {}
+    for label, funcs in STAGES:
+        out[label] = sum(
             ct for (f, _line, fn), (_cc, _nc, _tt, ct, _c) in raw.items()
-            if fn == func and f.endswith(file)
+            if any(fn == name and f.endswith(file) for file, name in funcs)
         )  # fmt: skip
-        shares[label.strip()] = cum / total
-        table.add_row(label, f"{cum:.2f}", f"{cum / total:.0%}")
+    return out, total
+
+
+def print_stages(profiles: dict[str, tuple[Path, int]], top: int = 0) -> dict[str, Any]:
+    """One column per profiled daemon: CPU ms per stored snapshot by stage (its `snapshots`
+    over the whole profiled run), and the share of its total; then its top own-time entries."""
+    import pstats
+
+    table = Table(title="daemon CPU per stored snapshot by stage (cProfile, process CPU time)")
+    table.add_column("stage")
+    stages = {name: profile_stages(path) for name, (path, _n) in profiles.items()}
+    for name in profiles:
+        table.add_column(f"{name} ms", justify="right")
+        table.add_column("share", justify="right")
+    out: dict[str, Any] = {name: {} for name in profiles}
+    for label, _funcs in [("total", ()), *STAGES]:
+        cells = []
+        for name, (_path, n) in profiles.items():
+            per, total = stages[name]
+            cpu = total if label == "total" else per[label]
+            out[name][label.strip()] = 1000 * cpu / max(n, 1)
+            cells += [f"{1000 * cpu / max(n, 1):.3f}", f"{cpu / (total or 1e-9):.0%}"]
+        table.add_row(label, *cells)
     Console(width=120).print(table)
-    stats.sort_stats("tottime").print_stats(top)
-    return shares
+    for name, (path, _n) in profiles.items():
+        if top:
+            print(f"--- {name}: top {top} by own time")
+            pstats.Stats(str(path)).sort_stats("tottime").print_stats(top)
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -672,7 +697,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     res = run(args)
     report(res)
     if args.profile:
-        res["profile_shares"] = profile_report(args.profile)
+        n = res["daemon"]["stored_total"]
+        res["profile_ms_per_snapshot"] = print_stages({"daemon": (args.profile, n)}, top=15)
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
     return res
