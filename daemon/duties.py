@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -40,28 +42,24 @@ class Duties:
 
     def every(self, name: str, seconds: float, duty: Duty) -> None:
         """Run `duty` every `seconds` (first run one period from now), one run at a time."""
-        self._scheduler.add_job(
-            self._launch,
-            IntervalTrigger(seconds=seconds, timezone=UTC),
-            args=[name, duty],
-            id=name,
-            name=name,
-            replace_existing=True,
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=None,
-        )
+        self._add(name, IntervalTrigger(seconds=seconds, timezone=UTC), duty, coalesce=True)
 
     def at(self, name: str, when: datetime, duty: Duty) -> None:
         """Run `duty` once at `when` (replacing any pending run of that name)."""
+        self._add(name, DateTrigger(run_date=when, timezone=UTC), duty)
+
+    def _add(self, name: str, trigger: BaseTrigger, duty: Duty, **options: Any) -> None:
+        # misfire_grace_time None: a run the loop was too busy to start on time still runs
         self._scheduler.add_job(
             self._launch,
-            DateTrigger(run_date=when, timezone=UTC),
+            trigger,
             args=[name, duty],
             id=name,
             name=name,
             replace_existing=True,
+            max_instances=1,
             misfire_grace_time=None,
+            **options,
         )
 
     def cancel(self, name: str) -> None:
