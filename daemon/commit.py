@@ -108,7 +108,10 @@ def build_args(
     ]
     fields: list[Any] = []
     for k, v in store.encode_fields(snap).items():
-        fields += (_lua_str(k), _lua_str(v))
+        key = _FIELD_NAMES.get(k)
+        if key is None:
+            key = _FIELD_NAMES[k] = _lua_str(k)
+        fields += (key, _lua_str(v))
     state: list[Any] = []
     for name, slot in outcome.slots.items():
         state += (RULE_PREFIX + name, _lua_str(engine.encode_slot(slot)))
@@ -128,6 +131,7 @@ def build_args(
 
 
 _packer = msgspec.msgpack.Encoder()
+_FIELD_NAMES: dict[bytes, msgspec.Raw] = {}  # the snapshot entry's few field names, packed once
 
 
 def _lua_str(value: bytes) -> msgspec.Raw:
