@@ -295,7 +295,8 @@ class PrevCache:
         if not compact:
             self._entries[key] = (snap, None)
             return
-        bare = msgspec.structs.replace(snap, strikes=[])
+        # no rows, and none of the provenance the rules never read of a previous snapshot
+        bare = msgspec.structs.replace(snap, strikes=[], data_as_of=None)
         view = columns(snap)
         if self._raw < self.max_raw:
             self._entries[key] = (bare, view)
@@ -303,7 +304,9 @@ class PrevCache:
             return
         m = np.ascontiguousarray(view.m, dtype=np.float64)
         shuffled = m.reshape(-1).view(np.uint8).reshape(-1, 8).T.tobytes()
-        self._entries[key] = (bare, _prev_cctx.compress(shuffled))
+        # a copy: the compressor returns its output in a buffer sized for the worst case (~8 KB),
+        # which a kept bytes object would hold on to
+        self._entries[key] = (bare, bytes(memoryview(_prev_cctx.compress(shuffled))))
 
     def get(self, key: tuple[str, str | None], as_of_ms: int) -> FlowGex | None:
         entry = self._entries.get(key)
