@@ -309,3 +309,21 @@ def test_previous_snapshot_cache_stays_bounded_and_counts_its_unpacked_views() -
         kinds = [type(v) for _, v in cache._entries.values()]
         assert len(cache) <= 3 and cache._raw == kinds.count(StrikeColumns) <= 2
     assert cache.get(("S4", None), snaps[0].as_of_ms) is not None  # the newest is kept
+
+
+def test_a_packed_previous_view_takes_a_few_kb_of_memory() -> None:
+    import tracemalloc
+
+    cache = PrevCache(max_raw=0)
+    (s,) = oi_snaps(1)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for i in range(200):
+            cache.put((f"S{i}", None), s, compact=True)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    per_entry = sum(d.size_diff for d in after.compare_to(before, "filename")) / 200
+    # the view is 8 KB unpacked; zstd's worst-case output buffer kept it at ~8.5 KB once
+    assert per_entry < 4000, per_entry
