@@ -18,7 +18,7 @@ import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from gex_alertd.ops import metrics
 
@@ -105,10 +105,37 @@ class ScriptBatcher:
         return replies
 
     async def _pipelined(self, batch: list[_Call]) -> list[Any]:
-        pipe = self.redis.pipeline(transaction=False)
+        """One write of every EVALSHA, then their replies in order, on one pooled connection.
+
+        Packed here rather than by a redis-py pipeline: its per-argument encoding and per-
+        execute bookkeeping cost more than the script itself (~0.1 ms per commit). A reply
+        that is an error is that call's (the rest of the batch is read on); a failure of the
+        connection fails the batch, and the connection is dropped so the pool never reuses a
+        socket left half-read."""
+        assert self._sha is not None
+        head = b"EVALSHA\r\n$" + str(len(self._sha)).encode() + b"\r\n" + self._sha.encode()
+        chunks: list[bytes] = []
         for c in batch:
-            pipe.execute_command("EVALSHA", self._sha, len(c.keys), *c.keys, *c.args)
-        return list(await pipe.execute(raise_on_error=False))
+            chunks.append(b"*%d\r\n$7\r\n%s\r\n" % (3 + len(c.keys) + len(c.args), head))
+            for arg in (str(len(c.keys)), *c.keys, *c.args):
+                raw = arg if isinstance(arg, bytes) else str(arg).encode()
+                chunks.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(b"".join(chunks), check_health=False)
+            replies: list[Any] = []
+            for _ in batch:
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:  # read whole: the connection stays in step
+                    replies.append(exc)
+        except BaseException:
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+        return replies
 
     async def drain(self) -> None:
         """Send what is waiting now and wait for every batch in flight (shutdown)."""

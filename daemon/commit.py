@@ -189,7 +189,6 @@ class Committer:
 
     async def commit(self, snap: FlowGex, expiry: str | None) -> CommitResult:
         started = time.perf_counter()
-        bound = log.bind(symbol=snap.symbol, expiry=expiry)
         skey = store.state_key(snap.symbol, expiry)
         stream = (snap.symbol, expiry)
         for attempt in range(1, self.max_attempts + 1):
@@ -209,7 +208,7 @@ class Committer:
             if status == "repeat":
                 return CommitResult(False, [])
             if status == "conflict":
-                bound.info("commit_conflict", attempt=attempt)
+                log.info("commit_conflict", symbol=snap.symbol, expiry=expiry, attempt=attempt)
                 continue
             self._remember(snap, expiry)
             version = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
@@ -222,21 +221,29 @@ class Committer:
             emitted = [em for em in outcome.emitted if em.event.id in enqueued]
             for em in outcome.emitted:
                 if em.event.id not in enqueued:  # the dedup key says it was enqueued before
-                    bound.warning(
-                        "alert_already_enqueued", rule=em.event.rule, alert_id=em.event.id
+                    log.warning(
+                        "alert_already_enqueued",
+                        symbol=snap.symbol,
+                        expiry=expiry,
+                        rule=em.event.rule,
+                        alert_id=em.event.id,
                     )
             events = [em.event for em in emitted]
             for em in emitted:
                 metrics.ALERTS_FIRED.labels(em.event.rule).inc()
-                bound.info(
+                log.info(
                     "alert_fired",
+                    symbol=snap.symbol,
+                    expiry=expiry,
                     rule=em.event.rule,
                     alert_id=em.event.id,
                     summary=em.event.summary,
                 )
             for sup in outcome.suppressed:
-                bound.info(
+                log.info(
                     "alert_suppressed",
+                    symbol=snap.symbol,
+                    expiry=expiry,
                     rule=sup.event.rule,
                     alert_id=sup.event.id,
                     reason=sup.reason,

@@ -32,6 +32,7 @@ from gex_alertd.sources.errors import (
 
 log = structlog.get_logger()
 
+_POLL_COUNTERS: dict[str, Any] = {}
 MAX_PENDING = 240  # one hour at 15 s: beyond that the oldest snapshots are dropped, loudly
 
 
@@ -71,7 +72,10 @@ class Poller:
         self._log = log.bind(symbol=target.symbol, expiry=target.expiry)
 
     def _count(self, status: str) -> None:
-        metrics.POLLS.labels(status).inc()
+        counter = _POLL_COUNTERS.get(status)
+        if counter is None:  # a labelled child looked up once, not per poll
+            counter = _POLL_COUNTERS[status] = metrics.POLLS.labels(status)
+        counter.inc()
 
     async def poll(self) -> str:
         """Run one poll; return the outcome name (for metrics, tests and health)."""
