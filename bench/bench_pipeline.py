@@ -266,7 +266,13 @@ class DaemonProcess:
     socket timeout (5 s), or a command sent just before it may time out on resume."""
 
     def __init__(
-        self, name: str, tree: dict[str, Any], tmp: Path, *, profile: Path | None = None
+        self,
+        name: str,
+        tree: dict[str, Any],
+        tmp: Path,
+        *,
+        profile: Path | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.symbols: list[str] = list(tree["watch"]["symbols"])
@@ -276,7 +282,7 @@ class DaemonProcess:
         self.log_path = tmp / f"{name}.log"
         self.redis = redis.Redis.from_url(tree["redis"]["url"])
         exe = str(Path(sys.executable).with_name("gex-alertd"))
-        cmd = [exe, "run", "--config", str(self.config)]
+        cmd = [exe, "run", "--config", str(self.config), *extra]
         if profile is not None:
             cmd = [sys.executable, "-c", _PROFILED, str(self.config), str(profile)]
         self.started = time.monotonic()
@@ -497,6 +503,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gex-bench-pipeline-") as tmp_name:
         tmp = Path(tmp_name)
         server = start_redis(tmp / "redis")
+        servers = [server]
+        daemons: list[DaemonProcess] = []
         up, base_url = start_upstream(args.symbols)
         daemon: DaemonProcess | None = None
         stopped: dict[str, Any] = {}
@@ -513,6 +521,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "daemon": daemon,
                 "naive": Naive(server.url, base_url, symbols),
             }
+            if not args.profile:
+                # the same build on the standard asyncio loop (`--no-uvloop`), with a Redis of
+                # its own (one Redis would make the two daemons split the watchlist): is
+                # uvloop, the default, the faster loop here?
+                plain_server = start_redis(tmp / "redis-asyncio")
+                servers.append(plain_server)
+                plain_tree = config_tree(
+                    plain_server.url, base_url, symbols, FAST_INTERVAL_S,
+                    max_concurrency=args.max_concurrency,
+                )  # fmt: skip
+                plain = DaemonProcess("daemon-asyncio", plain_tree, tmp, extra=("--no-uvloop",))
+                daemons.append(plain)
+                plain.warm_up(90)
+                plain.pause()
+                contenders["daemon (asyncio loop)"] = plain
             per_window = args.seconds / args.rounds
             for _ in range(args.rounds):
                 for name, c in contenders.items():
@@ -524,14 +547,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             if daemon is not None and not stopped:
                 daemon.terminate()
+            for other in daemons:
+                other.terminate()
             stop(up)
-            server.stop()
+            for srv in servers:
+                srv.stop()
         log = daemon.log()
     res: dict[str, Any] = {k: summary(v) for k, v in windows.items()}
     ceil, dmn, nai = (res[k] for k in ("ceiling", "daemon", "naive"))
     res["daemon"].update(
         startup_to_full_coverage_s=covered, log=log, stop=stopped, stored_total=stored_total
     )
+    on_asyncio = res.get("daemon (asyncio loop)")
+    if on_asyncio is not None:  # uvloop against the standard loop, same build, same windows
+        res["uvloop_speedup"] = dmn["per_s"] / on_asyncio["per_s"]
+        res["uvloop_cpu_speedup"] = on_asyncio["cpu_ms_per_snapshot"] / dmn["cpu_ms_per_snapshot"]
     res["ratio_vs_ceiling"] = dmn["per_s"] / ceil["per_s"]
     res["ratio_vs_naive"] = dmn["per_s"] / nai["per_s"]
     # CPU-based ratios: how many snapshots one core would do, whatever else ran at the time
@@ -580,6 +610,8 @@ def report(res: dict[str, Any]) -> None:
         (f"gex-alertd run (process), interval {s['interval_s']:g} s", res["daemon"]),
         ("naive (SDK serial loop + XADD json)", nai),
     ]
+    if "daemon (asyncio loop)" in res:
+        rows.insert(2, ("gex-alertd run, --no-uvloop (asyncio loop)", res["daemon (asyncio loop)"]))
     for name, r in rows:
         cpu = r["cpu_ms_per_snapshot"]
         table.add_row(
@@ -603,6 +635,13 @@ def report(res: dict[str, Any]) -> None:
             f"with {res['latency_ms']:g} ms upstream latency: daemon "
             f"{res['daemon@latency']['per_s']:,.0f}/s, naive {res['naive@latency']['per_s']:,.0f}"
             f"/s: {res['ratio_vs_naive_at_latency']:.1f}x",
+            highlight=False,
+        )
+    if "uvloop_speedup" in res:
+        console.print(
+            f"uvloop (the default) against the asyncio loop, same build: "
+            f"{res['uvloop_speedup']:.2f}x snapshots/s, {res['uvloop_cpu_speedup']:.2f}x by CPU "
+            "per snapshot",
             highlight=False,
         )
     g = res["goals"]
