@@ -65,6 +65,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
         self._api_key: str | None = None
+        self._last_beat: float | None = None  # wall time of the last membership heartbeat
 
     # --- start ---------------------------------------------------------------------------
 
@@ -182,6 +183,7 @@ class Daemon:
         before = self.membership.members
         try:
             after = await self.membership.beat()
+            self._last_beat = time.time()
         except REDIS_DOWN as exc:
             log.warning("membership heartbeat failed; keeping the last member list", error=str(exc))
             if joining:
@@ -390,6 +392,10 @@ class Daemon:
             "targets": st.targets,
             "owned": st.owned,
             "instance": self.instance_id,
+            # a stale beat means the others may have taken our targets (timeout 15 s)
+            "heartbeat_age_s": None
+            if self._last_beat is None
+            else round(time.time() - self._last_beat, 3),
             "members": list(self.membership.members) if self.membership else [],
             "queued": st.queued,
             "running": st.running,

@@ -300,6 +300,7 @@ async def test_lifecycle_notify_metrics_drain_and_no_secrets(
     engine = health["engine"]
     assert engine["owned"] == engine["targets"] == 1 and engine["instance"] in engine["members"]
     assert engine["overdue_s"] >= 0 and engine["target_interval_s"] > 0
+    assert engine["heartbeat_age_s"] is not None and engine["heartbeat_age_s"] >= 0
     (spy,) = health["symbols"].values()
     assert spy["owned"] is True and spy["target_interval_s"] == engine["target_interval_s"]
 
