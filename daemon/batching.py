@@ -2,9 +2,11 @@
 
 The commit of one snapshot is one Lua script call; at hundreds of snapshots a second the cost
 was the round trip and redis-py's per-command machinery, not Redis. Callers `await call(...)`
-as if alone; calls arriving together are sent as one non-transactional pipeline of EVALSHAs
-(up to `max_batch`, or whatever arrived within `linger_s` of the first). Each script still
-runs atomically on its own, and gets its own reply or its own error:
+as if alone; calls arriving together are sent as one non-transactional pipeline of EVALSHAs.
+No timer: a call goes out at the end of the current loop iteration when nothing is in flight
+(a lone commit waits for nobody), and calls arriving while a batch is in flight go together
+when it returns, or as soon as `max_batch` of them are waiting: the busier Redis is, the larger
+the batches. Each script still runs atomically on its own, and gets its own reply or error:
   - a script error (or NOSCRIPT after a Redis restart: the script is loaded and only those
     calls are sent again) goes to that caller alone;
   - a lost connection fails every call of the batch with the connection error, which the
@@ -23,7 +25,6 @@ from redis.exceptions import NoScriptError, ResponseError
 from gex_alertd.ops import metrics
 
 MAX_BATCH = 32
-LINGER_S = 0.002
 
 
 class _Call:
@@ -42,15 +43,13 @@ class ScriptBatcher:
         script: str,
         *,
         max_batch: int = MAX_BATCH,
-        linger_s: float = LINGER_S,
     ) -> None:
         self.redis = redis
         self.script = script
         self.max_batch = max_batch
-        self.linger_s = linger_s
         self._sha: str | None = None
         self._waiting: list[_Call] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._scheduled: asyncio.Handle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
 
     async def call(self, keys: list[Any], args: list[Any]) -> Any:
@@ -58,20 +57,30 @@ class ScriptBatcher:
         self._waiting.append(_Call(keys, args, fut))
         if len(self._waiting) >= self.max_batch:
             self._flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.linger_s, self._flush)
+        elif not self._flushes:
+            self._schedule()
         return await fut
 
+    def _schedule(self) -> None:
+        # at the end of this loop iteration: calls made in the same iteration go together
+        if self._scheduled is None:
+            self._scheduled = asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
         batch, self._waiting = self._waiting, []
         if not batch:
             return
         task = asyncio.create_task(self._send(batch))
         self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._flushes.discard(task)
+        if self._waiting and not self._flushes:
+            self._schedule()  # what queued up while the batch was out goes now
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
@@ -140,5 +149,6 @@ class ScriptBatcher:
     async def drain(self) -> None:
         """Send what is waiting now and wait for every batch in flight (shutdown)."""
         self._flush()
-        if self._flushes:
+        while self._flushes:
             await asyncio.gather(*self._flushes, return_exceptions=True)
+            self._flush()

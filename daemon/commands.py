@@ -47,14 +47,16 @@ def _run_loop(coro: Any, use_uvloop: bool | None) -> Any:
             return uvloop.run(coro)
         except ImportError:
             if use_uvloop:
-                raise click.ClickException("uvloop is not installed (pip install uvloop)") from None
+                raise click.ClickException(
+                    "uvloop is not installed (pip install gex-alertd[fast])"
+                ) from None
     return asyncio.run(coro)
 
 
 @click.command()
 @CONFIG_OPTION
 @click.option(
-    "--uvloop/--no-uvloop", default=None, help="Use uvloop (the default where installed)."
+    "--uvloop/--no-uvloop", default=None, help="Use uvloop when installed (default: auto)."
 )
 def run(config_path: Path, uvloop: bool | None) -> None:
     """Run the daemon in the foreground until SIGTERM or Ctrl-C."""

@@ -30,7 +30,7 @@ def batches() -> float:
 
 
 async def test_calls_arriving_together_share_a_round_trip(redis: aioredis.Redis):
-    b = ScriptBatcher(redis, SCRIPT, max_batch=32, linger_s=3600)  # only a full batch flushes
+    b = ScriptBatcher(redis, SCRIPT, max_batch=32)
     before = batches()
     replies = await asyncio.gather(*(b.call(["n"], [str(i)]) for i in range(64)))
     assert replies == [str(i).encode() for i in range(64)]
@@ -39,7 +39,7 @@ async def test_calls_arriving_together_share_a_round_trip(redis: aioredis.Redis)
 
 
 async def test_one_failing_call_does_not_fail_the_others(redis: aioredis.Redis):
-    b = ScriptBatcher(redis, SCRIPT, max_batch=3, linger_s=3600)
+    b = ScriptBatcher(redis, SCRIPT, max_batch=3)
     results = await asyncio.gather(
         b.call(["n"], ["x"]), b.call(["n"], ["fail"]), b.call(["n"], ["y"]), return_exceptions=True
     )
@@ -49,7 +49,7 @@ async def test_one_failing_call_does_not_fail_the_others(redis: aioredis.Redis):
 
 
 async def test_a_flushed_script_cache_is_reloaded(redis: aioredis.Redis):
-    b = ScriptBatcher(redis, SCRIPT, linger_s=0)
+    b = ScriptBatcher(redis, SCRIPT)
     assert await b.call(["n"], ["a"]) == b"a"
     await redis.script_flush()  # as after a Redis restart
     assert await b.call(["n"], ["b"]) == b"b"
@@ -59,7 +59,7 @@ async def test_a_flushed_script_cache_is_reloaded(redis: aioredis.Redis):
 async def test_a_dead_connection_fails_every_call_of_the_batch(private_redis):
     redis = aioredis.Redis.from_url(private_redis.url, socket_connect_timeout=0.5)
     try:
-        b = ScriptBatcher(redis, SCRIPT, max_batch=4, linger_s=3600)
+        b = ScriptBatcher(redis, SCRIPT, max_batch=4)
         assert await asyncio.gather(*(b.call(["n"], ["w"]) for _ in range(4))) == [b"w"] * 4
         private_redis.kill()
         results = await asyncio.gather(
@@ -70,16 +70,29 @@ async def test_a_dead_connection_fails_every_call_of_the_batch(private_redis):
         await redis.aclose()
 
 
-async def test_linger_sends_a_partial_batch(redis: aioredis.Redis):
-    b = ScriptBatcher(redis, SCRIPT, max_batch=32, linger_s=0.0)
-    assert await b.call(["n"], ["solo"]) == b"solo"
-    await b.drain()
+async def test_a_lone_call_goes_at_once_and_calls_made_meanwhile_go_together(
+    redis: aioredis.Redis,
+):
+    b = ScriptBatcher(redis, SCRIPT, max_batch=32)
+    before = batches()
+    first = asyncio.ensure_future(b.call(["n"], ["solo"]))
+    for _ in range(100):  # a few loop iterations: the call, then its flush at the end of one
+        if b._flushes:
+            break
+        await asyncio.sleep(0)
+    assert len(b._flushes) == 1  # the lone call's batch is in flight, without any timer
+    later = [asyncio.ensure_future(b.call(["n"], [str(i)])) for i in range(5)]
+    assert await first == b"solo"
+    assert await asyncio.gather(*later) == [str(i).encode() for i in range(5)]
+    # two round trips: the lone call, then the five that queued while it was out
+    assert batches() - before == 2
 
 
 @pytest.mark.parametrize("n", [1, 5])
 async def test_drain_waits_for_what_is_in_flight(redis: aioredis.Redis, n: int):
-    b = ScriptBatcher(redis, SCRIPT, max_batch=32, linger_s=3600)
+    b = ScriptBatcher(redis, SCRIPT, max_batch=32)
     calls = [asyncio.ensure_future(b.call(["n"], [str(i)])) for i in range(n)]
     await asyncio.sleep(0)
-    await b.drain()  # the linger would hold them for an hour; drain sends them now
+    await b.drain()
+    assert all(c.done() for c in calls)
     assert [c.result() for c in calls] == [str(i).encode() for i in range(n)]
