@@ -22,6 +22,7 @@ to a grace period; idle workers simply return.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -37,6 +38,7 @@ log = structlog.get_logger()
 
 # weight of the newest interval in the achieved-interval average: about the last 5 polls
 _EWMA = 0.2
+STAGGER_MAX_S = 15.0
 
 
 class Pollable(Protocol):
@@ -71,8 +73,19 @@ class PoolStats:
 
 
 def spread(key: str) -> float:
-    """A stable fraction in [0, 1) per key, so many targets do not all start on one tick."""
-    return (sum(key.encode()) * 2654435761 % 1000) / 1000
+    """A stable fraction in [0, 1) per key, evenly spread however alike the keys are."""
+    digest = hashlib.blake2b(key.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") / 2**32
+
+
+def stagger(target: WatchTarget) -> float:
+    """Where in its first interval a target starts (after start-up, a market open, a hand-over
+    to this daemon): spread over the interval, up to STAGGER_MAX_S, so thousands of targets
+    do not all poll in the same second and then again together every interval (a load spike
+    for the machine and the key's budget). `jitter_s: 0` asks for no spreading at all."""
+    if target.jitter_s <= 0:
+        return 0.0
+    return min(target.interval_s, STAGGER_MAX_S) * spread(target.key)
 
 
 class PollPool:
@@ -136,7 +149,7 @@ class PollPool:
     def own(self, keys: Iterable[str], *, delays: Mapping[str, float] | None = None) -> None:
         """Queue exactly these targets (the ones this daemon owns). A target newly owned is
         due after its `delays` entry (a hand-over from a live daemon waits for it to let go),
-        else right away, spread over up to a second so they do not all start together."""
+        else over its first interval (`stagger`)."""
         wanted = {k for k in keys if k in self._pollers}
         now = self.now()
         for key in self._owned - wanted:
@@ -148,7 +161,7 @@ class PollPool:
             if delays is not None and key in delays:
                 due = now + delays[key]
             else:
-                due = now + min(self._pollers[key].target.jitter_s, 1.0) * spread(key)
+                due = now + stagger(self._pollers[key].target)
             self._timing[key] = Timing(anchor=due)
             if key not in self._running:  # a poll still running requeues itself when done
                 self._queue.push(key, due)
@@ -168,14 +181,14 @@ class PollPool:
         self._arm()
 
     def resume(self) -> None:
-        """Market open: every owned target is due now (spread a little), not at whatever time
+        """Market open: every owned target is due over its first interval, not at whatever time
         it had before the pause (an overnight pause is not lateness)."""
         if not self._paused:
             return
         self._paused = False
         now = self.now()
         for key in self._owned:
-            due = now + min(self._pollers[key].target.jitter_s, 1.0) * spread(key)
+            due = now + stagger(self._pollers[key].target)
             self._timing[key].anchor = due
             if key not in self._running:
                 self._queue.push(key, due)

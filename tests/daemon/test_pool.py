@@ -214,3 +214,16 @@ async def test_stop_with_thousands_queued_is_clean():
     assert not [e for e in events if e["log_level"] in ("warning", "error")], events
     counts = Counter(k for k, _ in log)
     assert min(counts.values()) >= 1 and max(counts.values()) - min(counts.values()) <= 2
+
+
+def test_targets_start_spread_over_their_first_interval():
+    from gex_alertd.pool import STAGGER_MAX_S, stagger
+
+    keys = [f"S{i:04d}" for i in range(5000)]  # alike keys must not bunch together
+    offsets = [stagger(WatchTarget(k, None, 15.0, 1.0)) for k in keys]
+    assert all(0 <= o < 15.0 for o in offsets)
+    per_second = Counter(int(o) for o in offsets)
+    assert len(per_second) == 15 and max(per_second.values()) < 1.25 * 5000 / 15
+    # a long interval still starts within STAGGER_MAX_S; jitter_s 0 means all together
+    assert max(stagger(WatchTarget(k, None, 600.0, 1.0)) for k in keys) < STAGGER_MAX_S
+    assert {stagger(WatchTarget(k, None, 15.0, 0.0)) for k in keys} == {0.0}
