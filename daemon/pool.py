@@ -49,7 +49,7 @@ class Pollable(Protocol):
     async def poll(self) -> str: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class Timing:
     """A target's schedule and what it actually got."""
 
