@@ -39,6 +39,7 @@ log = structlog.get_logger()
 # weight of the newest interval in the achieved-interval average: about the last 5 polls
 _EWMA = 0.2
 STAGGER_MAX_S = 15.0
+TIMER_SLACK_S = 0.002
 
 
 class Pollable(Protocol):
@@ -248,7 +249,7 @@ class PollPool:
     async def _take(self) -> str | None:
         while not self._stopping:
             if not self._paused:
-                key = self._queue.pop_due(self.now())
+                key = self._queue.pop_due(self.now() + TIMER_SLACK_S)
                 if key is not None:
                     return key
             fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
@@ -273,7 +274,10 @@ class PollPool:
         if self._stopping:
             return
         if not self._paused:
-            now = self.now()
+            # a timer may fire a little early (libuv's, under uvloop, counts whole milliseconds):
+            # what is due within the slack counts as due, or the early wake-up would re-arm
+            # for the remaining sliver and spin until it has passed
+            now = self.now() + TIMER_SLACK_S
             while self._idle:
                 fut = self._idle[0]
                 if fut.done():

@@ -125,7 +125,7 @@ async def test_at_rest_the_cadence_does_not_drift():
 
 
 async def test_a_target_is_never_polled_twice_at_once():
-    pool, clock, targets, log = make(1, 0.001, workers=4)
+    pool, clock, targets, log = make(1, 1.0, workers=4)
     hold = asyncio.Event()
     targets[0].hold = hold
     pool.start()
