@@ -267,10 +267,19 @@ class PollPool:
                 return key
         return None
 
+    def _on_timer(self) -> None:
+        self._timer = None  # this one has fired: nothing to cancel
+        self._timer_due = None
+        self._dispatch()
+
     def _dispatch(self) -> None:
         """Hand every due target to an idle worker, then arm the timer for the next one."""
-        self._timer = None
-        self._timer_due = None
+        if self._timer is not None:
+            # called directly (a target requeued, a hand-over): the pending timer is replaced
+            # by the one `_arm` sets below, never left to fire as well
+            self._timer.cancel()
+            self._timer = None
+            self._timer_due = None
         if self._stopping:
             return
         if not self._paused:
@@ -301,13 +310,11 @@ class PollPool:
         if due is None or self._stopping:
             return
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(max(0.0, due - self.now()), self._dispatch)
+        self._timer = loop.call_later(max(0.0, due - self.now()), self._on_timer)
         self._timer_due = due
 
     def kick(self) -> None:
         """Re-check the queue now (a test that moved its clock forward calls this)."""
-        if self._timer is not None:
-            self._timer.cancel()
         self._dispatch()
 
     def _reschedule(self, key: str, poller: Pollable, started: float, outcome: str) -> None:

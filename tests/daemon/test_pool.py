@@ -227,3 +227,30 @@ def test_targets_start_spread_over_their_first_interval():
     # a long interval still starts within STAGGER_MAX_S; jitter_s 0 means all together
     assert max(stagger(WatchTarget(k, None, 600.0, 1.0)) for k in keys) < STAGGER_MAX_S
     assert {stagger(WatchTarget(k, None, 15.0, 0.0)) for k in keys} == {0.0}
+
+
+def pending_timers(pool: PollPool) -> int:
+    """Timers of this pool still to fire (asyncio's own list: the loop under test is asyncio's)."""
+    loop = asyncio.get_running_loop()
+    scheduled = loop._scheduled  # type: ignore[attr-defined]
+    return sum(
+        1 for h in scheduled if not h.cancelled() and getattr(h._callback, "__self__", None) is pool
+    )
+
+
+async def test_the_pool_keeps_one_timer_however_often_targets_are_requeued():
+    # a requeue with idle workers re-dispatches at once; a timer it replaced must not stay
+    # armed as well (they piled up and spun the loop: 0.5 cores at 5,000 symbols)
+    pool, clock, targets, log = make(20, 10.0, workers=4)
+    pool.start()
+    pool.own([t.target.key for t in targets])
+    try:
+        for round_ in range(1, 6):
+            await eventually(lambda r=round_: len(log) == 20 * r, f"round {round_}")
+            await eventually(lambda: pool.stats().running == 0, "round done")
+            assert pending_timers(pool) == 1
+            clock.t += 10.0
+            pool.kick()
+    finally:
+        await pool.stop(grace_s=WAIT_S)
+    assert pending_timers(pool) == 0
