@@ -246,7 +246,8 @@ async def test_the_pool_keeps_one_timer_however_often_targets_are_requeued():
     pool.own([t.target.key for t in targets])
     try:
         for round_ in range(1, 6):
-            await eventually(lambda r=round_: len(log) == 20 * r, f"round {round_}")
+            polls = 20 * round_
+            await eventually(lambda: len(log) == polls, f"round {round_}")  # noqa: B023
             await eventually(lambda: pool.stats().running == 0, "round done")
             assert pending_timers(pool) == 1
             clock.t += 10.0
