@@ -39,7 +39,10 @@ log = structlog.get_logger()
 # weight of the newest interval in the achieved-interval average: about the last 5 polls
 _EWMA = 0.2
 STAGGER_MAX_S = 15.0
-TIMER_SLACK_S = 0.002
+# what is due this close to now counts as due: timers may fire a little early (libuv's, under
+# uvloop, count whole milliseconds), and waking once for the polls of the next few ms instead
+# of once each saves loop turns; never more than a tenth of the shortest interval
+TIMER_SLACK_S = 0.02
 
 
 class Pollable(Protocol):
@@ -114,6 +117,7 @@ class PollPool:
         self._busy: set[asyncio.Task[None]] = set()
         self._paused = False
         self._stopping = False
+        self._slack = TIMER_SLACK_S
 
     # --- the target set ------------------------------------------------------------------
 
@@ -145,6 +149,8 @@ class PollPool:
                 self._forget(key)
             self._pollers[key] = poller
             changed.append(key)
+        shortest = min((p.target.interval_s for p in self._pollers.values()), default=1.0)
+        self._slack = min(TIMER_SLACK_S, shortest / 10)
         return changed
 
     def own(self, keys: Iterable[str], *, delays: Mapping[str, float] | None = None) -> None:
@@ -249,7 +255,7 @@ class PollPool:
     async def _take(self) -> str | None:
         while not self._stopping:
             if not self._paused:
-                key = self._queue.pop_due(self.now() + TIMER_SLACK_S)
+                key = self._queue.pop_due(self.now() + self._slack)
                 if key is not None:
                     return key
             fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
@@ -283,10 +289,8 @@ class PollPool:
         if self._stopping:
             return
         if not self._paused:
-            # a timer may fire a little early (libuv's, under uvloop, counts whole milliseconds):
-            # what is due within the slack counts as due, or the early wake-up would re-arm
-            # for the remaining sliver and spin until it has passed
-            now = self.now() + TIMER_SLACK_S
+            # within the slack counts as due, or an early wake-up would re-arm for the sliver
+            now = self.now() + self._slack
             while self._idle:
                 fut = self._idle[0]
                 if fut.done():
