@@ -46,7 +46,7 @@ VERSION_FIELD, LAST_FIELD = b"_v", b"_last"
 RULE_PREFIX = "r:"
 PREV_CACHE_MAX = 20_000  # compact previous snapshots kept for oi_change (basis poll)
 PREV_FULL_MAX = 64  # whole previous snapshots, when a rule type reads rows
-PREV_RAW_MAX = 512  # of the compact ones, kept unpacked (~8 KB each at 200 strikes)
+PREV_RAW_MAX = 256  # of the compact ones, kept unpacked (~8 KB each at 200 strikes)
 _prev_cctx = zstandard.ZstdCompressor(level=1)
 _prev_dctx = zstandard.ZstdDecompressor()
 
