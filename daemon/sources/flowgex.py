@@ -67,7 +67,7 @@ __all__ = ["FlowGexClient"]
 PATH = "/v1/flow/gex/"
 DEFAULT_RETRY_AFTER_S = 1.0
 MAX_MESSAGE_CHARS = 300
-_URL_CACHE_MAX = 4096
+_URL_CACHE_MAX = 512  # URLs kept built (~480 bytes each); a longer watchlist builds them per poll
 _WS = re.compile(r"\s+")
 
 log = structlog.get_logger()
