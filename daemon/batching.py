@@ -129,22 +129,33 @@ class ScriptBatcher:
             for arg in (str(len(c.keys)), *c.keys, *c.args):
                 raw = arg if isinstance(arg, bytes) else str(arg).encode()
                 chunks.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-        pool = self.redis.connection_pool
-        conn = await pool.get_connection()
-        try:
-            await conn.send_packed_command(b"".join(chunks), check_health=False)
+        payload = b"".join(chunks)
+
+        async def exchange() -> list[Any]:
+            await conn.send_packed_command(payload, check_health=False)
             replies: list[Any] = []
             for _ in batch:
                 try:
                     replies.append(await conn.read_response())
                 except ResponseError as exc:  # read whole: the connection stays in step
                     replies.append(exc)
+            return replies
+
+        async def reconnect(_error: Exception) -> None:
+            await conn.disconnect()
+
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()
+        try:
+            # the client's own retry policy (a Redis restart, a socket timeout): sending the
+            # whole batch again is safe, every commit in it is idempotent
+            result: list[Any] = await conn.retry.call_with_retry(exchange, reconnect)
+            return result
         except BaseException:
             await conn.disconnect()
             raise
         finally:
             await pool.release(conn)
-        return replies
 
     async def drain(self) -> None:
         """Send what is waiting now and wait for every batch in flight (shutdown)."""

@@ -70,6 +70,22 @@ async def test_a_dead_connection_fails_every_call_of_the_batch(private_redis):
         await redis.aclose()
 
 
+async def test_a_batch_on_a_connection_that_died_with_a_redis_restart_is_resent(private_redis):
+    # the client's retry policy, as connections.connect sets it up
+    from gex_alertd.connections import connect
+
+    redis = connect(private_redis.url)
+    try:
+        b = ScriptBatcher(redis, SCRIPT, max_batch=2)
+        assert await asyncio.gather(b.call(["n"], ["a"]), b.call(["n"], ["b"])) == [b"a", b"b"]
+        private_redis.restart()  # the pooled connection is now dead; the data is kept (AOF)
+        got = await asyncio.gather(b.call(["n"], ["c"]), b.call(["n"], ["d"]))
+        assert got == [b"c", b"d"]
+        assert await redis.get("n") == b"4"
+    finally:
+        await redis.aclose()
+
+
 async def test_a_lone_call_goes_at_once_and_calls_made_meanwhile_go_together(
     redis: aioredis.Redis,
 ):
