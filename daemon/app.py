@@ -153,7 +153,7 @@ class Daemon:
     def _arm_gate(self, cfg: Config) -> None:
         assert self.pool is not None and self.duties is not None
         self.duties.cancel("session")
-        if cfg.watch.market_hours == "always" and not (cfg.watch.premarket or cfg.watch.postmarket):
+        if cfg.watch.market_hours == "always":  # premarket/postmarket only mean something with nyse
             self.gate = None
             self.pool.resume()
             return
@@ -189,7 +189,8 @@ class Daemon:
             if joining:
                 self._own(before, before)
             return
-        if joining:
+        if joining and not self.membership.was_member:
+            # new here: what we take, live members were polling until they see us
             before = tuple(m for m in after if m != self.instance_id)
         if after != before or joining:
             if not joining:

@@ -27,6 +27,20 @@ from gex_alertd.ops import metrics
 MAX_BATCH = 32
 
 
+def _bulk(arg: object) -> tuple[int, bytes]:
+    """An argument as RESP bulk bytes: bytes as they are, str as UTF-8, int in decimal; anything
+    else is a caller's bug (a bool or a float would be sent as its Python repr)."""
+    if isinstance(arg, bytes):
+        raw = arg
+    elif isinstance(arg, str):
+        raw = arg.encode()
+    elif isinstance(arg, int) and not isinstance(arg, bool):
+        raw = str(arg).encode()
+    else:
+        raise TypeError(f"script argument of type {type(arg).__name__}: pass bytes, str or int")
+    return len(raw), raw
+
+
 class _Call:
     __slots__ = ("args", "future", "keys")
 
@@ -127,8 +141,7 @@ class ScriptBatcher:
         for c in batch:
             chunks.append(b"*%d\r\n$7\r\n%s\r\n" % (3 + len(c.keys) + len(c.args), head))
             for arg in (str(len(c.keys)), *c.keys, *c.args):
-                raw = arg if isinstance(arg, bytes) else str(arg).encode()
-                chunks.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+                chunks.append(b"$%d\r\n%s\r\n" % _bulk(arg))
         payload = b"".join(chunks)
 
         async def exchange() -> list[Any]:

@@ -130,8 +130,9 @@ class SessionGate:
             log.info("market session", open=is_open, next_change=change and change.isoformat())
         self.open = is_open
         self.next_change = change
-        if change is not None:
-            # a hair past the instant, so is_open() already answers for the new side
+        if change is not None and change > now:
+            # a hair past the instant, so is_open() already answers for the new side (an instant
+            # already past would re-arm for the past and run on every loop turn)
             self.duties.at("session", change + timedelta(milliseconds=5), self._tick)
 
     async def _tick(self) -> None:

@@ -15,6 +15,8 @@ Hand-over rules (see `Handover`):
   - a target that moves from a live member (one joined) is first polled one interval plus one
     beat later: the old owner sees the new member at its next beat at the latest and stops,
     so the target is not polled twice within an interval;
+  - a daemon that restarts before its entry expired (same instance name) takes its own targets
+    back at once: nobody else polled them meanwhile;
   - Redis unreachable: the last known member list stands (the stream IDs, derived from
     `as_of`, make a double write harmless anyway).
 """
@@ -31,7 +33,8 @@ MEMBERS_KEY = "gex:members"
 HEARTBEAT_S = 5.0
 TIMEOUT_S = 15.0
 
-# ARGV: member, timeout ms, now ms ('' = the server's clock). Returns the live members.
+# ARGV: member, timeout ms, now ms ('' = the server's clock). Returns {1 if our entry was new,
+# the live members}.
 _BEAT = """
 local now = tonumber(ARGV[3])
 if not now then
@@ -39,9 +42,9 @@ if not now then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 -- %d: Lua 5.1 would print a large number in exponent form
-redis.call('ZADD', KEYS[1], string.format('%d', now), ARGV[1])
+local added = redis.call('ZADD', KEYS[1], string.format('%d', now), ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%d', now - tonumber(ARGV[2])))
-return redis.call('ZRANGE', KEYS[1], 0, -1)
+return {added, redis.call('ZRANGE', KEYS[1], 0, -1)}
 """
 
 
@@ -107,15 +110,19 @@ class Membership:
         self.timeout_s = timeout_s
         self.key = key
         self.members: tuple[str, ...] = (me,)
+        self.was_member = False
         self._script = redis.register_script(_BEAT)
 
     async def beat(self, now_ms: int | None = None) -> tuple[str, ...]:
         """Refresh our entry, expire the dead, return the live members (sorted). `now_ms`
         replaces the server clock (tests)."""
-        reply = await self._script(
+        added, reply = await self._script(
             keys=[self.key],
             args=[self.me, int(self.timeout_s * 1000), "" if now_ms is None else now_ms],
         )
+        # our entry was still there: this daemon restarted within the timeout (a crash, a
+        # SIGKILL), so nobody else polled its targets in between
+        self.was_member = not added
         live = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in reply)
         self.members = tuple(live)
         return self.members

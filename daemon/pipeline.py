@@ -13,8 +13,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import structlog
+from redis.exceptions import RedisError
 
 from gex_alertd import redaction
+from gex_alertd.commit import CommitConflict
 from gex_alertd.config import WatchTarget
 from gex_alertd.connections import REDIS_DOWN
 from gex_alertd.model import FlowGex
@@ -119,13 +121,15 @@ class Poller:
             snap = self.pending[0]
             try:
                 await self.commit(snap, self.target.expiry)
-            except REDIS_DOWN as exc:
+            except (*REDIS_DOWN, RedisError, CommitConflict) as exc:
+                # down, or up but refusing (OOM, READONLY after a failover, a script error):
+                # the snapshot stays pending and the target backs off, with one line per try
                 delay = self.backoff.failure(exc)
                 self.next_attempt = asyncio.get_running_loop().time() + delay
-                self.last_error = f"redis: {exc}"
+                self.last_error = redaction.redact(f"redis: {type(exc).__name__}: {exc}")
                 self._log.warning(
                     "commit failed, snapshot kept pending",
-                    error=redaction.redact(str(exc)),
+                    error=self.last_error,
                     pending=len(self.pending),
                     retry_in=round(delay, 2),
                 )

@@ -323,8 +323,16 @@ class PollPool:
 
     def _reschedule(self, key: str, poller: Pollable, started: float, outcome: str) -> None:
         timing = self._timing.get(key)
-        if self._pollers.get(key) is not poller or key not in self._owned or timing is None:
-            return  # dropped, replaced or handed to another daemon while it ran
+        if key not in self._owned or timing is None:
+            return  # dropped, or handed to another daemon while it ran
+        if self._pollers.get(key) is not poller:
+            # its entry changed (a reload) while it ran: `own` left the new poller unqueued
+            # because this poll was running, so it is queued now, at the time `own` chose
+            if not self._stopping and key not in self._queue:
+                self._queue.push(key, timing.anchor)
+                if self._idle:
+                    self._dispatch()
+            return
         if timing.last_start is not None:
             gap = started - timing.last_start
             timing.achieved = gap if timing.achieved is None else (

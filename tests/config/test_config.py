@@ -164,3 +164,11 @@ def test_malformed_secret_url_is_a_config_problem_not_a_crash(tmp_path):
         config.load(p)
     assert any("channels.ops.url" in problem for problem in err.value.problems)
     assert "user:pw" not in str(err.value)
+
+
+def test_premarket_without_the_nyse_calendar_is_a_problem(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("watch: {market_hours: always, premarket: true, symbols: [SPY]}\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(p)
+    assert any(x.startswith("watch.premarket: ") for x in err.value.problems), err.value.problems

@@ -112,3 +112,10 @@ async def test_drain_waits_for_what_is_in_flight(redis: aioredis.Redis, n: int):
     await b.drain()
     assert all(c.done() for c in calls)
     assert [c.result() for c in calls] == [str(i).encode() for i in range(n)]
+
+
+async def test_an_argument_of_another_type_is_refused_not_sent_as_its_repr(redis: aioredis.Redis):
+    b = ScriptBatcher(redis, SCRIPT)
+    with pytest.raises(TypeError, match="bool"):
+        await b.call(["n"], [True])
+    assert await b.call(["n"], [7]) == b"7"  # an int goes in decimal

@@ -55,14 +55,16 @@ async def test_heartbeats_expire_a_dead_member_and_leave_removes_at_once(redis: 
     a = Membership(redis, "a:1", timeout_s=15.0)
     b = Membership(redis, "b:2", timeout_s=15.0)
     t = 1_800_000_000_000  # ms; beyond 2**31 and printed without an exponent by the script
-    assert await a.beat(t) == ("a:1",)
+    assert await a.beat(t) == ("a:1",) and not a.was_member
     assert await b.beat(t + 1000) == ("a:1", "b:2")
+    assert await a.beat(t + 2000) == ("a:1", "b:2") and a.was_member  # our entry was there
     # b stops beating (killed): still a member until 15 s after its last beat
     assert await a.beat(t + 16_000) == ("a:1", "b:2")
     assert await a.beat(t + 16_001) == ("a:1",)
     assert a.members == ("a:1",)
-    # b comes back, then leaves cleanly: gone without waiting for the timeout
+    # b comes back (its entry had expired: new again), then leaves cleanly: gone at once
     await b.beat(t + 17_000)
+    assert not b.was_member
     assert await a.beat(t + 17_001) == ("a:1", "b:2")
     await b.leave()
     assert await a.beat(t + 17_002) == ("a:1",)

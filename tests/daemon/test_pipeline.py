@@ -162,3 +162,31 @@ async def test_snapshot_survives_a_redis_outage(private_redis):
         assert not poller.pending
     finally:
         await redis.aclose()
+
+
+async def test_redis_refusing_writes_backs_off_and_says_why(private_redis):
+    # Redis up but refusing (maxmemory with noeviction): not an outage, not a crash either
+    from gex_alertd.commit import Committer
+
+    redis = aioredis.Redis.from_url(private_redis.url)
+    try:
+        async with Upstream() as up:
+            up.push(Reply.json(flow_gex_body("SPY", as_of=T0)))
+            committer = Committer(redis, [], CFG)
+            poller, client = make_poller(up, redis, committer.commit)
+            try:
+                await redis.config_set("maxmemory", 1)
+                await redis.config_set("maxmemory-policy", "noeviction")
+                assert await poller.poll() == "redis_down"
+                assert len(poller.pending) == 1 and "OutOfMemoryError" in str(poller.last_error)
+                assert poller.next_attempt > 0  # backing off, not retried on every tick
+                assert await poller.poll() == "backoff"
+                await redis.config_set("maxmemory", 0)
+                poller.next_attempt = 0.0  # the backoff has run out
+                up.push(Reply.json(flow_gex_body("SPY", as_of=T0 + timedelta(seconds=15))))
+                assert await poller.poll() == "stored"
+                assert not poller.pending and await redis.xlen(store.snap_key("SPY")) == 2
+            finally:
+                await client.close()
+    finally:
+        await redis.aclose()

@@ -255,3 +255,24 @@ async def test_the_pool_keeps_one_timer_however_often_targets_are_requeued():
     finally:
         await pool.stop(grace_s=WAIT_S)
     assert pending_timers(pool) == 0
+
+
+async def test_a_target_changed_by_a_reload_while_it_polls_is_queued_again():
+    pool, clock, targets, log = make(1, 10.0, workers=2)
+    hold = asyncio.Event()
+    targets[0].hold = hold
+    pool.start()
+    pool.own(["S0000"])
+    try:
+        await eventually(lambda: targets[0].running == 1, "first poll running")
+        changed = Target("S0000", 30.0, clock, log)  # SIGHUP: a new interval for it
+        assert pool.replace([changed]) == ["S0000"]
+        pool.own(["S0000"])
+        hold.set()  # the old poll ends: the new entry must be queued, not forgotten
+        await eventually(lambda: "S0000" in pool._queue, "the changed target queued")
+        clock.t += 31.0
+        pool.kick()
+        await eventually(lambda: len(log) == 2, "polled again, by the new poller")
+    finally:
+        hold.set()
+        await pool.stop(grace_s=WAIT_S)
