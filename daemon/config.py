@@ -132,11 +132,9 @@ class WatchConfig(Strict):
             out.append(("interval_s", f"must be > 0, got {self.interval_s}"))
         if self.jitter_s < 0:
             out.append(("jitter_s", f"must be >= 0, got {self.jitter_s}"))
-        for key in ("premarket", "postmarket"):
-            if getattr(self, key) and self.market_hours != "nyse":
-                out.append(
-                    (key, "only means something with market_hours: nyse (always polls anyway)")
-                )
+        for flag in ("premarket", "postmarket"):
+            if getattr(self, flag) and self.market_hours != "nyse":
+                out.append((flag, "only means something with market_hours: nyse"))
         seen: set[tuple[str, str | None]] = set()
         for i, item in enumerate(self.symbols):
             sym = item if isinstance(item, str) else item.symbol
