@@ -38,6 +38,7 @@ from gex_alertd.store import ALERTS_KEY
 log = structlog.get_logger()
 
 GAUGES_S = 5.0  # engine figures into /metrics and the systemd status line
+STOP_STEP_S = 2.0  # the short steps of a stop (duties, leaving the membership)
 
 
 @dataclass
@@ -244,17 +245,27 @@ class Daemon:
         if self.notifier is not None:
             self.notifier.stopping()  # ops: STOPPING=1 as soon as we begin to stop
         self._stop.set()
+        # bounded step by step, so the whole stop fits systemd's TimeoutStopSec (30 s) even with
+        # Redis black-holed: duties 2 s, polls and their commits one drain_timeout together,
+        # leaving 2 s, then the outbox its own drain_timeout
+        loop = asyncio.get_running_loop()
+        polls_until = loop.time() + self.cfg.outbox.drain_timeout
         if self.duties is not None:
-            await self.duties.stop()
+            await self.duties.stop(grace_s=STOP_STEP_S)
         if self.pool is not None:
-            await self.pool.stop(grace_s=self.cfg.outbox.drain_timeout)
+            await self.pool.stop(grace_s=max(0.0, polls_until - loop.time()))
         if self.committer is not None:
-            await self.committer.drain()
+            try:
+                await asyncio.wait_for(
+                    self.committer.drain(), max(STOP_STEP_S, polls_until - loop.time())
+                )
+            except TimeoutError:
+                log.warning("commits still in flight at stop were abandoned")
         if self.membership is not None:
             try:  # the others take our targets at their next beat instead of after the timeout
-                await self.membership.leave()
-            except REDIS_DOWN as exc:
-                log.warning("could not leave the membership", error=str(exc))
+                await asyncio.wait_for(self.membership.leave(), STOP_STEP_S)
+            except (TimeoutError, *REDIS_DOWN) as exc:
+                log.warning("could not leave the membership", error=str(exc) or "timed out")
         if self.dispatcher is not None:
             await self.dispatcher.stop(drain_timeout=self.cfg.outbox.drain_timeout)
         for task in self._background:
