@@ -322,7 +322,13 @@ class Daemon:
                         30, lambda: asyncio.ensure_future(previous.close())
                     )
         self.cfg = new
-        self.committer = self._build_committer(new)
+        if new.rules != old.rules or new.redis != old.redis:
+            # a new engine; otherwise the committer keeps its cached rule state and previous
+            # snapshots (a rebuild costs every target a state read and a snapshot read)
+            previous_committer = self.committer
+            self.committer = self._build_committer(new)
+            if previous_committer is not None:
+                await previous_committer.drain()  # its batches in flight still complete
         if self.dispatcher is not None:
             await self.dispatcher.reload(new)
         if self.pool is not None and self.membership is not None:
