@@ -43,8 +43,9 @@ class BlockError(ValueError):
     pass
 
 
-def _shuffle(arr: np.ndarray) -> bytes:
-    """Byte-transpose 8-byte lanes so byte 0 of every value comes first, then byte 1, ..."""
+def shuffle(arr: np.ndarray) -> bytes:
+    """Byte-transpose 8-byte lanes so byte 0 of every value comes first, then byte 1, ...
+    (of a C-contiguous array: its values in memory order)."""
     return (
         arr.astype("<u8" if arr.dtype.kind == "i" else "<f8", copy=False)
         .view(np.uint8)
@@ -53,7 +54,8 @@ def _shuffle(arr: np.ndarray) -> bytes:
     )
 
 
-def _unshuffle(buf: bytes, count: int, dtype: str) -> np.ndarray:
+def unshuffle(buf: bytes, count: int, dtype: str) -> np.ndarray:
+    """`shuffle`'s inverse: `count` values of `dtype` (8 bytes each), flat."""
     return np.frombuffer(buf, np.uint8).reshape(8, count).T.copy().view(dtype).reshape(count)
 
 
@@ -80,22 +82,22 @@ def _encode_column(values: list[float], *, delta: bool = False) -> list[Any]:
     if scaled is not None:
         k, ints = scaled
         if delta:  # a strike grid: equal steps compress to almost nothing
-            return ["D", k, _shuffle(np.diff(ints, prepend=np.int64(0)))]
-        return ["d", k, _shuffle(ints)]
-    return ["f", _shuffle(a)]
+            return ["D", k, shuffle(np.diff(ints, prepend=np.int64(0)))]
+        return ["d", k, shuffle(ints)]
+    return ["f", shuffle(a)]
 
 
 def _decode_column(col: list[Any], count: int) -> list[float | None]:
     kind = col[0]
     if kind in ("d", "D"):
-        ints = _unshuffle(col[2], count, "<i8")
+        ints = unshuffle(col[2], count, "<i8")
         if kind == "D":
             ints = np.cumsum(ints)
         k = col[1]
         vals = ints.astype(np.float64) if k == 0 else ints / float(10**k)
         return vals.tolist()
     if kind == "f":
-        return _unshuffle(col[1], count, "<f8").tolist()
+        return unshuffle(col[1], count, "<f8").tolist()
     raise BlockError(f"unknown column kind {kind!r}")
 
 
@@ -191,7 +193,7 @@ def encode_matrix(m: np.ndarray, extra: dict[str, Any] | None = None) -> bytes:
             row = lanes[j][~nulls[j]]
             if j == _STRIKE and ks[j] is not None:
                 row = np.diff(row, prepend=np.int64(0))
-            data = row.view(np.uint8).reshape(-1, 8).T.tobytes()  # _shuffle, lanes already <i8
+            data = row.view(np.uint8).reshape(-1, 8).T.tobytes()  # shuffle, lanes already <i8
             mask = np.packbits(nulls[j], bitorder="little").tobytes()
             columns[name] = [*_column(kind, ks[j], data), mask]
     return _compress(columns, count, extra)

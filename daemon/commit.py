@@ -29,6 +29,7 @@ import zstandard
 
 from gex_alertd import store
 from gex_alertd.batching import ScriptBatcher
+from gex_alertd.codec import shuffle, unshuffle
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import hash_fields
 from gex_alertd.model import AlertEvent, FlowGex, outbox_fields
@@ -309,8 +310,7 @@ class PrevCache:
             self._entries[key] = (bare, view)
             self._raw += 1
             return
-        m = np.ascontiguousarray(view.m, dtype=np.float64)
-        shuffled = m.reshape(-1).view(np.uint8).reshape(-1, 8).T.tobytes()
+        shuffled = shuffle(np.ascontiguousarray(view.m, dtype=np.float64))
         # a copy: the compressor returns its output in a buffer sized for the worst case (~8 KB),
         # which a kept bytes object would hold on to
         self._entries[key] = (bare, bytes(memoryview(_prev_cctx.compress(shuffled))))
@@ -325,8 +325,8 @@ class PrevCache:
         if isinstance(kept, StrikeColumns):
             view = kept
         else:
-            raw = np.frombuffer(_prev_dctx.decompress(kept), np.uint8)
-            m = raw.reshape(8, -1).T.copy().view(np.float64).reshape(len(FIELDS), -1)
+            raw = _prev_dctx.decompress(kept)
+            m = unshuffle(raw, len(raw) // 8, "<f8").reshape(len(FIELDS), -1)
             view = StrikeColumns(m)
         # a fresh object each time: what a rule attaches to it is not kept in the cache
         out = msgspec.structs.replace(snap, strikes=[])
