@@ -219,40 +219,30 @@ class Committer:
             metrics.SNAPSHOTS.inc()
             metrics.COMMIT_LATENCY.observe(time.perf_counter() - started)
             enqueued = {x.decode() if isinstance(x, bytes) else str(x) for x in reply[2]}
-            emitted = [em for em in outcome.emitted if em.event.id in enqueued]
-            for em in outcome.emitted:
-                if em.event.id not in enqueued:  # the dedup key says it was enqueued before
-                    log.warning(
-                        "alert_already_enqueued",
-                        symbol=snap.symbol,
-                        expiry=expiry,
-                        rule=em.event.rule,
-                        alert_id=em.event.id,
-                    )
-            events = [em.event for em in emitted]
-            for em in emitted:
-                metrics.ALERTS_FIRED.labels(em.event.rule).inc()
-                log.info(
-                    "alert_fired",
-                    symbol=snap.symbol,
-                    expiry=expiry,
-                    rule=em.event.rule,
-                    alert_id=em.event.id,
-                    summary=em.event.summary,
-                )
-            for sup in outcome.suppressed:
-                log.info(
-                    "alert_suppressed",
-                    symbol=snap.symbol,
-                    expiry=expiry,
-                    rule=sup.event.rule,
-                    alert_id=sup.event.id,
-                    reason=sup.reason,
-                )
+            events = [em.event for em in outcome.emitted if em.event.id in enqueued]
+            if outcome.emitted or outcome.suppressed:
+                self._log_outcome(snap.symbol, expiry, outcome, enqueued)
             return CommitResult(True, events, len(outcome.suppressed))
         raise CommitConflict(
             f"{snap.symbol}: rule state changed under {self.max_attempts} commit attempts in a row"
         )
+
+    @staticmethod
+    def _log_outcome(symbol: str, expiry: str | None, outcome: Outcome, enqueued: set[str]) -> None:
+        # bound here, not per commit: most commits fire nothing and log nothing
+        bound = log.bind(symbol=symbol, expiry=expiry)
+        for em in outcome.emitted:
+            if em.event.id not in enqueued:  # the dedup key says it was enqueued before
+                bound.warning("alert_already_enqueued", rule=em.event.rule, alert_id=em.event.id)
+                continue
+            metrics.ALERTS_FIRED.labels(em.event.rule).inc()
+            bound.info(
+                "alert_fired", rule=em.event.rule, alert_id=em.event.id, summary=em.event.summary
+            )
+        for sup in outcome.suppressed:
+            bound.info(
+                "alert_suppressed", rule=sup.event.rule, alert_id=sup.event.id, reason=sup.reason
+            )
 
     async def drain(self) -> None:
         """Wait for the commits already handed to Redis (shutdown)."""
