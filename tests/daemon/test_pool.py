@@ -124,14 +124,20 @@ async def test_at_rest_the_cadence_does_not_drift():
         await pool.stop(grace_s=WAIT_S)
 
 
-async def test_a_target_is_never_polled_twice_at_once():
-    pool, clock, targets, log = make(1, 1.0, workers=4)
+async def first_poll_held(interval: float, workers: int):
+    """A pool of one target whose first poll is running and waits for `hold`."""
+    pool, clock, targets, log = make(1, interval, workers=workers)
     hold = asyncio.Event()
     targets[0].hold = hold
     pool.start()
     pool.own(["S0000"])
+    await eventually(lambda: targets[0].running == 1, "first poll running")
+    return pool, clock, targets, log, hold
+
+
+async def test_a_target_is_never_polled_twice_at_once():
+    pool, clock, targets, log, hold = await first_poll_held(1.0, workers=4)
     try:
-        await eventually(lambda: targets[0].running == 1, "first poll running")
         clock.t += 100  # long overdue by now, with three idle workers
         pool.kick()
         await asyncio.sleep(0)
@@ -258,13 +264,8 @@ async def test_the_pool_keeps_one_timer_however_often_targets_are_requeued():
 
 
 async def test_a_target_changed_by_a_reload_while_it_polls_is_queued_again():
-    pool, clock, targets, log = make(1, 10.0, workers=2)
-    hold = asyncio.Event()
-    targets[0].hold = hold
-    pool.start()
-    pool.own(["S0000"])
+    pool, clock, _targets, log, hold = await first_poll_held(10.0, workers=2)
     try:
-        await eventually(lambda: targets[0].running == 1, "first poll running")
         changed = Target("S0000", 30.0, clock, log)  # SIGHUP: a new interval for it
         assert pool.replace([changed]) == ["S0000"]
         pool.own(["S0000"])
