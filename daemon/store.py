@@ -57,10 +57,6 @@ def state_key(symbol: str, expiry: str | None = None) -> str:
     return symbol_key(symbol, "state", expiry)
 
 
-def lease_key(symbol: str, expiry: str | None = None) -> str:
-    return symbol_key(symbol, "lease", expiry)
-
-
 def entry_id(snap: FlowGex) -> str:
     return f"{snap.as_of_ms}-0"
 
