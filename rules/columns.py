@@ -28,7 +28,15 @@ from gex_alertd.model import STRIKE_FIELDS, FlowGex, rows_matrix, strike_matrix
 _VIEW = "_strike_columns"  # key in a snapshot's __dict__
 
 # the strike columns the rules read, in the order of the rows of `StrikeColumns.m`
-FIELDS: tuple[str, ...] = ("strike", "call_oi", "put_oi", "call_oi_change", "put_oi_change")
+FIELDS: tuple[str, ...] = (
+    "strike",
+    "call_oi",
+    "put_oi",
+    "call_oi_change",
+    "put_oi_change",
+    "call_gex",
+    "put_gex",
+)
 _PICK = np.array([STRIKE_FIELDS.index(f) for f in FIELDS], dtype=np.intp)
 
 
@@ -51,6 +59,11 @@ class StrikeColumns(NamedTuple):
     def oi_change(self) -> np.ndarray:
         """(2, n): call then put."""
         return self.m[3:5]
+
+    @property
+    def gex(self) -> np.ndarray:
+        """(2, n): call then put, signs as served."""
+        return self.m[5:7]
 
 
 class Arrays(msgspec.Struct, frozen=True):

@@ -13,6 +13,7 @@ import msgspec
 
 from gex_alertd.model import FlowGex
 from gex_alertd.rules.base import Fired, RuleBase, RuleType
+from gex_alertd.rules.levels import flip_distance_pct
 
 Field = Literal["live_net_gex", "underlying_price", "flip_distance_pct"]
 
@@ -43,10 +44,7 @@ def field_value(field: str, snap: FlowGex) -> float | None:
         return snap.live_net_gex
     if field == "underlying_price":
         return snap.underlying_price
-    flip = snap.flip
-    if flip is None:
-        return None
-    return 100.0 * (snap.underlying_price - flip) / snap.underlying_price
+    return flip_distance_pct(snap)
 
 
 class LevelState(msgspec.Struct, array_like=True):

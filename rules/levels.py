@@ -1,0 +1,111 @@
+"""The levels a GEX trader watches, worked out from one snapshot: walls, regime, flip distance.
+
+Pure: functions of the snapshot (its strike columns, `rules.columns`) and nothing else, so the
+live commit, replay, the stored scalar fields and every alert's details agree by construction.
+
+Walls (signs as served, never re-derived from OI or from the other side):
+  - call wall: the strike with the largest call GEX. Calls are positive in every convention the
+    provider documents, so a strike needs call GEX > 0 to be a wall; none -> None.
+  - put wall: the strike with the largest |put GEX| (puts are negative in the simulator's
+    convention and positive in the provider's sample, so the magnitude decides); none -> None.
+  - a null value (NaN in the columns) never makes a wall.
+  - ties: the strike nearer spot; two tied strikes at the same distance (one each side): the
+    lower one, so the answer never depends on row order.
+  - `within_pct`: only strikes with 100 * |strike - spot| / spot <= within_pct count (the edge
+    is inside), so a far-away strike cannot be a wall; no strike inside -> None.
+Regime: `live_net_gex_label` as served (`positive` / `negative`, any case); anything else or
+absent -> None (never re-derived from the sign of `live_net_gex`).
+Flip distance: 100 * (spot - flip) / spot, positive when spot is above the flip; None when no
+flip is available (`FlowGex.flip`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from gex_alertd.model import FlowGex
+from gex_alertd.rules.columns import StrikeColumns, columns
+
+_LEVELS = "_levels"  # key in a snapshot's __dict__ (see rules.columns: lives with the snapshot)
+REGIMES = ("positive", "negative")
+
+
+class Levels(msgspec.Struct, frozen=True):
+    call_wall: float | None = None
+    put_wall: float | None = None
+
+
+def in_window(strike: np.ndarray, spot: float, within_pct: float | None) -> np.ndarray:
+    """Mask of the strikes inside the window around spot (all of them without a window)."""
+    if within_pct is None:
+        return np.ones(strike.shape, dtype=bool)
+    return 100.0 * np.abs(strike - spot) / spot <= within_pct
+
+
+def _wall(values: np.ndarray, strike: np.ndarray, spot: float, mask: np.ndarray) -> float | None:
+    v = np.where(mask, values, np.nan)
+    positive = v > 0  # False for NaN
+    if not positive.any():
+        return None
+    best = v[positive].max()
+    tied = strike[v == best]
+    dist = np.abs(tied - spot)
+    return float(tied[dist == dist.min()].min())
+
+
+def compute_levels(cols: StrikeColumns, spot: float, within_pct: float | None = None) -> Levels:
+    strike = cols.strike
+    if not strike.size:
+        return Levels()
+    mask = in_window(strike, spot, within_pct)
+    gex = cols.gex
+    return Levels(
+        call_wall=_wall(gex[0], strike, spot, mask),
+        put_wall=_wall(np.abs(gex[1]), strike, spot, mask),
+    )
+
+
+def levels(snap: FlowGex) -> Levels:
+    """The snapshot's walls with no window (the stored `call_wall` / `put_wall` fields and the
+    levels in every alert's details), worked out once per snapshot."""
+    found: Levels | None = snap.__dict__.get(_LEVELS)
+    if found is None:
+        found = snap.__dict__[_LEVELS] = compute_levels(columns(snap), snap.underlying_price)
+    return found
+
+
+def regime(snap: FlowGex) -> str | None:
+    label = (snap.live_net_gex_label or "").strip().lower()
+    return label if label in REGIMES else None
+
+
+def flip_distance_pct(snap: FlowGex) -> float | None:
+    flip = snap.flip
+    if flip is None:
+        return None
+    return 100.0 * (snap.underlying_price - flip) / snap.underlying_price
+
+
+def gex_at(cols: StrikeColumns, strike: float | None, side: int) -> float | None:
+    """The served GEX of one side (0 call, 1 put) at a strike; None when absent or null."""
+    if strike is None:
+        return None
+    hit = np.flatnonzero(cols.strike == strike)
+    if not hit.size:
+        return None
+    value = float(cols.gex[side, hit[0]])
+    return None if value != value else value  # NaN is null
+
+
+def details(snap: FlowGex) -> dict[str, Any]:
+    """The levels every alert carries in its details (design.md "Alert event")."""
+    lv = levels(snap)
+    return {
+        "regime": regime(snap),
+        "flip_distance_pct": flip_distance_pct(snap),
+        "call_wall": lv.call_wall,
+        "put_wall": lv.put_wall,
+    }

@@ -1,0 +1,98 @@
+"""rules.levels: walls (ties, window edge, nulls, sign as served), regime, flip distance."""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+import pytest
+
+from gex_alertd import store
+from gex_alertd.model import StrikeRow, decode_flow_gex
+from gex_alertd.rules.columns import FIELDS, columns, from_block
+from gex_alertd.rules.levels import (
+    Levels,
+    compute_levels,
+    details,
+    flip_distance_pct,
+    gex_at,
+    levels,
+    regime,
+)
+from tests.rules.factory import snap
+
+
+def rows(*spec: tuple[float, float | None, float | None]) -> list[StrikeRow]:
+    return [StrikeRow(strike=k, call_gex=c, put_gex=p) for k, c, p in spec]
+
+
+CASES = [
+    # (id, spot, rows (strike, call_gex, put_gex), within_pct, (call_wall, put_wall))
+    ("largest each side", 500, [(495, 1, -9), (500, 5, -2), (505, 3, -1)], None, (500, 495)),
+    ("put sign as served (positive)", 500, [(495, 1, 9), (505, 1, 2)], None, (495, 495)),
+    ("call tie to the nearer strike", 500, [(490, 5, -2), (503, 5, -1)], None, (503, 490)),
+    ("put tie to the nearer strike", 500, [(490, 2, -7), (499, 1, -7)], None, (490, 499)),
+    ("equidistant tie to the lower", 500, [(495, 5, -7), (505, 5, -7)], None, (495, 495)),
+    ("window excludes a far strike", 500, [(400, 99, -99), (501, 1, -1)], 5.0, (501, 501)),
+    ("window edge is inside", 500, [(475, 9, -9), (500, 1, -1)], 5.0, (475, 475)),
+    ("just past the edge is out", 500, [(474.5, 9, -9), (500, 1, -1)], 5.0, (500, 500)),
+    ("nothing in the window", 500, [(400, 9, -9)], 5.0, (None, None)),
+    ("nulls never a wall", 500, [(495, None, None), (500, 1, None)], None, (500, None)),
+    ("no positive call gex", 500, [(495, 0, -1), (500, -3, 0)], None, (None, 495)),
+    ("no strikes", 500, [], None, (None, None)),
+]
+
+
+@pytest.mark.parametrize(
+    ("spot", "spec", "within", "want"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_walls_table(
+    spot: float,
+    spec: list[tuple[float, float | None, float | None]],
+    within: float | None,
+    want: tuple[float | None, float | None],
+) -> None:
+    s = snap(spot=spot, strikes=rows(*spec))
+    assert compute_levels(columns(s), spot, within) == Levels(*want)
+    # row order never matters
+    r = snap(spot=spot, strikes=list(reversed(rows(*spec))))
+    assert compute_levels(columns(r), spot, within) == Levels(*want)
+
+
+def test_levels_from_the_stored_block_equal_levels_from_the_rows() -> None:
+    s = snap(spot=500, strikes=rows((495, 1e8, -9e8), (500, 5e8, -2e8), (505, 3e8, None)))
+    decoded = decode_flow_gex(msgspec.json.encode(s))
+    _, block = store.decode_fields_columns(store.encode_fields(decoded), FIELDS)
+    view = from_block(block)
+    assert np.array_equal(view.m, columns(s).m, equal_nan=True)
+    assert compute_levels(view, 500) == levels(s) == Levels(500, 495)
+
+
+@pytest.mark.parametrize(
+    ("label", "want"),
+    [("positive", "positive"), ("NEGATIVE", "negative"), ("flat", None), (None, None)],
+)
+def test_regime_is_the_served_label(label: str | None, want: str | None) -> None:
+    s = msgspec.structs.replace(snap(net=-1e9), live_net_gex_label=label)
+    assert regime(s) == want
+
+
+def test_flip_distance() -> None:
+    assert flip_distance_pct(snap(spot=500, flip=495)) == pytest.approx(1.0)
+    assert flip_distance_pct(snap(spot=500, flip=505)) == pytest.approx(-1.0)
+    assert flip_distance_pct(snap(flip=None)) is None
+    assert flip_distance_pct(snap(flip=495, status="no_boundary")) is None
+
+
+def test_details_and_gex_at() -> None:
+    s = snap(spot=500, flip=490, strikes=rows((495, 1, -9), (500, 5, None)))
+    assert details(s) == {
+        "regime": "positive",
+        "flip_distance_pct": pytest.approx(2.0),
+        "call_wall": 500,
+        "put_wall": 495,
+    }
+    cols = columns(s)
+    assert gex_at(cols, 495, 1) == -9
+    assert gex_at(cols, 500, 1) is None
+    assert gex_at(cols, 510, 0) is None
+    assert gex_at(cols, None, 0) is None
