@@ -18,9 +18,10 @@ def _register() -> None:
     from gex_alertd.commands import check, run, tail
     from gex_alertd.notify.commands import notify_test, outbox
     from gex_alertd.replay import replay
+    from gex_alertd.schema import schema
     from gex_alertd.sources.simulator.command import simulate
 
-    for cmd in (run, check, simulate, replay, tail, notify_test, outbox):
+    for cmd in (run, check, simulate, replay, tail, notify_test, outbox, schema):
         main.add_command(cmd)
 
 
