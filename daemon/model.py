@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import numpy as np
@@ -189,7 +189,18 @@ def _row_problems(rows: Sequence[StrikeRow]) -> list[str]:
 # Alert event (contract: this is the webhook body)
 
 
+AlertStatus = Literal["firing", "resolved"]
+FIRING: AlertStatus = "firing"
+RESOLVED: AlertStatus = "resolved"
+
+
 class AlertEvent(msgspec.Struct, frozen=True, omit_defaults=False):
+    """One alert. `status` is `firing`, or `resolved` when a rule with a resolved state
+    (stale_data, source_failing, flip_guard, level_proximity exit) recovers: a resolved
+    event carries the same group key (`group_key`: rule, symbol, expiry) as the firing one
+    and an id of its own, as Alertmanager does. An event stored before `status` existed
+    decodes as `firing`."""
+
     id: str
     rule: str
     type: str
@@ -199,7 +210,17 @@ class AlertEvent(msgspec.Struct, frozen=True, omit_defaults=False):
     as_of: str
     fired_at: str
     summary: str
+    status: AlertStatus = FIRING
     details: dict[str, Any] = {}
+
+    @property
+    def resolved(self) -> bool:
+        return self.status == RESOLVED
+
+
+def group_key(event: AlertEvent) -> str:
+    """What a firing event and its resolved event share: the incident's identity."""
+    return f"{event.rule}/{event.symbol}/{event.expiry or ''}"
 
 
 def iso_utc(ts: datetime) -> str:

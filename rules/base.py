@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from gex_alertd.model import FlowGex
+from gex_alertd.model import FIRING, AlertStatus, FlowGex
 from gex_alertd.rules.duration import Duration
 
 Severity = Literal["info", "warning", "critical"]
@@ -111,6 +111,8 @@ class Fired(msgspec.Struct, frozen=True):
     details: dict[str, Any]
     strikes: tuple[float, ...] = ()  # part of the alert id when the rule is per strike
     key: str = ""  # part of the alert id when one rule fires twice on one snapshot
+    # `resolved` when a rule with a resolved state recovers: same group key, its own id
+    status: AlertStatus = FIRING
 
 
 R = TypeVar("R", bound=RuleBase)

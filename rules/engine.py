@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from gex_alertd.model import AlertEvent, FlowGex, iso_utc
+from gex_alertd.model import FIRING, AlertEvent, AlertStatus, FlowGex, iso_utc
 from gex_alertd.rules.base import Fired, RuleBase, RuleType
 from gex_alertd.rules.registry import rule_type
 
@@ -55,12 +55,18 @@ def alert_id(
     as_of_ms: int,
     strikes: tuple[float, ...] = (),
     extra: str = "",
+    status: AlertStatus = FIRING,
 ) -> str:
+    """Deterministic: the same inputs give the same id in live, replay and on redelivery.
+    A resolved event's id also hashes its status, so it never equals a firing id (a firing
+    and a resolved event on one snapshot stay two alerts); firing ids are as they always were."""
     key = f"{rule}\x1f{symbol}\x1f{expiry or ''}\x1f{as_of_ms}"
     if strikes:
         key += "\x1f" + ",".join(f"{s!r}" for s in strikes)
     if extra:
         key += "\x1f" + extra
+    if status != FIRING:
+        key += "\x1f" + status
     return "al_" + hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
 
 
@@ -157,7 +163,7 @@ class Engine:
     ) -> AlertEvent:
         as_of = iso_utc(snap.as_of)
         return AlertEvent(
-            id=alert_id(rule.name, snap.symbol, expiry, ms, f.strikes, f.key),
+            id=alert_id(rule.name, snap.symbol, expiry, ms, f.strikes, f.key, f.status),
             rule=rule.name,
             type=t.name,
             symbol=snap.symbol,
@@ -166,5 +172,6 @@ class Engine:
             as_of=as_of,
             fired_at=as_of,
             summary=f.summary,
+            status=f.status,
             details=f.details,
         )

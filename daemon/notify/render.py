@@ -16,6 +16,11 @@ SEVERITY_COLOR = {"info": "#439FE0", "warning": "#E8A33D", "critical": "#D7263D"
 SEVERITY_ANSI = {"info": "\x1b[36m", "warning": "\x1b[33m", "critical": "\x1b[1;31m"}
 ANSI_RESET = "\x1b[0m"
 SEVERITY_ICON = {"info": "ℹ️", "warning": "⚠️", "critical": "🚨"}
+# a resolved event is shown as such on every channel, whatever its severity
+RESOLVED_WORD = "RESOLVED"
+RESOLVED_COLOR = "#2EB67D"
+RESOLVED_ANSI = "\x1b[32m"
+RESOLVED_ICON = "✅"
 
 # Details shown first (the numbers a trader looks for); the rest follow in event order.
 _KEY_ORDER = (
@@ -66,6 +71,17 @@ def worst_severity(alerts: Sequence[AlertEvent]) -> str:
     return max((a.severity for a in alerts), key=lambda s: order.index(s) if s in order else 0)
 
 
+def headline(event: AlertEvent) -> str:
+    """The word that leads an alert: its severity, or RESOLVED (with the severity it had)."""
+    if event.resolved:
+        return f"{RESOLVED_WORD} ({event.severity})"
+    return event.severity.upper()
+
+
+def color_of(event: AlertEvent) -> str:
+    return RESOLVED_COLOR if event.resolved else SEVERITY_COLOR.get(event.severity, "#888888")
+
+
 def title(event: AlertEvent) -> str:
     exp = f" {event.expiry}" if event.expiry else ""
     return f"{event.symbol}{exp} · {event.rule}"
@@ -81,7 +97,9 @@ def group_title(alerts: Sequence[AlertEvent]) -> str:
 
 def subject(alerts: Sequence[AlertEvent], limit: int = 78) -> str:
     """Short and front-loaded: a phone shows ~40 characters, so severity and symbol come first."""
-    sev = worst_severity(alerts).upper()
+    # a resolved alert is good news: the subject leads with the worst one still firing
+    firing = [a for a in alerts if not a.resolved]
+    sev = worst_severity(firing).upper() if firing else RESOLVED_WORD
     if len(alerts) == 1:
         a = alerts[0]
         text = f"[{sev}] {a.symbol}: {a.summary}"
@@ -96,9 +114,10 @@ def context_line(event: AlertEvent) -> str:
 
 
 def console_line(event: AlertEvent, *, color: bool) -> str:
-    sev = event.severity.upper()
+    sev = RESOLVED_WORD if event.resolved else event.severity.upper()
     if color:
-        sev = f"{SEVERITY_ANSI.get(event.severity, '')}{sev:<8}{ANSI_RESET}"
+        ansi = RESOLVED_ANSI if event.resolved else SEVERITY_ANSI.get(event.severity, "")
+        sev = f"{ansi}{sev:<8}{ANSI_RESET}"
     else:
         sev = f"{sev:<8}"
     nums = " ".join(f"{k}={v}" for k, v in key_numbers(event)[:4])
@@ -109,7 +128,7 @@ def console_line(event: AlertEvent, *, color: bool) -> str:
 def text_body(alerts: Sequence[AlertEvent]) -> str:
     parts = []
     for a in alerts:
-        lines = [f"{a.severity.upper()}  {title(a)}", a.summary, ""]
+        lines = [f"{headline(a)}  {title(a)}", a.summary, ""]
         lines += [f"  {k:<18} {v}" for k, v in key_numbers(a)]
         lines += ["", context_line(a)]
         parts.append("\n".join(lines))
@@ -121,7 +140,7 @@ def html_body(alerts: Sequence[AlertEvent]) -> str:
     esc = html.escape
     blocks = []
     for a in alerts:
-        color = SEVERITY_COLOR.get(a.severity, "#888888")
+        color = color_of(a)
         rows = "".join(
             f"<tr><td style='color:#666;padding:2px 12px 2px 0'>{esc(k)}</td>"
             f"<td style='font-family:monospace'>{esc(v)}</td></tr>"
@@ -129,7 +148,7 @@ def html_body(alerts: Sequence[AlertEvent]) -> str:
         )
         blocks.append(
             f"<div style='border-left:4px solid {color};padding:4px 12px;margin:12px 0'>"
-            f"<div style='font-weight:bold'>{esc(a.severity.upper())} · {esc(title(a))}</div>"
+            f"<div style='font-weight:bold'>{esc(headline(a))} · {esc(title(a))}</div>"
             f"<p>{esc(a.summary)}</p><table>{rows}</table>"
             f"<p style='color:#888;font-size:small'>{esc(context_line(a))}</p></div>"
         )
@@ -146,13 +165,14 @@ def _slack_blocks(a: AlertEvent) -> list[dict[str, Any]]:
         {"type": "mrkdwn", "text": f"*{_slack_escape(k)}*\n{_slack_escape(v)}"}
         for k, v in key_numbers(a)
     ][:10]  # Slack allows at most 10 fields per section
+    icon = RESOLVED_ICON if a.resolved else SEVERITY_ICON.get(a.severity, "")
+    state = f"{RESOLVED_WORD}, was {a.severity}" if a.resolved else a.severity
     blocks: list[dict[str, Any]] = [
         {
             "type": "section",
             "text": {
                 "type": "mrkdwn",
-                "text": f"{SEVERITY_ICON.get(a.severity, '')} *{_slack_escape(title(a))}*"
-                f" ({a.severity})\n{_slack_escape(a.summary)}",
+                "text": f"{icon} *{_slack_escape(title(a))}* ({state})\n{_slack_escape(a.summary)}",
             },
         }
     ]
@@ -172,7 +192,7 @@ def slack_payload(alerts: Sequence[AlertEvent]) -> dict[str, Any]:
     sev = worst_severity(alerts)
     text = subject(alerts, limit=150)  # notification fallback
     attachments = [
-        {"color": SEVERITY_COLOR.get(a.severity, "#888888"), "blocks": _slack_blocks(a)}
+        {"color": color_of(a), "blocks": _slack_blocks(a)}
         for a in alerts[:20]  # a message holds at most ~50 blocks; 20 alerts x 3 fits
     ]
     out: dict[str, Any] = {"text": text, "attachments": attachments}

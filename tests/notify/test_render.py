@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import msgspec
 
-from gex_alertd.model import decode_alert, encode_alert
+from gex_alertd.model import AlertEvent, decode_alert, encode_alert, group_key
 from gex_alertd.notify import render
 from tests.notify.support import alert
 
@@ -66,3 +66,44 @@ def test_console_line_colour_only_when_asked() -> None:
     assert "\x1b[" not in plain and "\n" not in plain
     assert "\x1b[33m" in coloured
     assert "SPY" in plain and a.id in plain
+
+
+def resolved(i: int, severity: str = "warning") -> AlertEvent:
+    return msgspec.structs.replace(
+        alert(i, severity=severity), id=f"resolved-{i}", status="resolved"
+    )
+
+
+def test_status_is_in_the_webhook_body_firing_by_default() -> None:
+    _, body = render.webhook_body([alert(1)])
+    assert msgspec.json.decode(body)["status"] == "firing"
+    r = resolved(1)
+    _, body = render.webhook_body([r])
+    doc = msgspec.json.decode(body)
+    assert doc["status"] == "resolved" and decode_alert(body) == r
+    # an event stored before the field existed reads as firing
+    old = {k: v for k, v in msgspec.json.decode(encode_alert(alert(1))).items() if k != "status"}
+    assert decode_alert(msgspec.json.encode(old)).status == "firing"
+
+
+def test_resolved_keeps_the_group_key_of_the_firing_event() -> None:
+    assert group_key(resolved(1)) == group_key(alert(1))
+    assert resolved(1).id != alert(1).id
+
+
+def test_every_renderer_says_resolved() -> None:
+    r = resolved(1, "critical")
+    assert render.subject([r]).startswith("[RESOLVED] SPY: ")
+    assert render.subject([r, alert(2)]).startswith("[WARNING] ")  # mixed group: the firing wins
+    assert render.text_body([r]).startswith("RESOLVED (critical)  SPY")
+    assert "RESOLVED (critical) · SPY" in render.html_body([r])
+    assert render.RESOLVED_COLOR in render.html_body([r])
+    att = render.slack_payload([r])["attachments"][0]
+    assert att["color"] == render.RESOLVED_COLOR
+    assert "(RESOLVED, was critical)" in att["blocks"][0]["text"]["text"]
+    assert " RESOLVED " in render.console_line(r, color=False)
+    assert "CRITICAL" not in render.console_line(r, color=False)
+    # and a firing event says none of it
+    f = alert(1, severity="critical")
+    assert "RESOLVED" not in render.text_body([f]) + render.console_line(f, color=False)
+    assert "RESOLVED" not in str(render.slack_payload([f])) + render.html_body([f])

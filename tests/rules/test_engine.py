@@ -147,8 +147,11 @@ def test_alert_ids_are_deterministic_and_distinct() -> None:
         alert_id("r", "SPY", "2026-05-15", 1, ()),
         alert_id("r", "SPY", None, 2, ()),
         alert_id("r", "SPY", None, 1, (500.0,)),
+        alert_id("r", "SPY", None, 1, (), status="resolved"),
     }
-    assert a not in others and len(others) == 5
+    assert a not in others and len(others) == 6
+    # a firing id is the same whether the status is named or not (ids stored before it existed)
+    assert alert_id("r", "SPY", None, 1, (), status="firing") == a
 
 
 def test_event_carries_routing_and_expiry() -> None:
