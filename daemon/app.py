@@ -215,7 +215,9 @@ class Daemon:
             return
         from gex_alertd.ops.http import OpsServer
 
-        self.ops_server = OpsServer(self.cfg.ops.listen, self.health)
+        self.ops_server = OpsServer(
+            self.cfg.ops.listen, self.health, auth_token=self.cfg.ops.auth_token
+        )
         await self.ops_server.start()
 
     # --- run / stop ----------------------------------------------------------------------

@@ -14,6 +14,7 @@ import msgspec
 import yaml
 
 from gex_alertd import redaction, rule_files
+from gex_alertd.ops.listen import bind_problem, parse_listen, token_problem
 from gex_alertd.rules.duration import Duration
 from gex_alertd.rules.registry import rule_config_union
 from gex_alertd.typedconfig import Problems, convert, describe_yaml_error
@@ -245,7 +246,7 @@ class ConsoleChannel(ChannelBase, tag="console", kw_only=True):
 
 
 ChannelConfig = WebhookChannel | SlackChannel | EmailChannel | ConsoleChannel
-SECRET_KEYS = frozenset({"api_key", "secret", "webhook_url", "password", "url"})
+SECRET_KEYS = frozenset({"api_key", "secret", "webhook_url", "password", "url", "auth_token"})
 
 
 class OutboxConfig(Strict):
@@ -259,6 +260,17 @@ class OpsConfig(Strict):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     operator_channels: list[str] = []  # where upstream auth failures are reported
+    auth_token: str | None = None  # required when listen is not loopback (ops.auth)
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.listen is None:
+            return []
+        try:
+            host, _port = parse_listen(self.listen)
+        except ValueError as exc:
+            return [("listen", str(exc).removeprefix("ops.listen: "))]
+        problem = bind_problem(host, self.auth_token) or token_problem(self.auth_token)
+        return [("auth_token", problem)] if problem else []
 
 
 class Config(Strict):

@@ -1,7 +1,9 @@
 """The operations endpoint: `/healthz` for liveness probes and `/metrics` for Prometheus
-(text format or OpenMetrics by `Accept`, gzip by `Accept-Encoding`).
+(text format or OpenMetrics by `Accept`, gzip by `Accept-Encoding`), plus the routes other
+parts mount on it (the live page).
 
-Loopback by default (config `ops.listen`): it exposes internals and has no authentication.
+Loopback by default (config `ops.listen`); any other bind needs `ops.auth_token`
+(`ops.auth`), and a configured token is checked on every request.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import structlog
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from gex_alertd.ops.auth import middlewares
+from gex_alertd.ops.listen import parse_listen
 from gex_alertd.ops.metrics import REGISTRY
 from gex_alertd.redaction import redact
 
@@ -22,31 +26,37 @@ log = structlog.get_logger(__name__)
 HealthFn = Callable[[], Awaitable[dict[str, Any]]]
 # a probe that cannot answer in this time counts as unhealthy (a wedged Redis call, for example)
 HEALTH_TIMEOUT_S = 5.0
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`host:port`, `[v6]:port` or `:port` (loopback); a clear error naming the value otherwise."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"ops.listen: expected host:port, got {listen!r}")
-    host = host.strip("[]") or "127.0.0.1"
-    return host, int(port)
+Mount = Callable[[web.Application], None]
 
 
 class OpsServer:
-    def __init__(self, listen: str, health: HealthFn) -> None:
+    def __init__(
+        self,
+        listen: str,
+        health: HealthFn,
+        *,
+        auth_token: str | None = None,
+        mounts: tuple[Mount, ...] = (),
+    ) -> None:
+        """`mounts` add their routes (and startup/cleanup hooks) to the application; a bind
+        beyond loopback without `auth_token` is refused here (ValueError), whatever the
+        config check said."""
         self.host, self._requested_port = parse_listen(listen)
+        self._middlewares = middlewares(self.host, auth_token)
         self._health = health
+        self._mounts = mounts
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=self._middlewares)
         app.router.add_get("/healthz", self._healthz)
         # prometheus-client's own handler: Accept picks the text format or OpenMetrics, and
         # aiohttp gzips when the scraper asks. It renders on the event loop, which is fine
         # because no metric carries a per-symbol label: a scrape is a few hundred series at most.
         app.router.add_get("/metrics", make_aiohttp_handler(REGISTRY))
+        for mount in self._mounts:
+            mount(app)
         # access_log=None: probes every few seconds would drown the journal
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()

@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gex_alertd import __version__, redaction
 from gex_alertd.ops import metrics
-from gex_alertd.ops.http import OpsServer, parse_listen
+from gex_alertd.ops.http import OpsServer
+from gex_alertd.ops.listen import parse_listen
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
