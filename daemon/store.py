@@ -28,6 +28,7 @@ from gex_alertd.config import RedisConfig
 from gex_alertd.connections import entries
 from gex_alertd.model import FlowGex, iso_utc, strike_matrix
 from gex_alertd.rules.columns import FIELDS, attach, from_block
+from gex_alertd.rules.levels import Levels, attach_levels, levels
 
 ALERTS_KEY = "gex:alerts"
 DEAD_KEY = "gex:dead"
@@ -37,6 +38,9 @@ F_AS_OF, F_SPOT, F_NET, F_LABEL = b"as_of", b"spot", b"net", b"label"
 F_FLIP, F_FLIP_STATUS, F_EXPIRY, F_SYMBOL, F_STRIKES = (
     b"flip", b"flip_status", b"expiry", b"symbol", b"strikes",
 )  # fmt: skip
+# the walls (rules.levels, no window): derived, stored readable so XRANGE and replay need not
+# decode strikes for them; an entry written before they existed has neither
+F_CALL_WALL, F_PUT_WALL = b"call_wall", b"put_wall"
 
 
 class StoredEntryError(ValueError):
@@ -106,6 +110,7 @@ def encode_fields(snap: FlowGex) -> dict[bytes, bytes]:
         name, packed = _pack_feeds(snap.as_of, snap.data_as_of)
         extra[name] = packed
     m = strike_matrix(snap)
+    walls = levels(snap)
     return {
         F_AS_OF: _iso(snap.as_of),
         F_SPOT: _num(snap.underlying_price),
@@ -113,6 +118,8 @@ def encode_fields(snap: FlowGex) -> dict[bytes, bytes]:
         F_LABEL: (snap.live_net_gex_label or "").encode(),
         F_FLIP: _num(snap.live_gamma_flip),
         F_FLIP_STATUS: (snap.gamma_flip_status or "").encode(),
+        F_CALL_WALL: _num(walls.call_wall),
+        F_PUT_WALL: _num(walls.put_wall),
         F_EXPIRY: (snap.expiry or "").encode(),
         F_SYMBOL: snap.symbol.encode(),
         F_STRIKES: encode_strikes(snap.strikes, extra) if m is None else encode_matrix(m, extra),
@@ -131,7 +138,7 @@ def _opt_num(fields: Mapping[bytes, bytes], key: bytes) -> float | None:
 
 def _snapshot(fields: Mapping[bytes, bytes], rows: list[Any], extra: dict[str, Any]) -> FlowGex:
     as_of = datetime.fromisoformat(fields[F_AS_OF].decode())
-    return FlowGex(
+    snap = FlowGex(
         symbol=fields[F_SYMBOL].decode(),
         as_of=as_of,
         underlying_price=float(fields[F_SPOT]),
@@ -144,6 +151,9 @@ def _snapshot(fields: Mapping[bytes, bytes], rows: list[Any], extra: dict[str, A
         endpoint_version=extra.get("endpoint_version"),
         data_as_of=_unpack_feeds(extra, as_of),
     )
+    if F_CALL_WALL in fields and F_PUT_WALL in fields:
+        attach_levels(snap, Levels(_opt_num(fields, F_CALL_WALL), _opt_num(fields, F_PUT_WALL)))
+    return snap
 
 
 def decode_fields(fields: Mapping[bytes, bytes], *, strikes: bool = True) -> FlowGex:

@@ -5,7 +5,9 @@ stored rule state, so replaying a history gives byte-identical events to the liv
   - `id` hashes (rule, symbol, expiry, as_of ms[, strikes]);
   - `fired_at` is the snapshot's `as_of` (the moment the data implied the alert; a live
     wall-clock time would make replay differ from live);
-  - cooldown and active_hours are judged on `as_of`, not on the wall clock.
+  - cooldown and active_hours are judged on `as_of`, not on the wall clock;
+  - every event's details carry the snapshot's levels (`rules.levels.details`): regime, flip
+    distance, call wall, put wall.
 An alert suppressed by cooldown or active_hours still advances the rule's state: the change
 has been seen, and it must not fire later (outside the window) as if it were new.
 """
@@ -20,6 +22,7 @@ import msgspec
 
 from gex_alertd.model import FIRING, AlertEvent, AlertStatus, FlowGex, iso_utc
 from gex_alertd.rules.base import Fired, RuleBase, RuleType
+from gex_alertd.rules.levels import details as level_details
 from gex_alertd.rules.registry import rule_type
 
 
@@ -173,5 +176,7 @@ class Engine:
             fired_at=as_of,
             summary=f.summary,
             status=f.status,
-            details=f.details,
+            # the levels first, so a rule's own key of the same name (a wall rule's
+            # `call_wall`) is what the alert says
+            details={**level_details(snap), **f.details},
         )

@@ -77,6 +77,12 @@ def levels(snap: FlowGex) -> Levels:
     return found
 
 
+def attach_levels(snap: FlowGex, found: Levels) -> None:
+    """Make `found` the levels of `snap` (read back from the stored scalar fields, which hold
+    exactly what `levels` worked out when the entry was written)."""
+    snap.__dict__[_LEVELS] = found
+
+
 def regime(snap: FlowGex) -> str | None:
     label = (snap.live_net_gex_label or "").strip().lower()
     return label if label in REGIMES else None

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gex_alertd.model import StrikeRow
 from gex_alertd.rules.base import ActiveHours
 from gex_alertd.rules.engine import Engine, RuleSlot, alert_id
 from tests.rules.factory import T0, snap
@@ -181,3 +182,20 @@ def test_state_of_another_type_starts_over() -> None:
 def test_run_helper_replays_like_live() -> None:
     rule = make_rule(type="flip_cross")
     assert len(run(rule, flips(at_seconds(0, 10, 20)))) == 2
+
+
+def test_every_event_carries_the_levels_in_its_details() -> None:
+    rows = [
+        StrikeRow(strike=98.0, call_gex=1e6, put_gex=-5e6),
+        StrikeRow(strike=103.0, call_gex=4e6, put_gex=-1e6),
+    ]
+    rule = make_rule(type="flip_cross", name="f")
+    first = snap(spot=99.0, flip=100.0, strikes=rows)
+    [(_, event)] = run(rule, [first, snap(at=1, spot=101.0, flip=100.0, net=-1)])
+    d = event.details
+    assert d["regime"] == "negative" and d["flip_distance_pct"] == 100.0 * (101 - 100) / 101
+    assert (d["call_wall"], d["put_wall"]) == (None, None)  # the firing snapshot has no rows
+    [(_, event)] = run(
+        rule, [snap(spot=99.0, flip=100.0), snap(at=1, spot=101.0, flip=100.0, strikes=rows)]
+    )
+    assert (event.details["call_wall"], event.details["put_wall"]) == (103.0, 98.0)
