@@ -32,9 +32,9 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gex_alertd import keys
 from gex_alertd.config import WebhookChannel
 from gex_alertd.model import AlertEvent, decode_alert, outbox_fields
-from gex_alertd.notify.outbox import STREAM
 from gex_alertd.notify.webhook import WebhookNotifier
 from tests.support.redis_server import RedisServer, free_port
 
@@ -117,7 +117,7 @@ async def run(rate: float, seconds: float, aof: bool) -> dict[str, object]:
                 200,
                 20,
                 lambda i: client.xadd(
-                    STREAM, outbox_fields(event(-1 - i, time.monotonic()), ["ops"])
+                    keys.ALERTS, outbox_fields(event(-1 - i, time.monotonic()), ["ops"])
                 ),
             )
             await asyncio.wait_for(done.wait(), 10)
@@ -145,7 +145,7 @@ async def run(rate: float, seconds: float, aof: bool) -> dict[str, object]:
 
             async def produce(i: int) -> None:
                 t = time.monotonic()
-                await client.xadd(STREAM, outbox_fields(event(i, t), ["ops"]))
+                await client.xadd(keys.ALERTS, outbox_fields(event(i, t), ["ops"]))
                 acked[f"bench:{i}"] = time.monotonic()
                 xadd.append(acked[f"bench:{i}"] - t)
 

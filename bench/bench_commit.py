@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.bench_replay import RULES, history
-from gex_alertd import store
+from gex_alertd import keys, store
 from gex_alertd.commit import Committer
 from gex_alertd.config import RedisConfig
 from tests.support.redis_server import RedisServer
@@ -65,7 +65,7 @@ async def one_mode(aof: bool, n: int, n_symbols: int) -> dict[str, Any]:
                 res = await committer.commit(s, None)
                 atomic.append(time.perf_counter() - t)
                 alerts += len(res.alerts)
-            outbox = await redis.xlen(store.ALERTS_KEY)
+            outbox = await redis.xlen(keys.ALERTS)
         finally:
             await redis.aclose()
             server.stop()

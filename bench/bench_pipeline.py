@@ -69,7 +69,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.replay_upstream import symbol_names
-from gex_alertd.store import snap_key
+from gex_alertd import keys
 from tests.support.redis_server import RedisServer, free_port
 
 KEY = "bench-key"
@@ -188,7 +188,7 @@ def stream_lengths(r: redis.Redis, symbols: list[str]) -> list[int]:
     """XLEN of every symbol's snapshot stream, in one pipelined round trip."""
     pipe = r.pipeline(transaction=False)
     for s in symbols:
-        pipe.xlen(snap_key(s))
+        pipe.xlen(keys.snap(s))
     return [int(n) for n in pipe.execute()]
 
 

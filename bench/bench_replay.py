@@ -40,7 +40,7 @@ import structlog
 from rich.console import Console
 from rich.table import Table
 
-from gex_alertd import store
+from gex_alertd import keys, store
 from gex_alertd.connections import Fields, entries
 from gex_alertd.model import FlowGex, StrikeRow
 from gex_alertd.replay import Replayer, ReplayOptions, run_replay
@@ -149,7 +149,7 @@ async def populate(
             for snap in islice(gen, CHUNK):
                 # XADD is typed for any field types; a dict's types cannot widen without a copy
                 fields = cast("dict[FieldT, EncodableT]", store.encode_fields(snap))
-                pipe.xadd(store.snap_key(sym), fields, id=store.entry_id(snap))
+                pipe.xadd(keys.snap(sym), fields, id=store.entry_id(snap))
             if len(pipe) < CHUNK:
                 pending.remove(entry)
             stored += len(pipe)
@@ -163,7 +163,7 @@ async def stage_read(redis: aioredis.Redis, symbols: list[str]) -> tuple[int, fl
     for sym in symbols:
         lo = "-"
         while True:
-            batch = entries(await redis.xrange(store.snap_key(sym), min=lo, max="+", count=2000))
+            batch = entries(await redis.xrange(keys.snap(sym), min=lo, max="+", count=2000))
             n += len(batch)
             if len(sample) < 5000:
                 sample += [f for _, f in batch[: 5000 - len(sample)]]

@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 from rich.console import Console
 from rich.table import Table
 
-from gex_alertd import store
+from gex_alertd import keys, store
 from gex_alertd.codec import decode_columns, encode_strikes
 from gex_alertd.config import RedisConfig, SimulatorOptions
 from gex_alertd.model import decode_flow_gex
@@ -74,7 +74,7 @@ async def measure(symbols: list[str], n: int, step_s: float = 15.0) -> dict[str,
                 snaps = [decode_flow_gex(b) for b in bodies]
                 for snap in snaps:
                     await store.write_snapshot(redis, snap, None, cfg)
-                key = store.snap_key(sym)
+                key = keys.snap(sym)
                 entries = await redis.xlen(key)
                 mem = await redis.memory_usage(key, samples=0)
                 assert mem is not None  # None only for a missing key

@@ -21,7 +21,7 @@ import msgspec
 import structlog
 
 from gex_alertd import config as config_mod
-from gex_alertd import redaction
+from gex_alertd import keys, redaction
 from gex_alertd.config import Config, ConfigError
 from gex_alertd.connections import REDIS_DOWN, connect, wait_until_reachable
 from gex_alertd.duties import Duties, SessionGate
@@ -33,7 +33,6 @@ from gex_alertd.pool import PollPool
 from gex_alertd.sources.backoff import Backoff
 from gex_alertd.sources.errors import AuthError
 from gex_alertd.sources.flowgex import FlowGexClient
-from gex_alertd.store import ALERTS_KEY
 
 log = structlog.get_logger()
 
@@ -357,7 +356,7 @@ class Daemon:
         alert_id = f"operator:upstream-auth:{exc.status}:{hour}"
         try:
             # one operator alert per hour and status, however many symbols fail
-            if not await self.redis.set(f"gex:operator:{alert_id}", 1, nx=True, ex=7200):
+            if not await self.redis.set(keys.operator_once(alert_id), 1, nx=True, ex=7200):
                 return
             now = iso_utc(datetime.now(UTC))
             event = AlertEvent(
@@ -372,7 +371,7 @@ class Daemon:
                 summary=f"Flow GEX upstream refused the API key (HTTP {exc.status}): {exc.message}",
                 details={"status": exc.status, "message": exc.message},
             )
-            await self.redis.xadd(ALERTS_KEY, outbox_fields(event, channels))
+            await self.redis.xadd(keys.ALERTS, outbox_fields(event, channels))
         except REDIS_DOWN as err:
             log.warning("could not enqueue operator alert", error=str(err))
 

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 import click
 
-from gex_alertd import capacity, redaction
+from gex_alertd import capacity, keys, redaction
 from gex_alertd import config as config_mod
 from gex_alertd.config import Config, ConfigError
 
@@ -200,11 +200,10 @@ def tail(
 async def _tail(
     cfg: Config, symbol: str | None, expiry: str | None, alerts: bool, last: int
 ) -> None:
-    from gex_alertd import store
     from gex_alertd.connections import connect, entries, read_entries
 
     redis = connect(cfg.redis.url, client_name="gex-alertd-tail")
-    key = store.ALERTS_KEY if alerts else store.snap_key(symbol or "", expiry)
+    key = keys.ALERTS if alerts else keys.snap(symbol or "", expiry)
     cursor = "$"
     try:
         if last:

@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 import structlog
 import zstandard
 
-from gex_alertd import store
+from gex_alertd import keys, store
 from gex_alertd.batching import ScriptBatcher
 from gex_alertd.codec import shuffle, unshuffle
 from gex_alertd.config import RedisConfig
@@ -62,14 +62,6 @@ class CommitResult(msgspec.Struct, frozen=True):
     suppressed: int = 0
 
 
-def cooldown_key(symbol: str, rule: str, expiry: str | None) -> str:
-    return store.symbol_key(symbol, f"cooldown:{rule}", expiry)
-
-
-def dedup_key(symbol: str, alert_id: str) -> str:
-    return store.symbol_key(symbol, f"alert:{alert_id}")
-
-
 class StoredState(msgspec.Struct):
     version: str  # '' when the hash does not exist yet
     last_ms: int | None
@@ -102,11 +94,7 @@ def build_args(
     each argument on its own (~25 us each in Python), and a commit has ~40 of them. Numbers go
     as strings, so Lua never formats a large one in exponent form."""
     ms = snap.as_of_ms
-    keys = [
-        store.snap_key(snap.symbol, expiry),
-        store.state_key(snap.symbol, expiry),
-        store.ALERTS_KEY,
-    ]
+    names = [keys.snap(snap.symbol, expiry), keys.state(snap.symbol, expiry), keys.ALERTS]
     fields: list[Any] = []
     for k, v in store.encode_fields(snap).items():
         key = _FIELD_NAMES.get(k)
@@ -118,9 +106,9 @@ def build_args(
         state += (RULE_PREFIX + name, _lua_str(engine.encode_slot(slot)))
     alerts: list[Any] = []
     for em in outcome.emitted:
-        keys += [
-            dedup_key(snap.symbol, em.event.id),
-            cooldown_key(snap.symbol, em.event.rule, expiry),
+        names += [
+            keys.alert_dedup(snap.symbol, em.event.id),
+            keys.cooldown(snap.symbol, em.event.rule, expiry),
         ]
         out: list[Any] = []
         for field, value in outbox_fields(em.event, em.channels).items():
@@ -128,7 +116,7 @@ def build_args(
         alerts.append([str(DEDUP_TTL_MS), str(em.cooldown_ms), em.event.id, out])
     trim = [str(x) for x in store.trim_args(redis_cfg, ms)]
     payload = _packer.encode([trim, fields, state, alerts])
-    return keys, [version, str(ms), payload]
+    return names, [version, str(ms), payload]
 
 
 _packer = msgspec.msgpack.Encoder()
@@ -190,7 +178,7 @@ class Committer:
 
     async def commit(self, snap: FlowGex, expiry: str | None) -> CommitResult:
         started = time.perf_counter()
-        skey = store.state_key(snap.symbol, expiry)
+        skey = keys.state(snap.symbol, expiry)
         stream = (snap.symbol, expiry)
         for attempt in range(1, self.max_attempts + 1):
             state = self._state.pop(stream, None)
@@ -201,10 +189,10 @@ class Committer:
                 return CommitResult(False, [])
             prev = await self._previous(snap, expiry, state.last_ms)
             outcome = self.engine.evaluate(state.slots, snap, prev, expiry)
-            keys, args = build_args(
+            names, args = build_args(
                 self.engine, snap, expiry, state.version, outcome, self.redis_cfg
             )
-            reply = await self._batcher.call(keys, args)
+            reply = await self._batcher.call(names, args)
             status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
             if status == "repeat":
                 return CommitResult(False, [])

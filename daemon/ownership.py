@@ -29,7 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import redis.asyncio as aioredis
 from msgspec import Struct
 
-MEMBERS_KEY = "gex:members"
+from gex_alertd import keys
+
 HEARTBEAT_S = 5.0
 TIMEOUT_S = 15.0
 
@@ -103,7 +104,7 @@ class Membership:
         me: str,
         *,
         timeout_s: float = TIMEOUT_S,
-        key: str = MEMBERS_KEY,
+        key: str = keys.MEMBERS,
     ) -> None:
         self.redis = redis
         self.me = me

@@ -32,9 +32,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from gex_alertd import store
+from gex_alertd import keys, store
 from gex_alertd.commands import CONFIG_OPTION, load_or_exit
-from gex_alertd.commit import DEDUP_TTL_MS, dedup_key
+from gex_alertd.commit import DEDUP_TTL_MS
 from gex_alertd.connections import entries
 from gex_alertd.model import FlowGex, PayloadError, as_ms, decode_flow_gex, outbox_fields
 from gex_alertd.rules.base import RuleBase
@@ -147,7 +147,7 @@ async def iter_stream_views(
     strike columns the rules read (`rules.columns.FIELDS`), decoded straight from the block:
     decoding 200 rows was most of a replay's time."""
     for symbol, expiry in targets:
-        key = store.snap_key(symbol, expiry)
+        key = keys.snap(symbol, expiry)
         lo = "-" if start_ms is None else f"{start_ms}-0"
         hi = "+" if end_ms is None else f"{end_ms}-18446744073709551615"
         while True:
@@ -390,8 +390,8 @@ async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Sta
             for em in pending:
                 fields = outbox_fields(em.event, em.channels)
                 flat = [x for kv in fields.items() for x in kv]
-                keys = [dedup_key(em.event.symbol, em.event.id), store.ALERTS_KEY]
-                sent += await script(keys=keys, args=[DEDUP_TTL_MS, *flat])
+                names = [keys.alert_dedup(em.event.symbol, em.event.id), keys.ALERTS]
+                sent += await script(keys=names, args=[DEDUP_TTL_MS, *flat])
         pending.clear()
 
     try:
@@ -420,7 +420,7 @@ async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Sta
                 targets = opts.targets or await store.stream_symbols(redis)
                 total = 0
                 for sym, exp in targets:
-                    total += await redis.xlen(store.snap_key(sym, exp))
+                    total += await redis.xlen(keys.snap(sym, exp))
                 task = progress.add_task("replaying streams", total=total or None)
                 jobs = opts.jobs or (1 if total < PARALLEL_ABOVE else (os.cpu_count() or 1))
                 jobs = max(1, min(jobs, len(targets)))
@@ -447,7 +447,7 @@ async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Sta
         if redis is not None:
             await redis.aclose()
     if opts.send:
-        err.print(f"enqueued {sent} alert(s) onto {store.ALERTS_KEY}", highlight=False)
+        err.print(f"enqueued {sent} alert(s) onto {keys.ALERTS}", highlight=False)
     return stats
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from gex_alertd import keys
 from gex_alertd.codec import (
     Arrays,
     BlockError,
@@ -30,9 +31,6 @@ from gex_alertd.model import FlowGex, iso_utc, strike_matrix
 from gex_alertd.rules.columns import FIELDS, attach, from_block
 from gex_alertd.rules.levels import Levels, attach_levels, levels
 
-ALERTS_KEY = "gex:alerts"
-DEAD_KEY = "gex:dead"
-
 # Field names in the stream entry; changing them breaks readers of existing data.
 F_AS_OF, F_SPOT, F_NET, F_LABEL = b"as_of", b"spot", b"net", b"label"
 F_FLIP, F_FLIP_STATUS, F_EXPIRY, F_SYMBOL, F_STRIKES = (
@@ -45,20 +43,6 @@ F_CALL_WALL, F_PUT_WALL = b"call_wall", b"put_wall"
 
 class StoredEntryError(ValueError):
     """A stream entry that cannot be decoded (written by something else, or corrupted)."""
-
-
-def symbol_key(symbol: str, kind: str, expiry: str | None = None) -> str:
-    """`gex:{SYM}:<kind>[:<expiry>]`: the `{SYM}` hash tag keeps a symbol's keys in one slot."""
-    base = f"gex:{{{symbol.upper()}}}:{kind}"
-    return f"{base}:{expiry}" if expiry else base
-
-
-def snap_key(symbol: str, expiry: str | None = None) -> str:
-    return symbol_key(symbol, "snap", expiry)
-
-
-def state_key(symbol: str, expiry: str | None = None) -> str:
-    return symbol_key(symbol, "state", expiry)
 
 
 def entry_id(snap: FlowGex) -> str:
@@ -212,7 +196,7 @@ async def write_snapshot(
     redis: aioredis.Redis, snap: FlowGex, expiry: str | None, cfg: RedisConfig
 ) -> bool:
     """Store one snapshot on its own (no rules). False when its as_of is not newer than the top."""
-    args: list[Any] = ["XADD", snap_key(snap.symbol, expiry), *trim_args(cfg, snap.as_of_ms)]
+    args: list[Any] = ["XADD", keys.snap(snap.symbol, expiry), *trim_args(cfg, snap.as_of_ms)]
     args.append(entry_id(snap))
     for k, v in encode_fields(snap).items():
         args += [k, v]
@@ -241,7 +225,7 @@ async def read_range(
     strikes: bool = True,
 ) -> AsyncIterator[FlowGex]:
     """Snapshots in as_of order between start_ms and end_ms (inclusive), paged."""
-    key = snap_key(symbol, expiry)
+    key = keys.snap(symbol, expiry)
     lo = "-" if start_ms is None else f"{start_ms}-0"
     hi = "+" if end_ms is None else f"{end_ms}-18446744073709551615"
     while True:
@@ -254,7 +238,7 @@ async def read_range(
 
 
 async def latest(redis: aioredis.Redis, symbol: str, expiry: str | None = None) -> FlowGex | None:
-    batch = entries(await redis.xrevrange(snap_key(symbol, expiry), count=1))
+    batch = entries(await redis.xrevrange(keys.snap(symbol, expiry), count=1))
     return decode_fields(batch[0][1]) if batch else None
 
 
@@ -265,7 +249,7 @@ async def latest_columns(
     view decoded straight from the block (5 columns as arrays, no row objects). The previous
     snapshot for rules that read strike data only through `rules.columns`, at a fraction of
     `latest`'s cost."""
-    batch = entries(await redis.xrevrange(snap_key(symbol, expiry), count=1))
+    batch = entries(await redis.xrevrange(keys.snap(symbol, expiry), count=1))
     if not batch:
         return None
     bare, block = decode_fields_columns(batch[0][1], FIELDS)
@@ -276,7 +260,7 @@ async def latest_columns(
 async def stream_symbols(redis: aioredis.Redis) -> list[tuple[str, str | None]]:
     """Every (symbol, expiry) with a snapshot stream, from a SCAN of the key space."""
     out = []
-    async for key in redis.scan_iter(match="gex:{*}:snap*", count=1000, _type="stream"):
+    async for key in redis.scan_iter(match=keys.SNAP_PATTERN, count=1000, _type="stream"):
         text = key.decode()
         sym = text[text.index("{") + 1 : text.index("}")]
         rest = text[text.index("}") + 1 :]

@@ -6,7 +6,7 @@ import msgspec
 import numpy as np
 import redis.asyncio as aioredis
 
-from gex_alertd import store
+from gex_alertd import keys, store
 from gex_alertd.commit import Committer, PrevCache, build_args, decode_state
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import entries, hash_fields
@@ -32,7 +32,7 @@ def above(at: int, **kw):
 
 
 async def outbox(redis: aioredis.Redis) -> list[dict[bytes, bytes]]:
-    return [fields for _id, fields in entries(await redis.xrange(store.ALERTS_KEY))]
+    return [fields for _id, fields in entries(await redis.xrange(keys.ALERTS))]
 
 
 async def test_first_snapshot_stores_and_a_cross_fires_once(redis: aioredis.Redis) -> None:
@@ -46,10 +46,10 @@ async def test_first_snapshot_stores_and_a_cross_fires_once(redis: aioredis.Redi
     assert event == r1.alerts[0]
     assert entry[b"id"] == event.id.encode() and entry[b"channels"] == b"desk,ops"
     assert entry[b"symbol"] == b"SPY"
-    ids = [i for i, _ in entries(await redis.xrange(store.snap_key("SPY")))]
+    ids = [i for i, _ in entries(await redis.xrange(keys.snap("SPY")))]
     assert ids == [f"{below(0).as_of_ms}-0".encode(), f"{above(1).as_of_ms}-0".encode()]
     assert [s async for s in store.read_range(redis, "SPY")] == [below(0), above(1)]
-    state = await redis.hgetall(store.state_key("SPY"))
+    state = await redis.hgetall(keys.state("SPY"))
     assert state[b"_v"] == b"2" and state[b"_last"] == str(above(1).as_of_ms).encode()
     assert await redis.exists(f"gex:{{SPY}}:alert:{event.id}")
 
@@ -58,12 +58,12 @@ async def test_repeat_and_older_snapshots_are_noops(redis: aioredis.Redis) -> No
     c = Committer(redis, [flip_rule()], CFG)
     await c.commit(below(0), None)
     await c.commit(above(2), None)
-    before = await redis.hgetall(store.state_key("SPY"))
+    before = await redis.hgetall(keys.state("SPY"))
     for s in (above(2), below(2), below(1), above(1)):
         r = await c.commit(s, None)
         assert not r.stored and r.alerts == []
-    assert await redis.hgetall(store.state_key("SPY")) == before
-    assert await redis.xlen(store.snap_key("SPY")) == 2
+    assert await redis.hgetall(keys.state("SPY")) == before
+    assert await redis.xlen(keys.snap("SPY")) == 2
     assert len(await outbox(redis)) == 1
 
 
@@ -86,20 +86,20 @@ async def test_expiry_filter_has_its_own_stream_and_state(redis: aioredis.Redis)
     await c.commit(above(0), None)  # the aggregated chain: a separate stream and state
     r = await c.commit(above(1, expiry=e), e)
     assert len(r.alerts) == 1 and r.alerts[0].expiry == e
-    assert await redis.xlen(store.snap_key("SPY", e)) == 2
-    assert await redis.xlen(store.snap_key("SPY")) == 1
-    assert await redis.exists(store.state_key("SPY", e), store.state_key("SPY")) == 2
+    assert await redis.xlen(keys.snap("SPY", e)) == 2
+    assert await redis.xlen(keys.snap("SPY")) == 1
+    assert await redis.exists(keys.state("SPY", e), keys.state("SPY")) == 2
 
 
 async def test_stale_version_is_a_conflict_and_writes_nothing(redis: aioredis.Redis) -> None:
     c = Committer(redis, [flip_rule()], CFG)
     await c.commit(below(0), None)
-    state = decode_state(c.engine, hash_fields(await redis.hgetall(store.state_key("SPY"))))
+    state = decode_state(c.engine, hash_fields(await redis.hgetall(keys.state("SPY"))))
     outcome = c.engine.evaluate(state.slots, above(1), None, None)
-    keys, args = build_args(c.engine, above(1), None, "41", outcome, CFG)
-    reply = await c._batcher.call(keys, args)
+    names, args = build_args(c.engine, above(1), None, "41", outcome, CFG)
+    reply = await c._batcher.call(names, args)
     assert reply[0] == b"conflict"
-    assert await redis.xlen(store.snap_key("SPY")) == 1 and await outbox(redis) == []
+    assert await redis.xlen(keys.snap("SPY")) == 1 and await outbox(redis) == []
 
 
 async def test_two_instances_commit_each_alert_once(redis: aioredis.Redis, redis_url: str) -> None:
@@ -126,19 +126,19 @@ async def test_interleaved_writers_retry_on_conflict(redis: aioredis.Redis, redi
         await a.commit(below(0), None)
         results = await asyncio.gather(*(x.commit(above(i), None) for i, x in ((1, a), (2, b))))
         assert sum(len(r.alerts) for r in results) == 1  # one cross, whoever saw it first
-        assert await redis.xlen(store.snap_key("SPY")) == 3
+        assert await redis.xlen(keys.snap("SPY")) == 3
     finally:
         await other.aclose()
 
 
 async def test_refused_stream_id_writes_nothing(redis: aioredis.Redis) -> None:
     # the stream was emptied but remembers a newer last ID: Redis refuses, and so do we
-    key = store.snap_key("SPY")
+    key = keys.snap("SPY")
     await redis.xadd(key, {"x": "1"}, id=f"{above(100).as_of_ms}-0")
     await redis.xtrim(key, maxlen=0)
     r = await Committer(redis, [flip_rule()], CFG).commit(below(0), None)
     assert not r.stored
-    assert not await redis.exists(store.state_key("SPY"))
+    assert not await redis.exists(keys.state("SPY"))
 
 
 async def test_oi_change_poll_reads_the_previous_snapshot_from_redis(redis: aioredis.Redis) -> None:
@@ -170,7 +170,7 @@ async def test_wiped_state_never_enqueues_an_alert_twice(redis: aioredis.Redis) 
     c = Committer(redis, [flip_rule()], CFG)
     await c.commit(below(0), None)
     [ev] = (await c.commit(above(1), None)).alerts
-    await redis.delete(store.state_key("SPY"), store.snap_key("SPY"))
+    await redis.delete(keys.state("SPY"), keys.snap("SPY"))
     c2 = Committer(redis, [flip_rule()], CFG)
     await c2.commit(below(0), None)
     r = await c2.commit(above(1), None)
@@ -192,7 +192,7 @@ async def test_trimming_applies(redis: aioredis.Redis) -> None:
     c = Committer(redis, [], cfg)
     for i in range(300):
         await c.commit(snap(at=i), None)
-    assert await redis.xlen(store.snap_key("SPY")) < 300
+    assert await redis.xlen(keys.snap("SPY")) < 300
 
 
 async def test_metrics_are_counted(redis: aioredis.Redis) -> None:
@@ -225,8 +225,8 @@ async def test_cached_state_yields_to_another_writer(redis: aioredis.Redis) -> N
     # a's cached state says "below": the version check refuses it, a re-reads and sees "above"
     r = await a.commit(above(2), None)
     assert r.stored and r.alerts == []
-    assert await redis.xlen(store.ALERTS_KEY) == 1
-    assert (await redis.hget(store.state_key("SPY"), "_v")) == b"3"
+    assert await redis.xlen(keys.ALERTS) == 1
+    assert (await redis.hget(keys.state("SPY"), "_v")) == b"3"
 
 
 def oi_rule():

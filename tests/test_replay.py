@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gex_alertd import store
+from gex_alertd import keys, store
 from gex_alertd.cli import main
 from gex_alertd.commit import Committer
 from gex_alertd.config import RedisConfig
@@ -129,9 +129,9 @@ async def test_send_enqueues_once(tmp_path: Path, redis: aioredis.Redis, redis_u
     res = await asyncio.to_thread(CliRunner().invoke, main, args)
     assert res.exit_code == 0, res.output
     assert "enqueued 4 alert(s)" in res.output
-    assert await redis.xlen(store.ALERTS_KEY) == 4
+    assert await redis.xlen(keys.ALERTS) == 4
     res = await asyncio.to_thread(CliRunner().invoke, main, args)
-    assert "enqueued 0 alert(s)" in res.output and await redis.xlen(store.ALERTS_KEY) == 4
+    assert "enqueued 0 alert(s)" in res.output and await redis.xlen(keys.ALERTS) == 4
 
 
 def test_replay_option_errors(tmp_path: Path, redis_url: str) -> None:
@@ -258,8 +258,7 @@ def test_replay_equals_live_commit(redis_url: str, history: list[FlowGex]) -> No
                 if i % 7 == 3:  # a restart: a new process with nothing in memory
                     c = Committer(client, PROP_RULES, RedisConfig(url=redis_url, retention=None))
             outbox = [
-                json.loads(f[b"event"])["id"]
-                for _i, f in entries(await client.xrange(store.ALERTS_KEY))
+                json.loads(f[b"event"])["id"] for _i, f in entries(await client.xrange(keys.ALERTS))
             ]
             assert outbox == committed
             stored = [x async for x in store.read_range(client, "SPY")]
@@ -309,7 +308,7 @@ async def test_corrupt_stored_entry_is_skipped(
     for s in snaps[:3]:
         await store.write_snapshot(redis, s, None, RedisConfig(retention=None))
     await redis.xadd(
-        store.snap_key("SPY"), {"symbol": "SPY", "strikes": b"garbage"}, id=f"{snaps[3].as_of_ms}-0"
+        keys.snap("SPY"), {"symbol": "SPY", "strikes": b"garbage"}, id=f"{snaps[3].as_of_ms}-0"
     )
     for s in snaps[4:]:
         await store.write_snapshot(redis, s, None, RedisConfig(retention=None))

@@ -31,25 +31,11 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from gex_alertd import redaction
+from gex_alertd import keys, redaction
 from gex_alertd.connections import entries
 from gex_alertd.model import AlertEvent, decode_alert, iso_utc
 
-STREAM = "gex:alerts"
-DEAD = "gex:dead"
 ATTEMPTS_TTL_MS = 7 * 86_400_000
-
-
-def group_name(channel: str) -> str:
-    return f"notify:{channel}"
-
-
-def marker_key(alert_id: str, channel: str) -> str:
-    return f"gex:sent:{alert_id}:{channel}"
-
-
-def attempts_key(alert_id: str, channel: str) -> str:
-    return f"gex:try:{alert_id}:{channel}"
 
 
 def _s(value: Any) -> str:
@@ -109,14 +95,14 @@ class Outbox:
     def __init__(self, redis: aioredis.Redis, channel: str, consumer: str, dedup_ttl_s: float):
         self.redis = redis
         self.channel = channel
-        self.group = group_name(channel)
+        self.group = keys.notify_group(channel)
         self.consumer = consumer
         self.dedup_ttl_ms = max(1, int(dedup_ttl_s * 1000))
 
     async def ensure_group(self) -> bool:
         """Create the group at `$` if it does not exist; True when it was created now."""
         try:
-            await self.redis.xgroup_create(STREAM, self.group, id="$", mkstream=True)
+            await self.redis.xgroup_create(keys.ALERTS, self.group, id="$", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" in str(exc):
                 return False
@@ -139,7 +125,7 @@ class Outbox:
         last = "0"
         while True:
             reply = await self.redis.xreadgroup(
-                self.group, self.consumer, {STREAM: last}, count=count
+                self.group, self.consumer, {keys.ALERTS: last}, count=count
             )
             batch = self._entries(reply)
             if not batch:
@@ -150,7 +136,7 @@ class Outbox:
     async def read_new(self, count: int, block_ms: int | None) -> list[Entry]:
         """New entries for this group; `block_ms=None` returns at once (no BLOCK)."""
         reply = await self.redis.xreadgroup(
-            self.group, self.consumer, {STREAM: ">"}, count=count, block=block_ms
+            self.group, self.consumer, {keys.ALERTS: ">"}, count=count, block=block_ms
         )
         return self._entries(reply)
 
@@ -160,7 +146,7 @@ class Outbox:
         start = "0-0"
         for _ in range(50):  # bounded: at most 50 x count entries per sweep
             reply = await self.redis.xautoclaim(
-                STREAM,
+                keys.ALERTS,
                 self.group,
                 self.consumer,
                 int(min_idle_s * 1000),
@@ -171,7 +157,7 @@ class Outbox:
             deleted = reply[2] if len(reply) > 2 else []
             out.extend(Entry.parse(eid, fields) for eid, fields in claimed)
             if deleted:  # gone from the stream: nothing to deliver, drop them from the PEL
-                await self.redis.xack(STREAM, self.group, *deleted)
+                await self.redis.xack(keys.ALERTS, self.group, *deleted)
             if nxt == "0-0":
                 break
             start = nxt
@@ -182,35 +168,37 @@ class Outbox:
         so another consumer's XAUTOCLAIM does not take them and send them twice."""
         if entry_ids:
             await self.redis.xclaim(
-                STREAM, self.group, self.consumer, 0, list(entry_ids), justid=True
+                keys.ALERTS, self.group, self.consumer, 0, list(entry_ids), justid=True
             )
 
     async def ack(self, entry_ids: Iterable[str]) -> None:
         ids = list(entry_ids)
         if ids:
-            await self.redis.xack(STREAM, self.group, *ids)
+            await self.redis.xack(keys.ALERTS, self.group, *ids)
 
     async def sent_already(self, alert_ids: Sequence[str]) -> list[bool]:
         if not alert_ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for aid in alert_ids:
-                pipe.exists(marker_key(aid, self.channel))
+                pipe.exists(keys.sent_marker(aid, self.channel))
             return [bool(x) for x in await pipe.execute()]
 
     async def mark_sent(self, entries: Sequence[tuple[str, str]]) -> None:
         """(entry_id, alert_id) pairs accepted by the receiver: marker + XACK + attempts reset."""
         async with self.redis.pipeline(transaction=True) as pipe:
             for _entry, alert_id in entries:
-                pipe.set(marker_key(alert_id, self.channel), b"1", nx=True, px=self.dedup_ttl_ms)
-                pipe.delete(attempts_key(alert_id, self.channel))
-            pipe.xack(STREAM, self.group, *[e for e, _ in entries])
+                pipe.set(
+                    keys.sent_marker(alert_id, self.channel), b"1", nx=True, px=self.dedup_ttl_ms
+                )
+                pipe.delete(keys.attempts(alert_id, self.channel))
+            pipe.xack(keys.ALERTS, self.group, *[e for e, _ in entries])
             await pipe.execute()
 
     async def bump_attempts(self, alert_ids: Sequence[str]) -> list[int]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for aid in alert_ids:
-                key = attempts_key(aid, self.channel)
+                key = keys.attempts(aid, self.channel)
                 pipe.incr(key)
                 pipe.pexpire(key, ATTEMPTS_TTL_MS)
             res = await pipe.execute()
@@ -222,7 +210,7 @@ class Outbox:
         async with self.redis.pipeline(transaction=True) as pipe:
             for e in entries:
                 pipe.xadd(
-                    DEAD,
+                    keys.DEAD,
                     {
                         "id": e.alert_id,
                         "channel": self.channel,
@@ -234,8 +222,8 @@ class Outbox:
                         "event": e.raw_event,
                     },
                 )
-                pipe.delete(attempts_key(e.alert_id, self.channel))
-            pipe.xack(STREAM, self.group, *[e.entry_id for e in entries])
+                pipe.delete(keys.attempts(e.alert_id, self.channel))
+            pipe.xack(keys.ALERTS, self.group, *[e.entry_id for e in entries])
             await pipe.execute()
 
     async def stats(self) -> tuple[int, float]:
@@ -250,9 +238,9 @@ async def ensure_groups(redis: aioredis.Redis, channels: Iterable[str]) -> None:
 
 
 async def group_stats(redis: aioredis.Redis, channel: str) -> tuple[int, float]:
-    group = group_name(channel)
+    group = keys.notify_group(channel)
     try:
-        groups = await redis.xinfo_groups(STREAM)
+        groups = await redis.xinfo_groups(keys.ALERTS)
     except ResponseError:  # no stream yet
         return 0, 0.0
     info = next((g for g in groups if _s(g.get("name")) == group), None)
@@ -263,12 +251,12 @@ async def group_stats(redis: aioredis.Redis, channel: str) -> tuple[int, float]:
     unread_n = int(unread) if unread is not None else 0
     oldest: int | None = None
     if pel:
-        summary = await redis.xpending(STREAM, group)
+        summary = await redis.xpending(keys.ALERTS, group)
         if summary and summary.get("min"):
             oldest = id_ms(_s(summary["min"]))
     if oldest is None and unread_n:
         last = _s(info.get("last-delivered-id") or "0-0")
-        nxt = await redis.xrange(STREAM, min=f"({last}", count=1)
+        nxt = await redis.xrange(keys.ALERTS, min=f"({last}", count=1)
         if nxt:
             oldest = id_ms(_s(nxt[0][0]))
     age = max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0
@@ -288,18 +276,18 @@ async def trim(
     longer configured (`notify:<gone>`) do not hold trimming back; other groups on the stream
     (not ours) do. Returns the MINID used, or None when nothing could be trimmed."""
     try:
-        groups = await redis.xinfo_groups(STREAM)
+        groups = await redis.xinfo_groups(keys.ALERTS)
     except ResponseError:
         return None
     now_s = time.time() if now_s is None else now_s
     floor = (max(0, int((now_s - keep_s) * 1000)), 0)
-    ours = {group_name(c) for c in channels}
+    ours = {keys.notify_group(c) for c in channels}
     for g in groups:
         name = _s(g.get("name"))
-        if name.startswith("notify:") and name not in ours:
+        if name.startswith(keys.NOTIFY_GROUP_PREFIX) and name not in ours:
             continue
         if int(g.get("pending") or 0):
-            summary = await redis.xpending(STREAM, name)
+            summary = await redis.xpending(keys.ALERTS, name)
             need = _parse_id(_s(summary["min"]))
         else:
             ms, seq = _parse_id(_s(g.get("last-delivered-id") or "0-0"))
@@ -308,13 +296,13 @@ async def trim(
     if floor <= (0, 0):
         return None
     minid = f"{floor[0]}-{floor[1]}"
-    await redis.xtrim(STREAM, minid=minid, approximate=True)
+    await redis.xtrim(keys.ALERTS, minid=minid, approximate=True)
     return minid
 
 
 async def list_dead(redis: aioredis.Redis, count: int = 1000) -> list[DeadLetter]:
     out = []
-    for dead_id, fields in entries(await redis.xrange(DEAD, count=count)):
+    for dead_id, fields in entries(await redis.xrange(keys.DEAD, count=count)):
         f = {_s(k): v for k, v in fields.items()}
         raw = f.get("event", b"")
         out.append(
@@ -339,11 +327,11 @@ async def retry_dead(redis: aioredis.Redis, dead: Sequence[DeadLetter]) -> list[
     for d in dead:
         async with redis.pipeline(transaction=True) as pipe:
             pipe.xadd(
-                STREAM,
+                keys.ALERTS,
                 {"id": d.alert_id, "channels": d.channel, "symbol": d.symbol, "event": d.event},
             )
-            pipe.xdel(DEAD, d.dead_id)
-            pipe.delete(attempts_key(d.alert_id, d.channel))
+            pipe.xdel(keys.DEAD, d.dead_id)
+            pipe.delete(keys.attempts(d.alert_id, d.channel))
             res = await pipe.execute()
         new_ids.append(_s(res[0]))
     return new_ids
@@ -354,13 +342,13 @@ async def pending_entries(
 ) -> list[dict[str, Any]]:
     """This channel's PEL: entry id, consumer, idle seconds, deliveries, alert id."""
     try:
-        rows = await redis.xpending_range(STREAM, group_name(channel), "-", "+", count)
+        rows = await redis.xpending_range(keys.ALERTS, keys.notify_group(channel), "-", "+", count)
     except ResponseError:
         return []
     out = []
     for r in rows:
         eid = _s(r["message_id"])
-        got = entries(await redis.xrange(STREAM, min=eid, max=eid))
+        got = entries(await redis.xrange(keys.ALERTS, min=eid, max=eid))
         alert_id = _s(got[0][1].get(b"id", b"")) if got else "(deleted)"
         out.append(
             {

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis.asyncio as aioredis
 
-from gex_alertd import store
+from gex_alertd import keys, store
 from gex_alertd.config import RedisConfig, WatchTarget
 from gex_alertd.pipeline import Poller
 from gex_alertd.sources.backoff import Backoff
@@ -94,7 +94,7 @@ async def test_bad_upstream_answers_store_nothing_and_back_off(redis, reply):
         finally:
             await client.close()
     assert commit.calls == 0
-    assert await redis.exists(store.snap_key("SPY")) == 0
+    assert await redis.exists(keys.snap("SPY")) == 0
     assert poller.last_error
 
 
@@ -185,7 +185,7 @@ async def test_redis_refusing_writes_backs_off_and_says_why(private_redis):
                 poller.next_attempt = 0.0  # the backoff has run out
                 up.push(Reply.json(flow_gex_body("SPY", as_of=T0 + timedelta(seconds=15))))
                 assert await poller.poll() == "stored"
-                assert not poller.pending and await redis.xlen(store.snap_key("SPY")) == 2
+                assert not poller.pending and await redis.xlen(keys.snap("SPY")) == 2
             finally:
                 await client.close()
     finally:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from gex_alertd import store
+from gex_alertd import keys
 from gex_alertd.config import SimulatorOptions
 from gex_alertd.connections import entries
 from gex_alertd.sources.simulator.clock import ManualClock
@@ -105,7 +105,7 @@ class Stepper:
         as_of = self.clock.start + timedelta(seconds=math.floor(self.clock.now() + 1e-9))
         want = int(as_of.timestamp() * 1000)
         for sym in SYMBOLS:
-            last = entries(await self.r.xrevrange(store.snap_key(sym), count=1))
+            last = entries(await self.r.xrevrange(keys.snap(sym), count=1))
             if not last or int(last[0][0].split(b"-")[0]) < want:
                 return False
         return True

@@ -14,8 +14,8 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from gex_alertd import config as config_mod
+from gex_alertd import keys
 from gex_alertd.model import AlertEvent, outbox_fields
-from gex_alertd.notify.outbox import STREAM
 from tests.support.redis_server import free_port
 from tests.support.wait import eventually
 
@@ -120,7 +120,7 @@ def make_config(channels: dict[str, Any], redis_url: str, **outbox: Any) -> conf
 
 
 async def enqueue(redis: aioredis.Redis, event: AlertEvent, channels: list[str]) -> str:
-    eid = await redis.xadd(STREAM, outbox_fields(event, channels))
+    eid = await redis.xadd(keys.ALERTS, outbox_fields(event, channels))
     return eid.decode() if isinstance(eid, bytes) else eid
 
 
@@ -131,5 +131,5 @@ async def enqueue_together(
     reads them all in one batch however slowly this process runs."""
     pipe = redis.pipeline(transaction=True)
     for event in events:
-        pipe.xadd(STREAM, outbox_fields(event, channels))
+        pipe.xadd(keys.ALERTS, outbox_fields(event, channels))
     await pipe.execute()

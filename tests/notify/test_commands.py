@@ -11,8 +11,9 @@ import redis.asyncio as aioredis
 import yaml
 from aiohttp import web
 
+from gex_alertd import keys
 from gex_alertd.connections import entries
-from gex_alertd.notify.outbox import DEAD, STREAM, group_name, list_dead
+from gex_alertd.notify.outbox import list_dead
 from tests.notify.support import SECRET, Receiver, alert, enqueue
 
 
@@ -70,12 +71,12 @@ async def test_outbox_lists_pending_and_dead_and_retries(
     cfg = write_config(
         tmp_path, redis_url, {"ops": {"type": "webhook", "url": "http://127.0.0.1:9/x"}}
     )
-    await redis.xgroup_create(STREAM, group_name("ops"), id="$", mkstream=True)
+    await redis.xgroup_create(keys.ALERTS, keys.notify_group("ops"), id="$", mkstream=True)
     await enqueue(redis, alert(1), ["ops"])
-    await redis.xreadgroup(group_name("ops"), "host:main", {STREAM: ">"})
+    await redis.xreadgroup(keys.notify_group("ops"), "host:main", {keys.ALERTS: ">"})
     await enqueue(redis, alert(2), ["ops"])
     await redis.xadd(
-        DEAD,
+        keys.DEAD,
         {"id": alert(3).id, "channel": "ops", "symbol": "SPY", "reason": "HTTP 410: gone",
          "attempts": "1", "entry": "1-0", "failed_at": "2026-11-24T15:00:00.000Z",
          "event": b'{"id":"x"}'},
@@ -92,6 +93,6 @@ async def test_outbox_lists_pending_and_dead_and_retries(
     rc, out = await cli("outbox", "-c", cfg, "retry", dead.dead_id)
     assert rc == 0, out
     assert "1 dead letter(s) requeued" in out
-    assert await redis.xlen(DEAD) == 0
-    last = entries(await redis.xrevrange(STREAM, count=1))[0][1]
+    assert await redis.xlen(keys.DEAD) == 0
+    last = entries(await redis.xrevrange(keys.ALERTS, count=1))[0][1]
     assert last[b"id"] == alert(3).id.encode() and last[b"channels"] == b"ops"

@@ -9,11 +9,12 @@ import msgspec
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from gex_alertd import keys
 from gex_alertd.connections import entries, read_entries
 from gex_alertd.model import outbox_fields
 from gex_alertd.notify.base import Ok
 from gex_alertd.notify.dispatch import Dispatcher
-from gex_alertd.notify.outbox import DEAD, STREAM, group_name, list_dead, marker_key
+from gex_alertd.notify.outbox import list_dead
 from gex_alertd.ops import metrics
 from tests.notify.support import SECRET, Receiver, alert, enqueue, enqueue_together, make_config
 from tests.support.wait import eventually
@@ -48,8 +49,8 @@ async def test_routes_filters_and_delivers_each_alert_once(
             return h["ops"]["pending"] == 0 and h["desk"]["pending"] == 0
 
         await eventually(acked, "ops and desk acked every entry")
-        assert await redis.exists(marker_key(alert(1).id, "ops"))
-        assert not await redis.exists(marker_key(alert(2, "QQQ").id, "desk"))
+        assert await redis.exists(keys.sent_marker(alert(1).id, "ops"))
+        assert not await redis.exists(keys.sent_marker(alert(2, "QQQ").id, "desk"))
         assert metrics.OUTBOX_PENDING.labels("ops")._value.get() == 0
     finally:
         await d.stop()
@@ -89,7 +90,7 @@ async def test_marker_prevents_a_second_send(redis: aioredis.Redis, redis_url: s
     d = Dispatcher(redis, make_config({"ops": hook(rx.url)}, redis_url), consumer="t1")
     await d.start()
     try:
-        await redis.set(marker_key(alert(1).id, "ops"), 1)  # "sent before the crash"
+        await redis.set(keys.sent_marker(alert(1).id, "ops"), 1)  # "sent before the crash"
         await enqueue(redis, alert(1), ["ops"])
         await enqueue(redis, alert(2), ["ops"])
         await rx.wait_for(1)
@@ -134,7 +135,7 @@ async def test_permanent_failures_dead_letter_without_blocking_others(
         await good.wait_for(4)
 
         async def all_dead() -> bool:
-            return await redis.xlen(DEAD) == 8
+            return await redis.xlen(keys.DEAD) == 8
 
         await eventually(all_dead, "8 dead letters")
         dead = await list_dead(redis)
@@ -160,12 +161,14 @@ async def test_malformed_entry_goes_to_dead_letters(redis: aioredis.Redis, redis
     d = Dispatcher(redis, make_config({"ops": hook(rx.url)}, redis_url), consumer="t1")
     await d.start()
     try:
-        await redis.xadd(STREAM, {"id": "x1", "channels": "ops", "symbol": "SPY", "event": "{"})
+        await redis.xadd(
+            keys.ALERTS, {"id": "x1", "channels": "ops", "symbol": "SPY", "event": "{"}
+        )
         await enqueue(redis, alert(1), ["ops"])
         await rx.wait_for(1)
 
         async def dead() -> bool:
-            return await redis.xlen(DEAD) == 1
+            return await redis.xlen(keys.DEAD) == 1
 
         await eventually(dead, "1 dead letter")
         (d1,) = await list_dead(redis)
@@ -180,11 +183,13 @@ async def test_stuck_entries_of_a_dead_consumer_are_claimed(
 ) -> None:
     rx = await Receiver().start()
     cfg = make_config({"ops": hook(rx.url)}, redis_url, claim_idle="200ms")
-    await redis.xgroup_create(STREAM, group_name("ops"), id="$", mkstream=True)
+    await redis.xgroup_create(keys.ALERTS, keys.notify_group("ops"), id="$", mkstream=True)
     for i in range(3):
         await enqueue(redis, alert(i), ["ops"])
     # another daemon read them and died before sending
-    got = read_entries(await redis.xreadgroup(group_name("ops"), "ghost", {STREAM: ">"}, count=10))
+    got = read_entries(
+        await redis.xreadgroup(keys.notify_group("ops"), "ghost", {keys.ALERTS: ">"}, count=10)
+    )
     assert len(got[0][1]) == 3
     d = Dispatcher(redis, cfg, consumer="t2")
     await d.start()
@@ -213,7 +218,7 @@ async def test_stop_leaves_undelivered_entries_for_the_next_run(
     await enqueue_together(redis, [alert(i) for i in range(3)], ["ops"])
     await rx.wait_for(1, status=None)
     await d.stop(drain_timeout=0.2)  # the first send is in flight: cancelled, not acked
-    pending = await redis.xpending(STREAM, group_name("ops"))
+    pending = await redis.xpending(keys.ALERTS, keys.notify_group("ops"))
     assert pending["pending"] == 3
     release.set()
     rx.hits.clear()
@@ -285,7 +290,7 @@ async def test_secrets_never_reach_logs_or_dead_letters(
             await enqueue(redis, alert(1), ["down", "broken"])
 
             async def both_dead() -> bool:
-                return await redis.xlen(DEAD) == 2
+                return await redis.xlen(keys.DEAD) == 2
 
             await eventually(both_dead, "2 dead letters")
         finally:
@@ -305,16 +310,16 @@ async def test_trim_keeps_what_any_group_still_needs(redis: aioredis.Redis) -> N
     await ensure_groups(redis, ["a", "b", "gone"])
     ids = [await enqueue(redis, alert(i), ["a", "b"]) for i in range(300)]
     # a has read and acked everything, b holds entry 150 pending, "gone" is no longer configured
-    got = read_entries(await redis.xreadgroup(group_name("a"), "c", {STREAM: ">"}))
-    await redis.xack(STREAM, group_name("a"), *[e for e, _ in got[0][1]])
-    got = read_entries(await redis.xreadgroup(group_name("b"), "c", {STREAM: ">"}))
-    await redis.xack(STREAM, group_name("b"), *[e for e, _ in got[0][1][:150]])
+    got = read_entries(await redis.xreadgroup(keys.notify_group("a"), "c", {keys.ALERTS: ">"}))
+    await redis.xack(keys.ALERTS, keys.notify_group("a"), *[e for e, _ in got[0][1]])
+    got = read_entries(await redis.xreadgroup(keys.notify_group("b"), "c", {keys.ALERTS: ">"}))
+    await redis.xack(keys.ALERTS, keys.notify_group("b"), *[e for e, _ in got[0][1][:150]])
     now = 1e12  # far future: the retention does not protect anything
     minid = await trim(redis, ["a", "b"], keep_s=60, now_s=now)
     assert minid == ids[150]
-    first = entries(await redis.xrange(STREAM, count=1))[0][0].decode()
+    first = entries(await redis.xrange(keys.ALERTS, count=1))[0][0].decode()
     assert _parse_id(first) <= _parse_id(ids[150])  # approximate: never past what is needed
-    assert await redis.xlen(STREAM) < 300
+    assert await redis.xlen(keys.ALERTS) < 300
     # the recent-history floor wins when it is older
     assert await trim(redis, ["a", "b"], keep_s=60, now_s=0) is None
 
@@ -355,7 +360,7 @@ async def test_dead_letter_retried_is_delivered_once(redis: aioredis.Redis, redi
         await other.wait_for(1)
 
         async def dead() -> bool:
-            return await redis.xlen(DEAD) == 1
+            return await redis.xlen(keys.DEAD) == 1
 
         await eventually(dead, "1 dead letter")
         await retry_dead(redis, await list_dead(redis))
@@ -368,7 +373,7 @@ async def test_dead_letter_retried_is_delivered_once(redis: aioredis.Redis, redi
         # once both channels acked everything, no further send can come
         await eventually(settled, "ops and other acked every entry")
         assert rx.ids() == [alert(1).id] and other.ids() == [alert(1).id]
-        assert await redis.xlen(DEAD) == 0
+        assert await redis.xlen(keys.DEAD) == 0
     finally:
         await d.stop()
         await rx.stop()
@@ -386,11 +391,11 @@ async def test_stop_drains_alerts_not_read_yet(redis: aioredis.Redis, redis_url:
         # more than one XREADGROUP batch, enqueued in one go right before the stop
         pipe = redis.pipeline(transaction=False)
         for i in range(count):
-            pipe.xadd(STREAM, outbox_fields(alert(i), ["ops"]))
+            pipe.xadd(keys.ALERTS, outbox_fields(alert(i), ["ops"]))
         await pipe.execute()
         await d.stop(drain_timeout=30)
         assert sorted(rx.ids()) == sorted(alert(i).id for i in range(count))
-        pending = await redis.xpending(STREAM, group_name("ops"))
+        pending = await redis.xpending(keys.ALERTS, keys.notify_group("ops"))
         assert pending["pending"] == 0
     finally:
         await rx.stop()

@@ -15,7 +15,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gex_alertd import codec, store
+from gex_alertd import codec, keys, store
 from gex_alertd.codec import (
     BlockError,
     decode_columns,
@@ -128,7 +128,7 @@ async def test_repeated_as_of_is_stored_once(redis):
     assert await store.write_snapshot(redis, snap, None, cfg) is False
     older = msgspec.structs.replace(snap, as_of=snap.as_of - timedelta(seconds=15))
     assert await store.write_snapshot(redis, older, None, cfg) is False
-    assert await redis.xlen(store.snap_key("SPY")) == 1
+    assert await redis.xlen(keys.snap("SPY")) == 1
 
 
 async def test_entry_is_readable_with_plain_xrange(redis):
@@ -171,7 +171,7 @@ async def test_length_based_trimming(redis):
             await store.write_snapshot(
                 redis, make_snapshot(1, as_of=t0 + timedelta(seconds=i)), None, cfg
             )
-        n = await redis.xlen(store.snap_key("SPY"))
+        n = await redis.xlen(keys.snap("SPY"))
         assert 20 <= n <= 30
     finally:
         await redis.config_set("stream-node-max-entries", 100)

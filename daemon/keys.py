@@ -1,0 +1,67 @@
+"""Every Redis key name the daemon reads or writes (contract: design.md "Redis layout").
+
+One place per key: no other module spells a `gex:` string. Per-symbol keys carry the `{SYM}`
+hash tag so everything one commit touches stays in one Redis Cluster slot. This module only
+builds names; it must never talk to Redis.
+"""
+
+from __future__ import annotations
+
+# --- global keys ---------------------------------------------------------------------------
+ALERTS = "gex:alerts"  # the outbox stream: one consumer group per channel
+DEAD = "gex:dead"  # dead letters: an outbox entry, its channel and the redacted reason
+MEMBERS = "gex:members"  # live daemons (sorted set, score = last heartbeat ms)
+SILENCES = "gex:silences"  # operator silences, matched at delivery
+
+SNAP_PATTERN = "gex:{*}:snap*"  # SCAN match for every snapshot stream
+
+
+# --- per symbol ----------------------------------------------------------------------------
+def symbol_key(symbol: str, kind: str, expiry: str | None = None) -> str:
+    """`gex:{SYM}:<kind>[:<expiry>]`: the `{SYM}` hash tag keeps a symbol's keys in one slot."""
+    base = f"gex:{{{symbol.upper()}}}:{kind}"
+    return f"{base}:{expiry}" if expiry else base
+
+
+def snap(symbol: str, expiry: str | None = None) -> str:
+    """The snapshot stream of a symbol (and expiry filter)."""
+    return symbol_key(symbol, "snap", expiry)
+
+
+def state(symbol: str, expiry: str | None = None) -> str:
+    """The rule state hash of a symbol (and expiry filter)."""
+    return symbol_key(symbol, "state", expiry)
+
+
+def cooldown(symbol: str, rule: str, expiry: str | None) -> str:
+    """`SET NX PX cooldown`: while it lives, the rule does not fire again for this stream."""
+    return symbol_key(symbol, f"cooldown:{rule}", expiry)
+
+
+def alert_dedup(symbol: str, alert_id: str) -> str:
+    """`SET NX PX`: an alert id is enqueued once, by the live path or by `replay --send`."""
+    return symbol_key(symbol, f"alert:{alert_id}")
+
+
+# --- delivery ------------------------------------------------------------------------------
+NOTIFY_GROUP_PREFIX = "notify:"
+
+
+def notify_group(channel: str) -> str:
+    """The consumer group of a channel on the outbox stream."""
+    return f"{NOTIFY_GROUP_PREFIX}{channel}"
+
+
+def sent_marker(alert_id: str, channel: str) -> str:
+    """Set with the XACK once the receiver accepted: a redelivery is acked without sending."""
+    return f"gex:sent:{alert_id}:{channel}"
+
+
+def attempts(alert_id: str, channel: str) -> str:
+    """Delivery attempts of one alert to one channel, counted across restarts."""
+    return f"gex:try:{alert_id}:{channel}"
+
+
+def operator_once(alert_id: str) -> str:
+    """`SET NX EX`: an operator alert id is enqueued once however many targets raise it."""
+    return f"gex:operator:{alert_id}"
