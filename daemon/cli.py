@@ -17,11 +17,12 @@ def _register() -> None:
     # Each command lives next to the code it drives; this is the one place that lists them.
     from gex_alertd.commands import check, run, tail
     from gex_alertd.notify.commands import notify_test, outbox
+    from gex_alertd.notify.silence_command import silence
     from gex_alertd.replay import replay
     from gex_alertd.schema import schema
     from gex_alertd.sources.simulator.command import simulate
 
-    for cmd in (run, check, simulate, replay, tail, notify_test, outbox, schema):
+    for cmd in (run, check, simulate, replay, tail, notify_test, outbox, silence, schema):
         main.add_command(cmd)
 
 

@@ -1,0 +1,253 @@
+"""Silences, as in Alertmanager: "do not deliver alerts matching these fields until then".
+
+A silence has exact-match matchers (`rule`, `symbol`, `severity`, `channel`, `type`; each
+optional, at least one set; every set one must equal the alert's), a start, an end and a
+comment. They live in one Redis hash (`gex:silences`, field = id, value = the JSON below) so
+every daemon sharing the Redis honours them, and they are matched at delivery: a silenced alert
+is acknowledged and recorded as silenced, never sent and never lost (see notify/dispatch.py).
+
+Time: a silence starts and ends on the Redis server's clock (`TIME`), never a client's: `add`
+and `expire` stamp it with the server's now, the daemon matches against the server's now (its
+offset from the local clock is measured at each read), and `prune` deletes silences that ended
+more than `RETENTION_S` ago by the server's clock. A client with a skewed clock can therefore
+neither end a silence early nor keep one alive. Expired silences stop matching at once and stay
+listed (`silence list --all`) until pruned.
+
+Edge cases:
+- a silence with no matcher would silence everything: refused, as Alertmanager does;
+- matchers compare exactly; `symbol` is upper-cased on creation like the watchlist;
+- `starts_at` in the future makes a pending silence (it matches from then on);
+- `expire` on an expired silence changes nothing; on an unknown id it is an error;
+- an entry that does not decode (written by hand, a newer version) is skipped with a warning,
+  never a crash, and is pruned like the others only if it can be read.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+
+from gex_alertd.model import AlertEvent
+
+log = structlog.get_logger(__name__)
+
+KEY = "gex:silences"
+RETENTION_S = 5 * 86400.0  # expired silences stay listed this long (Alertmanager keeps 120 h)
+MAX_SILENCES = 10_000  # bounded: a flood of `add` cannot grow the hash without end
+MAX_DURATION_S = 366 * 86400.0
+MAX_TEXT = 1000  # comment and created_by
+MAX_MATCHER = 200
+
+Status = Literal["active", "pending", "expired"]
+MATCHER_FIELDS = ("rule", "symbol", "severity", "channel", "type")
+
+
+class SilenceError(ValueError):
+    """A request that cannot be a silence (no matcher, bad duration, unknown id...)."""
+
+
+class Matchers(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    rule: str | None = None
+    symbol: str | None = None
+    severity: Literal["info", "warning", "critical"] | None = None
+    channel: str | None = None
+    type: str | None = None
+
+    def problems(self) -> list[str]:
+        out = []
+        if all(getattr(self, f) is None for f in MATCHER_FIELDS):
+            out.append(
+                f"at least one matcher ({', '.join(MATCHER_FIELDS)}): none would silence all"
+            )
+        for f in MATCHER_FIELDS:
+            value = getattr(self, f)
+            if value is not None and not (0 < len(value) <= MAX_MATCHER):
+                out.append(f"matchers.{f}: 1 to {MAX_MATCHER} characters")
+        return out
+
+    def matches(self, event: AlertEvent, channel: str) -> bool:
+        return (
+            (self.rule is None or self.rule == event.rule)
+            and (self.symbol is None or self.symbol == event.symbol)
+            and (self.severity is None or self.severity == event.severity)
+            and (self.channel is None or self.channel == channel)
+            and (self.type is None or self.type == event.type)
+        )
+
+    def describe(self) -> str:
+        return " ".join(f"{f}={getattr(self, f)}" for f in MATCHER_FIELDS if getattr(self, f))
+
+
+class Silence(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    matchers: Matchers
+    starts_at: datetime
+    ends_at: datetime
+    comment: str = ""
+    created_by: str = ""
+    created_at: datetime | None = None
+
+    def status(self, now: datetime) -> Status:
+        if now >= self.ends_at:
+            return "expired"
+        if now < self.starts_at:
+            return "pending"
+        return "active"
+
+
+def is_silenced(
+    silences: Iterable[Silence], event: AlertEvent, channel: str, now: datetime
+) -> Silence | None:
+    """The first active silence matching `event` delivered to `channel` at `now`, or None.
+    Pure: the caller passes the silences and the (server) time."""
+    for s in silences:
+        if s.starts_at <= now < s.ends_at and s.matchers.matches(event, channel):
+            return s
+    return None
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Silence)
+
+
+def encode(silence: Silence) -> bytes:
+    return _encoder.encode(silence)
+
+
+def decode(raw: bytes | str) -> Silence:
+    return _decoder.decode(raw)
+
+
+def normalize(matchers: Matchers) -> Matchers:
+    if matchers.symbol is not None:
+        return msgspec.structs.replace(matchers, symbol=matchers.symbol.strip().upper())
+    return matchers
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class SilenceStore:
+    """The silences on Redis. Every read measures the server clock's offset from ours, so
+    `now()` (and matching) follows the server, not this host."""
+
+    def __init__(self, redis: aioredis.Redis, key: str = KEY) -> None:
+        self.redis = redis
+        self.key = key
+        self.offset_s = 0.0  # server clock minus local clock, from the last read
+
+    async def server_now(self) -> datetime:
+        sec, usec = await self.redis.time()
+        server = sec + usec / 1e6
+        self.offset_s = server - time.time()
+        return _utc(server)
+
+    def now(self) -> datetime:
+        """The server's time as last measured, advanced by the local clock."""
+        return _utc(time.time() + self.offset_s)
+
+    async def add(
+        self,
+        matchers: Matchers,
+        duration_s: float,
+        *,
+        comment: str = "",
+        created_by: str = "",
+        starts_at: datetime | None = None,
+    ) -> Silence:
+        """A new silence from `starts_at` (default: the server's now) for `duration_s`."""
+        matchers = normalize(matchers)
+        problems = matchers.problems()
+        if not (0 < duration_s <= MAX_DURATION_S):
+            problems.append(f"duration: more than 0 and at most 366d, got {duration_s:g}s")
+        for name, text in (("comment", comment), ("created_by", created_by)):
+            if len(text) > MAX_TEXT:
+                problems.append(f"{name}: at most {MAX_TEXT} characters")
+        if problems:
+            raise SilenceError("; ".join(problems))
+        await self.prune()  # cleanup rides on the writes: no duty of its own
+        if await self.redis.hlen(self.key) >= MAX_SILENCES:
+            raise SilenceError(f"too many silences (at most {MAX_SILENCES}); expire some")
+        now = await self.server_now()
+        start = starts_at or now
+        silence = Silence(
+            id=str(uuid.uuid4()),
+            matchers=matchers,
+            starts_at=start,
+            ends_at=start + timedelta(seconds=duration_s),
+            comment=comment,
+            created_by=created_by,
+            created_at=now,
+        )
+        await self.redis.hset(self.key, silence.id, encode(silence))
+        return silence
+
+    async def get(self, silence_id: str) -> Silence | None:
+        raw = await self.redis.hget(self.key, silence_id)
+        return None if raw is None else decode(raw)
+
+    async def all(self) -> list[Silence]:
+        """Every readable silence, ordered by start; the server time is measured alongside."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.hgetall(self.key)
+            (sec, usec), raw = await pipe.execute()
+        self.offset_s = sec + usec / 1e6 - time.time()
+        out = []
+        for sid, value in raw.items():
+            try:
+                out.append(decode(value))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                log.warning("unreadable silence skipped", id=_s(sid), error=str(exc))
+        return sorted(out, key=lambda s: (s.starts_at, s.id))
+
+    async def active(self) -> tuple[list[Silence], datetime]:
+        """The silences that are not expired, and the server's now they were judged at."""
+        silences = await self.all()
+        now = self.now()
+        return [s for s in silences if s.ends_at > now], now
+
+    async def check(self, event: AlertEvent, channel: str) -> Silence | None:
+        """The silence that holds `event` for `channel` now (server time), or None: the async
+        silence check the dispatcher calls before each delivery."""
+        silences, now = await self.active()
+        return is_silenced(silences, event, channel, now)
+
+    async def expire(self, silence_id: str) -> Silence:
+        """End a silence now (server time). Expiring an expired silence changes nothing."""
+        current = await self.get(silence_id)
+        if current is None:
+            raise SilenceError(f"no silence with id {silence_id!r}")
+        now = await self.server_now()
+        if current.ends_at <= now:
+            return current
+        # a pending silence ends before it began: both ends move to now
+        ended = msgspec.structs.replace(current, starts_at=min(current.starts_at, now), ends_at=now)
+        await self.redis.hset(self.key, silence_id, encode(ended))
+        return ended
+
+    async def prune(self) -> list[str]:
+        """Delete silences that ended more than RETENTION_S ago by the server's clock."""
+        silences = await self.all()
+        cutoff = self.now() - timedelta(seconds=RETENTION_S)
+        gone = [s.id for s in silences if s.ends_at < cutoff]
+        if gone:
+            await self.redis.hdel(self.key, *gone)
+        return gone
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def to_json(silences: Sequence[Silence], now: datetime) -> list[dict[str, Any]]:
+    """The API's view: the stored fields plus the status at `now`."""
+    return [{**msgspec.to_builtins(s), "status": s.status(now)} for s in silences]

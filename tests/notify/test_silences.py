@@ -1,0 +1,222 @@
+"""Silences: pure matching at given instants, the Redis store (server clock, expiry, pruning)
+and the `gex-alertd silence` commands against a real redis-server."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+from click.testing import CliRunner
+
+from gex_alertd.cli import main
+from gex_alertd.model import AlertEvent
+from gex_alertd.notify import silences as sil
+from gex_alertd.notify.silences import Matchers, Silence, SilenceStore, is_silenced
+from tests.support.wait import eventually
+
+T0 = datetime(2026, 5, 15, 14, 0, tzinfo=UTC)
+
+
+def _event(**kw: str) -> AlertEvent:
+    base = dict(
+        id="a1", rule="spy-flip", type="flip_cross", symbol="SPY", expiry=None,
+        severity="warning", as_of="2026-05-15T14:00:00.000Z",
+        fired_at="2026-05-15T14:00:00.000Z", summary="s",
+    )  # fmt: skip
+    base.update(kw)
+    return AlertEvent(**base)  # type: ignore[arg-type] # the keys are AlertEvent's
+
+
+def _silence(minutes: float = 60, start: datetime = T0, **matchers: str) -> Silence:
+    return Silence(
+        id="s1",
+        matchers=Matchers(**matchers),  # type: ignore[arg-type] # test keys are matcher names
+        starts_at=start,
+        ends_at=start + timedelta(minutes=minutes),
+    )
+
+
+# --- pure matching ----------------------------------------------------------------------
+
+
+def test_every_set_matcher_must_equal() -> None:
+    s = _silence(rule="spy-flip", symbol="SPY")
+    assert is_silenced([s], _event(), "desk", T0) is s
+    assert is_silenced([s], _event(symbol="QQQ"), "desk", T0) is None
+    assert is_silenced([s], _event(rule="other"), "desk", T0) is None
+
+
+def test_channel_severity_and_type_matchers() -> None:
+    ch = _silence(channel="desk")
+    assert is_silenced([ch], _event(), "desk", T0) is ch
+    assert is_silenced([ch], _event(), "ops", T0) is None
+    sev = _silence(severity="info")
+    assert is_silenced([sev], _event(), "desk", T0) is None
+    assert is_silenced([sev], _event(severity="info"), "desk", T0) is sev
+    typ = _silence(type="oi_change")
+    assert is_silenced([typ], _event(), "desk", T0) is None
+
+
+def test_only_between_start_and_end() -> None:
+    s = _silence(minutes=60, rule="spy-flip")
+    assert is_silenced([s], _event(), "d", T0 - timedelta(seconds=1)) is None  # pending
+    assert is_silenced([s], _event(), "d", T0) is s
+    assert is_silenced([s], _event(), "d", T0 + timedelta(minutes=59)) is s
+    assert is_silenced([s], _event(), "d", T0 + timedelta(minutes=60)) is None  # ended
+    assert s.status(T0 - timedelta(seconds=1)) == "pending"
+    assert s.status(T0) == "active"
+    assert s.status(T0 + timedelta(minutes=60)) == "expired"
+
+
+def test_a_silence_without_matchers_is_refused() -> None:
+    assert Matchers().problems()
+    assert not Matchers(rule="x").problems()
+    assert Matchers(rule="x" * 201).problems()
+
+
+def test_unknown_matcher_and_bad_severity_do_not_decode() -> None:
+    good = sil.encode(_silence(rule="r"))
+    assert sil.decode(good).matchers.rule == "r"
+    bad = json.loads(good)
+    bad["matchers"] = {"colour": "red"}
+    with pytest.raises(msgspec.ValidationError):
+        sil.decode(json.dumps(bad))
+    bad["matchers"] = {"severity": "loud"}
+    with pytest.raises(msgspec.ValidationError):
+        sil.decode(json.dumps(bad))
+
+
+# --- the store on Redis -----------------------------------------------------------------
+
+
+async def test_add_uses_the_server_clock_and_is_shared(redis: aioredis.Redis) -> None:
+    store = SilenceStore(redis)
+    s = await store.add(Matchers(rule="spy-flip", symbol="spy"), 3600, comment="maintenance")
+    sec, usec = await redis.time()
+    server_now = datetime.fromtimestamp(sec + usec / 1e6, UTC)
+    assert abs((s.starts_at - server_now).total_seconds()) < 60
+    assert s.ends_at - s.starts_at == timedelta(hours=1)
+    assert s.matchers.symbol == "SPY"  # upper-cased like the watchlist
+    other = SilenceStore(redis)  # another daemon on the same Redis
+    assert [x.id for x in await other.all()] == [s.id]
+    assert await other.check(_event(), "desk") == s
+    assert await other.check(_event(symbol="QQQ"), "desk") is None
+
+
+async def test_expire_ends_it_at_once_and_keeps_it_listed(redis: aioredis.Redis) -> None:
+    store = SilenceStore(redis)
+    s = await store.add(Matchers(rule="spy-flip"), 3600)
+    ended = await store.expire(s.id)
+    assert ended.ends_at <= await store.server_now()
+    assert await store.check(_event(), "desk") is None
+    assert [x.id for x in await store.all()] == [s.id]
+    assert (await store.active())[0] == []
+    assert await store.expire(s.id) == ended  # again: nothing changes
+    with pytest.raises(sil.SilenceError, match="no silence with id"):
+        await store.expire("nope")
+
+
+async def test_expiring_a_pending_silence(redis: aioredis.Redis) -> None:
+    store = SilenceStore(redis)
+    later = await store.server_now() + timedelta(hours=1)
+    s = await store.add(Matchers(rule="r"), 60, starts_at=later)
+    assert s.status(store.now()) == "pending"
+    ended = await store.expire(s.id)
+    assert ended.status(store.now()) == "expired"
+
+
+async def test_a_silence_ends_by_itself(redis: aioredis.Redis) -> None:
+    """Waited for on the server's clock (the condition, not a duration); no client action."""
+    store = SilenceStore(redis)
+    await store.add(Matchers(rule="spy-flip"), 0.5)
+    assert await store.check(_event(), "desk") is not None
+
+    async def ended() -> bool:
+        return await store.check(_event(), "desk") is None
+
+    await eventually(ended, "the 0.5 s silence to end by the server clock")
+
+
+async def test_prune_uses_server_time_not_the_stored_creation(redis: aioredis.Redis) -> None:
+    store = SilenceStore(redis)
+    now = await store.server_now()
+    old = await store.add(Matchers(rule="r"), 60, starts_at=now - timedelta(days=10))
+    recent = await store.add(Matchers(rule="r"), 60, starts_at=now - timedelta(days=1))
+    live = await store.add(Matchers(rule="r"), 3600)
+    # add() prunes: the one that ended 10 days ago is gone, the expired-yesterday one stays
+    ids = {s.id for s in await store.all()}
+    assert old.id not in ids
+    assert {recent.id, live.id} <= ids
+    assert await store.prune() == []
+
+
+async def test_unreadable_entries_are_skipped(redis: aioredis.Redis) -> None:
+    store = SilenceStore(redis)
+    await redis.hset(sil.KEY, "junk", b"{not json")
+    s = await store.add(Matchers(rule="spy-flip"), 60)
+    assert [x.id for x in await store.all()] == [s.id]
+
+
+async def test_bad_requests_name_the_cause(redis: aioredis.Redis) -> None:
+    store = SilenceStore(redis)
+    with pytest.raises(sil.SilenceError, match="at least one matcher"):
+        await store.add(Matchers(), 60)
+    with pytest.raises(sil.SilenceError, match="duration"):
+        await store.add(Matchers(rule="r"), 0)
+    with pytest.raises(sil.SilenceError, match="comment"):
+        await store.add(Matchers(rule="r"), 60, comment="x" * 5000)
+    assert await redis.hlen(sil.KEY) == 0
+
+
+# --- the command line -------------------------------------------------------------------
+
+
+def _config(tmp_path: Path, redis_url: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"redis: {{url: '{redis_url}'}}\nchannels: {{tty: {{type: console}}}}\n")
+    return path
+
+
+def _cli(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_cli_add_list_expire(tmp_path: Path, redis_url: str) -> None:
+    import redis as sync_redis
+
+    sync_redis.Redis.from_url(redis_url).delete(sil.KEY)
+    cfg = str(_config(tmp_path, redis_url))
+    sid = _cli(
+        "silence", "-c", cfg, "add", "--rule", "spy-flip", "--symbol", "SPY",
+        "--for", "1h", "--comment", "desk maintenance", "--created-by", "ops",
+    ).strip()  # fmt: skip
+    assert len(sid) == 36  # a UUID, printed alone so scripts can capture it
+    listed = _cli("silence", "-c", cfg, "list")
+    assert sid in listed and "active" in listed and "desk maintenance" in listed
+    assert "rule=spy-flip symbol=SPY" in listed
+    rows = json.loads(_cli("silence", "-c", cfg, "list", "--json"))
+    assert rows[0]["id"] == sid and rows[0]["status"] == "active"
+    assert rows[0]["matchers"] == {"rule": "spy-flip", "symbol": "SPY"}
+    assert f"{sid} expired at" in _cli("silence", "-c", cfg, "expire", sid)
+    assert sid not in _cli("silence", "-c", cfg, "list")
+    assert "expired" in _cli("silence", "-c", cfg, "list", "--all")
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, redis_url: str) -> None:
+    cfg = str(_config(tmp_path, redis_url))
+    runner = CliRunner()
+    res = runner.invoke(main, ["silence", "-c", cfg, "add", "--for", "1h"])
+    assert res.exit_code == 1 and "at least one matcher" in res.output
+    res = runner.invoke(main, ["silence", "-c", cfg, "add", "--rule", "r", "--for", "soon"])
+    assert res.exit_code != 0 and "expected a duration" in res.output
+    res = runner.invoke(main, ["silence", "-c", cfg, "expire", "nope"])
+    assert res.exit_code == 1 and "no silence with id 'nope'" in res.output
+    assert "Traceback" not in res.output
+    res = runner.invoke(main, ["silence", "-c", cfg, "--redis", "redis://127.0.0.1:1/0", "list"])
+    assert res.exit_code == 1 and "redis:" in res.output
