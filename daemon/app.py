@@ -212,10 +212,15 @@ class Daemon:
     async def _start_ops_server(self) -> None:
         if not self.cfg.ops.listen:
             return
+        from gex_alertd.notify.silences import SilenceStore
         from gex_alertd.ops.http import OpsServer
+        from gex_alertd.ops.silences_api import SilencesApi
 
         self.ops_server = OpsServer(
-            self.cfg.ops.listen, self.health, auth_token=self.cfg.ops.auth_token
+            self.cfg.ops.listen,
+            self.health,
+            auth_token=self.cfg.ops.auth_token,
+            mounts=(SilencesApi(SilenceStore(self.redis)).add_routes,),
         )
         await self.ops_server.start()
 
