@@ -34,11 +34,12 @@ import msgspec
 import redis.asyncio as aioredis
 import structlog
 
+from gex_alertd import keys
 from gex_alertd.model import AlertEvent
 
 log = structlog.get_logger(__name__)
 
-KEY = "gex:silences"
+KEY = keys.SILENCES
 RETENTION_S = 5 * 86400.0  # expired silences stay listed this long (Alertmanager keeps 120 h)
 MAX_SILENCES = 10_000  # bounded: a flood of `add` cannot grow the hash without end
 MAX_DURATION_S = 366 * 86400.0
