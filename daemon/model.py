@@ -96,11 +96,19 @@ def as_ms(ts: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-def decode_flow_gex(body: bytes, *, symbol: str | None = None) -> FlowGex:
+def decode_flow_gex(
+    body: bytes, *, symbol: str | None = None, notes: list[str] | None = None
+) -> FlowGex:
     """Decode and validate one response body; raise PayloadError naming the problem.
 
     The snapshot carries its strike matrix (`strike_matrix`), built here once: validation,
-    the rules and the strike block all read it instead of the rows."""
+    the rules and the strike block all read it instead of the rows.
+
+    Strikes: a zero, negative or repeated strike refuses the payload (which of two rows for
+    one strike is right cannot be known, and a repeat made oi_change compare a strike with
+    itself); rows out of order are sorted by strike, and `notes` (when given) gets a line
+    saying so, for the caller to log. The body's symbol must equal the requested one after
+    upper-casing ASCII letters only (`ıwm` is not IWM: str.upper() maps the dotless i to I)."""
     try:
         snap = _decoder.decode(body)
     except msgspec.DecodeError as exc:
@@ -109,20 +117,59 @@ def decode_flow_gex(body: bytes, *, symbol: str | None = None) -> FlowGex:
         raise PayloadError(f"malformed Flow GEX payload: invalid UTF-8 ({exc.reason})") from None
     matrix = rows_matrix(snap.strikes)
     problems = _scalar_problems(snap)
+    order, strike_problem = _strike_order(matrix[0])
+    if strike_problem:
+        problems.append(strike_problem)
     # JSON has no NaN or inf, and msgspec refuses a number out of float range, so this never
     # fires on a decoded body; kept (one numpy call on the matrix) so the guarantee does not
     # rest on the parser alone. NaN in the matrix is a null here, nothing else.
     if np.isinf(matrix).any():
         problems += _row_problems(snap.strikes)
-    if symbol is not None and snap.symbol.upper() != symbol.upper():
+    if symbol is not None and ascii_upper(snap.symbol) != ascii_upper(symbol):
         problems.append(f"symbol {snap.symbol!r} does not match the requested {symbol!r}")
+    if as_ms(snap.as_of) <= 0:
+        # the stream ID is the as_of in ms: 0 and below are no valid ID, and no real snapshot
+        problems.append(f"as_of {iso_utc(snap.as_of)} is not after 1970-01-01")
     if problems:
         raise PayloadError("invalid Flow GEX payload: " + "; ".join(problems))
+    if order is not None:
+        matrix = np.ascontiguousarray(matrix[:, order])
+        snap = msgspec.structs.replace(snap, strikes=[snap.strikes[i] for i in order])
+        if notes is not None:
+            notes.append(f"{len(order)} strikes out of order: sorted by strike")
     if snap.as_of.tzinfo is None:
         snap = msgspec.structs.replace(snap, as_of=snap.as_of.replace(tzinfo=UTC))
     matrix.flags.writeable = False  # shared by the codec and the rules: nobody may change it
     snap.__dict__[_MATRIX] = matrix
     return snap
+
+
+def ascii_upper(text: str) -> str:
+    """Upper-case ASCII letters only; anything else stays as it is (so never equals a ticker)."""
+    return text.translate(_ASCII_UPPER)
+
+
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _strike_order(strikes: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """(the sorting order when the strikes are valid but out of order, the problem when they
+    are not valid). One vectorised check on the hot path: strictly increasing from a positive
+    first strike means every strike is positive and none repeats."""
+    n = len(strikes)
+    if n == 0 or (strikes[0] > 0 and (n == 1 or bool(np.all(np.diff(strikes) > 0)))):
+        return None, None
+    bad = np.flatnonzero(~(strikes > 0))  # NaN cannot come from JSON, but is no strike either
+    if len(bad):
+        i = int(bad[0])
+        return None, f"strikes[{i}]: strike must be positive, got {float(strikes[i])!r}"
+    order = np.argsort(strikes, kind="stable")
+    ordered = strikes[order]
+    same = np.flatnonzero(np.diff(ordered) == 0)
+    if len(same):
+        k = float(ordered[same[0]])
+        return None, f"strike {k:g} appears more than once"
+    return order, None
 
 
 def rows_matrix(rows: Sequence[StrikeRow]) -> np.ndarray:

@@ -15,6 +15,20 @@ from gex_alertd.notify.base import (
     retry,
 )
 
+# only a snippet of a receiver's answer is ever used: read no more, counted after decompression
+# (a receiver answering with a gzip bomb must not cost the daemon its memory)
+RESPONSE_READ_MAX = 64 * 1024
+
+
+async def _read_head(resp: aiohttp.ClientResponse) -> str:
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_chunked(1 << 14):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= RESPONSE_READ_MAX:
+            break
+    return b"".join(chunks)[:RESPONSE_READ_MAX].decode("utf-8", "replace")
+
 
 class HttpPoster:
     def __init__(self, timeout_s: float) -> None:
@@ -30,7 +44,7 @@ class HttpPoster:
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> DeliveryOutcome:
         try:
             async with self.session().post(url, data=body, headers=headers) as resp:
-                text = await resp.text(errors="replace")
+                text = await _read_head(resp)
                 return classify_http(resp.status, text, resp.headers.get("Retry-After"))
         except aiohttp.InvalidURL as exc:  # the config is wrong; retrying cannot help
             return permanent(describe_exc(exc))

@@ -209,31 +209,36 @@ class FlowGexClient:
         raise _error_for(status, headers, body, symbol, retry_after)
 
     async def _read_bounded(self, resp: aiohttp.ClientResponse, symbol: str) -> bytes:
+        """The body, decompressed, or MalformedPayload once it passes `max_body_bytes`.
+
+        Counted after decompression, as it streams: a gzip bomb's Content-Length is small
+        (816 KB expanding to 800 MB was fetched whole before); aiohttp inflates in bounded
+        steps as we read, so what is held never passes the limit by more than one step."""
         limit = self.max_body_bytes
         length = resp.content_length
-        if length is not None and length <= limit:
-            return await resp.read()
-        if length is None:  # chunked: count as it arrives
-            chunks, size = [], 0
-            async for chunk in resp.content.iter_chunked(1 << 16):
-                size += len(chunk)
-                if size > limit:
-                    break
-                chunks.append(chunk)
-            else:
-                return b"".join(chunks)
-        raise MalformedPayload(
-            f"response body larger than {limit} bytes, not read", symbol=symbol, status=resp.status
-        )
+        if length is not None and length > limit:
+            raise _too_large(limit, symbol, resp.status)
+        if length is not None and not resp.headers.get("Content-Encoding"):
+            return await resp.read()  # identity: the length announced is the length read
+        chunks, size = [], 0
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit, symbol, resp.status)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _decoded(
         self, symbol: str, expiry: str | None, body: bytes, status: int, latency: float
     ) -> Fetched:
+        notes: list[str] = []
         try:
-            snap = decode_flow_gex(body, symbol=symbol)
+            snap = decode_flow_gex(body, symbol=symbol, notes=notes)
         except PayloadError as exc:
             message = redaction.redact(str(exc))
             raise MalformedPayload(message, symbol=symbol, status=status) from None
+        for note in notes:
+            log.warning("payload normalised", symbol=symbol, note=note)
         if expiry is not None and snap.expiry is not None and snap.expiry != expiry:
             raise MalformedPayload(
                 f"invalid Flow GEX payload: expiry {snap.expiry!r} does not match the requested "
@@ -296,6 +301,14 @@ def _exhausted(remaining: str | None) -> bool:
 
 
 # --- error mapping -------------------------------------------------------------------------
+
+
+def _too_large(limit: int, symbol: str, status: int) -> MalformedPayload:
+    return MalformedPayload(
+        f"response body larger than {limit} bytes (decompressed), not read",
+        symbol=symbol,
+        status=status,
+    )
 
 
 def _snippet(text: str) -> str:

@@ -1,0 +1,158 @@
+"""Hostile bodies from a real aiohttp upstream (issue 17 items 2 and 11): decompression bombs,
+bad strikes, look-alike symbols. Each reply goes through the daemon's own FlowGexClient."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from structlog.testing import capture_logs
+
+from gex_alertd.notify.base import Ok
+from gex_alertd.notify.http import HttpPoster
+from gex_alertd.sources.errors import MalformedPayload
+from gex_alertd.sources.flowgex import FlowGexClient
+from tests.hostile.upstream import (
+    bad_strikes,
+    gzip_bomb,
+    gzipped,
+    lookalike_symbol,
+    snapshot,
+)
+from tests.support.upstream import Reply, Upstream
+
+KEY = "fgx_hostile_payload_key"
+LIMIT = 1 << 20
+
+
+@pytest.fixture
+async def up() -> AsyncIterator[Upstream]:
+    async with Upstream() as server:
+        yield server
+
+
+@pytest.fixture
+async def client(up: Upstream) -> AsyncIterator[FlowGexClient]:
+    c = FlowGexClient(up.url, KEY, requests_per_min=60_000, timeout_s=30, max_body_bytes=LIMIT)
+    yield c
+    await c.close()
+
+
+# --- item 2: a gzip bomb passes max_body_bytes -----------------------------------------------
+
+
+async def test_gzip_bomb_is_refused_at_the_limit_of_decompressed_bytes(
+    up: Upstream, client: FlowGexClient
+) -> None:
+    bomb = gzip_bomb("SPY", expands_to=64 << 20)
+    assert len(bomb.body_bytes()) < LIMIT  # the announced length passes the limit
+    up.push(bomb, symbol="SPY")
+    tracemalloc.start()
+    try:
+        with pytest.raises(MalformedPayload, match=f"larger than {LIMIT} bytes"):
+            await client.fetch("SPY")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # it stopped reading at the limit: what it held stayed near it, not near 64 MB
+    assert peak < 8 * LIMIT, f"peak {peak} bytes while refusing a 64 MB bomb"
+    # the next, honest reply is served as usual
+    up.push(snapshot("SPY"), symbol="SPY")
+    assert (await client.fetch("SPY")).snapshot.symbol == "SPY"
+
+
+async def test_gzipped_snapshot_within_the_limit_is_accepted(
+    up: Upstream, client: FlowGexClient
+) -> None:
+    up.push(gzipped(snapshot("SPY", strikes=40)), symbol="SPY")
+    fetched = await client.fetch("SPY")
+    assert len(fetched.snapshot.strikes) == 40
+
+
+async def test_webhook_receiver_answering_with_a_gzip_bomb_costs_no_memory() -> None:
+    bomb = gzip_bomb("SPY", expands_to=64 << 20)
+
+    async def receive(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(
+            body=bomb.body_bytes(), headers={"Content-Encoding": "gzip"}, status=200
+        )
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    poster = HttpPoster(timeout_s=30)
+    tracemalloc.start()
+    try:
+        outcome = await poster.post(f"http://127.0.0.1:{port}/hook", b"{}", {})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        await poster.aclose()
+        await runner.cleanup()
+    assert isinstance(outcome, Ok)
+    assert peak < 8 << 20, f"peak {peak} bytes reading a receiver's 64 MB answer"
+
+
+# --- item 11: strikes and symbols -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("negative", "strike must be positive, got -5.0"),
+        ("zero", "strike must be positive, got 0.0"),
+        ("duplicate", "appears more than once"),
+    ],
+)
+async def test_invalid_strikes_refuse_the_payload(
+    up: Upstream, client: FlowGexClient, kind: str, words: str
+) -> None:
+    up.push(bad_strikes("SPY", kind), symbol="SPY")
+    with pytest.raises(MalformedPayload, match=words) as info:
+        await client.fetch("SPY")
+    assert "SPY" in str(info.value)
+
+
+async def test_unsorted_strikes_are_sorted_with_a_log_line(
+    up: Upstream, client: FlowGexClient
+) -> None:
+    up.push(bad_strikes("SPY", "unsorted"), symbol="SPY")
+    with capture_logs() as logs:
+        snap = (await client.fetch("SPY")).snapshot
+    strikes = [r.strike for r in snap.strikes]
+    assert strikes == sorted(strikes) and len(strikes) == 8
+    # the rows moved with their strikes: the lowest strike keeps its own OI
+    assert snap.strikes[0].strike == 480.0 and snap.strikes[0].call_volume == 0
+    (line,) = [e for e in logs if e["event"] == "payload normalised"]
+    assert line["symbol"] == "SPY" and "sorted by strike" in line["note"]
+
+
+async def test_a_lookalike_symbol_is_not_the_requested_one(
+    up: Upstream, client: FlowGexClient
+) -> None:
+    fake = lookalike_symbol("IWM")
+    assert fake.upper() == "IWM"  # what the old comparison accepted
+    up.push(snapshot("IWM", body_symbol=fake), symbol="IWM")
+    with pytest.raises(MalformedPayload, match="does not match the requested 'IWM'"):
+        await client.fetch("IWM")
+    # plain ASCII case differences are still the same symbol
+    up.push(snapshot("IWM", body_symbol="iwm"), symbol="IWM")
+    assert (await client.fetch("IWM")).snapshot.symbol == "iwm"
+
+
+async def test_a_strike_block_is_never_stored_from_a_refused_body(
+    up: Upstream, client: FlowGexClient
+) -> None:
+    # the same refusal for a payload whose other fields are all fine: nothing half-accepted
+    body = {"symbol": "SPY", "as_of": "2026-11-02T15:00:00Z", "underlying_price": 500.0,
+            "live_net_gex": 1.0, "strikes": [{"strike": 500.0}, {"strike": 500.0}]}  # fmt: skip
+    up.push(Reply.json(body), symbol="SPY")
+    with pytest.raises(MalformedPayload, match="strike 500 appears more than once"):
+        await client.fetch("SPY")
