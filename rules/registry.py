@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Union
 
-from gex_alertd.rules import flip_cross, net_gex_sign, oi_change, threshold
+from gex_alertd.rules import (
+    flip_cross,
+    flip_guard,
+    level_proximity,
+    net_gex_sign,
+    oi_change,
+    threshold,
+    wall_shift,
+)
 from gex_alertd.rules.base import RuleBase, RuleType
 
 _TYPES: tuple[RuleType[Any, Any], ...] = (
@@ -13,6 +21,9 @@ _TYPES: tuple[RuleType[Any, Any], ...] = (
     net_gex_sign.RULE,
     oi_change.RULE,
     threshold.RULE,
+    wall_shift.RULE,
+    level_proximity.RULE,
+    flip_guard.RULE,
 )
 
 RULE_TYPES: tuple[type[RuleBase], ...] = tuple(t.config for t in _TYPES)
@@ -22,7 +33,17 @@ BY_NAME: dict[str, RuleType[Any, Any]] = {t.name: t for t in _TYPES}
 # Rule types that read strike data only through `rules.columns` (never `snap.strikes`): with only
 # these configured, a previous or stored snapshot may be given as its column view, no rows (the
 # live commit's cache of previous snapshots, replay). A new type missing here gets full rows.
-COLUMN_ONLY_TYPES = frozenset({"flip_cross", "net_gex_sign", "oi_change", "threshold"})
+COLUMN_ONLY_TYPES = frozenset(
+    {
+        "flip_cross",
+        "net_gex_sign",
+        "oi_change",
+        "threshold",
+        "wall_shift",
+        "level_proximity",
+        "flip_guard",
+    }
+)
 
 
 def columns_only(rules: Sequence[RuleBase]) -> bool:
