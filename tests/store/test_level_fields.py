@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from gex_alertd import store
+from gex_alertd import keys, store
 from gex_alertd.commit import Committer
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import entries
@@ -27,7 +27,7 @@ async def test_walls_are_readable_fields_and_read_back_without_strikes(
     c = Committer(redis, [rule], CFG)
     await c.commit(snap(at=0, strikes=ROWS), None)
     await c.commit(snap(at=1, strikes=[]), None)
-    (_, first), (_, second) = entries(await redis.xrange(store.snap_key("SPY")))
+    (_, first), (_, second) = entries(await redis.xrange(keys.snap("SPY")))
     assert (first[b"call_wall"], first[b"put_wall"]) == (b"505.0", b"495.0")
     assert (second[b"call_wall"], second[b"put_wall"]) == (b"", b"")
     back, _ = store.decode_fields_columns(first, ())
