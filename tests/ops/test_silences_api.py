@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gex_alertd.model import AlertEvent
+from gex_alertd.notify import silences as sil
 from gex_alertd.notify.silences import SilenceStore
 from gex_alertd.ops.http import OpsServer
 from gex_alertd.ops.silences_api import MAX_BODY, SilencesApi
@@ -100,7 +101,7 @@ async def test_bad_bodies_are_400_naming_the_cause(
         async with http.post(base, data=body) as resp:
             assert resp.status == 400
             assert error in (await resp.json())["error"]
-    assert await redis.hlen("gex:silences") == 0
+    assert await redis.hlen(sil.KEY) == 0
 
 
 async def test_a_huge_body_is_refused_unread(base: str, redis: aioredis.Redis) -> None:
@@ -114,7 +115,7 @@ async def test_a_huge_body_is_refused_unread(base: str, redis: aioredis.Redis) -
 
         async with http.post(base, data=chunks()) as resp:
             assert resp.status == 413
-    assert await redis.hlen("gex:silences") == 0
+    assert await redis.hlen(sil.KEY) == 0
 
 
 async def test_the_ops_token_guards_the_api(redis: aioredis.Redis) -> None:
@@ -127,7 +128,7 @@ async def test_the_ops_token_guards_the_api(redis: aioredis.Redis) -> None:
                 assert resp.status == 401
             async with http.get(url) as resp:
                 assert resp.status == 401
-            assert await redis.hlen("gex:silences") == 0
+            assert await redis.hlen(sil.KEY) == 0
             auth = {"Authorization": f"Bearer {TOKEN}"}
             async with http.post(url, json=body, headers=auth) as resp:
                 assert resp.status == 201
