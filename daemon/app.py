@@ -27,6 +27,8 @@ from gex_alertd.connections import REDIS_DOWN, connect, wait_until_reachable
 from gex_alertd.duties import Duties, SessionGate
 from gex_alertd.model import AlertEvent, iso_utc, outbox_fields
 from gex_alertd.ops import metrics
+from gex_alertd.ops.reload_status import ReloadStatus
+from gex_alertd.ops.reload_status import default_path as reload_status_path
 from gex_alertd.ownership import HEARTBEAT_S, Membership, assign
 from gex_alertd.pipeline import Poller
 from gex_alertd.pool import PollPool
@@ -66,6 +68,9 @@ class Daemon:
         self._background: list[asyncio.Task[Any]] = []
         self._api_key: str | None = None
         self._last_beat: float | None = None  # wall time of the last membership heartbeat
+        self.reload_status = ReloadStatus(reload_status_path())
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Future[bool]] = set()
 
     # --- start ---------------------------------------------------------------------------
 
@@ -90,6 +95,7 @@ class Daemon:
         self.duties.every("gauges", GAUGES_S, self._gauges)
         self.duties.start()
         await self._start_ops_server()
+        self.reload_status.start()  # ops: `reload --wait` finds this pid from here on
         # ops: READY only once Redis answers and the targets are queued
         self.notifier.ready()
         self.notifier.status(self._status_line())
@@ -230,9 +236,13 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
-        loop.add_signal_handler(
-            signal.SIGHUP, lambda: asyncio.ensure_future(self.reload_from_disk())
-        )
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self) -> None:
+        self.reload_status.requested()  # ops: counted before the reload runs (reload --wait)
+        task = asyncio.ensure_future(self.reload_from_disk())
+        self._reloads.add(task)  # a reference, so the task is not collected mid-reload
+        task.add_done_callback(self._reloads.discard)
 
     def request_stop(self, why: str = "request") -> None:
         if not self._stop.is_set():
@@ -289,9 +299,18 @@ class Daemon:
     # --- reload --------------------------------------------------------------------------
 
     async def reload_from_disk(self) -> bool:
+        """One reload at a time; its outcome goes to the reload status (`reload --wait`)."""
+        async with self._reload_lock:
+            began_at = self.reload_status.begin()
+            problems = await self._reload_from_disk()
+            self.reload_status.finish(began_at, "refused" if problems else "applied", problems)
+            return not problems
+
+    async def _reload_from_disk(self) -> list[str]:
+        """The problems that refused the new config; empty when it was applied."""
         if self.cfg.path is None:
             log.warning("reload ignored: the config was not loaded from a file")
-            return False
+            return ["the config was not loaded from a file"]
         if self.notifier is not None:
             self.notifier.reloading()  # ops: RELOADING=1 ... READY=1
         try:
@@ -303,12 +322,12 @@ class Daemon:
             metrics.CONFIG_RELOADS.labels(outcome="refused").inc()  # ops: reload outcome
             if self.notifier is not None:
                 self.notifier.ready()
-            return False
+            return exc.problems or ["invalid config"]
         await self.reload(new)
         metrics.CONFIG_RELOADS.labels(outcome="applied").inc()  # ops: reload outcome
         if self.notifier is not None:
             self.notifier.ready()
-        return True
+        return []
 
     async def reload(self, new: Config) -> None:
         """Apply a validated config without dropping state (rule state lives in Redis)."""

@@ -11,6 +11,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "rules"
 
@@ -51,25 +53,75 @@ def test_the_rule_engine_loads_without_the_daemon():
     assert not [m for m in out if m.split(".")[0] in HEAVY]
 
 
-def test_wheel_holds_only_gex_alertd_and_runs_installed(tmp_path):
+# what a checkout holds that the wheel is built from (the package and its data files)
+CHECKOUT_FILES = ("pyproject.toml", "README.md", "config.example.yaml")
+CHECKOUT_DIRS = ("daemon", "rules", "rules.d", "systemd", "docs")
+INSTALL_PREFIX = "/opt/gex-alertd"  # the virtualenv docs/operations.md installs into
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # build from a copy of what a checkout holds, so the build leaves nothing in the work tree
-    src = tmp_path / "src"
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in CHECKOUT_FILES:
         shutil.copy(ROOT / name, src / name)
     ignore = shutil.ignore_patterns("__pycache__")
-    for name in ("daemon", "rules"):
+    for name in CHECKOUT_DIRS:
         shutil.copytree(ROOT / name, src / name, ignore=ignore)
-    dist = tmp_path / "dist"
+    dist = tmp / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
          "--wheel-dir", str(dist), str(src)],
         check=True, timeout=300, capture_output=True,
     )  # fmt: skip
-    (wheel,) = dist.glob("gex_alertd-*.whl")
+    (built,) = dist.glob("gex_alertd-*.whl")
+    return built
+
+
+def test_unit_docs_and_example_config_install_under_share(wheel: Path, tmp_path: Path) -> None:
+    """The unit, its drop-ins, the example config and rules, the schemas and the docs the
+    unit's Documentation= names land under <prefix>/share/ when the wheel is installed."""
+    # a virtualenv of its own, as /opt/gex-alertd is (pip's --prefix would uninstall the
+    # package from the running environment first)
+    prefix = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(prefix)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(prefix / "bin" / "python"), "install",
+         "--quiet", "--no-deps", "--no-index", str(wheel)],
+        check=True, timeout=300, capture_output=True,
+    )  # fmt: skip
+    share = prefix / "share" / "gex-alertd"
+    shipped = {
+        "gex-alertd.service": ROOT / "systemd" / "gex-alertd.service",
+        "config.example.yaml": ROOT / "config.example.yaml",
+        "config.schema.json": ROOT / "docs" / "config.schema.json",
+        "gex-alertd.service.d/notify-reload.conf": ROOT / "systemd" / "gex-alertd.service.d"
+        / "notify-reload.conf",
+        "gex-alertd.service.d/example.conf": ROOT / "systemd" / "gex-alertd.service.d"
+        / "example.conf",
+    }  # fmt: skip
+    for rel, original in shipped.items():
+        assert (share / rel).read_bytes() == original.read_bytes(), rel
+    rule_files = sorted(p.name for p in (ROOT / "rules.d").glob("*.yaml"))
+    assert sorted(p.name for p in (share / "rules.d").glob("*.yaml")) == rule_files
+    unit = (share / "gex-alertd.service").read_text()
+    docs = [ln.split("=", 1)[1] for ln in unit.splitlines() if ln.startswith("Documentation=")]
+    assert docs
+    for uri in docs:
+        assert uri.startswith(f"file:{INSTALL_PREFIX}/"), uri
+        installed = prefix / uri.removeprefix(f"file:{INSTALL_PREFIX}/")
+        assert installed.is_file(), f"{uri} is not installed by the wheel"
+
+
+def test_wheel_holds_only_gex_alertd_and_runs_installed(wheel: Path, tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
-    assert tops == {"gex_alertd", next(t for t in tops if t.endswith(".dist-info"))}, tops
+    meta = {t for t in tops if t.endswith((".dist-info", ".data"))}
+    assert tops - meta == {"gex_alertd"}, tops
+    data_dirs = {n.split("/")[1] for n in names if n.split("/")[0].endswith(".data")}
+    assert data_dirs <= {"data"}, data_dirs  # data files only (share/...), no scripts or headers
     for data in (
         "gex_alertd/commit.lua",
         "gex_alertd/sources/simulator/scenarios/demo.yaml",
