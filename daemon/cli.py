@@ -19,11 +19,15 @@ def _register() -> None:
     from gex_alertd.notify.commands import notify_test, outbox
     from gex_alertd.notify.silence_command import silence
     from gex_alertd.ops.reload_command import reload
+    from gex_alertd.outcomes.command import outcomes
     from gex_alertd.replay import replay
     from gex_alertd.schema import schema
     from gex_alertd.sources.simulator.command import simulate
 
-    for cmd in (run, check, simulate, replay, tail, notify_test, outbox, silence, schema, reload):
+    commands = (
+        run, check, simulate, replay, tail, notify_test, outbox, silence, schema, reload, outcomes,
+    )  # fmt: skip
+    for cmd in commands:
         main.add_command(cmd)
 
 

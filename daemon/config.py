@@ -15,6 +15,7 @@ import yaml
 
 from gex_alertd import redaction, rule_files
 from gex_alertd.ops.listen import bind_problem, parse_listen, token_problem
+from gex_alertd.outcomes.horizons import DEFAULT_HORIZONS, parse_horizon
 from gex_alertd.rules.duration import Duration
 from gex_alertd.rules.registry import rule_config_union
 from gex_alertd.typedconfig import Problems, convert, describe_yaml_error
@@ -255,6 +256,31 @@ class OutboxConfig(Strict):
     dedup_ttl: Duration = Duration(7 * 86400)  # per-(alert, channel) sent markers
 
 
+class OutcomesConfig(Strict):
+    """Live alert outcomes (README "Outcome statistics")."""
+
+    enabled: bool = True
+    horizons: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_HORIZONS))
+    interval: Duration = Duration(30.0)  # how often the duty looks for elapsed horizons
+    settle: Duration = Duration(900.0)  # a horizon the stream never reached: elapsed this late
+    lookback: Duration = Duration(2 * 86400)  # alerts this old are picked up after a restart
+    max_gap: Duration = Duration(600.0)  # a hole this long in a window makes the outcome a gap
+
+    def problems(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for i, text in enumerate(self.horizons):
+            try:
+                parse_horizon(text)
+            except ValueError as exc:
+                out.append((f"horizons[{i}]", str(exc)))
+        if not self.horizons:
+            out.append(("horizons", "at least one horizon"))
+        for key in ("interval", "max_gap"):
+            if getattr(self, key) <= 0:
+                out.append((key, f"must be > 0, got {getattr(self, key)}"))
+        return out
+
+
 class OpsConfig(Strict):
     listen: str | None = "127.0.0.1:9108"  # /healthz and /metrics; null disables
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -281,6 +307,7 @@ class Config(Strict):
     rules: list[Any] = []
     rule_files: list[str] = []  # globs relative to the config file, each file a list of rules
     outbox: OutboxConfig = msgspec.field(default_factory=OutboxConfig)
+    outcomes: OutcomesConfig = msgspec.field(default_factory=OutcomesConfig)
     ops: OpsConfig = msgspec.field(default_factory=OpsConfig)
     path: str | None = None  # where it was loaded from (not a YAML key)
 

@@ -84,6 +84,8 @@ class RuleBase(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_fie
     severity: Severity = "warning"
     cooldown: Duration = Duration(0.0)
     active_hours: ActiveHours | None = None
+    # after these durations, a follow-up notification with what spot did (gex_alertd.outcomes)
+    follow_up: list[Duration] = []
 
     def applies_to(self, symbol: str) -> bool:
         if self.symbols == "*":
@@ -101,6 +103,9 @@ class RuleBase(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_fie
             out.append(("name", "must not be empty"))
         if isinstance(self.symbols, list) and not self.symbols:
             out.append(("symbols", 'empty list: the rule would never run (use "*" for all)'))
+        for i, d in enumerate(self.follow_up):
+            if d <= 0:
+                out.append((f"follow_up[{i}]", f"must be longer than 0, got {d:g}"))
         return out
 
 

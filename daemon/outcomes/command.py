@@ -1,0 +1,187 @@
+"""`gex-alertd outcomes`: the outcome report over stored history (README "Outcome
+statistics"). Reads only; sends nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from rich.console import Console
+
+from gex_alertd import store
+from gex_alertd.commands import CONFIG_OPTION, load_or_exit
+from gex_alertd.config import Config
+from gex_alertd.model import AlertEvent
+from gex_alertd.outcomes import alerts as sources
+from gex_alertd.outcomes.horizons import Horizon, parse_horizons
+from gex_alertd.outcomes.paths import SpotPath, read_path
+from gex_alertd.outcomes.report import (
+    BASELINE_N,
+    Distributions,
+    Report,
+    compute_report,
+    regime_table,
+    stream_of,
+    table,
+    to_csv,
+    to_json,
+)
+from gex_alertd.outcomes.stats import StreamKey
+from gex_alertd.replay import parse_targets, parse_time
+from gex_alertd.rules.duration import parse_duration
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    source: str  # live | replay | a JSONL path
+    flt: sources.Filter
+    targets: list[StreamKey]
+    horizons: list[Horizon]
+    seed: int
+    max_gap_s: float
+    baseline_n: int
+
+
+async def build_report(
+    cfg: Config, opts: ReportOptions, err: Console
+) -> tuple[Report, Distributions]:
+    def bad(where: str, msg: str) -> None:
+        err.print(f"[yellow]skipped[/] {where}: {msg}", markup=True, highlight=False)
+
+    redis = aioredis.Redis.from_url(cfg.redis.url)
+    try:
+        stored = await store.stream_symbols(redis)
+        targets = opts.targets or stored
+        if opts.flt.symbols:
+            targets = [t for t in targets if t[0] in opts.flt.symbols]
+        events: list[AlertEvent]
+        if opts.source == "live":
+            events = await sources.live_alerts(redis, {t[0] for t in targets}, opts.flt, bad)
+        elif opts.source == "replay":
+            events = await sources.replayed_alerts(
+                cfg.redis.url, list(cfg.rules), targets, opts.flt, bad
+            )
+        else:
+            events = sources.file_alerts(Path(opts.source), opts.flt, bad)
+        streams = set(stored)
+        wanted = set(targets) | {stream_of(ev, streams) for ev in events}
+        lo, hi = opts.flt.start_ms, opts.flt.end_ms
+        paths: dict[StreamKey, SpotPath] = {}
+        # a day either side: the close horizon and the pre-alert window reach outside the range
+        read_lo = None if lo is None else lo - DAY_MS
+        read_hi = None if hi is None else hi + DAY_MS
+        for sym, exp in sorted(wanted, key=lambda k: (k[0], k[1] or "")):
+            paths[(sym, exp)] = await read_path(redis, sym, exp, read_lo, read_hi)
+    finally:
+        await redis.aclose()
+    return compute_report(
+        events,
+        paths,
+        opts.horizons,
+        seed=opts.seed,
+        max_gap_s=opts.max_gap_s,
+        baseline_n=opts.baseline_n,
+        window=(lo, hi),
+    )
+
+
+def _names(values: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(x.strip() for v in values for x in v.split(",") if x.strip())
+
+
+@click.command()
+@CONFIG_OPTION
+@click.option("--from", "start", metavar="T", help="Alerts from: ISO time, date, or 7d ago.")
+@click.option("--to", "end", metavar="T", help="Alerts up to (inclusive), same formats.")
+@click.option("--rules", multiple=True, metavar="NAME[,NAME]", help="Only these rules.")
+@click.option("--symbols", multiple=True, metavar="SYM[,SYM]", help="SPY,QQQ or SPX:2026-05-15.")
+@click.option("--horizons", metavar="H[,H]", help="5m,30m,close (default: outcomes.horizons).")
+@click.option(
+    "--alerts", "source", default="live", show_default=True, metavar="live|replay|FILE",
+    help="live: fired alerts (outbox and stored outcomes); replay: the configured rules over "
+    "the stored streams; FILE: a `gex-alertd replay --out` JSONL file.",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="The whole report as JSON on stdout.")
+@click.option("--csv", "as_csv", is_flag=True, help="The per rule and horizon rows as CSV.")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap and baseline.")
+@click.option("--max-gap", default="10m", show_default=True, help="A longer hole is a gap.")
+@click.option(
+    "--baseline", "baseline_n", type=click.IntRange(min=0), default=BASELINE_N,
+    show_default=True, help="Random moments per rule.",
+)  # fmt: skip
+def outcomes(
+    config_path: Path,
+    start: str | None,
+    end: str | None,
+    rules: tuple[str, ...],
+    symbols: tuple[str, ...],
+    horizons: str | None,
+    source: str,
+    as_json: bool,
+    as_csv: bool,
+    plot: Path | None,
+    seed: int,
+    max_gap: str,
+    baseline_n: int,
+) -> None:
+    """What spot did after each alert, per rule and horizon, against random moments."""
+    cfg = load_or_exit(config_path)
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv are alternatives")
+    if source not in ("live", "replay") and not Path(source).is_file():
+        raise click.BadParameter(f"no such file {source!r}", param_hint="--alerts")
+    try:
+        hs = parse_horizons(horizons if horizons is not None else cfg.outcomes.horizons)
+        gap = float(parse_duration(max_gap))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    targets = parse_targets(symbols)
+    opts = ReportOptions(
+        source=source,
+        flt=sources.Filter(
+            rules=_names(rules),
+            symbols=frozenset(t[0] for t in targets),
+            start_ms=parse_time(start) if start else None,
+            end_ms=parse_time(end) if end else None,
+        ),
+        targets=targets,
+        horizons=hs,
+        seed=seed,
+        max_gap_s=gap,
+        baseline_n=baseline_n,
+    )
+    console, err = Console(), Console(stderr=True)
+    try:
+        report, dist = asyncio.run(build_report(cfg, opts, err))
+    except (OSError, RedisError) as exc:
+        raise click.ClickException(f"outcomes failed: {exc}") from None
+    if as_json:
+        sys.stdout.buffer.write(to_json(report) + b"\n")
+    elif as_csv:
+        sys.stdout.write(to_csv(report))
+    else:
+        console.print(table(report))
+        console.print(regime_table(report))
+        console.print(
+            f"{len(report.alerts)} alerts; only `ok` outcomes count (gaps over {gap:g}s are "
+            "left out). On the simulator these figures describe the simulator, not markets.",
+            highlight=False,
+        )
+    if plot is not None:
+        from gex_alertd.outcomes.plot import PlotUnavailable
+        from gex_alertd.outcomes.plot import plot as draw
+
+        try:
+            draw(report, dist, plot)
+        except PlotUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+        err.print(f"plot written to {plot}", highlight=False)
+    sys.stdout.flush()

@@ -1,0 +1,250 @@
+"""The daemon's outcome duty: once an alert's horizons have elapsed, compute its outcome once,
+store it (`records`), and send the rule's `follow_up` notifications through the outbox.
+
+How it finds alerts: it reads the outbox (`gex:alerts`, kept for the snapshot retention) from
+where it left off, starting `outcomes.lookback` back at start-up, so a restart picks up every
+alert still waiting. Only the owner of an alert's symbol (rendezvous hashing over the live
+members, `ownership.owner`) computes it; HSETNX for the record and SET NX on the follow-up's
+deterministic id make a second daemon, a restart or a retried run harmless anyway.
+
+When a horizon has elapsed: the alert's stream holds a snapshot at or after the horizon's end.
+Redis refuses stream IDs below the top, so from then on nothing can change the path up to the
+end: the outcome computed now equals the one a report computes later from the same stream.
+A stream that never gets there (a halt, the daemon down, the last session before a holiday)
+counts as elapsed `outcomes.settle` after the end by the wall clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+
+from gex_alertd import store
+from gex_alertd.commit import DEDUP_TTL_MS, dedup_key
+from gex_alertd.config import Config
+from gex_alertd.connections import entries
+from gex_alertd.model import AlertEvent, as_ms, decode_alert, iso_utc, outbox_fields
+from gex_alertd.outcomes import records
+from gex_alertd.outcomes.alerts import NOT_SIGNALS
+from gex_alertd.outcomes.horizons import (
+    Horizon,
+    Sessions,
+    horizon_end,
+    parse_horizon,
+    parse_horizons,
+)
+from gex_alertd.outcomes.measure import Outcome, direction_sign, measure, measure_alert
+from gex_alertd.outcomes.paths import last_ms, read_path
+from gex_alertd.outcomes.report import alert_ms, stream_of
+from gex_alertd.outcomes.stats import StreamKey
+
+log = structlog.get_logger()
+
+PAGE = 1000
+FOLLOW_UP_TYPE = "outcome"
+
+# SET NX on the follow-up's dedup key, then XADD: a follow-up is enqueued at most once
+_ENQUEUE = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+  return 1
+end
+return 0
+"""
+
+
+def follow_up_id(alert_id: str, horizon: str) -> str:
+    digest = hashlib.blake2b(f"{alert_id}\x1f{horizon}".encode(), digest_size=12).hexdigest()
+    return f"fu_{digest}"
+
+
+def _later(label: str, seconds: float | None) -> str:
+    if seconds is None:
+        return "at the close"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)} min later"
+    return f"{seconds:g} s later"
+
+
+def follow_up_event(alert: AlertEvent, horizon: Horizon, outcome: Outcome) -> AlertEvent:
+    """`SPY flip cross up 30 min later: +0.42%, max +0.61/-0.08%`: the plain change of spot
+    and its largest rise / fall in the window, whatever the alert's direction."""
+    what = f"{alert.symbol} {alert.type.replace('_', ' ')}"
+    direction = alert.details.get("direction")
+    if isinstance(direction, str):
+        what += " " + direction.replace("_", " ")
+    k = direction_sign(alert) or 1
+    if outcome.change_pct is None or outcome.mfe_pct is None or outcome.mae_pct is None:
+        figures = f"no figure ({outcome.status.replace('_', ' ')})"
+    else:
+        up, down = (
+            (outcome.mfe_pct, outcome.mae_pct) if k > 0 else (-outcome.mae_pct, -outcome.mfe_pct)
+        )
+        figures = f"{outcome.change_pct:+.2f}%, max {up:+.2f}/{down:+.2f}%"
+        if outcome.status == "gap":
+            figures += " (gap in the data)"
+    when = iso_utc(datetime.fromtimestamp((outcome.end_ms or alert_ms(alert)) / 1000, UTC))
+    return AlertEvent(
+        id=follow_up_id(alert.id, horizon.label),
+        rule=alert.rule,
+        type=FOLLOW_UP_TYPE,
+        symbol=alert.symbol,
+        expiry=alert.expiry,
+        severity="info",
+        as_of=when,
+        fired_at=when,
+        summary=f"{what} {_later(horizon.label, horizon.seconds)}: {figures}",
+        details={
+            "alert_id": alert.id,
+            "alert_summary": alert.summary,
+            "horizon": horizon.label,
+            "outcome": msgspec.to_builtins(outcome),
+        },
+    )
+
+
+@dataclass
+class _Pending:
+    event: AlertEvent
+    stream: StreamKey
+    at_ms: int
+    seen_ms: int  # outbox entry time (wall clock): how long we have been waiting for it
+    sent: set[str] = field(default_factory=set)  # follow-up horizons done
+
+
+class OutcomeDuty:
+    """`run_once` is the APScheduler duty. `config` and `owns` are read on every run, so a
+    reload and a membership change apply at the next one."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        config: Callable[[], Config],
+        owns: Callable[[str], bool],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sessions: Sessions | None = None,
+    ) -> None:
+        self.redis = redis
+        self.config = config
+        self.owns = owns
+        self.clock = clock
+        self.sessions = sessions or Sessions()
+        self.pending: dict[str, _Pending] = {}
+        self.cursor: str | None = None
+        self.stored = 0
+        self.followed_up = 0
+        self._enqueue = redis.register_script(_ENQUEUE)
+
+    async def run_once(self) -> None:
+        cfg = self.config()
+        now = as_ms(self.clock())
+        await self._collect(cfg, now)
+        by_stream: dict[StreamKey, list[_Pending]] = defaultdict(list)
+        for p in self.pending.values():
+            key = p.stream[0] if p.stream[1] is None else f"{p.stream[0]}:{p.stream[1]}"
+            if self.owns(key):
+                by_stream[p.stream].append(p)
+        for stream, items in by_stream.items():
+            await self._stream(cfg, stream, items, now)
+        lookback_ms = int(cfg.outcomes.lookback * 1000)
+        for aid in [a for a, p in self.pending.items() if p.seen_ms < now - lookback_ms]:
+            del self.pending[aid]  # owned by someone else all along, or never reachable
+
+    async def _collect(self, cfg: Config, now: int) -> None:
+        if self.cursor is None:
+            self.cursor = f"{max(0, now - int(cfg.outcomes.lookback * 1000))}-0"
+        streams = {(t.symbol, t.expiry) for t in cfg.watch.entries()}
+        while True:
+            batch = entries(await self.redis.xrange(store.ALERTS_KEY, min=self.cursor, count=PAGE))
+            for entry_id, fields in batch:
+                try:
+                    ev = decode_alert(fields[b"event"])
+                except (KeyError, ValueError):
+                    continue  # the dispatcher reports undecodable entries; nothing to measure
+                if ev.type in NOT_SIGNALS or ev.id in self.pending:
+                    continue
+                seen = int(entry_id.decode().split("-", 1)[0])
+                self.pending[ev.id] = _Pending(ev, stream_of(ev, streams), alert_ms(ev), seen)
+            if batch:
+                self.cursor = "(" + batch[-1][0].decode()
+            if len(batch) < PAGE:
+                return
+
+    async def _stream(
+        self, cfg: Config, stream: StreamKey, items: list[_Pending], now: int
+    ) -> None:
+        symbol = stream[0]
+        key = records.outcomes_key(symbol)
+        rules = {r.name: r for r in cfg.rules}
+
+        def follow_ups(p: _Pending) -> list[Horizon]:
+            rule = rules.get(p.event.rule)
+            return [parse_horizon(s) for s in (rule.follow_up if rule is not None else [])]
+
+        stored = await self.redis.hmget(key, [p.event.id for p in items])
+        todo = []
+        for p, raw in zip(items, stored, strict=True):
+            if raw is not None and all(h.label in p.sent for h in follow_ups(p)):
+                del self.pending[p.event.id]  # all done (by us, another daemon, before a restart)
+            else:
+                todo.append((p, raw is not None))
+        if not todo:
+            return
+        top = await last_ms(self.redis, symbol, stream[1])
+        horizons = parse_horizons(cfg.outcomes.horizons)
+        settle_ms = int(cfg.outcomes.settle * 1000)
+
+        def elapsed(p: _Pending, h: Horizon) -> bool:
+            end = horizon_end(p.at_ms, h, self.sessions.close_ms(p.at_ms))
+            if end.ms is None:
+                return True
+            return (top is not None and top >= end.ms) or now >= end.ms + settle_ms
+
+        path = None
+        for p, is_stored in todo:
+            rule = rules.get(p.event.rule)
+            follow = follow_ups(p)
+            due_follow = [h for h in follow if h.label not in p.sent and elapsed(p, h)]
+            complete = not is_stored and all(elapsed(p, h) for h in horizons)
+            if not due_follow and not complete:
+                continue
+            if path is None:
+                path = await read_path(self.redis, symbol, stream[1])
+            close = self.sessions.close_ms(p.at_ms)
+            gap = float(cfg.outcomes.max_gap)
+            for h in due_follow:
+                out = measure(
+                    path, p.at_ms, h, close_ms=close, sign=direction_sign(p.event), max_gap_s=gap
+                )
+                if rule is not None and rule.channels:
+                    await self._follow_up(p.event, h, out, list(rule.channels))
+                p.sent.add(h.label)
+            if complete:
+                outs = measure_alert(path, p.event, p.at_ms, horizons, close, gap)
+                rec = records.Record(p.event, outs, iso_utc(self.clock()))
+                if await self.redis.hsetnx(key, p.event.id, records.encode(rec)):
+                    self.stored += 1
+                    log.info("alert outcome stored", alert=p.event.id, rule=p.event.rule,
+                             symbol=symbol)  # fmt: skip
+            if (complete or is_stored) and all(h.label in p.sent for h in follow):
+                del self.pending[p.event.id]
+
+    async def _follow_up(
+        self, alert: AlertEvent, h: Horizon, outcome: Outcome, channels: list[str]
+    ) -> None:
+        event = follow_up_event(alert, h, outcome)
+        fields = outbox_fields(event, channels)
+        flat = [x for kv in fields.items() for x in kv]
+        keys = [dedup_key(event.symbol, event.id), store.ALERTS_KEY]
+        if await self._enqueue(keys=keys, args=[DEDUP_TTL_MS, *flat]):
+            self.followed_up += 1
+            log.info("alert follow-up enqueued", alert=alert.id, horizon=h.label,
+                     symbol=alert.symbol)  # fmt: skip
