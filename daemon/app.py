@@ -29,7 +29,7 @@ from gex_alertd.model import AlertEvent, iso_utc, outbox_fields
 from gex_alertd.ops import metrics
 from gex_alertd.ops.reload_status import ReloadStatus
 from gex_alertd.ops.reload_status import default_path as reload_status_path
-from gex_alertd.ownership import HEARTBEAT_S, Membership, assign
+from gex_alertd.ownership import HEARTBEAT_S, Membership, assign, owner
 from gex_alertd.pipeline import Poller
 from gex_alertd.pool import PollPool
 from gex_alertd.sources.backoff import Backoff
@@ -62,6 +62,7 @@ class Daemon:
         self.duties: Duties | None = None
         self.membership: Membership | None = None
         self.gate: SessionGate | None = None
+        self.outcomes: Any = None
         self.ops_server: Any = None
         self.notifier: Any = None
         self._stop = asyncio.Event()
@@ -93,6 +94,7 @@ class Daemon:
         self.pool.start()
         self.duties.every("heartbeat", HEARTBEAT_S, self._beat)
         self.duties.every("gauges", GAUGES_S, self._gauges)
+        self._arm_outcomes(self.cfg)
         self.duties.start()
         await self._start_ops_server()
         self.reload_status.start()  # ops: `reload --wait` finds this pid from here on
@@ -169,6 +171,22 @@ class Daemon:
         # loads the calendar now, before READY, not in the middle of serving
         self.gate = SessionGate(self.duties, hours, pause=self.pool.pause, resume=self.pool.resume)
         self.gate.apply()
+
+    def _arm_outcomes(self, cfg: Config) -> None:
+        """Alert outcomes and follow-ups (gex_alertd.outcomes.live), for the symbols we own."""
+        assert self.duties is not None
+        self.duties.cancel("outcomes")
+        if not cfg.outcomes.enabled:
+            return
+        if self.outcomes is None:
+            from gex_alertd.outcomes.live import OutcomeDuty
+
+            self.outcomes = OutcomeDuty(self.redis, lambda: self.cfg, self._owns)
+        self.duties.every("outcomes", cfg.outcomes.interval, self.outcomes.run_once)
+
+    def _owns(self, key: str) -> bool:
+        assert self.membership is not None
+        return owner(key, self.membership.members) == self.instance_id
 
     def _log_capacity(self, cfg: Config) -> None:
         from gex_alertd import capacity
@@ -367,6 +385,8 @@ class Daemon:
             members = self.membership.members
             self._own(members, members)
             self._arm_gate(new)
+        if self.duties is not None and new.outcomes != old.outcomes:
+            self._arm_outcomes(new)
         log.info("config reloaded", symbols=len(new.watch.entries()), rules=len(new.rules))
         self._log_capacity(new)
 

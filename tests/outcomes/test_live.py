@@ -1,0 +1,132 @@
+"""The outcome duty on a real Redis: computed once when the horizons have elapsed, equal to the
+report's, follow-ups exactly once, only by the owner of the symbol."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+
+from gex_alertd import config as config_mod
+from gex_alertd import store
+from gex_alertd.connections import entries
+from gex_alertd.outcomes import records
+from gex_alertd.outcomes.alerts import Filter, live_alerts
+from gex_alertd.outcomes.horizons import parse_horizons
+from gex_alertd.outcomes.live import OutcomeDuty, follow_up_id
+from gex_alertd.outcomes.paths import read_path
+from gex_alertd.outcomes.report import compute_report
+from tests.outcomes.streams import alert, fire, store_path
+from tests.outcomes.test_measure import MIN, MONDAY, et
+
+T0 = et(*MONDAY, 10, 0)
+CFG = config_mod.parse(
+    {
+        "redis": {"url": "redis://unused"},
+        "watch": {"symbols": ["SPY", "QQQ"]},
+        "channels": {"tty": {"type": "console"}},
+        "rules": [
+            {
+                "name": "flip",
+                "type": "flip_cross",
+                "symbols": ["SPY"],
+                "channels": ["tty"],
+                "follow_up": ["5m"],
+            },
+        ],
+        "outcomes": {"horizons": ["5m", "30m", "close"], "settle": "1d", "max_gap": "10m"},
+    }
+)
+
+
+def clock_at(ms: int) -> Callable[[], datetime]:
+    return lambda: datetime.fromtimestamp(ms / 1000, UTC)
+
+
+async def outbox(redis: aioredis.Redis) -> list[dict]:
+    return [json.loads(f[b"event"]) for _i, f in entries(await redis.xrange(store.ALERTS_KEY))]
+
+
+async def test_outcome_once_when_elapsed_equal_to_the_report_and_one_follow_up(
+    redis: aioredis.Redis,
+) -> None:
+    spots = [100.0 + 0.1 * (i % 7) - 0.05 * (i % 3) for i in range(11)]
+    await store_path(redis, "SPY", [T0 + i * MIN for i in range(11)], spots)  # to 10:10
+    ev = alert(T0 + 2 * MIN, details={"direction": "up", "flip": 99.5})
+    await fire(redis, ev, ["tty"])
+    duty = OutcomeDuty(redis, lambda: CFG, lambda key: True, clock=clock_at(T0 + 11 * MIN))
+    await duty.run_once()
+    # 5m (to 10:07) is in the stream: the follow-up goes out; 30m and close are not yet
+    assert await redis.hlen(records.outcomes_key("SPY")) == 0
+    sent = [e for e in await outbox(redis) if e["type"] == "outcome"]
+    assert [e["id"] for e in sent] == [follow_up_id(ev.id, "5m")]
+    change = (spots[7] / spots[2] - 1) * 100
+    assert sent[0]["summary"].startswith(f"SPY flip cross up 5 min later: {change:+.2f}%, max +")
+    assert sent[0]["details"]["alert_id"] == ev.id
+    await duty.run_once()
+    assert len([e for e in await outbox(redis) if e["type"] == "outcome"]) == 1
+
+    # the day goes on to the close and one snapshot after it: every horizon has elapsed
+    later = [T0 + i * MIN for i in range(11, 361)]
+    await store_path(redis, "SPY", later, [100.0 + 0.01 * (i % 13) for i in range(len(later))])
+    await duty.run_once()
+    raw = await redis.hget(records.outcomes_key("SPY"), ev.id)
+    assert isinstance(raw, bytes) and duty.stored == 1 and not duty.pending
+    rec = records.decode(raw)
+    assert rec.alert == ev and set(rec.outcomes) == {"5m", "30m", "close"}
+    assert rec.outcomes["close"].end_ms == et(*MONDAY, 16, 0)
+    assert rec.outcomes["30m"].level == 99.5 and rec.outcomes["30m"].held is True
+
+    # the report, computed later from the whole stream, gives the same outcomes
+    path = await read_path(redis, "SPY")
+    report, _ = compute_report([ev], {("SPY", None): path}, parse_horizons("5m,30m,close"))
+    assert report.alerts[0].outcomes == rec.outcomes
+    # the follow-up's figures are the stored 5m outcome's
+    assert sent[0]["details"]["outcome"]["move_pct"] == rec.outcomes["5m"].move_pct
+
+    # a second daemon (fresh memory) and a restart change nothing and send nothing again
+    other = OutcomeDuty(redis, lambda: CFG, lambda key: True, clock=clock_at(T0 + 400 * MIN))
+    await other.run_once()
+    assert other.stored == 0 and other.followed_up == 0
+    assert await redis.hget(records.outcomes_key("SPY"), ev.id) == raw
+    assert len([e for e in await outbox(redis) if e["type"] == "outcome"]) == 1
+
+    # the outbox is trimmed after delivery: the report still finds the alert in its record
+    await redis.delete(store.ALERTS_KEY)
+    found = await live_alerts(redis, ["SPY"], Filter(), lambda w, m: None)
+    assert [e.id for e in found] == [ev.id]
+
+
+async def test_only_the_owner_computes(redis: aioredis.Redis) -> None:
+    await store_path(redis, "QQQ", [T0 + i * MIN for i in range(40)], [200.0] * 40)
+    ev = alert(T0, symbol="QQQ", rule="flip")
+    await fire(redis, ev, ["tty"])
+    clock = clock_at(T0 + 40 * MIN)
+    owned: set[str] = set()
+    duty = OutcomeDuty(redis, lambda: CFG, lambda key: key in owned, clock=clock)
+    await duty.run_once()
+    assert duty.followed_up == 0 and await redis.hlen(records.outcomes_key("QQQ")) == 0
+    owned.add("QQQ")  # ownership moved to us: the next run does it
+    await duty.run_once()
+    assert duty.followed_up == 1
+
+
+async def test_a_horizon_the_stream_never_reaches_settles_by_the_wall_clock(
+    redis: aioredis.Redis,
+) -> None:
+    # halted from 10:05: nothing stored after it
+    await store_path(redis, "SPY", [T0 + i * MIN for i in range(6)], [100.0] * 6)
+    ev = alert(T0 + MIN)
+    await fire(redis, ev, ["tty"])
+    now = [T0 + 7 * MIN]
+    duty = OutcomeDuty(redis, lambda: CFG, lambda key: True, clock=lambda: clock_at(now[0])())
+    await duty.run_once()
+    assert duty.followed_up == 0  # 10:06 is not in the stream yet, and not a day past
+    now[0] = T0 + MIN + 5 * MIN + 86_400_000  # a day (settle) after the 5m end
+    await duty.run_once()
+    assert duty.followed_up == 1
+    sent = [e for e in await outbox(redis) if e["type"] == "outcome"]
+    assert sent[0]["details"]["outcome"]["status"] == "ok"
+    assert "+0.00%" in sent[0]["summary"]
