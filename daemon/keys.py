@@ -38,6 +38,11 @@ def cooldown(symbol: str, rule: str, expiry: str | None) -> str:
     return symbol_key(symbol, f"cooldown:{rule}", expiry)
 
 
+def outcomes(symbol: str) -> str:
+    """Stored alert outcomes of a symbol (hash: alert id -> outcome record, HSETNX once)."""
+    return symbol_key(symbol, "outcomes")
+
+
 def alert_dedup(symbol: str, alert_id: str) -> str:
     """`SET NX PX`: an alert id is enqueued once, by the live path or by `replay --send`."""
     return symbol_key(symbol, f"alert:{alert_id}")

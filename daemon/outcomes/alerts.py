@@ -1,7 +1,8 @@
 """Where the report's alerts come from: the live ones (the outbox and the stored outcome
 records), a `gex-alertd replay --out` file, or a replay of the configured rules right here.
 
-Only rule alerts count: operator alerts and outcome follow-ups are not signals.
+Only firing alerts of signal rules count: operator and data-health alerts, resolved events and
+outcome follow-ups are not signals.
 """
 
 from __future__ import annotations
@@ -13,14 +14,20 @@ from pathlib import Path
 import msgspec
 import redis.asyncio as aioredis
 
-from gex_alertd import store
+from gex_alertd import keys
 from gex_alertd.connections import entries
 from gex_alertd.model import AlertEvent, decode_alert
 from gex_alertd.outcomes import records
 from gex_alertd.outcomes.report import alert_ms
 from gex_alertd.rules.base import RuleBase
 
-NOT_SIGNALS = frozenset({"operator", "outcome"})
+NOT_SIGNALS = frozenset({"operator", "outcome", "stale_data", "source_failing", "heartbeat"})
+
+
+def is_signal(ev: AlertEvent) -> bool:
+    return ev.type not in NOT_SIGNALS and ev.status == "firing"
+
+
 MAX_LINE = 1 << 20  # a replay file line is one alert: a megabyte is already absurd
 
 
@@ -32,7 +39,7 @@ class Filter:
     end_ms: int | None = None
 
     def keep(self, ev: AlertEvent) -> bool:
-        if ev.type in NOT_SIGNALS:
+        if not is_signal(ev):
             return False
         if self.rules and ev.rule not in self.rules:
             return False
@@ -58,12 +65,12 @@ async def live_alerts(
     found: list[AlertEvent] = []
     lo = "-"
     while True:
-        batch = entries(await redis.xrange(store.ALERTS_KEY, min=lo, count=2000))
+        batch = entries(await redis.xrange(keys.ALERTS, min=lo, count=2000))
         for entry_id, fields in batch:
             try:
                 found.append(decode_alert(fields[b"event"]))
             except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-                on_error(f"{store.ALERTS_KEY} {entry_id.decode()}", f"undecodable alert: {exc}")
+                on_error(f"{keys.ALERTS} {entry_id.decode()}", f"undecodable alert: {exc}")
         if len(batch) < 2000:
             break
         lo = "(" + batch[-1][0].decode()

@@ -26,13 +26,13 @@ import msgspec
 import redis.asyncio as aioredis
 import structlog
 
-from gex_alertd import store
-from gex_alertd.commit import DEDUP_TTL_MS, dedup_key
+from gex_alertd import keys
+from gex_alertd.commit import DEDUP_TTL_MS
 from gex_alertd.config import Config
 from gex_alertd.connections import entries
 from gex_alertd.model import AlertEvent, as_ms, decode_alert, iso_utc, outbox_fields
 from gex_alertd.outcomes import records
-from gex_alertd.outcomes.alerts import NOT_SIGNALS
+from gex_alertd.outcomes.alerts import is_signal
 from gex_alertd.outcomes.horizons import (
     Horizon,
     Sessions,
@@ -163,13 +163,13 @@ class OutcomeDuty:
             self.cursor = f"{max(0, now - int(cfg.outcomes.lookback * 1000))}-0"
         streams = {(t.symbol, t.expiry) for t in cfg.watch.entries()}
         while True:
-            batch = entries(await self.redis.xrange(store.ALERTS_KEY, min=self.cursor, count=PAGE))
+            batch = entries(await self.redis.xrange(keys.ALERTS, min=self.cursor, count=PAGE))
             for entry_id, fields in batch:
                 try:
                     ev = decode_alert(fields[b"event"])
                 except (KeyError, ValueError):
                     continue  # the dispatcher reports undecodable entries; nothing to measure
-                if ev.type in NOT_SIGNALS or ev.id in self.pending:
+                if not is_signal(ev) or ev.id in self.pending:
                     continue
                 seen = int(entry_id.decode().split("-", 1)[0])
                 self.pending[ev.id] = _Pending(ev, stream_of(ev, streams), alert_ms(ev), seen)
@@ -243,8 +243,8 @@ class OutcomeDuty:
         event = follow_up_event(alert, h, outcome)
         fields = outbox_fields(event, channels)
         flat = [x for kv in fields.items() for x in kv]
-        keys = [dedup_key(event.symbol, event.id), store.ALERTS_KEY]
-        if await self._enqueue(keys=keys, args=[DEDUP_TTL_MS, *flat]):
+        names = [keys.alert_dedup(event.symbol, event.id), keys.ALERTS]
+        if await self._enqueue(keys=names, args=[DEDUP_TTL_MS, *flat]):
             self.followed_up += 1
             log.info("alert follow-up enqueued", alert=alert.id, horizon=h.label,
                      symbol=alert.symbol)  # fmt: skip

@@ -13,7 +13,7 @@ import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from gex_alertd import store
+from gex_alertd import keys
 
 PAGE = 5000
 
@@ -80,7 +80,7 @@ async def read_path(
     """The stream's (t, spot, net) between start_ms and end_ms inclusive, paged. Entries whose
     spot is unreadable are dropped (a stored spot is always positive and finite)."""
     script = redis.register_script(_PROJECT)
-    key = store.snap_key(symbol, expiry)
+    key = keys.snap(symbol, expiry)
     lo = "-" if start_ms is None else f"{start_ms}-0"
     hi = "+" if end_ms is None else f"{end_ms}-18446744073709551615"
     ts: list[np.ndarray] = []
@@ -109,7 +109,7 @@ async def read_path(
 async def last_ms(redis: aioredis.Redis, symbol: str, expiry: str | None = None) -> int | None:
     """The as_of (ms) of the stream's newest entry: how far the stored data has reached."""
     try:
-        reply = await redis.xinfo_stream(store.snap_key(symbol, expiry))
+        reply = await redis.xinfo_stream(keys.snap(symbol, expiry))
     except ResponseError:  # no such stream (yet)
         return None
     last = reply.get("last-generated-id")

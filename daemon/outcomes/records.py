@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from gex_alertd import store
+from gex_alertd import keys
 from gex_alertd.model import AlertEvent
 from gex_alertd.outcomes.measure import Outcome
 
@@ -24,7 +24,7 @@ _decoder = msgspec.json.Decoder(Record)
 
 
 def outcomes_key(symbol: str) -> str:
-    return store.symbol_key(symbol, "outcomes")
+    return keys.outcomes(symbol)
 
 
 def encode(record: Record) -> bytes:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from gex_alertd import store
+from gex_alertd import keys
 from gex_alertd.config import SimulatorOptions
 from gex_alertd.connections import entries
 from gex_alertd.model import decode_alert
@@ -136,5 +136,5 @@ class SpyStepper(Stepper):
     async def _stored(self, daemon: asyncio.subprocess.Process) -> bool:
         assert daemon.returncode is None, self.log.read_text()[-3000:]
         as_of = self.clock.start + timedelta(seconds=math.floor(self.clock.now() + 1e-9))
-        last = entries(await self.r.xrevrange(store.snap_key("SPY"), count=1))
+        last = entries(await self.r.xrevrange(keys.snap("SPY"), count=1))
         return bool(last) and int(last[0][0].split(b"-")[0]) >= int(as_of.timestamp() * 1000)

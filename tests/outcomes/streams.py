@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
-from gex_alertd import store
+from gex_alertd import keys, store
 from gex_alertd.config import RedisConfig
 from gex_alertd.model import AlertEvent, decode_flow_gex, outbox_fields
 from tests.support.upstream import flow_gex_body
@@ -35,13 +35,13 @@ async def store_path(
             body["live_net_gex"] = nets[i]
         snap = decode_flow_gex(json.dumps(body).encode())
         fields = store.encode_fields(snap)
-        pipe.xadd(store.snap_key(symbol), fields, id=store.entry_id(snap))  # type: ignore[arg-type]  # bytes fields
+        pipe.xadd(keys.snap(symbol), fields, id=store.entry_id(snap))  # type: ignore[arg-type]  # bytes fields
     await pipe.execute()
 
 
 async def fire(redis: aioredis.Redis, event: AlertEvent, channels: list[str]) -> None:
     """An alert onto the outbox, as the commit puts it there."""
-    await redis.xadd(store.ALERTS_KEY, outbox_fields(event, channels))
+    await redis.xadd(keys.ALERTS, outbox_fields(event, channels))
 
 
 def alert(

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 
 from gex_alertd import config as config_mod
-from gex_alertd import store
+from gex_alertd import keys
 from gex_alertd.connections import entries
 from gex_alertd.outcomes import records
 from gex_alertd.outcomes.alerts import Filter, live_alerts
@@ -46,7 +46,7 @@ def clock_at(ms: int) -> Callable[[], datetime]:
 
 
 async def outbox(redis: aioredis.Redis) -> list[dict]:
-    return [json.loads(f[b"event"]) for _i, f in entries(await redis.xrange(store.ALERTS_KEY))]
+    return [json.loads(f[b"event"]) for _i, f in entries(await redis.xrange(keys.ALERTS))]
 
 
 async def test_outcome_once_when_elapsed_equal_to_the_report_and_one_follow_up(
@@ -94,7 +94,7 @@ async def test_outcome_once_when_elapsed_equal_to_the_report_and_one_follow_up(
     assert len([e for e in await outbox(redis) if e["type"] == "outcome"]) == 1
 
     # the outbox is trimmed after delivery: the report still finds the alert in its record
-    await redis.delete(store.ALERTS_KEY)
+    await redis.delete(keys.ALERTS)
     found = await live_alerts(redis, ["SPY"], Filter(), lambda w, m: None)
     assert [e.id for e in found] == [ev.id]
 

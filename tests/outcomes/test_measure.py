@@ -36,7 +36,10 @@ def vol(returns: list[float], seconds: float) -> float:
 
 
 def event(type_: str, details: dict) -> AlertEvent:
-    return AlertEvent("al_x", "r", type_, "SPY", None, "info", "", "", "", details)
+    return AlertEvent(
+        id="al_x", rule="r", type=type_, symbol="SPY", expiry=None, severity="info", as_of="",
+        fired_at="", summary="", details=details,
+    )  # fmt: skip
 
 
 H5 = Horizon("5m", 300.0)
