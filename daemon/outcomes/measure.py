@@ -51,8 +51,8 @@ _SIGNS: dict[tuple[str, str], int] = {
 _LEVEL_KEYS: dict[str, tuple[str, ...]] = {
     "flip_cross": ("flip",),
     "flip_guard": ("flip",),
-    "wall_shift": ("wall", "current", "call_wall", "put_wall"),
-    "level_proximity": ("level_value", "value"),
+    "wall_shift": ("to",),  # the wall's new strike
+    "level_proximity": ("level_value",),  # `level` there names the level (flip, call_wall...)
 }
 
 

@@ -165,7 +165,10 @@ def test_held_and_broke_as_the_wall_statistics_define_it() -> None:
     # a call wall above spot holds while every price stays below it
     wall = minutes_path(t0, [99.0, 99.5, 99.9, 99.0, 98.0, 99.99])
     assert measure(wall, t0, H5, close_ms=close, level=100.0).held is True
-    assert level_of(event("wall_shift", {"level": 610.0})) == 610.0
+    assert level_of(event("wall_shift", {"wall": "call", "from": 605.0, "to": 610.0})) == 610.0
+    prox = {"level": "put_wall", "level_value": 590.0, "zone": "entered"}
+    assert level_of(event("level_proximity", prox)) == 590.0
+    assert level_of(event("flip_guard", {"flip": None, "reason": "unavailable"})) is None
     assert level_of(event("oi_change", {"strikes": []})) is None
 
 
