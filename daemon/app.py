@@ -57,6 +57,7 @@ class Daemon:
         self.simulator: Any = None
         self.client: FlowGexClient | None = None
         self.committer: Any = None
+        self.settled: Any = None  # settled.SettledProfiles, made when a rule first needs it
         self.dispatcher: Any = None
         self.pool: PollPool | None = None
         self.duties: Duties | None = None
@@ -141,9 +142,24 @@ class Daemon:
         return Committer(self.redis, list(cfg.rules), cfg.redis)
 
     async def _commit(self, snap: Any, expiry: str | None) -> Any:
+        if self.committer.engine.needs_settled(snap.symbol):
+            await self._settled().attach(snap, expiry)  # the edge: the rule itself is pure
         result = await self.committer.commit(snap, expiry)
         self.stats.alerts_fired += len(result.alerts)
         return result
+
+    def _settled(self) -> Any:
+        if self.settled is None:
+            from gex_alertd.settled import SettledProfiles
+
+            async def fetch(symbol: str, expiry: str | None) -> bytes:
+                assert self.client is not None  # the current one, after any reload
+                return await self.client.fetch_settled(symbol, expiry)
+
+            self.settled = SettledProfiles(
+                self.redis, fetch, ttl_s=self.cfg.redis.retention or 7 * 86400
+            )
+        return self.settled
 
     def _build_pollers(self, cfg: Config) -> list[Poller]:
         assert self.client is not None

@@ -33,6 +33,11 @@ def state(symbol: str, expiry: str | None = None) -> str:
     return symbol_key(symbol, "state", expiry)
 
 
+def settled(symbol: str, day: str, expiry: str | None = None) -> str:
+    """`gex:{SYM}:settled:<yyyy-mm-dd>[:<expiry>]`: the day's settled profile (with a TTL)."""
+    return symbol_key(symbol, f"settled:{day}", expiry)
+
+
 def cooldown(symbol: str, rule: str, expiry: str | None) -> str:
     """`SET NX PX cooldown`: while it lives, the rule does not fire again for this stream."""
     return symbol_key(symbol, f"cooldown:{rule}", expiry)

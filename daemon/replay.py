@@ -42,6 +42,7 @@ from gex_alertd.rules.columns import FIELDS, StrikeColumns, attach, from_block
 from gex_alertd.rules.duration import parse_duration
 from gex_alertd.rules.engine import Emitted, Engine, RuleSlot
 from gex_alertd.rules.registry import columns_only
+from gex_alertd.settled import SettledProfiles
 
 StreamKey = tuple[str, str | None]  # (symbol, expiry filter)
 _DECODE_SLICE = 64
@@ -292,11 +293,14 @@ async def replay_streams(
         result.bad.append((where, msg))
 
     redis = aioredis.Redis.from_url(redis_url)
+    settled = SettledProfiles(redis, None)  # what the live path stored: never fetched here
     try:
         n = 0
         async for snap, expiry, view in iter_stream_views(
             redis, targets, start_ms, end_ms, bad, columns_only=columns_only
         ):
+            if replayer.engine.needs_settled(snap.symbol):
+                await settled.attach(snap, expiry)
             result.emitted += replayer.feed(snap, expiry, view)
             n += 1
             if n % 1000 == 0 and on_progress is not None:

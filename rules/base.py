@@ -130,6 +130,9 @@ class RuleType(Generic[R, S]):
     state: type[S]
     evaluate: Callable[[R, S | None, FlowGex, FlowGex | None], tuple[S, list[Fired]]]
     needs_prev: Callable[[R], bool] = lambda rule: False
+    # reads the day's settled profile, which the edge attaches to the snapshot beforehand
+    # (`repositioning.attach_settled`): live, the commit's caller; replay, from Redis
+    needs_settled: bool = False
 
     @property
     def name(self) -> str:

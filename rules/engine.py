@@ -87,6 +87,7 @@ class Engine:
         }
         self._by_symbol: dict[str, list[RuleBase]] = {}
         self._needs_prev: dict[str, bool] = {}
+        self._needs_settled: dict[str, bool] = {}
 
     def applicable(self, symbol: str) -> list[RuleBase]:
         found = self._by_symbol.get(symbol)
@@ -99,6 +100,15 @@ class Engine:
         if found is None:  # asked several times per commit: worked out once per symbol
             found = self._needs_prev[symbol] = any(
                 self._types[r.name].needs_prev(r) for r in self.applicable(symbol)
+            )
+        return found
+
+    def needs_settled(self, symbol: str) -> bool:
+        """Whether a rule on `symbol` reads the day's settled profile (fetched at the edge)."""
+        found = self._needs_settled.get(symbol)
+        if found is None:
+            found = self._needs_settled[symbol] = any(
+                self._types[r.name].needs_settled for r in self.applicable(symbol)
             )
         return found
 

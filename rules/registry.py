@@ -11,6 +11,7 @@ from gex_alertd.rules import (
     level_proximity,
     net_gex_sign,
     oi_change,
+    repositioning,
     threshold,
     wall_shift,
 )
@@ -24,6 +25,7 @@ _TYPES: tuple[RuleType[Any, Any], ...] = (
     wall_shift.RULE,
     level_proximity.RULE,
     flip_guard.RULE,
+    repositioning.RULE,
 )
 
 RULE_TYPES: tuple[type[RuleBase], ...] = tuple(t.config for t in _TYPES)
@@ -42,6 +44,7 @@ COLUMN_ONLY_TYPES = frozenset(
         "wall_shift",
         "level_proximity",
         "flip_guard",
+        "repositioning",
     }
 )
 

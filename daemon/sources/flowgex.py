@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 __all__ = ["FlowGexClient"]
 
 PATH = "/v1/flow/gex/"
+SETTLED_PATH = "/v1/exposure/gex/"
 DEFAULT_RETRY_AFTER_S = 1.0
 MAX_MESSAGE_CHARS = 300
 _URL_CACHE_MAX = 512  # URLs kept built (~480 bytes each); a longer watchlist builds them per poll
@@ -173,7 +174,20 @@ class FlowGexClient:
 
     async def fetch(self, symbol: str, expiry: str | None = None) -> Fetched:
         """One HTTP attempt, after the key's budget and any Retry-After window allow it."""
-        url = self._url(symbol, expiry)
+        status, body, latency = await self._get(self._url(symbol, expiry), symbol)
+        return self._decoded(symbol, expiry, body, status, latency)
+
+    async def fetch_settled(self, symbol: str, expiry: str | None = None) -> bytes:
+        """The raw body of `GET /v1/exposure/gex/{symbol}` (the settled profile), one attempt
+        on the same key, budget, timeout and body bound as `fetch`; decoding is the caller's
+        (`gex_alertd.settled`). Raises the same SourceErrors."""
+        url = URL(f"{self.base_url}{SETTLED_PATH}{quote(symbol, safe='')}", encoded=True)
+        if expiry is not None:
+            url = url.with_query(expiration=expiry)
+        return (await self._get(url, symbol))[1]
+
+    async def _get(self, url: URL, symbol: str) -> tuple[int, bytes, float]:
+        """(status, body, latency) of a 2xx; any other status raises its SourceError."""
         session = self._get_session()
         async with self._sem:
             waited = await self.limiter.acquire()
@@ -205,7 +219,7 @@ class FlowGexClient:
         REQUEST_LATENCY.observe(latency)
 
         if 200 <= status < 300:
-            return self._decoded(symbol, expiry, body, status, latency)
+            return status, body, latency
         raise _error_for(status, headers, body, symbol, retry_after)
 
     async def _read_bounded(self, resp: aiohttp.ClientResponse, symbol: str) -> bytes:

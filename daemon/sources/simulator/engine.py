@@ -160,6 +160,9 @@ class Simulator:
         net = net_of(rows)
         flip = gamma_flip(rows, m.spot)
         status = "available" if flip is not None else "no_boundary"
+        withheld = m.flip_withheld
+        if withheld is not None and m.tick * m.tick_s < withheld[1]:
+            status = withheld[0]  # scenario `flip_status`: the flip is served but not usable
         as_of = iso_utc(now)
         oi_as_of = iso_utc(m.start.replace(hour=0, minute=0, second=0, microsecond=0))
         feeds = data_as_of(as_of, oi_as_of)

@@ -18,12 +18,16 @@ from gex_alertd.sources.simulator import chain as chainmod
 from gex_alertd.sources.simulator.flow import Aggressor, FlowBook, Print, nbbo, print_price
 from gex_alertd.sources.simulator.pricing import MIN_T, bs_gamma
 from gex_alertd.sources.simulator.scenario import (
+    ApproachEvent,
     BlockEvent,
     CrossFlipEvent,
+    DriftEvent,
     Event,
+    FlipStatusEvent,
     NetSignEvent,
     SpotEvent,
     SymbolParams,
+    WallEvent,
 )
 from gex_alertd.sources.simulator.snapshot import Leg, WireRow, gamma_flip, net_of, strike_rows
 
@@ -65,6 +69,7 @@ class Market:
         self._next_event = 0
         self._scheduled: dict[int, list[tuple[int, int, Aggressor]]] = defaultdict(list)
         self.tick = 0
+        self.flip_withheld: tuple[str, float] | None = None  # (status, until sim seconds)
         self._gamma_tick = -1
         self._gammas: list[float | None] = []
         self._apply_events(0.0)
@@ -153,6 +158,14 @@ class Market:
                 self._net_sign(ev)
             elif isinstance(ev, BlockEvent):
                 self._block(ev)
+            elif isinstance(ev, WallEvent):
+                self._wall(ev)
+            elif isinstance(ev, ApproachEvent):
+                self._approach(ev)
+            elif isinstance(ev, DriftEvent):
+                self._drift(ev)
+            elif isinstance(ev, FlipStatusEvent):
+                self.flip_withheld = (ev.status, float(ev.at + ev.duration))
             # spot jumps can come by the hundred in test scenarios: keep them out of info
             (bound.debug if isinstance(ev, SpotEvent) else bound.info)(
                 "simulator event applied", spot=self.spot
@@ -227,6 +240,92 @@ class Market:
         strike = self.spot if ev.strike == "atm" else float(ev.strike)
         i = self._contract_near(expiry, strike) + (0 if ev.right == "call" else 1)
         self._print(i, ev.contracts, ev.aggressor, 0.0)
+
+    def _near_spot(self, call: bool, width_pct: float) -> list[int]:
+        """Contracts of one right within `width_pct` of spot in the two front expiries."""
+        now = self.time_at(self.tick)
+        return [
+            i
+            for e in self.live_expiries(now)[:2]
+            for i in self.chain.by_expiry[e]
+            if self.chain.contracts[i].call == call
+            and abs(self.chain.contracts[i].strike / self.spot - 1) * 100 <= width_pct
+        ]
+
+    def _wall(self, ev: WallEvent) -> None:
+        call = ev.wall == "call"
+        rows = self.rows(None, live=True)
+        size_of = (lambda r: r.call_gex) if call else (lambda r: -r.put_gex)
+        wall = max((size_of(r) for r in rows), default=0.0)
+        target = self.spot * (1 + ev.move_pct / 100)
+        gammas = self.gammas()
+        now = self.time_at(self.tick)
+        # the listed contract nearest the target with the most gamma (a 0DTE far out has none)
+        picks = [
+            self._contract_near(e, target) + (0 if call else 1) for e in self.live_expiries(now)
+        ]
+        picks = [i for i in picks if (gammas[i] or 0.0) > 0]
+        if not picks:
+            log.warning("wall: no contract to trade", symbol=self.symbol)
+            return
+        i = max(picks, key=lambda j: gammas[j] or 0.0)
+        strike = self.chain.contracts[i].strike
+        here = next((size_of(r) for r in rows if r.strike == strike), 0.0)
+        need = wall * (1 + ev.margin) - here
+        if need <= 0:
+            return
+        per_contract = (gammas[i] or 0.0) * 100.0 * self.spot * self.spot * 0.01
+        self._print(i, max(1, math.ceil(need / per_contract / 0.8)), "buy", 0.0)
+
+    def level_at(self, level: str, spot: float) -> float | None:
+        if level == "flip":
+            return self.live_flip(spot)
+        rows = self.rows(None, True, spot)
+        if not rows:
+            return None
+        if level == "call_wall":
+            return max(rows, key=lambda r: r.call_gex).strike
+        return max(rows, key=lambda r: -r.put_gex).strike
+
+    def _approach(self, ev: ApproachEvent) -> None:
+        sign = 1.0 if ev.side == "above" else -1.0
+        level = self.level_at(ev.level, self.spot)
+        if level is None:
+            log.warning("approach: no such level now", symbol=self.symbol, level=ev.level)
+            return
+        # the flip (and a wall's gamma) moves with spot: iterate to a fixed point
+        target = level * (1 + sign * ev.gap_pct / 100)
+        for _ in range(16):
+            level = self.level_at(ev.level, round(target, 2))
+            if level is None:
+                target = (target + self.spot) / 2.0
+                continue
+            want = level * (1 + sign * ev.gap_pct / 100)
+            if abs(want - target) < 0.01:
+                break
+            target = want
+        self._set_level(target)
+
+    def _drift(self, ev: DriftEvent) -> None:
+        settled = self.rows(None, live=False)
+        total = sum(
+            abs(r.call_gex) + abs(r.put_gex)
+            for r in settled
+            if abs(r.strike / self.spot - 1) * 100 <= ev.width_pct
+        )
+        picks = self._near_spot(ev.right == "call", ev.width_pct)
+        gammas = self.gammas()
+        per_contract = sum(gammas[i] or 0.0 for i in picks) * 100.0 * self.spot * self.spot * 0.01
+        if not picks or per_contract <= 0 or total <= 0:
+            log.warning("drift: no contracts near spot to trade", symbol=self.symbol)
+            return
+        # a quarter more than asked: inference keeps ~0.8 of a print at the ask as opening
+        contracts = total * ev.pct / 100 * 1.25 / per_contract / 0.8
+        ticks = max(1, round(ev.over_s / self.tick_s))
+        size = max(1, math.ceil(contracts / ticks))
+        for k in range(1, ticks + 1):
+            for i in picks:
+                self._scheduled[self.tick + k].append((i, size, "buy"))
 
     # --- snapshot inputs ------------------------------------------------------------------
 

@@ -10,6 +10,10 @@ events:
   - {at: 20s, do: net_sign, symbol: QQQ, to: negative}
   - {at: 30s, do: block, symbol: IWM, contracts: 20000, right: call, strike: atm}
   - {at: 40s, do: spot, symbol: SPY, move_pct: -1.5}
+  - {at: 45s, do: wall, symbol: SPY, wall: call, move_pct: 2}
+  - {at: 46s, do: approach, symbol: SPY, level: put_wall, side: above, gap_pct: 0.1}
+  - {at: 47s, do: drift, symbol: QQQ, pct: 30, right: call, over_s: 6s}
+  - {at: 48s, do: flip_status, symbol: IWM, status: no_boundary, duration: 30s}
   - {at: 50s, do: fault, kind: error, status: 503, count: 3}
 ```
 Every problem is reported at once with its path (`events[2].contracts: ...`).
@@ -84,6 +88,42 @@ class BlockEvent(_SymbolEvent, tag="block", kw_only=True):
     aggressor: Literal["buy", "sell"] = "buy"
 
 
+class WallEvent(_SymbolEvent, tag="wall", kw_only=True):
+    """Move a wall: one opening block at the strike `move_pct` % of spot away, big enough that
+    its GEX passes the current wall's by `margin` (a fraction): a `wall_shift`."""
+
+    wall: Literal["call", "put"] = "call"
+    move_pct: float = 2.0
+    margin: float = 0.5
+
+
+class ApproachEvent(_SymbolEvent, tag="approach", kw_only=True):
+    """Move spot to `gap_pct` % from a level (the flip or a wall), on `side` of it: a
+    `level_proximity` entry."""
+
+    level: Literal["flip", "call_wall", "put_wall"] = "flip"
+    side: Literal["above", "below"] = "above"
+    gap_pct: float = 0.1
+
+
+class DriftEvent(_SymbolEvent, tag="drift", kw_only=True):
+    """Open positions near spot over `over_s` until the live profile is `pct` % of the settled
+    GEX (|call| + |put| within `width_pct` of spot) away from it: a `repositioning`."""
+
+    pct: float = 30.0
+    right: Literal["call", "put"] = "call"
+    over_s: Duration = Duration(6.0)
+    width_pct: float = 3.0
+
+
+class FlipStatusEvent(_SymbolEvent, tag="flip_status", kw_only=True):
+    """Withhold the flip (serve `status`, e.g. no_boundary) for `duration` sim seconds: a
+    `flip_guard` (unavailable); it comes back afterwards (resolved)."""
+
+    status: str = "insufficient_quote_quality"
+    duration: Duration = Duration(30.0)
+
+
 class FaultEvent(_Event, tag="fault", kw_only=True):
     """Misbehave on the next `count` requests (or for `duration` sim seconds)."""
 
@@ -96,7 +136,17 @@ class FaultEvent(_Event, tag="fault", kw_only=True):
     retry_after: int = 2  # for rate_limit
 
 
-Event = SpotEvent | CrossFlipEvent | NetSignEvent | BlockEvent | FaultEvent
+Event = (
+    SpotEvent
+    | CrossFlipEvent
+    | NetSignEvent
+    | BlockEvent
+    | WallEvent
+    | ApproachEvent
+    | DriftEvent
+    | FlipStatusEvent
+    | FaultEvent
+)
 
 
 class Scenario(_Strict):
@@ -140,6 +190,19 @@ def _check(sc: Scenario, problems: Problems) -> None:
         if isinstance(ev, BlockEvent):
             if ev.contracts <= 0:
                 problems.add(f"{path}.contracts", f"must be > 0, got {ev.contracts}")
+        if isinstance(ev, WallEvent):
+            if ev.move_pct == 0:
+                problems.add(f"{path}.move_pct", "must not be 0 (the wall would stay)")
+            if ev.margin < 0:
+                problems.add(f"{path}.margin", f"must be >= 0, got {ev.margin}")
+        if isinstance(ev, ApproachEvent) and ev.gap_pct < 0:
+            problems.add(f"{path}.gap_pct", f"must be >= 0, got {ev.gap_pct}")
+        if isinstance(ev, DriftEvent):
+            for name in ("pct", "width_pct"):
+                if getattr(ev, name) <= 0:
+                    problems.add(f"{path}.{name}", f"must be > 0, got {getattr(ev, name)}")
+        if isinstance(ev, FlipStatusEvent) and ev.status == "available":
+            problems.add(f"{path}.status", "a withheld flip needs a status other than available")
         if isinstance(ev, NetSignEvent) and ev.margin < 0:
             problems.add(f"{path}.margin", f"must be >= 0, got {ev.margin}")
         if isinstance(ev, FaultEvent):

@@ -1,0 +1,153 @@
+"""The day's settled profile for the `repositioning` rule: fetched at the edge, cached, attached.
+
+`GET /v1/exposure/gex/{symbol}[?expiration=yyyy-MM-dd]` (same key as Flow GEX) serves the
+profile on settled OI, frozen all session. flowgex-api.md does not pin its wire format, so the
+daemon reads the minimum that is consistent with Flow GEX: `symbol`, `as_of`,
+`underlying_price` and `strikes[]` rows with `strike`, `call_gex`, `put_gex` (the Flow GEX
+row fields; others ignored, nullable as there). Headline fields are accepted under either
+name, Flow GEX's (`live_net_gex`, `live_net_gex_label`, `live_gamma_flip`, `expiry`) or the
+SDK's GexResponse (`net_gex`, `net_gex_label`, `gamma_flip`, `expiration`); the rule never
+reads them. The body is bounded in size and time exactly as the flow endpoint's.
+
+Once per (symbol, expiry, exchange day): the first live snapshot of the day that a
+repositioning rule applies to looks in Redis (`keys.settled`, written with `SET NX` and a TTL
+of the stream retention, so several daemons keep one copy), else fetches. A profile whose
+as_of is from another exchange day (the morning settle is not published yet) is not cached:
+another try after `retry_s`, as after an upstream error; meanwhile the rule neither fires nor
+resets. The cached value records the first snapshot it was attached to (`from_ms`): replay
+attaches it from that snapshot on, exactly as the live path did, so both give the same alerts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+
+from gex_alertd import keys
+from gex_alertd.model import FlowGex, PayloadError, decode_flow_gex
+from gex_alertd.rules.repositioning import Settled, attach_settled, exchange_day, settled_from
+from gex_alertd.sources.errors import SourceError
+
+log = structlog.get_logger()
+
+_ALIASES = {
+    "net_gex": "live_net_gex",
+    "net_gex_label": "live_net_gex_label",
+    "gamma_flip": "live_gamma_flip",
+    "expiration": "expiry",
+}
+MIN_TTL_S = 2 * 86400
+
+
+class CachedSettled(msgspec.Struct, array_like=True, frozen=True):
+    from_ms: int  # as_of of the first live snapshot it was attached to
+    profile: Settled
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(CachedSettled)
+
+FetchFn = Callable[[str, str | None], Awaitable[bytes]]
+
+
+def decode_settled(body: bytes, symbol: str) -> FlowGex:
+    """Decode and validate a `/v1/exposure/gex` body; PayloadError names the problem."""
+    try:
+        tree = msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"malformed settled GEX payload: {exc}") from None
+    if not isinstance(tree, dict):
+        raise PayloadError("malformed settled GEX payload: expected a JSON object")
+    for sdk, flow in _ALIASES.items():
+        if flow not in tree and sdk in tree:
+            tree[flow] = tree.pop(sdk)
+    tree.setdefault("live_net_gex", 0.0)  # optional here: the rule reads the rows only
+    try:
+        return decode_flow_gex(msgspec.json.encode(tree), symbol=symbol)
+    except PayloadError as exc:
+        raise PayloadError(str(exc).replace("Flow GEX", "settled GEX")) from None
+
+
+def decode_cached(raw: bytes | str) -> CachedSettled | None:
+    if isinstance(raw, str):  # a client with decode_responses: not ours to read
+        return None
+    try:
+        return _decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None  # another layout: fetched again, like a missing one
+
+
+class SettledProfiles:
+    """Per daemon: the current day's profile per (symbol, expiry), from Redis or upstream
+    (`fetch`; None for replay, which reads what the live path stored and never fetches)."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        fetch: FetchFn | None,
+        *,
+        ttl_s: float = MIN_TTL_S,
+        retry_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.redis = redis
+        self.fetch = fetch
+        self.ttl_s = max(int(ttl_s), MIN_TTL_S)
+        self.retry_s = retry_s
+        self.clock = clock
+        # one day per target (bounded); None: known missing (only without `fetch`: replay)
+        self._mem: dict[tuple[str, str | None], tuple[str, CachedSettled | None]] = {}
+        self._next_try: dict[str, float] = {}
+
+    async def attach(self, snap: FlowGex, expiry: str | None) -> None:
+        """Attach today's settled profile to `snap` when there is one (else nothing)."""
+        day = exchange_day(snap)
+        found = await self._get(snap, expiry, day)
+        if found is not None and snap.as_of_ms >= found.from_ms:
+            attach_settled(snap, found.profile)
+
+    async def _get(self, snap: FlowGex, expiry: str | None, day: str) -> CachedSettled | None:
+        symbol = snap.symbol.upper()
+        hit = self._mem.get((symbol, expiry))
+        if hit is not None and hit[0] == day:
+            return hit[1]
+        key = keys.settled(symbol, day, expiry)
+        raw = await self.redis.get(key)
+        found = decode_cached(raw) if raw is not None else None
+        if found is None:
+            found = await self._fetch(symbol, expiry, day, key, snap.as_of_ms)
+        if found is not None or self.fetch is None:
+            self._mem[(symbol, expiry)] = (day, found)
+        return found
+
+    async def _fetch(
+        self, symbol: str, expiry: str | None, day: str, key: str, as_of_ms: int
+    ) -> CachedSettled | None:
+        now = self.clock()
+        if self.fetch is None or now < self._next_try.get(key, 0.0):
+            return None
+        self._next_try[key] = now + self.retry_s
+        bound: Any = log.bind(symbol=symbol, expiry=expiry)
+        try:
+            settled = decode_settled(await self.fetch(symbol, expiry), symbol)
+        except (SourceError, PayloadError) as exc:
+            bound.warning("settled profile unavailable", error=str(exc), retry_in=self.retry_s)
+            return None
+        profile = settled_from(settled)
+        if profile.day != day:
+            bound.info("settled profile not published for today yet", served_day=profile.day)
+            return None
+        self._next_try.pop(key, None)
+        fresh = CachedSettled(as_of_ms, profile)
+        # NX: of several daemons the first one's copy (and from_ms) wins; all use it
+        if not await self.redis.set(key, _encoder.encode(fresh), nx=True, ex=self.ttl_s):
+            raw = await self.redis.get(key)
+            other = decode_cached(raw) if raw is not None else None
+            fresh = other if other is not None else fresh
+        bound.info("settled profile cached", day=day, strikes=len(profile.strike))
+        return fresh

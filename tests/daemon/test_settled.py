@@ -1,0 +1,147 @@
+"""The settled profile at the edge: fetched from the simulator's /v1/exposure/gex over HTTP,
+cached in a real Redis per symbol and day with a TTL, bounded, retried, never yesterday's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+
+from gex_alertd import keys
+from gex_alertd.config import SimulatorOptions
+from gex_alertd.model import PayloadError, decode_flow_gex, iso_utc
+from gex_alertd.rules.repositioning import exchange_day, settled_of
+from gex_alertd.settled import SettledProfiles, decode_cached, decode_settled
+from gex_alertd.sources.errors import MalformedPayload
+from gex_alertd.sources.flowgex import FlowGexClient
+from gex_alertd.sources.simulator.clock import ManualClock
+from gex_alertd.sources.simulator.embedded import EmbeddedSimulator, make_app, serve
+
+KEY = "settled-test-key"
+SCENARIO = "start: 2026-03-02T14:30:00Z\n"
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[tuple[EmbeddedSimulator, ManualClock]]:
+    clock = ManualClock()
+    app = make_app(SimulatorOptions(cache_s=0, rate_limit_per_min=0), KEY, SCENARIO, clock=clock)
+    handle = await serve(app)
+    yield handle, clock
+    await handle.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def test_fetched_once_per_day_cached_with_a_ttl_and_shared(
+    sim: tuple[EmbeddedSimulator, ManualClock], redis: aioredis.Redis
+) -> None:
+    handle, clock = sim
+    calls: list[str] = []
+    async with FlowGexClient(handle.base_url, KEY) as client:
+
+        async def fetch(symbol: str, expiry: str | None) -> bytes:
+            calls.append(symbol)
+            return await client.fetch_settled(symbol, expiry)
+
+        profiles = SettledProfiles(redis, fetch, ttl_s=7 * 86400)
+        first = (await client.fetch("SPY")).snapshot
+        await profiles.attach(first, None)
+        got = settled_of(first)
+        assert got is not None and got.day == exchange_day(first) and len(got.strike) > 100
+        key = keys.settled("SPY", exchange_day(first))
+        assert key == "gex:{SPY}:settled:2026-03-02"
+        assert 6 * 86400 < await redis.ttl(key) <= 7 * 86400
+        clock.advance(5)
+        second = (await client.fetch("SPY")).snapshot
+        await profiles.attach(second, None)
+        assert settled_of(second) == got and calls == ["SPY"]
+        # another daemon (or a restart) reads the stored copy instead of fetching
+        other = SettledProfiles(redis, fetch)
+        third = (await client.fetch("SPY")).snapshot
+        await other.attach(third, None)
+        assert settled_of(third) == got and calls == ["SPY"]
+        raw = await redis.get(key)
+        cached = decode_cached(raw)
+        assert cached is not None and cached.from_ms == first.as_of_ms
+        # replay (no fetch) attaches it from the snapshot it was first attached to on
+        replay = SettledProfiles(redis, None)
+        early = msgspec.structs.replace(first, as_of=first.as_of - timedelta(seconds=1))
+        await replay.attach(early, None)
+        await replay.attach(first, None)
+        assert settled_of(early) is None and settled_of(first) == got
+
+
+async def test_yesterdays_profile_is_not_used_and_is_retried_later(
+    sim: tuple[EmbeddedSimulator, ManualClock], redis: aioredis.Redis
+) -> None:
+    handle, _ = sim
+    calls: list[str] = []
+    async with FlowGexClient(handle.base_url, KEY) as client:
+
+        async def stale(symbol: str, expiry: str | None) -> bytes:
+            calls.append(symbol)
+            tree = msgspec.json.decode(await client.fetch_settled(symbol, expiry))
+            tree["as_of"] = "2026-02-27T21:00:00Z"  # Friday's: today's settle not out yet
+            return msgspec.json.encode(tree)
+
+        tick = Clock()
+        profiles = SettledProfiles(redis, stale, retry_s=60, clock=tick)
+        snap = (await client.fetch("SPY")).snapshot
+        await profiles.attach(snap, None)
+        assert settled_of(snap) is None and calls == ["SPY"]
+        assert not await redis.exists(keys.settled("SPY", exchange_day(snap)))
+        await profiles.attach(snap, None)
+        assert calls == ["SPY"]  # not hammered: the next try after retry_s
+        tick.t = 61
+        await profiles.attach(snap, None)
+        assert calls == ["SPY", "SPY"] and settled_of(snap) is None
+
+
+async def test_an_oversized_settled_body_is_refused_and_nothing_cached(
+    sim: tuple[EmbeddedSimulator, ManualClock], redis: aioredis.Redis
+) -> None:
+    handle, _ = sim
+    async with FlowGexClient(handle.base_url, KEY, max_body_bytes=2000) as small:
+        with pytest.raises(MalformedPayload):
+            await small.fetch_settled("SPY")
+    async with (
+        FlowGexClient(handle.base_url, KEY) as client,
+        FlowGexClient(handle.base_url, KEY, max_body_bytes=2000) as small,
+    ):
+        profiles = SettledProfiles(redis, small.fetch_settled)
+        snap = (await client.fetch("SPY")).snapshot
+        await profiles.attach(snap, None)  # logged, not raised: the live commit goes on
+        assert settled_of(snap) is None
+        assert await redis.keys("gex:*settled*") == []
+
+
+def test_both_wire_shapes_decode_and_problems_are_named() -> None:
+    flow_shaped = msgspec.json.encode(
+        {
+            "symbol": "SPY",
+            "as_of": "2026-03-02T14:30:00Z",
+            "underlying_price": 600.0,
+            "live_net_gex": 1.0,
+            "strikes": [{"strike": 600.0, "call_gex": 5.0, "put_gex": -3.0}],
+        }
+    )
+    sdk_shaped = flow_shaped.replace(b'"live_net_gex"', b'"net_gex"')
+    for body in (flow_shaped, sdk_shaped):
+        s = decode_settled(body, "SPY")
+        assert iso_utc(s.as_of) == "2026-03-02T14:30:00.000Z" and s.strikes[0].call_gex == 5.0
+    with pytest.raises(PayloadError, match=r"settled GEX payload: .*underlying_price"):
+        decode_settled(b'{"symbol": "SPY", "as_of": "2026-03-02T14:30:00Z"}', "SPY")
+    with pytest.raises(PayloadError, match="malformed settled GEX"):
+        decode_settled(b"[1, 2]", "SPY")
+    with pytest.raises(PayloadError, match="does not match"):
+        decode_settled(flow_shaped, "QQQ")
+    assert decode_flow_gex(flow_shaped).symbol == "SPY"
