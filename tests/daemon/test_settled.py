@@ -70,6 +70,7 @@ async def test_fetched_once_per_day_cached_with_a_ttl_and_shared(
         await other.attach(third, None)
         assert settled_of(third) == got and calls == ["SPY"]
         raw = await redis.get(key)
+        assert raw is not None
         cached = decode_cached(raw)
         assert cached is not None and cached.from_ms == first.as_of_ms
         # replay (no fetch) attaches it from the snapshot it was first attached to on
