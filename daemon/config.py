@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import email.utils
+import ipaddress
 import os
 import re
 from datetime import date
@@ -11,20 +15,50 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
-import yaml
 
-from gex_alertd import redaction, rule_files
+from gex_alertd import bounded_yaml, redaction, rule_files
 from gex_alertd.ops.listen import bind_problem, parse_listen, token_problem
 from gex_alertd.outcomes.horizons import DEFAULT_HORIZONS, parse_horizon
 from gex_alertd.rules.duration import Duration
 from gex_alertd.rules.registry import rule_config_union
-from gex_alertd.typedconfig import Problems, convert, describe_yaml_error
+from gex_alertd.typedconfig import Problems, convert
 
 Severity = Literal["info", "warning", "critical"]
 
 
 class Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pass
+
+
+# the upstream's symbol shape (flowgex-api.md): letters and digits, `.`, `-` or `^` inside, a
+# leading `^` for an index; never `.`/`..` (a path segment of its own) or `/`
+SYMBOL = re.compile(r"\^?[A-Za-z0-9](?:[A-Za-z0-9.^-]{0,14}[A-Za-z0-9])?")
+# channel names travel in the outbox's channel list, metrics labels and log fields
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;.][^@\s<>,;]*")
+
+
+def is_symbol(value: str) -> bool:
+    return len(value) <= 16 and SYMBOL.fullmatch(value) is not None
+
+
+def is_email_address(value: str) -> bool:
+    """`a@example.com` or `Desk <a@example.com>`: one address with a local part and a domain."""
+    _name, addr = email.utils.parseaddr(value)
+    return bool(addr) and _ADDRESS.fullmatch(addr) is not None
+
+
+def webhook_secret_problem(secret: str) -> str | None:
+    """Why a signing secret is not a Standard Webhooks one (`whsec_` + base64 of the key), or
+    None. Never quotes the value. The signer would fail on every alert otherwise."""
+    raw = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return "not a Standard Webhooks secret: expected whsec_ followed by base64 (not shown)"
+    if not key:
+        return "empty signing key after whsec_"
+    return None
 
 
 def is_http_url(value: str) -> bool:
@@ -141,8 +175,14 @@ class WatchConfig(Strict):
         for i, item in enumerate(self.symbols):
             sym = item if isinstance(item, str) else item.symbol
             path = f"symbols[{i}]"
-            if not re.fullmatch(r"[A-Za-z0-9.^_/-]{1,16}", sym):
-                out.append((path, f"not a ticker symbol: {sym!r}"))
+            if not is_symbol(sym):
+                out.append(
+                    (
+                        path,
+                        f"not a ticker symbol: {sym!r} (letters and digits, with . - ^ inside;"
+                        " at most 16)",
+                    )
+                )
             if isinstance(item, WatchEntry):
                 if item.interval_s is not None and item.interval_s <= 0:
                     out.append((f"{path}.interval_s", f"must be > 0, got {item.interval_s}"))
@@ -200,6 +240,8 @@ class WebhookChannel(ChannelBase, tag="webhook", kw_only=True):
         out = super().problems()
         if not is_http_url(self.url):
             out.append(("url", "expected an http(s) URL"))
+        if self.secret is not None and (why := webhook_secret_problem(self.secret)):
+            out.append(("secret", why))
         return out
 
 
@@ -232,10 +274,14 @@ class EmailChannel(ChannelBase, tag="email", kw_only=True):
         out = super().problems()
         if self.ssl and self.starttls:
             out.append(("starttls", "choose one of starttls and ssl (implicit TLS)"))
+        if not self.host.strip() or any(c.isspace() for c in self.host):
+            out.append(("host", f"expected a host name or address, got {self.host!r}"))
+        if not 1 <= self.port <= 65535:
+            out.append(("port", f"expected 1-65535, got {self.port}"))
         if not self.to:
             out.append(("to", "at least one recipient"))
         for i, addr in enumerate([self.from_, *self.to]):
-            if "@" not in addr:
+            if not is_email_address(addr):
                 out.append(
                     ("from" if i == 0 else f"to[{i - 1}]", f"not an email address: {addr!r}")
                 )
@@ -247,7 +293,6 @@ class ConsoleChannel(ChannelBase, tag="console", kw_only=True):
 
 
 ChannelConfig = WebhookChannel | SlackChannel | EmailChannel | ConsoleChannel
-SECRET_KEYS = frozenset({"api_key", "secret", "webhook_url", "password", "url", "auth_token"})
 
 
 class OutboxConfig(Strict):
@@ -295,6 +340,11 @@ class OpsConfig(Strict):
             host, _port = parse_listen(self.listen)
         except ValueError as exc:
             return [("listen", str(exc).removeprefix("ops.listen: "))]
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if host != "localhost":  # a name would only fail at bind time, after `check`
+                return [("listen", f"expected an IP address or localhost, got {host!r}")]
         problem = bind_problem(host, self.auth_token) or token_problem(self.auth_token)
         return [("auth_token", problem)] if problem else []
 
@@ -321,18 +371,80 @@ class ConfigError(Exception):
         )
 
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def lookup_var(name: str) -> str | None:
+    """The variable from the environment, else from `$CREDENTIALS_DIRECTORY/NAME` (systemd
+    LoadCredential); a credential file is read bounded and must be UTF-8 (YamlRefused)."""
     if name in os.environ:
         return os.environ[name]
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if creds:
         p = Path(creds) / name
         if p.is_file():
-            return p.read_text().rstrip("\r\n")
+            return bounded_yaml.read_text(p).rstrip("\r\n")
     return None
+
+
+def substitute(text: str, path: str, problems: Problems) -> str:
+    """`${VAR}` and `${VAR:-default}` in one string. A default may hold references itself
+    (`${A:-x${B}}`, as in a shell); a `${` that starts no valid reference is a problem, never
+    left in the value as a literal."""
+    out: list[str] = []
+    i = 0
+    while (start := text.find("${", i)) >= 0:
+        out.append(text[i:start])
+        name = _NAME.match(text, start + 2)
+        after = name.end() if name else start + 2
+        if name is None or after >= len(text) or text[after] not in "}:":
+            problems.add(path, "invalid ${...}: expected ${NAME} or ${NAME:-default}")
+            return "".join(out)
+        if text[after] == "}":
+            default, i = None, after + 1
+        elif text.startswith(":-", after):
+            close = _closing_brace(text, after + 2)
+            if close < 0:
+                problems.add(path, f"unterminated ${{{name.group()}:-...}}")
+                return "".join(out)
+            default, i = text[after + 2 : close], close + 1
+        else:
+            problems.add(path, f"invalid ${{{name.group()}...}}: only :- (a default) is supported")
+            return "".join(out)
+        try:
+            value = lookup_var(name.group())
+        except bounded_yaml.YamlRefused as exc:
+            where = f"$CREDENTIALS_DIRECTORY/{name.group()}"
+            problems.add(path, f"${{{name.group()}}} from {where}: {'; '.join(exc.problems)}")
+            value = ""
+        if value is None:
+            if default is None:
+                problems.add(
+                    path,
+                    f"${{{name.group()}}} is not set (environment or $CREDENTIALS_DIRECTORY)",
+                )
+                value = ""
+            else:
+                value = substitute(default, path, problems)
+        out.append(value)
+    out.append(text[i:])
+    return "".join(out)
+
+
+def _closing_brace(text: str, i: int) -> int:
+    """Index of the `}` that closes a reference whose default starts at `i`, or -1."""
+    depth = 0
+    while i < len(text):
+        if text.startswith("${", i):
+            depth += 1
+            i += 2
+            continue
+        if text[i] == "}":
+            if depth == 0:
+                return i
+            depth -= 1
+        i += 1
+    return -1
 
 
 def expand(tree: Any, path: str, problems: Problems) -> Any:
@@ -342,35 +454,29 @@ def expand(tree: Any, path: str, problems: Problems) -> Any:
     if isinstance(tree, list):
         return [expand(v, f"{path}[{i}]", problems) for i, v in enumerate(tree)]
     if isinstance(tree, str) and "${" in tree:
-
-        def sub(m: re.Match[str]) -> str:
-            val = lookup_var(m.group(1))
-            if val is None:
-                if m.group(2) is not None:
-                    return m.group(2)
-                problems.add(
-                    path, f"${{{m.group(1)}}} is not set (environment or $CREDENTIALS_DIRECTORY)"
-                )
-                return ""
-            return val
-
-        return _VAR.sub(sub, tree)
+        return substitute(tree, path, problems)
     return tree
 
 
-def _register_secrets(tree: Any) -> None:
+def _register_secrets(tree: Any, under_secret: bool = False) -> None:
+    """Register every scalar under a secret-bearing key (numbers too, as written: a bare-number
+    secret must not be echoed either) and every header value; a `url` only when it carries a
+    secret (credentials, a hook path, a token or a query), and register() also picks the
+    password out of a URL."""
     if isinstance(tree, dict):
         for k, v in tree.items():
-            if k in SECRET_KEYS and isinstance(v, str):
-                # a plain `url` is a secret only when it carries one (credentials, a hook path,
-                # a token or a query); register() also picks the password out of the URL
-                if k != "url" or "@" in v or "/hooks" in v or "token" in v.lower() or "?" in v:
+            if k == "url" and not under_secret:
+                if isinstance(v, str) and (
+                    "@" in v or "/hooks" in v or "token" in v.lower() or "?" in v
+                ):
                     redaction.register(v)
             else:
-                _register_secrets(v)
+                _register_secrets(v, under_secret or k in redaction.SECRET_KEYS)
     elif isinstance(tree, list):
         for v in tree:
-            _register_secrets(v)
+            _register_secrets(v, under_secret)
+    elif under_secret and isinstance(tree, str | int | float) and not isinstance(tree, bool):
+        redaction.register(str(tree))
 
 
 def parse(tree: Any, source: str = "config", base_dir: Path | None = None) -> Config:
@@ -406,6 +512,13 @@ def _cross_check(tree: dict[str, Any], groups: list[tuple[str, Any]], problems: 
     errors is checked too. Rule names are unique across the config and every rule file."""
     raw_channels = tree.get("channels")
     channels = set(raw_channels) if isinstance(raw_channels, dict) else set()
+    for name in channels:
+        if not isinstance(name, str) or not CHANNEL_NAME.fullmatch(name):
+            problems.add(
+                f"channels.{name}",
+                "a channel name is letters, digits, '_', '.' or '-', starting with a letter or"
+                " digit, at most 64",
+            )
     first_at: dict[str, str] = {}
     for label, raw_rules in groups:
         for i, rule in enumerate(raw_rules if isinstance(raw_rules, list) else []):
@@ -435,15 +548,12 @@ def _cross_check(tree: dict[str, Any], groups: list[tuple[str, Any]], problems: 
 
 
 def load(path: str | os.PathLike[str]) -> Config:
+    """The config file, read and parsed within bounds (`bounded_yaml`), then validated."""
     p = Path(path)
     try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError([f"cannot read: {exc.strerror}"], str(p)) from None
-    try:
-        tree = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([describe_yaml_error(exc)], str(p)) from None
+        tree = bounded_yaml.load(p)
+    except bounded_yaml.YamlRefused as exc:
+        raise ConfigError(exc.problems, str(p)) from None
     return parse(tree, str(p), p.resolve().parent)
 
 

@@ -10,6 +10,13 @@ import re
 from urllib.parse import urlsplit
 
 MASK = "***"
+# config keys whose values (every scalar beneath them) are secrets; a plain `url` is one only
+# when it carries credentials, a hook path, a token or a query (see config._register_secrets)
+SECRET_KEYS = frozenset(
+    {"api_key", "secret", "secrets", "webhook_url", "password", "url", "token", "auth_token",
+     "headers"}
+)  # fmt: skip
+_PATH_PARTS = re.compile(r"[.\[\]]")
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 # credentials embedded in any URL, whether or not they were registered
@@ -39,6 +46,11 @@ def register(value: str | None) -> None:
     _secrets.update(new)
     ordered = sorted(_secrets, key=len, reverse=True)
     _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+
+def is_secret_path(path: str) -> bool:
+    """A config path (`channels.ops.headers.Authorization`) at or under a secret-bearing key."""
+    return any(part in SECRET_KEYS for part in _PATH_PARTS.split(path))
 
 
 def redact(text: str) -> str:

@@ -16,9 +16,8 @@ import glob
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import yaml
-
-from gex_alertd.typedconfig import Problems, describe_yaml_error
+from gex_alertd import bounded_yaml
+from gex_alertd.typedconfig import Problems
 
 _MAGIC = frozenset("*?[")
 
@@ -71,17 +70,10 @@ def _label(path: Path, base_dir: Path) -> str:
 
 def _read_one(path: Path, label: str, problems: Problems) -> list[Any] | None:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        problems.add(label, f"cannot read: {exc.strerror}")
-        return None
-    except UnicodeDecodeError as exc:
-        problems.add(label, f"not UTF-8 text (byte {exc.start})")
-        return None
-    try:
-        tree = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        problems.add(label, describe_yaml_error(exc))
+        tree = bounded_yaml.load(path)
+    except bounded_yaml.YamlRefused as exc:
+        for problem in exc.problems:
+            problems.add(label, problem)
         return None
     if tree is None:  # an empty file: no rules yet
         return []

@@ -7,6 +7,7 @@ field by field and only hands leaves to msgspec.
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from datetime import date
@@ -14,6 +15,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import msgspec
 
+from gex_alertd import redaction
 from gex_alertd.rules.duration import Duration, parse_duration
 
 
@@ -21,14 +23,6 @@ def _dec_hook(type_: type, obj: Any) -> Any:
     if type_ is Duration:
         return parse_duration(obj)
     raise NotImplementedError
-
-
-def describe_yaml_error(exc: Exception) -> str:
-    """`line 3, column 7: invalid YAML: <what the parser says>` for a yaml.YAMLError."""
-    mark = getattr(exc, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-    problem = getattr(exc, "problem", None) or str(exc)
-    return f"{where}invalid YAML: {problem}"
 
 
 class Problems(list[str]):
@@ -42,13 +36,18 @@ def join(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _describe(value: Any) -> str:
+def _describe(value: Any, path: str = "") -> str:
+    """How a problem shows the value it got; only its kind under a secret-bearing key, so a
+    secret of the wrong type (`password: 987654321012`) is never echoed."""
     if value is None:
         return "null"
     if isinstance(value, dict):
         return "a mapping"
     if isinstance(value, list):
         return "a list"
+    if redaction.is_secret_path(path):
+        kinds = {bool: "a boolean", int: "a number", float: "a number", str: "a string"}
+        return f"{kinds.get(type(value), 'a value')} (not shown: a secret)"
     return repr(value)
 
 
@@ -76,19 +75,19 @@ def convert(value: Any, tp: Any, path: str, problems: Problems) -> Any:
         if value in allowed:
             return value
         problems.add(
-            path, f"expected one of {', '.join(map(str, allowed))}, got {_describe(value)}"
+            path, f"expected one of {', '.join(map(str, allowed))}, got {_describe(value, path)}"
         )
         return None
     if origin is list:
         (item_tp,) = get_args(tp) or (Any,)
         if not isinstance(value, list):
-            problems.add(path, f"expected a list, got {_describe(value)}")
+            problems.add(path, f"expected a list, got {_describe(value, path)}")
             return None
         return [convert(v, item_tp, join(path, i), problems) for i, v in enumerate(value)]
     if origin is dict:
         _key_tp, val_tp = get_args(tp) or (str, Any)
         if not isinstance(value, dict):
-            problems.add(path, f"expected a mapping, got {_describe(value)}")
+            problems.add(path, f"expected a mapping, got {_describe(value, path)}")
             return None
         return {str(k): convert(v, val_tp, join(path, str(k)), problems) for k, v in value.items()}
     if _is_struct(tp):
@@ -96,13 +95,18 @@ def convert(value: Any, tp: Any, path: str, problems: Problems) -> Any:
     if tp is date and isinstance(value, date):
         return value
     try:
-        return msgspec.convert(value, tp, strict=False, dec_hook=_dec_hook)
+        out = msgspec.convert(value, tp, strict=False, dec_hook=_dec_hook)
     except (msgspec.ValidationError, ValueError) as exc:
         msg = str(exc).split(" - at `", 1)[0]
         if msg.startswith("Expected"):
             msg = "expected" + msg[len("Expected") :].replace("`", "")
         problems.add(path, msg)
         return None
+    if isinstance(out, float) and not math.isfinite(out):
+        # .nan/.inf pass every `> 0` check and then crash or stall whatever uses them
+        problems.add(path, f"expected a finite number, got {_describe(value, path)}")
+        return None
+    return out
 
 
 def _convert_union(value: Any, members: tuple[Any, ...], path: str, problems: Problems) -> Any:
@@ -117,7 +121,8 @@ def _convert_union(value: Any, members: tuple[Any, ...], path: str, problems: Pr
             tag = value.get(field)
             if not isinstance(tag, str | int) or tag not in by_tag:  # a list is unhashable
                 choices = ", ".join(sorted(map(str, by_tag)))
-                problems.add(join(path, field), f"expected one of {choices}, got {_describe(tag)}")
+                got = _describe(tag, path)
+                problems.add(join(path, field), f"expected one of {choices}, got {got}")
                 return None
             return _convert_struct(value, by_tag[tag], path, problems)
         return _convert_struct(value, structs[0], path, problems)
@@ -128,13 +133,13 @@ def _convert_union(value: Any, members: tuple[Any, ...], path: str, problems: Pr
         if not trial:
             return out
     names = [getattr(m, "__name__", str(m)) for m in members if m is not type(None)]
-    problems.add(path, f"expected {' or '.join(names)}, got {_describe(value)}")
+    problems.add(path, f"expected {' or '.join(names)}, got {_describe(value, path)}")
     return None
 
 
 def _convert_struct(value: Any, tp: type[msgspec.Struct], path: str, problems: Problems) -> Any:
     if not isinstance(value, dict):
-        problems.add(path, f"expected a mapping, got {_describe(value)}")
+        problems.add(path, f"expected a mapping, got {_describe(value, path)}")
         return None
     info = msgspec.inspect.type_info(tp)
     assert isinstance(info, msgspec.inspect.StructType)
@@ -149,7 +154,7 @@ def _convert_struct(value: Any, tp: type[msgspec.Struct], path: str, problems: P
     if cfg.tag is not None and tag_field is not None and value.get(tag_field) != cfg.tag:
         problems.add(
             join(path, tag_field),
-            f"expected one of {cfg.tag}, got {_describe(value.get(tag_field))}",
+            f"expected one of {cfg.tag}, got {_describe(value.get(tag_field), path)}",
         )
         return None
     for key in value:

@@ -6,6 +6,7 @@ same type so a duration is parsed in exactly one place.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -19,6 +20,13 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
 def parse_duration(value: Any) -> Duration:
+    out = _parse(value)
+    if not math.isfinite(out):  # .nan or an overflow: a timer that never (or at once) fires
+        raise ValueError(f"expected a finite duration, got {value!r}")
+    return out
+
+
+def _parse(value: Any) -> Duration:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration such as 10m, got {value!r}")
     if isinstance(value, int | float):

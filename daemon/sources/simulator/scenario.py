@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Literal
 
 import msgspec
-import yaml
 
+from gex_alertd import bounded_yaml
 from gex_alertd.rules.duration import Duration
-from gex_alertd.typedconfig import Problems, convert, describe_yaml_error
+from gex_alertd.typedconfig import Problems, convert
 
 
 class _Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -246,9 +246,9 @@ def parse_scenario(tree: object, source: str = "scenario") -> Scenario:
 
 def loads_scenario(text: str, source: str = "scenario") -> Scenario:
     try:
-        tree = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ScenarioError(source, [describe_yaml_error(exc)]) from None
+        tree = bounded_yaml.parse(text)
+    except bounded_yaml.YamlRefused as exc:
+        raise ScenarioError(source, exc.problems) from None
     return parse_scenario(tree, source)
 
 
@@ -264,7 +264,7 @@ def load_scenario(path: str | Path, base_dir: Path | None = None) -> Scenario:
     if not p.is_absolute() and base_dir is not None:
         p = base_dir / p
     try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ScenarioError(str(p), [f"cannot read: {exc.strerror}"]) from None
+        text = bounded_yaml.read_text(p)
+    except bounded_yaml.YamlRefused as exc:
+        raise ScenarioError(str(p), exc.problems) from None
     return loads_scenario(text, str(p))
