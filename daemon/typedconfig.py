@@ -100,6 +100,8 @@ def convert(value: Any, tp: Any, path: str, problems: Problems) -> Any:
         msg = str(exc).split(" - at `", 1)[0]
         if msg.startswith("Expected"):
             msg = "expected" + msg[len("Expected") :].replace("`", "")
+        elif msg.startswith("Invalid") and isinstance(value, str):  # `Invalid ... date`
+            msg = f"i{msg[1:]}, got {_describe(value, path)}"
         problems.add(path, msg)
         return None
     if isinstance(out, float) and not math.isfinite(out):
@@ -127,6 +129,8 @@ def _convert_union(value: Any, members: tuple[Any, ...], path: str, problems: Pr
             return _convert_struct(value, by_tag[tag], path, problems)
         return _convert_struct(value, structs[0], path, problems)
     scalars = [m for m in members if not _is_struct(m) and m is not type(None)]
+    if len(scalars) == 1 and value is not None:  # `float | None`: the float's own problem
+        return convert(value, scalars[0], path, problems)
     for m in scalars:
         trial = Problems()
         out = convert(value, m, path, trial)
