@@ -20,7 +20,9 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
 def parse_duration(value: Any) -> Duration:
-    out = _parse(value) if not isinstance(value, float) or math.isfinite(value) else value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite duration, got {value!r}")
+    out = _parse(value)
     if not math.isfinite(out):  # .nan or an overflow: a timer that never (or at once) fires
         raise ValueError(f"expected a finite duration, got {value!r}")
     return out

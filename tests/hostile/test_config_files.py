@@ -118,7 +118,8 @@ def test_non_utf8_credential_file_names_the_key_and_file(tmp_path: Path) -> None
 def test_impossible_expiry_names_its_path() -> None:
     path = CONFIGS / "impossible_expiry.yaml"
     code, out = check_offline(path)
-    assert_refused(code, out, path, "watch.symbols[1].expiry: invalid RFC3339 encoded date, got '2026-13-45'")
+    expected = "watch.symbols[1].expiry: invalid RFC3339 encoded date, got '2026-13-45'"
+    assert_refused(code, out, path, expected)
 
 
 @pytest.mark.parametrize(

@@ -83,7 +83,9 @@ def test_nan_and_inf_are_config_errors_everywhere(path: str, value: float) -> No
 
 def test_nan_from_yaml_text_exits_2(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text("watch: {interval_s: .nan, symbols: [SPY]}\nsource: {simulator: {speed: .inf}}\n")
+    path.write_text(
+        "watch: {interval_s: .nan, symbols: [SPY]}\nsource: {simulator: {speed: .inf}}\n"
+    )
     code, out = check_offline(path)
     assert code == 2, out
     assert "watch.interval_s: expected a finite number" in out
@@ -189,7 +191,7 @@ def test_header_values_and_every_secret_scalar_are_registered() -> None:
     token = "Bearer hdr-" + "z" * 20
     tree = with_value("channels.ops.headers", {"Authorization": token, "X-Api": "123456789"})
     tree["source"]["api_key"] = 555666777888  # the wrong type: refused, and still a secret
-    with pytest.raises(ConfigError, match="source.api_key: expected str"):
+    with pytest.raises(ConfigError, match=r"source\.api_key: expected str"):
         config_mod.parse(tree)
     assert {token, "123456789", "555666777888"} <= redaction.registered()
     assert redaction.redact(f"echo: {token}") == "echo: ***"
