@@ -65,6 +65,7 @@ class Daemon:
         self.gate: SessionGate | None = None
         self.outcomes: Any = None
         self.ops_server: Any = None
+        self.live_page: Any = None
         self.notifier: Any = None
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
@@ -255,12 +256,15 @@ class Daemon:
         from gex_alertd.notify.silences import SilenceStore
         from gex_alertd.ops.http import OpsServer
         from gex_alertd.ops.silences_api import SilencesApi
+        from gex_alertd.web.routes import LivePage
 
+        # the page follows reloads: it reads the watch list of the config in force
+        self.live_page = LivePage(self.redis, lambda: self.cfg.watch.entries())
         self.ops_server = OpsServer(
             self.cfg.ops.listen,
             self.health,
             auth_token=self.cfg.ops.auth_token,
-            mounts=(SilencesApi(SilenceStore(self.redis)).add_routes,),
+            mounts=(SilencesApi(SilenceStore(self.redis)).add_routes, self.live_page.mount),
         )
         await self.ops_server.start()
 

@@ -4,6 +4,8 @@ set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# the live page's browser tests drive Debian's chromium (Playwright, no browser download)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing: ${need[*]}. Install them with: sudo apt-get install -y ${need[*]}" >&2

@@ -128,6 +128,11 @@ def test_wheel_holds_only_gex_alertd_and_runs_installed(wheel: Path, tmp_path: P
         "gex_alertd/rules/engine.py",
         "gex_alertd/rules/duration.py",
         "gex_alertd/notify/webhook.py",
+        "gex_alertd/web/static/index.html",
+        "gex_alertd/web/static/symbol.js",
+        "gex_alertd/web/static/vendor/echarts/echarts.min.js",
+        "gex_alertd/web/static/vendor/echarts/LICENSE",
+        "gex_alertd/web/static/vendor/echarts/NOTICE",
     ):
         assert data in names, data
 
@@ -141,6 +146,8 @@ def test_wheel_holds_only_gex_alertd_and_runs_installed(wheel: Path, tmp_path: P
     code = (
         "import gex_alertd, gex_alertd.rules\n"
         "from gex_alertd.commit import LUA\n"
+        "from gex_alertd.web.routes import _load_static\n"
+        "assert 'vendor/echarts/echarts.min.js' in _load_static()\n"
         "from gex_alertd.sources.simulator.scenario import load_scenario\n"
         "assert load_scenario('demo').events\n"
         "print(gex_alertd.__file__); print(gex_alertd.rules.__file__)\n"

@@ -1,0 +1,53 @@
+"""The index page in Debian's chromium: every watched target listed with its newest values,
+sortable by clicking a column, no console error; a screenshot is saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from tests.support.browser import open_browser, screenshot_path
+from tests.support.wait import eventually
+from tests.web.conftest import Page, put
+
+FLIPS = {"SPY": 495.0, "QQQ": 430.0}
+
+
+async def _rows(page: object) -> list[list[str]]:
+    return await page.eval_on_selector_all(  # type: ignore[attr-defined,no-any-return]
+        "#symbols tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
+
+
+async def test_the_index_lists_and_sorts(
+    redis: aioredis.Redis, page: Page, tmp_path: Path
+) -> None:
+    for i in range(3):
+        await put(redis, i, "SPY", spot=500.0 + i, flip=495.0)
+        await put(redis, i, "QQQ", spot=440.0 - i, flip=450.0)
+    async with open_browser(tmp_path / "profile") as browser:
+        tab = await browser.context.new_page()
+        browser.watch(tab)
+        await tab.goto(page.url + "/")
+        await eventually(
+            lambda: _count(tab, 3), "three rows (SPY, QQQ and the SPX expiry entry)"
+        )
+        rows = await _rows(tab)
+        assert [r[0] for r in rows] == ["QQQ", "SPX", "SPY"]  # by symbol first
+        await tab.click("th[data-key=flip_distance_pct]")
+        rows = await _rows(tab)
+        # QQQ is below its flip (negative distance), SPY above; SPX has no data: last
+        assert [r[0] for r in rows] == ["QQQ", "SPY", "SPX"]
+        await tab.click("th[data-key=flip_distance_pct]")
+        assert [r[0] for r in await _rows(tab)] == ["SPY", "QQQ", "SPX"]
+        await tab.click("th[data-key=symbol]")
+        assert [r[0] for r in await _rows(tab)] == ["QQQ", "SPX", "SPY"]
+        health = {r[0]: r[7] for r in await _rows(tab)}
+        assert health["SPX"] == "stale"  # nothing stored for it
+        await tab.screenshot(path=str(screenshot_path("index.png")), full_page=True)
+        assert browser.errors == []
+
+
+async def _count(tab: object, n: int) -> bool:
+    return len(await _rows(tab)) == n
