@@ -23,9 +23,11 @@ def _register() -> None:
     from gex_alertd.replay import replay
     from gex_alertd.schema import schema
     from gex_alertd.sources.simulator.command import simulate
+    from gex_alertd.web.command import web
 
     commands = (
         run, check, simulate, replay, tail, notify_test, outbox, silence, schema, reload, outcomes,
+        web,
     )  # fmt: skip
     for cmd in commands:
         main.add_command(cmd)

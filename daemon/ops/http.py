@@ -58,7 +58,11 @@ class OpsServer:
         for mount in self._mounts:
             mount(app)
         # access_log=None: probes every few seconds would drown the journal
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # handler_cancellation: a closed page's event stream ends at once (its subscription
+        # is released) instead of at its next write
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self._requested_port, reuse_address=True)
         try:

@@ -214,7 +214,7 @@ def alert_item(fields: Mapping[bytes, bytes]) -> dict[str, Any] | None:
         "symbol": event.symbol,
         "expiry": event.expiry,
         "severity": event.severity,
-        "status": getattr(event, "status", "firing"),
+        "status": event.status,
         "as_of": event.as_of,
         "t": int(t.timestamp() * 1000),
         "summary": event.summary,

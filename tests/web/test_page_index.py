@@ -15,14 +15,12 @@ FLIPS = {"SPY": 495.0, "QQQ": 430.0}
 
 
 async def _rows(page: object) -> list[list[str]]:
-    return await page.eval_on_selector_all(  # type: ignore[attr-defined,no-any-return]
+    return await page.eval_on_selector_all(  # type: ignore[attr-defined]  # a playwright Page
         "#symbols tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
     )
 
 
-async def test_the_index_lists_and_sorts(
-    redis: aioredis.Redis, page: Page, tmp_path: Path
-) -> None:
+async def test_the_index_lists_and_sorts(redis: aioredis.Redis, page: Page, tmp_path: Path) -> None:
     for i in range(3):
         await put(redis, i, "SPY", spot=500.0 + i, flip=495.0)
         await put(redis, i, "QQQ", spot=440.0 - i, flip=450.0)
@@ -30,9 +28,7 @@ async def test_the_index_lists_and_sorts(
         tab = await browser.context.new_page()
         browser.watch(tab)
         await tab.goto(page.url + "/")
-        await eventually(
-            lambda: _count(tab, 3), "three rows (SPY, QQQ and the SPX expiry entry)"
-        )
+        await eventually(lambda: _count(tab, 3), "three rows (SPY, QQQ and the SPX expiry entry)")
         rows = await _rows(tab)
         assert [r[0] for r in rows] == ["QQQ", "SPX", "SPY"]  # by symbol first
         await tab.click("th[data-key=flip_distance_pct]")

@@ -210,7 +210,9 @@
 
   function levelMarks(live, strikes) {
     const marks = [];
-    for (const lv of LEVELS) {
+    // one label position per level, so labels of levels on neighbouring strikes do not overlap
+    const positions = ["end", "insideEndTop", "insideMiddleTop", "insideStartTop"];
+    for (const [n, lv] of LEVELS.entries()) {
       const value = live[lv.key];
       if (value === null || value === undefined) continue;
       let best = null;
@@ -218,7 +220,7 @@
       if (best === null) continue;
       marks.push({
         xAxis: String(best), name: lv.name, lineStyle: { color: lv.color, type: lv.type },
-        label: { formatter: `${lv.name} ${gex.price(value)}`, color: lv.color },
+        label: { formatter: `${lv.name} ${gex.price(value)}`, color: lv.color, position: positions[n] },
       });
     }
     return marks;

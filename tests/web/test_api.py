@@ -1,0 +1,183 @@
+"""The live page's JSON endpoints on a real server over a real Redis: the heatmap frame
+(columns decoded from the stored blocks, window, quantization, levels, settled profile),
+alerts by symbol, the index rows with health, gzip, and bad queries refused by name."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+import aiohttp
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+
+from gex_alertd import store
+from gex_alertd.connections import entries
+from gex_alertd.model import AlertEvent, decode_flow_gex, outbox_fields
+from gex_alertd.rules.levels import levels
+from gex_alertd.web import history
+from tests.web.conftest import DAY_START, Page, body, put
+
+
+async def _get(page: Page, path: str, **headers: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession(auto_decompress=True) as http:
+        async with http.get(page.url + path, headers=headers) as resp:
+            if resp.status != 200:
+                return resp.status, await resp.text()
+            return resp.status, await resp.json()
+
+
+async def test_the_frame_has_one_column_per_snapshot_decoded_from_the_blocks(
+    redis: aioredis.Redis, page: Page
+) -> None:
+    for i in range(12):
+        await put(redis, i)
+    status, frame = await _get(page, "/api/SPY/snapshots?window_pct=100")
+    assert status == 200
+    assert len(frame["t"]) == 12 and frame["skipped"] == 0 and not frame["truncated"]
+    k = len(frame["strikes"])
+    assert len(frame["net_q"]) == 12 * k
+    # spot drifts over a strike, so the grid is the union of the snapshots' grids
+    grids = [decode_flow_gex(msgspec.json.encode(body(i))).strikes for i in range(12)]
+    assert frame["strikes"] == sorted({r.strike for g in grids for r in g})
+    # each cell is the stored net GEX to within half a quantum; absent strikes are missing
+    for i in (0, 11):
+        snap = decode_flow_gex(msgspec.json.encode(body(i)))
+        row = frame["net_q"][i * k : (i + 1) * k]
+        by_strike = dict(zip(frame["strikes"], row, strict=True))
+        for r in snap.strikes:
+            assert abs(by_strike.pop(r.strike) * frame["scale"] - r.net_gex) <= frame["scale"]
+        assert set(by_strike.values()) == {frame["missing"]}
+        lv = levels(snap)  # no stored wall fields here: computed by rules.levels
+        assert (frame["call_wall"][i], frame["put_wall"][i]) == (lv.call_wall, lv.put_wall)
+        assert frame["spot"][i] == snap.underlying_price
+    latest = frame["latest"]
+    snap = decode_flow_gex(msgspec.json.encode(body(11)))
+    assert latest["net_gex"] == [r.net_gex for r in snap.strikes]  # exact floats
+    assert latest["call_gex"] == [r.call_gex for r in snap.strikes]
+    assert latest["regime"] == snap.live_net_gex_label
+    assert frame["settled"] is None
+
+
+async def test_the_window_and_the_range_bound_the_frame(redis: aioredis.Redis, page: Page) -> None:
+    for i in range(6):
+        await put(redis, i)
+    _, frame = await _get(page, "/api/SPY/snapshots?window_pct=1")
+    lo, hi = min(frame["spot"]) * 0.99, max(frame["spot"]) * 1.01
+    assert frame["strikes"] and all(lo <= s <= hi for s in frame["strikes"])
+    assert len(frame["strikes"]) < 40
+    t2 = int(DAY_START.timestamp() * 1000) + 2 * 15_000
+    _, frame = await _get(page, f"/api/SPY/snapshots?from={t2}&to={t2 + 15_000}")
+    assert frame["t"] == [t2, t2 + 15_000]
+    _, frame = await _get(page, "/api/SPY/snapshots?from=2026-05-11T14:01:00Z")
+    assert len(frame["t"]) == 2
+
+
+async def test_stored_wall_fields_win_over_computing(redis: aioredis.Redis, page: Page) -> None:
+    await put(redis, 0)
+    ((eid, fields),) = entries(await redis.xrange(store.snap_key("SPY")))
+    await redis.delete(store.snap_key("SPY"))
+    stored: dict[Any, Any] = {**fields, b"call_wall": b"777", b"put_wall": b""}
+    await redis.xadd(store.snap_key("SPY"), stored, id=eid)
+    _, frame = await _get(page, "/api/SPY/snapshots")
+    assert (frame["call_wall"], frame["put_wall"]) == ([777.0], [None])
+
+
+async def test_the_settled_profile_comes_along_when_stored(
+    redis: aioredis.Redis, page: Page
+) -> None:
+    await put(redis, 3)
+    _, frame = await _get(page, "/api/SPY/snapshots")
+    assert frame["settled"] is None
+    settled = decode_flow_gex(msgspec.json.encode(body(0, spot=499.0)))
+    key = store.symbol_key("SPY", "settled", "2026-05-11")
+    await redis.hset(key, mapping=dict[Any, Any](store.encode_fields(settled)))
+    _, frame = await _get(page, "/api/SPY/snapshots")
+    assert frame["settled"]["net_gex"] == [r.net_gex for r in settled.strikes]
+    assert frame["settled"]["spot"] == 499.0
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "fragment"),
+    [
+        ("/api/SPY/snapshots?window_pct=0", 400, "window_pct: expected 0.1 to 100"),
+        ("/api/SPY/snapshots?window_pct=abc", 400, "window_pct: expected a number"),
+        ("/api/SPY/snapshots?from=yesterday", 400, "from: expected ms since the epoch"),
+        ("/api/SPY/snapshots?to=" + "9" * 50, 400, "to: too long"),
+        ("/api/SPY/snapshots?expiry=soon", 400, "expiry: expected YYYY-MM-DD"),
+        ("/api/NOPE/snapshots", 404, "NOPE is not watched"),
+        ("/api/SPX/alerts", 404, "SPX is not watched"),  # only its expiry entry is
+        ("/static/../routes.py", 404, ""),
+    ],
+)
+async def test_bad_queries_are_refused_by_name(
+    page: Page, path: str, status: int, fragment: str
+) -> None:
+    got, text = await _get(page, path)
+    assert got == status
+    assert fragment in text
+
+
+async def test_responses_are_gzipped(redis: aioredis.Redis, page: Page) -> None:
+    for i in range(4):
+        await put(redis, i)
+    async with aiohttp.ClientSession(auto_decompress=False) as http:
+        async with http.get(
+            page.url + "/api/SPY/snapshots", headers={"Accept-Encoding": "gzip"}
+        ) as resp:
+            assert resp.headers["Content-Encoding"] == "gzip"
+            frame = msgspec.json.decode(gzip.decompress(await resp.read()))
+            assert len(frame["t"]) == 4
+        async with http.get(page.url + "/static/vendor/echarts/echarts.min.js") as resp:
+            assert resp.headers["Content-Encoding"] == "gzip"
+            assert b"Apache Software Foundation" in gzip.decompress(await resp.read())[:2000]
+
+
+def _alert(i: int, symbol: str, **kw: Any) -> AlertEvent:
+    fields: dict[str, Any] = {
+        "id": f"r:{symbol}:{i}", "rule": "r", "type": "flip_cross", "symbol": symbol,
+        "expiry": None, "severity": "warning", "as_of": f"2026-05-11T14:00:{i:02d}.000Z",
+        "fired_at": "2026-05-11T14:00:59.000Z", "summary": f"{symbol} alert {i}",
+    }  # fmt: skip
+    fields.update(kw)
+    return AlertEvent(**fields)
+
+
+async def test_alerts_of_one_symbol_and_entry(redis: aioredis.Redis, page: Page) -> None:
+    for i, sym in enumerate(["SPY", "QQQ", "SPY", "SPX"]):
+        await redis.xadd(store.ALERTS_KEY, outbox_fields(_alert(i, sym), ["tty"]))
+    await redis.xadd(
+        store.ALERTS_KEY, outbox_fields(_alert(9, "SPX", expiry="2026-05-15"), ["tty"])
+    )
+    await redis.xadd(store.ALERTS_KEY, {"symbol": "SPY", "event": "{not json"})
+    _, got = await _get(page, "/api/SPY/alerts")
+    assert [a["summary"] for a in got["alerts"]] == ["SPY alert 0", "SPY alert 2"]
+    assert got["alerts"][0]["t"] == int(DAY_START.timestamp() * 1000)
+    _, got = await _get(page, "/api/SPX/alerts?expiry=2026-05-15")
+    assert [a["summary"] for a in got["alerts"]] == ["SPX alert 9"]
+
+
+async def test_index_rows_with_health(redis: aioredis.Redis, page: Page) -> None:
+    await put(redis, 0)
+    await put(redis, 0, "QQQ")
+    rows = await history.index_rows(
+        redis, [("SPY", None, 15.0), ("QQQ", None, 15.0), ("IWM", None, 15.0)],
+        now_ms=int(DAY_START.timestamp() * 1000) + 30_000,
+    )  # fmt: skip
+    assert [r["health"] for r in rows] == ["ok", "ok", "stale"]  # IWM: nothing stored
+    failing = _alert(1, "QQQ", type="source_failing")
+    await redis.xadd(store.ALERTS_KEY, outbox_fields(failing, ["tty"]))
+    rows = await history.index_rows(
+        redis, [("QQQ", None, 15.0)], now_ms=int(DAY_START.timestamp() * 1000)
+    )
+    assert rows[0]["health"] == "failing"
+    resolved = _alert(2, "QQQ", type="source_failing", status="resolved")
+    await redis.xadd(store.ALERTS_KEY, outbox_fields(resolved, ["tty"]))
+    rows = await history.index_rows(
+        redis, [("QQQ", None, 15.0)], now_ms=int(DAY_START.timestamp() * 1000) + 10 * 60_000
+    )
+    assert rows[0]["health"] == "stale"  # recovered, but its last snapshot is 10 min old
+    _, got = await _get(page, "/api/symbols")
+    assert [r["symbol"] for r in got["symbols"]] == ["SPY", "QQQ", "SPX"]
+    assert got["symbols"][0]["net"] is not None and "net_gex" not in got["symbols"][0]

@@ -1,0 +1,106 @@
+"""The live feed: one XREAD reader whatever the number of pages, each event built once and
+handed to every page that wants it; a page that falls behind is dropped, not waited for; and
+the SSE endpoint delivers a stored snapshot and an alert to a real HTTP client."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import msgspec
+import redis.asyncio as aioredis
+
+from gex_alertd import store
+from gex_alertd.model import outbox_fields
+from gex_alertd.web.live import QUEUE_FRAMES, Hub, Subscriber
+from tests.support.wait import eventually
+from tests.web.conftest import Page, put
+from tests.web.test_api import _alert
+
+
+async def _frames(sub: Subscriber) -> list[bytes | None]:
+    out = []
+    while not sub.queue.empty():
+        out.append(sub.queue.get_nowait())
+    return out
+
+
+async def test_one_reader_builds_each_event_once_for_every_page(redis: aioredis.Redis) -> None:
+    hub = Hub(redis, lambda: [("SPY", None), ("QQQ", None)])
+    await put(redis, 0)  # stored before anyone listens: not sent (history is the JSON API)
+    spy = [hub.subscribe("SPY") for _ in range(5)]
+    index = hub.subscribe(None)
+    qqq = hub.subscribe("QQQ")
+    try:
+        await eventually(lambda: hub._task is not None, "the reader")
+        await eventually(lambda: _started(hub, redis), "the reader's first XREAD")
+        for i in (1, 2, 3):
+            await put(redis, i)
+        await redis.xadd(store.ALERTS_KEY, outbox_fields(_alert(1, "SPY"), ["tty"]))
+        await eventually(lambda: hub.frames_built == 4, "3 snapshots and 1 alert built once")
+        await eventually(lambda: index.queue.qsize() == 4, "the index's 4 frames")
+        first = await _frames(spy[0])
+        assert [f.split(b"\n", 1)[0] for f in first if f] == [b"event: snapshot"] * 3 + [
+            b"event: alert"
+        ]
+        for other in spy[1:]:
+            assert await _frames(other) == first  # the same bytes, built once
+        brief = await _frames(index)
+        assert [f.split(b"\n", 1)[0] for f in brief if f][:3] == [b"event: summary"] * 3
+        assert brief[0] is not None and b'"net_gex"' not in brief[0]  # scalars only for the index
+        assert await _frames(qqq) == []  # nothing of SPY
+        readers = [c for c in await redis.client_list() if c.get("cmd") == "xread"]
+        assert len(readers) == 1  # seven pages, one reader
+    finally:
+        await hub.stop()
+
+
+async def _started(hub: Hub, redis: aioredis.Redis) -> bool:
+    clients = await redis.client_list()
+    return any(c.get("cmd") == "xread" for c in clients)
+
+
+async def test_a_slow_page_is_dropped_and_the_others_keep_up(redis: aioredis.Redis) -> None:
+    hub = Hub(redis, lambda: [("SPY", None)])
+    slow = hub.subscribe("SPY")
+    fast = hub.subscribe("SPY")
+    got: list[bytes] = []
+
+    async def drain() -> None:
+        while (item := await fast.queue.get()) is not None:
+            got.append(item)
+
+    reader = asyncio.create_task(drain())
+    try:
+        await eventually(lambda: _started(hub, redis), "the reader's first XREAD")
+        for i in range(QUEUE_FRAMES + 5):
+            await put(redis, i)
+        await eventually(lambda: len(got) == QUEUE_FRAMES + 5, "every frame at the fast page")
+        assert slow.dropped
+        assert await _frames(slow) == [None]  # its stream ends; the browser reconnects
+        assert not fast.dropped
+    finally:
+        reader.cancel()
+        await hub.stop()
+
+
+async def test_the_sse_endpoint_streams_snapshots_and_alerts(
+    redis: aioredis.Redis, page: Page
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(page.url + "/api/live?symbol=SPY") as resp:
+            assert resp.headers["Content-Type"] == "text/event-stream"
+            assert (await resp.content.readline()).startswith(b"retry:")
+            await eventually(lambda: _started(page.page.hub, redis), "the reader's XREAD")
+            await put(redis, 7)
+            await redis.xadd(store.ALERTS_KEY, outbox_fields(_alert(7, "SPY"), ["tty"]))
+            events: list[dict[str, Any]] = []
+            while len(events) < 2:
+                line = await resp.content.readline()
+                if line.startswith(b"data: "):
+                    events.append(msgspec.json.decode(line[6:]))
+            snap, alert = events
+            assert snap["key"] == "SPY" and len(snap["net_gex"]) == 40
+            assert alert["summary"] == "SPY alert 7"
+    await eventually(lambda: page.page.hub.subscribers == 0, "the closed page unsubscribed")
