@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import redis.asyncio as aioredis
 
-from gex_alertd import store
+from gex_alertd import keys, store
 from gex_alertd.codec import BlockError, decode_arrays, decode_arrays_many
 from gex_alertd.connections import Fields, entries, hash_fields
 from gex_alertd.model import decode_alert, iso_utc
@@ -37,7 +37,6 @@ MAX_ALERTS = 500  # per response
 ALERT_SCAN = 20_000  # outbox entries looked at for one symbol's alerts
 COLUMN_NAMES = ("strikes", "call_gex", "put_gex", "net_gex")  # a profile's per-strike lists
 NY = ZoneInfo("America/New_York")
-F_CALL_WALL, F_PUT_WALL = b"call_wall", b"put_wall"
 
 
 class BadQuery(ValueError):
@@ -59,8 +58,8 @@ def _text(fields: Mapping[bytes, bytes], key: bytes) -> str | None:
 
 def _levels(fields: Mapping[bytes, bytes], block: Arrays, spot: float) -> tuple[Any, Any]:
     """(call wall, put wall): the stored fields when the entry has them, else computed."""
-    if F_CALL_WALL in fields or F_PUT_WALL in fields:
-        return _float(fields, F_CALL_WALL), _float(fields, F_PUT_WALL)
+    if store.F_CALL_WALL in fields or store.F_PUT_WALL in fields:
+        return _float(fields, store.F_CALL_WALL), _float(fields, store.F_PUT_WALL)
     lv = compute_levels(from_block(block), spot)
     return lv.call_wall, lv.put_wall
 
@@ -186,7 +185,7 @@ async def read_alerts(
     outbox entries in the range; `t` is the snapshot's as_of in ms (where the page marks it)."""
     hi = "+" if to_ms is None else str(to_ms)
     lo = "-" if from_ms is None else str(from_ms)
-    batch = entries(await redis.xrevrange(store.ALERTS_KEY, max=hi, min=lo, count=ALERT_SCAN))
+    batch = entries(await redis.xrevrange(keys.ALERTS, max=hi, min=lo, count=ALERT_SCAN))
     out: list[dict[str, Any]] = []
     sym = symbol.encode()
     for _eid, fields in batch:
@@ -228,7 +227,7 @@ def trading_day(ms: int) -> date:
 async def read_settled(redis: aioredis.Redis, symbol: str, day: date) -> dict[str, Any] | None:
     """The day's settled profile (`gex:{SYM}:settled:<date>`, stored with the fields of a
     snapshot entry, as a hash or as the top of a stream), or None when there is none."""
-    key = store.symbol_key(symbol, "settled", day.isoformat())
+    key = keys.symbol_key(symbol, "settled", day.isoformat())
     kind = await redis.type(key)
     eid: bytes | str
     if kind == b"hash":
@@ -263,7 +262,7 @@ async def index_rows(
     least a minute), `failing` while the symbol's newest `source_failing` alert is firing."""
     async with redis.pipeline(transaction=False) as pipe:
         for symbol, expiry, _ in targets:
-            pipe.xrevrange(store.snap_key(symbol, expiry), count=1)
+            pipe.xrevrange(keys.snap(symbol, expiry), count=1)
         tops = await pipe.execute()
     failing = await _failing_symbols(redis)
     rows = []
@@ -282,7 +281,7 @@ async def index_rows(
 
 
 async def _failing_symbols(redis: aioredis.Redis) -> set[str]:
-    batch = entries(await redis.xrevrange(store.ALERTS_KEY, count=ALERT_SCAN))
+    batch = entries(await redis.xrevrange(keys.ALERTS, count=ALERT_SCAN))
     seen: set[str] = set()
     failing: set[str] = set()
     for _eid, fields in batch:  # newest first: the first source_failing event of a symbol wins

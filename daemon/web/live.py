@@ -23,7 +23,7 @@ import msgspec
 import redis.asyncio as aioredis
 import structlog
 
-from gex_alertd import store
+from gex_alertd import keys
 from gex_alertd.connections import REDIS_DOWN, entries, read_entries
 from gex_alertd.web import history
 
@@ -143,9 +143,9 @@ class Hub:
     def _streams(self) -> dict[str, str | None]:
         """Stream key -> target key (None for the outbox)."""
         out: dict[str, str | None] = {
-            store.snap_key(sym, exp): target_key(sym, exp) for sym, exp in self._targets()
+            keys.snap(sym, exp): target_key(sym, exp) for sym, exp in self._targets()
         }
-        out[store.ALERTS_KEY] = None
+        out[keys.ALERTS] = None
         return out
 
     def _publish(self, key: str | None, entry_id: bytes, fields: dict[bytes, bytes]) -> None:

@@ -30,7 +30,7 @@ import msgspec
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from gex_alertd import store
+from gex_alertd import keys
 from gex_alertd.config import WatchTarget
 from gex_alertd.connections import entries
 from gex_alertd.web import history
@@ -158,7 +158,7 @@ class LivePage:
             window = _window_param(request.query)
         except history.BadQuery as exc:
             raise web.HTTPBadRequest(text=f"400: {exc}\n") from None
-        key = store.snap_key(target.symbol, target.expiry)
+        key = keys.snap(target.symbol, target.expiry)
         if lo is None:
             lo = await self._day_start(key, hi)
         batch, cut = await history.read_entries(self._redis, key, lo, hi)

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from gex_alertd import store
+from gex_alertd import keys, store
 from gex_alertd.connections import entries
 from gex_alertd.model import AlertEvent, decode_flow_gex, outbox_fields
 from gex_alertd.rules.levels import levels
@@ -74,14 +74,23 @@ async def test_the_window_and_the_range_bound_the_frame(redis: aioredis.Redis, p
     assert len(frame["t"]) == 2
 
 
-async def test_stored_wall_fields_win_over_computing(redis: aioredis.Redis, page: Page) -> None:
+async def test_levels_are_the_stored_fields_else_computed_by_rules_levels(
+    redis: aioredis.Redis, page: Page
+) -> None:
     await put(redis, 0)
-    ((eid, fields),) = entries(await redis.xrange(store.snap_key("SPY")))
-    await redis.delete(store.snap_key("SPY"))
-    stored: dict[Any, Any] = {**fields, b"call_wall": b"777", b"put_wall": b""}
-    await redis.xadd(store.snap_key("SPY"), stored, id=eid)
+    await put(redis, 1)
+    (first, fields0), (second, fields1) = entries(await redis.xrange(keys.snap("SPY")))
+    await redis.delete(keys.snap("SPY"))
+    # an entry written before the wall fields existed, then one whose fields say otherwise
+    old: dict[Any, Any] = {k: v for k, v in fields0.items() if k not in (b"call_wall", b"put_wall")}
+    await redis.xadd(keys.snap("SPY"), old, id=first)
+    walls: dict[Any, Any] = {**fields1, b"call_wall": b"777", b"put_wall": b""}
+    await redis.xadd(keys.snap("SPY"), walls, id=second)
     _, frame = await _get(page, "/api/SPY/snapshots")
-    assert (frame["call_wall"], frame["put_wall"]) == ([777.0], [None])
+    lv = levels(decode_flow_gex(msgspec.json.encode(body(0))))
+    assert lv.call_wall is not None and lv.put_wall is not None
+    assert frame["call_wall"] == [lv.call_wall, 777.0]
+    assert frame["put_wall"] == [lv.put_wall, None]
 
 
 async def test_the_settled_profile_comes_along_when_stored(
@@ -91,7 +100,7 @@ async def test_the_settled_profile_comes_along_when_stored(
     _, frame = await _get(page, "/api/SPY/snapshots")
     assert frame["settled"] is None
     settled = decode_flow_gex(msgspec.json.encode(body(0, spot=499.0)))
-    key = store.symbol_key("SPY", "settled", "2026-05-11")
+    key = keys.symbol_key("SPY", "settled", "2026-05-11")
     await redis.hset(key, mapping=dict[Any, Any](store.encode_fields(settled)))
     _, frame = await _get(page, "/api/SPY/snapshots")
     assert frame["settled"]["net_gex"] == [r.net_gex for r in settled.strikes]
@@ -146,11 +155,9 @@ def _alert(i: int, symbol: str, **kw: Any) -> AlertEvent:
 
 async def test_alerts_of_one_symbol_and_entry(redis: aioredis.Redis, page: Page) -> None:
     for i, sym in enumerate(["SPY", "QQQ", "SPY", "SPX"]):
-        await redis.xadd(store.ALERTS_KEY, outbox_fields(_alert(i, sym), ["tty"]))
-    await redis.xadd(
-        store.ALERTS_KEY, outbox_fields(_alert(9, "SPX", expiry="2026-05-15"), ["tty"])
-    )
-    await redis.xadd(store.ALERTS_KEY, {"symbol": "SPY", "event": "{not json"})
+        await redis.xadd(keys.ALERTS, outbox_fields(_alert(i, sym), ["tty"]))
+    await redis.xadd(keys.ALERTS, outbox_fields(_alert(9, "SPX", expiry="2026-05-15"), ["tty"]))
+    await redis.xadd(keys.ALERTS, {"symbol": "SPY", "event": "{not json"})
     _, got = await _get(page, "/api/SPY/alerts")
     assert [a["summary"] for a in got["alerts"]] == ["SPY alert 0", "SPY alert 2"]
     assert got["alerts"][0]["t"] == int(DAY_START.timestamp() * 1000)
@@ -167,13 +174,13 @@ async def test_index_rows_with_health(redis: aioredis.Redis, page: Page) -> None
     )  # fmt: skip
     assert [r["health"] for r in rows] == ["ok", "ok", "stale"]  # IWM: nothing stored
     failing = _alert(1, "QQQ", type="source_failing")
-    await redis.xadd(store.ALERTS_KEY, outbox_fields(failing, ["tty"]))
+    await redis.xadd(keys.ALERTS, outbox_fields(failing, ["tty"]))
     rows = await history.index_rows(
         redis, [("QQQ", None, 15.0)], now_ms=int(DAY_START.timestamp() * 1000)
     )
     assert rows[0]["health"] == "failing"
     resolved = _alert(2, "QQQ", type="source_failing", status="resolved")
-    await redis.xadd(store.ALERTS_KEY, outbox_fields(resolved, ["tty"]))
+    await redis.xadd(keys.ALERTS, outbox_fields(resolved, ["tty"]))
     rows = await history.index_rows(
         redis, [("QQQ", None, 15.0)], now_ms=int(DAY_START.timestamp() * 1000) + 10 * 60_000
     )

@@ -11,7 +11,7 @@ import aiohttp
 import msgspec
 import redis.asyncio as aioredis
 
-from gex_alertd import store
+from gex_alertd import keys
 from gex_alertd.model import outbox_fields
 from gex_alertd.web.live import QUEUE_FRAMES, Hub, Subscriber
 from tests.support.wait import eventually
@@ -37,7 +37,7 @@ async def test_one_reader_builds_each_event_once_for_every_page(redis: aioredis.
         await eventually(lambda: _started(hub, redis), "the reader's first XREAD")
         for i in (1, 2, 3):
             await put(redis, i)
-        await redis.xadd(store.ALERTS_KEY, outbox_fields(_alert(1, "SPY"), ["tty"]))
+        await redis.xadd(keys.ALERTS, outbox_fields(_alert(1, "SPY"), ["tty"]))
         await eventually(lambda: hub.frames_built == 4, "3 snapshots and 1 alert built once")
         await eventually(lambda: index.queue.qsize() == 4, "the index's 4 frames")
         first = await _frames(spy[0])
@@ -94,7 +94,7 @@ async def test_the_sse_endpoint_streams_snapshots_and_alerts(
             assert (await resp.content.readline()).startswith(b"retry:")
             await eventually(lambda: _started(page.page.hub, redis), "the reader's XREAD")
             await put(redis, 7)
-            await redis.xadd(store.ALERTS_KEY, outbox_fields(_alert(7, "SPY"), ["tty"]))
+            await redis.xadd(keys.ALERTS, outbox_fields(_alert(7, "SPY"), ["tty"]))
             events: list[dict[str, Any]] = []
             while len(events) < 2:
                 line = await resp.content.readline()

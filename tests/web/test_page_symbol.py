@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from gex_alertd import store
+from gex_alertd import keys, store
 from gex_alertd.config import SimulatorOptions
 from gex_alertd.connections import entries
 from gex_alertd.sources.simulator.clock import ManualClock
@@ -61,7 +61,7 @@ HEAT = "echarts.getInstanceByDom(document.getElementById('heatmap')).getOption()
 async def _stored(r: aioredis.Redis, clock: ManualClock, daemon: Any, log: Path) -> bool:
     assert daemon.returncode is None, _tail(log)
     as_of = clock.start + timedelta(seconds=math.floor(clock.now() + 1e-9))
-    top = entries(await r.xrevrange(store.snap_key("SPY"), count=1))
+    top = entries(await r.xrevrange(keys.snap("SPY"), count=1))
     return bool(top) and int(top[0][0].split(b"-")[0]) >= int(as_of.timestamp() * 1000)
 
 
@@ -101,13 +101,15 @@ async def test_symbol_page_history_live_updates_and_alert_markers(
 
     try:
         await step_to(5)  # ticks 0..5: six snapshots, before the scenario's cross at 9 s
-        stored = await r.xlen(store.snap_key("SPY"))
+        stored = await r.xlen(keys.snap("SPY"))
         assert stored == 6
         async with open_browser(tmp_path / "profile") as browser:
             tab = await browser.context.new_page()
             browser.watch(tab)
             await tab.goto(f"http://127.0.0.1:{ops_port}/view?symbol=SPY")
-            await tab.wait_for_function(f"window.gexPage && {HEAT}.xAxis.length > 0")
+            await tab.wait_for_function(
+                "window.gexPage && (window.gexPage.heat.getOption() || {}).xAxis !== undefined"
+            )
             await eventually(lambda: _eq(_columns(tab), stored), f"{stored} columns")
             heat = await tab.evaluate(f"{HEAT}.series[0].data.length")
             strikes = await tab.evaluate(f"{HEAT}.yAxis[0].data.length")
@@ -132,9 +134,7 @@ async def test_symbol_page_history_live_updates_and_alert_markers(
             await tooltip.first.wait_for(state="visible", timeout=WAIT_S * 1000)
 
             # the header line follows the newest snapshot
-            top = store.decode_fields(
-                entries(await r.xrevrange(store.snap_key("SPY"), count=1))[0][1]
-            )
+            top = store.decode_fields(entries(await r.xrevrange(keys.snap("SPY"), count=1))[0][1])
             regime = await tab.inner_text("#regime")
             assert regime == (top.live_net_gex_label or "").lower()
             assert await tab.inner_text("#distance") != "–"
