@@ -246,8 +246,11 @@ class Daemon:
 
     async def _start_dispatcher(self) -> None:
         from gex_alertd.notify.dispatch import Dispatcher
+        from gex_alertd.notify.silences import SilenceStore
 
-        self.dispatcher = Dispatcher(self.redis, self.cfg)
+        self.dispatcher = Dispatcher(
+            self.redis, self.cfg, silences=SilenceStore(self.redis).check_many
+        )
         await self.dispatcher.start()
 
     async def _start_ops_server(self) -> None:

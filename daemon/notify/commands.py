@@ -17,6 +17,7 @@ from gex_alertd.commands import CONFIG_OPTION
 from gex_alertd.notify import outbox as ob
 from gex_alertd.notify.base import DeliveryOutcome, Ok, Permanent
 from gex_alertd.notify.dispatch import build_notifier, sample_alert
+from gex_alertd.notify.silences import list_silenced
 
 redis_option = click.option("--redis", "redis_url", default=None, help="Override redis.url.")
 
@@ -111,6 +112,13 @@ def list_cmd(ctx: click.Context, limit: int = 50) -> None:
                 click.echo(
                     f"  {d.dead_id}  {d.channel:<10} {d.alert_id}  attempts={d.attempts}"
                     f"  at {d.failed_at}\n      reason: {redaction.redact(d.reason)}"
+                )
+            silenced = await list_silenced(client, limit)
+            click.echo(f"SILENCED ({len(silenced)} most recent)")
+            for r in silenced:
+                click.echo(
+                    f"  {r.record_id}  {r.channel:<10} {r.alert_id}  silence={r.silence}"
+                    f"  at {r.at}\n      {redaction.redact(r.summary)}"
                 )
         finally:
             await client.aclose()

@@ -18,7 +18,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,9 +48,13 @@ from gex_alertd.notify.base import (
     retry,
 )
 from gex_alertd.notify.outbox import Entry, Outbox, trim
+from gex_alertd.notify.silences import Silence
 from gex_alertd.ops import metrics
 
 log = structlog.get_logger()
+
+# which silence (if any) holds each alert for a channel: SilenceStore.check_many
+SilenceCheck = Callable[[Sequence[AlertEvent], str], Awaitable[list[Silence | None]]]
 
 READ_COUNT = 100  # entries per XREADGROUP
 MAX_BUFFER = 1000  # entries held in memory per channel; the rest wait unread in Redis
@@ -151,8 +155,10 @@ class ChannelWorker:
         outbox: Outbox,
         limiter: TokenBucket | None,
         claim_idle: float,
+        silences: SilenceCheck | None = None,
     ) -> None:
         self.name = name
+        self.silences = silences
         self.cfg = cfg
         self.notifier = notifier
         self.outbox = outbox
@@ -303,9 +309,29 @@ class ChannelWorker:
 
     # --- sending -------------------------------------------------------------------------
 
+    async def _without_silenced(self, batch: list[_Held]) -> list[_Held]:
+        """Alerts a silence holds for this channel are recorded as silenced and acked, not
+        sent. Checked right before the send, so a silence added while an alert waits in a
+        group window or a backoff still applies."""
+        if self.silences is None:
+            return batch
+        found = await self.silences([h.event for h in batch], self.name)
+        held = [(h, s) for h, s in zip(batch, found, strict=True) if s is not None]
+        if not held:
+            return batch
+        await self.outbox.record_silenced([(h.entry, s) for h, s in held])
+        for h, s in held:
+            self.buffer.pop(h.entry.entry_id, None)
+            self.log.info("alert silenced", alert_id=h.entry.alert_id, silence=s.id)
+        metrics.ALERTS_SENT.labels(self.name, "silenced").inc(len(held))
+        return [h for h, s in zip(batch, found, strict=True) if s is None]
+
     async def flush(self) -> None:
         held = list(self.buffer.values())
         batch = held[:MAX_GROUP] if self.grouping else held[:1]
+        batch = await self._without_silenced(batch)
+        if not batch:
+            return
         if self.limiter is not None:
             self.limiter.take()
         self.last_flush = time.monotonic()
@@ -383,8 +409,16 @@ class ChannelWorker:
 class Dispatcher:
     """Owns one ChannelWorker per configured channel."""
 
-    def __init__(self, redis: aioredis.Redis, cfg: Config, *, consumer: str | None = None) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        cfg: Config,
+        *,
+        consumer: str | None = None,
+        silences: SilenceCheck | None = None,
+    ) -> None:
         self.redis = redis
+        self.silences = silences
         self.cfg = cfg
         self.consumer = consumer or default_consumer()
         self.workers: dict[str, ChannelWorker] = {}
@@ -413,6 +447,7 @@ class Dispatcher:
             outbox,
             self._limiter(name, notifier, ch),
             self.cfg.outbox.claim_idle,
+            self.silences,
         )
         self.workers[name] = worker
         self.tasks[name] = asyncio.create_task(self._guard(worker), name=f"notify:{name}")

@@ -34,6 +34,7 @@ from redis.exceptions import ResponseError
 from gex_alertd import keys, redaction
 from gex_alertd.connections import entries
 from gex_alertd.model import AlertEvent, decode_alert, iso_utc
+from gex_alertd.notify.silences import SILENCED_MAXLEN, Silence, silenced_fields
 
 ATTEMPTS_TTL_MS = 7 * 86_400_000
 
@@ -224,6 +225,20 @@ class Outbox:
                 )
                 pipe.delete(keys.attempts(e.alert_id, self.channel))
             pipe.xack(keys.ALERTS, self.group, *[e.entry_id for e in entries])
+            await pipe.execute()
+
+    async def record_silenced(self, held: Sequence[tuple[Entry, Silence]]) -> None:
+        """Alerts a silence kept from this channel: recorded on `gex:silenced` and acked in one
+        MULTI, so a crash leaves each either pending (checked again) or recorded, never lost."""
+        now = iso_utc(datetime.now(UTC))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for e, silence in held:
+                fields = silenced_fields(
+                    e.alert_id, self.channel, e.symbol, silence, now, e.raw_event
+                )
+                pipe.xadd(keys.SILENCED, fields, maxlen=SILENCED_MAXLEN, approximate=True)
+                pipe.delete(keys.attempts(e.alert_id, self.channel))
+            pipe.xack(keys.ALERTS, self.group, *[e.entry_id for e, _ in held])
             await pipe.execute()
 
     async def stats(self) -> tuple[int, float]:

@@ -28,14 +28,18 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import redis.asyncio as aioredis
 import structlog
 
 from gex_alertd import keys
-from gex_alertd.model import AlertEvent
+from gex_alertd.connections import entries
+from gex_alertd.model import AlertEvent, decode_alert
+
+if TYPE_CHECKING:
+    from redis.typing import EncodableT, FieldT
 
 log = structlog.get_logger(__name__)
 
@@ -222,6 +226,11 @@ class SilenceStore:
         silences, now = await self.active()
         return is_silenced(silences, event, channel, now)
 
+    async def check_many(self, events: Sequence[AlertEvent], channel: str) -> list[Silence | None]:
+        """`check` for a batch with one read of the silences: the dispatcher's silence check."""
+        silences, now = await self.active()
+        return [is_silenced(silences, e, channel, now) for e in events]
+
     async def expire(self, silence_id: str) -> Silence:
         """End a silence now (server time). Expiring an expired silence changes nothing."""
         current = await self.get(silence_id)
@@ -252,3 +261,58 @@ def _s(value: Any) -> str:
 def to_json(silences: Sequence[Silence], now: datetime) -> list[dict[str, Any]]:
     """The API's view: the stored fields plus the status at `now`."""
     return [{**msgspec.to_builtins(s), "status": s.status(now)} for s in silences]
+
+
+# --- silenced alerts: what delivery held back, for `outbox list` --------------------------
+
+SILENCED_MAXLEN = 10_000  # the record is for operators, not an archive: trimmed (~) to this
+
+
+class SilencedAlert(msgspec.Struct, frozen=True):
+    """One alert a silence kept from one channel (a `gex:silenced` stream entry)."""
+
+    record_id: str
+    alert_id: str
+    channel: str
+    symbol: str
+    silence: str
+    at: str
+    summary: str
+
+
+def silenced_fields(
+    alert_id: str, channel: str, symbol: str, silence: Silence, at: str, event: bytes
+) -> dict[FieldT, EncodableT]:
+    # typed as XADD's fields (a dict is invariant)
+    return {
+        "id": alert_id,
+        "channel": channel,
+        "symbol": symbol,
+        "silence": silence.id,
+        "matchers": silence.matchers.describe(),
+        "at": at,
+        "event": event,
+    }
+
+
+async def list_silenced(redis: aioredis.Redis, count: int = 50) -> list[SilencedAlert]:
+    """The most recent silenced deliveries, newest first."""
+    out = []
+    for rid, fields in entries(await redis.xrevrange(keys.SILENCED, count=count)):
+        f = {_s(k): v for k, v in fields.items()}
+        try:
+            summary = decode_alert(f.get("event", b"")).summary
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            summary = "(unreadable event)"
+        out.append(
+            SilencedAlert(
+                record_id=_s(rid),
+                alert_id=_s(f.get("id", b"")),
+                channel=_s(f.get("channel", b"")),
+                symbol=_s(f.get("symbol", b"")),
+                silence=_s(f.get("silence", b"")),
+                at=_s(f.get("at", b"")),
+                summary=summary,
+            )
+        )
+    return out

@@ -1,5 +1,6 @@
-"""Silences: pure matching at given instants, the Redis store (server clock, expiry, pruning)
-and the `gex-alertd silence` commands against a real redis-server."""
+"""Silences: pure matching at given instants, the Redis store (server clock, expiry, pruning),
+the `gex-alertd silence` commands, and the dispatcher holding silenced alerts back (recorded,
+listed by `outbox list`) against a real redis-server and a real webhook receiver."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import pytest
 import redis.asyncio as aioredis
 from click.testing import CliRunner
 
+from gex_alertd import keys
 from gex_alertd.cli import main
-from gex_alertd.model import AlertEvent
+from gex_alertd.model import AlertEvent, encode_alert
 from gex_alertd.notify import silences as sil
+from gex_alertd.notify.dispatch import Dispatcher
 from gex_alertd.notify.silences import Matchers, Silence, SilenceStore, is_silenced
+from tests.notify.support import Receiver, alert, enqueue, make_config
 from tests.support.wait import eventually
 
 T0 = datetime(2026, 5, 15, 14, 0, tzinfo=UTC)
@@ -220,3 +224,56 @@ def test_cli_errors_are_one_line(tmp_path: Path, redis_url: str) -> None:
     assert "Traceback" not in res.output
     res = runner.invoke(main, ["silence", "-c", cfg, "--redis", "redis://127.0.0.1:1/0", "list"])
     assert res.exit_code == 1 and "redis:" in res.output
+
+
+# --- at delivery: the dispatcher's silence check ----------------------------------------
+
+
+async def test_dispatcher_records_silenced_alerts_and_sends_the_rest(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    rx = await Receiver().start()
+    store = SilenceStore(redis)
+    cfg = make_config({"ops": {"type": "webhook", "url": rx.url}}, redis_url)
+    d = Dispatcher(redis, cfg, consumer="t1", silences=store.check_many)
+    await d.start()
+    try:
+        s = await store.add(Matchers(rule="spy-flip", symbol="SPY"), 3600, comment="test")
+        spy, qqq = alert(1), alert(2, symbol="QQQ")
+        await enqueue(redis, spy, ["ops"])
+        await enqueue(redis, qqq, ["ops"])
+        await rx.wait_for(1)
+        # the channel handles its outbox in order: when QQQ arrived, SPY had been dealt with
+        assert rx.ids() == [qqq.id]
+        (record,) = await sil.list_silenced(redis)
+        assert (record.alert_id, record.channel, record.silence) == (spy.id, "ops", s.id)
+        assert record.summary == spy.summary
+        pending, _lag = await d.workers["ops"].outbox.stats()
+        assert pending == 0  # acked: recorded, not lost and not left pending
+
+        await store.expire(s.id)
+        again = alert(3)
+        await enqueue(redis, again, ["ops"])
+        await rx.wait_for(2)
+        assert rx.ids() == [qqq.id, again.id]
+        assert len(await sil.list_silenced(redis)) == 1
+    finally:
+        await d.stop()
+        await rx.stop()
+
+
+def test_outbox_list_shows_silenced(tmp_path: Path, redis_url: str) -> None:
+    import redis as sync_redis
+
+    client = sync_redis.Redis.from_url(redis_url)
+    client.delete(keys.SILENCED)
+    silence = _silence(rule="spy-flip")
+    event = _event()
+    client.xadd(
+        keys.SILENCED,
+        sil.silenced_fields(event.id, "ops", "SPY", silence, "2026-05-15T14:00:00.000Z",
+                            encode_alert(event)),
+    )  # fmt: skip
+    out = _cli("outbox", "-c", str(_config(tmp_path, redis_url)), "list")
+    assert "SILENCED (1 most recent)" in out
+    assert f"ops        {event.id}  silence={silence.id}" in out
