@@ -171,10 +171,12 @@ def outcomes(
         console.print(table(report))
         console.print(regime_table(report))
         console.print(
-            f"{len(report.alerts)} alerts; only `ok` outcomes count (gaps over {gap:g}s are "
-            "left out). On the simulator these figures describe the simulator, not markets.",
+            f"{len(report.alerts)} alerts; dir: s(igned in the alert's direction) or p(lain); "
+            f"only `ok` outcomes count (gaps over {gap:g} s are left out). On the simulator "
+            "these figures describe the simulator, not markets.",
             highlight=False,
         )
+    sys.stdout.flush()  # the report before the plot's line on stderr
     if plot is not None:
         from gex_alertd.outcomes.plot import PlotUnavailable
         from gex_alertd.outcomes.plot import plot as draw

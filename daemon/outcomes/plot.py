@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from gex_alertd.outcomes.report import Distributions, Report
 
 MAX_RULES = 12  # rows of the grid; more rules than that go to more than one report
@@ -33,12 +35,15 @@ def plot(report: Report, dist: Distributions, out: Path) -> None:
     for i, rule in enumerate(rules):
         for j, h in enumerate(report.horizons):
             ax = axes[i][j]
-            a = dist.alerts.get((rule, h))
-            b = dist.baseline.get((rule, h))
-            if b is not None and len(b):
-                ax.hist(b, bins=30, density=True, alpha=0.5, color="grey", label="baseline")
-            if a is not None and len(a):
-                ax.hist(a, bins=30, density=True, alpha=0.6, color="tab:blue", label="alerts")
+            a = dist.alerts.get((rule, h), np.zeros(0))
+            b = dist.baseline.get((rule, h), np.zeros(0))
+            both = np.concatenate([a, b])
+            # one set of bins for both, so the bars compare
+            bins = np.histogram_bin_edges(both, bins=30) if len(both) else 30
+            if len(b):
+                ax.hist(b, bins=bins, density=True, alpha=0.5, color="grey", label="baseline")
+            if len(a):
+                ax.hist(a, bins=bins, density=True, alpha=0.6, color="tab:blue", label="alerts")
             ax.axvline(0.0, color="black", linewidth=0.5)
             ax.set_title(f"{rule} {h}", fontsize=8)
             ax.tick_params(labelsize=7)

@@ -16,6 +16,7 @@ from datetime import datetime
 
 import msgspec
 import numpy as np
+from rich import box
 from rich.table import Table
 
 from gex_alertd.model import AlertEvent, as_ms
@@ -221,19 +222,22 @@ def _share(x: float | None) -> str:
 
 
 def table(report: Report) -> Table:
-    t = Table(title=f"Alert outcomes (moves in %, seed {report.seed})")
-    for name, justify in (
-        ("rule", "left"), ("horizon", "left"), ("dir", "left"), ("n", "right"),
-        ("hit", "right"), ("mean", "right"), ("median", "right"), ("95% CI of mean", "right"),
-        ("base n", "right"), ("base hit", "right"), ("base mean", "right"), ("held", "right"),
-        ("vol after/before", "right"), ("gaps", "right"),
+    """Moves in %; `dir` s(igned) or p(lain); `base` the random moments' figures."""
+    t = Table(title=f"Alert outcomes (moves in %, seed {report.seed})", box=box.SIMPLE_HEAD)
+    widest = max((len(r.rule) for r in report.rows), default=4)
+    t.add_column("rule", min_width=min(widest, 24))
+    t.add_column("horizon", min_width=5)
+    t.add_column("dir", min_width=3)
+    for name in (
+        "n", "hit", "mean", "median", "95% CI", "base n", "base hit", "base mean", "held",
+        "vol a/b", "gaps",
     ):  # fmt: skip
-        t.add_column(name, justify=justify)  # type: ignore[arg-type]  # literal justify names
+        t.add_column(name, justify="right", no_wrap=True)
     for r in report.rows:
         a, b = r.alerts, r.baseline
-        ci = "-" if a.ci_low is None else f"[{_pct(a.ci_low)}, {_pct(a.ci_high)}]"
+        ci = "-" if a.ci_low is None else f"{a.ci_low:+.2f}..{a.ci_high:+.2f}"
         t.add_row(
-            r.rule, r.horizon, "signed" if r.signed else "plain", str(a.n), _share(a.hit_rate),
+            r.rule, r.horizon, "s" if r.signed else "p", str(a.n), _share(a.hit_rate),
             _pct(a.mean), _pct(a.median), ci, str(b.n), _share(b.hit_rate), _pct(b.mean),
             _share(r.held_rate), "-" if r.vol_ratio is None else f"{r.vol_ratio:.2f}",
             str(r.gaps),
@@ -242,7 +246,7 @@ def table(report: Report) -> Table:
 
 
 def regime_table(report: Report) -> Table:
-    t = Table(title="Realized intraday vol by net GEX sign (annualized %)")
+    t = Table(title="Realized intraday vol by net GEX sign (annualized %)", box=box.SIMPLE_HEAD)
     for name in ("symbol", "vol +GEX", "hours +", "vol -GEX", "hours -"):
         t.add_column(name, justify="left" if name == "symbol" else "right")
     for g in report.regime:

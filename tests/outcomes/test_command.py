@@ -88,7 +88,7 @@ def test_report_formats_are_deterministic_for_a_seed(tmp_path: Path, redis_url: 
     table = runner.invoke(main, [*args, "--plot", str(png), "--horizons", "5m,close"])
     assert table.exit_code == 0, table.output
     assert "Alert outcomes" in table.stdout and "net GEX sign" in table.stdout
-    assert "describe the simulator" in table.stdout
+    assert "describe the simulator, not markets" in " ".join(table.stdout.split())
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
