@@ -29,7 +29,7 @@ import structlog
 from gex_alertd import keys
 from gex_alertd.commit import DEDUP_TTL_MS
 from gex_alertd.config import Config
-from gex_alertd.connections import entries
+from gex_alertd.connections import REDIS_DOWN, entries
 from gex_alertd.model import AlertEvent, as_ms, decode_alert, iso_utc, outbox_fields
 from gex_alertd.outcomes import records
 from gex_alertd.outcomes.alerts import is_signal
@@ -44,6 +44,7 @@ from gex_alertd.outcomes.measure import Outcome, direction_sign, measure, measur
 from gex_alertd.outcomes.paths import last_ms, read_path
 from gex_alertd.outcomes.report import alert_ms, stream_of
 from gex_alertd.outcomes.stats import StreamKey
+from gex_alertd.rules.base import RuleBase
 
 log = structlog.get_logger()
 
@@ -117,6 +118,7 @@ class _Pending:
     at_ms: int
     seen_ms: int  # outbox entry time (wall clock): how long we have been waiting for it
     sent: set[str] = field(default_factory=set)  # follow-up horizons done
+    stored: bool = False  # its outcome record is in Redis
 
 
 class OutcomeDuty:
@@ -144,6 +146,12 @@ class OutcomeDuty:
         self._enqueue = redis.register_script(_ENQUEUE)
 
     async def run_once(self) -> None:
+        try:
+            await self._run()
+        except REDIS_DOWN as exc:  # one line per run, no traceback: the next run tries again
+            log.warning("alert outcomes: redis unavailable", error=str(exc))
+
+    async def _run(self) -> None:
         cfg = self.config()
         now = as_ms(self.clock())
         await self._collect(cfg, now)
@@ -184,18 +192,14 @@ class OutcomeDuty:
         symbol = stream[0]
         key = records.outcomes_key(symbol)
         rules = {r.name: r for r in cfg.rules}
-
-        def follow_ups(p: _Pending) -> list[Horizon]:
-            rule = rules.get(p.event.rule)
-            return [parse_horizon(s) for s in (rule.follow_up if rule is not None else [])]
-
         stored = await self.redis.hmget(key, [p.event.id for p in items])
         todo = []
         for p, raw in zip(items, stored, strict=True):
-            if raw is not None and all(h.label in p.sent for h in follow_ups(p)):
+            p.stored = p.stored or raw is not None
+            if p.stored and not self._follow_ups_left(p, rules):
                 del self.pending[p.event.id]  # all done (by us, another daemon, before a restart)
             else:
-                todo.append((p, raw is not None))
+                todo.append((p, p.stored))
         if not todo:
             return
         top = await last_ms(self.redis, symbol, stream[1])
@@ -208,22 +212,27 @@ class OutcomeDuty:
                 return True
             return (top is not None and top >= end.ms) or now >= end.ms + settle_ms
 
-        path = None
+        due = []
         for p, is_stored in todo:
-            rule = rules.get(p.event.rule)
-            follow = follow_ups(p)
-            due_follow = [h for h in follow if h.label not in p.sent and elapsed(p, h)]
+            follow = [h for h in self._follow_ups_left(p, rules) if elapsed(p, h)]
             complete = not is_stored and all(elapsed(p, h) for h in horizons)
-            if not due_follow and not complete:
-                continue
-            if path is None:
-                path = await read_path(self.redis, symbol, stream[1])
+            if follow or complete:
+                due.append((p, follow, complete))
+        if not due:
+            return
+        # the path from well before the earliest due alert: its pre-alert window and the last
+        # price before that window (a stream holds days; the rest is not needed)
+        longest = max((h.seconds or 0.0 for h in horizons), default=0.0)
+        margin_ms = int((longest + max(86_400.0, float(cfg.outcomes.max_gap))) * 1000)
+        lo = min(p.at_ms for p, _f, _c in due) - margin_ms
+        path = await read_path(self.redis, symbol, stream[1], max(0, lo))
+        gap = float(cfg.outcomes.max_gap)
+        for p, follow, complete in due:
             close = self.sessions.close_ms(p.at_ms)
-            gap = float(cfg.outcomes.max_gap)
-            for h in due_follow:
-                out = measure(
-                    path, p.at_ms, h, close_ms=close, sign=direction_sign(p.event), max_gap_s=gap
-                )
+            rule = rules.get(p.event.rule)
+            for h in follow:
+                sign = direction_sign(p.event)
+                out = measure(path, p.at_ms, h, close_ms=close, sign=sign, max_gap_s=gap)
                 if rule is not None and rule.channels:
                     await self._follow_up(p.event, h, out, list(rule.channels))
                 p.sent.add(h.label)
@@ -234,8 +243,15 @@ class OutcomeDuty:
                     self.stored += 1
                     log.info("alert outcome stored", alert=p.event.id, rule=p.event.rule,
                              symbol=symbol)  # fmt: skip
-            if (complete or is_stored) and all(h.label in p.sent for h in follow):
+                p.stored = True
+            if p.stored and not self._follow_ups_left(p, rules):
                 del self.pending[p.event.id]
+
+    @staticmethod
+    def _follow_ups_left(p: _Pending, rules: dict[str, RuleBase]) -> list[Horizon]:
+        rule = rules.get(p.event.rule)
+        wanted = [parse_horizon(s) for s in (rule.follow_up if rule is not None else [])]
+        return [h for h in wanted if h.label not in p.sent]
 
     async def _follow_up(
         self, alert: AlertEvent, h: Horizon, outcome: Outcome, channels: list[str]

@@ -130,3 +130,15 @@ async def test_a_horizon_the_stream_never_reaches_settles_by_the_wall_clock(
     sent = [e for e in await outbox(redis) if e["type"] == "outcome"]
     assert sent[0]["details"]["outcome"]["status"] == "ok"
     assert "+0.00%" in sent[0]["summary"]
+
+
+async def test_redis_down_is_one_warning_not_an_exception() -> None:
+    from tests.support.redis_server import free_port
+
+    dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=2)
+    try:
+        duty = OutcomeDuty(dead, lambda: CFG, lambda key: True, clock=clock_at(T0))
+        await duty.run_once()  # nothing listens there: logged, not raised
+        assert duty.pending == {} and duty.stored == 0
+    finally:
+        await dead.aclose()
