@@ -33,3 +33,18 @@ def encode(record: Record) -> bytes:
 
 def decode(raw: bytes) -> Record:
     return _decoder.decode(raw)
+
+
+def marker_line(raw: bytes) -> str | None:
+    """`5m +0.12%, 30m -0.40%, close +0.91%`: the plain change of spot at each horizon with an
+    `ok` outcome (the live page's alert markers); None when the record does not decode."""
+    try:
+        rec = decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    parts = [
+        f"{label} {o.change_pct:+.2f}%"
+        for label, o in rec.outcomes.items()
+        if o.status == "ok" and o.change_pct is not None
+    ]
+    return ", ".join(parts) or None

@@ -26,6 +26,7 @@ from gex_alertd import keys, store
 from gex_alertd.codec import BlockError, decode_arrays, decode_arrays_many
 from gex_alertd.connections import Fields, entries, hash_fields
 from gex_alertd.model import decode_alert, iso_utc
+from gex_alertd.outcomes import records
 from gex_alertd.rules.columns import FIELDS, Arrays, from_block
 from gex_alertd.rules.levels import REGIMES, compute_levels
 
@@ -196,7 +197,19 @@ async def read_alerts(
             out.append(item)
             if len(out) >= MAX_ALERTS:
                 break
+    await _attach_outcomes(redis, symbol, out)
     return list(reversed(out))
+
+
+async def _attach_outcomes(redis: aioredis.Redis, symbol: str, items: list[dict[str, Any]]) -> None:
+    """The stored outcome of each alert that has one, as one line for its marker."""
+    if not items:
+        return
+    raw = await redis.hmget(keys.outcomes(symbol), [item["id"] for item in items])
+    for item, value in zip(items, raw, strict=True):
+        line = records.marker_line(value) if isinstance(value, bytes) else None
+        if line:
+            item["outcome"] = line
 
 
 def alert_item(fields: Mapping[bytes, bytes]) -> dict[str, Any] | None:

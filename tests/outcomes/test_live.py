@@ -142,3 +142,21 @@ async def test_redis_down_is_one_warning_not_an_exception() -> None:
         assert duty.pending == {} and duty.stored == 0
     finally:
         await dead.aclose()
+
+
+async def test_stored_outcomes_on_the_live_page_markers(redis: aioredis.Redis) -> None:
+    from gex_alertd.web.history import read_alerts
+
+    await store_path(
+        redis, "SPY", [T0 + i * MIN for i in range(40)], [100.0 + i / 10 for i in range(40)]
+    )
+    first, second = alert(T0), alert(T0 + 38 * MIN)
+    await fire(redis, first, ["tty"])
+    await fire(redis, second, ["tty"])
+    cfg = config_mod.parse({"watch": {"symbols": ["SPY"]}, "outcomes": {"horizons": ["5m", "30m"]}})
+    duty = OutcomeDuty(redis, lambda: cfg, lambda key: True, clock=clock_at(T0 + 40 * MIN))
+    await duty.run_once()
+    items = {i["id"]: i for i in await read_alerts(redis, "SPY", None, None, None)}
+    # spot rose 0.1 a minute from 100: +0.50% after 5 minutes, +3.00% after 30
+    assert items[first.id]["outcome"] == "5m +0.50%, 30m +3.00%"
+    assert "outcome" not in items[second.id]  # its horizons are not over

@@ -105,7 +105,7 @@
       .filter((m) => m.x !== null)
       .map((m) => ({
         value: [m.x, k - 0.5], summary: m.a.summary, rule: m.a.rule, severity: m.a.severity,
-        as_of: m.a.as_of, status: m.a.status,
+        as_of: m.a.as_of, status: m.a.status, outcome: m.a.outcome,
       }));
     return {
       backgroundColor: "transparent",
@@ -156,7 +156,8 @@
     if (p.seriesId === "alerts") {
       const d = p.data;
       return `<b>${esc(d.rule)}</b> (${esc(d.severity)}${d.status === "resolved" ? ", resolved" : ""})<br>` +
-        `${esc(d.summary)}<br><span style="color:#8a96a3">${esc(d.as_of)}</span>`;
+        `${esc(d.summary)}<br>${d.outcome ? `after: ${esc(d.outcome)}<br>` : ""}` +
+        `<span style="color:#8a96a3">${esc(d.as_of)}</span>`;
     }
     if (p.seriesId === "heat") {
       const [i, j, v] = p.data;
