@@ -14,18 +14,17 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import structlog
 
 from gex_alertd import config as config_mod
-from gex_alertd import keys, redaction
+from gex_alertd import redaction
 from gex_alertd.config import Config, ConfigError
 from gex_alertd.connections import REDIS_DOWN, connect, wait_until_reachable
 from gex_alertd.duties import Duties, SessionGate
-from gex_alertd.model import AlertEvent, iso_utc, outbox_fields
+from gex_alertd.operator_rules import OperatorRules, with_defaults
 from gex_alertd.ops import metrics
 from gex_alertd.ops.reload_status import ReloadStatus
 from gex_alertd.ops.reload_status import default_path as reload_status_path
@@ -33,7 +32,6 @@ from gex_alertd.ownership import HEARTBEAT_S, Membership, assign, owner
 from gex_alertd.pipeline import Poller
 from gex_alertd.pool import PollPool
 from gex_alertd.sources.backoff import Backoff
-from gex_alertd.sources.errors import AuthError
 from gex_alertd.sources.flowgex import FlowGexClient
 
 log = structlog.get_logger()
@@ -70,6 +68,9 @@ class Daemon:
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[Any]] = []
         self._api_key: str | None = None
+        self.operators = self._build_operators(cfg)
+        self._polled: set[str] = set()  # targets polled successfully since the last heartbeat
+        self._alerts_at_beat = 0
         self._last_beat: float | None = None  # wall time of the last membership heartbeat
         self.reload_status = ReloadStatus(reload_status_path())
         self._reload_lock = asyncio.Lock()
@@ -97,6 +98,7 @@ class Daemon:
         self.duties.every("heartbeat", HEARTBEAT_S, self._beat)
         self.duties.every("gauges", GAUGES_S, self._gauges)
         self._arm_outcomes(self.cfg)
+        self._arm_alive(self.cfg)
         self.duties.start()
         await self._start_ops_server()
         self.reload_status.start()  # ops: `reload --wait` finds this pid from here on
@@ -162,6 +164,52 @@ class Daemon:
             )
         return self.settled
 
+    def _build_operators(self, cfg: Config) -> OperatorRules:
+        rules = with_defaults(cfg.rules, cfg.ops.operator_channels)
+        return OperatorRules(
+            self.redis, rules, cfg.ops.operator_channels, market_open=self._market_open
+        )
+
+    def _market_open(self) -> bool:
+        # the session gate's view (watch.market_hours); no gate: always open
+        return self.gate is None or bool(self.gate.open)
+
+    async def _observe(self, target: Any, snap: Any, exc: Any) -> None:
+        """Every fetch's outcome: the operator rules, and the heartbeat's count."""
+        if exc is None:
+            self._polled.add(target.key)
+        await self.operators.observe(target, snap, exc)
+
+    def _arm_alive(self, cfg: Config) -> None:
+        assert self.duties is not None
+        self.duties.cancel("alive")
+        if cfg.heartbeat is not None:
+            self.duties.every("alive", cfg.heartbeat.every, self._alive)
+
+    async def _alive(self) -> None:
+        """The dead-man's switch (daemon/heartbeat.py): one message per daemon per interval."""
+        beat = self.cfg.heartbeat
+        if beat is None:
+            return
+        from gex_alertd.heartbeat import HeartbeatSender, heartbeat_event
+
+        fired = self.stats.alerts_fired + self.operators.enqueued
+        polled, self._polled = len(self._polled), set()
+        event = heartbeat_event(
+            self.instance_id,
+            int(time.time() * 1000),
+            beat.every,
+            polled,
+            fired - self._alerts_at_beat,
+            beat.severity,
+        )
+        self._alerts_at_beat = fired
+        try:
+            await HeartbeatSender(self.redis).send(event, beat.channel)
+        except REDIS_DOWN as exc:
+            # the receiver notices the missing beat: that is the point of it
+            log.warning("heartbeat not enqueued", error=str(exc))
+
     def _build_pollers(self, cfg: Config) -> list[Poller]:
         assert self.client is not None
         return [
@@ -170,7 +218,7 @@ class Daemon:
                 self.client,
                 self._commit,
                 backoff=Backoff(cfg.source.backoff_base_s, cfg.source.backoff_max_s),
-                on_auth_failure=self._operator_auth_alert,
+                observe=self._observe,
             )
             for target in cfg.watch.entries()
         ]
@@ -243,6 +291,8 @@ class Daemon:
         intervals = {k: p.target.interval_s for k, p in self.pool.pollers.items()}
         plan = assign(self.instance_id, intervals, before, after, intervals, HEARTBEAT_S)
         self.pool.own(plan.owned, delays=plan.delays)
+        # targets may have moved: an operator rule state another daemon wrote is read again
+        self.operators.forget()
 
     async def _start_dispatcher(self) -> None:
         from gex_alertd.notify.dispatch import Dispatcher
@@ -393,6 +443,8 @@ class Daemon:
             # snapshots (a rebuild costs every target a state read and a snapshot read)
             previous_committer = self.committer
             self.committer = self._build_committer(new)
+        if new.rules != old.rules or new.ops.operator_channels != old.ops.operator_channels:
+            self.operators = self._build_operators(new)  # their state is re-read from Redis
             if previous_committer is not None:
                 await previous_committer.drain()  # its batches in flight still complete
         if self.dispatcher is not None:
@@ -410,37 +462,11 @@ class Daemon:
             self._arm_gate(new)
         if self.duties is not None and new.outcomes != old.outcomes:
             self._arm_outcomes(new)
+            self._arm_alive(new)
         log.info("config reloaded", symbols=len(new.watch.entries()), rules=len(new.rules))
         self._log_capacity(new)
 
     # --- operator alerts, health, status -------------------------------------------------
-
-    async def _operator_auth_alert(self, target: Any, exc: AuthError) -> None:
-        channels = list(self.cfg.ops.operator_channels)
-        if not channels:
-            return
-        hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
-        alert_id = f"operator:upstream-auth:{exc.status}:{hour}"
-        try:
-            # one operator alert per hour and status, however many symbols fail
-            if not await self.redis.set(keys.operator_once(alert_id), 1, nx=True, ex=7200):
-                return
-            now = iso_utc(datetime.now(UTC))
-            event = AlertEvent(
-                id=alert_id,
-                rule="upstream-auth",
-                type="operator",
-                symbol=target.symbol,
-                expiry=target.expiry,
-                severity="critical",
-                as_of=now,
-                fired_at=now,
-                summary=f"Flow GEX upstream refused the API key (HTTP {exc.status}): {exc.message}",
-                details={"status": exc.status, "message": exc.message},
-            )
-            await self.redis.xadd(keys.ALERTS, outbox_fields(event, channels))
-        except REDIS_DOWN as err:
-            log.warning("could not enqueue operator alert", error=str(err))
 
     async def health(self) -> dict[str, Any]:
         try:

@@ -330,7 +330,9 @@ class OpsConfig(Strict):
     listen: str | None = "127.0.0.1:9108"  # /healthz and /metrics; null disables
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    operator_channels: list[str] = []  # where upstream auth failures are reported
+    # where operator rules (source_failing, stale_data) without channels report; when set and
+    # no source_failing rule is configured, a default one reports here
+    operator_channels: list[str] = []
     auth_token: str | None = None  # required when listen is not loopback (ops.auth)
 
     def problems(self) -> list[tuple[str, str]]:
@@ -349,6 +351,19 @@ class OpsConfig(Strict):
         return [("auth_token", problem)] if problem else []
 
 
+class HeartbeatConfig(Strict):
+    """A dead-man's switch: an "alive" message to `channel` every `every`, one per daemon."""
+
+    channel: str
+    every: Duration = Duration(300.0)
+    severity: Severity = "info"  # the channel's min_severity must let it through
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.every < 1:
+            return [("every", f"must be at least 1s, got {self.every:g}s")]
+        return []
+
+
 class Config(Strict):
     source: SourceConfig = msgspec.field(default_factory=SourceConfig)
     redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
@@ -359,6 +374,7 @@ class Config(Strict):
     outbox: OutboxConfig = msgspec.field(default_factory=OutboxConfig)
     outcomes: OutcomesConfig = msgspec.field(default_factory=OutcomesConfig)
     ops: OpsConfig = msgspec.field(default_factory=OpsConfig)
+    heartbeat: HeartbeatConfig | None = None
     path: str | None = None  # where it was loaded from (not a YAML key)
 
 
@@ -545,6 +561,11 @@ def _cross_check(tree: dict[str, Any], groups: list[tuple[str, Any]], problems: 
     for j, ch in enumerate(op_channels if isinstance(op_channels, list) else []):
         if isinstance(ch, str) and ch not in channels:
             problems.add(f"ops.operator_channels[{j}]", f"unknown channel {ch!r}")
+    beat = tree.get("heartbeat")
+    beat_channel = beat.get("channel") if isinstance(beat, dict) else None
+    if isinstance(beat_channel, str) and beat_channel not in channels:
+        known = ", ".join(sorted(channels)) or "none defined"
+        problems.add("heartbeat.channel", f"unknown channel {beat_channel!r} (channels: {known})")
 
 
 def load(path: str | os.PathLike[str]) -> Config:

@@ -73,6 +73,12 @@ def attempts(alert_id: str, channel: str) -> str:
     return f"gex:try:{alert_id}:{channel}"
 
 
-def operator_once(alert_id: str) -> str:
-    """`SET NX EX`: an operator alert id is enqueued once however many targets raise it."""
-    return f"gex:operator:{alert_id}"
+# --- operator rules and the heartbeat --------------------------------------------------------
+def operator_state(symbol: str, expiry: str | None = None) -> str:
+    """The operator rules' state hash of a target (one field per rule: its episode)."""
+    return symbol_key(symbol, "opstate", expiry)
+
+
+def heartbeat_sent(alert_id: str) -> str:
+    """`SET NX PX`: a heartbeat id (instance + interval) is enqueued once."""
+    return f"gex:heartbeat:{alert_id}"

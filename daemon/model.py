@@ -21,6 +21,12 @@ if TYPE_CHECKING:  # rules/ imports this module and must load without redis
     from redis.typing import EncodableT, FieldT
 
 FLIP_AVAILABLE = "available"
+# data_as_of's documented feeds, in the documented order (flowgex-api.md); the provider may add
+# more, which are read like these
+FEEDS = (
+    "node", "equity_feed", "equity_options_feed", "index_feed", "index_options_feed",
+    "futures_feed", "futures_options_feed", "flow_feed", "oi_feed", "macro_feed",
+)  # fmt: skip
 
 
 class StrikeRow(msgspec.Struct, frozen=True, omit_defaults=False, gc=False):

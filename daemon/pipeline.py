@@ -46,7 +46,9 @@ class CommitOutcome(Protocol):
 
 
 CommitFn = Callable[[FlowGex, str | None], Awaitable[CommitOutcome]]
-AuthFailureFn = Callable[[WatchTarget, AuthError], Awaitable[None]]
+# every fetch's outcome (the snapshot, a repeat too, or the error) for the operator rules
+# (stale_data, source_failing: gex_alertd.operator_rules); it must not raise
+ObserveFn = Callable[[WatchTarget, FlowGex | None, SourceError | None], Awaitable[None]]
 
 
 class Poller:
@@ -57,13 +59,13 @@ class Poller:
         commit: CommitFn,
         *,
         backoff: Backoff,
-        on_auth_failure: AuthFailureFn | None = None,
+        observe: ObserveFn | None = None,
     ):
         self.target = target
         self.source = source
         self.commit = commit
         self.backoff = backoff
-        self.on_auth_failure = on_auth_failure
+        self.observe = observe
         # a list, not a deque: it is nearly always empty, and an empty deque is 760 bytes
         # (x 5,000 targets); the oldest goes first only when Redis was down
         self.pending: list[FlowGex] = []
@@ -101,6 +103,8 @@ class Poller:
         self.last_error = None
         self.last_ok = time.time()
         snap = fetched.snapshot
+        if self.observe is not None:
+            await self.observe(self.target, snap, None)
         if fetched.repeated:
             self._count("repeat")
             return "repeat"
@@ -143,6 +147,8 @@ class Poller:
             status = str(exc.status)
         self._count(status)
         self.last_error = str(exc)
+        if self.observe is not None:
+            await self.observe(self.target, None, exc)
         if isinstance(exc, UnknownSymbol | BadRequest):
             # the provider says this watch entry can never work: stop, keep the others running
             self.disabled = str(exc)
@@ -154,8 +160,6 @@ class Poller:
             self._log.error(
                 "upstream refused the API key", error=str(exc), retry_in=round(delay, 1)
             )
-            if self.on_auth_failure is not None:
-                await self.on_auth_failure(self.target, exc)
         elif isinstance(exc, RateLimited):
             self._log.warning("rate limited", retry_after=exc.retry_after, retry_in=round(delay, 2))
         else:

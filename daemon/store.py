@@ -27,7 +27,7 @@ from gex_alertd.codec import (
 )
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import entries
-from gex_alertd.model import FlowGex, iso_utc, strike_matrix
+from gex_alertd.model import FEEDS, FlowGex, iso_utc, strike_matrix
 from gex_alertd.rules.columns import FIELDS, attach, from_block
 from gex_alertd.rules.levels import Levels, attach_levels, levels
 
@@ -57,13 +57,6 @@ def _iso(ts: datetime) -> bytes:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z").encode()
-
-
-# data_as_of's documented feeds, in the documented order (flowgex-api.md)
-FEEDS = (
-    "node", "equity_feed", "equity_options_feed", "index_feed", "index_options_feed",
-    "futures_feed", "futures_options_feed", "flow_feed", "oi_feed", "macro_feed",
-)  # fmt: skip
 
 
 def _pack_feeds(as_of: datetime, feeds: dict[str, str | None]) -> tuple[str, Any]:

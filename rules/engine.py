@@ -23,7 +23,7 @@ import msgspec
 from gex_alertd.model import FIRING, AlertEvent, AlertStatus, FlowGex, iso_utc
 from gex_alertd.rules.base import Fired, RuleBase, RuleType
 from gex_alertd.rules.levels import details as level_details
-from gex_alertd.rules.registry import rule_type
+from gex_alertd.rules.registry import is_operator, rule_type
 
 
 class RuleSlot(msgspec.Struct, array_like=True):
@@ -78,7 +78,8 @@ _encoder = msgspec.msgpack.Encoder()
 
 class Engine:
     def __init__(self, rules: list[RuleBase]):
-        self.rules = list(rules)
+        # operator rules (stale_data, source_failing) are fed by polls, not snapshots
+        self.rules = [r for r in rules if not is_operator(r)]
         self._types: dict[str, RuleType[Any, Any]] = {r.name: rule_type(r) for r in self.rules}
         self._decoders = {
             # tuple[str, int | None, <the rule's state type>], a type known only at run time

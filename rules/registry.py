@@ -12,10 +12,13 @@ from gex_alertd.rules import (
     net_gex_sign,
     oi_change,
     repositioning,
+    source_failing,
+    stale_data,
     threshold,
     wall_shift,
 )
 from gex_alertd.rules.base import RuleBase, RuleType
+from gex_alertd.rules.operator import OperatorRuleType
 
 _TYPES: tuple[RuleType[Any, Any], ...] = (
     flip_cross.RULE,
@@ -28,7 +31,19 @@ _TYPES: tuple[RuleType[Any, Any], ...] = (
     repositioning.RULE,
 )
 
-RULE_TYPES: tuple[type[RuleBase], ...] = tuple(t.config for t in _TYPES)
+# operator rules: fed by every poll's outcome, not by snapshots (rules.operator); the engine
+# and replay skip them
+_OPERATOR_TYPES: tuple[OperatorRuleType[Any], ...] = (
+    source_failing.RULE,
+    stale_data.RULE,
+)
+
+RULE_TYPES: tuple[type[RuleBase], ...] = tuple(t.config for t in _TYPES) + tuple(
+    t.config for t in _OPERATOR_TYPES
+)
+OPERATOR_BY_CONFIG: dict[type[RuleBase], OperatorRuleType[Any]] = {
+    t.config: t for t in _OPERATOR_TYPES
+}
 BY_CONFIG: dict[type[RuleBase], RuleType[Any, Any]] = {t.config: t for t in _TYPES}
 BY_NAME: dict[str, RuleType[Any, Any]] = {t.name: t for t in _TYPES}
 
@@ -50,7 +65,15 @@ COLUMN_ONLY_TYPES = frozenset(
 
 
 def columns_only(rules: Sequence[RuleBase]) -> bool:
-    return all(type(r).__struct_config__.tag in COLUMN_ONLY_TYPES for r in rules)
+    return all(type(r).__struct_config__.tag in COLUMN_ONLY_TYPES or is_operator(r) for r in rules)
+
+
+def is_operator(rule: RuleBase) -> bool:
+    return type(rule) in OPERATOR_BY_CONFIG
+
+
+def operator_type(rule: RuleBase) -> OperatorRuleType[Any]:
+    return OPERATOR_BY_CONFIG[type(rule)]
 
 
 def rule_type(rule: RuleBase) -> RuleType[Any, Any]:

@@ -115,14 +115,19 @@ async def test_unknown_symbol_is_disabled_others_keep_running(redis):
     assert len(up.requests_for(symbol="ZZZ")) == 1
 
 
-async def test_auth_failure_reaches_the_operator_hook(redis):
-    seen: list[AuthError] = []
+async def test_every_fetch_outcome_reaches_the_observer(redis):
+    # the operator rules' hook (stale_data, source_failing): the snapshot, a repeat too, or the
+    # error, the 403 with the plans it names
+    seen: list[tuple[str, object]] = []
 
-    async def on_auth(target, exc):
-        seen.append(exc)
+    async def observe(target, snap, exc):
+        seen.append((target.symbol, snap.as_of if snap is not None else exc))
 
     async with Upstream() as up:
+        body = flow_gex_body("SPY", as_of=T0)
         up.push(
+            Reply.json(body),
+            Reply.json(body),
             Reply(
                 403,
                 {
@@ -130,15 +135,18 @@ async def test_auth_failure_reaches_the_operator_hook(redis):
                     "current_plan": "free",
                     "required_plan": "growth",
                 },
-            )
+            ),
         )
-        poller, client = make_poller(up, redis, Committed(redis), on_auth_failure=on_auth)
+        poller, client = make_poller(up, redis, Committed(redis), observe=observe)
         try:
+            assert await poller.poll() == "stored"
+            assert await poller.poll() == "repeat"
             assert await poller.poll() == "error"
         finally:
             await client.close()
-    assert len(seen) == 1
-    assert "growth" in str(seen[0]) and "free" in str(seen[0])
+    assert seen[:2] == [("SPY", T0), ("SPY", T0)]
+    assert isinstance(seen[2][1], AuthError)
+    assert "growth" in str(seen[2][1]) and "free" in str(seen[2][1])
 
 
 async def test_snapshot_survives_a_redis_outage(private_redis):

@@ -1,0 +1,195 @@
+"""The operator rules' edge against a real Redis: each transition committed exactly once, by
+however many daemons observe it, across restarts; nothing written while nothing changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+
+from gex_alertd import keys
+from gex_alertd.config import WatchTarget
+from gex_alertd.connections import entries
+from gex_alertd.model import FlowGex, decode_alert, decode_flow_gex, group_key
+from gex_alertd.operator_rules import DEFAULT_RULE, OperatorRules, failure_kind, with_defaults
+from gex_alertd.rules.source_failing import SourceFailing
+from gex_alertd.rules.stale_data import StaleData
+from gex_alertd.sources.errors import (
+    AuthError,
+    BadRequest,
+    MalformedPayload,
+    PlanError,
+    RateLimited,
+    TransientError,
+    UnknownSymbol,
+)
+from tests.rules.operator_support import op_rule
+from tests.support.upstream import flow_gex_body
+
+SPY = WatchTarget("SPY", None, 15.0, 0.0)
+T0 = 1_764_000_000.0  # seconds
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = T0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def failing_rule(**kw: Any) -> SourceFailing:
+    return op_rule(SourceFailing, type="source_failing", channels=["ops"], **{"for": "60s", **kw})
+
+
+async def outbox(redis: aioredis.Redis) -> list[tuple[list[str], Any]]:
+    out = []
+    for _id, fields in entries(await redis.xrange(keys.ALERTS)):
+        out.append((fields[b"channels"].decode().split(","), decode_alert(fields[b"event"])))
+    return out
+
+
+def boom() -> TransientError:
+    return TransientError("HTTP 503: upstream down", status=503)
+
+
+async def test_fires_once_and_resolves_once_across_two_daemons(redis: aioredis.Redis) -> None:
+    clock = Clock()
+    a = OperatorRules(redis, [failing_rule()], clock=clock)
+    b = OperatorRules(redis, [failing_rule()], clock=clock)  # another daemon, or a restart
+    await a.observe(SPY, None, boom())  # the episode starts (state written)
+    clock.t += 90
+    await a.observe(SPY, None, boom())  # fires
+    await b.observe(SPY, None, boom())  # reads the shared state: already notified
+    await a.observe(SPY, None, boom())  # its own cache: nothing to write
+    clock.t += 10
+    await b.observe(SPY, _snap(), None)  # recovers: resolved
+    await a.observe(SPY, _snap(), None)  # a's cache is stale: conflict, re-read, nothing more
+    events = await outbox(redis)
+    assert [e.status for _, e in events] == ["firing", "resolved"]
+    up, down = (e for _, e in events)
+    assert group_key(up) == group_key(down) == "r/SPY/"
+    assert up.id != down.id and up.type == "source_failing" and up.severity == "critical"
+    assert events[0][0] == ["ops"]
+    assert a.enqueued + b.enqueued == 2
+
+
+async def test_a_restart_mid_episode_continues_it(redis: aioredis.Redis) -> None:
+    clock = Clock()
+    first = OperatorRules(redis, [failing_rule()], clock=clock)
+    await first.observe(SPY, None, boom())
+    clock.t += 45
+    again = OperatorRules(redis, [failing_rule()], clock=clock)  # restarted: empty cache
+    await again.observe(SPY, None, boom())
+    assert await outbox(redis) == []  # 45 s < for
+    clock.t += 20
+    await again.observe(SPY, None, boom())  # 65 s since the episode began before the restart
+    ((_, event),) = await outbox(redis)
+    assert event.details["failing_for_s"] == 65.0
+
+
+async def test_nothing_is_written_while_nothing_changes(redis: aioredis.Redis) -> None:
+    clock = Clock()
+    ops = OperatorRules(redis, [failing_rule()], clock=clock)
+    for _ in range(5):
+        await ops.observe(SPY, _snap(), None)
+        clock.t += 15
+    assert await redis.exists(keys.operator_state("SPY")) == 0
+    await ops.observe(SPY, None, RateLimited("slow down", retry_after=1.0, status=429))
+    assert await redis.exists(keys.operator_state("SPY")) == 0  # a 429 is not a failure
+    await ops.observe(SPY, None, boom())
+    assert await redis.hget(keys.operator_state("SPY"), "r") is not None
+
+
+async def test_an_id_is_enqueued_once_even_if_the_state_were_lost(redis: aioredis.Redis) -> None:
+    clock = Clock()
+    ops = OperatorRules(redis, [failing_rule(**{"for": 0})], clock=clock)
+    await ops.observe(SPY, None, boom())
+    await redis.delete(keys.operator_state("SPY"))  # lost (flushed by hand, say)
+    fresh = OperatorRules(redis, [failing_rule(**{"for": 0})], clock=clock)
+    await fresh.observe(SPY, None, boom())  # the same episode start, so the same id
+    assert len(await outbox(redis)) == 1
+
+
+async def test_stale_data_judges_the_served_feeds(redis: aioredis.Redis) -> None:
+    clock = Clock()
+    rule = op_rule(StaleData, type="stale_data", max_age="5m", channels=["ops"])
+    ops = OperatorRules(redis, [rule], clock=clock)
+    now = datetime.fromtimestamp(T0, UTC)
+    old = now - timedelta(hours=1)
+    await ops.observe(SPY, _snap(as_of=now, flow_feed=old), None)
+    clock.t += 15
+    await ops.observe(SPY, None, boom())  # judged on the last snapshot: still stale, once
+    await ops.observe(SPY, _snap(as_of=now + timedelta(seconds=15), flow_feed=now), None)
+    events = [e for _, e in await outbox(redis)]
+    assert [e.status for e in events] == ["firing", "resolved"]
+    assert events[0].details["stale_feeds"] == "flow_feed"
+
+
+async def test_market_closed_judges_nothing(redis: aioredis.Redis) -> None:
+    rule = op_rule(StaleData, type="stale_data", max_age="5m", channels=["ops"])
+    ops = OperatorRules(redis, [rule], clock=Clock(), market_open=lambda: False)
+    old = datetime.fromtimestamp(T0, UTC) - timedelta(days=2)
+    await ops.observe(SPY, _snap(as_of=old), None)
+    assert await outbox(redis) == []
+
+
+async def test_a_redis_outage_is_logged_not_raised(private_redis: Any) -> None:
+    redis = aioredis.Redis.from_url(private_redis.url, socket_connect_timeout=0.5)
+    try:
+        ops = OperatorRules(redis, [failing_rule(**{"for": 0})], clock=Clock())
+        private_redis.kill()
+        await ops.observe(SPY, None, boom())  # must not raise into the poller
+        private_redis.start()
+        await ops.observe(SPY, None, boom())  # judged again: fires now
+        assert len(await outbox(redis)) == 1
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (AuthError("bad key", status=401), "auth"),
+        (PlanError("plan", status=403), "auth"),
+        (UnknownSymbol("no such", status=404), "permanent"),
+        (BadRequest("bad", status=400), "permanent"),
+        (RateLimited("slow", retry_after=1.0, status=429), "rate_limited"),
+        (TransientError("HTTP 502", status=502), "transient"),
+        (MalformedPayload("not json"), "transient"),
+    ],
+)
+def test_failure_kinds(exc: Exception, kind: str) -> None:
+    assert failure_kind(exc) == kind  # type: ignore[arg-type]  # every case is a SourceError
+
+
+def test_operator_channels_get_a_default_source_failing_rule() -> None:
+    (rule,) = with_defaults([], ["ops"])
+    assert isinstance(rule, SourceFailing) and rule.name == DEFAULT_RULE
+    assert rule.channels == ["ops"]
+    mine = failing_rule()
+    assert with_defaults([mine], ["ops"]) == [mine]  # a configured one replaces the default
+    assert with_defaults([], []) == []
+
+
+def _snap(as_of: datetime | None = None, **feeds: datetime) -> FlowGex:
+    body = flow_gex_body("SPY", as_of=as_of or datetime.fromtimestamp(T0, UTC))
+    if feeds:
+        body["data_as_of"] = {k: v.isoformat() for k, v in feeds.items()}
+    return decode_flow_gex(msgspec.json.encode(body))
+
+
+async def test_a_target_back_from_another_daemon_is_read_again(redis: aioredis.Redis) -> None:
+    # a's cache says "all well"; b polled the target meanwhile and fired; when a gets the
+    # target back (membership changed: forget) its first success resolves b's episode
+    clock = Clock()
+    a = OperatorRules(redis, [failing_rule(**{"for": 0})], clock=clock)
+    b = OperatorRules(redis, [failing_rule(**{"for": 0})], clock=clock)
+    await a.observe(SPY, _snap(), None)
+    await b.observe(SPY, None, boom())
+    a.forget()
+    await a.observe(SPY, _snap(), None)
+    assert [e.status for _, e in await outbox(redis)] == ["firing", "resolved"]

@@ -1,0 +1,145 @@
+"""Data health end to end: the real daemon (a subprocess), a real aiohttp upstream that fails
+and recovers, a real Redis, and a real webhook receiver.
+
+- source_failing: SPY's polls fail (HTTP 503) until the rule fires, then succeed again: one
+  firing and one resolved event reach the receiver, each exactly once;
+- stale_data: QQQ is served with a `flow_feed` an hour old until the rule fires, then fresh:
+  one firing, one resolved;
+- heartbeat: the receiver hears the daemon's "alive" message, naming the instance.
+
+The upstream changes what it serves only once the receiver has seen the previous step, so
+nothing here depends on how fast the machine is; timestamps are served near the real clock,
+which the daemon judges against minutes-long limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from gex_alertd import keys
+from gex_alertd.connections import entries
+from tests.notify.support import Receiver
+from tests.support.redis_server import RedisServer
+from tests.support.upstream import FLOW_GEX_PATH, Reply, Upstream, flow_gex_body
+from tests.support.wait import WAIT_S, eventually
+
+CONFIG = """
+source: {{kind: flowgex, base_url: "{upstream}", api_key: e2e-key, timeout_s: 30,
+          requests_per_min: 100000, backoff_base_s: 0.05, backoff_max_s: 0.2}}
+redis: {{url: "{redis}", retention: 1d}}
+watch: {{interval_s: 0.1, jitter_s: 0, market_hours: always, symbols: [SPY, QQQ]}}
+channels: {{hook: {{type: webhook, url: "{hook}", retry_base_s: 0.05, retry_max_s: 0.5}}}}
+rules:
+  - {{name: spy-source, type: source_failing, symbols: [SPY], for: 1s, channels: [hook]}}
+  - {{name: stale, type: stale_data, max_age: 5m, feeds: {{oi_feed: 1d}}, channels: [hook]}}
+heartbeat: {{channel: hook, every: 1s}}
+ops: {{listen: null, log_format: json}}
+"""
+
+
+class Served:
+    """What the upstream serves right now: the test flips these between steps."""
+
+    def __init__(self) -> None:
+        self.spy_failing = True
+        self.qqq_stale = True
+        self.last = datetime.now(UTC)
+
+    def reply(self, request: web.Request) -> Reply:
+        symbol = request.path[len(FLOW_GEX_PATH) :]
+        if symbol == "SPY" and self.spy_failing:
+            return Reply.json({"message": "upstream down"}, status=503)
+        # strictly increasing and near the real clock: every poll is a new snapshot
+        now = max(datetime.now(UTC), self.last + timedelta(milliseconds=1))
+        self.last = now
+        flow = now - timedelta(hours=1) if symbol == "QQQ" and self.qqq_stale else now
+        feeds = {"node": now, "flow_feed": flow, "oi_feed": now - timedelta(hours=3)}
+        body = flow_gex_body(symbol, as_of=now)
+        body["data_as_of"] = {k: v.isoformat().replace("+00:00", "Z") for k, v in feeds.items()}
+        return Reply.json(body)
+
+
+def events(hook: Receiver) -> list[dict[str, Any]]:
+    return [json.loads(h.body) for h in hook.hits if h.status == 200]
+
+
+def of(hook: Receiver, rule: str) -> list[tuple[str, str]]:
+    return [(e["status"], e["symbol"]) for e in events(hook) if e["rule"] == rule]
+
+
+@pytest.mark.timeout(WAIT_S * 4)
+async def test_source_failing_stale_data_and_heartbeat(
+    tmp_path: Path, private_redis: RedisServer
+) -> None:
+    served = Served()
+    hook = await Receiver().start()
+    up = await Upstream(default=served.reply).start()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(CONFIG.format(upstream=up.url, redis=private_redis.url, hook=hook.url))
+    r = aioredis.Redis.from_url(private_redis.url)
+    # an observer group that never acknowledges holds back outbox trimming: we see every entry
+    await r.xgroup_create(keys.ALERTS, "e2e-observer", id="0", mkstream=True)
+    log = tmp_path / "daemon.log"
+    with log.open("ab") as out:
+        daemon = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gex_alertd", "run", "--config", str(cfg), "--no-uvloop",
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+        )  # fmt: skip
+
+    def tail() -> str:
+        return log.read_text()[-3000:]
+
+    async def seen(rule: str, want: list[tuple[str, str]]) -> None:
+        async def ok() -> bool:
+            assert daemon.returncode is None, tail()
+            return of(hook, rule) == want
+
+        await eventually(ok, f"{rule}: {want} at the receiver (got {of(hook, rule)})")
+
+    try:
+        await seen("spy-source", [("firing", "SPY")])
+        await seen("stale", [("firing", "QQQ")])
+        served.spy_failing = False
+        served.qqq_stale = False
+        await seen("spy-source", [("firing", "SPY"), ("resolved", "SPY")])
+        await seen("stale", [("firing", "QQQ"), ("resolved", "QQQ")])
+        # many more good polls of both: a duplicate of either would be committed by now
+        polls = len(up.requests)
+        await up.wait_for_requests(polls + 40)
+        await eventually(lambda: len(of(hook, "heartbeat")) >= 2, "two heartbeats")
+        daemon.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(daemon.wait(), WAIT_S) == 0, tail()
+        outbox = [json.loads(f[b"event"]) for _id, f in entries(await r.xrange(keys.ALERTS))]
+    finally:
+        if daemon.returncode is None:
+            daemon.kill()
+            await daemon.wait()
+        await r.aclose()
+        await up.stop()
+        await hook.stop()
+    for rule, symbol in (("spy-source", "SPY"), ("stale", "QQQ")):
+        committed = [(e["status"], e["symbol"]) for e in outbox if e["rule"] == rule]
+        assert committed == [("firing", symbol), ("resolved", symbol)], committed
+        assert of(hook, rule) == committed  # delivered exactly once each
+        firing, resolved = (e for e in events(hook) if e["rule"] == rule)
+        assert firing["id"] != resolved["id"]
+        assert (firing["symbol"], firing["expiry"]) == (resolved["symbol"], resolved["expiry"])
+    spy = next(e for e in events(hook) if e["rule"] == "spy-source")
+    assert spy["details"]["status"] == 503 and spy["type"] == "source_failing"
+    qqq = next(e for e in events(hook) if e["rule"] == "stale")
+    assert qqq["details"]["stale_feeds"] == "flow_feed"  # oi_feed's own limit is a day
+    beats = [e for e in events(hook) if e["rule"] == "heartbeat"]
+    assert len({b["id"] for b in beats}) == len(beats)
+    assert all(b["details"]["instance"] in b["summary"] for b in beats)
+    assert any(b["details"]["symbols_polled"] >= 1 for b in beats)
