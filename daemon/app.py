@@ -462,6 +462,7 @@ class Daemon:
             self._arm_gate(new)
         if self.duties is not None and new.outcomes != old.outcomes:
             self._arm_outcomes(new)
+        if self.duties is not None and new.heartbeat != old.heartbeat:
             self._arm_alive(new)
         log.info("config reloaded", symbols=len(new.watch.entries()), rules=len(new.rules))
         self._log_capacity(new)
