@@ -29,6 +29,8 @@ _KEY_ORDER = (
 )  # fmt: skip
 _MONEY_KEYS = ("gex",)
 _MAX_FIELDS = 8
+# the levels every alert carries (rules.levels.details): one line of their own, not fields
+LEVEL_KEYS = ("regime", "flip_distance_pct", "call_wall", "put_wall")
 
 
 def _fmt_num(key: str, value: float) -> str:
@@ -62,8 +64,23 @@ def key_numbers(event: AlertEvent) -> list[tuple[str, str]]:
     """The details as (label, formatted value), the well-known numbers first."""
     details = event.details or {}
     keys = [k for k in _KEY_ORDER if k in details]
-    keys += [k for k in details if k not in keys]
+    keys += [k for k in details if k not in keys and k not in LEVEL_KEYS]
     return [(k.replace("_", " "), _fmt_value(k, details[k])) for k in keys[:_MAX_FIELDS]]
+
+
+def levels_line(event: AlertEvent) -> str | None:
+    """Where the levels are at the alert's snapshot, in one line; None for an event without
+    them (an operator alert, or one stored before they existed)."""
+    d = event.details or {}
+    if not any(k in d for k in LEVEL_KEYS):
+        return None
+    dist = d.get("flip_distance_pct")
+    flip = "no flip" if dist is None else f"spot {dist:+.2f}% from the flip"
+    walls = [
+        f"{name} {'n/a' if d.get(key) is None else f'{d[key]:g}'}"
+        for key, name in (("call_wall", "call wall"), ("put_wall", "put wall"))
+    ]
+    return " · ".join([f"{d.get('regime') or 'unknown'} gamma", flip, *walls])
 
 
 def worst_severity(alerts: Sequence[AlertEvent]) -> str:
@@ -129,6 +146,9 @@ def text_body(alerts: Sequence[AlertEvent]) -> str:
     parts = []
     for a in alerts:
         lines = [f"{headline(a)}  {title(a)}", a.summary, ""]
+        levels = levels_line(a)
+        if levels:
+            lines += [f"  levels: {levels}", ""]
         lines += [f"  {k:<18} {v}" for k, v in key_numbers(a)]
         lines += ["", context_line(a)]
         parts.append("\n".join(lines))
@@ -146,10 +166,12 @@ def html_body(alerts: Sequence[AlertEvent]) -> str:
             f"<td style='font-family:monospace'>{esc(v)}</td></tr>"
             for k, v in key_numbers(a)
         )
+        levels = levels_line(a)
+        lv = f"<p style='color:#444'><b>levels</b>: {esc(levels)}</p>" if levels else ""
         blocks.append(
             f"<div style='border-left:4px solid {color};padding:4px 12px;margin:12px 0'>"
             f"<div style='font-weight:bold'>{esc(headline(a))} · {esc(title(a))}</div>"
-            f"<p>{esc(a.summary)}</p><table>{rows}</table>"
+            f"<p>{esc(a.summary)}</p>{lv}<table>{rows}</table>"
             f"<p style='color:#888;font-size:small'>{esc(context_line(a))}</p></div>"
         )
     head = f"<h3>{esc(group_title(alerts))}</h3>" if len(alerts) > 1 else ""
@@ -178,12 +200,13 @@ def _slack_blocks(a: AlertEvent) -> list[dict[str, Any]]:
     ]
     if fields:
         blocks.append({"type": "section", "fields": fields})
-    blocks.append(
-        {
-            "type": "context",
-            "elements": [{"type": "mrkdwn", "text": _slack_escape(context_line(a))}],
-        }
-    )
+    # the levels go into the context block, not a block of their own: a message holds ~50
+    # blocks, and 20 alerts x 3 blocks is what fits
+    context = [{"type": "mrkdwn", "text": _slack_escape(context_line(a))}]
+    levels = levels_line(a)
+    if levels:
+        context.insert(0, {"type": "mrkdwn", "text": f"*levels*: {_slack_escape(levels)}"})
+    blocks.append({"type": "context", "elements": context})
     return blocks
 
 

@@ -140,6 +140,8 @@ def test_example_config_is_valid():
         "flip_cross",
         "net_gex_sign",
         "oi_change",
+        "wall_shift",
+        "repositioning",
     }
 
 

@@ -144,9 +144,12 @@ def test_the_shipped_example_rules():
         "flip_cross": "flip-cross",
         "net_gex_sign": "gex-sign",
         "oi_change": "oi-jump",
+        "wall_shift": "wall-shift",
+        "repositioning": "repositioning",
     }
     assert sorted(p.name for p in (ROOT / "rules.d").glob("*.yaml")) == [
         "flip.yaml",
+        "levels.yaml",
         "oi.yaml",
         "sign.yaml",
     ]

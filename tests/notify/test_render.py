@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from gex_alertd.model import AlertEvent, decode_alert, encode_alert, group_key
@@ -107,3 +109,27 @@ def test_every_renderer_says_resolved() -> None:
     f = alert(1, severity="critical")
     assert "RESOLVED" not in render.text_body([f]) + render.console_line(f, color=False)
     assert "RESOLVED" not in str(render.slack_payload([f])) + render.html_body([f])
+
+
+def test_every_rendering_says_where_the_levels_are() -> None:
+    levels: dict[str, Any] = {
+        "regime": "negative",
+        "flip_distance_pct": -0.94,
+        "call_wall": 600.0,
+        "put_wall": None,
+    }
+    a = alert(1, **levels)
+    line = "negative gamma · spot -0.94% from the flip · call wall 600 · put wall n/a"
+    assert render.levels_line(a) == line
+    assert line in render.text_body([a])
+    assert line in render.html_body([a])
+    context = render.slack_payload([a])["attachments"][0]["blocks"][-1]["elements"]
+    assert context[0]["text"] == f"*levels*: {line}"
+    # the levels have their own line: they do not take the places of the rule's numbers
+    assert not {k for k, _ in render.key_numbers(a)} & {"regime", "call wall", "put wall"}
+    no_flip = alert(2, regime="positive", flip_distance_pct=None, call_wall=None, put_wall=1.5)
+    assert render.levels_line(no_flip) == (
+        "positive gamma · no flip · call wall n/a · put wall 1.5"
+    )
+    assert render.levels_line(alert(3)) is None  # an event without levels
+    assert "levels" not in render.text_body([alert(3)])

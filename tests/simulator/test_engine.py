@@ -171,12 +171,13 @@ def test_expiry_filter() -> None:
 
 
 def test_demo_scenario_makes_all_three_alert_kinds() -> None:
-    """What the example config's rules see when polling every 2 s (first snapshot never fires)."""
+    """What the example config's rules see when polling every 2 s (first snapshot never fires),
+    up to the wall and drift steps at 40 s (tests/simulator/test_level_steps.py covers them)."""
     sim = make_simulator(SimulatorOptions(cache_s=1, scenario="demo"), None, ManualClock())
     assert isinstance(sim.clock, ManualClock)
     prev: dict[str, FlowGex] = {}
     seen: dict[str, list[tuple[int, str]]] = {"flip": [], "sign": [], "oi": []}
-    for t in range(0, 61, 2):
+    for t in range(0, 39, 2):
         sim.clock.set(t)
         for sym in ("SPY", "QQQ", "IWM"):
             s = snap(sim, sym)

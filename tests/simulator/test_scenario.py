@@ -9,9 +9,11 @@ import pytest
 from gex_alertd.sources.simulator.scenario import (
     BlockEvent,
     CrossFlipEvent,
+    DriftEvent,
     FaultEvent,
     NetSignEvent,
     ScenarioError,
+    WallEvent,
     load_scenario,
     loads_scenario,
 )
@@ -20,8 +22,8 @@ from gex_alertd.sources.simulator.scenario import (
 def test_demo_is_packaged() -> None:
     sc = load_scenario("demo")
     kinds = [type(e) for e in sc.events]
-    assert kinds == [CrossFlipEvent, NetSignEvent, BlockEvent]
-    assert [float(e.at) for e in sc.events] == [10.0, 20.0, 30.0]
+    assert kinds == [CrossFlipEvent, NetSignEvent, BlockEvent, WallEvent, DriftEvent]
+    assert [float(e.at) for e in sc.events] == [10.0, 20.0, 30.0, 40.0, 44.0]
 
 
 def test_parses_durations_and_uppercases_symbols() -> None:
