@@ -2,7 +2,8 @@
 
 Judged on every poll (an operator rule, `rules.operator`): the snapshot's `as_of` and each
 timestamp of the served `data_as_of` against `max_age`, or against the feed's own limit in
-`feeds` (`oi_feed: 20h`: the OI feed refreshes once a day; `0` turns a feed's check off). Fires
+`feeds` (`flow_feed: 1m`; `0` turns a feed's check off). `oi_feed` refreshes once a day, so its
+limit is `1d` unless `feeds` names it (`oi_feed: 20h`: "not refreshed today"). Fires
 once when the data becomes stale, and sends a resolved event when every checked timestamp is
 fresh again.
 
@@ -45,6 +46,11 @@ from gex_alertd.rules.operator import (
 )
 
 
+# the settled OI is published once a day (the morning OCC figure): judged against a day unless
+# the rule says otherwise, so `max_age: 2m` does not make it stale every morning
+DEFAULT_LIMITS = {"oi_feed": 86400.0}
+
+
 class StaleData(RuleBase, tag="stale_data", kw_only=True):
     max_age: Duration = Duration(300.0)
     feeds: dict[str, Duration] = msgspec.field(default_factory=dict)  # per feed; 0 = unchecked
@@ -61,7 +67,9 @@ class StaleData(RuleBase, tag="stale_data", kw_only=True):
         return out
 
     def limit(self, feed: str) -> float:
-        return float(self.feeds.get(feed, self.max_age))
+        if feed in self.feeds:
+            return float(self.feeds[feed])
+        return DEFAULT_LIMITS.get(feed, float(self.max_age))
 
 
 class Stale(msgspec.Struct, frozen=True):

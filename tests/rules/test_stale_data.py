@@ -140,3 +140,12 @@ def test_events_of_one_episode_share_its_start_and_say_what_is_stale() -> None:
 def test_problems_name_the_field(cfg: dict[str, Any], fragment: str) -> None:
     problems = op_problems(StaleData, type="stale_data", **cfg)
     assert any(fragment in p for p in problems), problems
+
+
+def test_the_daily_oi_feed_is_judged_against_a_day_by_default() -> None:
+    rule = op_rule(StaleData, type="stale_data", max_age="60s")
+    assert rule.limit("oi_feed") == 86400 and rule.limit("flow_feed") == 60
+    assert statuses(rule, [seen(0, 5, {"oi_feed": 6 * 3600})]) == []
+    assert statuses(rule, [seen(0, 5, {"oi_feed": 25 * 3600})]) == [(0, F)]
+    tighter = op_rule(StaleData, type="stale_data", max_age="60s", feeds={"oi_feed": "20h"})
+    assert statuses(tighter, [seen(0, 5, {"oi_feed": 21 * 3600})]) == [(0, F)]
