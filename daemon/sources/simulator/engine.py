@@ -166,6 +166,9 @@ class Simulator:
         as_of = iso_utc(now)
         oi_as_of = iso_utc(m.start.replace(hour=0, minute=0, second=0, microsecond=0))
         feeds = data_as_of(as_of, oi_as_of)
+        for feed, (lag, until) in m.stale_feeds.items():
+            if m.tick * m.tick_s < until:  # scenario `stale_feed`: one feed lags the snapshot
+                feeds[feed] = iso_utc(now - timedelta(seconds=lag))
         if live:
             return _encoder.encode(
                 FlowGexBody(

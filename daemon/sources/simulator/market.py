@@ -26,6 +26,7 @@ from gex_alertd.sources.simulator.scenario import (
     FlipStatusEvent,
     NetSignEvent,
     SpotEvent,
+    StaleFeedEvent,
     SymbolParams,
     WallEvent,
 )
@@ -70,6 +71,7 @@ class Market:
         self._scheduled: dict[int, list[tuple[int, int, Aggressor]]] = defaultdict(list)
         self.tick = 0
         self.flip_withheld: tuple[str, float] | None = None  # (status, until sim seconds)
+        self.stale_feeds: dict[str, tuple[float, float]] = {}  # feed -> (lag s, until sim s)
         self._gamma_tick = -1
         self._gammas: list[float | None] = []
         self._apply_events(0.0)
@@ -166,6 +168,8 @@ class Market:
                 self._drift(ev)
             elif isinstance(ev, FlipStatusEvent):
                 self.flip_withheld = (ev.status, float(ev.at + ev.duration))
+            elif isinstance(ev, StaleFeedEvent):
+                self.stale_feeds[ev.feed] = (float(ev.lag), float(ev.at + ev.duration))
             # spot jumps can come by the hundred in test scenarios: keep them out of info
             (bound.debug if isinstance(ev, SpotEvent) else bound.info)(
                 "simulator event applied", spot=self.spot

@@ -14,6 +14,7 @@ events:
   - {at: 46s, do: approach, symbol: SPY, level: put_wall, side: above, gap_pct: 0.1}
   - {at: 47s, do: drift, symbol: QQQ, pct: 30, right: call, over_s: 6s}
   - {at: 48s, do: flip_status, symbol: IWM, status: no_boundary, duration: 30s}
+  - {at: 49s, do: stale_feed, symbol: SPY, feed: flow_feed, lag: 10m, duration: 30s}
   - {at: 50s, do: fault, kind: error, status: 503, count: 3}
 ```
 Every problem is reported at once with its path (`events[2].contracts: ...`).
@@ -29,6 +30,7 @@ from typing import Literal
 import msgspec
 
 from gex_alertd import bounded_yaml
+from gex_alertd.model import FEEDS
 from gex_alertd.rules.duration import Duration
 from gex_alertd.typedconfig import Problems, convert
 
@@ -124,6 +126,15 @@ class FlipStatusEvent(_SymbolEvent, tag="flip_status", kw_only=True):
     duration: Duration = Duration(30.0)
 
 
+class StaleFeedEvent(_SymbolEvent, tag="stale_feed", kw_only=True):
+    """Serve one `data_as_of` feed `lag` behind the snapshot for `duration` sim seconds: a
+    `stale_data` (fires), fresh again afterwards (resolved)."""
+
+    feed: str = "flow_feed"
+    lag: Duration = Duration(600.0)
+    duration: Duration = Duration(30.0)
+
+
 class FaultEvent(_Event, tag="fault", kw_only=True):
     """Misbehave on the next `count` requests (or for `duration` sim seconds)."""
 
@@ -145,6 +156,7 @@ Event = (
     | ApproachEvent
     | DriftEvent
     | FlipStatusEvent
+    | StaleFeedEvent
     | FaultEvent
 )
 
@@ -203,6 +215,8 @@ def _check(sc: Scenario, problems: Problems) -> None:
                     problems.add(f"{path}.{name}", f"must be > 0, got {getattr(ev, name)}")
         if isinstance(ev, FlipStatusEvent) and ev.status == "available":
             problems.add(f"{path}.status", "a withheld flip needs a status other than available")
+        if isinstance(ev, StaleFeedEvent) and ev.feed not in FEEDS:
+            problems.add(f"{path}.feed", f"unknown feed {ev.feed!r} (feeds: {', '.join(FEEDS)})")
         if isinstance(ev, NetSignEvent) and ev.margin < 0:
             problems.add(f"{path}.margin", f"must be >= 0, got {ev.margin}")
         if isinstance(ev, FaultEvent):

@@ -11,13 +11,10 @@ from dataclasses import dataclass
 
 import msgspec
 
+from gex_alertd.model import FEEDS
 from gex_alertd.sources.simulator.pricing import gex_factor
 
 ENDPOINT_VERSION = "flow-gex-sim/1"
-FEEDS = (
-    "node", "equity_feed", "equity_options_feed", "index_feed", "index_options_feed",
-    "futures_feed", "futures_options_feed", "flow_feed", "oi_feed", "macro_feed",
-)  # fmt: skip
 
 
 class WireRow(msgspec.Struct, array_like=False):
