@@ -45,7 +45,6 @@ from gex_alertd.rules.operator import (
     recover,
 )
 
-
 # the settled OI is published once a day (the morning OCC figure): judged against a day unless
 # the rule says otherwise, so `max_age: 2m` does not make it stale every morning
 DEFAULT_LIMITS = {"oi_feed": 86400.0}
