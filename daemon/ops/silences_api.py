@@ -7,7 +7,8 @@ HTTP, for dashboards and scripts that do not run the CLI on the host.
                                     "created_by"?}  -> 201 the silence
     DELETE /api/silences/{id}      -> 200 the expired silence | 404
 
-Bodies are bounded (16 KiB) and strict (unknown keys refused); errors are JSON
+Bodies are JSON (`Content-Type: application/json`, so no cross-site form can post one),
+bounded (16 KiB) and strict (unknown keys refused); errors are JSON
 `{"error": "..."}` naming the cause. Behind the same rule as every ops route: a non-loopback
 bind needs the ops token (see ops/http.py).
 """
@@ -95,6 +96,11 @@ class SilencesApi:
         return web.json_response(body, dumps=_dumps)
 
     async def create(self, request: web.Request) -> web.Response:
+        # JSON only: a browser cannot send application/json across origins without a CORS
+        # preflight (which this server never grants), so a web page the operator visits cannot
+        # forge a silence on a loopback ops server that has no token
+        if request.content_type != "application/json":
+            return _error(415, "send the silence as Content-Type: application/json")
         raw = await _read_bounded(request)
         if raw is None:
             return _error(413, f"body larger than {MAX_BODY} bytes")

@@ -17,6 +17,7 @@ from gex_alertd.ops.http import OpsServer
 from gex_alertd.ops.silences_api import MAX_BODY, SilencesApi
 
 TOKEN = "0123456789abcdef-ops-token"
+JSON = {"Content-Type": "application/json"}
 
 
 async def _health() -> dict[str, Any]:
@@ -98,7 +99,7 @@ async def test_bad_bodies_are_400_naming_the_cause(
     base: str, redis: aioredis.Redis, body: bytes, error: str
 ) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.post(base, data=body) as resp:
+        async with http.post(base, data=body, headers=JSON) as resp:
             assert resp.status == 400
             assert error in (await resp.json())["error"]
     assert await redis.hlen(sil.KEY) == 0
@@ -106,14 +107,14 @@ async def test_bad_bodies_are_400_naming_the_cause(
 
 async def test_a_huge_body_is_refused_unread(base: str, redis: aioredis.Redis) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.post(base, data=b"x" * (MAX_BODY + 1)) as resp:
+        async with http.post(base, data=b"x" * (MAX_BODY + 1), headers=JSON) as resp:
             assert resp.status == 413
 
         async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
             for _ in range(64):
                 yield b"y" * 1024
 
-        async with http.post(base, data=chunks()) as resp:
+        async with http.post(base, data=chunks(), headers=JSON) as resp:
             assert resp.status == 413
     assert await redis.hlen(sil.KEY) == 0
 
@@ -139,3 +140,15 @@ async def test_the_ops_token_guards_the_api(redis: aioredis.Redis) -> None:
                 assert resp.status == 200
     finally:
         await server.stop()
+
+
+async def test_only_json_bodies_so_no_cross_site_form_can_post(
+    base: str, redis: aioredis.Redis
+) -> None:
+    """A form or a fetch without preflight sends text/plain or form types: refused unread."""
+    body = b'{"matchers": {"rule": "r"}, "duration": "1h"}'
+    async with aiohttp.ClientSession() as http:
+        for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+            async with http.post(base, data=body, headers={"Content-Type": ctype}) as resp:
+                assert resp.status == 415, ctype
+    assert await redis.hlen(sil.KEY) == 0
