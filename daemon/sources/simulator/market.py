@@ -297,18 +297,25 @@ class Market:
         if level is None:
             log.warning("approach: no such level now", symbol=self.symbol, level=ev.level)
             return
-        # the flip (and a wall's gamma) moves with spot: iterate to a fixed point
-        target = level * (1 + sign * ev.gap_pct / 100)
-        for _ in range(16):
-            level = self.level_at(ev.level, round(target, 2))
-            if level is None:
-                target = (target + self.spot) / 2.0
-                continue
-            want = level * (1 + sign * ev.gap_pct / 100)
-            if abs(want - target) < 0.01:
-                break
-            target = want
-        self._set_level(target)
+
+        def off(x: float) -> float | None:
+            """Signed distance from where spot should be: > 0 means x is too far `side`."""
+            at = self.level_at(ev.level, round(x, 2))
+            return None if at is None else sign * (x - at) / x * 100 - ev.gap_pct
+
+        # the levels move with spot (the flip most: gamma re-centres), so no fixed point
+        # is to be had by iterating; bisect between spot and the level instead, on the
+        # distance that spot itself makes
+        lo, hi = self.spot, level * (1 + sign * ev.gap_pct / 100)
+        f_lo = off(lo)
+        for _ in range(24):
+            mid = (lo + hi) / 2
+            f_mid = off(mid)
+            if f_mid is None or f_lo is None or (f_mid > 0) == (f_lo > 0):
+                lo, f_lo = mid, f_mid
+            else:
+                hi = mid
+        self._set_level(hi if off(hi) is not None else lo)
 
     def _drift(self, ev: DriftEvent) -> None:
         settled = self.rows(None, live=False)
