@@ -405,7 +405,7 @@ class Daemon:
         if self.notifier is not None:
             self.notifier.reloading()  # ops: RELOADING=1 ... READY=1
         try:
-            new = config_mod.load(self.cfg.path)
+            new = await config_mod.load_off_loop(self.cfg.path)  # the loop keeps serving
         except ConfigError as exc:
             log.error(
                 "reload refused: invalid config, the old one keeps running", problems=exc.problems

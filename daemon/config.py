@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import email.utils
 import ipaddress
 import os
 import re
+import threading
 from datetime import date
 from pathlib import Path
 from types import GenericAlias
@@ -576,6 +578,50 @@ def load(path: str | os.PathLike[str]) -> Config:
     except bounded_yaml.YamlRefused as exc:
         raise ConfigError(exc.problems, str(p)) from None
     return parse(tree, str(p), p.resolve().parent)
+
+
+RELOAD_TIMEOUT_S = 30.0
+
+
+async def load_off_loop(
+    path: str | os.PathLike[str], timeout_s: float = RELOAD_TIMEOUT_S
+) -> Config:
+    """`load` in a thread of its own, for SIGHUP: the event loop (polls, /healthz, the systemd
+    watchdog) keeps running however long the file takes (a FIFO swapped in for the file, a
+    slow disk, a file near the size cap), and a load that does not finish within `timeout_s`
+    is a ConfigError (the old config keeps running).
+
+    A daemon thread rather than `asyncio.to_thread`: a read that never returns must not also
+    hold up the process's exit, which waits for the default executor's threads."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Config] = loop.create_future()
+
+    def settle(result: Config | None, exc: BaseException | None) -> None:
+        if done.done():  # given up on (timeout): nobody is waiting any more
+            return
+        if exc is not None:
+            done.set_exception(exc)
+        else:
+            assert result is not None
+            done.set_result(result)
+
+    def work() -> None:
+        try:
+            result, exc = load(path), None
+        except BaseException as caught:  # handed to the awaiting task, re-raised there
+            result, exc = None, caught
+        try:
+            loop.call_soon_threadsafe(settle, result, exc)
+        except RuntimeError:  # the loop is closed: the daemon stopped meanwhile
+            pass
+
+    threading.Thread(target=work, name="config-load", daemon=True).start()
+    try:
+        return await asyncio.wait_for(done, timeout_s)
+    except TimeoutError:
+        raise ConfigError(
+            [f"not loaded within {timeout_s:g} s (is it a pipe, or on a hung mount?)"], str(path)
+        ) from None
 
 
 def resolve_relative(cfg: Config, relpath: str) -> Path:
