@@ -12,6 +12,7 @@ import click
 from gex_alertd import capacity, keys, redaction
 from gex_alertd import config as config_mod
 from gex_alertd.config import Config, ConfigError
+from gex_alertd.connections import RedisAuthRefused, describe_redis_error
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -68,6 +69,9 @@ def run(config_path: Path, uvloop: bool | None) -> None:
 
     try:
         _run_loop(run_daemon(cfg), uvloop)
+    except RedisAuthRefused as exc:  # a configuration problem: systemd must not restart it
+        click.echo(f"error: {redaction.redact(str(exc))}", err=True)
+        sys.exit(2)
     except ConnectionError as exc:
         click.echo(f"error: {redaction.redact(str(exc))}", err=True)
         sys.exit(1)
@@ -116,7 +120,7 @@ async def _check_live(cfg: Config, probe: bool) -> list[str]:
             f"redis {redaction.redact(cfg.redis.url)}: ok (redis {info.get('redis_version')})"
         )
     except Exception as exc:
-        failures.append(f"redis {cfg.redis.url}: {exc}")
+        failures.append(f"redis {cfg.redis.url}: {describe_redis_error(exc)}")
     finally:
         await redis.aclose()
     failures += await _check_source(cfg)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
+from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissionError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -40,6 +41,46 @@ def read_entries(reply: object) -> list[tuple[bytes, list[StreamEntry]]]:
     return cast("list[tuple[bytes, list[StreamEntry]]]", reply)
 
 
+# Redis refusing our credentials: a configuration problem, never an outage to ride out (redis-py
+# makes AuthenticationError a ConnectionError, so it was retried for 30 s and exited 1)
+AUTH_REFUSED = (AuthenticationError, AuthorizationError, NoPermissionError)
+
+
+class RedisAuthRefused(Exception):
+    """Redis refused the credentials in `redis.url` (exit 2, like any bad config)."""
+
+
+def describe_redis_error(exc: BaseException) -> str:
+    """One line for an operator: the reason Redis gave, or what kind of failure it was (a
+    bare TimeoutError prints as nothing)."""
+    text = str(exc).strip()
+    if isinstance(exc, AUTH_REFUSED):
+        if "HELLO must be called" in text or "NOAUTH" in text or "required" in text.lower():
+            return (
+                "authentication required: the server has a password and redis.url gives none "
+                "(put it in the URL's user-info part, e.g. from ${REDIS_PASSWORD})"
+            )
+        return f"authentication refused: {text or type(exc).__name__} (check redis.url)"
+    if isinstance(exc, TimeoutError | RedisTimeoutError) and not text:
+        return "no answer in time (timeout)"
+    return text or type(exc).__name__
+
+
+class _Retry(Retry):
+    """redis-py's retry, minus refused credentials: retrying a wrong password only delays the
+    error (and a missing one surfaced as a bare timeout)."""
+
+    async def call_with_retry(  # same call, narrower retryable
+        self, do: Any, fail: Any, is_retryable: Any = None, with_failure_count: bool = False
+    ) -> Any:
+        def retryable(error: Exception) -> bool:
+            if isinstance(error, AUTH_REFUSED):
+                return False
+            return is_retryable is None or bool(is_retryable(error))
+
+        return await super().call_with_retry(do, fail, retryable, with_failure_count)
+
+
 MAX_CONNECTIONS = 64
 POOL_WAIT_S = 30.0
 
@@ -58,7 +99,7 @@ def connect(url: str, *, client_name: str = "gex-alertd") -> aioredis.Redis:
         socket_timeout=5,
         socket_connect_timeout=2,
         health_check_interval=15,
-        retry=Retry(EqualJitterBackoff(cap=0.5, base=0.05), retries=4),
+        retry=_Retry(EqualJitterBackoff(cap=0.5, base=0.05), retries=4),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         client_name=client_name,
     )
@@ -76,6 +117,10 @@ async def wait_until_reachable(
         try:
             await redis.ping()
             return
+        except AUTH_REFUSED as exc:
+            raise RedisAuthRefused(
+                f"Redis at {redaction.redact(url)}: {redaction.redact(describe_redis_error(exc))}"
+            ) from None
         except REDIS_DOWN as exc:
             if deadline is not None and loop.time() + delay > deadline:
                 raise ConnectionError(

@@ -123,8 +123,8 @@ async def test_a_load_that_never_finishes_is_refused_after_the_bound(tmp_path: P
     os.mkfifo(fifo)
     with pytest.raises(ConfigError) as err:
         await config_mod.load_off_loop(fifo, timeout_s=0.2)  # nothing ever writes: no race
-    assert err.value.problems == [
-        "not loaded within 0.2 s (is it a pipe, or on a hung mount?)"
-    ], err.value.problems
+    assert err.value.problems == ["not loaded within 0.2 s (is it a pipe, or on a hung mount?)"], (
+        err.value.problems
+    )
     # let the abandoned reader finish (an empty document) so the thread ends with the test
     await asyncio.to_thread(lambda: open(fifo, "wb").close())
