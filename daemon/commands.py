@@ -81,11 +81,22 @@ def run(config_path: Path, uvloop: bool | None) -> None:
 @CONFIG_OPTION
 @click.option("--probe", is_flag=True, help="Also open a connection to every channel's endpoint.")
 @click.option("--offline", is_flag=True, help="Only validate the file: no Redis, no upstream.")
-def check(config_path: Path, probe: bool, offline: bool) -> None:
+@click.option(
+    "--strict", is_flag=True, help="Warnings (unwatched symbols, unreachable rules) are errors."
+)
+def check(config_path: Path, probe: bool, offline: bool, strict: bool) -> None:
     """Validate the config, then check Redis, the upstream key and (with --probe) the channels."""
+    from gex_alertd.config_warnings import warnings
+
     cfg = load_or_exit(config_path)
+    found = warnings(cfg)
+    if strict and found:
+        config_failed(ConfigError([f"{w} (--strict)" for w in found], str(config_path)))
     click.echo(f"config {config_path}: ok ({len(cfg.watch.symbols)} watch entries, "
-               f"{len(cfg.rules)} rules, {len(cfg.channels)} channels)")  # fmt: skip
+               f"{len(cfg.rules)} rules, {len(cfg.channels)} channels"
+               f"{f', {len(found)} warning(s)' if found else ''})")  # fmt: skip
+    for w in found:
+        click.echo(f"warning: {w}", err=True)
     _report_capacity(cfg)
     if offline:
         return

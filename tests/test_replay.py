@@ -137,9 +137,9 @@ async def test_send_enqueues_once(tmp_path: Path, redis: aioredis.Redis, redis_u
 def test_replay_option_errors(tmp_path: Path, redis_url: str) -> None:
     cfg = write_config(tmp_path, redis_url)
     res = CliRunner().invoke(main, ["replay", "-c", str(cfg), "--from", "yesterday-ish"])
-    assert res.exit_code == 2 and "expected an ISO time" in res.output
+    assert res.exit_code == 64 and "expected an ISO time" in res.output  # EX_USAGE
     res = CliRunner().invoke(main, ["replay", "-c", str(cfg), "--symbols", "SPX:15-05-2026"])
-    assert res.exit_code == 2 and "SYMBOL:YYYY-MM-DD" in res.output
+    assert res.exit_code == 64 and "SYMBOL:YYYY-MM-DD" in res.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules: [{name: x, type: flip_cross, direction: sideways}]\n")
     res = CliRunner().invoke(main, ["replay", "-c", str(bad)])

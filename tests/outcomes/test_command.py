@@ -105,9 +105,9 @@ def test_alerts_from_a_replay_file_and_bad_input(tmp_path: Path, redis_url: str)
     assert f"{jsonl}:2" in out.stderr and "not an alert event" in out.stderr
 
     bad = runner.invoke(main, ["outcomes", "--config", str(cfg), "--horizons", "5m,soon"])
-    assert bad.exit_code == 2 and "'soon'" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 64 and "'soon'" in bad.output and "Traceback" not in bad.output
     missing = runner.invoke(main, ["outcomes", "--config", str(cfg), "--alerts", "nope.jsonl"])
-    assert missing.exit_code == 2 and "no such file" in missing.output
+    assert missing.exit_code == 64 and "no such file" in missing.output
 
     replayed = runner.invoke(
         main, ["outcomes", "--config", str(cfg), "--alerts", "replay", "--json"]
