@@ -254,3 +254,44 @@ def test_nested_default_reports_a_missing_inner_variable(monkeypatch: pytest.Mon
 def test_broken_references_are_refused_not_kept_literally(text: str, message: str) -> None:
     problems = problems_of(with_value("channels.ops.url", text))
     assert any(p.startswith("channels.ops.url: ") and message in p for p in problems), problems
+
+
+async def test_an_echoed_header_never_reaches_notify_test_output(tmp_path: Path) -> None:
+    """A receiver that echoes the request's headers in its error body (issue 17 item 9): the
+    header's value is a secret, so the delivery error printed by notify-test is redacted."""
+    import asyncio
+
+    from aiohttp import web
+
+    from tests.hostile.support_config import HANG_S
+    from tests.reliability.support import GEX_ALERTD, clean_env
+
+    token = "Bearer echo-" + "t" * 24
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response(status=400, text=f"bad request, headers: {dict(request.headers)}")
+
+    app = web.Application()
+    app.router.add_post("/hook", echo)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        path = tmp_path / "config.yaml"
+        path.write_text(
+            "channels:\n  ops:\n    type: webhook\n"
+            f"    url: http://127.0.0.1:{port}/hook\n"
+            f"    headers: {{Authorization: '{token}'}}\n"
+        )
+        proc = await asyncio.create_subprocess_exec(
+            GEX_ALERTD, "notify-test", "--config", str(path), "--channel", "ops",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=clean_env(),
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), HANG_S)
+    finally:
+        await runner.cleanup()
+    text = out.decode()
+    assert proc.returncode != 0 and "400" in text, text  # the echo did come back
+    assert "echo-ttt" not in text, text
