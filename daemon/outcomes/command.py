@@ -144,13 +144,17 @@ def outcomes(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     targets = parse_targets(symbols)
+    start_ms = parse_time(start) if start else None
+    end_ms = parse_time(end) if end else None
+    if start_ms is not None and end_ms is not None and start_ms > end_ms:
+        raise click.BadParameter("--from is after --to")
     opts = ReportOptions(
         source=source,
         flt=sources.Filter(
             rules=_names(rules),
             symbols=frozenset(t[0] for t in targets),
-            start_ms=parse_time(start) if start else None,
-            end_ms=parse_time(end) if end else None,
+            start_ms=start_ms,
+            end_ms=end_ms,
         ),
         targets=targets,
         horizons=hs,

@@ -106,6 +106,9 @@ def test_alerts_from_a_replay_file_and_bad_input(tmp_path: Path, redis_url: str)
 
     bad = runner.invoke(main, ["outcomes", "--config", str(cfg), "--horizons", "5m,soon"])
     assert bad.exit_code == 64 and "'soon'" in bad.output and "Traceback" not in bad.output
+    backwards = ["outcomes", "--config", str(cfg), "--from", "2026-05-12", "--to", "2026-05-11"]
+    swapped = runner.invoke(main, backwards)
+    assert swapped.exit_code == 64 and "--from is after --to" in swapped.output
     missing = runner.invoke(main, ["outcomes", "--config", str(cfg), "--alerts", "nope.jsonl"])
     assert missing.exit_code == 64 and "no such file" in missing.output
 
