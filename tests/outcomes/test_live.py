@@ -160,3 +160,37 @@ async def test_stored_outcomes_on_the_live_page_markers(redis: aioredis.Redis) -
     # spot rose 0.1 a minute from 100: +0.50% after 5 minutes, +3.00% after 30
     assert items[first.id]["outcome"] == "5m +0.50%, 30m +3.00%"
     assert "outcome" not in items[second.id]  # its horizons are not over
+
+
+async def test_two_daemons_split_the_symbols_by_ownership(redis: aioredis.Redis) -> None:
+    from gex_alertd.ownership import owner
+
+    members = ["host-a:1", "host-b:2"]
+    symbols = ["SPY", "QQQ", "IWM", "DIA", "XLE", "XLF"]
+    cfg = config_mod.parse(
+        {
+            "watch": {"symbols": symbols},
+            "channels": {"tty": {"type": "console"}},
+            "rules": [
+                {"name": "flip", "type": "flip_cross", "channels": ["tty"], "follow_up": ["5m"]}
+            ],
+            "outcomes": {"horizons": ["5m"]},
+        }
+    )
+    for sym in symbols:
+        await store_path(redis, sym, [T0 + i * MIN for i in range(8)], [100.0] * 8, strikes=3)
+        await fire(redis, alert(T0, symbol=sym), ["tty"])
+
+    def owns(me: str) -> Callable[[str], bool]:
+        return lambda key: owner(key, members) == me
+
+    clock = clock_at(T0 + 8 * MIN)
+    duties = [OutcomeDuty(redis, lambda: cfg, owns(me), clock=clock) for me in members]
+    for _ in range(2):  # twice each, interleaved: nothing is done twice
+        for duty in duties:
+            await duty.run_once()
+    mine = [duty.stored for duty in duties]
+    assert sum(mine) == len(symbols) and all(mine)  # both had a share, together all of them
+    assert [duty.followed_up for duty in duties] == mine
+    sent = [e for e in await outbox(redis) if e["type"] == "outcome"]
+    assert sorted(e["symbol"] for e in sent) == sorted(symbols)
