@@ -46,7 +46,7 @@ events:
   - {at: 3s, do: cross_flip, symbol: SPY, side: above, gap_pct: 1.0}
   - {at: 10s, do: spot, symbol: SPY, move_pct: 0.5}
 """
-# settle 1000d: the simulated day lies in the past of the wall clock; only the stream may tell
+# settle 100 years: the simulated day lies in the past of the wall clock; only the stream may tell
 # the daemon that a horizon has elapsed
 CONFIG = """
 source: {{kind: flowgex, base_url: "http://127.0.0.1:{port}", api_key: e2e-key, timeout_s: 30,
@@ -57,7 +57,7 @@ channels: {{hook: {{type: webhook, url: "{hook}"}}}}
 rules:
   - {{name: flip, type: flip_cross, symbols: [SPY], direction: up, band_pct: 0.3,
      channels: [hook], follow_up: [20s]}}
-outcomes: {{horizons: [10s, 20s], interval: 0.2s, settle: 1000d}}
+outcomes: {{horizons: [10s, 20s], interval: 0.2s, settle: 36500d}}
 ops: {{listen: null, log_format: json}}
 """
 KEY = "e2e-key"
