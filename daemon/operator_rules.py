@@ -51,6 +51,7 @@ LUA = resources.files("gex_alertd").joinpath("operator.lua").read_text()
 DEDUP_TTL_MS = 7 * 86_400 * 1000
 MAX_ATTEMPTS = 5
 DEFAULT_RULE = "source-failing"
+SOURCE_WIDE = "*"  # the symbol of a source_failing episode about the key (401/403)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Episode)
@@ -167,17 +168,30 @@ class OperatorRules:
         if not rules:
             return
         obs = self.observation(target, snap, exc)
+        source_wide = msgspec.structs.replace(obs, symbol=SOURCE_WIDE, expiry=None)
         for rule in rules:
-            try:
-                await self._apply(rule, obs)
-            except (*REDIS_DOWN, RedisError) as err:
-                self._stored.pop((rule.name, obs.symbol, obs.expiry), None)  # read it again
-                log.warning(
-                    "operator rule not committed; judged again at the next poll",
-                    rule=rule.name,
-                    symbol=obs.symbol,
-                    error=redaction.redact(f"{type(err).__name__}: {err}"),
-                )
+            if not isinstance(rule, SourceFailing):
+                await self._guarded(rule, obs)
+            elif obs.failure == "auth":
+                # the key is refused for every symbol at once: one episode for the source,
+                # not one per target (the target's own episode neither starts nor ends)
+                await self._guarded(rule, source_wide)
+            else:
+                await self._guarded(rule, obs)
+                if obs.failure is None:  # a poll that works ends a source-wide episode
+                    await self._guarded(rule, source_wide)
+
+    async def _guarded(self, rule: RuleBase, obs: Observation) -> None:
+        try:
+            await self._apply(rule, obs)
+        except (*REDIS_DOWN, RedisError) as err:
+            self._stored.pop((rule.name, obs.symbol, obs.expiry), None)  # read it again
+            log.warning(
+                "operator rule not committed; judged again at the next poll",
+                rule=rule.name,
+                symbol=obs.symbol,
+                error=redaction.redact(f"{type(err).__name__}: {err}"),
+            )
 
     async def _apply(self, rule: RuleBase, obs: Observation) -> None:
         slot = (rule.name, obs.symbol, obs.expiry)

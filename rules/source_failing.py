@@ -8,7 +8,9 @@ Edge cases:
   - 429 (rate limited) is neither a failure nor a recovery: the daemon honours Retry-After
     and the budget is the operator's choice, not a broken source;
   - 401/403 (the key is refused) and 404/400 (the watch entry can never work; the daemon
-    stops polling it) fire at once, whatever `for` says: waiting would only delay the fix;
+    stops polling it) fire at once, whatever `for` says: waiting would only delay the fix.
+    The key is shared by every symbol, so the edge judges a 401/403 as one source-wide
+    episode (symbol `*`), not one per target; any poll that works resolves it;
   - any other error (5xx, timeout, connection refused, a malformed or invalid body) is a
     failure;
   - a repeated `as_of` is a success: the source answered;
@@ -51,14 +53,16 @@ def observe(
         return old, []
     if obs.failure is None:
         took = fmt_age((obs.now_ms - old.since_ms) / 1000) if old.since_ms is not None else ""
-        summary = f"{obs.symbol} source recovered (failing for {took})"
+        who = "Flow GEX (every symbol)" if obs.symbol == "*" else obs.symbol
+        summary = f"{who} source recovered (failing for {took})"
         return recover(old, summary, {"failing_for": took})
     since = old.since_ms if old.since_ms is not None else obs.now_ms
     lasted = (obs.now_ms - since) / 1000
     if obs.failure not in IMMEDIATE and lasted < rule.for_:
         return Episode(since, old.notified, old.last_fired_ms), []
     what = f"HTTP {obs.status}" if obs.status else obs.failure
-    summary = f"{obs.symbol} source failing for {fmt_age(lasted)} ({what}): {obs.error}"
+    who = "Flow GEX (every symbol)" if obs.symbol == "*" else obs.symbol
+    summary = f"{who} source failing for {fmt_age(lasted)} ({what}): {obs.error}"
     details = {
         "failure": obs.failure,
         "status": obs.status,

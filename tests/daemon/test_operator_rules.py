@@ -193,3 +193,22 @@ async def test_a_target_back_from_another_daemon_is_read_again(redis: aioredis.R
     a.forget()
     await a.observe(SPY, _snap(), None)
     assert [e.status for _, e in await outbox(redis)] == ["firing", "resolved"]
+
+
+async def test_a_refused_key_is_one_source_wide_episode(redis: aioredis.Redis) -> None:
+    # 401/403 is about the key, which every symbol shares: one event, not one per target,
+    # and the targets' own episodes stay untouched; any working poll resolves it
+    clock = Clock()
+    ops = OperatorRules(redis, [failing_rule()], clock=clock)
+    refused = AuthError("HTTP 401: invalid key", status=401)
+    targets = [WatchTarget(s, None, 15.0, 0.0) for s in ("SPY", "QQQ", "IWM")]
+    for t in targets:
+        await ops.observe(t, None, refused)
+    clock.t += 15
+    await ops.observe(targets[1], _snap(), None)
+    for t in targets:
+        await ops.observe(t, _snap(), None)
+    events = [e for _, e in await outbox(redis)]
+    assert [(e.status, e.symbol) for e in events] == [("firing", "*"), ("resolved", "*")]
+    assert "every symbol" in events[0].summary and "HTTP 401" in events[0].summary
+    assert await redis.exists(keys.operator_state("SPY")) == 0
