@@ -5,7 +5,8 @@ and recovers, a real Redis, and a real webhook receiver.
   firing and one resolved event reach the receiver, each exactly once;
 - stale_data: QQQ is served with a `flow_feed` an hour old until the rule fires, then fresh:
   one firing, one resolved;
-- heartbeat: the receiver hears the daemon's "alive" message, naming the instance.
+- heartbeat: added by a SIGHUP reload (the duty is armed then), the receiver hears the
+  daemon's "alive" messages, naming the instance.
 
 The upstream changes what it serves only once the receiver has seen the previous step, so
 nothing here depends on how fast the machine is; timestamps are served near the real clock,
@@ -43,7 +44,6 @@ channels: {{hook: {{type: webhook, url: "{hook}", retry_base_s: 0.05, retry_max_
 rules:
   - {{name: spy-source, type: source_failing, symbols: [SPY], for: 1s, channels: [hook]}}
   - {{name: stale, type: stale_data, max_age: 5m, feeds: {{oi_feed: 1d}}, channels: [hook]}}
-heartbeat: {{channel: hook, every: 1s}}
 ops: {{listen: null, log_format: json}}
 """
 
@@ -86,7 +86,8 @@ async def test_source_failing_stale_data_and_heartbeat(
     hook = await Receiver().start()
     up = await Upstream(default=served.reply).start()
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(CONFIG.format(upstream=up.url, redis=private_redis.url, hook=hook.url))
+    text = CONFIG.format(upstream=up.url, redis=private_redis.url, hook=hook.url)
+    cfg.write_text(text)
     r = aioredis.Redis.from_url(private_redis.url)
     # an observer group that never acknowledges holds back outbox trimming: we see every entry
     await r.xgroup_create(keys.ALERTS, "e2e-observer", id="0", mkstream=True)
@@ -117,6 +118,9 @@ async def test_source_failing_stale_data_and_heartbeat(
         # many more good polls of both: a duplicate of either would be committed by now
         polls = len(up.requests)
         await up.wait_for_requests(polls + 40)
+        assert of(hook, "heartbeat") == []  # not configured yet
+        cfg.write_text(text + "heartbeat: {channel: hook, every: 1s}\n")
+        daemon.send_signal(signal.SIGHUP)
         await eventually(lambda: len(of(hook, "heartbeat")) >= 2, "two heartbeats")
         daemon.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(daemon.wait(), WAIT_S) == 0, tail()
