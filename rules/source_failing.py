@@ -10,7 +10,9 @@ Edge cases:
   - 401/403 (the key is refused) and 404/400 (the watch entry can never work; the daemon
     stops polling it) fire at once, whatever `for` says: waiting would only delay the fix.
     The key is shared by every symbol, so the edge judges a 401/403 as one source-wide
-    episode (symbol `*`), not one per target; any poll that works resolves it;
+    episode (symbol `*`), not one per target; any poll that works resolves it. After a
+    404/400 the daemon stops polling the entry, so that episode stays open until a reload
+    brings the entry back and a poll works;
   - any other error (5xx, timeout, connection refused, a malformed or invalid body) is a
     failure;
   - a repeated `as_of` is a success: the source answered;
