@@ -20,7 +20,8 @@ Edge cases:
     judged with `missing: ignore` (the default: the provider withholds some feeds for some
     symbols, e.g. no futures feed for an equity), listed as stale with `missing: stale`;
   - a timestamp in the future (clocks apart): age 0, fresh;
-  - a feed the provider adds later is judged like the documented ones, against `max_age`.
+  - a feed the provider adds later is judged like the documented ones, against `max_age`;
+    an event lists at most 20 stale feeds (and says how many more), names cut at 64 characters.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ from gex_alertd.rules.operator import (
 # the settled OI is published once a day (the morning OCC figure): judged against a day unless
 # the rule says otherwise, so `max_age: 2m` does not make it stale every morning
 DEFAULT_LIMITS = {"oi_feed": 86400.0}
+# feeds listed in an event: a response naming thousands of feeds (hostile or broken) must not
+# make an event of the same size
+MAX_LISTED = 20
 
 
 class StaleData(RuleBase, tag="stale_data", kw_only=True):
@@ -112,9 +116,10 @@ def stale_feeds(rule: StaleData, obs: Observation) -> list[Stale]:
 
 
 def _describe(s: Stale) -> str:
+    feed = s.feed[:64]  # a name from the provider: bounded in the summary
     if s.age_s is None:
-        return f"{s.feed} missing"
-    return f"{s.feed} {fmt_age(s.age_s)} old (max {fmt_age(s.max_age_s)})"
+        return f"{feed} missing"
+    return f"{feed} {fmt_age(s.age_s)} old (max {fmt_age(s.max_age_s)})"
 
 
 def observe(
@@ -132,12 +137,14 @@ def observe(
     since = old.since_ms if old.since_ms is not None else obs.now_ms
     shown = "; ".join(_describe(s) for s in stale[:3])
     more = f" (+{len(stale) - 3} more)" if len(stale) > 3 else ""
+    extra = len(stale) - MAX_LISTED
+    more_listed = f" (+{extra} more)" if extra > 0 else ""
     details = {
-        "stale_feeds": ", ".join(s.feed for s in stale),
+        "stale_feeds": ", ".join(s.feed[:64] for s in stale[:MAX_LISTED]) + more_listed,
         "oldest": shown,
         "as_of": as_of,
         "as_of_age_s": round((obs.now_ms - obs.as_of_ms) / 1000, 1),
-        "stale": [msgspec.structs.asdict(s) for s in stale],
+        "stale": [msgspec.structs.asdict(s) for s in stale[:MAX_LISTED]],
     }
     return enter(
         rule, old, since, obs.now_ms, f"{obs.symbol} data is stale: {shown}{more}", details

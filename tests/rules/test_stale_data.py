@@ -149,3 +149,12 @@ def test_the_daily_oi_feed_is_judged_against_a_day_by_default() -> None:
     assert statuses(rule, [seen(0, 5, {"oi_feed": 25 * 3600})]) == [(0, F)]
     tighter = op_rule(StaleData, type="stale_data", max_age="60s", feeds={"oi_feed": "20h"})
     assert statuses(tighter, [seen(0, 5, {"oi_feed": 21 * 3600})]) == [(0, F)]
+
+
+def test_a_response_with_thousands_of_stale_feeds_makes_a_bounded_event() -> None:
+    rule = op_rule(StaleData, type="stale_data", max_age="60s")
+    feeds: dict[str, Any] = {f"{'x' * 500}{i}": 900 for i in range(5000)}
+    ((_, up),) = drive(rule, [seen(0, 5, feeds)])
+    assert len(up.details["stale"]) == 20
+    assert up.details["stale_feeds"].endswith("(+4980 more)")
+    assert len(up.summary) < 400 and len(up.details["stale_feeds"]) < 20 * 70
