@@ -493,6 +493,8 @@ class Daemon:
             "engine": engine,
             "symbols": symbols,
             "alerts_fired": self.stats.alerts_fired,
+            # stale_data / source_failing episodes open now (as this daemon last saw them)
+            "operator": self.operators.open_episodes(),
         }
         if self.dispatcher is not None:
             out["outbox"] = await self.dispatcher.health()

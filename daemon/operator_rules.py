@@ -135,6 +135,19 @@ class OperatorRules:
         between daemons). Each is read again at its next poll."""
         self._stored.clear()
 
+    def open_episodes(self) -> list[dict[str, Any]]:
+        """The bad episodes this process knows of (for /healthz): rule, target, since, and
+        whether the firing event was sent."""
+        out = []
+        for (rule, symbol, expiry), raw in self._stored.items():
+            ep = decode_episode(raw)
+            if ep is not None and ep.since_ms is not None:
+                out.append(
+                    {"rule": rule, "symbol": symbol, "expiry": expiry,
+                     "since": iso_ms(ep.since_ms), "notified": ep.notified}
+                )  # fmt: skip
+        return sorted(out, key=lambda e: (e["rule"], e["symbol"], e["expiry"] or ""))
+
     def applicable(self, symbol: str) -> list[RuleBase]:
         found = self._applicable.get(symbol)
         if found is None:

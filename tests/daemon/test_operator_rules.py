@@ -212,3 +212,18 @@ async def test_a_refused_key_is_one_source_wide_episode(redis: aioredis.Redis) -
     assert [(e.status, e.symbol) for e in events] == [("firing", "*"), ("resolved", "*")]
     assert "every symbol" in events[0].summary and "HTTP 401" in events[0].summary
     assert await redis.exists(keys.operator_state("SPY")) == 0
+
+
+async def test_open_episodes_are_listed_for_healthz(redis: aioredis.Redis) -> None:
+    clock = Clock()
+    ops = OperatorRules(redis, [failing_rule()], clock=clock)
+    await ops.observe(SPY, None, boom())
+    assert ops.open_episodes() == [
+        {"rule": "r", "symbol": "SPY", "expiry": None, "since": "2025-11-24T16:00:00.000Z",
+         "notified": False}
+    ]  # fmt: skip
+    clock.t += 60
+    await ops.observe(SPY, None, boom())
+    assert ops.open_episodes()[0]["notified"] is True
+    await ops.observe(SPY, _snap(), None)
+    assert ops.open_episodes() == []

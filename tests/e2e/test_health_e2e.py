@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -31,7 +32,7 @@ from aiohttp import web
 from gex_alertd import keys
 from gex_alertd.connections import entries
 from tests.notify.support import Receiver
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, free_port
 from tests.support.upstream import FLOW_GEX_PATH, Reply, Upstream, flow_gex_body
 from tests.support.wait import WAIT_S, eventually
 
@@ -44,7 +45,7 @@ channels: {{hook: {{type: webhook, url: "{hook}", retry_base_s: 0.05, retry_max_
 rules:
   - {{name: spy-source, type: source_failing, symbols: [SPY], for: 1s, channels: [hook]}}
   - {{name: stale, type: stale_data, max_age: 5m, feeds: {{oi_feed: 1d}}, channels: [hook]}}
-ops: {{listen: null, log_format: json}}
+ops: {{listen: "127.0.0.1:{ops_port}", log_format: json}}
 """
 
 
@@ -86,7 +87,8 @@ async def test_source_failing_stale_data_and_heartbeat(
     hook = await Receiver().start()
     up = await Upstream(default=served.reply).start()
     cfg = tmp_path / "config.yaml"
-    text = CONFIG.format(upstream=up.url, redis=private_redis.url, hook=hook.url)
+    ops_port = free_port()
+    text = CONFIG.format(upstream=up.url, redis=private_redis.url, hook=hook.url, ops_port=ops_port)
     cfg.write_text(text)
     r = aioredis.Redis.from_url(private_redis.url)
     # an observer group that never acknowledges holds back outbox trimming: we see every entry
@@ -110,6 +112,11 @@ async def test_source_failing_stale_data_and_heartbeat(
 
     try:
         await seen("spy-source", [("firing", "SPY")])
+        async with aiohttp.ClientSession() as http:  # /healthz lists the open episode
+            async with http.get(f"http://127.0.0.1:{ops_port}/healthz") as resp:
+                health = await resp.json()
+        spy_open = [e for e in health["operator"] if e["rule"] == "spy-source"]
+        assert spy_open and spy_open[0]["symbol"] == "SPY" and spy_open[0]["notified"], health
         await seen("stale", [("firing", "QQQ")])
         served.spy_failing = False
         served.qqq_stale = False
