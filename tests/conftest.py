@@ -8,6 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, settings
 
+from tests.support.redis_cluster import RedisCluster, SentinelSet
 from tests.support.redis_server import RedisServer
 
 # On a busy CI machine an example, or drawing its data, takes as long as the machine makes it:
@@ -54,3 +55,44 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
         pytest.fail(str(exc), pytrace=False)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A real Redis Cluster (3 primaries + 3 replicas) shared by the session: never kill its
+    nodes (use `private_cluster`)."""
+    yield from _cluster(tmp_path_factory.mktemp("cluster"))
+
+
+@pytest.fixture
+def private_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A Redis Cluster of the test's own, for tests that kill a primary."""
+    yield from _cluster(tmp_path / "cluster")
+
+
+def _cluster(workdir: Path) -> Iterator[RedisCluster]:
+    cluster: RedisCluster | None = None
+    try:
+        cluster = RedisCluster(workdir)
+        cluster.start()
+    except RuntimeError as exc:
+        if cluster is not None:
+            cluster.stop()
+        pytest.fail(str(exc), pytrace=False)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
+    """A primary, a replica and three sentinels of the test's own (tests kill the primary)."""
+    sentinels: SentinelSet | None = None
+    try:
+        sentinels = SentinelSet(tmp_path / "sentinel")
+        sentinels.start()
+    except RuntimeError as exc:
+        if sentinels is not None:
+            sentinels.stop()
+        pytest.fail(str(exc), pytrace=False)
+    yield sentinels
+    sentinels.stop()

@@ -1,0 +1,240 @@
+"""A real Redis Cluster (3 primaries + 3 replicas) and a real Sentinel set on loopback ports.
+
+Started from the same `redis-server` binary as the single-node fixture: cluster nodes with
+`--cluster-enabled yes` joined by `redis-cli --cluster create ... --cluster-replicas 1`, and
+sentinels with `redis-server <conf> --sentinel`. Every start is bounded in time; a missing
+binary raises RuntimeError with the install hint (the fixtures turn it into a failure).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from tests.support.redis_server import INSTALL_HINT, RedisServer
+
+CLI_HINT = (
+    "redis-cli not found on PATH: install it with `apt-get install -y redis-tools` "
+    "(or run `make test`, which installs it)"
+)
+START_S = 60.0  # a bound a healthy start never gets near (a busy 2-core box: a few seconds)
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_ports(n: int) -> list[int]:
+    """n ports whose cluster-bus port (port + 10000) is free as well."""
+    rng = random.Random()
+    out: list[int] = []
+    while len(out) < n:
+        p = rng.randrange(20000, 55000)
+        if p not in out and _free(p) and _free(p + 10000):
+            out.append(p)
+    return out
+
+
+def cli(*args: str, port: int | None = None, timeout: float = 20.0) -> str:
+    """redis-cli against 127.0.0.1 (a port, or the args name the nodes), its stdout."""
+    binary = shutil.which("redis-cli")
+    if binary is None:
+        raise RuntimeError(CLI_HINT)
+    head = [binary, "-h", "127.0.0.1"] + (["-p", str(port)] if port else [])
+    done = subprocess.run(
+        [*head, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"redis-cli {' '.join(args)}: {done.stderr.strip() or done.stdout}")
+    return done.stdout
+
+
+def info_field(text: str, name: str) -> str | None:
+    for line in text.splitlines():
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def _until(check: object, what: str, timeout: float = START_S) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():  # type: ignore[operator]  # a zero-argument callable
+                return
+        except (RuntimeError, subprocess.TimeoutExpired, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gave up after {timeout:g} s waiting for {what}")
+        time.sleep(0.1)
+
+
+class RedisCluster:
+    """Six cluster nodes: `primaries` + one replica each, every node `cluster_state:ok`."""
+
+    def __init__(self, workdir: Path, *, primaries: int = 3, aof: bool = False) -> None:
+        if shutil.which("redis-server") is None:
+            raise RuntimeError(INSTALL_HINT)
+        if shutil.which("redis-cli") is None:
+            raise RuntimeError(CLI_HINT)
+        self.dir = Path(workdir)
+        self.nodes = [self._node(p, aof) for p in cluster_ports(primaries * 2)]
+
+    def _node(self, port: int, aof: bool) -> RedisServer:
+        home = self.dir / str(port)
+        args = [
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(home / "nodes.conf"),
+            "--cluster-node-timeout", "2000",  # a dead primary is failed over within seconds
+        ]  # fmt: skip
+        return RedisServer(home, port, aof=aof, extra_args=tuple(args))
+
+    @property
+    def startup_nodes(self) -> list[str]:
+        return [f"127.0.0.1:{n.port}" for n in self.nodes]
+
+    def start(self) -> None:
+        for n in self.nodes:
+            n.start(timeout=START_S)
+        cli("--cluster", "create", *self.startup_nodes, "--cluster-replicas", "1",
+            "--cluster-yes", timeout=START_S)  # fmt: skip
+        self.wait_ok()
+
+    def wait_ok(self) -> None:
+        """Every live node says cluster_state:ok and agrees on 3 primaries with slots."""
+        for n in self.live():
+            _until(
+                lambda n=n: (
+                    info_field(cli("cluster", "info", port=n.port), "cluster_state") == "ok"
+                ),
+                f"cluster_state:ok on node {n.port}",
+            )
+
+    def live(self) -> list[RedisServer]:
+        return [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+
+    def role(self, node: RedisServer) -> str:
+        return info_field(cli("info", "replication", port=node.port), "role") or "?"
+
+    def primaries(self) -> list[RedisServer]:
+        return [n for n in self.live() if self.role(n) == "master"]
+
+    def replica_of(self, primary: RedisServer) -> RedisServer:
+        for n in self.live():
+            text = cli("info", "replication", port=n.port)
+            if info_field(text, "role") == "slave" and info_field(text, "master_port") == str(
+                primary.port
+            ):
+                return n
+        raise RuntimeError(f"no live replica of {primary.port}")
+
+    def kill_primary(self, primary: RedisServer) -> RedisServer:
+        """SIGKILL a primary and wait for its replica to be promoted and the cluster ok again;
+        the promoted node."""
+        replica = self.replica_of(primary)
+        primary.kill()
+        _until(lambda: self.role(replica) == "master", f"replica {replica.port} promoted")
+        self.wait_ok()
+        return replica
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
+
+
+class SentinelSet:
+    """A primary, one replica and three sentinels watching them as `master_name`."""
+
+    def __init__(self, workdir: Path, master_name: str = "gex", *, aof: bool = False) -> None:
+        if shutil.which("redis-server") is None:
+            raise RuntimeError(INSTALL_HINT)
+        self.dir = Path(workdir)
+        self.master_name = master_name
+        self.primary = RedisServer(self.dir / "primary", aof=aof)
+        self.replica = RedisServer(self.dir / "replica", aof=aof)
+        self.sentinel_ports = [0, 0, 0]
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def sentinel_nodes(self) -> list[str]:
+        return [f"127.0.0.1:{p}" for p in self.sentinel_ports]
+
+    def start(self) -> None:
+        self.primary.start(timeout=START_S)
+        self.replica.extra_args = ("--replicaof", "127.0.0.1", str(self.primary.port))
+        self.replica.start(timeout=START_S)
+        _until(
+            lambda: info_field(cli("info", "replication", port=self.replica.port),
+                               "master_link_status") == "up",
+            "the replica in sync",
+        )  # fmt: skip
+        self.sentinel_ports = cluster_ports(3)
+        for i, port in enumerate(self.sentinel_ports):
+            home = self.dir / f"sentinel{i}"
+            home.mkdir(parents=True, exist_ok=True)
+            conf = home / "sentinel.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {home}\nlogfile {home / 'sentinel.log'}\n"
+                f"sentinel monitor {self.master_name} 127.0.0.1 {self.primary.port} 2\n"
+                f"sentinel down-after-milliseconds {self.master_name} 1000\n"
+                f"sentinel failover-timeout {self.master_name} 5000\n"
+            )
+            self.sentinels.append(
+                subprocess.Popen(
+                    [self.primary.binary, str(conf), "--sentinel"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        for port in self.sentinel_ports:
+            _until(
+                lambda port=port: self._known(port),
+                f"sentinel {port} knowing the primary, the replica and the other sentinels",
+            )
+
+    def _known(self, port: int) -> bool:
+        text = cli("sentinel", "master", self.master_name, port=port)
+        lines = text.splitlines()
+        fields = dict(zip(lines[::2], lines[1::2], strict=False))
+        return fields.get("num-slaves") == "1" and fields.get("num-other-sentinels") == "2"
+
+    def current_primary_port(self) -> int:
+        out = cli("sentinel", "get-master-addr-by-name", self.master_name,
+                  port=self.sentinel_ports[0]).split()  # fmt: skip
+        return int(out[1])
+
+    def kill_primary(self) -> RedisServer:
+        """SIGKILL the primary and wait for the sentinels to promote the replica; the new
+        primary."""
+        old, new = self.primary, self.replica
+        old.kill()
+        _until(
+            lambda: (
+                self.current_primary_port() == new.port
+                and info_field(cli("info", "replication", port=new.port), "role") == "master"
+            ),
+            "the sentinels promoting the replica",
+        )
+        self.primary, self.replica = new, old
+        return new
+
+    def stop(self) -> None:
+        for p in self.sentinels:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(10)
+        self.primary.stop()
+        self.replica.stop()
