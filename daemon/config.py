@@ -17,6 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
+from redis.connection import parse_url
 
 from gex_alertd import bounded_yaml, redaction, rule_files
 from gex_alertd.ops.listen import bind_problem, parse_listen, token_problem
@@ -67,6 +68,7 @@ def is_http_url(value: str) -> bool:
     """An http(s) URL that parses and names a host (a broken one would only fail at send time)."""
     try:
         parts = urlsplit(value)
+        _port = parts.port  # raises for a port out of range or not a number
         return parts.scheme in ("http", "https") and bool(parts.hostname)
     except ValueError:
         return False
@@ -128,6 +130,11 @@ class RedisConfig(Strict):
         out = []
         if not re.match(r"^(redis|rediss|unix)://", self.url):
             out.append(("url", "expected redis://, rediss:// or unix:// URL"))
+        else:
+            try:
+                parse_url(self.url)  # what the client will do with it at start-up
+            except ValueError as exc:
+                out.append(("url", f"not a usable Redis URL: {exc}"))
         if self.max_len is not None and self.max_len < 1:
             out.append(("max_len", f"must be >= 1, got {self.max_len}"))
         return out

@@ -295,3 +295,17 @@ async def test_an_echoed_header_never_reaches_notify_test_output(tmp_path: Path)
     text = out.decode()
     assert proc.returncode != 0 and "400" in text, text  # the echo did come back
     assert "echo-ttt" not in text, text
+
+
+@pytest.mark.parametrize(
+    "path, url, message",
+    [
+        ("redis.url", "redis://127.0.0.1:99999/0", "redis.url: not a usable Redis URL: Port"),
+        ("redis.url", "redis://[bad/0", "redis.url: not a usable Redis URL"),
+        ("channels.ops.url", "https://example.com:99999/hook", "channels.ops.url: expected"),
+        ("source.base_url", "http://127.0.0.1:port/", "source.base_url: expected"),
+    ],
+)
+def test_urls_the_client_cannot_use_are_config_errors(path: str, url: str, message: str) -> None:
+    problems = problems_of(with_value(path, url))
+    assert any(p.startswith(message) for p in problems), problems
