@@ -93,6 +93,9 @@ class SimulatorOptions(Strict):
         return out
 
 
+MAX_CONCURRENCY = 1024  # requests in flight to one upstream; far beyond any plan's rate limit
+
+
 class SourceConfig(Strict):
     kind: Literal["simulator", "flowgex"] = "simulator"
     base_url: str = "https://lab.flashalpha.com"
@@ -116,8 +119,14 @@ class SourceConfig(Strict):
                 out.append((key, f"must be > 0, got {getattr(self, key)}"))
         if self.max_body_bytes < 1024:
             out.append(("max_body_bytes", f"must be >= 1024, got {self.max_body_bytes}"))
-        if self.max_concurrency < 1:
-            out.append(("max_concurrency", f"must be >= 1, got {self.max_concurrency}"))
+        if not 1 <= self.max_concurrency <= MAX_CONCURRENCY:
+            # twice this many poll workers start at once: 10**9 of them never finish starting
+            out.append(
+                (
+                    "max_concurrency",
+                    f"must be 1 to {MAX_CONCURRENCY}, got {self.max_concurrency}",
+                )
+            )
         return out
 
 

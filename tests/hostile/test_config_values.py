@@ -309,3 +309,10 @@ async def test_an_echoed_header_never_reaches_notify_test_output(tmp_path: Path)
 def test_urls_the_client_cannot_use_are_config_errors(path: str, url: str, message: str) -> None:
     problems = problems_of(with_value(path, url))
     assert any(p.startswith(message) for p in problems), problems
+
+
+@pytest.mark.parametrize("value", [0, 1025, 10**12])
+def test_max_concurrency_is_bounded(value: int) -> None:
+    """run starts twice this many poll workers at once: 10**12 of them never finish starting."""
+    problems = problems_of(with_value("source.max_concurrency", value))
+    assert any(p.startswith("source.max_concurrency: must be 1 to 1024") for p in problems)
