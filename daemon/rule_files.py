@@ -13,6 +13,7 @@ the path inside the file (`rules.d/flip.yaml[2].direction`), so `check` reports 
 from __future__ import annotations
 
 import glob
+import itertools
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,6 +21,9 @@ from gex_alertd import bounded_yaml
 from gex_alertd.typedconfig import Problems
 
 _MAGIC = frozenset("*?[")
+# each file may be up to the byte cap (bounded_yaml); this bounds how many a config can pull in
+# (a `/**/*.yaml` would otherwise read every YAML file on the machine)
+MAX_FILES = 256
 
 
 class RuleFile(NamedTuple):
@@ -48,11 +52,18 @@ def read(patterns: Any, base_dir: Path, problems: Problems) -> list[RuleFile]:
                 continue
             matches = [full]
         else:
-            matches = [Path(m) for m in sorted(glob.glob(str(full), recursive=True))]
+            found = list(itertools.islice(glob.iglob(str(full), recursive=True), MAX_FILES + 1))
+            if len(found) > MAX_FILES:
+                problems.add(f"rule_files[{i}]", f"matches more than {MAX_FILES} files")
+                continue
+            matches = [Path(m) for m in sorted(found)]
         for path in matches:
             resolved = path.resolve()
             if resolved in seen or not resolved.is_file():
                 continue
+            if len(seen) == MAX_FILES:
+                problems.add(f"rule_files[{i}]", f"more than {MAX_FILES} rule files in all")
+                return out
             seen.add(resolved)
             label = _label(path, base_dir)
             items = _read_one(path, label, problems)

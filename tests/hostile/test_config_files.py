@@ -181,3 +181,18 @@ def test_duplicate_key_in_a_rule_file_names_the_file(tmp_path: Path) -> None:
     assert err.value.problems == [
         "flip.yaml: line 3, column 3: duplicate key 'name' (first at line 1, column 3)"
     ]
+
+
+def test_rule_file_globs_are_bounded_in_count(tmp_path: Path) -> None:
+    from gex_alertd import rule_files
+
+    many = tmp_path / "rules.d"
+    many.mkdir()
+    for i in range(rule_files.MAX_FILES + 1):
+        (many / f"r{i:04d}.yaml").write_text("[]\n")
+    (tmp_path / "config.yaml").write_text('rule_files: ["rules.d/*.yaml"]\n')
+    with pytest.raises(ConfigError) as err:
+        config_mod.load(tmp_path / "config.yaml")
+    assert err.value.problems == ["rule_files[0]: matches more than 256 files"]
+    (many / "r0000.yaml").unlink()  # exactly at the cap: fine
+    config_mod.load(tmp_path / "config.yaml")
