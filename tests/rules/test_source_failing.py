@@ -96,3 +96,14 @@ def test_events_carry_the_failure_and_the_episode_start() -> None:
 def test_problems_name_the_field(cfg: dict[str, Any], fragment: str) -> None:
     problems = op_problems(SourceFailing, type="source_failing", **cfg)
     assert any(fragment in p for p in problems), problems
+
+
+def test_operator_rules_are_not_snapshot_rules() -> None:
+    # the engine (live commit and replay) skips them, and they do not make it read rows
+    from gex_alertd.rules.engine import Engine
+    from gex_alertd.rules.registry import columns_only, is_operator
+    from gex_alertd.rules.stale_data import StaleData
+
+    rules = [op_rule(SourceFailing, type="source_failing"), op_rule(StaleData, type="stale_data")]
+    assert all(is_operator(r) for r in rules)
+    assert Engine(rules).rules == [] and columns_only(rules)
