@@ -22,7 +22,7 @@ import structlog
 from gex_alertd import config as config_mod
 from gex_alertd import redaction
 from gex_alertd.config import Config, ConfigError
-from gex_alertd.connections import REDIS_DOWN, connect, wait_until_reachable
+from gex_alertd.connections import REDIS_DOWN, connect_config, describe, wait_until_reachable
 from gex_alertd.duties import Duties, SessionGate
 from gex_alertd.operator_rules import OperatorRules, with_defaults
 from gex_alertd.ops import metrics
@@ -51,7 +51,7 @@ class Daemon:
         self.cfg = cfg
         self.instance_id = instance_id(cfg)
         self.stats = Stats()
-        self.redis = connect(cfg.redis.url)
+        self.redis = connect_config(cfg.redis)
         self.simulator: Any = None
         self.client: FlowGexClient | None = None
         self.committer: Any = None
@@ -82,7 +82,7 @@ class Daemon:
         from gex_alertd.ops.sdnotify import SystemdNotifier
 
         self.notifier = SystemdNotifier()
-        await wait_until_reachable(self.redis, self.cfg.redis.url, stop=self._stop)
+        await wait_until_reachable(self.redis, describe(self.cfg.redis), stop=self._stop)
         self.client = await self._build_client(self.cfg)
         self.committer = self._build_committer(self.cfg)
         await self._start_dispatcher()

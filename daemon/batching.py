@@ -12,6 +12,9 @@ the batches. Each script still runs atomically on its own, and gets its own repl
   - a lost connection fails every call of the batch with the connection error, which the
     poller treats like any Redis outage (the snapshot stays pending; the commit is idempotent,
     so a batch that did run before the connection dropped is harmless to send again).
+On a Redis Cluster the calls of a batch belong to several slots: the batch goes as redis-py's
+cluster pipeline, one pipeline per node holding the slots (sent together), which follows
+MOVED/ASK and refreshes the slot map after a failover; each script still touches one slot.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
+from gex_alertd.connections import is_cluster
 from gex_alertd.ops import metrics
 
 MAX_BATCH = 32
@@ -62,6 +66,7 @@ class ScriptBatcher:
         self.script = script
         self.max_batch = max_batch
         self._sha: str | None = None
+        self._cluster = is_cluster(redis)
         self._waiting: list[_Call] = []
         self._scheduled: asyncio.Handle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
@@ -128,6 +133,24 @@ class ScriptBatcher:
         return replies
 
     async def _pipelined(self, batch: list[_Call]) -> list[Any]:
+        if self._cluster:
+            return await self._cluster_pipelined(batch)
+        return await self._packed(batch)
+
+    async def _cluster_pipelined(self, batch: list[_Call]) -> list[Any]:
+        """Per-node pipelines (redis-py groups the calls by the node serving each call's slot);
+        a script's error is its reply, as on one node."""
+        assert self._sha is not None
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for c in batch:
+                for arg in c.args:
+                    _bulk(arg)  # the same argument rule as on one node
+                # by name: redis-py blocks pipe.evalsha on a cluster, yet routes EVALSHA by
+                # its first key's slot (every key of a commit shares the symbol's hash tag)
+                pipe.execute_command("EVALSHA", self._sha, len(c.keys), *c.keys, *c.args)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def _packed(self, batch: list[_Call]) -> list[Any]:
         """One write of every EVALSHA, then their replies in order, on one pooled connection.
 
         Packed here rather than by a redis-py pipeline: its per-argument encoding and per-

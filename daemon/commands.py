@@ -121,17 +121,17 @@ def _report_capacity(cfg: Config) -> None:
 
 
 async def _check_live(cfg: Config, probe: bool) -> list[str]:
-    from gex_alertd.connections import connect
+    from gex_alertd.connections import connect_config, describe
 
     failures: list[str] = []
-    redis = connect(cfg.redis.url, client_name="gex-alertd-check")
+    where = describe(cfg.redis)
     try:
+        redis = connect_config(cfg.redis, client_name="gex-alertd-check")
         info = await asyncio.wait_for(redis.info("server"), timeout=5)
-        click.echo(
-            f"redis {redaction.redact(cfg.redis.url)}: ok (redis {info.get('redis_version')})"
-        )
+        click.echo(f"redis {where}: ok (redis {info.get('redis_version')})")
     except Exception as exc:
-        failures.append(f"redis {cfg.redis.url}: {describe_redis_error(exc)}")
+        failures.append(f"redis {where}: {redaction.redact(describe_redis_error(exc))}")
+        return failures
     finally:
         await redis.aclose()
     failures += await _check_source(cfg)
@@ -215,9 +215,9 @@ def tail(
 async def _tail(
     cfg: Config, symbol: str | None, expiry: str | None, alerts: bool, last: int
 ) -> None:
-    from gex_alertd.connections import connect, entries, read_entries
+    from gex_alertd.connections import connect_config, entries, read_entries
 
-    redis = connect(cfg.redis.url, client_name="gex-alertd-tail")
+    redis = connect_config(cfg.redis, client_name="gex-alertd-tail")
     key = keys.ALERTS if alerts else keys.snap(symbol or "", expiry)
     cursor = "$"
     try:

@@ -130,20 +130,93 @@ class SourceConfig(Strict):
         return out
 
 
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+_HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})")
+
+
+def host_port_problem(value: str) -> str | None:
+    """Why `value` is not a `host:port` node address, or None."""
+    m = _HOST_PORT.fullmatch(value)
+    if m is None:
+        return f"expected host:port, got {value!r}"
+    if not 0 < int(m["port"]) < 65536:
+        return f"port out of range in {value!r}"
+    return None
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class SentinelConfig(Strict):
+    """A primary found through Sentinel: the sentinels' addresses and the primary's name."""
+
+    master: str
+    nodes: list[str]  # the sentinels, host:port
+    db: int = 0
+    username: str | None = None  # of the primary and its replicas
+    password: str | None = None
+    sentinel_password: str | None = None  # when the sentinels themselves require one
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = [(f"nodes[{i}]", p) for i, n in enumerate(self.nodes) if (p := host_port_problem(n))]
+        if not self.nodes:
+            out.append(("nodes", "at least one sentinel is required"))
+        if not self.master:
+            out.append(("master", "the primary's name as the sentinels know it is required"))
+        if self.db < 0:
+            out.append(("db", f"must be >= 0, got {self.db}"))
+        return out
+
+
 class RedisConfig(Strict):
-    url: str = "redis://127.0.0.1:6379/0"
+    """Exactly one of `url` (one node), `cluster` (Redis Cluster seed nodes) or `sentinel`."""
+
+    url: str | None = None  # DEFAULT_REDIS_URL when neither cluster nor sentinel is given
+    cluster: list[str] | None = None  # seed nodes, host:port; the client learns the rest
+    sentinel: SentinelConfig | None = None
+    username: str | None = None  # for cluster nodes (a url carries its own credentials)
+    password: str | None = None
     retention: Duration | None = Duration(7 * 86400)  # time-based trim (XADD MINID ~)
     max_len: int | None = None  # length-based trim (XADD MAXLEN ~), instead of retention
 
+    def __post_init__(self) -> None:
+        if self.url is None and self.cluster is None and self.sentinel is None:
+            self.url = DEFAULT_REDIS_URL
+
+    def with_url(self, url: str) -> RedisConfig:
+        """This config pointed at one node instead (a command's `--redis` override)."""
+        return msgspec.structs.replace(self, url=url, cluster=None, sentinel=None)
+
+    @property
+    def kind(self) -> Literal["url", "cluster", "sentinel"]:
+        if self.cluster is not None:
+            return "cluster"
+        if self.sentinel is not None:
+            return "sentinel"
+        return "url"
+
     def problems(self) -> list[tuple[str, str]]:
         out = []
-        if not re.match(r"^(redis|rediss|unix)://", self.url):
+        given = [k for k in ("url", "cluster", "sentinel") if getattr(self, k) is not None]
+        if len(given) > 1:
+            out.append(("", f"give exactly one of url, cluster or sentinel, got {given}"))
+        if self.url is not None and not re.match(r"^(redis|rediss|unix)://", self.url):
             out.append(("url", "expected redis://, rediss:// or unix:// URL"))
-        else:
+        elif self.url is not None:
             try:
                 parse_url(self.url)  # what the client will do with it at start-up
             except ValueError as exc:
                 out.append(("url", f"not a usable Redis URL: {exc}"))
+        if self.cluster is not None:
+            if not self.cluster:
+                out.append(("cluster", "at least one seed node (host:port) is required"))
+            for i, node in enumerate(self.cluster):
+                if problem := host_port_problem(node):
+                    out.append((f"cluster[{i}]", problem))
+        if self.url is not None and (self.username or self.password):
+            out.append(("password", "with url, put the credentials in the URL"))
         if self.max_len is not None and self.max_len < 1:
             out.append(("max_len", f"must be >= 1, got {self.max_len}"))
         return out

@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import EqualJitterBackoff
-from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissionError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    NoPermissionError,
+    SlotNotCoveredError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gex_alertd import redaction
 
+if TYPE_CHECKING:
+    from gex_alertd.config import RedisConfig
+
 log = structlog.get_logger()
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+# a cluster slot without a serving primary (between a primary's death and its replica's
+# promotion) is an outage of that slot like any other: the work stays pending and is retried
+REDIS_DOWN = (
+    RedisConnectionError, RedisTimeoutError, SlotNotCoveredError, ConnectionError, OSError
+)  # fmt: skip
 
 # redis-py types a reply for every client setting: str or bytes (decode_responses), dicts for RESP3
 # without legacy_responses, None inside a pipeline. Our clients keep the defaults, so a stream entry
@@ -85,6 +99,10 @@ MAX_CONNECTIONS = 64
 POOL_WAIT_S = 30.0
 
 
+def _retry() -> _Retry:
+    return _Retry(EqualJitterBackoff(cap=0.5, base=0.05), retries=4)
+
+
 def connect(url: str, *, client_name: str = "gex-alertd") -> aioredis.Redis:
     # Each command retries a few times over ~1.5 s, which rides out a Redis restart with its
     # AOF; longer outages surface to the caller, which backs off and keeps its work pending.
@@ -99,11 +117,80 @@ def connect(url: str, *, client_name: str = "gex-alertd") -> aioredis.Redis:
         socket_timeout=5,
         socket_connect_timeout=2,
         health_check_interval=15,
-        retry=_Retry(EqualJitterBackoff(cap=0.5, base=0.05), retries=4),
+        retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         client_name=client_name,
     )
     return aioredis.Redis.from_pool(pool)
+
+
+def connect_config(rc: RedisConfig, *, client_name: str = "gex-alertd") -> aioredis.Redis:
+    """The client `redis:` names: one node (`url`), a Redis Cluster or a Sentinel-watched
+    primary. The same retry policy everywhere, so a failover looks like a restart: commands
+    retry briefly, then the caller keeps its work pending and backs off.
+
+    Typed as `Redis` for every caller: the cluster client offers the same commands (each
+    routed by its keys' slot, MOVED/ASK followed, the slot map refreshed after a failover);
+    what it lacks (a multi-key command across slots) the key layout never asks for."""
+    from gex_alertd.config import split_host_port
+
+    if rc.cluster is not None:
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(*split_host_port(n)) for n in rc.cluster],
+            username=rc.username,
+            password=rc.password,
+            max_connections=MAX_CONNECTIONS,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+            retry=_retry(),
+            client_name=client_name,
+        )
+        return cast(aioredis.Redis, cluster)
+    if rc.sentinel is not None:
+        s = rc.sentinel
+        sentinel = Sentinel(
+            [split_host_port(n) for n in s.nodes],
+            sentinel_kwargs={
+                "password": s.sentinel_password,
+                "socket_timeout": 2,
+                "socket_connect_timeout": 2,
+            },
+            socket_timeout=5,
+            socket_connect_timeout=2,
+            retry=_retry(),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
+        primary: aioredis.Redis = sentinel.master_for(
+            s.master,
+            db=s.db,
+            username=s.username,
+            password=s.password,
+            client_name=client_name,
+            health_check_interval=15,
+        )
+        return primary
+    assert rc.url is not None
+    return connect(rc.url, client_name=client_name)
+
+
+def open_client(where: str | RedisConfig, *, client_name: str = "gex-alertd") -> aioredis.Redis:
+    """A client for a URL (a command's `--redis` override) or for the `redis:` config."""
+    if isinstance(where, str):
+        return connect(where, client_name=client_name)
+    return connect_config(where, client_name=client_name)
+
+
+def describe(rc: RedisConfig) -> str:
+    """Where `redis:` points, for a log line or an error (credentials redacted)."""
+    if rc.cluster is not None:
+        return "cluster " + ",".join(rc.cluster)
+    if rc.sentinel is not None:
+        return f"sentinel {rc.sentinel.master} via " + ",".join(rc.sentinel.nodes)
+    return redaction.redact(rc.url or "")
+
+
+def is_cluster(redis: object) -> bool:
+    return isinstance(redis, RedisCluster)
 
 
 async def wait_until_reachable(

@@ -14,7 +14,7 @@ MASK = "***"
 # when it carries credentials, a hook path, a token or a query (see config._register_secrets)
 SECRET_KEYS = frozenset(
     {"api_key", "secret", "secrets", "webhook_url", "password", "url", "token", "auth_token",
-     "headers"}
+     "headers", "sentinel_password"}
 )  # fmt: skip
 _PATH_PARTS = re.compile(r"[.\[\]]")
 _secrets: set[str] = set()

@@ -35,7 +35,8 @@ from rich.table import Table
 from gex_alertd import keys, store
 from gex_alertd.commands import CONFIG_OPTION, load_or_exit
 from gex_alertd.commit import DEDUP_TTL_MS
-from gex_alertd.connections import entries
+from gex_alertd.config import RedisConfig
+from gex_alertd.connections import entries, open_client
 from gex_alertd.model import FlowGex, PayloadError, as_ms, decode_flow_gex, outbox_fields
 from gex_alertd.rules.base import RuleBase
 from gex_alertd.rules.columns import FIELDS, StrikeColumns, attach, from_block
@@ -249,7 +250,7 @@ def summary_table(stats: Stats) -> Table:
 @dataclass
 class ReplayOptions:
     rules: list[RuleBase]
-    redis_url: str
+    redis_url: str | RedisConfig  # a node's URL, or the `redis:` config (cluster, sentinel)
     targets: list[StreamKey]
     start_ms: int | None = None
     end_ms: int | None = None
@@ -272,7 +273,7 @@ class StreamResult:
 
 
 async def replay_streams(
-    redis_url: str,
+    redis_url: str | RedisConfig,
     rules: list[RuleBase],
     targets: list[StreamKey],
     start_ms: int | None,
@@ -292,7 +293,7 @@ async def replay_streams(
         replayer.stats.bad += 1
         result.bad.append((where, msg))
 
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = open_client(redis_url, client_name="gex-alertd-replay")
     settled = SettledProfiles(redis, None)  # what the live path stored: never fetched here
     try:
         n = 0
@@ -321,7 +322,7 @@ def _worker_init(queue: Any) -> None:
 
 
 def _worker(
-    redis_url: str,
+    redis_url: str | RedisConfig,
     rules: list[RuleBase],
     target: StreamKey,
     start_ms: int | None,
@@ -401,7 +402,7 @@ async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Sta
     try:
         with progress:
             if opts.send or opts.input is None:
-                redis = aioredis.Redis.from_url(opts.redis_url)
+                redis = open_client(opts.redis_url, client_name="gex-alertd-replay")
             if opts.input is not None:
                 size = opts.input.stat().st_size
                 task = progress.add_task(f"replaying {opts.input.name}", total=size)
@@ -494,7 +495,7 @@ def replay(
         targets = [(t.symbol, t.expiry) for t in cfg.watch.entries()]
     opts = ReplayOptions(
         rules=list(cfg.rules),
-        redis_url=cfg.redis.url,
+        redis_url=cfg.redis,
         targets=targets,
         start_ms=parse_time(start) if start else None,
         end_ms=parse_time(end) if end else None,

@@ -3,6 +3,7 @@
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)  # redis-cli: the test Redis Cluster
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # the live page's browser tests drive Debian's chromium (Playwright, no browser download)
 [ -x /usr/bin/chromium ] || need+=(chromium)

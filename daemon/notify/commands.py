@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 from gex_alertd import config as config_mod
 from gex_alertd import redaction
 from gex_alertd.commands import CONFIG_OPTION
+from gex_alertd.connections import open_client
 from gex_alertd.notify import outbox as ob
 from gex_alertd.notify.base import DeliveryOutcome, Ok, Permanent
 from gex_alertd.notify.dispatch import build_notifier, sample_alert
@@ -62,7 +63,7 @@ def notify_test(channel: str, config_path: Path) -> None:
 
 
 def _client(cfg: config_mod.Config, redis_url: str | None) -> aioredis.Redis:
-    return aioredis.Redis.from_url(redis_url or cfg.redis.url)
+    return open_client(redis_url or cfg.redis, client_name="gex-alertd-outbox")
 
 
 def _run_on_redis(go: Callable[[], Coroutine[Any, Any, None]]) -> None:

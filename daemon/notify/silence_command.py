@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from gex_alertd import redaction
 from gex_alertd.commands import CONFIG_OPTION
+from gex_alertd.connections import open_client
 from gex_alertd.notify import silences as sil
 from gex_alertd.rules.duration import parse_duration
 
@@ -24,15 +25,14 @@ def _store_run(
 ) -> None:
     """Run `go` against the config's Redis; Redis trouble and refused silences are one clear
     line and exit status 1, not a traceback."""
-    import redis.asyncio as aioredis
 
     from gex_alertd.commands import load_or_exit
 
     config_path, redis_url = ctx.obj
-    url = redis_url or load_or_exit(config_path).redis.url
+    where = redis_url or load_or_exit(config_path).redis
 
     async def run() -> None:
-        client = aioredis.Redis.from_url(url)
+        client = open_client(where, client_name="gex-alertd-silence")
         try:
             await go(sil.SilenceStore(client))
         finally:

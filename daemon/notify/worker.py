@@ -13,13 +13,13 @@ import click
 import msgspec
 
 from gex_alertd import config as config_mod
-from gex_alertd.connections import connect, wait_until_reachable
+from gex_alertd.connections import connect_config, describe, wait_until_reachable
 from gex_alertd.notify.dispatch import Dispatcher
 
 
 async def serve(cfg: config_mod.Config, consumer: str | None) -> None:
-    client = connect(cfg.redis.url, client_name="gex-alertd-notify")
-    await wait_until_reachable(client, cfg.redis.url)
+    client = connect_config(cfg.redis, client_name="gex-alertd-notify")
+    await wait_until_reachable(client, describe(cfg.redis))
     dispatcher = Dispatcher(client, cfg, consumer=consumer)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -42,7 +42,7 @@ def main(config_path: str, redis_url: str | None, consumer: str | None) -> None:
     except config_mod.ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if redis_url:
-        cfg = msgspec.structs.replace(cfg, redis=msgspec.structs.replace(cfg.redis, url=redis_url))
+        cfg = msgspec.structs.replace(cfg, redis=cfg.redis.with_url(redis_url))
     from gex_alertd.ops.logging import configure
 
     configure(cfg.ops.log_format, cfg.ops.log_level)

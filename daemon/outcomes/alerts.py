@@ -15,6 +15,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from gex_alertd import keys
+from gex_alertd.config import RedisConfig
 from gex_alertd.connections import entries
 from gex_alertd.model import AlertEvent, decode_alert
 from gex_alertd.outcomes import records
@@ -103,7 +104,7 @@ def file_alerts(path: Path, flt: Filter, on_error: Callable[[str, str], None]) -
 
 
 async def replayed_alerts(
-    redis_url: str,
+    redis_url: str | RedisConfig,
     rules: list[RuleBase],
     targets: list[tuple[str, str | None]],
     flt: Filter,

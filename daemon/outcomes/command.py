@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from rich.console import Console
 
 from gex_alertd import store
 from gex_alertd.commands import CONFIG_OPTION, load_or_exit
 from gex_alertd.config import Config
+from gex_alertd.connections import open_client
 from gex_alertd.model import AlertEvent
 from gex_alertd.outcomes import alerts as sources
 from gex_alertd.outcomes.horizons import Horizon, parse_horizons
@@ -55,7 +55,7 @@ async def build_report(
     def bad(where: str, msg: str) -> None:
         err.print(f"[yellow]skipped[/] {where}: {msg}", markup=True, highlight=False)
 
-    redis = aioredis.Redis.from_url(cfg.redis.url)
+    redis = open_client(cfg.redis, client_name="gex-alertd-outcomes")
     try:
         stored = await store.stream_symbols(redis)
         targets = opts.targets or stored
@@ -66,7 +66,7 @@ async def build_report(
             events = await sources.live_alerts(redis, {t[0] for t in targets}, opts.flt, bad)
         elif opts.source == "replay":
             events = await sources.replayed_alerts(
-                cfg.redis.url, list(cfg.rules), targets, opts.flt, bad
+                cfg.redis, list(cfg.rules), targets, opts.flt, bad
             )
         else:
             events = sources.file_alerts(Path(opts.source), opts.flt, bad)

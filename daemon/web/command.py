@@ -50,11 +50,11 @@ def web(config_path: Path, listen: str | None) -> None:
 
 
 async def serve(cfg: Config, listen: str, stop: asyncio.Event | None = None) -> None:
-    from gex_alertd.connections import REDIS_DOWN, connect
+    from gex_alertd.connections import REDIS_DOWN, connect_config
     from gex_alertd.ops.http import OpsServer
     from gex_alertd.web.routes import LivePage
 
-    redis = connect(cfg.redis.url, client_name="gex-alertd-web")
+    redis = connect_config(cfg.redis, client_name="gex-alertd-web")
     page = LivePage(redis, cfg.watch.entries)
 
     async def health() -> dict[str, Any]:

@@ -9,6 +9,7 @@ binary raises RuntimeError with the install hint (the fixtures turn it into a fa
 from __future__ import annotations
 
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -207,23 +208,30 @@ class SentinelSet:
         fields = dict(zip(lines[::2], lines[1::2], strict=False))
         return fields.get("num-slaves") == "1" and fields.get("num-other-sentinels") == "2"
 
-    def current_primary_port(self) -> int:
+    def primary_port_of(self, sentinel_port: int) -> int:
         out = cli("sentinel", "get-master-addr-by-name", self.master_name,
-                  port=self.sentinel_ports[0]).split()  # fmt: skip
+                  port=sentinel_port).split()  # fmt: skip
         return int(out[1])
+
+    def _promoted(self, new: RedisServer) -> bool:
+        """Every sentinel names `new` and sees it as a primary without a down flag, and it says
+        it is one: what a client asking any sentinel needs."""
+        if info_field(cli("info", "replication", port=new.port), "role") != "master":
+            return False
+        for port in self.sentinel_ports:
+            if self.primary_port_of(port) != new.port:
+                return False
+            lines = cli("sentinel", "master", self.master_name, port=port).splitlines()
+            if dict(zip(lines[::2], lines[1::2], strict=False)).get("flags") != "master":
+                return False
+        return True
 
     def kill_primary(self) -> RedisServer:
         """SIGKILL the primary and wait for the sentinels to promote the replica; the new
         primary."""
         old, new = self.primary, self.replica
         old.kill()
-        _until(
-            lambda: (
-                self.current_primary_port() == new.port
-                and info_field(cli("info", "replication", port=new.port), "role") == "master"
-            ),
-            "the sentinels promoting the replica",
-        )
+        _until(lambda: self._promoted(new), "every sentinel naming the promoted replica")
         self.primary, self.replica = new, old
         return new
 
@@ -238,3 +246,19 @@ class SentinelSet:
                     p.wait(10)
         self.primary.stop()
         self.replica.stop()
+
+
+def replicated(primary: RedisServer) -> bool:
+    """Every replica of `primary` has acknowledged all it was sent (nothing only on the
+    primary): what a test waits for before killing a primary it expects to lose nothing."""
+    text = cli("info", "replication", port=primary.port)
+    offset = info_field(text, "master_repl_offset")
+    replicas = [line.split(":", 1)[1] for line in text.splitlines() if re.match(r"slave\d+:", line)]
+    if not replicas or offset is None:
+        return False
+    acked = [dict(kv.split("=", 1) for kv in r.split(",")).get("offset") for r in replicas]
+    return all(a == offset for a in acked)
+
+
+def wait_replicated(primary: RedisServer) -> None:
+    _until(lambda: replicated(primary), f"the replicas of {primary.port} caught up")
