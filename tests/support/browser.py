@@ -36,7 +36,7 @@ class Browser:
                 self.errors.append(f"console: {msg.text}")
 
         def page_error(err: Error) -> None:
-            self.errors.append(f"page error: {err}")
+            self.errors.append(f"page error: {err} {err.stack or ''}")
 
         page.on("console", console)  # type: ignore[attr-defined]  # a playwright Page
         page.on("pageerror", page_error)  # type: ignore[attr-defined]

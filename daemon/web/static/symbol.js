@@ -29,7 +29,7 @@
 
   const heat = echarts.init(document.getElementById("heatmap"), "dark", { renderer: "canvas" });
   const prof = echarts.init(document.getElementById("profile"), "dark", { renderer: "canvas" });
-  window.addEventListener("resize", () => { heat.resize(); prof.resize(); });
+  window.addEventListener("resize", () => { heat.resize(); prof.resize(); draw(); });
 
   // a price as a fractional row index of the strike grid (rows are equal height, strikes
   // need not be equally spaced); null outside the grid
@@ -86,19 +86,74 @@
     return true;
   }
 
+  // The cells are painted into a canvas of their own and shown as one image under the
+  // chart's axes, lines and markers: a day is 1,560 x 200 cells, and one chart element per
+  // cell (ECharts' heatmap series) took seconds to render on every new snapshot.
+  const GRID = { left: 70, right: 90, top: 36, bottom: 36 };
+  const cells = document.createElement("canvas"); // one pixel per cell
+  const image = document.createElement("canvas"); // the cells at the grid's size
+  const palette = gradient(DIVERGING, 256);
+  const grid = { columns: 0, rows: 0, painted: 0 };
+
+  function gradient(stops, n) {
+    const rgb = stops.map((c) => [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16)));
+    const out = new Uint8ClampedArray(n * 4);
+    for (let k = 0; k < n; k++) {
+      const x = (k / (n - 1)) * (rgb.length - 1);
+      const a = Math.min(Math.floor(x), rgb.length - 2);
+      const f = x - a;
+      for (let c = 0; c < 3; c++) out[k * 4 + c] = rgb[a][c] + f * (rgb[a + 1][c] - rgb[a][c]);
+      out[k * 4 + 3] = 255;
+    }
+    return out;
+  }
+
+  function paint() {
+    const n = state.net.length;
+    const k = state.strikes.length;
+    grid.columns = n;
+    grid.rows = k;
+    grid.painted = 0;
+    if (!n || !k) return null;
+    cells.width = n;
+    cells.height = k;
+    const ctx = cells.getContext("2d");
+    const img = ctx.createImageData(n, k);
+    const px = img.data;
+    const top = state.top || 1;
+    for (let i = 0; i < n; i++) {
+      const col = state.net[i];
+      for (let j = 0; j < k; j++) {
+        const v = col[j];
+        if (v === null || v === undefined) continue; // transparent: no value at this strike
+        const t = Math.max(0, Math.min(255, Math.round(((v / top + 1) / 2) * 255)));
+        const at = ((k - 1 - j) * n + i) * 4; // strikes go up the y axis
+        px[at] = palette[t * 4];
+        px[at + 1] = palette[t * 4 + 1];
+        px[at + 2] = palette[t * 4 + 2];
+        px[at + 3] = 255;
+        grid.painted++;
+      }
+    }
+    ctx.putImageData(img, 0, 0);
+    const el = document.getElementById("heatmap");
+    image.width = Math.max(1, el.clientWidth - GRID.left - GRID.right);
+    image.height = Math.max(1, el.clientHeight - GRID.top - GRID.bottom);
+    const big = image.getContext("2d");
+    big.imageSmoothingEnabled = false; // hard cell edges
+    big.clearRect(0, 0, image.width, image.height);
+    big.drawImage(cells, 0, 0, image.width, image.height);
+    return image;
+  }
+
   function heatOption() {
     const k = state.strikes.length;
-    const data = [];
-    for (let i = 0; i < state.net.length; i++) {
-      const col = state.net[i];
-      for (let j = 0; j < k; j++) if (col[j] !== null) data.push([i, j, col[j]]);
-    }
+    const painted = paint();
     const lineSeries = LEVELS.map((lv) => ({
       id: "line-" + lv.key, name: lv.name, type: "line", yAxisIndex: 1, showSymbol: false,
       connectNulls: false, animation: false,
       lineStyle: { color: lv.color, width: 1.5, type: lv.type }, itemStyle: { color: lv.color },
       data: state.lines[lv.key].map((p, i) => [i, row(p), p]),
-      tooltip: { valueFormatter: undefined },
     }));
     const markers = state.alerts
       .map((a) => ({ a, x: column(a.t) }))
@@ -111,25 +166,27 @@
       backgroundColor: "transparent",
       animation: false,
       legend: { top: 4, textStyle: { color: "#d8dee6" } },
-      grid: { left: 70, right: 90, top: 36, bottom: 56 },
+      grid: { ...GRID },
       tooltip: { trigger: "item", confine: true, formatter: tooltip },
       xAxis: {
-        type: "category", data: state.times.map(gex.clock), splitArea: { show: false },
-        axisLabel: { color: "#8a96a3" },
+        type: "category", data: state.times.map(gex.clock), axisLabel: { color: "#8a96a3" },
       },
       yAxis: [
         { type: "category", data: state.strikes.map(String), axisLabel: { color: "#8a96a3" } },
         { type: "value", min: -0.5, max: Math.max(k - 0.5, 0.5), show: false },
       ],
       visualMap: {
-        type: "continuous", seriesIndex: 0, dimension: 2, min: -state.top, max: state.top,
-        calculable: true, orient: "vertical", right: 8, top: "middle",
-        inRange: { color: DIVERGING }, textStyle: { color: "#8a96a3" },
-        formatter: (v) => gex.money(v),
+        type: "continuous", seriesIndex: 0, min: -state.top, max: state.top, calculable: false,
+        text: [gex.money(state.top), gex.money(-state.top)],
+        orient: "vertical", right: 8, top: "middle", inRange: { color: DIVERGING },
+        textStyle: { color: "#8a96a3" }, formatter: (v) => gex.money(v),
       },
-      dataZoom: [{ type: "inside", xAxisIndex: 0 }, { type: "slider", xAxisIndex: 0, height: 16, bottom: 8 }],
+      graphic: painted ? [{
+        type: "image", id: "cells", left: GRID.left, top: GRID.top, z: -10, silent: true,
+        style: { image: painted, width: painted.width, height: painted.height },
+      }] : [],
       series: [
-        { id: "heat", name: "net GEX", type: "heatmap", data, progressive: 20000, animation: false },
+        { id: "heat", name: "net GEX", type: "heatmap", data: [] }, // the legend's entry
         ...lineSeries,
         {
           id: "alerts", name: "alerts", type: "scatter", yAxisIndex: 1, symbol: "pin",
@@ -138,6 +195,24 @@
       ],
     };
   }
+
+  // the value under the pointer: the cells are an image, so the chart cannot tell
+  const celltip = document.getElementById("celltip");
+  heat.getZr().on("mousemove", (e) => {
+    const at = heat.convertFromPixel({ gridIndex: 0 }, [e.offsetX, e.offsetY]);
+    const inside = heat.containPixel({ gridIndex: 0 }, [e.offsetX, e.offsetY]);
+    const col = inside && at ? state.net[at[0]] : null;
+    if (!col || e.target) {
+      celltip.style.display = "none";
+      return;
+    }
+    const v = col[at[1]];
+    celltip.textContent = `${gex.clock(state.times[at[0]])} · strike ${state.strikes[at[1]]} · net GEX ${gex.money(v)}`;
+    celltip.style.display = "block";
+    celltip.style.left = e.offsetX + 14 + "px";
+    celltip.style.top = e.offsetY + 14 + "px";
+  });
+  heat.getZr().on("globalout", () => { celltip.style.display = "none"; });
 
   // the time column an alert belongs to: its as_of, else the column just before it
   function column(t) {
@@ -158,10 +233,6 @@
       return `<b>${esc(d.rule)}</b> (${esc(d.severity)}${d.status === "resolved" ? ", resolved" : ""})<br>` +
         `${esc(d.summary)}<br>${d.outcome ? `after: ${esc(d.outcome)}<br>` : ""}` +
         `<span style="color:#8a96a3">${esc(d.as_of)}</span>`;
-    }
-    if (p.seriesId === "heat") {
-      const [i, j, v] = p.data;
-      return `${gex.clock(state.times[i])} · strike ${state.strikes[j]}<br>net GEX ${gex.money(v)}`;
     }
     const [i, , priceValue] = p.data;
     return `${gex.clock(state.times[i])} · ${esc(p.seriesName)} ${gex.price(priceValue)}`;
@@ -241,8 +312,9 @@
   }
 
   function draw() {
-    heat.setOption(heatOption(), { notMerge: true });
-    prof.setOption(profileOption(), { notMerge: true });
+    // merged, not replaced: a tooltip open under the pointer stays valid across updates
+    heat.setOption(heatOption(), { replaceMerge: ["series", "graphic"] });
+    prof.setOption(profileOption(), { replaceMerge: ["series"] });
     header();
     const n = state.times.length;
     document.getElementById("heatnote").textContent = n
@@ -264,7 +336,7 @@
     draw();
   }
 
-  window.gexPage = { heat, prof, state };
+  window.gexPage = { heat, prof, state, grid };
 
   load()
     .then(() => {
