@@ -223,7 +223,8 @@ async def cpu_phase(tmp: Path, window_s: float) -> dict[str, Any]:
     port = free_port()
     cfg = tmp / "daemon.yaml"
     cfg.write_text(
-        f"source: {{kind: simulator, requests_per_min: 100000, simulator: {{cache_s: 0, speed: 5}}}}\n"
+        "source: {kind: simulator, requests_per_min: 100000,\n"
+        "         simulator: {cache_s: 0, speed: 5}}\n"
         f'redis: {{url: "{redis_srv.url}", retention: 1d}}\n'
         f"watch: {{interval_s: 1, jitter_s: 0, market_hours: always, "
         f"symbols: [{', '.join(CPU_SYMBOLS)}]}}\n"

@@ -126,7 +126,9 @@
       for (let j = 0; j < k; j++) {
         const v = col[j];
         if (v === null || v === undefined) continue; // transparent: no value at this strike
-        const t = Math.max(0, Math.min(255, Math.round(((v / top + 1) / 2) * 255)));
+        // square-root scale: the day's few large strikes would leave the rest one colour
+        const x = Math.max(-1, Math.min(1, v / top));
+        const t = Math.round(((Math.sign(x) * Math.sqrt(Math.abs(x)) + 1) / 2) * 255);
         const at = ((k - 1 - j) * n + i) * 4; // strikes go up the y axis
         px[at] = palette[t * 4];
         px[at + 1] = palette[t * 4 + 1];
