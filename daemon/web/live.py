@@ -22,9 +22,10 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import RedisError
 
 from gex_alertd import keys
-from gex_alertd.connections import REDIS_DOWN, entries, read_entries
+from gex_alertd.connections import REDIS_DOWN, describe_redis_error, entries, read_entries
 from gex_alertd.web import history
 
 log = structlog.get_logger(__name__)
@@ -129,8 +130,8 @@ class Hub:
                     {k: cursors[k] for k in streams}, block=BLOCK_MS, count=READ_COUNT
                 )
                 delay = 0.5
-            except REDIS_DOWN as exc:
-                log.warning("live page reader: redis unavailable", error=str(exc))
+            except (*REDIS_DOWN, RedisError) as exc:  # down, or refusing (a cluster: CROSSSLOT)
+                log.warning("live page reader: redis unavailable", error=describe_redis_error(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
