@@ -33,9 +33,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gex_alertd import keys
-from gex_alertd.config import WebhookChannel
 from gex_alertd.model import AlertEvent, decode_alert, outbox_fields
-from gex_alertd.notify.webhook import WebhookNotifier
+from gex_alertd.notify.webhook import WebhookChannel, WebhookNotifier
 from tests.support.redis_server import RedisServer, free_port
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -14,16 +14,18 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import structlog
 
 from gex_alertd import config as config_mod
-from gex_alertd import redaction
+from gex_alertd import keys, redaction
 from gex_alertd.config import Config, ConfigError
 from gex_alertd.connections import REDIS_DOWN, connect_config, describe, wait_until_reachable
 from gex_alertd.duties import Duties, SessionGate
+from gex_alertd.model import AlertEvent, iso_utc, outbox_fields
 from gex_alertd.operator_rules import OperatorRules, with_defaults
 from gex_alertd.ops import metrics
 from gex_alertd.ops.reload_status import ReloadStatus
@@ -299,7 +301,10 @@ class Daemon:
         from gex_alertd.notify.silences import SilenceStore
 
         self.dispatcher = Dispatcher(
-            self.redis, self.cfg, silences=SilenceStore(self.redis).check_many
+            self.redis,
+            self.cfg,
+            silences=SilenceStore(self.redis).check_many,
+            on_channel_disabled=self._operator_channel_gone,
         )
         await self.dispatcher.start()
 
@@ -469,6 +474,35 @@ class Daemon:
 
     # --- operator alerts, health, status -------------------------------------------------
 
+    async def _operator_channel_gone(self, channel: str, reason: str) -> None:
+        """A receiver answered 410 Gone and its channel stopped: tell the operator on the
+        other operator channels (once per channel and hour)."""
+        channels = [c for c in self.cfg.ops.operator_channels if c != channel]
+        if not channels:
+            return
+        hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
+        alert_id = f"operator:channel-gone:{channel}:{hour}"
+        try:
+            if not await self.redis.set(keys.operator_once(alert_id), 1, nx=True, ex=7200):
+                return
+            now = iso_utc(datetime.now(UTC))
+            event = AlertEvent(
+                id=alert_id,
+                rule="channel-gone",
+                type="operator",
+                symbol="*",
+                expiry=None,
+                severity="critical",
+                as_of=now,
+                fired_at=now,
+                summary=f"channel {channel} disabled: its receiver is gone ({reason}); "
+                "its alerts wait in the outbox until its config is fixed and reloaded",
+                details={"channel": channel, "reason": reason},
+            )
+            await self.redis.xadd(keys.ALERTS, outbox_fields(event, channels))
+        except REDIS_DOWN as err:
+            log.warning("could not enqueue operator alert", error=str(err))
+
     async def health(self) -> dict[str, Any]:
         try:
             await asyncio.wait_for(self.redis.ping(), timeout=2)
@@ -498,6 +532,10 @@ class Daemon:
         }
         if self.dispatcher is not None:
             out["outbox"] = await self.dispatcher.health()
+            gone = sorted(n for n, ch in out["outbox"].items() if ch.get("disabled"))
+            if gone:  # a disabled channel delivers nothing: not ok until it is fixed
+                out["ok"] = False
+                out["channels_disabled"] = gone
         return out
 
     def _engine_health(self) -> dict[str, Any]:

@@ -170,19 +170,19 @@ async def _check_source(cfg: Config) -> list[str]:
 
 
 async def _probe_channels(cfg: Config) -> list[str]:
-    from urllib.parse import urlsplit
+    from gex_alertd.notify.registry import build_notifier
 
     failures = []
     for name, ch in cfg.channels.items():
-        url = getattr(ch, "url", None) or getattr(ch, "webhook_url", None)
-        if url:
-            parts = urlsplit(url)
-            host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-        elif isinstance(ch, config_mod.EmailChannel) and ch.host:
-            host, port = ch.host, ch.port
-        else:
+        notifier = build_notifier(name, ch)
+        try:
+            target = notifier.probe_target()
+        finally:
+            await notifier.aclose()
+        if target is None:
             click.echo(f"channel {name}: ok ({type(ch).__name__})")
             continue
+        host, port = target
         try:
             _r, w = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=5)
             w.close()

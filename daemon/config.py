@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import email.utils
 import ipaddress
 import os
 import re
@@ -13,20 +10,20 @@ import threading
 from datetime import date
 from pathlib import Path
 from types import GenericAlias
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import msgspec
 from redis.connection import parse_url
 
 from gex_alertd import bounded_yaml, redaction, rule_files
+from gex_alertd.notify.channel import ChannelBase, Severity
+from gex_alertd.notify.registry import channel_config_union
 from gex_alertd.ops.listen import bind_problem, parse_listen, token_problem
 from gex_alertd.outcomes.horizons import DEFAULT_HORIZONS, parse_horizon
 from gex_alertd.rules.duration import Duration
 from gex_alertd.rules.registry import rule_config_union
 from gex_alertd.typedconfig import Problems, convert
-
-Severity = Literal["info", "warning", "critical"]
+from gex_alertd.urls import is_http_url
 
 
 class Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -38,40 +35,10 @@ class Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 SYMBOL = re.compile(r"\^?[A-Za-z0-9](?:[A-Za-z0-9.^-]{0,14}[A-Za-z0-9])?")
 # channel names travel in the outbox's channel list, metrics labels and log fields
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;.][^@\s<>,;]*")
 
 
 def is_symbol(value: str) -> bool:
     return len(value) <= 16 and SYMBOL.fullmatch(value) is not None
-
-
-def is_email_address(value: str) -> bool:
-    """`a@example.com` or `Desk <a@example.com>`: one address with a local part and a domain."""
-    _name, addr = email.utils.parseaddr(value)
-    return bool(addr) and _ADDRESS.fullmatch(addr) is not None
-
-
-def webhook_secret_problem(secret: str) -> str | None:
-    """Why a signing secret is not a Standard Webhooks one (`whsec_` + base64 of the key), or
-    None. Never quotes the value. The signer would fail on every alert otherwise."""
-    raw = secret.removeprefix("whsec_")
-    try:
-        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        return "not a Standard Webhooks secret: expected whsec_ followed by base64 (not shown)"
-    if not key:
-        return "empty signing key after whsec_"
-    return None
-
-
-def is_http_url(value: str) -> bool:
-    """An http(s) URL that parses and names a host (a broken one would only fail at send time)."""
-    try:
-        parts = urlsplit(value)
-        _port = parts.port  # raises for a port out of range or not a number
-        return parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        return False
 
 
 class SimulatorOptions(Strict):
@@ -303,87 +270,12 @@ class WatchTarget(msgspec.Struct, frozen=True):
 # --- channels ------------------------------------------------------------------------------
 
 
-class ChannelBase(Strict, tag_field="type"):
-    min_severity: Severity = "info"
-    group_wait: Duration = Duration(0.0)  # hold the first alert this long to batch others
-    group_interval: Duration = Duration(0.0)  # then at most one batch per interval
-    max_attempts: int = 8
-    retry_base_s: Duration = Duration(1.0)
-    retry_max_s: Duration = Duration(300.0)
-    rate_per_s: float | None = None  # per-channel send budget
-
-    def problems(self) -> list[tuple[str, str]]:
-        out = []
-        if self.max_attempts < 1:
-            out.append(("max_attempts", f"must be >= 1, got {self.max_attempts}"))
-        if self.rate_per_s is not None and self.rate_per_s <= 0:
-            out.append(("rate_per_s", f"must be > 0, got {self.rate_per_s}"))
-        return out
-
-
-class WebhookChannel(ChannelBase, tag="webhook", kw_only=True):
-    url: str
-    secret: str | None = None
-    headers: dict[str, str] = {}
-    timeout_s: float = 10.0
-
-    def problems(self) -> list[tuple[str, str]]:
-        out = super().problems()
-        if not is_http_url(self.url):
-            out.append(("url", "expected an http(s) URL"))
-        if self.secret is not None and (why := webhook_secret_problem(self.secret)):
-            out.append(("secret", why))
-        return out
-
-
-class SlackChannel(ChannelBase, tag="slack", kw_only=True):
-    webhook_url: str
-    timeout_s: float = 10.0
-    rate_per_s: float | None = 1.0
-
-    def problems(self) -> list[tuple[str, str]]:
-        out = super().problems()
-        if not is_http_url(self.webhook_url):
-            out.append(("webhook_url", "expected an http(s) URL"))
-        return out
-
-
-class EmailChannel(ChannelBase, tag="email", kw_only=True):
-    host: str
-    port: int = 587
-    starttls: bool = True
-    ssl: bool = False  # implicit TLS (port 465)
-    username: str | None = None
-    password: str | None = None
-    from_: str = msgspec.field(name="from")
-    to: list[str]
-    timeout_s: float = 20.0
-    validate_certs: bool = True
-    ca_file: str | None = None
-
-    def problems(self) -> list[tuple[str, str]]:
-        out = super().problems()
-        if self.ssl and self.starttls:
-            out.append(("starttls", "choose one of starttls and ssl (implicit TLS)"))
-        if not self.host.strip() or any(c.isspace() for c in self.host):
-            out.append(("host", f"expected a host name or address, got {self.host!r}"))
-        if not 1 <= self.port <= 65535:
-            out.append(("port", f"expected 1-65535, got {self.port}"))
-        if not self.to:
-            out.append(("to", "at least one recipient"))
-        for i, addr in enumerate([self.from_, *self.to]):
-            if not is_email_address(addr):
-                out.append(
-                    ("from" if i == 0 else f"to[{i - 1}]", f"not an email address: {addr!r}")
-                )
-        return out
-
-
-class ConsoleChannel(ChannelBase, tag="console", kw_only=True):
-    color: Literal["auto", "always", "never"] = "auto"
-
-
-ChannelConfig = WebhookChannel | SlackChannel | EmailChannel | ConsoleChannel
+# Each channel type owns its config struct (notify/<type>.py); the union comes from the registry.
+# A type checker sees the common base; msgspec resolves the annotation to the union at run time.
+if TYPE_CHECKING:
+    ChannelConfig: TypeAlias = ChannelBase
+else:
+    ChannelConfig = channel_config_union()
 
 
 class OutboxConfig(Strict):

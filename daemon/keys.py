@@ -69,8 +69,14 @@ def sent_marker(alert_id: str, channel: str) -> str:
 
 
 def attempts(alert_id: str, channel: str) -> str:
-    """Delivery attempts of one alert to one channel, counted across restarts."""
-    return f"gex:try:{alert_id}:{channel}"
+    """Failed attempts of one alert to one channel and the time of the first (a hash: `n`,
+    `since_ms`), so neither the count nor the retry budget restarts with the daemon."""
+    return f"gex:retry:{alert_id}:{channel}"
+
+
+def operator_once(alert_id: str) -> str:
+    """`SET NX EX`: an operator alert id (a channel disabled by a 410) is enqueued once."""
+    return f"gex:operator:{alert_id}"
 
 
 # --- operator rules and the heartbeat --------------------------------------------------------

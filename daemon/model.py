@@ -297,14 +297,33 @@ def decode_alert(body: bytes | str) -> AlertEvent:
 
 # Outbox entry layout on `gex:alerts` (shared by the rule commit and the notifiers):
 #   id        the alert id (deterministic)
-#   channels  comma-separated channel names the rule routes to
+#   channels  the channel names the rule routes to, as a JSON list (entries written before
+#             this layout hold them comma-joined, which a name with a comma made ambiguous)
 #   symbol    for per-symbol ordering and grouping
 #   event     the AlertEvent as JSON
 def outbox_fields(event: AlertEvent, channels: list[str]) -> dict[FieldT, EncodableT]:
     # typed as XADD's fields (a dict is invariant, so dict[str, bytes] would not be accepted)
     return {
         "id": event.id.encode(),
-        "channels": ",".join(channels).encode(),
+        "channels": encode_channels(channels),
         "symbol": event.symbol.encode(),
         "event": encode_alert(event),
     }
+
+
+_channels_decoder = msgspec.json.Decoder(list[str])
+
+
+def encode_channels(channels: list[str]) -> bytes:
+    return _json_encoder.encode(list(channels))
+
+
+def decode_channels(raw: bytes | str) -> list[str]:
+    """The `channels` field of an outbox entry: a JSON list, or the older comma-joined form."""
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+    if text.startswith("["):
+        try:
+            return _channels_decoder.decode(text)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return []  # routed nowhere: every channel acks it, none sends a garbled route
+    return [c for c in text.split(",") if c]

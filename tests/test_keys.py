@@ -48,4 +48,5 @@ def test_delivery_keys_are_the_documented_ones() -> None:
     assert keys.notify_group("ops") == "notify:ops"
     assert keys.notify_group("ops").startswith(keys.NOTIFY_GROUP_PREFIX)
     assert keys.sent_marker("a1", "ops") == "gex:sent:a1:ops"
-    assert keys.attempts("a1", "ops") == "gex:try:a1:ops"
+    assert keys.attempts("a1", "ops") == "gex:retry:a1:ops"
+    assert keys.SILENCED == "gex:silenced"

@@ -17,7 +17,8 @@ from gex_alertd.commands import CONFIG_OPTION
 from gex_alertd.connections import open_client
 from gex_alertd.notify import outbox as ob
 from gex_alertd.notify.base import DeliveryOutcome, Ok, Permanent
-from gex_alertd.notify.dispatch import build_notifier, sample_alert
+from gex_alertd.notify.registry import build_notifier
+from gex_alertd.notify.sample import sample_alert
 from gex_alertd.notify.silences import list_silenced
 
 redis_option = click.option("--redis", "redis_url", default=None, help="Override redis.url.")

@@ -4,19 +4,116 @@ is recognisable as the same message."""
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
+import html
+import re
 import ssl
 from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
 
 import aiosmtplib
+import msgspec
 
 from gex_alertd import redaction
-from gex_alertd.config import EmailChannel
 from gex_alertd.model import AlertEvent
-from gex_alertd.notify.base import DeliveryOutcome, Notifier, Ok, describe_exc, permanent, retry
-from gex_alertd.notify.render import group_id, html_body, subject, text_body
+from gex_alertd.notify.base import (
+    ChannelType,
+    DeliveryOutcome,
+    Notifier,
+    Ok,
+    describe_exc,
+    permanent,
+    retry,
+)
+from gex_alertd.notify.channel import ChannelBase, Problem
+from gex_alertd.notify.render import (
+    color_of,
+    context_line,
+    group_id,
+    group_title,
+    headline,
+    key_numbers,
+    levels_line,
+    subject,
+    title,
+)
+
+_ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;.][^@\s<>,;]*")
+
+
+def is_email_address(value: str) -> bool:
+    """`a@example.com` or `Desk <a@example.com>`: one address with a local part and a domain."""
+    _name, addr = email.utils.parseaddr(value)
+    return bool(addr) and _ADDRESS.fullmatch(addr) is not None
+
+
+class EmailChannel(ChannelBase, tag="email", kw_only=True):
+    host: str
+    port: int = 587
+    starttls: bool = True
+    ssl: bool = False  # implicit TLS (port 465)
+    username: str | None = None
+    password: str | None = None
+    from_: str = msgspec.field(name="from")
+    to: list[str]
+    timeout_s: float = 20.0
+    validate_certs: bool = True
+    ca_file: str | None = None
+
+    def problems(self) -> list[Problem]:
+        out = super().problems()
+        if self.ssl and self.starttls:
+            out.append(("starttls", "choose one of starttls and ssl (implicit TLS)"))
+        if not self.host.strip() or any(c.isspace() for c in self.host):
+            out.append(("host", f"expected a host name or address, got {self.host!r}"))
+        if not 1 <= self.port <= 65535:
+            out.append(("port", f"expected 1-65535, got {self.port}"))
+        if not self.to:
+            out.append(("to", "at least one recipient"))
+        for i, addr in enumerate([self.from_, *self.to]):
+            if not is_email_address(addr):
+                out.append(
+                    ("from" if i == 0 else f"to[{i - 1}]", f"not an email address: {addr!r}")
+                )
+        return out
+
+
+def text_body(alerts: Sequence[AlertEvent]) -> str:
+    parts = []
+    for a in alerts:
+        lines = [f"{headline(a)}  {title(a)}", a.summary, ""]
+        levels = levels_line(a)
+        if levels:
+            lines += [f"  levels: {levels}", ""]
+        lines += [f"  {k:<18} {v}" for k, v in key_numbers(a)]
+        lines += ["", context_line(a)]
+        parts.append("\n".join(lines))
+    head = f"{group_title(alerts)}\n\n" if len(alerts) > 1 else ""
+    return head + ("\n\n" + "-" * 60 + "\n\n").join(parts) + "\n"
+
+
+def html_body(alerts: Sequence[AlertEvent]) -> str:
+    esc = html.escape
+    blocks = []
+    for a in alerts:
+        color = color_of(a)
+        rows = "".join(
+            f"<tr><td style='color:#666;padding:2px 12px 2px 0'>{esc(k)}</td>"
+            f"<td style='font-family:monospace'>{esc(v)}</td></tr>"
+            for k, v in key_numbers(a)
+        )
+        levels = levels_line(a)
+        lv = f"<p style='color:#444'><b>levels</b>: {esc(levels)}</p>" if levels else ""
+        blocks.append(
+            f"<div style='border-left:4px solid {color};padding:4px 12px;margin:12px 0'>"
+            f"<div style='font-weight:bold'>{esc(headline(a))} · {esc(title(a))}</div>"
+            f"<p>{esc(a.summary)}</p>{lv}<table>{rows}</table>"
+            f"<p style='color:#888;font-size:small'>{esc(context_line(a))}</p></div>"
+        )
+    head = f"<h3>{esc(group_title(alerts))}</h3>" if len(alerts) > 1 else ""
+    return f"<html><body>{head}{''.join(blocks)}</body></html>"
 
 
 def build_message(cfg: EmailChannel, alerts: Sequence[AlertEvent]) -> EmailMessage:
@@ -34,14 +131,16 @@ def build_message(cfg: EmailChannel, alerts: Sequence[AlertEvent]) -> EmailMessa
     return msg
 
 
-class EmailNotifier(Notifier):
+class EmailNotifier(Notifier[EmailChannel]):
     def __init__(self, name: str, cfg: EmailChannel) -> None:
-        super().__init__(name)
-        self.cfg = cfg
+        super().__init__(name, cfg)
         redaction.register(cfg.password)
         self._tls: ssl.SSLContext | None = None
         if cfg.ca_file:
             self._tls = ssl.create_default_context(cafile=cfg.ca_file)
+
+    def probe_target(self) -> tuple[str, int] | None:
+        return (self.cfg.host, self.cfg.port) if self.cfg.host else None
 
     async def send(self, alerts: Sequence[AlertEvent]) -> DeliveryOutcome:
         cfg = self.cfg
@@ -82,3 +181,6 @@ class EmailNotifier(Notifier):
             # retrying will not change that
             return permanent(describe_exc(exc))
         return Ok(f"accepted for {len(cfg.to)} recipient(s)")
+
+
+CHANNEL = ChannelType("email", EmailChannel, EmailNotifier)

@@ -1,14 +1,17 @@
-"""The HTTP POST shared by the webhook and Slack notifiers: one session per notifier,
-timeouts and connection errors mapped to Retry, every error text redacted."""
+"""The HTTP POST shared by the HTTP channels: one session per notifier, never a redirect
+followed, timeouts and connection errors mapped to Retry, every error text redacted."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import aiohttp
 
 from gex_alertd.notify.base import (
     DeliveryOutcome,
+    OnRedirect,
+    Retry,
     classify_http,
     describe_exc,
     permanent,
@@ -31,9 +34,18 @@ async def _read_head(resp: aiohttp.ClientResponse) -> str:
 
 
 class HttpPoster:
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(
+        self,
+        timeout_s: float,
+        *,
+        on_redirect: OnRedirect = "dead",
+        wait_from_body: Callable[[str], float | None] | None = None,
+    ) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._on_redirect: OnRedirect = on_redirect
+        # receivers that say how long to wait in the JSON body of a 429 (Discord)
+        self._wait_from_body = wait_from_body
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -43,9 +55,24 @@ class HttpPoster:
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> DeliveryOutcome:
         try:
-            async with self.session().post(url, data=body, headers=headers) as resp:
+            # never follow a redirect: it would turn the POST into a GET to another place
+            # (with our headers) and report that GET's 200 as delivered
+            async with self.session().post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as resp:
                 text = await _read_head(resp)
-                return classify_http(resp.status, text, resp.headers.get("Retry-After"))
+                outcome = classify_http(
+                    resp.status,
+                    text,
+                    resp.headers.get("Retry-After"),
+                    location=resp.headers.get("Location"),
+                    on_redirect=self._on_redirect,
+                )
+                if isinstance(outcome, Retry) and self._wait_from_body is not None:
+                    wait = self._wait_from_body(text)
+                    if wait is not None:
+                        outcome = Retry(outcome.reason, wait, outcome.throttled)
+                return outcome
         except aiohttp.InvalidURL as exc:  # the config is wrong; retrying cannot help
             return permanent(describe_exc(exc))
         except TimeoutError:

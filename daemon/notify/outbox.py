@@ -33,7 +33,7 @@ from redis.exceptions import ResponseError
 
 from gex_alertd import keys, redaction
 from gex_alertd.connections import entries
-from gex_alertd.model import AlertEvent, decode_alert, iso_utc
+from gex_alertd.model import AlertEvent, decode_alert, decode_channels, encode_channels, iso_utc
 from gex_alertd.notify.silences import SILENCED_MAXLEN, Silence, silenced_fields
 
 ATTEMPTS_TTL_MS = 7 * 86_400_000
@@ -64,7 +64,7 @@ class Entry(msgspec.Struct):
         f = {_s(k): v for k, v in (fields or {}).items()}
         raw = f.get("event", b"")
         raw = raw.encode() if isinstance(raw, str) else raw
-        channels = [c for c in _s(f.get("channels", b"")).split(",") if c]
+        channels = decode_channels(f.get("channels", b""))
         event: AlertEvent | None = None
         problem: str | None = None
         if not f:
@@ -196,14 +196,23 @@ class Outbox:
             pipe.xack(keys.ALERTS, self.group, *[e for e, _ in entries])
             await pipe.execute()
 
-    async def bump_attempts(self, alert_ids: Sequence[str]) -> list[int]:
+    async def bump_attempts(self, alert_ids: Sequence[str], now: float) -> list[tuple[int, float]]:
+        """Count one failed attempt per alert; (attempts so far, wall time of the first failure)
+        each. Both live in Redis so a restart neither resets the count nor the retry budget."""
+        now_ms = str(int(now * 1000))
         async with self.redis.pipeline(transaction=False) as pipe:
             for aid in alert_ids:
                 key = keys.attempts(aid, self.channel)
-                pipe.incr(key)
+                pipe.hincrby(key, "n", 1)
+                pipe.hsetnx(key, "since_ms", now_ms)
+                pipe.hget(key, "since_ms")
                 pipe.pexpire(key, ATTEMPTS_TTL_MS)
             res = await pipe.execute()
-        return [int(n) for n in res[0::2]]
+        out = []
+        for i in range(len(alert_ids)):
+            n, _, since, _ = res[4 * i : 4 * i + 4]
+            out.append((int(n), int(_s(since or now_ms)) / 1000))
+        return out
 
     async def dead_letter(self, entries: Sequence[Entry], reason: str, attempts: int) -> None:
         reason = redaction.redact(reason)
@@ -343,7 +352,12 @@ async def retry_dead(redis: aioredis.Redis, dead: Sequence[DeadLetter]) -> list[
         async with redis.pipeline(transaction=True) as pipe:
             pipe.xadd(
                 keys.ALERTS,
-                {"id": d.alert_id, "channels": d.channel, "symbol": d.symbol, "event": d.event},
+                {
+                    "id": d.alert_id,
+                    "channels": encode_channels([d.channel]),
+                    "symbol": d.symbol,
+                    "event": d.event,
+                },
             )
             pipe.xdel(keys.DEAD, d.dead_id)
             pipe.delete(keys.attempts(d.alert_id, d.channel))

@@ -12,26 +12,106 @@ token bucket keyed by the webhook URL (`rate_key`), so two channels sharing a UR
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
 from gex_alertd import redaction
-from gex_alertd.config import SlackChannel
 from gex_alertd.model import AlertEvent
-from gex_alertd.notify.base import DeliveryOutcome, Notifier
+from gex_alertd.notify.base import ChannelType, DeliveryOutcome, Notifier
+from gex_alertd.notify.channel import HttpChannel, Problem, url_problems
 from gex_alertd.notify.http import HttpPoster
-from gex_alertd.notify.render import slack_payload
+from gex_alertd.notify.render import (
+    RESOLVED_ICON,
+    RESOLVED_WORD,
+    SEVERITY_ICON,
+    color_of,
+    context_line,
+    group_title,
+    key_numbers,
+    levels_line,
+    subject,
+    title,
+    worst_severity,
+)
+from gex_alertd.urls import host_port
 
 _encoder = msgspec.json.Encoder()
 
 
-class SlackNotifier(Notifier):
+class SlackChannel(HttpChannel, tag="slack", kw_only=True):
+    webhook_url: str
+    rate_per_s: float | None = 1.0
+
+    def problems(self) -> list[Problem]:
+        return super().problems() + url_problems("webhook_url", self.webhook_url)
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slack_blocks(a: AlertEvent) -> list[dict[str, Any]]:
+    fields = [
+        {"type": "mrkdwn", "text": f"*{_slack_escape(k)}*\n{_slack_escape(v)}"}
+        for k, v in key_numbers(a)
+    ][:10]  # Slack allows at most 10 fields per section
+    icon = RESOLVED_ICON if a.resolved else SEVERITY_ICON.get(a.severity, "")
+    state = f"{RESOLVED_WORD}, was {a.severity}" if a.resolved else a.severity
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": f"{icon} *{_slack_escape(title(a))}* ({state})\n{_slack_escape(a.summary)}",
+            },
+        }
+    ]
+    if fields:
+        blocks.append({"type": "section", "fields": fields})
+    # the levels go into the context block, not a block of their own: a message holds ~50
+    # blocks, and 20 alerts x 3 blocks is what fits
+    context = [{"type": "mrkdwn", "text": _slack_escape(context_line(a))}]
+    levels = levels_line(a)
+    if levels:
+        context.insert(0, {"type": "mrkdwn", "text": f"*levels*: {_slack_escape(levels)}"})
+    blocks.append({"type": "context", "elements": context})
+    return blocks
+
+
+def slack_payload(alerts: Sequence[AlertEvent]) -> dict[str, Any]:
+    """Block Kit inside a coloured attachment (the only way to get a severity bar in Slack)."""
+    sev = worst_severity(alerts)
+    text = subject(alerts, limit=150)  # notification fallback
+    attachments = [
+        {"color": color_of(a), "blocks": _slack_blocks(a)}
+        for a in alerts[:20]  # a message holds at most ~50 blocks; 20 alerts x 3 fits
+    ]
+    out: dict[str, Any] = {"text": text, "attachments": attachments}
+    if len(alerts) > 1:
+        more = f" (+{len(alerts) - 20} more)" if len(alerts) > 20 else ""
+        out["blocks"] = [
+            {"type": "header", "text": {"type": "plain_text", "text": group_title(alerts)[:150]}},
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"worst severity: {sev}{more}"}],
+            },
+        ]
+    return out
+
+
+class SlackNotifier(Notifier[SlackChannel]):
     def __init__(self, name: str, cfg: SlackChannel) -> None:
-        super().__init__(name)
-        self.cfg = cfg
+        super().__init__(name, cfg)
         redaction.register(cfg.webhook_url)
-        self.rate_key = f"slack:{cfg.webhook_url}"
-        self._http = HttpPoster(cfg.timeout_s)
+        self._http = HttpPoster(cfg.timeout_s, on_redirect=cfg.on_redirect)
+
+    @property
+    def rate_key(self) -> str:
+        return f"slack:{self.cfg.webhook_url}"  # Slack limits per webhook, not per channel name
+
+    def probe_target(self) -> tuple[str, int] | None:
+        return host_port(self.cfg.webhook_url)
 
     async def send(self, alerts: Sequence[AlertEvent]) -> DeliveryOutcome:
         body = _encoder.encode(slack_payload(alerts))
@@ -40,3 +120,6 @@ class SlackNotifier(Notifier):
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+CHANNEL = ChannelType("slack", SlackChannel, SlackNotifier)

@@ -73,6 +73,12 @@ DEAD_LETTERS = Counter(
     ["channel"],
     registry=REGISTRY,
 )
+CHANNEL_DISABLED = Gauge(
+    "gexalertd_channel_disabled",
+    "1 while a channel is disabled (its receiver answered 410 Gone); alerts wait in the outbox",
+    ["channel"],
+    registry=REGISTRY,
+)
 CONFIG_RELOADS = Counter(
     "gexalertd_config_reloads", "SIGHUP config reloads by outcome (applied, refused)", ["outcome"],
     registry=REGISTRY,

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import random
 
+from gex_alertd.retry_timing import equal_jitter
 from gex_alertd.sources.errors import SourceError
-
-_SHARED_RNG = random.Random()
 
 
 class Backoff:
@@ -33,18 +32,16 @@ class Backoff:
         self.base_s = base_s
         self.max_s = max_s
         # one shared generator: a Random per entry costs 2.5 KB (12 MB at 5,000 symbols)
-        self.rng = rng if rng is not None else _SHARED_RNG
+        self.rng = rng  # None: the shared generator of retry_timing
         self.attempts = 0  # consecutive failures since the last success
 
     def failure(self, err: BaseException | None = None) -> float:
         """Record one failure; return the delay in seconds before the next attempt."""
         self.attempts += 1
         if isinstance(err, SourceError) and not err.retryable:
-            cap = self.max_s
+            delay = equal_jitter(1, self.max_s, self.max_s, self.rng)
         else:
-            # the exponent is clamped so a long outage cannot overflow the float
-            cap = min(self.max_s, self.base_s * 2.0 ** min(self.attempts - 1, 62))
-        delay = cap / 2 + self.rng.uniform(0, cap / 2)
+            delay = equal_jitter(self.attempts, self.base_s, self.max_s, self.rng)
         retry_after = getattr(err, "retry_after", None)
         if isinstance(retry_after, int | float) and retry_after > delay:
             delay = float(retry_after)

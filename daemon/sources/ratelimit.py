@@ -22,11 +22,10 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
-from email.utils import parsedate_to_datetime
 
-# An upstream that asks for more than this is misconfigured or hostile; waiting a day on one
-# header would silently stop the daemon. Values above are clamped (and logged by the client).
-MAX_WAIT_S = 3600.0
+# the one parser and bound, shared with the notifiers (re-exported for the client)
+from gex_alertd.retry_timing import MAX_WAIT_S as MAX_WAIT_S
+from gex_alertd.retry_timing import parse_retry_after as parse_retry_after
 
 
 class KeyLimiter:
@@ -107,29 +106,6 @@ class KeyLimiter:
                     # queue again so the released herd is paced by the budget
                     continue
             return now - start
-
-
-def parse_retry_after(value: str | None, *, now_wall: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if unusable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None or when.tzinfo is None:
-            return None  # RFC 9110 dates are GMT; a naive one is not an HTTP-date
-        now_wall = time.time() if now_wall is None else now_wall
-        return max(0.0, when.timestamp() - now_wall)
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 # An X-RateLimit-Reset above this is an epoch timestamp, below it a delta in seconds (providers

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from gex_alertd import config, redaction
-from gex_alertd.config import ConfigError, WebhookChannel
+from gex_alertd.config import ConfigError
+from gex_alertd.notify.webhook import WebhookChannel
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,6 +15,7 @@ import yaml
 from gex_alertd import config as config_mod
 from gex_alertd import redaction
 from gex_alertd.config import ConfigError
+from gex_alertd.notify.webhook import WebhookChannel
 from tests.hostile.support_config import check_offline
 
 BASE: dict[str, Any] = {
@@ -227,11 +228,11 @@ def test_nested_default_expands(monkeypatch: pytest.MonkeyPatch) -> None:
     tree = with_value("channels.ops.url", "https://example.com/${GEX_T_A:-x${GEX_T_B}}/h")
     cfg = config_mod.parse(tree)
     ops = cfg.channels["ops"]
-    assert isinstance(ops, config_mod.WebhookChannel)
+    assert isinstance(ops, WebhookChannel)
     assert ops.url == "https://example.com/xinner/h"
     monkeypatch.setenv("GEX_T_A", "outer")
     ops = config_mod.parse(copy.deepcopy(tree)).channels["ops"]
-    assert isinstance(ops, config_mod.WebhookChannel)
+    assert isinstance(ops, WebhookChannel)
     assert ops.url == "https://example.com/outer/h"
 
 

@@ -5,6 +5,7 @@ from email.utils import format_datetime
 
 from gex_alertd import redaction
 from gex_alertd.notify.base import (
+    Gone,
     Ok,
     Permanent,
     Retry,
@@ -12,7 +13,8 @@ from gex_alertd.notify.base import (
     describe_exc,
     parse_retry_after,
 )
-from gex_alertd.notify.dispatch import TokenBucket, backoff
+from gex_alertd.notify.throttle import TokenBucket
+from gex_alertd.retry_timing import equal_jitter
 
 
 def test_retry_after_seconds_date_and_garbage() -> None:
@@ -32,8 +34,9 @@ def test_http_classification() -> None:
     assert isinstance(classify_http(204, "", None), Ok)
     for status in (408, 425, 429, 500, 502, 503, 504):
         assert isinstance(classify_http(status, "", None), Retry), status
-    for status in (400, 401, 403, 404, 410, 413, 422):
+    for status in (400, 401, 403, 404, 413, 422):
         assert isinstance(classify_http(status, "", None), Permanent), status
+    assert classify_http(410, "gone", None) == Gone("HTTP 410: gone")
     assert classify_http(429, "slow down\n", "3") == Retry("HTTP 429: slow down", 3.0, True)
     assert classify_http(503, "", "3") == Retry("HTTP 503", 3.0, False)
 
@@ -41,7 +44,7 @@ def test_http_classification() -> None:
 def test_backoff_grows_with_jitter_and_stays_capped() -> None:
     for attempt in range(1, 12):
         step = min(30.0, 0.5 * 2 ** (attempt - 1))
-        draws = [backoff(attempt, 0.5, 30.0) for _ in range(200)]
+        draws = [equal_jitter(attempt, 0.5, 30.0) for _ in range(200)]
         assert all(step / 2 <= d <= step for d in draws)
         assert len(set(draws)) > 1  # jittered
 

@@ -95,4 +95,4 @@ async def test_outbox_lists_pending_and_dead_and_retries(
     assert "1 dead letter(s) requeued" in out
     assert await redis.xlen(keys.DEAD) == 0
     last = entries(await redis.xrevrange(keys.ALERTS, count=1))[0][1]
-    assert last[b"id"] == alert(3).id.encode() and last[b"channels"] == b"ops"
+    assert last[b"id"] == alert(3).id.encode() and last[b"channels"] == b'["ops"]'

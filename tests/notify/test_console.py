@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import io
 
-from gex_alertd.config import ConsoleChannel
 from gex_alertd.notify.base import Ok
-from gex_alertd.notify.console import ConsoleNotifier
+from gex_alertd.notify.console import ConsoleChannel, ConsoleNotifier
 from tests.notify.support import alert
 
 

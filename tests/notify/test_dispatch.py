@@ -112,7 +112,7 @@ async def test_permanent_failures_dead_letter_without_blocking_others(
         return web.Response(status=500, text="database on fire")
 
     async def gone(_n: int, _r: web.Request) -> web.Response:
-        return web.Response(status=410, text="channel_is_archived")
+        return web.Response(status=404, text="channel_is_archived")
 
     bad, archived, good = (
         await Receiver(responder=always_500).start(),
@@ -144,7 +144,7 @@ async def test_permanent_failures_dead_letter_without_blocking_others(
         bad_reason = next(x.reason for x in dead if x.channel == "bad")
         assert bad_reason == "gave up after 3 attempts: HTTP 500: database on fire"
         gone_reason = next(x.reason for x in dead if x.channel == "archived")
-        assert gone_reason == "HTTP 410: channel_is_archived"
+        assert gone_reason == "HTTP 404: channel_is_archived"
         assert {x.alert_id for x in dead} == {alert(i).id for i in range(4)}
         assert len(bad.hits) == 12 and len(archived.hits) == 4  # 3 tries each; 1 try each
         h = await d.health()
@@ -353,7 +353,7 @@ async def test_dead_letter_retried_is_delivered_once(redis: aioredis.Redis, redi
     from gex_alertd.notify.outbox import retry_dead
 
     async def gone_once(n: int, _r: web.Request) -> web.Response | None:
-        return web.Response(status=410) if n == 1 else None
+        return web.Response(status=422) if n == 1 else None
 
     rx, other = await Receiver(responder=gone_once).start(), await Receiver().start()
     cfg = make_config({"ops": hook(rx.url), "other": hook(other.url)}, redis_url)

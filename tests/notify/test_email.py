@@ -13,9 +13,8 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from gex_alertd.config import EmailChannel
 from gex_alertd.notify.base import Ok, Permanent, Retry
-from gex_alertd.notify.email import EmailNotifier
+from gex_alertd.notify.email import EmailChannel, EmailNotifier
 from tests.notify.support import alert
 from tests.support.redis_server import free_port
 from tests.support.wait import WAIT_S

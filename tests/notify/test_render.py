@@ -6,12 +6,16 @@ import msgspec
 
 from gex_alertd.model import AlertEvent, decode_alert, encode_alert, group_key
 from gex_alertd.notify import render
+from gex_alertd.notify.console import console_line
+from gex_alertd.notify.email import html_body, text_body
+from gex_alertd.notify.slack import slack_payload
+from gex_alertd.notify.webhook import webhook_body
 from tests.notify.support import alert
 
 
 def test_single_webhook_body_is_exactly_the_contract_event() -> None:
     a = alert(1)
-    msg_id, body = render.webhook_body([a])
+    msg_id, body = webhook_body([a])
     assert msg_id == a.id
     assert body == encode_alert(a)
     assert decode_alert(body) == a
@@ -19,8 +23,8 @@ def test_single_webhook_body_is_exactly_the_contract_event() -> None:
 
 def test_group_body_lists_members_with_a_stable_id() -> None:
     alerts = [alert(1, "SPY"), alert(2, "QQQ", "critical"), alert(3, "IWM")]
-    gid, body = render.webhook_body(alerts)
-    gid2, _ = render.webhook_body(list(reversed(alerts)))
+    gid, body = webhook_body(alerts)
+    gid2, _ = webhook_body(list(reversed(alerts)))
     assert gid == gid2 and gid.startswith("group-")
     doc = msgspec.json.decode(body)
     assert doc["type"] == "group" and doc["count"] == 3 and doc["severity"] == "critical"
@@ -40,7 +44,7 @@ def test_subject_is_short_and_front_loaded() -> None:
 
 
 def test_slack_payload_has_colour_blocks_and_numbers() -> None:
-    p = render.slack_payload([alert(1, severity="critical")])
+    p = slack_payload([alert(1, severity="critical")])
     assert p["text"].startswith("[CRITICAL] SPY")
     att = p["attachments"][0]
     assert att["color"] == render.SEVERITY_COLOR["critical"]
@@ -49,22 +53,22 @@ def test_slack_payload_has_colour_blocks_and_numbers() -> None:
     fields = " ".join(f["text"] for f in att["blocks"][1]["fields"])
     assert "513.10" in fields and "-$1.25B" in fields
     assert "id spy-flip:SPY:" in att["blocks"][2]["elements"][0]["text"]
-    grp = render.slack_payload([alert(1), alert(2, "QQQ")])
+    grp = slack_payload([alert(1), alert(2, "QQQ")])
     assert grp["blocks"][0]["type"] == "header" and len(grp["attachments"]) == 2
 
 
 def test_text_and_html_bodies_carry_the_same_facts() -> None:
     a = alert(1)
-    text, html = render.text_body([a]), render.html_body([a])
+    text, html = text_body([a]), html_body([a])
     for fact in ("SPY", a.summary, "513.10", "512.40", a.id):
         assert fact in text and fact in html
-    assert "<script" not in render.html_body([msgspec.structs.replace(a, summary="<script>")])
+    assert "<script" not in html_body([msgspec.structs.replace(a, summary="<script>")])
 
 
 def test_console_line_colour_only_when_asked() -> None:
     a = alert(1)
-    plain = render.console_line(a, color=False)
-    coloured = render.console_line(a, color=True)
+    plain = console_line(a, color=False)
+    coloured = console_line(a, color=True)
     assert "\x1b[" not in plain and "\n" not in plain
     assert "\x1b[33m" in coloured
     assert "SPY" in plain and a.id in plain
@@ -77,10 +81,10 @@ def resolved(i: int, severity: str = "warning") -> AlertEvent:
 
 
 def test_status_is_in_the_webhook_body_firing_by_default() -> None:
-    _, body = render.webhook_body([alert(1)])
+    _, body = webhook_body([alert(1)])
     assert msgspec.json.decode(body)["status"] == "firing"
     r = resolved(1)
-    _, body = render.webhook_body([r])
+    _, body = webhook_body([r])
     doc = msgspec.json.decode(body)
     assert doc["status"] == "resolved" and decode_alert(body) == r
     # an event stored before the field existed reads as firing
@@ -97,18 +101,18 @@ def test_every_renderer_says_resolved() -> None:
     r = resolved(1, "critical")
     assert render.subject([r]).startswith("[RESOLVED] SPY: ")
     assert render.subject([r, alert(2)]).startswith("[WARNING] ")  # mixed group: the firing wins
-    assert render.text_body([r]).startswith("RESOLVED (critical)  SPY")
-    assert "RESOLVED (critical) · SPY" in render.html_body([r])
-    assert render.RESOLVED_COLOR in render.html_body([r])
-    att = render.slack_payload([r])["attachments"][0]
+    assert text_body([r]).startswith("RESOLVED (critical)  SPY")
+    assert "RESOLVED (critical) · SPY" in html_body([r])
+    assert render.RESOLVED_COLOR in html_body([r])
+    att = slack_payload([r])["attachments"][0]
     assert att["color"] == render.RESOLVED_COLOR
     assert "(RESOLVED, was critical)" in att["blocks"][0]["text"]["text"]
-    assert " RESOLVED " in render.console_line(r, color=False)
-    assert "CRITICAL" not in render.console_line(r, color=False)
+    assert " RESOLVED " in console_line(r, color=False)
+    assert "CRITICAL" not in console_line(r, color=False)
     # and a firing event says none of it
     f = alert(1, severity="critical")
-    assert "RESOLVED" not in render.text_body([f]) + render.console_line(f, color=False)
-    assert "RESOLVED" not in str(render.slack_payload([f])) + render.html_body([f])
+    assert "RESOLVED" not in text_body([f]) + console_line(f, color=False)
+    assert "RESOLVED" not in str(slack_payload([f])) + html_body([f])
 
 
 def test_every_rendering_says_where_the_levels_are() -> None:
@@ -121,9 +125,9 @@ def test_every_rendering_says_where_the_levels_are() -> None:
     a = alert(1, **levels)
     line = "negative gamma · spot -0.94% from the flip · call wall 600 · put wall n/a"
     assert render.levels_line(a) == line
-    assert line in render.text_body([a])
-    assert line in render.html_body([a])
-    context = render.slack_payload([a])["attachments"][0]["blocks"][-1]["elements"]
+    assert line in text_body([a])
+    assert line in html_body([a])
+    context = slack_payload([a])["attachments"][0]["blocks"][-1]["elements"]
     assert context[0]["text"] == f"*levels*: {line}"
     # the levels have their own line: they do not take the places of the rule's numbers
     assert not {k for k, _ in render.key_numbers(a)} & {"regime", "call wall", "put wall"}
@@ -132,4 +136,4 @@ def test_every_rendering_says_where_the_levels_are() -> None:
         "positive gamma · no flip · call wall n/a · put wall 1.5"
     )
     assert render.levels_line(alert(3)) is None  # an event without levels
-    assert "levels" not in render.text_body([alert(3)])
+    assert "levels" not in text_body([alert(3)])

@@ -6,10 +6,9 @@ import msgspec
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from gex_alertd.config import SlackChannel
 from gex_alertd.notify.base import Ok, Permanent, Retry
 from gex_alertd.notify.dispatch import Dispatcher
-from gex_alertd.notify.slack import SlackNotifier
+from gex_alertd.notify.slack import SlackChannel, SlackNotifier
 from tests.notify.support import Receiver, alert, enqueue, make_config
 
 SLACK_PATH = "/services/T0000/B0000/abcdefSECRETxyz"

@@ -7,10 +7,9 @@ import msgspec
 from aiohttp import web
 
 from gex_alertd import redaction
-from gex_alertd.config import WebhookChannel
 from gex_alertd.model import decode_alert
 from gex_alertd.notify.base import Ok, Permanent, Retry
-from gex_alertd.notify.webhook import WebhookNotifier
+from gex_alertd.notify.webhook import WebhookChannel, WebhookNotifier
 from tests.notify.support import SECRET, Receiver, alert
 from tests.support.redis_server import free_port
 

@@ -1,0 +1,406 @@
+"""One channel's delivery loop, one task per channel:
+read (own PEL first, then new entries, then XAUTOCLAIM of dead consumers' entries)
+→ route (entries not for this channel are acked at once) → min_severity filter → sent-marker
+check → group window → silence check → rate limit → send → the delivery policy's decision
+(notify/policy.py): ack + marker | retry later | dead letter | disable the channel.
+
+A channel handles its outbox head first: while its head is in backoff (receiver down, 429),
+later alerts of that channel wait behind it instead of hammering a receiver that is failing,
+and they arrive in order once it is back. Channels never wait for each other.
+A message, once formed (one alert, or a group), is retried as that same message with the same
+`webhook-id` until it is acked or dead: alerts that arrive meanwhile wait for the next one.
+Everything held in memory is still pending in Redis, so a crash or a stop loses nothing: the
+next run re-reads this consumer's PEL (same consumer name) or another daemon claims it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import structlog
+from redis.exceptions import RedisError
+
+from gex_alertd import redaction
+from gex_alertd.model import AlertEvent, iso_utc
+from gex_alertd.notify.base import (
+    SEVERITY_RANK,
+    DeliveryOutcome,
+    Gone,
+    Notifier,
+    Ok,
+    Retry,
+    describe_exc,
+    retry,
+)
+from gex_alertd.notify.channel import ChannelBase
+from gex_alertd.notify.outbox import Entry, Outbox
+from gex_alertd.notify.policy import (
+    Ack,
+    DeadLetter,
+    DisableChannel,
+    RetryLater,
+    RetryPolicy,
+    Silenced,
+    decide,
+)
+from gex_alertd.notify.silences import Silence
+from gex_alertd.notify.throttle import TokenBucket
+from gex_alertd.ops import metrics
+
+log = structlog.get_logger()
+
+READ_COUNT = 100  # entries per XREADGROUP
+MAX_BUFFER = 1000  # entries held in memory per channel; the rest wait unread in Redis
+MAX_GROUP = 100  # alerts per grouped message
+BLOCK_S = 0.25  # XREADGROUP BLOCK; also bounds how long stop() waits for a reader
+
+
+# which silence (if any) holds each alert for a channel now: SilenceStore.check_many
+SilenceCheck = Callable[[Sequence[AlertEvent], str], Awaitable[list[Silence | None]]]
+# (channel, reason): the channel was disabled (a 410); the daemon raises an operator alert
+OnDisabled = Callable[[str, str], Awaitable[None]]
+
+
+class _Held(msgspec.Struct):
+    entry: Entry
+    event: AlertEvent
+    seen: float  # monotonic time it entered the buffer
+
+
+class ChannelWorker:
+    def __init__(
+        self,
+        name: str,
+        cfg: ChannelBase,
+        notifier: Notifier[Any],
+        outbox: Outbox,
+        limiter: TokenBucket | None,
+        claim_idle: float,
+        *,
+        silences: SilenceCheck | None = None,
+        on_disabled: OnDisabled | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.notifier = notifier
+        self.outbox = outbox
+        self.limiter = limiter
+        self.claim_idle = claim_idle
+        self.silences = silences
+        self.on_disabled = on_disabled
+        self.clock = clock  # wall clock of the retry budget (tests pass a controlled one)
+        self.policy = RetryPolicy.of(cfg)
+        self.buffer: dict[str, _Held] = {}
+        self.inflight: list[_Held] | None = None  # the formed message being retried
+        # sent OK, marker + XACK not yet written: the recorder task writes them (retrying while
+        # Redis is away) and flush() waits for it before the next send
+        self.unrecorded: dict[str, str] = {}  # entry id -> alert id
+        self._recorded = asyncio.Event()
+        self._to_record = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.retry_at = 0.0
+        self.last_flush = -1e18
+        self.last_error: str | None = None
+        self.disabled: str | None = None  # why, when a 410 disabled the channel
+        self.sent = 0
+        self.dead = 0
+        self.silenced = 0
+        self.log = log.bind(channel=name)
+        self.grouping = cfg.group_wait > 0
+        self.min_rank = SEVERITY_RANK.get(cfg.min_severity, 0)
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def admit(self, entries: Sequence[Entry]) -> None:
+        skip: list[str] = []
+        broken: list[Entry] = []
+        candidates: list[Entry] = []
+        for e in entries:
+            if e.entry_id in self.buffer or e.entry_id in self.unrecorded:
+                continue
+            if e.problem == "entry deleted from the stream" or self.name not in e.channels:
+                skip.append(e.entry_id)
+            elif e.event is None:
+                broken.append(e)
+            elif SEVERITY_RANK.get(e.event.severity, 0) < self.min_rank:
+                skip.append(e.entry_id)
+                metrics.ALERTS_SENT.labels(self.name, "filtered").inc()
+            else:
+                candidates.append(e)
+        done = await self.outbox.sent_already([e.alert_id for e in candidates])
+        now = time.monotonic()
+        for e, sent in zip(candidates, done, strict=True):
+            if sent:  # delivered before a crash; the XACK was what got lost
+                skip.append(e.entry_id)
+                metrics.ALERTS_SENT.labels(self.name, "duplicate_skipped").inc()
+            else:
+                assert e.event is not None
+                self.buffer[e.entry_id] = _Held(e, e.event, now)
+        await self.outbox.ack(skip)
+        for e in broken:
+            await self._dead([e], e.problem or "unreadable entry", 0)
+
+    # --- scheduling ----------------------------------------------------------------------
+
+    def due_at(self) -> float | None:
+        if not self.buffer or self.disabled is not None:
+            return None
+        t = self.retry_at
+        if self.limiter is not None:
+            t = max(t, self.limiter.ready_at())
+        if self.grouping and self.inflight is None and not self.stopping.is_set():
+            first = min(h.seen for h in self.buffer.values())
+            t = max(t, first + self.cfg.group_wait, self.last_flush + self.cfg.group_interval)
+        return t
+
+    async def run(self) -> None:
+        recorder = asyncio.create_task(self._recorder(), name=f"notify:{self.name}:ack")
+        try:
+            await self._run()
+            await self._until_recorded()  # drain: write what was sent before returning
+        finally:
+            recorder.cancel()
+            await asyncio.gather(recorder, return_exceptions=True)
+
+    async def _until_recorded(self) -> None:
+        while self.unrecorded:
+            self._recorded.clear()
+            self._to_record.set()
+            await self._recorded.wait()
+
+    async def _recorder(self) -> None:
+        while True:
+            await self._to_record.wait()
+            self._to_record.clear()
+            batch = list(self.unrecorded.items())
+            if not batch:
+                continue
+            try:
+                await self.outbox.mark_sent(batch)
+            except (RedisError, OSError) as exc:
+                # keep them: a resend is what we must avoid, so retry the write until it lands
+                self.log.warning("could not record deliveries", error=describe_exc(exc))
+                await asyncio.sleep(0.5)
+                self._to_record.set()
+                continue
+            for eid, _ in batch:
+                self.unrecorded.pop(eid, None)
+            self._recorded.set()
+
+    async def _run(self) -> None:
+        """The loop: recover own PEL, claim stuck entries, keep held ones ours, flush what is
+        due, read more. Longer than 60 lines because each step must see the same clock."""
+        self.log.debug("channel worker started", consumer=self.outbox.consumer)
+        recovered = False
+        next_claim = 0.0
+        next_touch = time.monotonic() + self.claim_idle / 3
+        while True:
+            try:
+                if not recovered:
+                    own = await self.outbox.read_own_pending()
+                    if own:
+                        self.log.info("redelivering own pending entries", count=len(own))
+                    await self.admit(own)
+                    recovered = True
+                if self.stopping.is_set() and (not self.buffer or self.disabled is not None):
+                    if self.disabled is not None:
+                        return  # what it holds stays pending in Redis for the next run
+                    # drain: alerts committed before the stop but not read yet go out now;
+                    # the caller's timeout bounds this, and what is left stays in Redis
+                    more = await self.outbox.read_new(READ_COUNT, None)
+                    if not more:
+                        return
+                    await self.admit(more)
+                    continue
+                now = time.monotonic()
+                if not self.stopping.is_set() and now >= next_claim:
+                    claimed = await self.outbox.autoclaim(self.claim_idle)
+                    if claimed:
+                        self.log.info("claimed stuck entries", count=len(claimed))
+                    await self.admit(claimed)
+                    next_claim = now + max(0.5, self.claim_idle / 2)
+                if now >= next_touch:
+                    await self.outbox.touch(list(self.buffer))
+                    next_touch = now + max(0.2, self.claim_idle / 3)
+                due = self.due_at()
+                if due is not None and due <= time.monotonic():
+                    await self.flush()
+                    continue
+                wait = BLOCK_S if due is None else min(BLOCK_S, due - time.monotonic())
+                if self.stopping.is_set() or len(self.buffer) >= MAX_BUFFER:
+                    await asyncio.sleep(max(0.001, wait))
+                else:
+                    block_ms = max(1, int(wait * 1000))
+                    await self.admit(await self.outbox.read_new(READ_COUNT, block_ms))
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                # Redis away: keep what we hold, try again; nothing is acked meanwhile
+                self.last_error = describe_exc(exc)
+                self.log.warning("outbox unavailable", error=self.last_error)
+                await asyncio.sleep(0.5)
+
+    # --- sending -------------------------------------------------------------------------
+
+    async def _silences_of(self, batch: list[_Held]) -> list[Silence | None]:
+        """Which silence holds each alert for this channel now. Checked right before each send,
+        so a silence added while an alert waits in a group window or a backoff still applies."""
+        if self.silences is None:
+            return [None] * len(batch)
+        try:
+            return await self.silences([h.event for h in batch], self.name)
+        except (RedisError, OSError) as exc:
+            # cannot tell: deliver (a duplicate page beats a lost one)
+            self.log.warning("silence check failed; delivering", error=describe_exc(exc))
+            return [None] * len(batch)
+
+    async def _record_silenced(self, held: list[tuple[_Held, Silence]]) -> None:
+        """Recorded on `gex:silenced` and acked from this channel's group, not sent."""
+        if not held:
+            return
+        for _h, silence in held:
+            decision = decide(
+                Silenced(silence.id), attempts=0, failing_since=None, now=0.0, policy=self.policy
+            )
+            assert isinstance(decision, Ack) and decision.kind == "silenced"
+        await self.outbox.record_silenced([(h.entry, s) for h, s in held])
+        for h, silence in held:
+            self.buffer.pop(h.entry.entry_id, None)
+            self.log.info("alert silenced", alert_id=h.entry.alert_id, silence=silence.id)
+        self.silenced += len(held)
+        metrics.ALERTS_SENT.labels(self.name, "silenced").inc(len(held))
+
+    async def _batch(self) -> list[_Held]:
+        """The message to send now: the one already formed, retried as it is (unless every
+        member has been silenced since: then it is recorded as silenced), or a new one from
+        the head of the buffer without the members a silence holds."""
+        if self.inflight is not None:
+            batch = self.inflight
+            found = await self._silences_of(batch)
+            if all(s is not None for s in found):
+                await self._record_silenced(
+                    [(h, s) for h, s in zip(batch, found, strict=True) if s is not None]
+                )
+                self.inflight = None
+                return []
+            return batch
+        held = list(self.buffer.values())
+        candidates = held[:MAX_GROUP] if self.grouping else held[:1]
+        found = await self._silences_of(candidates)
+        await self._record_silenced(
+            [(h, s) for h, s in zip(candidates, found, strict=True) if s is not None]
+        )
+        batch = [h for h, s in zip(candidates, found, strict=True) if s is None]
+        self.inflight = batch or None
+        return batch
+
+    async def flush(self) -> None:
+        batch = await self._batch()
+        if not batch:
+            return
+        if self.limiter is not None:
+            self.limiter.take()
+        self.last_flush = time.monotonic()
+        outcome = await self.deliver([h.event for h in batch])
+        if isinstance(outcome, Ok):
+            await self._sent(batch)
+            return
+        self.last_error = getattr(outcome, "reason", None)
+        attempts, since = 0, None
+        if not (isinstance(outcome, Retry) and outcome.throttled) and not isinstance(outcome, Gone):
+            counted = await self.outbox.bump_attempts(
+                [h.entry.alert_id for h in batch], self.clock()
+            )
+            attempts = max(n for n, _ in counted)
+            since = min(s for _, s in counted)
+        now = self.clock()
+        decision = decide(
+            outcome, attempts=attempts, failing_since=since, now=now, policy=self.policy
+        )
+        if isinstance(decision, DeadLetter):
+            # Redis first, then forget: if the write fails the entries stay held, tried again
+            await self._dead([h.entry for h in batch], decision.reason, attempts)
+            for h in batch:
+                self.buffer.pop(h.entry.entry_id, None)
+            self.inflight = None
+        elif isinstance(decision, RetryLater):
+            self._retry_later(batch, decision, outcome, attempts, now)
+        elif isinstance(decision, DisableChannel):
+            await self._disable(decision.reason)
+
+    async def _sent(self, batch: list[_Held]) -> None:
+        for h in batch:
+            self.buffer.pop(h.entry.entry_id, None)
+            self.unrecorded[h.entry.entry_id] = h.entry.alert_id
+        self.inflight = None
+        # the sent marker is durable before the next send, so a crash re-sends at most the
+        # message that was in flight (same webhook-id), never a run of already-sent ones
+        await self._until_recorded()
+        self.retry_at = 0.0
+        self.sent += len(batch)
+        metrics.ALERTS_SENT.labels(self.name, "ok").inc(len(batch))
+        self.log.debug("sent", alert_id=batch[0].entry.alert_id, count=len(batch))
+
+    def _retry_later(
+        self,
+        batch: list[_Held],
+        decision: RetryLater,
+        outcome: DeliveryOutcome,
+        attempts: int,
+        now: float,
+    ) -> None:
+        after = getattr(outcome, "after", None)
+        if after is not None and self.limiter is not None:
+            self.limiter.hold(after)
+        self.retry_at = time.monotonic() + decision.delay_s
+        kind = "throttled" if decision.throttled else "retry"
+        metrics.ALERTS_SENT.labels(self.name, kind).inc(len(batch))
+        self.log.warning(
+            "delivery failed, will retry",
+            alert_id=batch[0].entry.alert_id,
+            count=len(batch),
+            attempt=attempts or None,
+            retry_in_s=round(decision.delay_s, 3),
+            retry_at=iso_utc(datetime.fromtimestamp(now + decision.delay_s, UTC)),
+            reason=decision.reason,
+        )
+
+    async def _disable(self, reason: str) -> None:
+        self.disabled = redaction.redact(reason)
+        self.last_error = self.disabled
+        metrics.CHANNEL_DISABLED.labels(self.name).set(1)
+        self.log.error(
+            "channel disabled: the receiver says this endpoint is gone; its alerts stay queued "
+            "in the outbox until the channel's config changes (reload) or the daemon restarts",
+            reason=self.disabled,
+            queued=len(self.buffer),
+        )
+        if self.on_disabled is not None:
+            try:
+                await self.on_disabled(self.name, self.disabled)
+            except Exception as exc:  # the alert about the alert must not kill the channel
+                self.log.error("could not raise the operator alert", error=describe_exc(exc))
+
+    async def deliver(self, events: list[AlertEvent]) -> DeliveryOutcome:
+        try:
+            return await self.notifier.send(events)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a notifier bug must not kill the channel; retry later
+            self.log.error("notifier raised", error=describe_exc(exc))
+            return retry(describe_exc(exc))
+
+    async def _dead(self, entries: list[Entry], reason: str, attempts: int) -> None:
+        reason = redaction.redact(reason)
+        await self.outbox.dead_letter(entries, reason, attempts)
+        self.dead += len(entries)
+        metrics.DEAD_LETTERS.labels(self.name).inc(len(entries))
+        metrics.ALERTS_SENT.labels(self.name, "dead").inc(len(entries))
+        for e in entries:
+            self.log.error("alert dead-lettered", alert_id=e.alert_id, reason=reason)

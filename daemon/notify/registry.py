@@ -1,0 +1,35 @@
+"""Channel types by name: a new channel type is one module plus one line here.
+
+Each module owns its config struct, renderer and Notifier (see notify/base.py); the config
+loader builds the `channels:` union from this list and the dispatcher builds notifiers from it,
+so neither names a channel type.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+from gex_alertd.notify import console, email, slack, webhook
+from gex_alertd.notify.base import ChannelType, Notifier
+from gex_alertd.notify.channel import ChannelBase
+
+_TYPES: tuple[ChannelType[Any], ...] = (
+    webhook.CHANNEL,
+    slack.CHANNEL,
+    email.CHANNEL,
+    console.CHANNEL,
+)
+
+BY_NAME: dict[str, ChannelType[Any]] = {t.name: t for t in _TYPES}
+BY_CONFIG: dict[type[ChannelBase], ChannelType[Any]] = {t.config: t for t in _TYPES}
+
+
+def channel_config_union() -> Any:
+    return Union[tuple(t.config for t in _TYPES)]  # noqa: UP007 - built at run time
+
+
+def build_notifier(name: str, cfg: ChannelBase) -> Notifier[Any]:
+    kind = BY_CONFIG.get(type(cfg))
+    if kind is None:
+        raise TypeError(f"unknown channel type {type(cfg).__name__}")
+    return kind.notifier(name, cfg)

@@ -1,0 +1,38 @@
+"""URL checks shared by the config sections (the source, every HTTP channel)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+
+def is_http_url(value: str) -> bool:
+    """An http(s) URL that parses and names a host (a broken one would only fail at send time)."""
+    try:
+        parts = urlsplit(value)
+        _port = parts.port  # raises for a port out of range or not a number
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
+def host_port(url: str) -> tuple[str, int] | None:
+    """(host, port) an http(s) URL connects to, for `check --probe`; None if it names none."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return (parts.hostname, port) if parts.hostname else None
+
+
+def shown(url: str) -> str:
+    """An URL as a log line may show it: scheme, host and path; user info and query dropped
+    (they are where credentials travel). Callers still pass the result through redaction."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable URL>"
+    query = "?…" if parts.query else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}{query}" if parts.scheme else url[:200]
