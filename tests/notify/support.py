@@ -29,6 +29,7 @@ class Hit:
     body: bytes
     status: int = 200
     verified: bool | None = None
+    method: str = "POST"
 
 
 Responder = Callable[[int, web.Request], Awaitable[web.StreamResponse | None]]
@@ -52,7 +53,7 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        hit = Hit(time.monotonic(), dict(request.headers), body)
+        hit = Hit(time.monotonic(), dict(request.headers), body, method=request.method)
         if self.secret:
             try:
                 Webhook(self.secret).verify(body, dict(request.headers))
@@ -71,7 +72,8 @@ class Receiver:
 
     async def start(self) -> Receiver:
         app = web.Application()
-        app.router.add_post(self.path, self._handle)
+        # every method: a redirected delivery arrives as a GET, and a test must see it
+        app.router.add_route("*", self.path, self._handle)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()

@@ -1,0 +1,137 @@
+"""The HTTP delivery path against real receivers: redirects are never followed (defect 1),
+Retry-After values from outside are bounded (defect 2)."""
+
+from __future__ import annotations
+
+import math
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from gex_alertd import keys, redaction
+from gex_alertd.notify.base import Ok, Permanent, Retry
+from gex_alertd.notify.dispatch import Dispatcher
+from gex_alertd.notify.outbox import list_dead
+from gex_alertd.notify.webhook import WebhookChannel, WebhookNotifier
+from tests.notify.support import SECRET, Receiver, alert, enqueue, make_config
+from tests.support.wait import eventually
+
+
+def redirect_to(location: str, status: int = 302) -> object:
+    async def respond(_n: int, _r: web.Request) -> web.Response:
+        return web.Response(status=status, headers={"Location": location})
+
+    return respond
+
+
+async def test_a_redirect_is_a_failure_naming_the_location_and_is_never_followed() -> None:
+    target = await Receiver().start()
+    for status in (301, 302, 303, 307, 308):
+        rx = await Receiver(responder=redirect_to(target.url, status)).start()  # type: ignore[arg-type]  # a Responder
+        cfg = WebhookChannel(url=rx.url, secret=SECRET, headers={"Authorization": "Bearer t0k"})
+        n = WebhookNotifier("ops", cfg)
+        try:
+            outcome = await n.send([alert(1)])
+            assert outcome == Permanent(
+                f"HTTP {status} redirect to {target.url}; deliveries never follow redirects"
+            )
+            assert len(rx.hits) == 1 and rx.hits[0].method == "POST"
+        finally:
+            await n.aclose()
+            await rx.stop()
+    assert target.hits == []  # neither a GET nor a POST, and the auth header went nowhere
+    await target.stop()
+
+
+async def test_a_redirect_location_with_secrets_is_redacted() -> None:
+    redaction.register("s3cr3tpathpart")
+    where = "http://user:pw@127.0.0.1:9/hooks/s3cr3tpathpart?token=abc"
+    rx = await Receiver(responder=redirect_to(where)).start()  # type: ignore[arg-type]  # a Responder
+    n = WebhookNotifier("ops", WebhookChannel(url=rx.url))
+    try:
+        outcome = await n.send([alert(1)])
+        assert isinstance(outcome, Permanent)
+        assert "pw" not in outcome.reason and "abc" not in outcome.reason
+        assert "s3cr3tpathpart" not in outcome.reason
+        assert "redirect to http://127.0.0.1:9/hooks/***?…" in outcome.reason
+    finally:
+        await n.aclose()
+        await rx.stop()
+
+
+async def test_on_redirect_retry_makes_a_redirect_transient() -> None:
+    rx = await Receiver(responder=redirect_to("http://127.0.0.1:9/x")).start()  # type: ignore[arg-type]  # a Responder
+    n = WebhookNotifier("ops", WebhookChannel(url=rx.url, on_redirect="retry"))
+    try:
+        outcome = await n.send([alert(1)])
+        assert isinstance(outcome, Retry) and "redirect to http://127.0.0.1:9/x" in outcome.reason
+    finally:
+        await n.aclose()
+        await rx.stop()
+
+
+async def test_a_redirected_alert_is_dead_lettered_not_counted_as_delivered(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    target = await Receiver().start()
+    rx = await Receiver(responder=redirect_to(target.url)).start()  # type: ignore[arg-type]  # a Responder
+    cfg = make_config({"ops": {"type": "webhook", "url": rx.url}}, redis_url)
+    d = Dispatcher(redis, cfg, consumer="t1")
+    await d.start()
+    try:
+        await enqueue(redis, alert(1), ["ops"])
+
+        async def dead() -> bool:
+            return await redis.xlen(keys.DEAD) == 1
+
+        await eventually(dead, "the redirected alert dead-lettered")
+        [letter] = await list_dead(redis)
+        assert letter.reason.startswith(f"HTTP 302 redirect to {target.url}")
+        assert not await redis.exists(keys.sent_marker(alert(1).id, "ops"))
+        assert target.hits == [] and d.workers["ops"].sent == 0
+    finally:
+        await d.stop()
+        await rx.stop()
+        await target.stop()
+
+
+async def test_retry_after_nan_does_not_stall_the_channel(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    async def nan_then_ok(n: int, _r: web.Request) -> web.Response | None:
+        if n == 1:
+            return web.Response(status=503, headers={"Retry-After": "nan"})
+        if n == 2:
+            return web.Response(status=429, headers={"Retry-After": "inf"})
+        return None
+
+    rx = await Receiver(responder=nan_then_ok).start()
+    hook = {"type": "webhook", "url": rx.url, "retry_base_s": 0.05, "retry_max_s": 0.1}
+    cfg = make_config({"ops": hook}, redis_url)
+    d = Dispatcher(redis, cfg, consumer="t1")
+    await d.start()
+    try:
+        await enqueue(redis, alert(1), ["ops"])
+        await rx.wait_for(1)  # before the fix the channel's retry_at was NaN: never due
+        assert [h.status for h in rx.hits] == [503, 429, 200]
+        assert math.isfinite(d.workers["ops"].retry_at)
+    finally:
+        await d.stop()
+        await rx.stop()
+
+
+async def test_retry_after_answers_are_finite_and_bounded() -> None:
+    answers = iter(["nan", "-5", "99999999", "Wed, 21 Oct 2015 07:28:00 GMT", "2.5"])
+
+    async def respond(_n: int, _r: web.Request) -> web.Response:
+        return web.Response(status=503, headers={"Retry-After": next(answers)})
+
+    rx = await Receiver(responder=respond).start()
+    n = WebhookNotifier("ops", WebhookChannel(url=rx.url))
+    try:
+        got = [await n.send([alert(1)]) for _ in range(5)]
+        assert [o.after for o in got if isinstance(o, Retry)] == [None, 0.0, 3600.0, 0.0, 2.5]
+        assert not any(isinstance(o, Ok) for o in got)
+    finally:
+        await n.aclose()
+        await rx.stop()

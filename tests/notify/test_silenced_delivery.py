@@ -1,0 +1,61 @@
+"""A silenced alert is acked from that channel's group, recorded as silenced (visible in
+`outbox list`), never sent, and not lost for the channels the silence does not match."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from gex_alertd import keys
+from gex_alertd.notify.dispatch import Dispatcher
+from gex_alertd.notify.outbox import list_silenced
+from gex_alertd.notify.silences import Matchers, SilenceStore
+from tests.notify.support import Receiver, alert, enqueue, make_config
+from tests.notify.test_commands import cli, write_config
+from tests.support.wait import eventually
+
+
+async def test_a_silenced_alert_is_recorded_acked_and_not_sent(
+    tmp_path: Path, redis: aioredis.Redis, redis_url: str
+) -> None:
+    ops, desk = await Receiver().start(), await Receiver().start()
+    store = SilenceStore(redis)
+    silence = await store.add(Matchers(symbol="SPY", channel="ops"), 3600, comment="maintenance")
+    channels = {
+        "ops": {"type": "webhook", "url": ops.url},
+        "desk": {"type": "webhook", "url": desk.url},
+    }
+    d = Dispatcher(
+        redis, make_config(channels, redis_url), consumer="t1", silence_check=store.check
+    )
+    await d.start()
+    try:
+        await enqueue(redis, alert(1, "SPY"), ["ops", "desk"])
+        await enqueue(redis, alert(2, "QQQ"), ["ops"])
+        await desk.wait_for(1)
+        await ops.wait_for(1)
+
+        async def settled() -> bool:
+            h = await d.health()
+            return h["ops"]["pending"] == 0 and h["desk"]["pending"] == 0
+
+        await eventually(settled, "both channels acked everything")
+        assert ops.ids() == [alert(2, "QQQ").id]  # SPY held back on ops only
+        assert desk.ids() == [alert(1, "SPY").id]
+        assert (await d.health())["ops"]["silenced"] == 1
+        [record] = await list_silenced(redis)
+        assert (record.alert_id, record.channel, record.silence_id) == (
+            alert(1, "SPY").id,
+            "ops",
+            silence.id,
+        )
+        # a redelivery (own PEL after a crash, a claim) is skipped, never sent
+        assert await redis.get(keys.sent_marker(alert(1, "SPY").id, "ops")) == b"silenced"
+    finally:
+        await d.stop()
+        await ops.stop()
+        await desk.stop()
+    rc, out = await cli("outbox", "-c", write_config(tmp_path, redis_url, channels), "list")
+    assert rc == 0, out
+    assert "SILENCED (last 1)" in out and f"silence={silence.id}" in out
