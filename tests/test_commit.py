@@ -44,7 +44,7 @@ async def test_first_snapshot_stores_and_a_cross_fires_once(redis: aioredis.Redi
     [entry] = await outbox(redis)
     event = decode_alert(entry[b"event"])
     assert event == r1.alerts[0]
-    assert entry[b"id"] == event.id.encode() and entry[b"channels"] == b"desk,ops"
+    assert entry[b"id"] == event.id.encode() and entry[b"channels"] == b'["desk","ops"]'
     assert entry[b"symbol"] == b"SPY"
     ids = [i for i, _ in entries(await redis.xrange(keys.snap("SPY")))]
     assert ids == [f"{below(0).as_of_ms}-0".encode(), f"{above(1).as_of_ms}-0".encode()]

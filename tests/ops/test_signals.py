@@ -24,6 +24,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from gex_alertd import connections
+from gex_alertd.model import decode_channels
 from tests.support.redis_server import free_port
 from tests.support.wait import WAIT_S, eventually
 
@@ -275,9 +276,7 @@ def counter(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 async def alert_ids(redis: aioredis.Redis, channel: str) -> set[str]:
     entries = connections.entries(await redis.xrange("gex:alerts"))
-    return {
-        f[b"id"].decode() for _id, f in entries if channel in f[b"channels"].decode().split(",")
-    }
+    return {f[b"id"].decode() for _id, f in entries if channel in decode_channels(f[b"channels"])}
 
 
 # --- tests -------------------------------------------------------------------------------
