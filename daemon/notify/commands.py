@@ -92,7 +92,7 @@ def outbox(ctx: click.Context, config_path: Path, redis_url: str | None) -> None
 @click.option("--limit", default=50, show_default=True, help="Rows per section.")
 @click.pass_context
 def list_cmd(ctx: click.Context, limit: int = 50) -> None:
-    """List pending entries per channel, the latest silenced deliveries and the dead letters."""
+    """List pending entries per channel, the dead letters and the latest silenced deliveries."""
     config_path, redis_url = ctx.obj
     cfg = _load(config_path)
 
@@ -108,13 +108,6 @@ def list_cmd(ctx: click.Context, limit: int = 50) -> None:
                         f"    {row['entry']}  {row['alert_id']}  consumer={row['consumer']}"
                         f"  idle={row['idle_s']:.1f}s  deliveries={row['deliveries']}"
                     )
-            silenced = await ob.list_silenced(client, limit)
-            click.echo(f"SILENCED (last {len(silenced)})")
-            for r in silenced:
-                click.echo(
-                    f"  {r.record_id}  {r.channel:<10} {r.alert_id}  silence={r.silence_id}"
-                    f"  at {r.at}"
-                )
             dead = await ob.list_dead(client, limit)
             click.echo(f"DEAD ({len(dead)})")
             for d in dead:
