@@ -7,7 +7,7 @@ import redis.asyncio as aioredis
 from gex_alertd import keys
 from gex_alertd.connections import entries
 from gex_alertd.heartbeat import HeartbeatSender, heartbeat_event
-from gex_alertd.model import decode_alert
+from gex_alertd.model import decode_alert, decode_channels
 
 T = 1_764_000_000_000  # ms, a multiple of 60 s
 
@@ -32,5 +32,5 @@ async def test_sent_once_per_interval_to_its_channel(redis: aioredis.Redis) -> N
     got = entries(await redis.xrange(keys.ALERTS))
     assert len(got) == 2
     fields = got[0][1]
-    assert fields[b"channels"] == b"pager"
+    assert decode_channels(fields[b"channels"]) == ["pager"]
     assert decode_alert(fields[b"event"]) == first

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from gex_alertd import keys
 from gex_alertd.config import WatchTarget
 from gex_alertd.connections import entries
-from gex_alertd.model import FlowGex, decode_alert, decode_flow_gex, group_key
+from gex_alertd.model import FlowGex, decode_alert, decode_channels, decode_flow_gex, group_key
 from gex_alertd.operator_rules import DEFAULT_RULE, OperatorRules, failure_kind, with_defaults
 from gex_alertd.rules.source_failing import SourceFailing
 from gex_alertd.rules.stale_data import StaleData
@@ -48,7 +48,7 @@ def failing_rule(**kw: Any) -> SourceFailing:
 async def outbox(redis: aioredis.Redis) -> list[tuple[list[str], Any]]:
     out = []
     for _id, fields in entries(await redis.xrange(keys.ALERTS)):
-        out.append((fields[b"channels"].decode().split(","), decode_alert(fields[b"event"])))
+        out.append((decode_channels(fields[b"channels"]), decode_alert(fields[b"event"])))
     return out
 
 
