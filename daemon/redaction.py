@@ -14,7 +14,7 @@ MASK = "***"
 # when it carries credentials, a hook path, a token or a query (see config._register_secrets)
 SECRET_KEYS = frozenset(
     {"api_key", "secret", "secrets", "webhook_url", "password", "url", "token", "auth_token",
-     "headers", "sentinel_password"}
+     "headers", "sentinel_password", "bearer_token"}
 )  # fmt: skip
 _PATH_PARTS = re.compile(r"[.\[\]]")
 _secrets: set[str] = set()

@@ -7,6 +7,7 @@ command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)  # redis-cli: the te
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # the live page's browser tests drive Debian's chromium (Playwright, no browser download)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing: ${need[*]}. Install them with: sudo apt-get install -y ${need[*]}" >&2

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Union
 
-from gex_alertd.notify import console, email, slack, webhook
+from gex_alertd.notify import alertmanager, console, email, slack, webhook
 from gex_alertd.notify.base import ChannelType, Notifier
 from gex_alertd.notify.channel import ChannelBase
 
@@ -18,6 +18,7 @@ _TYPES: tuple[ChannelType[Any], ...] = (
     slack.CHANNEL,
     email.CHANNEL,
     console.CHANNEL,
+    alertmanager.CHANNEL,
 )
 
 BY_NAME: dict[str, ChannelType[Any]] = {t.name: t for t in _TYPES}
