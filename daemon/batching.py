@@ -15,6 +15,13 @@ the batches. Each script still runs atomically on its own, and gets its own repl
 On a Redis Cluster the calls of a batch belong to several slots: the batch goes as redis-py's
 cluster pipeline, one pipeline per node holding the slots (sent together), which follows
 MOVED/ASK and refreshes the slot map after a failover; each script still touches one slot.
+
+With `wait_replicas` (redis.wait_replicas) each batch ends with `WAIT n timeout` on the same
+connection (on a cluster: one per node, behind that node's scripts): replication is
+asynchronous, and a commit only the dying primary held would be lost with its alerts. A batch
+whose WAIT did not reach n replicas is not acknowledged: every call of it fails with
+NotReplicated, the snapshots stay pending and are committed again (a no-op `repeat` when the
+first write survived, a fresh commit when it did not: the as_of-derived ids keep both exact).
 """
 
 from __future__ import annotations
@@ -23,12 +30,17 @@ import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from gex_alertd.connections import is_cluster
 from gex_alertd.ops import metrics
 
 MAX_BATCH = 32
+
+
+class NotReplicated(RedisError):
+    """The batch ran on the primary, but WAIT saw fewer replicas acknowledge it than asked:
+    not acknowledged, the caller keeps its work pending and retries."""
 
 
 def _bulk(arg: object) -> tuple[int, bytes]:
@@ -43,6 +55,12 @@ def _bulk(arg: object) -> tuple[int, bytes]:
     else:
         raise TypeError(f"script argument of type {type(arg).__name__}: pass bytes, str or int")
     return len(raw), raw
+
+
+def _acked(reply: object) -> int:
+    """WAIT's reply: the replicas that acknowledged; an error (a replica refusing WAIT) is
+    none."""
+    return reply if isinstance(reply, int) and not isinstance(reply, bool) else 0
 
 
 class _Call:
@@ -61,12 +79,16 @@ class ScriptBatcher:
         script: str,
         *,
         max_batch: int = MAX_BATCH,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         self.redis = redis
         self.script = script
         self.max_batch = max_batch
         self._sha: str | None = None
         self._cluster = is_cluster(redis)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self._waiting: list[_Call] = []
         self._scheduled: asyncio.Handle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
@@ -123,24 +145,46 @@ class ScriptBatcher:
         metrics.COMMIT_BATCH.observe(len(batch))
         if self._sha is None:
             self._sha = await self.redis.script_load(self.script)
-        replies = await self._pipelined(batch)
+        replies, acked = await self._pipelined(batch)
         missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
         if missing:  # Redis restarted (or SCRIPT FLUSH): load it once, resend just those
             self._sha = await self.redis.script_load(self.script)
-            again = await self._pipelined([batch[i] for i in missing])
+            again, acked_again = await self._pipelined([batch[i] for i in missing])
+            acked = min(acked, acked_again)
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
+        if acked < self.wait_replicas:
+            metrics.COMMIT_NOT_REPLICATED.inc(len(batch))
+            refused = NotReplicated(
+                f"WAIT: {acked} of {self.wait_replicas} replica(s) acknowledged the commit "
+                f"within {self.wait_timeout_ms} ms"
+            )
+            replies = [r if isinstance(r, Exception) else refused for r in replies]
         return replies
 
-    async def _pipelined(self, batch: list[_Call]) -> list[Any]:
+    async def _pipelined(self, batch: list[_Call]) -> tuple[list[Any], int]:
+        """The replies, and how many replicas acknowledged them (WAIT; wait_replicas when it
+        is off)."""
         if self._cluster:
             return await self._cluster_pipelined(batch)
         return await self._packed(batch)
 
-    async def _cluster_pipelined(self, batch: list[_Call]) -> list[Any]:
+    def _nodes(self, batch: list[_Call]) -> list[Any]:
+        """The primaries serving the batch's slots, per the client's slot map."""
+        cluster: Any = self.redis  # a RedisCluster under the Redis type (connections.py)
+        names: dict[str, Any] = {}
+        for c in batch:
+            node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(c.keys[0]))
+            names[node.name] = node
+        return list(names.values())
+
+    async def _cluster_pipelined(self, batch: list[_Call]) -> tuple[list[Any], int]:
         """Per-node pipelines (redis-py groups the calls by the node serving each call's slot);
-        a script's error is its reply, as on one node."""
+        a script's error is its reply, as on one node. WAIT goes to each node behind its
+        scripts; if the slot map changed meanwhile (MOVED: a call went elsewhere than its
+        WAIT), the batch counts as not replicated."""
         assert self._sha is not None
+        nodes = self._nodes(batch) if self.wait_replicas else []
         async with self.redis.pipeline(transaction=False) as pipe:
             for c in batch:
                 for arg in c.args:
@@ -148,9 +192,19 @@ class ScriptBatcher:
                 # by name: redis-py blocks pipe.evalsha on a cluster, yet routes EVALSHA by
                 # its first key's slot (every key of a commit shares the symbol's hash tag)
                 pipe.execute_command("EVALSHA", self._sha, len(c.keys), *c.keys, *c.args)
-            return list(await pipe.execute(raise_on_error=False))
+            for node in nodes:
+                pipe.execute_command(
+                    "WAIT", self.wait_replicas, self.wait_timeout_ms, target_nodes=node
+                )
+            out = list(await pipe.execute(raise_on_error=False))
+        replies, waits = out[: len(batch)], out[len(batch) :]
+        if not nodes:
+            return replies, self.wait_replicas
+        if [n.name for n in self._nodes(batch)] != [n.name for n in nodes]:
+            return replies, 0
+        return replies, min(_acked(w) for w in waits)
 
-    async def _packed(self, batch: list[_Call]) -> list[Any]:
+    async def _packed(self, batch: list[_Call]) -> tuple[list[Any], int]:
         """One write of every EVALSHA, then their replies in order, on one pooled connection.
 
         Packed here rather than by a redis-py pipeline: its per-argument encoding and per-
@@ -165,17 +219,22 @@ class ScriptBatcher:
             chunks.append(b"*%d\r\n$7\r\n%s\r\n" % (3 + len(c.keys) + len(c.args), head))
             for arg in (str(len(c.keys)), *c.keys, *c.args):
                 chunks.append(b"$%d\r\n%s\r\n" % _bulk(arg))
+        if self.wait_replicas:  # on this connection, behind its scripts: WAIT covers them
+            wait = (b"WAIT", str(self.wait_replicas), str(self.wait_timeout_ms))
+            chunks.append(b"*3\r\n" + b"".join(b"$%d\r\n%s\r\n" % _bulk(a) for a in wait))
         payload = b"".join(chunks)
 
-        async def exchange() -> list[Any]:
+        async def exchange() -> tuple[list[Any], int]:
             await conn.send_packed_command(payload, check_health=False)
             replies: list[Any] = []
-            for _ in batch:
+            for _ in range(len(batch) + (1 if self.wait_replicas else 0)):
                 try:
                     replies.append(await conn.read_response())
                 except ResponseError as exc:  # read whole: the connection stays in step
                     replies.append(exc)
-            return replies
+            if not self.wait_replicas:
+                return replies, 0
+            return replies[:-1], _acked(replies[-1])
 
         async def reconnect(_error: Exception) -> None:
             await conn.disconnect()
@@ -185,7 +244,7 @@ class ScriptBatcher:
         try:
             # the client's own retry policy (a Redis restart, a socket timeout): sending the
             # whole batch again is safe, every commit in it is idempotent
-            result: list[Any] = await conn.retry.call_with_retry(exchange, reconnect)
+            result: tuple[list[Any], int] = await conn.retry.call_with_retry(exchange, reconnect)
             return result
         except BaseException:
             await conn.disconnect()

@@ -152,7 +152,12 @@ class Committer:
         self.redis_cfg = redis_cfg
         self.max_attempts = max_attempts
         # commits of several snapshots share a round trip; each script is still atomic
-        self._batcher = ScriptBatcher(redis, LUA)
+        self._batcher = ScriptBatcher(
+            redis,
+            LUA,
+            wait_replicas=redis_cfg.replicas_to_wait,
+            wait_timeout_ms=redis_cfg.wait_timeout_ms,
+        )
         # the last snapshot this process committed per (symbol, expiry): oi_change basis poll
         # compares against it; valid only while it is still the stream top (`_last`)
         self._prev = PrevCache()

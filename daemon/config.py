@@ -147,6 +147,9 @@ class RedisConfig(Strict):
     password: str | None = None
     retention: Duration | None = Duration(7 * 86400)  # time-based trim (XADD MINID ~)
     max_len: int | None = None  # length-based trim (XADD MAXLEN ~), instead of retention
+    # WAIT after each commit batch: None = 1 on a cluster or Sentinel, 0 (off) on one node
+    wait_replicas: int | None = None
+    wait_timeout_ms: int = 1000  # below the client's 5 s socket timeout
 
     def __post_init__(self) -> None:
         if self.url is None and self.cluster is None and self.sentinel is None:
@@ -155,6 +158,12 @@ class RedisConfig(Strict):
     def with_url(self, url: str) -> RedisConfig:
         """This config pointed at one node instead (a command's `--redis` override)."""
         return msgspec.structs.replace(self, url=url, cluster=None, sentinel=None)
+
+    @property
+    def replicas_to_wait(self) -> int:
+        if self.wait_replicas is not None:
+            return self.wait_replicas
+        return 0 if self.kind == "url" else 1
 
     @property
     def kind(self) -> Literal["url", "cluster", "sentinel"]:
@@ -186,6 +195,13 @@ class RedisConfig(Strict):
             out.append(("password", "with url, put the credentials in the URL"))
         if self.max_len is not None and self.max_len < 1:
             out.append(("max_len", f"must be >= 1, got {self.max_len}"))
+        if self.wait_replicas is not None and not 0 <= self.wait_replicas <= 16:
+            out.append(("wait_replicas", f"must be 0 to 16, got {self.wait_replicas}"))
+        if not 1 <= self.wait_timeout_ms <= 4000:
+            out.append(
+                ("wait_timeout_ms", f"must be 1 to 4000 (ms, under the 5 s socket timeout), "
+                 f"got {self.wait_timeout_ms}")
+            )  # fmt: skip
         return out
 
 

@@ -104,6 +104,10 @@ COMMIT_BATCH = Histogram(
     "gexalertd_commit_batch_size", "Snapshots per pipelined commit round trip",
     buckets=(1, 2, 4, 8, 16, 32, 64), registry=REGISTRY,
 )  # fmt: skip
+COMMIT_NOT_REPLICATED = Counter(
+    "gexalertd_commit_not_replicated_total",
+    "Commits whose WAIT saw too few replicas (kept pending and retried)", registry=REGISTRY,
+)  # fmt: skip
 MEMBERS = Gauge(
     "gexalertd_cluster_members", "Live daemons sharing this Redis (heartbeat)", registry=REGISTRY
 )
