@@ -136,3 +136,16 @@ async def test_check_reaches_the_cluster_and_the_sentinel_primary(
             rc, out, err = await run_cli("check", "--config", str(cfg))
             assert rc == 0, err
             assert f"redis {name} " in out and ": ok (redis 7." in out, out
+
+
+async def test_run_on_a_cluster_is_refused_with_the_reason(
+    tmp_path: Path, redis_cluster: RedisCluster
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"redis: {{cluster: {redis_cluster.startup_nodes}}}\nwatch: {{symbols: [SPY]}}\n"
+    )
+    rc, out, err = await run_cli("run", "--config", str(cfg))
+    assert rc == 2, out + err
+    assert "redis.cluster: `run` cannot commit on a Redis Cluster yet" in err
+    assert "Traceback" not in err

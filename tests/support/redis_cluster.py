@@ -246,6 +246,19 @@ class SentinelSet:
         self.primary, self.replica = new, old
         return new
 
+    def rejoin(self) -> None:
+        """Restart the node killed last (empty: no AOF) and wait for the sentinels to make it a
+        replica of the current primary, in sync."""
+        node = self.replica
+        node.extra_args = (*FAST_SYNC, "--replicaof", "127.0.0.1", str(self.primary.port))
+        node.start(timeout=START_S)
+        _until(
+            lambda: (
+                info_field(cli("info", "replication", port=node.port), "master_link_status") == "up"
+            ),
+            f"node {node.port} back as a replica in sync",
+        )
+
     def stop(self) -> None:
         for p in self.sentinels:
             if p.poll() is None:
