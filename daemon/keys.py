@@ -12,6 +12,7 @@ ALERTS = "gex:alerts"  # the outbox stream: one consumer group per channel
 DEAD = "gex:dead"  # dead letters: an outbox entry, its channel and the redacted reason
 MEMBERS = "gex:members"  # live daemons (sorted set, score = last heartbeat ms)
 SILENCES = "gex:silences"  # operator silences, matched at delivery
+SILENCES_VERSION = "gex:silences:version"  # bumped with every write: readers cache until it moves
 SILENCED = "gex:silenced"  # alerts a silence kept from a channel (for `outbox list`)
 
 SNAP_PATTERN = "gex:{*}:snap*"  # SCAN match for every snapshot stream

@@ -45,10 +45,11 @@ log = structlog.get_logger(__name__)
 
 KEY = keys.SILENCES
 RETENTION_S = 5 * 86400.0  # expired silences stay listed this long (Alertmanager keeps 120 h)
-MAX_SILENCES = 10_000  # bounded: a flood of `add` cannot grow the hash without end
+MAX_SILENCES = 1_000  # bounded: a flood of `add` cannot grow the hash (or a re-read) without end
 MAX_DURATION_S = 366 * 86400.0
 MAX_TEXT = 1000  # comment and created_by
 MAX_MATCHER = 200
+CACHE_MAX_AGE_S = 10.0  # the delivery check re-reads at least this often (see SilenceStore)
 
 Status = Literal["active", "pending", "expired"]
 MATCHER_FIELDS = ("rule", "symbol", "severity", "channel", "type")
@@ -142,12 +143,35 @@ def _utc(ts: float) -> datetime:
 
 class SilenceStore:
     """The silences on Redis. Every read measures the server clock's offset from ours, so
-    `now()` (and matching) follows the server, not this host."""
+    `now()` (and matching) follows the server, not this host.
 
-    def __init__(self, redis: aioredis.Redis, key: str = KEY) -> None:
+    The delivery check reads through a cache: every write here bumps `gex:silences:version` in
+    the same MULTI, and a check only re-reads the hash when the version moved (one `TIME` +
+    `GET` otherwise), so thousands of silences cost no decode per delivery. An entry written
+    by hand (no version bump) is seen within `cache_max_age_s`."""
+
+    def __init__(
+        self, redis: aioredis.Redis, key: str = KEY, *, cache_max_age_s: float = CACHE_MAX_AGE_S
+    ) -> None:
         self.redis = redis
+        self.cache_max_age_s = cache_max_age_s
         self.key = key
+        self.version_key = keys.SILENCES_VERSION if key == KEY else f"{key}:version"
         self.offset_s = 0.0  # server clock minus local clock, from the last read
+        self._cached: list[Silence] | None = None
+        self._cached_version: bytes | None = None
+        self._cached_at = 0.0  # monotonic
+
+    async def _write(
+        self, *, hset: tuple[str, bytes] | None = None, hdel: Sequence[str] = ()
+    ) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if hset is not None:
+                pipe.hset(self.key, hset[0], hset[1])
+            if hdel:
+                pipe.hdel(self.key, *hdel)
+            pipe.incr(self.version_key)
+            await pipe.execute()
 
     async def server_now(self) -> datetime:
         sec, usec = await self.redis.time()
@@ -192,7 +216,7 @@ class SilenceStore:
             created_by=created_by,
             created_at=now,
         )
-        await self.redis.hset(self.key, silence.id, encode(silence))
+        await self._write(hset=(silence.id, encode(silence)))
         return silence
 
     async def get(self, silence_id: str) -> Silence | None:
@@ -200,11 +224,13 @@ class SilenceStore:
         return None if raw is None else decode(raw)
 
     async def all(self) -> list[Silence]:
-        """Every readable silence, ordered by start; the server time is measured alongside."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        """Every readable silence, ordered by start, read now (the server time and the version
+        alongside, in one MULTI so the version names exactly this content)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
             pipe.time()
             pipe.hgetall(self.key)
-            (sec, usec), raw = await pipe.execute()
+            pipe.get(self.version_key)
+            (sec, usec), raw, version = await pipe.execute()
         self.offset_s = sec + usec / 1e6 - time.time()
         out = []
         for sid, value in raw.items():
@@ -212,11 +238,25 @@ class SilenceStore:
                 out.append(decode(value))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 log.warning("unreadable silence skipped", id=_s(sid), error=str(exc))
-        return sorted(out, key=lambda s: (s.starts_at, s.id))
+        out.sort(key=lambda s: (s.starts_at, s.id))
+        self._cached, self._cached_version, self._cached_at = out, version, time.monotonic()
+        return list(out)
+
+    async def current(self) -> list[Silence]:
+        """`all()`, from the cache while the version has not moved (and the cache is young)."""
+        if self._cached is not None and time.monotonic() - self._cached_at < self.cache_max_age_s:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.time()
+                pipe.get(self.version_key)
+                (sec, usec), version = await pipe.execute()
+            if version == self._cached_version:
+                self.offset_s = sec + usec / 1e6 - time.time()
+                return self._cached
+        return await self.all()
 
     async def active(self) -> tuple[list[Silence], datetime]:
         """The silences that are not expired, and the server's now they were judged at."""
-        silences = await self.all()
+        silences = await self.current()
         now = self.now()
         return [s for s in silences if s.ends_at > now], now
 
@@ -241,7 +281,7 @@ class SilenceStore:
             return current
         # a pending silence ends before it began: both ends move to now
         ended = msgspec.structs.replace(current, starts_at=min(current.starts_at, now), ends_at=now)
-        await self.redis.hset(self.key, silence_id, encode(ended))
+        await self._write(hset=(silence_id, encode(ended)))
         return ended
 
     async def prune(self) -> list[str]:
@@ -250,7 +290,7 @@ class SilenceStore:
         cutoff = self.now() - timedelta(seconds=RETENTION_S)
         gone = [s.id for s in silences if s.ends_at < cutoff]
         if gone:
-            await self.redis.hdel(self.key, *gone)
+            await self._write(hdel=gone)
         return gone
 
 

@@ -111,6 +111,26 @@ async def test_add_uses_the_server_clock_and_is_shared(redis: aioredis.Redis) ->
     assert await other.check(_event(symbol="QQQ"), "desk") is None
 
 
+async def test_a_daemons_cached_silences_follow_every_write_at_once(
+    redis: aioredis.Redis,
+) -> None:
+    """The delivery check caches the silences; a write by anyone (CLI, API, another daemon)
+    moves the version, so the next check sees it without waiting for the cache to age."""
+    # a cache that never ages here, so what it serves depends on the version alone
+    daemon, operator = SilenceStore(redis, cache_max_age_s=1e9), SilenceStore(redis)
+    assert await daemon.check(_event(), "desk") is None  # cached: no silences
+    s = await operator.add(Matchers(rule="spy-flip"), 3600)
+    assert await daemon.check(_event(), "desk") == s
+    await operator.expire(s.id)
+    assert await daemon.check(_event(), "desk") is None
+    # a hand-written entry does not move the version: the cache serves on (in the daemon,
+    # until it ages out), which shows the check did not re-read the hash
+    hand = _silence(rule="spy-flip", start=await daemon.server_now())
+    await redis.hset(sil.KEY, hand.id, sil.encode(hand))
+    assert await daemon.check(_event(), "desk") is None
+    assert await SilenceStore(redis).check(_event(), "desk") == hand  # a fresh reader sees it
+
+
 async def test_expire_ends_it_at_once_and_keeps_it_listed(redis: aioredis.Redis) -> None:
     store = SilenceStore(redis)
     s = await store.add(Matchers(rule="spy-flip"), 3600)
