@@ -10,7 +10,9 @@ Fires when the guard turns bad (status firing, the reason in details) and when i
 (status resolved, same group key). Edge cases:
   - the first snapshot is the baseline: a guard that starts bad never fires, and its recovery
     resolves nothing (only an announced problem is resolved);
-  - a change of reason while bad (far -> unavailable) is not a new alert;
+  - a change of reason while bad (far -> unavailable) is not a new alert, and a snapshot
+    without a usable flip never recovers the guard: far -> missing (before `for`) is still one
+    open problem, and so is an outage whose `for` a reload made longer;
   - a flip coming back resets the unavailable clock; the next outage counts from zero.
 Severity `warning` unless configured.
 """
@@ -66,6 +68,9 @@ def evaluate(
     if snap.flip is None:
         since = old.missing_since_ms if old.missing_since_ms is not None else snap.as_of_ms
     reason = _reason(rule, snap, since)
+    if reason is None and since is not None and old.bad:
+        # still no flip: the problem goes on (it is not "back to normal" with nothing to show)
+        reason = old.reason
     bad = reason is not None
     if state is None or old.bad is None:
         return GuardState(since, bad, reason=reason), []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gex_alertd.rules.engine import Engine
 from tests.rules.factory import snap
 from tests.rules.helpers import make_rule, rule_problems, run
 
@@ -42,6 +43,12 @@ CASES = [
         [OK, FAR, NONE, OK],
         [(1, "firing", "far"), (3, "resolved", "far")],
     ),
+    (
+        "far then missing before for is still one problem",
+        {"max_distance_pct": 10},  # for: 5m, far longer than the two missing snapshots
+        [OK, FAR, NONE, NONE, OK],
+        [(1, "firing", "far"), (4, "resolved", "far")],
+    ),
 ]
 
 
@@ -64,6 +71,23 @@ def test_defaults_and_ids() -> None:
     [(_, fire), (_, done)] = run(rule, [_snap(0, OK), _snap(1, FAR), _snap(2, OK)])
     assert fire.id != done.id and fire.details["distance_pct"] == pytest.approx(40.0)
     assert "flip" in fire.summary and done.summary
+
+
+def test_a_reload_that_lengthens_for_keeps_the_outage_open() -> None:
+    # the state survives a reload (it is keyed by rule name): an outage that fired under
+    # `for: 30s` is not "back to normal" under `for: 5m` while the flip is still missing
+    slots: dict = {}
+    fired = []
+    seq = [(30, [OK, NONE, NONE, NONE]), (300, [NONE, NONE, OK])]
+    i = 0
+    for for_s, flips in seq:
+        engine = Engine([make_rule(type="flip_guard", **{"for": for_s})])
+        for flip in flips:
+            outcome = engine.evaluate(slots, _snap(i, flip), None, None)
+            slots = outcome.slots
+            fired += [(i, em.event.status) for em in outcome.emitted]
+            i += 1
+    assert fired == [(3, "firing"), (6, "resolved")]
 
 
 def test_check_names_the_fields() -> None:
