@@ -10,12 +10,14 @@ stored rule state, so replaying a history gives byte-identical events to the liv
     distance, call wall, put wall.
 An alert suppressed by cooldown or active_hours still advances the rule's state: the change
 has been seen, and it must not fire later (outside the window) as if it were new.
+A resolved event (`Fired.status`) closes what the rule's last firing event opened: it is sent
+exactly when that firing event was sent (`RuleSlot.open`), whatever the cooldown or
+active_hours (a receiver's incident must close), and it does not start a cooldown.
 """
 
 from __future__ import annotations
 
 import hashlib
-from types import GenericAlias
 from typing import Any
 
 import msgspec
@@ -32,6 +34,21 @@ class RuleSlot(msgspec.Struct, array_like=True):
     type: str
     last_fired_ms: int | None
     state: Any
+    # the rule's last firing event was sent (not suppressed), so its resolved event is sent;
+    # a slot stored before this field existed reads True: the rule's own state decides, as then
+    open: bool = True
+
+
+def _stored_slot(state: type) -> type[msgspec.Struct]:
+    """RuleSlot with the rule's state type, for decoding (the type is known only at run time);
+    a stored slot without `open` (an older layout) decodes with its default."""
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
+        ("type", str),
+        ("last_fired_ms", int | None),
+        ("state", state),
+        ("open", bool, True),
+    ]
+    return msgspec.defstruct("StoredSlot", fields, array_like=True)
 
 
 class Emitted(msgspec.Struct, frozen=True):
@@ -42,7 +59,7 @@ class Emitted(msgspec.Struct, frozen=True):
 
 class Suppressed(msgspec.Struct, frozen=True):
     event: AlertEvent
-    reason: str  # "cooldown" | "active_hours"
+    reason: str  # "cooldown" | "active_hours" | "firing_not_sent" (a resolved event)
 
 
 class Outcome(msgspec.Struct):
@@ -82,9 +99,7 @@ class Engine:
         self.rules = [r for r in rules if not is_operator(r)]
         self._types: dict[str, RuleType[Any, Any]] = {r.name: rule_type(r) for r in self.rules}
         self._decoders = {
-            # tuple[str, int | None, <the rule's state type>], a type known only at run time
-            t.name: msgspec.msgpack.Decoder(GenericAlias(tuple, (str, int | None, t.state)))
-            for t in self._types.values()
+            t.name: msgspec.msgpack.Decoder(_stored_slot(t.state)) for t in self._types.values()
         }
         self._by_symbol: dict[str, list[RuleBase]] = {}
         self._needs_prev: dict[str, bool] = {}
@@ -125,12 +140,12 @@ class Engine:
         if t is None:
             return None
         try:
-            type_, last, state = self._decoders[t.name].decode(raw)
+            stored: Any = self._decoders[t.name].decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return None
-        if type_ != t.name:
+        if stored.type != t.name:
             return None
-        return RuleSlot(type_, last, state)
+        return RuleSlot(stored.type, stored.last_fired_ms, stored.state, stored.open)
 
     # --- evaluation ----------------------------------------------------------------------
 
@@ -149,17 +164,25 @@ class Engine:
             slot = slots.get(rule.name)
             state, fired = t.evaluate(rule, slot.state if slot else None, snap, prev)
             last = slot.last_fired_ms if slot else None
+            is_open = slot.open if slot else False
             if slot is None:
                 fired = []  # the first snapshot a rule sees never fires
             for f in fired:
                 event = self._event(rule, t, f, snap, expiry, as_of_ms)
+                if f.status != FIRING:
+                    if is_open:
+                        out.emitted.append(Emitted(event, list(rule.channels), 0))
+                    else:
+                        out.suppressed.append(Suppressed(event, "firing_not_sent"))
+                    is_open = False
+                    continue
                 reason = self._suppressed(rule, snap, as_of_ms, last)
                 if reason:
                     out.suppressed.append(Suppressed(event, reason))
                     continue
-                last = as_of_ms
+                last, is_open = as_of_ms, True
                 out.emitted.append(Emitted(event, list(rule.channels), int(rule.cooldown * 1000)))
-            out.slots[rule.name] = RuleSlot(t.name, last, state)
+            out.slots[rule.name] = RuleSlot(t.name, last, state, is_open)
         return out
 
     @staticmethod

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from gex_alertd.model import StrikeRow
@@ -199,3 +200,61 @@ def test_every_event_carries_the_levels_in_its_details() -> None:
         rule, [snap(spot=99.0, flip=100.0), snap(at=1, spot=101.0, flip=100.0, strikes=rows)]
     )
     assert (event.details["call_wall"], event.details["put_wall"]) == (103.0, 98.0)
+
+
+def _zone(cooldown: str = "10m", hours: dict | None = None):
+    kw = {"active_hours": hours} if hours else {}
+    rule = make_rule(
+        type="level_proximity", level="flip", within_pct=1.0, on_exit=True, cooldown=cooldown, **kw
+    )
+    return rule
+
+
+# spot 510 is outside the 1 % zone around the flip 495, 497 inside; 15 s between snapshots
+OUT, IN = 510.0, 497.0
+
+
+def test_a_resolved_event_is_sent_within_the_cooldown_and_starts_none() -> None:
+    # entry (sent), exit 15 s later: inside the 10m cooldown, the resolved event is still sent
+    # (the receiver's incident must close); it starts no cooldown of its own
+    got = run(_zone(), [snap(at=i, spot=s) for i, s in enumerate([OUT, IN, OUT])])
+    assert [(i, e.status) for i, e in got] == [(1, "firing"), (2, "resolved")]
+    seq = [OUT, IN, OUT] + [OUT] * 39 + [IN]  # the second entry 10m after the first
+    got = run(_zone(), [snap(at=i, spot=s) for i, s in enumerate(seq)])
+    assert [(i, e.status) for i, e in got] == [(1, "firing"), (2, "resolved"), (42, "firing")]
+
+
+def test_no_resolved_event_for_a_firing_that_was_not_sent() -> None:
+    # the second entry falls in the cooldown (suppressed): its exit resolves nothing
+    engine = Engine([_zone()])
+    slots: dict = {}
+    sent, held = [], []
+    for i, s in enumerate([OUT, IN, OUT, IN, OUT]):
+        outcome = engine.evaluate(slots, snap(at=i, spot=s), None, None)
+        slots = {k: engine.decode_slot(k, engine.encode_slot(v)) for k, v in outcome.slots.items()}
+        sent += [(i, em.event.status) for em in outcome.emitted]
+        held += [(i, sup.event.status, sup.reason) for sup in outcome.suppressed]
+    assert sent == [(1, "firing"), (2, "resolved")]
+    assert held == [(3, "firing", "cooldown"), (4, "resolved", "firing_not_sent")]
+
+
+def test_a_resolved_event_after_active_hours_closes_what_was_sent() -> None:
+    # entry at 15:59:45 New York (sent), exit at 16:00:00 (outside the window): still sent
+    hours = {"start": "09:30", "end": "16:00"}
+    t = datetime(2026, 5, 11, 19, 59, 45, tzinfo=UTC)  # a Monday, 15:59:45 EDT
+    seq = [(t - timedelta(seconds=15), OUT), (t, IN), (t + timedelta(seconds=15), OUT)]
+    got = run(_zone("0s", hours), [snap(at=ts, spot=s) for ts, s in seq])
+    assert [(i, e.status) for i, e in got] == [(1, "firing"), (2, "resolved")]
+
+
+def test_a_slot_stored_before_open_existed_still_resolves() -> None:
+    # the older layout [type, last_fired_ms, state]: the rule's own state decides, as it did
+    engine = Engine([_zone()])
+    first = engine.evaluate({}, snap(at=0, spot=OUT), None, None)
+    entered = engine.evaluate(first.slots, snap(at=1, spot=IN), None, None)
+    slot = entered.slots["r"]
+    old = msgspec.msgpack.encode([slot.type, slot.last_fired_ms, slot.state])
+    back = engine.decode_slot("r", old)
+    assert back is not None and back.open
+    [em] = engine.evaluate({"r": back}, snap(at=2, spot=OUT), None, None).emitted
+    assert em.event.status == "resolved"
