@@ -7,19 +7,31 @@ so neither names a channel type.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Union
 
-from gex_alertd.notify import alertmanager, console, email, slack, webhook
 from gex_alertd.notify.base import ChannelType, Notifier
 from gex_alertd.notify.channel import ChannelBase
 
-_TYPES: tuple[ChannelType[Any], ...] = (
-    webhook.CHANNEL,
-    slack.CHANNEL,
-    email.CHANNEL,
-    console.CHANNEL,
-    alertmanager.CHANNEL,
+# the modules under gex_alertd.notify that define a `CHANNEL`, one line each
+_MODULES = (
+    "webhook",
+    "slack",
+    "email",
+    "console",
+    "alertmanager",
+    "discord",
+    "teams",
 )
+
+
+def _load(module: str) -> ChannelType[Any]:
+    kind = importlib.import_module(f"gex_alertd.notify.{module}").CHANNEL
+    assert isinstance(kind, ChannelType), f"gex_alertd.notify.{module}.CHANNEL"
+    return kind
+
+
+_TYPES: tuple[ChannelType[Any], ...] = tuple(_load(m) for m in _MODULES)
 
 BY_NAME: dict[str, ChannelType[Any]] = {t.name: t for t in _TYPES}
 BY_CONFIG: dict[type[ChannelBase], ChannelType[Any]] = {t.config: t for t in _TYPES}

@@ -40,8 +40,8 @@ EXPECTED = [
     "watch.symbols[3]: duplicate watch entry SPY",
     "channels.mail.bogus: unknown key",
     "channels.mail.from: not an email address: 'nobody'",
-    "channels.pager.type: expected one of alertmanager, console, email, slack, webhook, got "
-    "'carrier-pigeon'",
+    "channels.pager.type: expected one of alertmanager, console, discord, email, slack, teams, "
+    "webhook, got 'carrier-pigeon'",
     "rules[0].direction: expected one of up, down, any, got 'sideways'",
     "rules[0].channels[1]: unknown channel 'zz'",
     "rules[1].type: expected one of",

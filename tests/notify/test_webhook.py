@@ -117,3 +117,65 @@ async def test_malformed_secret_is_a_permanent_failure_not_a_crash() -> None:
     out = await n.send([alert(1)])
     assert isinstance(out, Permanent) and "secret" in out.reason
     assert msgspec.json.encode(out)  # outcomes are plain structs
+
+
+NEW_SECRET = "whsec_" + "bmV3LXNpZ25pbmcta2V5LWZvci1yb3RhdGlvbg=="
+
+
+async def test_rotation_signs_with_every_secret_and_either_verifies() -> None:
+    """`secrets: [new, old]`: one webhook-signature header with both signatures,
+    space-separated, so a receiver still on the old secret and one already on the new both
+    accept the message (Standard Webhooks)."""
+    old_rx, new_rx = (
+        await Receiver(secret=SECRET).start(),
+        await Receiver(secret=NEW_SECRET).start(),
+    )
+    try:
+        for rx in (old_rx, new_rx):
+            n = WebhookNotifier("ops", channel(rx.url, secrets=[NEW_SECRET, SECRET]))
+            try:
+                assert isinstance(await n.send([alert(1)]), Ok)
+            finally:
+                await n.aclose()
+        for rx in (old_rx, new_rx):
+            hit = rx.hits[0]
+            assert hit.verified is True
+            sigs = hit.headers["webhook-signature"].split(" ")
+            assert len(sigs) == 2 and all(s.startswith("v1,") for s in sigs)
+    finally:
+        await old_rx.stop()
+        await new_rx.stop()
+
+
+async def test_a_receiver_with_a_third_secret_rejects_a_rotated_message() -> None:
+    third = "whsec_" + "dGhpcmQtc2VjcmV0LW5vdC1jb25maWd1cmVk"
+    rx = await Receiver(secret=third).start()
+    n = WebhookNotifier("ops", channel(rx.url, secrets=[NEW_SECRET, SECRET]))
+    try:
+        await n.send([alert(1)])
+        assert rx.hits[0].verified is False
+    finally:
+        await n.aclose()
+        await rx.stop()
+
+
+def test_secret_and_secrets_are_checked_without_echoing_them() -> None:
+    from gex_alertd import config as config_mod
+
+    hook = {"type": "webhook", "url": "http://127.0.0.1:9/h"}
+    both = {**hook, "secret": SECRET, "secrets": [NEW_SECRET]}
+    bad = {**hook, "secrets": [NEW_SECRET, "not base64 !!"]}
+    for ch, expected in (
+        (both, "channels.ops.secrets: give either secret or secrets, not both"),
+        (bad, "channels.ops.secrets[1]: not a Standard Webhooks secret"),
+    ):
+        try:
+            config_mod.parse({"channels": {"ops": ch}})
+        except config_mod.ConfigError as exc:
+            assert any(p.startswith(expected) for p in exc.problems), exc.problems
+            assert "not base64 !!" not in str(exc)
+        else:
+            raise AssertionError(f"accepted {ch}")
+    # `secret:` alone keeps working
+    cfg = config_mod.parse({"channels": {"ops": {**hook, "secret": SECRET}}})
+    assert cfg.channels["ops"].signing_secrets() == [SECRET]  # type: ignore[attr-defined]  # a WebhookChannel
