@@ -188,3 +188,19 @@ async def test_index_rows_with_health(redis: aioredis.Redis, page: Page) -> None
     _, got = await _get(page, "/api/symbols")
     assert [r["symbol"] for r in got["symbols"]] == ["SPY", "QQQ", "SPX"]
     assert got["symbols"][0]["net"] is not None and "net_gex" not in got["symbols"][0]
+
+
+async def test_the_page_only_reads(redis: aioredis.Redis, page: Page) -> None:
+    for i in range(3):
+        await put(redis, i)
+    await redis.xadd(keys.ALERTS, outbox_fields(_alert(1, "SPY"), ["tty"]))
+    await redis.config_resetstat()
+    async with aiohttp.ClientSession() as http:
+        for path in ("/", "/view", "/api/symbols", "/api/SPY/snapshots", "/api/SPY/alerts"):
+            async with http.get(page.url + path) as resp:
+                assert resp.status == 200, path
+    stats = await redis.info("commandstats")
+    used = {name.removeprefix("cmdstat_").split("|")[0] for name in stats}
+    writes = used & {"xadd", "hset", "set", "del", "xtrim", "xack", "xgroup", "expire", "unlink"}
+    assert not writes, writes
+    assert "xrevrange" in used

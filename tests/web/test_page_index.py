@@ -1,15 +1,20 @@
 """The index page in Debian's chromium: every watched target listed with its newest values,
-sortable by clicking a column, no console error; a screenshot is saved."""
+sortable by clicking a column, no console error; a screenshot is saved. And the symbol
+page's settled overlay: drawn when the day's settled profile is stored, absent otherwise."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 
+from gex_alertd import keys, store
+from gex_alertd.model import decode_flow_gex
 from tests.support.browser import open_browser, screenshot_path
 from tests.support.wait import eventually
-from tests.web.conftest import Page, put
+from tests.web.conftest import Page, body, put
 
 FLIPS = {"SPY": 495.0, "QQQ": 430.0}
 
@@ -47,3 +52,30 @@ async def test_the_index_lists_and_sorts(redis: aioredis.Redis, page: Page, tmp_
 
 async def _count(tab: object, n: int) -> bool:
     return len(await _rows(tab)) == n
+
+
+PROFILE = "window.gexPage.prof.getOption().series.map(s => s.id)"
+
+
+async def test_the_settled_overlay_only_when_stored(
+    redis: aioredis.Redis, page: Page, tmp_path: Path
+) -> None:
+    for i in range(3):
+        await put(redis, i)
+    async with open_browser(tmp_path / "profile") as browser:
+        tab = await browser.context.new_page()
+        browser.watch(tab)
+        await tab.goto(page.url + "/view?symbol=SPY")
+        await tab.wait_for_function("window.gexPage && window.gexPage.grid.columns === 3")
+        assert await tab.evaluate(PROFILE) == ["call", "put", "net"]
+        settled = decode_flow_gex(msgspec.json.encode(body(0, spot=499.0)))
+        key = keys.symbol_key("SPY", "settled", "2026-05-11")
+        await redis.hset(key, mapping=dict[Any, Any](store.encode_fields(settled)))
+        await tab.reload()
+        await tab.wait_for_function("window.gexPage && window.gexPage.grid.columns === 3")
+        assert await tab.evaluate(PROFILE) == ["call", "put", "net", "settled", "diff"]
+        diff = await tab.evaluate(
+            "window.gexPage.prof.getOption().series.find(s => s.id === 'diff').data"
+        )
+        assert any(v not in (None, 0) for v in diff)
+        assert browser.errors == []
