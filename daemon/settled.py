@@ -13,9 +13,11 @@ Once per (symbol, expiry, exchange day): the first live snapshot of the day that
 repositioning rule applies to looks in Redis (`keys.settled`, written with `SET NX` and a TTL
 of the stream retention, so several daemons keep one copy), else fetches. A profile whose
 as_of is from another exchange day (the morning settle is not published yet) is not cached:
-another try after `retry_s`, as after an upstream error; meanwhile the rule neither fires nor
-resets. The cached value records the first snapshot it was attached to (`from_ms`): replay
-attaches it from that snapshot on, exactly as the live path did, so both give the same alerts.
+another try after `retry_s`, as after an upstream error (or a body that is malformed, too
+large, too slow, for another symbol, or without strikes: one warning naming the cause, nothing
+stored); meanwhile the rule neither fires nor resets. The cached value records the first
+snapshot it was attached to (`from_ms`): replay attaches it from that snapshot on, exactly as
+the live path did, so both give the same alerts.
 """
 
 from __future__ import annotations
@@ -139,6 +141,10 @@ class SettledProfiles:
             bound.warning("settled profile unavailable", error=str(exc), retry_in=self.retry_s)
             return None
         profile = settled_from(settled)
+        if not profile.strike:
+            # valid JSON, but nothing to compare: cached, it would silence the rule all day
+            bound.warning("settled profile unavailable", error="no strikes", retry_in=self.retry_s)
+            return None
         if profile.day != day:
             bound.info("settled profile not published for today yet", served_day=profile.day)
             return None

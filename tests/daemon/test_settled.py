@@ -3,12 +3,15 @@ cached in a real Redis per symbol and day with a TTL, bounded, retried, never ye
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import msgspec
 import pytest
 import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
 
 from gex_alertd import keys
 from gex_alertd.config import SimulatorOptions
@@ -146,3 +149,85 @@ def test_both_wire_shapes_decode_and_problems_are_named() -> None:
     with pytest.raises(PayloadError, match="does not match"):
         decode_settled(flow_shaped, "QQQ")
     assert decode_flow_gex(flow_shaped).symbol == "SPY"
+
+
+GOOD = {
+    "symbol": "SPY",
+    "underlying_price": 600.0,
+    "live_net_gex": 1.0,
+    "strikes": [{"strike": 600.0, "call_gex": 5.0, "put_gex": -3.0}],
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "cause"),
+    [
+        (b'{"symbol": "SPY", "as_of": ', "malformed settled GEX payload"),
+        (b"\xff\xfe garbage", "malformed settled GEX payload"),
+        (msgspec.json.encode({**GOOD, "symbol": "QQQ"}), "does not match"),
+        (msgspec.json.encode({**GOOD, "strikes": []}), "no strikes"),
+        (msgspec.json.encode({**GOOD, "strikes": [{"strike": -1}]}), "invalid settled GEX"),
+    ],
+    ids=["truncated", "not utf-8", "another symbol", "no strikes", "bad strike"],
+)
+async def test_a_garbage_settled_body_is_one_clear_warning_and_nothing_stored(
+    sim: tuple[EmbeddedSimulator, ManualClock], redis: aioredis.Redis, body: bytes, cause: str
+) -> None:
+    handle, _ = sim
+    calls: list[str] = []
+
+    async def garbage(symbol: str, expiry: str | None) -> bytes:
+        calls.append(symbol)
+        if b"as_of" in body or not body.startswith(b"{"):
+            return body
+        tree = msgspec.json.decode(body)
+        return msgspec.json.encode({**tree, "as_of": iso_utc(snap.as_of)})  # today's
+
+    async with FlowGexClient(handle.base_url, KEY) as client:
+        snap = (await client.fetch("SPY")).snapshot
+    tick = Clock()
+    profiles = SettledProfiles(redis, garbage, retry_s=60, clock=tick)
+    with structlog.testing.capture_logs() as logs:
+        await profiles.attach(snap, None)  # never raises: the live commit goes on
+        await profiles.attach(snap, None)  # within retry_s: not fetched, not logged again
+    assert settled_of(snap) is None and calls == ["SPY"]
+    assert await redis.keys("gex:*settled*") == []
+    [line] = [e for e in logs if e["event"] == "settled profile unavailable"]
+    assert cause in line["error"] and line["symbol"] == "SPY" and line["log_level"] == "warning"
+    assert "Traceback" not in line["error"]
+    tick.t = 61
+    await profiles.attach(snap, None)
+    assert calls == ["SPY", "SPY"]  # tried again after retry_s
+
+
+async def test_a_settled_endpoint_that_never_answers_is_bounded_by_the_timeout(
+    redis: aioredis.Redis,
+) -> None:
+    # a server that accepts and never answers: the fetch ends by source.timeout_s (a hang,
+    # not a speed: the test asserts the bound is applied, with no figure on how fast)
+    never = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        await never.wait()
+        return web.Response(status=500)
+
+    app = web.Application()
+    app.router.add_get("/v1/exposure/gex/{symbol}", hang)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # started above
+    snap = decode_settled(msgspec.json.encode({**GOOD, "as_of": "2026-03-02T14:30:00Z"}), "SPY")
+    try:
+        async with FlowGexClient(f"http://127.0.0.1:{port}", KEY, timeout_s=1) as client:
+            profiles = SettledProfiles(redis, client.fetch_settled)
+            with structlog.testing.capture_logs() as logs:
+                await asyncio.wait_for(profiles.attach(snap, None), timeout=120)
+    finally:
+        never.set()
+        await runner.cleanup()
+    assert settled_of(snap) is None
+    [line] = [e for e in logs if e["event"] == "settled profile unavailable"]
+    assert "no complete response within 1 s" in line["error"]
+    assert await redis.keys("gex:*settled*") == []
