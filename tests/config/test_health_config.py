@@ -3,13 +3,12 @@ through `gex-alertd check` as an operator runs it."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 from gex_alertd import config
 from gex_alertd.rules.source_failing import SourceFailing
 from gex_alertd.rules.stale_data import StaleData
+from tests.hostile.support_config import check_offline
 
 BAD = textwrap.dedent(
     """
@@ -38,14 +37,11 @@ EXPECTED = [
 def test_check_names_every_problem_with_its_path(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text(BAD)
-    proc = subprocess.run(
-        [sys.executable, "-m", "gex_alertd", "check", "--offline", "--config", str(p)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
+    status, out = check_offline(p)
+    assert status == 2, out
+    assert "Traceback" not in out
     for fragment in EXPECTED:
-        assert fragment in proc.stderr, f"missing {fragment!r} in:\n{proc.stderr}"
+        assert fragment in out, f"missing {fragment!r} in:\n{out}"
 
 
 def test_a_good_config_parses(tmp_path):

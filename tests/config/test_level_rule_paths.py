@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.hostile.support_config import check_offline
 
 BAD = """
 channels: {tty: {type: console}}
@@ -36,11 +36,8 @@ EXPECTED = [
 def test_check_reports_each_level_rule_field_with_its_path(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(BAD)
-    proc = subprocess.run(
-        [sys.executable, "-m", "gex_alertd", "check", "--offline", "--config", str(cfg)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
+    status, out = check_offline(cfg)
+    assert status == 2, out
+    assert "Traceback" not in out
     for fragment in EXPECTED:
-        assert fragment in proc.stderr, f"missing {fragment!r} in:\n{proc.stderr}"
+        assert fragment in out, f"missing {fragment!r} in:\n{out}"
