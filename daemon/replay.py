@@ -34,10 +34,10 @@ from rich.table import Table
 
 from gex_alertd import keys, store
 from gex_alertd.commands import CONFIG_OPTION, load_or_exit
-from gex_alertd.commit import DEDUP_TTL_MS
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import entries, open_client
-from gex_alertd.model import FlowGex, PayloadError, as_ms, decode_flow_gex, outbox_fields
+from gex_alertd.enqueue_once import EnqueueOnce
+from gex_alertd.model import FlowGex, PayloadError, as_ms, decode_flow_gex
 from gex_alertd.rules.base import RuleBase
 from gex_alertd.rules.columns import FIELDS, StrikeColumns, attach, from_block
 from gex_alertd.rules.duration import parse_duration
@@ -214,14 +214,6 @@ def parse_targets(values: tuple[str, ...]) -> list[StreamKey]:
 
 # --- output ---------------------------------------------------------------------------------
 
-_ENQUEUE = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
-  return 1
-end
-return 0
-"""
-
 
 def summary_line(stats: Stats, elapsed: float) -> str:
     rate = stats.snapshots / elapsed if elapsed > 0 else 0.0
@@ -391,12 +383,9 @@ async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Sta
         if out_fh is not None:
             out_fh.write(b"".join(encoder.encode(em.event) + b"\n" for em in pending))
         if opts.send and redis is not None and pending:
-            script = redis.register_script(_ENQUEUE)
+            enqueue = EnqueueOnce(redis)
             for em in pending:
-                fields = outbox_fields(em.event, em.channels)
-                flat = [x for kv in fields.items() for x in kv]
-                names = [keys.alert_dedup(em.event.symbol, em.event.id), keys.ALERTS]
-                sent += await script(keys=names, args=[DEDUP_TTL_MS, *flat])
+                sent += await enqueue(em.event, em.channels)
         pending.clear()
 
     try:

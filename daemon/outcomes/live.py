@@ -27,10 +27,10 @@ import redis.asyncio as aioredis
 import structlog
 
 from gex_alertd import keys
-from gex_alertd.commit import DEDUP_TTL_MS
 from gex_alertd.config import Config
 from gex_alertd.connections import REDIS_DOWN, entries
-from gex_alertd.model import AlertEvent, as_ms, decode_alert, iso_utc, outbox_fields
+from gex_alertd.enqueue_once import EnqueueOnce
+from gex_alertd.model import AlertEvent, as_ms, decode_alert, iso_utc
 from gex_alertd.outcomes import records
 from gex_alertd.outcomes.alerts import is_signal
 from gex_alertd.outcomes.horizons import (
@@ -50,15 +50,6 @@ log = structlog.get_logger()
 
 PAGE = 1000
 FOLLOW_UP_TYPE = "outcome"
-
-# SET NX on the follow-up's dedup key, then XADD: a follow-up is enqueued at most once
-_ENQUEUE = """
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
-  return 1
-end
-return 0
-"""
 
 
 def follow_up_id(alert_id: str, horizon: str) -> str:
@@ -143,7 +134,7 @@ class OutcomeDuty:
         self.cursor: str | None = None
         self.stored = 0
         self.followed_up = 0
-        self._enqueue = redis.register_script(_ENQUEUE)
+        self._enqueue = EnqueueOnce(redis)  # a follow-up is enqueued at most once
 
     async def run_once(self) -> None:
         try:
@@ -256,11 +247,7 @@ class OutcomeDuty:
     async def _follow_up(
         self, alert: AlertEvent, h: Horizon, outcome: Outcome, channels: list[str]
     ) -> None:
-        event = follow_up_event(alert, h, outcome)
-        fields = outbox_fields(event, channels)
-        flat = [x for kv in fields.items() for x in kv]
-        names = [keys.alert_dedup(event.symbol, event.id), keys.ALERTS]
-        if await self._enqueue(keys=names, args=[DEDUP_TTL_MS, *flat]):
+        if await self._enqueue(follow_up_event(alert, h, outcome), channels):
             self.followed_up += 1
             log.info("alert follow-up enqueued", alert=alert.id, horizon=h.label,
                      symbol=alert.symbol)  # fmt: skip
