@@ -48,13 +48,14 @@ ROOT = HERE.parent
 # full-run order: cheap and independent first, so a late failure still leaves most figures
 ORDER = [
     "cpu", "storage", "pipeline", "alert_latency", "replay", "scale", "overload", "commit",
-    "simulator", "outcomes", "web", "silences",
+    "simulator", "outcomes", "web", "silences", "failover",
 ]  # fmt: skip
 # per-bench wall limits (s) for the default (`--quick`) run. Each bench's quick size takes well
 # under half of its limit on a quiet machine, so a busy one (2-3x slower) still fits; and a
 # bench is never given more than what is left of the overall budget, so the whole run is bounded
 LIMITS = {
     "scale": 240.0, "replay": 150.0, "pipeline": 150.0, "overload": 120.0, "web": 200.0,
+    "failover": 200.0,
 }  # fmt: skip
 DEFAULT_LIMIT = 120.0
 TOTAL_BUDGET_S = 570.0

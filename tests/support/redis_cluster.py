@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -237,11 +238,20 @@ class SentinelSet:
                 return False
         return True
 
-    def kill_primary(self) -> RedisServer:
+    def kill_primary(self, lag_s: float = 0.0) -> RedisServer:
         """SIGKILL the primary and wait for the sentinels to promote the replica; the new
-        primary."""
+        primary. `lag_s`: for that long before the kill the replica is cut off (frozen by
+        SIGSTOP so it cannot reconnect, its link closed by the primary, thawed after the kill),
+        so it misses what the primary took meanwhile, as in a network partition. Freezing alone
+        would not do: the unread writes would wait in its socket buffer."""
         old, new = self.primary, self.replica
+        if lag_s and new.proc is not None:
+            new.proc.send_signal(signal.SIGSTOP)
+            cli("client", "kill", "type", "replica", port=old.port)
+            time.sleep(lag_s)
         old.kill()
+        if lag_s and new.proc is not None:
+            new.proc.send_signal(signal.SIGCONT)
         _until(lambda: self._promoted(new), "every sentinel naming the promoted replica")
         self.primary, self.replica = new, old
         return new
