@@ -179,6 +179,7 @@ class Engine:
                 reason = self._suppressed(rule, snap, as_of_ms, last)
                 if reason:
                     out.suppressed.append(Suppressed(event, reason))
+                    is_open = False  # the last firing was not sent: nothing to resolve
                     continue
                 last, is_open = as_of_ms, True
                 out.emitted.append(Emitted(event, list(rule.channels), int(rule.cooldown * 1000)))

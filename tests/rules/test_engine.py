@@ -258,3 +258,15 @@ def test_a_slot_stored_before_open_existed_still_resolves() -> None:
     assert back is not None and back.open
     [em] = engine.evaluate({"r": back}, snap(at=2, spot=OUT), None, None).emitted
     assert em.event.status == "resolved"
+
+
+def test_a_held_back_firing_closes_the_slot_whatever_it_held_before() -> None:
+    # a slot left open (an older layout reads open) and a new entry held back by the cooldown:
+    # the exit that follows resolves nothing, since the receiver never saw that entry
+    engine = Engine([_zone()])
+    first = engine.evaluate({}, snap(at=0, spot=OUT), None, None).slots["r"]
+    slots = {"r": RuleSlot(first.type, snap(at=0).as_of_ms, first.state, True)}
+    entered = engine.evaluate(slots, snap(at=1, spot=IN), None, None)
+    assert [s.reason for s in entered.suppressed] == ["cooldown"] and not entered.slots["r"].open
+    left = engine.evaluate(entered.slots, snap(at=2, spot=OUT), None, None)
+    assert left.emitted == [] and [s.reason for s in left.suppressed] == ["firing_not_sent"]
