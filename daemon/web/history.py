@@ -30,7 +30,9 @@ from gex_alertd.outcomes import records
 from gex_alertd.rules.columns import FIELDS, Arrays, from_block
 from gex_alertd.rules.levels import REGIMES, compute_levels
 
-NAMES = (*FIELDS, "net_gex")  # the rules' view (for levels) plus the net column
+NAMES = ("strike", "call_gex", "put_gex", "net_gex")  # what the page draws
+# an entry stored before the wall fields existed: the rules' view too, for rules.levels
+LEVEL_NAMES = (*FIELDS, "net_gex")
 MISSING = -32768
 QUANT = 32767
 MAX_SNAPSHOTS = 4000  # per response: a day at a 6 s interval; more is cut to the newest
@@ -57,9 +59,14 @@ def _text(fields: Mapping[bytes, bytes], key: bytes) -> str | None:
     return raw.decode(errors="replace") if raw else None
 
 
+def _stored_walls(fields: Mapping[bytes, bytes]) -> bool:
+    return store.F_CALL_WALL in fields or store.F_PUT_WALL in fields
+
+
 def _levels(fields: Mapping[bytes, bytes], block: Arrays, spot: float) -> tuple[Any, Any]:
-    """(call wall, put wall): the stored fields when the entry has them, else computed."""
-    if store.F_CALL_WALL in fields or store.F_PUT_WALL in fields:
+    """(call wall, put wall): the stored fields when the entry has them, else computed
+    (`block` then holds LEVEL_NAMES)."""
+    if _stored_walls(fields):
         return _float(fields, store.F_CALL_WALL), _float(fields, store.F_PUT_WALL)
     lv = compute_levels(from_block(block), spot)
     return lv.call_wall, lv.put_wall
@@ -90,7 +97,8 @@ def profile(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> dict[str, A
     out = scalars(fields)
     out["t"] = _ms(entry_id)
     try:
-        block = decode_arrays(fields[store.F_STRIKES], NAMES)
+        names = NAMES if _stored_walls(fields) else LEVEL_NAMES
+        block = decode_arrays(fields[store.F_STRIKES], names)
     except (KeyError, ValueError, BlockError):
         block = None
     if block is None or out["spot"] is None:
@@ -111,7 +119,7 @@ def heat_frame(batch: Sequence[tuple[bytes, Fields]], window_pct: float) -> dict
     """The heatmap of a run of entries (oldest first): the strike grid within `window_pct` of
     the spots seen, one column per decodable entry (an undecodable one is skipped and
     counted), levels and scalars as parallel lists, and the newest entry's exact profile."""
-    blocks = decode_arrays_many([f.get(store.F_STRIKES, b"") for _, f in batch], NAMES)
+    blocks = _decode(batch)
     kept: list[tuple[bytes, Fields, Arrays, float]] = []
     for (eid, fields), block in zip(batch, blocks, strict=True):
         spot = _float(fields, store.F_SPOT)
@@ -135,6 +143,21 @@ def heat_frame(batch: Sequence[tuple[bytes, Fields]], window_pct: float) -> dict
     frame["scale"], frame["net_q"] = _quantized([b for _, _, b, _ in kept], grid)
     frame["latest"] = profile(kept[-1][0], kept[-1][1]) if kept else None
     return frame
+
+
+def _decode(batch: Sequence[tuple[bytes, Fields]]) -> list[Arrays | BlockError]:
+    """The blocks of a run of entries: the drawn columns only, and the rules' view as well
+    for the (older) entries without stored walls. Decoding the five OI columns of every entry
+    took most of a day's serving time."""
+    blobs = [f.get(store.F_STRIKES, b"") for _, f in batch]
+    out = decode_arrays_many(blobs, NAMES)
+    older = [i for i, (_, f) in enumerate(batch) if not _stored_walls(f)]
+    if older:
+        for i, block in zip(
+            older, decode_arrays_many([blobs[i] for i in older], LEVEL_NAMES), strict=True
+        ):
+            out[i] = block
+    return out
 
 
 def _grid(blocks: Sequence[Arrays], spots: Sequence[float], window_pct: float) -> np.ndarray:

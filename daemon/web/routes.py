@@ -42,13 +42,15 @@ _SYMBOL = re.compile(r"[A-Za-z0-9.^_-]{1,16}")
 _EXPIRY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _json = msgspec.json.Encoder()
 DEFAULT_WINDOW_PCT = 10.0
+# 3: a day's 1.3 MB of JSON in ~30 ms for ~14% more bytes than 6, which took ~140 ms
+GZIP_LEVEL = 3
 
 Targets = Callable[[], Sequence[WatchTarget]]
 
 
 def _gzip_response(request: web.Request, body: bytes, content_type: str) -> web.Response:
     if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) > 512:
-        return _prepared(gzip.compress(body, 6), content_type, gzipped=True)
+        return _prepared(gzip.compress(body, GZIP_LEVEL), content_type, gzipped=True)
     return _prepared(body, content_type, gzipped=False)
 
 
@@ -172,7 +174,7 @@ class LivePage:
             frame = history.heat_frame(batch, window)
             frame.update(symbol=target.symbol, expiry=target.expiry, truncated=cut, settled=settled)
             body = _json.encode(frame)
-            return gzip.compress(body, 6) if accepts_gzip else body
+            return gzip.compress(body, GZIP_LEVEL) if accepts_gzip else body
 
         body = await asyncio.to_thread(render)
         return _prepared(body, "application/json", gzipped=accepts_gzip)
