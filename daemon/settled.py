@@ -104,7 +104,9 @@ class SettledProfiles:
         self.clock = clock
         # one day per target (bounded); None: known missing (only without `fetch`: replay)
         self._mem: dict[tuple[str, str | None], tuple[str, CachedSettled | None]] = {}
-        self._next_try: dict[str, float] = {}
+        # per target, the Redis key (one day) and when it may be fetched again: one entry per
+        # target, so a day whose profile never came is not remembered forever
+        self._next_try: dict[tuple[str, str | None], tuple[str, float]] = {}
 
     async def attach(self, snap: FlowGex, expiry: str | None) -> None:
         """Attach today's settled profile to `snap` when there is one (else nothing)."""
@@ -131,9 +133,10 @@ class SettledProfiles:
         self, symbol: str, expiry: str | None, day: str, key: str, as_of_ms: int
     ) -> CachedSettled | None:
         now = self.clock()
-        if self.fetch is None or now < self._next_try.get(key, 0.0):
+        waiting = self._next_try.get((symbol, expiry))
+        if self.fetch is None or (waiting is not None and waiting[0] == key and now < waiting[1]):
             return None
-        self._next_try[key] = now + self.retry_s
+        self._next_try[(symbol, expiry)] = (key, now + self.retry_s)
         bound: Any = log.bind(symbol=symbol, expiry=expiry)
         try:
             settled = decode_settled(await self.fetch(symbol, expiry), symbol)
@@ -148,7 +151,7 @@ class SettledProfiles:
         if profile.day != day:
             bound.info("settled profile not published for today yet", served_day=profile.day)
             return None
-        self._next_try.pop(key, None)
+        self._next_try.pop((symbol, expiry), None)
         fresh = CachedSettled(as_of_ms, profile)
         # NX: of several daemons the first one's copy (and from_ms) wins; all use it
         if not await self.redis.set(key, _encoder.encode(fresh), nx=True, ex=self.ttl_s):

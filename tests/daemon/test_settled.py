@@ -18,7 +18,7 @@ from gex_alertd.config import SimulatorOptions
 from gex_alertd.model import PayloadError, decode_flow_gex, iso_utc
 from gex_alertd.rules.repositioning import exchange_day, settled_of
 from gex_alertd.settled import SettledProfiles, decode_cached, decode_settled
-from gex_alertd.sources.errors import MalformedPayload
+from gex_alertd.sources.errors import MalformedPayload, TransientError
 from gex_alertd.sources.flowgex import FlowGexClient
 from gex_alertd.sources.simulator.clock import ManualClock
 from gex_alertd.sources.simulator.embedded import EmbeddedSimulator, make_app, serve
@@ -231,3 +231,22 @@ async def test_a_settled_endpoint_that_never_answers_is_bounded_by_the_timeout(
     [line] = [e for e in logs if e["event"] == "settled profile unavailable"]
     assert "no complete response within 1 s" in line["error"]
     assert await redis.keys("gex:*settled*") == []
+
+
+async def test_a_new_day_is_fetched_at_once_and_failed_days_are_not_remembered(
+    redis: aioredis.Redis,
+) -> None:
+    calls: list[str] = []
+
+    async def down(symbol: str, expiry: str | None) -> bytes:
+        calls.append(symbol)
+        raise TransientError("upstream 503", symbol=symbol)
+
+    tick = Clock()
+    profiles = SettledProfiles(redis, down, retry_s=60, clock=tick)
+    for day in ("2026-03-02", "2026-03-03", "2026-03-04"):
+        snap = decode_settled(msgspec.json.encode({**GOOD, "as_of": f"{day}T14:30:00Z"}), "SPY")
+        await profiles.attach(snap, None)  # a new day: tried at once, whatever the last retry
+        await profiles.attach(snap, None)  # the same day within retry_s: not again
+    assert calls == ["SPY"] * 3
+    assert len(profiles._next_try) == 1  # one entry per target, not one per failed day
