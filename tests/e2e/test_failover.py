@@ -1,6 +1,7 @@
-"""A Redis primary's death under a running daemon (Sentinel: a primary, a replica, three
-sentinels): the daemon follows the promoted replica, and with WAIT (on by default with
-Sentinel) no acknowledged snapshot or alert is lost and none is delivered twice.
+"""A Redis primary's death under running daemons (Sentinel: a primary, a replica, three
+sentinels): the daemons follow the promoted replica, and with WAIT (on by default with
+Sentinel) no acknowledged snapshot or alert is lost and none is delivered twice; with three
+daemons, one SIGKILLed first, its targets and its deliveries move to the others.
 
 The real `gex-alertd run` against `gex-alertd simulate` and a real webhook receiver; the
 alerts expected are what `gex-alertd replay` derives from the stored streams afterwards (see
@@ -17,17 +18,23 @@ from pathlib import Path
 from gex_alertd.config import RedisConfig, SentinelConfig
 from gex_alertd.connections import connect_config
 from tests.reliability.support import (
+    GEX_ALERTD,
+    Proc,
     Receiver,
+    clean_env,
     crossing_scenario,
     daemon_config,
     finish,
     outbox_ids,
+    replay_expected,
+    spawn,
     start_daemon,
     start_simulator,
     stored_as_of,
 )
 from tests.reliability.test_crashes import _no_tracebacks
 from tests.support.redis_cluster import SentinelSet
+from tests.support.wait import WAIT_S, eventually
 
 SYMBOLS = {"SPY": 600.0, "QQQ": 520.0}
 FAILOVERS = 2
@@ -81,5 +88,82 @@ async def test_the_daemon_follows_sentinel_failovers_losing_and_repeating_nothin
         await redis.aclose()
         await rx.stop()
         for p in (sim, daemon):
+            if p.alive:
+                p.kill()
+
+
+async def test_three_daemons_survive_one_sigkilled_and_a_primary_failover(
+    sentinel_set: SentinelSet, tmp_path: Path
+) -> None:
+    """Three daemons share the watchlist (ownership) and the outbox (one consumer each in
+    every channel's group): one is SIGKILLed mid-run, its targets move to the others and its
+    unacknowledged deliveries are claimed by them; then the primary dies. Every alert the
+    stored history implies reaches the receiver once."""
+    symbols = {"SPY": 600.0, "QQQ": 520.0, "IWM": 220.0, "DIA": 430.0}
+    rx = await Receiver().start()
+    sim, base_url = await start_simulator(
+        tmp_path, crossing_scenario(symbols, every_s=2, count=3000), list(symbols)
+    )
+    config = tmp_path / "config.yaml"
+    text = daemon_config(base_url, "redis://unused", rx, list(symbols), symbols)
+    nodes = sentinel_set.sentinel_nodes
+    config.write_text(
+        text.replace(
+            'redis: {url: "redis://unused"}',
+            f"redis: {{sentinel: {{master: {sentinel_set.master_name}, nodes: {nodes}}}}}",
+        )
+    )
+    rc = RedisConfig(sentinel=SentinelConfig(master=sentinel_set.master_name, nodes=nodes))
+    redis = connect_config(rc)
+    daemons: list[Proc] = []
+    try:
+        for name in ("a", "b", "c"):
+            daemons.append(
+                await spawn(
+                    [GEX_ALERTD, "run", "--config", str(config), "--no-uvloop"],
+                    tmp_path / f"daemon-{name}.log",
+                    tmp_path,
+                    clean_env(GEX_ALERTD_CONSUMER=name),
+                )
+            )
+        for d in daemons:
+            await d.wait_log("gex-alertd started")
+        await rx.wait_more(3)
+        victim = daemons[1]
+        victim.kill()  # SIGKILL: its targets and its unacked deliveries must move
+        await victim.proc.wait()
+        await rx.wait_more(3)
+        await asyncio.to_thread(sentinel_set.kill_primary)
+        await asyncio.to_thread(sentinel_set.rejoin)
+        await rx.wait_more(3)  # the survivors follow the new primary
+        # the dead daemon's symbols are served again (once its membership entry expired):
+        # alerts keep coming for every symbol
+        mark = len(rx.accepted)
+        await eventually(
+            lambda: {a.symbol for a in rx.accepted[mark:]} == set(symbols),
+            "an alert of every symbol after the kills",
+            WAIT_S + 20,
+        )
+
+        await sim.stop()
+        for d in (daemons[0], daemons[2]):
+            assert await d.stop() == 0, d.output()[-3000:]
+        expected = [a["id"] for a in await replay_expected(tmp_path, config)]
+        if not set(expected) <= rx.ids():  # a drain cut short: a new life sends the rest
+            again = await spawn(
+                [GEX_ALERTD, "run", "--config", str(config), "--no-uvloop"],
+                tmp_path / "daemon-drain.log", tmp_path, clean_env(GEX_ALERTD_CONSUMER="a"),
+            )  # fmt: skip
+            await rx.wait_for(set(expected))
+            assert await again.stop() == 0
+        assert Counter(d.webhook_id for d in rx.accepted) == Counter(expected)
+        enqueued = await outbox_ids(redis)
+        assert sorted(enqueued) == sorted(set(enqueued)) == sorted(expected)
+        _no_tracebacks(tmp_path)
+        print(f"alerts {len(expected)}, wire repeats {sum(rx.redeliveries.values())}")
+    finally:
+        await redis.aclose()
+        await rx.stop()
+        for p in (sim, *daemons):
             if p.alive:
                 p.kill()
