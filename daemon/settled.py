@@ -75,6 +75,10 @@ def decode_settled(body: bytes, symbol: str) -> FlowGex:
         raise PayloadError(str(exc).replace("Flow GEX", "settled GEX")) from None
 
 
+def encode_cached(cached: CachedSettled) -> bytes:
+    return _encoder.encode(cached)
+
+
 def decode_cached(raw: bytes | str) -> CachedSettled | None:
     if isinstance(raw, str):  # a client with decode_responses: not ours to read
         return None
@@ -154,7 +158,7 @@ class SettledProfiles:
         self._next_try.pop((symbol, expiry), None)
         fresh = CachedSettled(as_of_ms, profile)
         # NX: of several daemons the first one's copy (and from_ms) wins; all use it
-        if not await self.redis.set(key, _encoder.encode(fresh), nx=True, ex=self.ttl_s):
+        if not await self.redis.set(key, encode_cached(fresh), nx=True, ex=self.ttl_s):
             raw = await self.redis.get(key)
             other = decode_cached(raw) if raw is not None else None
             fresh = other if other is not None else fresh

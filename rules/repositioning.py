@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 import numpy as np
 
-from gex_alertd.model import FlowGex, as_ms
+from gex_alertd.model import STRIKE_FIELDS, FlowGex, as_ms, rows_matrix, strike_matrix
 from gex_alertd.rules.base import Fired, RuleBase, RuleType, fmt_money
 from gex_alertd.rules.columns import columns
 from gex_alertd.rules.levels import in_window
@@ -43,6 +43,9 @@ class Settled(msgspec.Struct, array_like=True, frozen=True):
     strike: list[float]
     call_gex: list[float]
     put_gex: list[float]
+    # as served (never call + put: the sign convention differs between sources); for the live
+    # page's overlay. Empty in profiles cached before it was kept.
+    net_gex: list[float] = []
 
 
 def settled_from(snap: FlowGex) -> Settled:
@@ -54,7 +57,15 @@ def settled_from(snap: FlowGex) -> Settled:
         cols.strike.tolist(),
         cols.gex[0].tolist(),
         cols.gex[1].tolist(),
+        _served_net(snap),
     )
+
+
+def _served_net(snap: FlowGex) -> list[float]:
+    m = strike_matrix(snap)
+    if m is None:
+        m = rows_matrix(snap.strikes) if snap.strikes else None
+    return [] if m is None else m[STRIKE_FIELDS.index("net_gex")].tolist()
 
 
 def exchange_day(snap: FlowGex) -> str:

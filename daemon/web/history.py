@@ -14,6 +14,7 @@ and each live one) carries the exact served floats. Never writes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -24,11 +25,12 @@ import redis.asyncio as aioredis
 
 from gex_alertd import keys, store
 from gex_alertd.codec import BlockError, decode_arrays, decode_arrays_many
-from gex_alertd.connections import Fields, entries, hash_fields
+from gex_alertd.connections import Fields, entries
 from gex_alertd.model import decode_alert, iso_utc
 from gex_alertd.outcomes import records
 from gex_alertd.rules.columns import FIELDS, Arrays, from_block
 from gex_alertd.rules.levels import REGIMES, compute_levels
+from gex_alertd.settled import decode_cached
 
 NAMES = ("strike", "call_gex", "put_gex", "net_gex")  # what the page draws
 # an entry stored before the wall fields existed: the rules' view too, for rules.levels
@@ -260,30 +262,30 @@ def trading_day(ms: int) -> date:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(NY).date()
 
 
-async def read_settled(redis: aioredis.Redis, symbol: str, day: date) -> dict[str, Any] | None:
-    """The day's settled profile (`gex:{SYM}:settled:<date>`, stored with the fields of a
-    snapshot entry, as a hash or as the top of a stream), or None when there is none."""
-    key = keys.symbol_key(symbol, "settled", day.isoformat())
-    kind = await redis.type(key)
-    eid: bytes | str
-    if kind == b"hash":
-        fields = hash_fields(await redis.hgetall(key))
-        try:
-            as_of = datetime.fromisoformat(
-                (_text(fields, store.F_AS_OF) or "").replace("Z", "+00:00")
-            )
-            eid = str(int(as_of.timestamp() * 1000))
-        except ValueError:
-            eid = "0"
-    elif kind == b"stream":
-        top = entries(await redis.xrevrange(key, count=1))
-        if not top:
-            return None
-        eid, fields = top[0]
-    else:
+async def read_settled(
+    redis: aioredis.Redis, symbol: str, day: date, expiry: str | None = None
+) -> dict[str, Any] | None:
+    """The day's settled profile as the daemon caches it (`keys.settled`, see
+    `gex_alertd.settled`), or None when there is none or it cannot be read."""
+    raw = await redis.get(keys.settled(symbol, day.isoformat(), expiry))
+    cached = decode_cached(raw) if raw is not None else None
+    if cached is None:
         return None
-    out = profile(eid, fields)
-    return out if out["strikes"] else None
+    p = cached.profile
+    if not p.strike:
+        return None
+    net = p.net_gex if len(p.net_gex) == len(p.strike) else [None] * len(p.strike)
+    return {
+        "t": p.as_of_ms,
+        "strikes": p.strike,
+        "call_gex": [_finite_or_none(x) for x in p.call_gex],
+        "put_gex": [_finite_or_none(x) for x in p.put_gex],
+        "net_gex": [_finite_or_none(x) for x in net],
+    }
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
 
 
 def now_iso() -> str:

@@ -167,7 +167,7 @@ class LivePage:
         settled = None
         if batch:
             day = history.trading_day(int(batch[-1][0].split(b"-", 1)[0]))
-            settled = await history.read_settled(self._redis, target.symbol, day)
+            settled = await history.read_settled(self._redis, target.symbol, day, target.expiry)
         accepts_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
 
         def render() -> bytes:

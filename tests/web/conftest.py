@@ -12,10 +12,12 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from gex_alertd import store
+from gex_alertd import keys, store
 from gex_alertd.config import RedisConfig, WatchTarget
-from gex_alertd.model import decode_flow_gex
+from gex_alertd.model import FlowGex, decode_flow_gex
 from gex_alertd.ops.http import OpsServer
+from gex_alertd.rules.repositioning import exchange_day, settled_from
+from gex_alertd.settled import CachedSettled, encode_cached
 from gex_alertd.web.routes import LivePage
 from tests.support.upstream import flow_gex_body
 
@@ -39,6 +41,13 @@ def body(i: int, symbol: str = "SPY", **kw: Any) -> dict[str, Any]:
 async def put(redis: aioredis.Redis, i: int, symbol: str = "SPY", **kw: Any) -> None:
     snap = decode_flow_gex(msgspec.json.encode(body(i, symbol, **kw)))
     assert await store.write_snapshot(redis, snap, kw.get("expiry"), RedisConfig())
+
+
+async def store_settled(redis: aioredis.Redis, settled: FlowGex) -> None:
+    """The day's settled profile cached as the daemon caches it (`gex_alertd.settled`)."""
+    profile = settled_from(settled)
+    key = keys.settled(settled.symbol, exchange_day(settled))
+    await redis.set(key, encode_cached(CachedSettled(profile.as_of_ms, profile)))
 
 
 @dataclass

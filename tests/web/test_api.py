@@ -12,12 +12,12 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from gex_alertd import keys, store
+from gex_alertd import keys
 from gex_alertd.connections import entries
 from gex_alertd.model import AlertEvent, decode_flow_gex, outbox_fields
 from gex_alertd.rules.levels import levels
 from gex_alertd.web import history
-from tests.web.conftest import DAY_START, Page, body, put
+from tests.web.conftest import DAY_START, Page, body, put, store_settled
 
 
 async def _get(page: Page, path: str, **headers: str) -> tuple[int, Any]:
@@ -100,11 +100,10 @@ async def test_the_settled_profile_comes_along_when_stored(
     _, frame = await _get(page, "/api/SPY/snapshots")
     assert frame["settled"] is None
     settled = decode_flow_gex(msgspec.json.encode(body(0, spot=499.0)))
-    key = keys.symbol_key("SPY", "settled", "2026-05-11")
-    await redis.hset(key, mapping=dict[Any, Any](store.encode_fields(settled)))
+    await store_settled(redis, settled)
     _, frame = await _get(page, "/api/SPY/snapshots")
     assert frame["settled"]["net_gex"] == [r.net_gex for r in settled.strikes]
-    assert frame["settled"]["spot"] == 499.0
+    assert frame["settled"]["strikes"] == [r.strike for r in settled.strikes]
 
 
 @pytest.mark.parametrize(

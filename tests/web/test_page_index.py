@@ -5,16 +5,14 @@ page's settled overlay: drawn when the day's settled profile is stored, absent o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 
-from gex_alertd import keys, store
 from gex_alertd.model import decode_flow_gex
 from tests.support.browser import open_browser, screenshot_path
 from tests.support.wait import eventually
-from tests.web.conftest import Page, body, put
+from tests.web.conftest import Page, body, put, store_settled
 
 FLIPS = {"SPY": 495.0, "QQQ": 430.0}
 
@@ -69,8 +67,7 @@ async def test_the_settled_overlay_only_when_stored(
         await tab.wait_for_function("window.gexPage && window.gexPage.grid.columns === 3")
         assert await tab.evaluate(PROFILE) == ["call", "put", "net"]
         settled = decode_flow_gex(msgspec.json.encode(body(0, spot=499.0)))
-        key = keys.symbol_key("SPY", "settled", "2026-05-11")
-        await redis.hset(key, mapping=dict[Any, Any](store.encode_fields(settled)))
+        await store_settled(redis, settled)
         await tab.reload()
         await tab.wait_for_function("window.gexPage && window.gexPage.grid.columns === 3")
         assert await tab.evaluate(PROFILE) == ["call", "put", "net", "settled", "diff"]
