@@ -49,6 +49,7 @@ ROOT = HERE.parent
 ORDER = [
     "cpu", "storage", "pipeline", "alert_latency", "replay", "scale", "overload", "commit",
     "simulator", "outcomes", "web", "silences", "failover",
+    "takeover",
 ]  # fmt: skip
 # per-bench wall limits (s) for the default (`--quick`) run. Each bench's quick size takes well
 # under half of its limit on a quiet machine, so a busy one (2-3x slower) still fits; and a
