@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 from yaml._yaml import CParser  # libyaml (yaml.cyaml re-exports it untyped)
 from yaml.composer import Composer, ComposerError
-from yaml.constructor import SafeConstructor
+from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
@@ -191,6 +191,19 @@ class _CheckingConstructor(SafeConstructor):
                 )
         return super().construct_mapping(node, deep=deep)
 
+    def construct_yaml_int(self, node: ScalarNode) -> int:
+        # 5,000 decimal digits raised a bare ValueError; 0x + 100,000 digits loaded, and then
+        # printing it in an error message raised one. No config number needs more than 64 bits.
+        try:
+            value = super().construct_yaml_int(node)
+        except ValueError:
+            value = None
+        if value is None or value.bit_length() > 64:
+            raise ConstructorError(
+                None, None, "an integer beyond 64 bits (no setting takes one)", node.start_mark
+            )
+        return value
+
     def construct_yaml_timestamp(self, node: ScalarNode) -> Any:
         try:
             return super().construct_yaml_timestamp(node)
@@ -201,6 +214,7 @@ class _CheckingConstructor(SafeConstructor):
 _CheckingConstructor.yaml_constructors = {
     **SafeConstructor.yaml_constructors,
     "tag:yaml.org,2002:timestamp": _CheckingConstructor.construct_yaml_timestamp,
+    "tag:yaml.org,2002:int": _CheckingConstructor.construct_yaml_int,
 }
 
 
@@ -222,7 +236,10 @@ def describe_error(exc: Exception) -> str:
 
 def parse(text: str) -> Any:
     """The YAML document in `text`; YamlRefused listing every problem otherwise."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except UnicodeEncodeError as exc:  # a lone surrogate: only from a str not read from a file
+        raise YamlRefused([f"not UTF-8 text (character {exc.start})"]) from None
     try:
         tree = loader.get_single_data()
     except yaml.YAMLError as exc:

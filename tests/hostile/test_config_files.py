@@ -196,3 +196,27 @@ def test_rule_file_globs_are_bounded_in_count(tmp_path: Path) -> None:
     assert err.value.problems == ["rule_files[0]: matches more than 256 files"]
     (many / "r0000.yaml").unlink()  # exactly at the cap: fine
     config_mod.load(tmp_path / "config.yaml")
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["9" * 5000, "0x" + "f" * 100_000, "18446744073709551616"],
+    ids=["5000-digits", "huge-hex", "2**64"],
+)
+def test_an_integer_beyond_64_bits_is_refused_at_its_line(tmp_path: Path, number: str) -> None:
+    """5,000 digits raised a bare ValueError in the loader; a huge hex number loaded, and the
+    error message that quoted it raised one (Python's 4,300-digit conversion limit)."""
+    path = tmp_path / "config.yaml"
+    path.write_text(f"watch:\n  interval_s: {number}\n")
+    code, out = check_offline(path)
+    assert_refused(code, out, path, "line 2, column 15", "an integer beyond 64 bits")
+
+
+def test_integers_within_64_bits_still_load() -> None:
+    tree = bounded_yaml.parse("a: 18446744073709551615\nb: 0x1f\nc: -0b101\nd: 1_000\n")
+    assert tree == {"a": 2**64 - 1, "b": 31, "c": -5, "d": 1000}
+
+
+def test_a_lone_surrogate_is_refused() -> None:
+    with pytest.raises(bounded_yaml.YamlRefused, match="not UTF-8 text"):
+        bounded_yaml.parse("a: \ud800\n")

@@ -184,3 +184,22 @@ def test_fuzz_base_is_valid(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(copy.deepcopy(VALID)))
     config_mod.load(path)
+
+
+YAML_CHARS = "ab:- &*[]{},!?'\"\n#|>%@`0123456789xe.\x00\ud800"
+yaml_ish = st.text(alphabet=st.sampled_from(list(YAML_CHARS)))
+
+
+@FUZZ
+@given(text=st.one_of(st.text(max_size=200), yaml_ish))
+@example(text="a: 0x" + "f" * 5000)
+@example(text="a: " + "9" * 5000)
+@example(text="a: \ud800")
+@example(text="&a [*a]")
+def test_any_text_loads_or_is_refused_never_raises_otherwise(text: str) -> None:
+    try:
+        tree = bounded_yaml.parse(text)
+    except bounded_yaml.YamlRefused as exc:
+        assert exc.problems and all(isinstance(p, str) and p for p in exc.problems)
+        return
+    repr(tree)  # what an error message does with a value: must not raise either
