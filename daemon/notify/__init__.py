@@ -1,14 +1,21 @@
 """Alert delivery: a durable outbox on Redis and one Notifier per channel type.
 
-    gex:alerts --XREADGROUP (group notify:<channel>)--> ChannelWorker --> Notifier.send
-        ok        -> SET gex:sent:{id}:{ch} NX PX + XACK (one MULTI)
-        retry     -> backoff with jitter or Retry-After; attempts in gex:try:{id}:{ch}
-        permanent -> XADD gex:dead (reason) + XACK; the same when attempts run out
+    gex:alerts --XREADGROUP (group notify:<channel>)--> ChannelWorker --> silence? --> send
+        then policy.decide(outcome, attempts, time since the first failure):
+        ack       -> SET gex:sent:{id}:{ch} NX PX + XACK (one MULTI)
+        silenced  -> XADD gex:silenced + XACK (one MULTI), never sent
+        retry     -> equal-jitter backoff or Retry-After, within max_retry_duration;
+                     attempts and the first failure's time in gex:retry:{id}:{ch}
+        dead      -> XADD gex:dead (reason) + XACK; permanent failures and a spent budget
+        disable   -> a 410 Gone: the channel stops, its alerts stay queued, operator alerted
 
-Modules: `base` (interface and outcomes), `render` (text, HTML, Block Kit, console line, webhook
-body), `webhook`, `slack`, `email`, `console`, `outbox` (Redis operations), `dispatch` (the
-per-channel pipeline and the Dispatcher), `commands` (`notify-test`, `outbox`), `worker`
-(delivery side alone, as a process).
+Modules: `base` (the Notifier interface, outcomes, HTTP classification), `channel` (what every
+channel's config has), `registry` (channel types by name), one module per channel type with its
+config struct and renderer (`webhook`, `slack`, `email`, `console`, `alertmanager`, `discord`,
+`teams`), `render` (the facts every renderer shares), `http` (the POST, never following a
+redirect), `policy` (the pure delivery decision), `channel_worker` (one channel's loop),
+`throttle` (send budget), `outbox` (Redis operations), `dispatch` (the Dispatcher),
+`silences`, `sample`, `commands` (`notify-test`, `outbox`), `worker` (delivery alone).
 
 Choices an operator should know:
 - Groups are created at `$` when a channel is first seen: a new channel gets no history; a
@@ -19,12 +26,14 @@ Choices an operator should know:
 - A channel delivers in order and holds its queue while its head is in backoff; channels
   never wait for each other. Consumer name: `<hostname>:<GEX_ALERTD_CONSUMER or "main">`.
 - Grouping (`group_wait` > 0): alerts arriving within the window go out as one message; later
-  batches at most every `group_interval`. A grouped webhook body is an `AlertGroup`
-  (`{"id": "group-<hash of member ids>", "type": "group", "count", "severity", "summary",
-  "alerts": [AlertEvent...]}`); a single alert is always the bare AlertEvent (the contract).
-- Retries: 408/425/5xx, timeouts and connection errors use exponential backoff with jitter
-  and count against `max_attempts`; a 429 waits its Retry-After and does not count (the
-  receiver works, it asks us to slow down), so rate limiting delays alerts but never drops them.
+  batches at most every `group_interval`. A message once formed is retried as that message
+  (same members, same id). A grouped webhook body is an `AlertGroup` (`{"id": "group-<hash
+  of member ids>", "type": "group", "count", "severity", "summary", "alerts": [...]}`); a
+  single alert is always the bare AlertEvent (the contract).
+- Retries: 408/425/5xx, timeouts and connection errors are retried for `max_retry_duration`
+  (1 h) from the first failure, attempts uncapped unless `max_attempts` is set; a 429 waits
+  its Retry-After and uses neither (the receiver works, it asks us to slow down). A 3xx is
+  never followed: a failure naming the Location.
 - Dead letters keep the event, the channel, the attempts and a redacted reason;
   `gex-alertd outbox retry` re-enqueues them for their one channel.
 """
