@@ -43,7 +43,8 @@ from rich.table import Table
 from gex_alertd import keys, store
 from gex_alertd.connections import Fields, entries
 from gex_alertd.model import FlowGex, StrikeRow
-from gex_alertd.replay import Replayer, ReplayOptions, run_replay
+from gex_alertd.replay import ReplayOptions, run_replay
+from gex_alertd.replayer import Replayer
 from gex_alertd.rules.base import RuleBase
 from gex_alertd.rules.columns import FIELDS, from_block
 from gex_alertd.rules.duration import Duration

@@ -21,11 +21,12 @@ import msgspec
 import structlog
 
 from gex_alertd import config as config_mod
-from gex_alertd import keys, redaction
+from gex_alertd import redaction
 from gex_alertd.config import Config, ConfigError
 from gex_alertd.connections import REDIS_DOWN, connect_config, describe, wait_until_reachable
 from gex_alertd.duties import Duties, SessionGate
-from gex_alertd.model import AlertEvent, iso_utc, outbox_fields
+from gex_alertd.enqueue_once import EnqueueOnce
+from gex_alertd.model import AlertEvent, iso_utc
 from gex_alertd.operator_rules import OperatorRules, with_defaults
 from gex_alertd.ops import metrics
 from gex_alertd.ops.reload_status import ReloadStatus
@@ -482,24 +483,23 @@ class Daemon:
             return
         hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
         alert_id = f"operator:channel-gone:{channel}:{hour}"
+        now = iso_utc(datetime.now(UTC))
+        event = AlertEvent(
+            id=alert_id,
+            rule="channel-gone",
+            type="operator",
+            symbol="*",
+            expiry=None,
+            severity="critical",
+            as_of=now,
+            fired_at=now,
+            summary=f"channel {channel} disabled: its receiver is gone ({reason}); "
+            "its alerts wait in the outbox until its config is fixed and reloaded",
+            details={"channel": channel, "reason": reason},
+        )
         try:
-            if not await self.redis.set(keys.operator_once(alert_id), 1, nx=True, ex=7200):
-                return
-            now = iso_utc(datetime.now(UTC))
-            event = AlertEvent(
-                id=alert_id,
-                rule="channel-gone",
-                type="operator",
-                symbol="*",
-                expiry=None,
-                severity="critical",
-                as_of=now,
-                fired_at=now,
-                summary=f"channel {channel} disabled: its receiver is gone ({reason}); "
-                "its alerts wait in the outbox until its config is fixed and reloaded",
-                details={"channel": channel, "reason": reason},
-            )
-            await self.redis.xadd(keys.ALERTS, outbox_fields(event, channels))
+            # once per channel and hour (the id), however many daemons see the 410
+            await EnqueueOnce(self.redis)(event, channels)
         except REDIS_DOWN as err:
             log.warning("could not enqueue operator alert", error=str(err))
 

@@ -75,11 +75,6 @@ def attempts(alert_id: str, channel: str) -> str:
     return f"gex:retry:{alert_id}:{channel}"
 
 
-def operator_once(alert_id: str) -> str:
-    """`SET NX EX`: an operator alert id (a channel disabled by a 410) is enqueued once."""
-    return f"gex:operator:{alert_id}"
-
-
 # --- operator rules and the heartbeat --------------------------------------------------------
 def operator_state(symbol: str, expiry: str | None = None) -> str:
     """The operator rules' state hash of a target (one field per rule: its episode)."""

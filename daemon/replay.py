@@ -1,28 +1,23 @@
 """`gex-alertd replay`: a backtest of the configured rules over stored streams or a JSONL file.
 
-The same engine as the live commit (`rules.engine`), with the rule state kept in memory: live
-state keys and the outbox are never touched, unless `--send` enqueues the alerts (through the
-same per-alert dedup keys as the live path, so an alert the daemon already sent is not sent
-again). Ids equal the live ones for the same history, because everything in an event derives
-from the rule, the snapshot and the state. Replaying a window starts with empty state at
-`--from`, so the first snapshot of each stream never fires, exactly as for a new daemon.
+The command: options, the run (`replayer.Replayer` over `history` inputs, stored streams through
+`replay_streams`, in worker processes when large), the summary, and `--send`. Live state keys
+and the outbox are never touched unless `--send` enqueues the alerts (`enqueue_once.EnqueueOnce`
+with the live path's per-alert dedup keys, so an alert the daemon already sent is not sent again).
+Replaying a window starts with empty state at `--from`, so the first snapshot of each stream
+never fires, exactly as for a new daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import re
 import sys
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
 
 import click
 import msgspec
@@ -35,148 +30,15 @@ from rich.table import Table
 from gex_alertd import keys, store
 from gex_alertd.commands import CONFIG_OPTION, load_or_exit
 from gex_alertd.config import RedisConfig
-from gex_alertd.connections import entries, open_client
+from gex_alertd.connections import open_client
 from gex_alertd.enqueue_once import EnqueueOnce
-from gex_alertd.model import FlowGex, PayloadError, as_ms, decode_flow_gex
+from gex_alertd.history import iter_jsonl
+from gex_alertd.model import as_ms
+from gex_alertd.replay_streams import PARALLEL_ABOVE, replay_parallel, replay_streams
+from gex_alertd.replayer import Replayer, Stats, StreamKey, merge_stats
 from gex_alertd.rules.base import RuleBase
-from gex_alertd.rules.columns import FIELDS, StrikeColumns, attach, from_block
 from gex_alertd.rules.duration import parse_duration
-from gex_alertd.rules.engine import Emitted, Engine, RuleSlot
-from gex_alertd.rules.registry import columns_only
-from gex_alertd.settled import SettledProfiles
-
-StreamKey = tuple[str, str | None]  # (symbol, expiry filter)
-_DECODE_SLICE = 64
-
-
-@dataclass
-class _Stream:
-    slots: dict[str, RuleSlot] = field(default_factory=dict)
-    prev: FlowGex | None = None
-    prev_view: StrikeColumns | None = None  # prev's strike columns when its rows were skipped
-    last_ms: int = -1
-
-
-@dataclass
-class Stats:
-    snapshots: int = 0
-    skipped: int = 0  # repeats or out-of-order as_of (the live path would refuse them too)
-    bad: int = 0  # undecodable lines or entries
-    alerts: Counter[tuple[str, str]] = field(default_factory=Counter)
-    suppressed: Counter[tuple[str, str]] = field(default_factory=Counter)
-
-
-class Replayer:
-    """Feeds snapshots through the engine, one in-memory state per (symbol, expiry)."""
-
-    def __init__(self, rules: list[RuleBase]):
-        self.engine = Engine(rules)
-        # every rule reads strike data through `rules.columns` only: the reader may skip rows
-        self.columns_only = columns_only(rules)
-        self.streams: dict[StreamKey, _Stream] = {}
-        self.stats = Stats()
-
-    def feed(
-        self, snap: FlowGex, expiry: str | None, view: StrikeColumns | None = None
-    ) -> list[Emitted]:
-        """`view`: the strike columns of a snapshot decoded without rows (`strikes == []`);
-        only for a Replayer with `columns_only` rules."""
-        key = (snap.symbol, expiry)
-        st = self.streams.get(key)
-        if st is None:
-            st = self.streams[key] = _Stream()
-        ms = snap.as_of_ms
-        if ms <= st.last_ms:
-            self.stats.skipped += 1
-            return []
-        # attached right before the (synchronous) evaluation: nothing can evict them between
-        if st.prev is not None and st.prev_view is not None:
-            attach(st.prev, st.prev_view)
-        if view is not None:
-            attach(snap, view)
-        outcome = self.engine.evaluate(st.slots, snap, st.prev, expiry)
-        st.slots, st.prev, st.prev_view, st.last_ms = outcome.slots, snap, view, ms
-        self.stats.snapshots += 1
-        for em in outcome.emitted:
-            self.stats.alerts[(em.event.rule, snap.symbol)] += 1
-        for sup in outcome.suppressed:
-            self.stats.suppressed[(sup.event.rule, snap.symbol)] += 1
-        return outcome.emitted
-
-
-# --- inputs ------------------------------------------------------------------------------
-
-
-def iter_jsonl(fh: IO[bytes], on_error: Any, on_bytes: Any = None) -> Iterator[FlowGex]:
-    """One API response per line; a bad line is reported (with its number) and skipped."""
-    for lineno, line in enumerate(fh, 1):
-        if on_bytes is not None:
-            on_bytes(len(line))
-        if not line.strip():
-            continue
-        try:
-            yield decode_flow_gex(line)
-        except PayloadError as exc:
-            on_error(lineno, str(exc))
-
-
-async def iter_streams(
-    redis: aioredis.Redis,
-    targets: list[StreamKey],
-    start_ms: int | None,
-    end_ms: int | None,
-    on_error: Callable[[str, str], None],
-    page: int = 2000,
-) -> AsyncIterator[tuple[FlowGex, str | None]]:
-    """Stored snapshots in as_of order per stream; an undecodable entry is reported (with its
-    key and entry ID) and skipped, the rest of the stream still replays."""
-    async for snap, expiry, _ in iter_stream_views(
-        redis, targets, start_ms, end_ms, on_error, page
-    ):
-        yield snap, expiry
-
-
-async def iter_stream_views(
-    redis: aioredis.Redis,
-    targets: list[StreamKey],
-    start_ms: int | None,
-    end_ms: int | None,
-    on_error: Callable[[str, str], None],
-    page: int = 2000,
-    columns_only: bool = False,
-) -> AsyncIterator[tuple[FlowGex, str | None, StrikeColumns | None]]:
-    """As `iter_streams`; with `columns_only` each snapshot comes without rows and with the
-    strike columns the rules read (`rules.columns.FIELDS`), decoded straight from the block:
-    decoding 200 rows was most of a replay's time."""
-    for symbol, expiry in targets:
-        key = keys.snap(symbol, expiry)
-        lo = "-" if start_ms is None else f"{start_ms}-0"
-        hi = "+" if end_ms is None else f"{end_ms}-18446744073709551615"
-        while True:
-            batch = entries(await redis.xrange(key, min=lo, max=hi, count=page))
-            if columns_only:
-                # blocks decoded together, a slice of the page at a time (small enough for the
-                # CPU caches, big enough that numpy's per-call cost is shared)
-                for at in range(0, len(batch), _DECODE_SLICE):
-                    part = batch[at : at + _DECODE_SLICE]
-                    decoded = store.decode_fields_columns_many([f for _, f in part], FIELDS)
-                    for (entry_id, _), item in zip(part, decoded, strict=True):
-                        if isinstance(item, store.StoredEntryError):
-                            on_error(f"{key} {entry_id.decode()}", str(item))
-                            continue
-                        yield item[0], expiry, from_block(item[1])
-            else:
-                for entry_id, fields in batch:
-                    try:
-                        snap = store.decode_fields(fields)
-                    except store.StoredEntryError as exc:
-                        on_error(f"{key} {entry_id.decode()}", str(exc))
-                        continue
-                    yield snap, expiry, None
-            if len(batch) < page:
-                break
-            lo = "(" + batch[-1][0].decode()
-
+from gex_alertd.rules.engine import Emitted
 
 # --- option parsing ------------------------------------------------------------------------
 
@@ -253,108 +115,6 @@ class ReplayOptions:
     jobs: int | None = None  # worker processes for stream replays; None: by size
 
 
-# below this many stored snapshots the start-up of worker processes costs more than it saves
-PARALLEL_ABOVE = 20_000
-
-
-@dataclass
-class StreamResult:
-    emitted: list[Emitted]
-    stats: Stats
-    bad: list[tuple[str, str]]
-
-
-async def replay_streams(
-    redis_url: str | RedisConfig,
-    rules: list[RuleBase],
-    targets: list[StreamKey],
-    start_ms: int | None,
-    end_ms: int | None,
-    on_progress: Callable[[int], None] | None = None,
-    columns_only: bool | None = None,
-) -> StreamResult:
-    """Replay whole streams (in order, state carried across pages) and collect the alerts.
-    `columns_only`: decode strike columns, not rows (None: whenever the rules allow it; False
-    forces full rows, the reference the fast path is tested against)."""
-    replayer = Replayer(rules)
-    if columns_only is None:
-        columns_only = replayer.columns_only
-    result = StreamResult([], replayer.stats, [])
-
-    def bad(where: str, msg: str) -> None:
-        replayer.stats.bad += 1
-        result.bad.append((where, msg))
-
-    redis = open_client(redis_url, client_name="gex-alertd-replay")
-    settled = SettledProfiles(redis, None)  # what the live path stored: never fetched here
-    try:
-        n = 0
-        async for snap, expiry, view in iter_stream_views(
-            redis, targets, start_ms, end_ms, bad, columns_only=columns_only
-        ):
-            if replayer.engine.needs_settled(snap.symbol):
-                await settled.attach(snap, expiry)
-            result.emitted += replayer.feed(snap, expiry, view)
-            n += 1
-            if n % 1000 == 0 and on_progress is not None:
-                on_progress(1000)
-        if on_progress is not None:
-            on_progress(n % 1000)
-    finally:
-        await redis.aclose()
-    return result
-
-
-_worker_queue: Any = None
-
-
-def _worker_init(queue: Any) -> None:
-    global _worker_queue
-    _worker_queue = queue
-
-
-def _worker(
-    redis_url: str | RedisConfig,
-    rules: list[RuleBase],
-    target: StreamKey,
-    start_ms: int | None,
-    end_ms: int | None,
-) -> StreamResult:
-    """One stream in a worker process (the rules are CPU-bound; streams are independent)."""
-    return asyncio.run(
-        replay_streams(redis_url, rules, [target], start_ms, end_ms, _worker_queue.put)
-    )
-
-
-def _merge(into: Stats, other: Stats) -> None:
-    into.snapshots += other.snapshots
-    into.skipped += other.skipped
-    into.bad += other.bad
-    into.alerts.update(other.alerts)
-    into.suppressed.update(other.suppressed)
-
-
-async def _replay_parallel(
-    opts: ReplayOptions, targets: list[StreamKey], jobs: int, advance: Callable[[int], None]
-) -> list[StreamResult]:
-    ctx = multiprocessing.get_context("spawn")  # no fork of a running event loop
-    queue = ctx.Queue()
-    with ProcessPoolExecutor(
-        jobs, mp_context=ctx, initializer=_worker_init, initargs=(queue,)
-    ) as pool:
-        futures = [
-            asyncio.wrap_future(
-                pool.submit(_worker, opts.redis_url, opts.rules, t, opts.start_ms, opts.end_ms)
-            )
-            for t in targets
-        ]
-        while not all(f.done() for f in futures):
-            await asyncio.sleep(0.1)
-            while not queue.empty():
-                advance(queue.get())
-        return [await f for f in futures]  # in target order: the output is deterministic
-
-
 async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Stats:
     replayer = Replayer(opts.rules)
     encoder = msgspec.json.Encoder()
@@ -383,6 +143,7 @@ async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Sta
         if out_fh is not None:
             out_fh.write(b"".join(encoder.encode(em.event) + b"\n" for em in pending))
         if opts.send and redis is not None and pending:
+            # the live commit's dedup key: an alert the daemon already enqueued is not sent again
             enqueue = EnqueueOnce(redis)
             for em in pending:
                 sent += await enqueue(em.event, em.channels)
@@ -426,13 +187,16 @@ async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Sta
                         )
                     ]
                 else:
-                    results = await _replay_parallel(opts, targets, jobs, advance)
+                    results = await replay_parallel(
+                        opts.redis_url, opts.rules, targets, opts.start_ms, opts.end_ms, jobs,
+                        advance,
+                    )  # fmt: skip
                 for res in results:
                     for where, msg in res.bad:
                         err.print(
                             f"[yellow]skipped[/] {where}: {msg}", markup=True, highlight=False
                         )
-                    _merge(stats, res.stats)
+                    merge_stats(stats, res.stats)
                     pending += res.emitted
             await flush()
     finally:

@@ -16,7 +16,8 @@ from gex_alertd.commit import Committer
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import entries
 from gex_alertd.model import FlowGex, decode_alert
-from gex_alertd.replay import Replayer, parse_targets, parse_time
+from gex_alertd.replay import parse_targets, parse_time
+from gex_alertd.replayer import Replayer
 from tests.rules.factory import row, snap
 from tests.rules.helpers import make_rule
 
@@ -381,7 +382,7 @@ COLUMN_RULES = [
 
 
 async def test_column_path_equals_full_rows(redis: aioredis.Redis, redis_url: str) -> None:
-    from gex_alertd.replay import replay_streams
+    from gex_alertd.replay_streams import replay_streams
 
     targets: list[tuple[str, str | None]] = [("SPY", None), ("QQQ", None)]
     for seed, (sym, _) in enumerate(targets):

@@ -112,7 +112,7 @@ async def replayed_alerts(
 ) -> list[AlertEvent]:
     """The configured rules replayed over the stored streams (state starts empty at --from,
     exactly as `gex-alertd replay`)."""
-    from gex_alertd.replay import replay_streams
+    from gex_alertd.replay_streams import replay_streams
 
     result = await replay_streams(redis_url, rules, targets, flt.start_ms, flt.end_ms)
     for where, msg in result.bad:
