@@ -96,3 +96,34 @@ async def test_outbox_lists_pending_and_dead_and_retries(
     assert await redis.xlen(keys.DEAD) == 0
     last = entries(await redis.xrevrange(keys.ALERTS, count=1))[0][1]
     assert last[b"id"] == alert(3).id.encode() and last[b"channels"] == b'["ops"]'
+
+
+async def test_check_probe_asks_each_channel_where_it_connects(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """`check --probe` uses each notifier's declared `probe_target` (no guessing at url or
+    webhook_url attributes): HTTP channels their URL's host, email its SMTP host, console none."""
+    from tests.support.redis_server import free_port
+
+    rx = await Receiver().start()
+    closed = free_port()
+    cfg = write_config(
+        tmp_path,
+        redis_url,
+        {
+            "ops": {"type": "webhook", "url": rx.url},
+            "chat": {"type": "discord", "webhook_url": f"http://127.0.0.1:{closed}/api/webhooks/1/t"},
+            "mail": {"type": "email", "host": "127.0.0.1", "port": closed, "from": "a@b.example",
+                     "to": ["c@d.example"], "starttls": False},
+            "tty": {"type": "console"},
+        },
+    )  # fmt: skip
+    try:
+        rc, out = await cli("check", "--probe", "-c", cfg)
+    finally:
+        await rx.stop()
+    assert rc == 1, out
+    assert f"channel ops: ok (connected to 127.0.0.1:{rx.port})" in out
+    assert "channel tty: ok (ConsoleChannel)" in out
+    assert f"FAIL channel chat: cannot connect to 127.0.0.1:{closed}" in out
+    assert f"FAIL channel mail: cannot connect to 127.0.0.1:{closed}" in out
