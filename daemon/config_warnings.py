@@ -2,9 +2,9 @@
 
 A rule for a symbol nobody watches never runs; a rule whose alerts reach no channel (none
 routed, or every channel's `min_severity` above the rule's severity) fires into the outbox
-and nowhere else. Both are legal (a watch entry or channel may be added later, a rule parked)
-so they are warnings: `check` exits 0 with them, and `check --strict` makes them errors.
-Pure: a function of the typed config.
+and nowhere else; a rule's `follow_up` while live outcomes are off sends nothing. All legal (a
+watch entry or channel may be added later, a rule parked), so they are warnings: `check` exits
+0 with them, and `check --strict` makes them errors. Pure: a function of the typed config.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def warnings(cfg: Config) -> list[str]:
                     f"{label}: {', '.join(unwatched)} not in watch.symbols: the rule never runs"
                     " for them"
                 )
+        if rule.follow_up and not cfg.outcomes.enabled:
+            out.append(f"{label}: follow_up is set but outcomes.enabled is false: none is sent")
         if not rule.channels:
             out.append(f"{label}: no channels: its alerts reach nobody")
             continue

@@ -1,8 +1,8 @@
 """Where the report's alerts come from: the live ones (the outbox and the stored outcome
 records), a `gex-alertd replay --out` file, or a replay of the configured rules right here.
 
-Only firing alerts of signal rules count: operator and data-health alerts, resolved events and
-outcome follow-ups are not signals.
+Only firing alerts of signal rules count: operator and data-health alerts (flip_guard too),
+resolved events and outcome follow-ups are not signals.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ from gex_alertd.outcomes import records
 from gex_alertd.outcomes.report import alert_ms
 from gex_alertd.rules.base import RuleBase
 
-NOT_SIGNALS = frozenset({"operator", "outcome", "stale_data", "source_failing", "heartbeat"})
+# flip_guard judges the data (a flip implausibly far or missing), not the market
+NOT_SIGNALS = frozenset(
+    {"operator", "outcome", "stale_data", "source_failing", "heartbeat", "flip_guard"}
+)
 
 
 def is_signal(ev: AlertEvent) -> bool:

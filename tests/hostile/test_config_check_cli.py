@@ -54,6 +54,17 @@ def test_a_rule_that_reaches_no_channel_warns(tmp_path: Path, rule: str, reason:
     assert f"warning: rule 'lost': {reason}" in out, out
 
 
+def test_a_follow_up_with_outcomes_off_warns(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "  - {name: f, type: flip_cross, symbols: [SPY], channels: [tty], follow_up: [30m]}\n"
+        "outcomes: {enabled: false}\n",
+    )
+    code, out = check_offline(path)
+    assert code == 0, out
+    assert "warning: rule 'f': follow_up is set but outcomes.enabled is false" in out, out
+
+
 def test_strict_makes_warnings_errors(tmp_path: Path) -> None:
     path = write(tmp_path, "  - {name: lost, type: flip_cross, symbols: [QQQ]}\n")
     proc = gex_alertd("check", "--offline", "--strict", "--config", str(path))

@@ -6,10 +6,12 @@ import itertools
 import math
 from datetime import datetime
 
+import msgspec
 import pytest
 
 from gex_alertd.model import AlertEvent
 from gex_alertd.ops.calendar import NEW_YORK
+from gex_alertd.outcomes.alerts import is_signal
 from gex_alertd.outcomes.horizons import Horizon, Sessions, parse_horizon, parse_horizons
 from gex_alertd.outcomes.measure import (
     TRADING_YEAR_S,
@@ -207,3 +209,21 @@ def test_horizon_parsing() -> None:
     for bad in ("0m", "soon", ""):
         with pytest.raises(ValueError):
             parse_horizons(bad)
+
+
+@pytest.mark.parametrize(
+    ("type_", "status", "signal"),
+    [
+        ("flip_cross", "firing", True),
+        ("wall_shift", "firing", True),
+        ("flip_cross", "resolved", False),
+        ("flip_guard", "firing", False),  # judges the data, not the market
+        ("stale_data", "firing", False),
+        ("source_failing", "firing", False),
+        ("heartbeat", "firing", False),
+        ("outcome", "firing", False),
+    ],
+)
+def test_which_alerts_are_signals(type_: str, status: str, signal: bool) -> None:
+    ev = msgspec.structs.replace(event(type_, {}), status=status)
+    assert is_signal(ev) is signal
