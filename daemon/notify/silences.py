@@ -200,6 +200,13 @@ class SilenceStore:
         for name, text in (("comment", comment), ("created_by", created_by)):
             if len(text) > MAX_TEXT:
                 problems.append(f"{name}: at most {MAX_TEXT} characters")
+        if starts_at is not None and starts_at.tzinfo is None:
+            # a naive time would be compared with the aware server clock at every delivery
+            problems.append("starts_at: give a time zone (e.g. 2026-05-15T13:30:00Z)")
+        elif starts_at is not None and starts_at > datetime.max.replace(tzinfo=UTC) - timedelta(
+            seconds=MAX_DURATION_S
+        ):
+            problems.append("starts_at: too far in the future")
         if problems:
             raise SilenceError("; ".join(problems))
         await self.prune()  # cleanup rides on the writes: no duty of its own

@@ -40,6 +40,8 @@ class SilenceRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def duration_s(self, now: datetime) -> float:
         if (self.duration is None) == (self.ends_at is None):
             raise sil.SilenceError("give exactly one of duration and ends_at")
+        if self.starts_at is not None and self.starts_at.tzinfo is None:
+            raise sil.SilenceError("starts_at: give a time zone (e.g. 2026-05-15T13:30:00Z)")
         if self.duration is not None:
             try:
                 return float(parse_duration(self.duration))

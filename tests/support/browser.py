@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, ConsoleMessage, Error, async_playwright
 
+from tests.support.wait import WAIT_S
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -60,6 +62,10 @@ async def open_browser(profile: Path) -> AsyncIterator[Browser]:
             str(profile), executable_path=CHROMIUM, headless=True, args=ARGS,
             viewport={"width": 1400, "height": 1000},
         )  # fmt: skip
+        # Playwright's own 30 s default would fail a slow but healthy run on a busy box: every
+        # wait (goto, click, wait_for_function) gets the suite's generous bound instead
+        context.set_default_timeout(WAIT_S * 1000)
+        context.set_default_navigation_timeout(WAIT_S * 1000)
         try:
             yield Browser(context)
         finally:

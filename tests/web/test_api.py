@@ -113,6 +113,10 @@ async def test_the_settled_profile_comes_along_when_stored(
         ("/api/SPY/snapshots?window_pct=abc", 400, "window_pct: expected a number"),
         ("/api/SPY/snapshots?from=yesterday", 400, "from: expected ms since the epoch"),
         ("/api/SPY/snapshots?to=" + "9" * 50, 400, "to: too long"),
+        # beyond a stream ID's 64-bit time, or before 1970: Redis would refuse the XRANGE
+        ("/api/SPY/snapshots?to=" + "9" * 30, 400, "to: expected a time from 1970 to 9999"),
+        ("/api/SPY/snapshots?from=0001-01-01", 400, "from: expected a time from 1970"),
+        ("/api/SPY/alerts?from=" + "9" * 25, 400, "from: expected a time from 1970"),
         ("/api/SPY/snapshots?expiry=soon", 400, "expiry: expected YYYY-MM-DD"),
         ("/api/NOPE/snapshots", 404, "NOPE is not watched"),
         ("/api/SPX/alerts", 404, "SPX is not watched"),  # only its expiry entry is
