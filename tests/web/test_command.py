@@ -65,8 +65,12 @@ async def test_the_standalone_page_serves_and_checks_the_token(
                 assert [r["symbol"] for r in (await resp.json())["symbols"]] == ["SPY"]
             async with http.get(base + "/", headers=auth) as resp:
                 assert resp.status == 200 and "gex-alertd" in await resp.text()
+            async with http.get(f"{base}/view?symbol=SPY&token={TOKEN}") as resp:
+                assert resp.status == 200
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), WAIT_S) == 0
+        text = log.read_text()
+        assert "listening" in text and TOKEN not in text  # not even from the ?token= URL
     finally:
         if proc.returncode is None:
             proc.kill()
