@@ -94,12 +94,19 @@ async def test_ends_at_instead_of_duration(base: str, redis: aioredis.Redis) -> 
         (b'{"matchers": {"rule": "r"}, "duration": "1h", "x": 1}', "x"),
         (b"[1, 2", "invalid silence"),
         # a naive time would meet the aware server clock at every delivery (TypeError)
-        (b'{"matchers": {"rule": "r"}, "duration": "1h", "starts_at": "2026-05-15T10:00:00"}',
-         "starts_at: give a time zone"),
-        (b'{"matchers": {"rule": "r"}, "ends_at": "2026-05-15T11:00:00Z",'
-         b' "starts_at": "2026-05-15T10:00:00"}', "starts_at: give a time zone"),
-        (b'{"matchers": {"rule": "r"}, "duration": "1h", "starts_at": "9999-12-31T23:00:00Z"}',
-         "starts_at: too far in the future"),
+        (
+            b'{"matchers": {"rule": "r"}, "duration": "1h", "starts_at": "2026-05-15T10:00:00"}',
+            "starts_at: give a time zone",
+        ),
+        (
+            b'{"matchers": {"rule": "r"}, "ends_at": "2026-05-15T11:00:00Z",'
+            b' "starts_at": "2026-05-15T10:00:00"}',
+            "starts_at: give a time zone",
+        ),
+        (
+            b'{"matchers": {"rule": "r"}, "duration": "1h", "starts_at": "9999-12-31T23:00:00Z"}',
+            "starts_at: too far in the future",
+        ),
     ],
 )
 async def test_bad_bodies_are_400_naming_the_cause(
