@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
+import pytest
 import redis.asyncio as aioredis
 
 from gex_alertd.model import decode_flow_gex
@@ -53,6 +54,10 @@ async def _count(tab: object, n: int) -> bool:
 
 
 PROFILE = "window.gexPage.prof.getOption().series.map(s => s.id)"
+LINES = """Object.fromEntries(window.gexPage.heat.getOption().series
+    .filter(s => s.id.startsWith('line-')).map(s => [s.id, s.data]))"""
+MARKS = """window.gexPage.prof.getOption().series.find(s => s.id === 'net')
+    .markLine.data.map(m => m.label.formatter)"""
 
 
 async def test_the_settled_overlay_only_when_stored(
@@ -66,6 +71,16 @@ async def test_the_settled_overlay_only_when_stored(
         await tab.goto(page.url + "/view?symbol=SPY")
         await tab.wait_for_function("window.gexPage && window.gexPage.grid.columns === 3")
         assert await tab.evaluate(PROFILE) == ["call", "put", "net"]
+        # spot, the flip and both walls drawn over time: one point a snapshot, at its value
+        lines = await tab.evaluate(LINES)
+        assert set(lines) == {"line-spot", "line-flip", "line-call_wall", "line-put_wall"}
+        assert [p[2] for p in lines["line-spot"]] == pytest.approx([500.0, 500.1, 500.2])
+        assert [p[2] for p in lines["line-flip"]] == [495.0] * 3
+        assert all(len(v) == 3 and None not in [p[2] for p in v] for v in lines.values())
+        # and marked on the current profile
+        marks = await tab.evaluate(MARKS)
+        assert {m.split(" ")[0] for m in marks} >= {"spot", "gamma", "call", "put"}
+        assert await tab.inner_text("#net") not in ("", "–")
         settled = decode_flow_gex(msgspec.json.encode(body(0, spot=499.0)))
         await store_settled(redis, settled)
         await tab.reload()
