@@ -9,34 +9,21 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import redis.asyncio as aioredis
 
 from gex_alertd import connections, keys
 from gex_alertd.model import decode_alert
 from gex_alertd.notify import silences as sil
 from gex_alertd.notify.silences import SilenceStore
+from tests.ops import test_signals as signals
 from tests.ops.test_signals import GEX_ALERTD, Notifications, Receiver, Setup
 from tests.support.wait import WAIT_S, eventually
 
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.stop()
-
-
-@pytest.fixture
-async def notify(tmp_path: Path) -> AsyncIterator[Notifications]:
-    n = Notifications(tmp_path / "notify.sock")
-    n.start()
-    yield n
-    await n.close()
+# the webhook receiver and the sd_notify socket, as the signal tests set them up
+receiver = signals.receiver
+notify = signals.notify
 
 
 async def rule_of(redis: aioredis.Redis) -> dict[str, str]:

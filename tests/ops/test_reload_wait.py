@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from gex_alertd.ops import reload_status
+from tests.ops import test_signals as signals
 from tests.ops.test_signals import GEX_ALERTD, Daemon, Notifications, Receiver, Setup
 from tests.support.wait import WAIT_S, eventually
 
@@ -38,12 +39,7 @@ async def receiver() -> AsyncIterator[CountingReceiver]:
     await r.stop()
 
 
-@pytest.fixture
-async def notify(tmp_path: Path) -> AsyncIterator[Notifications]:
-    n = Notifications(tmp_path / "notify.sock")
-    n.start()
-    yield n
-    await n.close()
+notify = signals.notify  # the sd_notify socket, as the signal tests set it up
 
 
 def _config(setup: Setup, **kw: str) -> str:
