@@ -151,6 +151,9 @@ class Hub:
 
     def _publish(self, key: str | None, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         """Build the event of one entry once; `key` is its target key, None for an alert."""
+        # a dropped page no longer counts against MAX_SUBSCRIBERS, even while its handler is
+        # still stuck writing to a client that stopped reading
+        self._subs -= {sub for sub in self._subs if sub.dropped}
         if not self._subs:
             return
         if key is None:

@@ -87,6 +87,9 @@ async def test_a_slow_page_is_dropped_and_the_others_keep_up(redis: aioredis.Red
         assert slow.dropped
         assert await _frames(slow) == [None]  # its stream ends; the browser reconnects
         assert not fast.dropped
+        await put(redis, QUEUE_FRAMES + 5)  # the next event: the dropped page's slot is freed
+        await eventually(partial(_has, got, QUEUE_FRAMES + 6), "the next frame at the fast page")
+        assert hub.subscribers == 1
     finally:
         reader.cancel()
         await hub.stop()
