@@ -19,9 +19,11 @@ from typing import Any
 
 import msgspec
 import structlog
+from redis.exceptions import RedisError
 
 from gex_alertd import config as config_mod
-from gex_alertd import redaction
+from gex_alertd import redaction, store
+from gex_alertd.asof_window import AsOfWindow
 from gex_alertd.config import Config, ConfigError
 from gex_alertd.connections import REDIS_DOWN, connect_config, describe, wait_until_reachable
 from gex_alertd.duties import Duties, SessionGate
@@ -34,6 +36,7 @@ from gex_alertd.ops.reload_status import default_path as reload_status_path
 from gex_alertd.ownership import HEARTBEAT_S, Membership, assign, owner
 from gex_alertd.pipeline import Poller
 from gex_alertd.pool import PollPool
+from gex_alertd.redis_errors import RedisTrouble, classify
 from gex_alertd.sources.backoff import Backoff
 from gex_alertd.sources.flowgex import FlowGexClient
 
@@ -78,6 +81,8 @@ class Daemon:
         self.reload_status = ReloadStatus(reload_status_path())
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Future[bool]] = set()
+        # Redis error episodes on the poll/commit path, shared by every poller (redis_errors)
+        self.trouble = RedisTrouble()
 
     # --- start ---------------------------------------------------------------------------
 
@@ -138,9 +143,12 @@ class Daemon:
                 options = msgspec.structs.replace(options, scenario=str(path))
             self.simulator = await start_embedded(options, symbols, self._api_key)
             return FlowGexClient.from_config(
-                cfg.source, base_url=self.simulator.base_url, api_key=self._api_key
+                cfg.source,
+                base_url=self.simulator.base_url,
+                api_key=self._api_key,
+                max_age_s=store.max_age_s(cfg.redis),
             )
-        return FlowGexClient.from_config(cfg.source)
+        return FlowGexClient.from_config(cfg.source, max_age_s=store.max_age_s(cfg.redis))
 
     def _build_committer(self, cfg: Config) -> Any:
         from gex_alertd.commit import Committer
@@ -213,6 +221,9 @@ class Daemon:
             # the receiver notices the missing beat: that is the point of it
             log.warning("heartbeat not enqueued", error=str(exc))
 
+    async def _set_aside(self, snap: Any, expiry: str | None, reason: str) -> None:
+        await self.committer.set_aside(snap, expiry, reason)
+
     def _build_pollers(self, cfg: Config) -> list[Poller]:
         assert self.client is not None
         return [
@@ -222,6 +233,8 @@ class Daemon:
                 self._commit,
                 backoff=Backoff(cfg.source.backoff_base_s, cfg.source.backoff_max_s),
                 observe=self._observe,
+                set_aside=self._set_aside,
+                trouble=self.trouble,
             )
             for target in cfg.watch.entries()
         ]
@@ -276,8 +289,13 @@ class Daemon:
         try:
             after = await self.membership.beat()
             self._last_beat = time.time()
-        except REDIS_DOWN as exc:
-            log.warning("membership heartbeat failed; keeping the last member list", error=str(exc))
+        except (*REDIS_DOWN, RedisError) as exc:
+            # also a Redis that answers but refuses (OOM, READONLY): one line per beat, every 5 s
+            log.warning(
+                "membership heartbeat failed; keeping the last member list",
+                error_class=classify(exc),
+                error=redaction.redact(str(exc)),
+            )
             if joining:
                 self._own(before, before)
             return
@@ -438,11 +456,17 @@ class Daemon:
                 new = msgspec.structs.replace(new, source=old.source)
             else:
                 previous = self.client
-                self.client = FlowGexClient.from_config(new.source)
+                self.client = FlowGexClient.from_config(
+                    new.source, max_age_s=store.max_age_s(new.redis)
+                )
                 if previous is not None:
                     asyncio.get_running_loop().call_later(
                         30, lambda: asyncio.ensure_future(previous.close())
                     )
+        if self.client is not None:  # the retention bounds the as_of accepted
+            self.client.as_of_window = AsOfWindow(
+                new.source.max_future_s, store.max_age_s(new.redis)
+            )
         self.cfg = new
         if new.rules != old.rules or new.redis != old.redis:
             # a new engine; otherwise the committer keeps its cached rule state and previous
@@ -519,8 +543,10 @@ class Daemon:
                     entry.update(p.health(now))
                 symbols[k] = entry
             engine = self._engine_health()
+        problems = self._problems(redis_ok)
         out: dict[str, Any] = {
-            "ok": redis_ok and not self._stop.is_set(),
+            "ok": not problems,
+            "problems": problems,
             "loop": True,  # answering at all means the loop runs
             "redis": redis_ok,
             "uptime_s": round(now - self.stats.started_at, 1),
@@ -529,6 +555,7 @@ class Daemon:
             "alerts_fired": self.stats.alerts_fired,
             # stale_data / source_failing episodes open now (as this daemon last saw them)
             "operator": self.operators.open_episodes(),
+            "redis_errors": self.trouble.health(),
         }
         if self.dispatcher is not None:
             out["outbox"] = await self.dispatcher.health()
@@ -536,6 +563,27 @@ class Daemon:
             if gone:  # a disabled channel delivers nothing: not ok until it is fixed
                 out["ok"] = False
                 out["channels_disabled"] = gone
+        return out
+
+    def _problems(self, redis_ok: bool) -> list[str]:
+        """Why /healthz is not ok (empty: ok). Conditions that persist, not single events: a
+        refused snapshot or one set aside shows in its symbol's entry, not here."""
+        out = []
+        if self._stop.is_set():
+            out.append("stopping")
+        if not redis_ok:
+            out.append("redis does not answer PING")
+        out += self.trouble.problems()
+        if self.pool is not None:
+            polled = [
+                p
+                for k, p in self.pool.pollers.items()
+                if k in self.pool.owned and isinstance(p, Poller) and not p.disabled
+            ]
+            failing = [p.auth_failing for p in polled if p.auth_failing]
+            if polled and len(failing) == len(polled):
+                # every symbol refused: nothing is fetched at all, however alive the loop is
+                out.append(f"upstream refuses the API key for every symbol: {failing[0]}")
         return out
 
     def _engine_health(self) -> dict[str, Any]:

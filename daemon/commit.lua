@@ -6,7 +6,9 @@
 -- KEYS[4 ..] per alert: dedup key, cooldown key (pairs, in alert order)
 -- ARGV[1] expected state version ('' = the state hash did not exist)
 -- ARGV[2] snapshot entry ms (entry ID is <ms>-0)
--- ARGV[3] msgpack of {trim args, snapshot fields, state fields, alerts}: the fields as flat
+-- ARGV[3] msgpack of {trim, snapshot fields, state fields, alerts}: trim is {} | {'MAXLEN', n} |
+--   {'MINID', retention ms}, the cut then taken from this server's clock (TIME), never from the
+--   snapshot's as_of (a body dated 2099 once cut a whole stream down to itself); the fields as flat
 --   field, value lists; an alert is {dedup ttl ms, cooldown ms, alert id, outbox fields};
 --   numbers are strings (one blob instead of ~40 arguments: see commit.build_args)
 -- Returns {'ok', version, {enqueued alert ids}} | {'repeat', top_ms} | {'conflict', version}
@@ -31,7 +33,15 @@ local payload = cmsgpack.unpack(ARGV[3])
 local trim, fields, state_fields, alerts = payload[1], payload[2], payload[3], payload[4]
 
 local xadd = {'XADD', snap}
-for j = 1, #trim do xadd[#xadd + 1] = trim[j] end
+if trim[1] == 'MAXLEN' then
+  xadd = {'XADD', snap, 'MAXLEN', '~', trim[2]}
+elseif trim[1] == 'MINID' then
+  local now = redis.call('TIME')
+  local cut = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(trim[2])
+  if cut > 0 then
+    xadd = {'XADD', snap, 'MINID', '~', string.format('%d', cut)}
+  end
+end
 xadd[#xadd + 1] = ARGV[2] .. '-0'
 for j = 1, #fields do xadd[#xadd + 1] = fields[j] end
 -- XADD is the first write: if Redis refuses the ID (the stream was emptied but its last ID is

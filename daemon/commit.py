@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -27,12 +28,12 @@ import redis.asyncio as aioredis
 import structlog
 import zstandard
 
-from gex_alertd import keys, store
+from gex_alertd import keys, redaction, store
 from gex_alertd.batching import ScriptBatcher
 from gex_alertd.codec import shuffle, unshuffle
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import hash_fields
-from gex_alertd.model import AlertEvent, FlowGex, outbox_fields
+from gex_alertd.model import AlertEvent, FlowGex, iso_utc, outbox_fields
 from gex_alertd.ops import metrics
 from gex_alertd.rules.base import RuleBase
 from gex_alertd.rules.columns import FIELDS, StrikeColumns, attach, columns
@@ -48,6 +49,7 @@ RULE_PREFIX = "r:"
 PREV_CACHE_MAX = 20_000  # compact previous snapshots kept for oi_change (basis poll)
 PREV_FULL_MAX = 64  # whole previous snapshots, when a rule type reads rows
 PREV_RAW_MAX = 256  # of the compact ones, kept unpacked (~8 KB each at 200 strikes)
+DEAD_KIND_SNAPSHOT = "snapshot"  # a gex:dead entry that is a snapshot, not an alert
 _prev_cctx = zstandard.ZstdCompressor(level=1)
 _prev_dctx = zstandard.ZstdDecompressor()
 
@@ -114,7 +116,7 @@ def build_args(
         for field, value in outbox_fields(em.event, em.channels).items():
             out += (field, _lua_str(value if isinstance(value, bytes) else str(value).encode()))
         alerts.append([str(DEDUP_TTL_MS), str(em.cooldown_ms), em.event.id, out])
-    trim = [str(x) for x in store.trim_args(redis_cfg, ms)]
+    trim = store.trim_spec(redis_cfg)
     payload = _packer.encode([trim, fields, state, alerts])
     return names, [version, str(ms), payload]
 
@@ -236,6 +238,23 @@ class Committer:
             bound.info(
                 "alert_suppressed", rule=sup.event.rule, alert_id=sup.event.id, reason=sup.reason
             )
+
+    async def set_aside(self, snap: FlowGex, expiry: str | None, reason: str) -> None:
+        """Keep a snapshot that can never commit (Redis refuses its entry for good: see
+        redis_errors) in `gex:dead`, marked `kind: snapshot`, with the reason and the whole
+        snapshot as JSON, so nothing fetched is lost and the poller goes on with the next."""
+        await self.redis.xadd(
+            keys.DEAD,
+            {
+                "kind": DEAD_KIND_SNAPSHOT,
+                "symbol": snap.symbol,
+                "expiry": expiry or "",
+                "as_of": iso_utc(snap.as_of),
+                "reason": redaction.redact(reason),
+                "failed_at": iso_utc(datetime.now(UTC)),
+                "snapshot": msgspec.json.encode(snap),
+            },
+        )
 
     async def drain(self) -> None:
         """Wait for the commits already handed to Redis (shutdown)."""

@@ -73,6 +73,7 @@ class SourceConfig(Strict):
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     max_body_bytes: int = 16 * 1024 * 1024  # a larger response is refused as malformed
+    max_future_s: float = 300.0  # an as_of further ahead of this machine's clock is refused
     simulator: SimulatorOptions = msgspec.field(default_factory=SimulatorOptions)
 
     def problems(self) -> list[tuple[str, str]]:
@@ -86,6 +87,8 @@ class SourceConfig(Strict):
                 out.append((key, f"must be > 0, got {getattr(self, key)}"))
         if self.max_body_bytes < 1024:
             out.append(("max_body_bytes", f"must be >= 1024, got {self.max_body_bytes}"))
+        if not 0 <= self.max_future_s <= 86400:  # also refuses NaN
+            out.append(("max_future_s", f"must be 0 to 86400, got {self.max_future_s}"))
         if not 1 <= self.max_concurrency <= MAX_CONCURRENCY:
             # twice this many poll workers start at once: 10**9 of them never finish starting
             out.append(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 # --- global keys ---------------------------------------------------------------------------
 ALERTS = "gex:alerts"  # the outbox stream: one consumer group per channel
-DEAD = "gex:dead"  # dead letters: an outbox entry, its channel and the redacted reason
+# dead letters: an outbox entry, its channel and the redacted reason; also snapshots that can
+# never commit (field `kind: snapshot`, commit.Committer.set_aside)
+DEAD = "gex:dead"
 MEMBERS = "gex:members"  # live daemons (sorted set, score = last heartbeat ms)
 SILENCES = "gex:silences"  # operator silences, matched at delivery
 SILENCES_VERSION = "gex:silences:version"  # bumped with every write: readers cache until it moves

@@ -19,14 +19,16 @@ from gex_alertd import redaction
 from gex_alertd.commit import CommitConflict
 from gex_alertd.config import WatchTarget
 from gex_alertd.connections import REDIS_DOWN
-from gex_alertd.model import FlowGex
+from gex_alertd.model import FlowGex, iso_utc
 from gex_alertd.ops import metrics
+from gex_alertd.redis_errors import DATA, RedisTrouble, classify
 from gex_alertd.sources.backoff import Backoff
 from gex_alertd.sources.base import Source
 from gex_alertd.sources.errors import (
     AuthError,
     BadRequest,
     RateLimited,
+    RefusedSnapshot,
     SourceError,
     UnknownSymbol,
 )
@@ -49,6 +51,8 @@ CommitFn = Callable[[FlowGex, str | None], Awaitable[CommitOutcome]]
 # every fetch's outcome (the snapshot, a repeat too, or the error) for the operator rules
 # (stale_data, source_failing: gex_alertd.operator_rules); it must not raise
 ObserveFn = Callable[[WatchTarget, FlowGex | None, SourceError | None], Awaitable[None]]
+# (snapshot, expiry, reason): keep a snapshot that can never commit where an operator finds it
+SetAsideFn = Callable[[FlowGex, str | None, str], Awaitable[None]]
 
 
 class Poller:
@@ -60,12 +64,17 @@ class Poller:
         *,
         backoff: Backoff,
         observe: ObserveFn | None = None,
+        set_aside: SetAsideFn | None = None,
+        trouble: RedisTrouble | None = None,
     ):
         self.target = target
         self.source = source
         self.commit = commit
         self.backoff = backoff
         self.observe = observe
+        self.set_aside = set_aside
+        # shared by the daemon's pollers: one log line per episode, not per target and try
+        self.trouble = trouble if trouble is not None else RedisTrouble()
         # a list, not a deque: it is nearly always empty, and an empty deque is 760 bytes
         # (x 5,000 targets); the oldest goes first only when Redis was down
         self.pending: list[FlowGex] = []
@@ -74,6 +83,9 @@ class Poller:
         self.last_ok: float | None = None  # wall time of the last successful poll
         self.last_as_of: str | None = None
         self.last_error: str | None = None
+        self.refused = 0  # snapshots refused for their as_of (asof_window)
+        self.set_aside_count = 0  # snapshots that could never commit, moved to gex:dead
+        self.auth_failing: str | None = None  # the upstream's 401/403 while it lasts
 
     @property
     def _log(self) -> Any:
@@ -101,6 +113,7 @@ class Poller:
             return await self._failed(exc)
         self.backoff.success()
         self.last_error = None
+        self.auth_failing = None
         self.last_ok = time.time()
         snap = fetched.snapshot
         if self.observe is not None:
@@ -115,8 +128,11 @@ class Poller:
             self._log.error(
                 "pending queue full, dropping oldest snapshot", as_of=str(dropped.as_of)
             )
+        aside = self.set_aside_count
         if not await self._flush():
             return "redis_down"
+        if self.set_aside_count > aside:
+            return "set_aside"
         self.last_as_of = str(snap.as_of)
         return "stored"
 
@@ -126,24 +142,54 @@ class Poller:
             try:
                 await self.commit(snap, self.target.expiry)
             except (*REDIS_DOWN, RedisError, CommitConflict) as exc:
+                kind = classify(exc)
+                error = redaction.redact(f"redis {kind}: {type(exc).__name__}: {exc}")
+                self.trouble.failed(kind, error)
+                if kind == DATA and await self._set_aside(snap, error):
+                    continue
                 # down, or up but refusing (OOM, READONLY after a failover, a script error):
-                # the snapshot stays pending and the target backs off, with one line per try
+                # the snapshot stays pending and the target backs off; the episode's one line
+                # was logged by `trouble`
                 delay = self.backoff.failure(exc)
                 self.next_attempt = asyncio.get_running_loop().time() + delay
-                self.last_error = redaction.redact(f"redis: {type(exc).__name__}: {exc}")
-                self._log.warning(
+                self.last_error = error
+                self._log.debug(
                     "commit failed, snapshot kept pending",
-                    error=self.last_error,
+                    error=error,
                     pending=len(self.pending),
                     retry_in=round(delay, 2),
                 )
                 return False
             self.pending.pop(0)
+            self.trouble.succeeded()
+        return True
+
+    async def _set_aside(self, snap: FlowGex, reason: str) -> bool:
+        """Move a snapshot that can never commit to `gex:dead`; False when that failed too (it
+        then stays pending like any other Redis failure)."""
+        if self.set_aside is None:
+            return False
+        try:
+            await self.set_aside(snap, self.target.expiry, reason)
+        except (*REDIS_DOWN, RedisError) as exc:
+            self.trouble.failed(classify(exc), redaction.redact(f"set aside: {exc}"))
+            return False
+        self.pending.pop(0)
+        self.set_aside_count += 1
+        self.last_error = reason
+        metrics.SNAPSHOTS_SET_ASIDE.inc()
+        self._log.error(
+            "snapshot can never commit; set aside to gex:dead",
+            as_of=iso_utc(snap.as_of),
+            error=reason,
+        )
         return True
 
     async def _failed(self, exc: SourceError) -> str:
         status = type(exc).__name__
-        if exc.status:
+        if isinstance(exc, RefusedSnapshot):
+            status = f"refused_{exc.reason}"
+        elif exc.status:
             status = str(exc.status)
         self._count(status)
         self.last_error = str(exc)
@@ -157,8 +203,14 @@ class Poller:
         delay = self.backoff.failure(exc)
         self.next_attempt = asyncio.get_running_loop().time() + delay
         if isinstance(exc, AuthError):
+            self.auth_failing = str(exc)
             self._log.error(
                 "upstream refused the API key", error=str(exc), retry_in=round(delay, 1)
+            )
+        elif isinstance(exc, RefusedSnapshot):
+            self.refused += 1
+            self._log.warning(
+                "snapshot refused", reason=exc.reason, error=str(exc), retry_in=round(delay, 2)
             )
         elif isinstance(exc, RateLimited):
             self._log.warning("rate limited", retry_after=exc.retry_after, retry_in=round(delay, 2))
@@ -174,4 +226,6 @@ class Poller:
             "pending": len(self.pending),
             "disabled": self.disabled,
             "last_error": self.last_error,
+            "refused": self.refused,
+            "set_aside": self.set_aside_count,
         }

@@ -176,20 +176,43 @@ def decode_fields_columns_many(
     return out
 
 
-def trim_args(cfg: RedisConfig, as_of_ms: int) -> list[str | int]:
-    """XADD trimming arguments: length-based when max_len is set, else time-based retention."""
+def trim_spec(cfg: RedisConfig) -> list[str]:
+    """How commit.lua trims: `["MAXLEN", n]`, `["MINID", retention ms]` (the script takes the
+    cut from Redis's own clock: `TIME` minus the retention) or `[]`. Never from a snapshot's
+    as_of: one body dated 2099 cut a stream of 300 snapshots down to itself."""
+    if cfg.max_len is not None:
+        return ["MAXLEN", str(cfg.max_len)]
+    if cfg.retention:
+        return ["MINID", str(int(cfg.retention * 1000))]
+    return []
+
+
+def max_age_s(cfg: RedisConfig) -> float | None:
+    """The oldest as_of worth storing: the retention when streams are trimmed by time."""
+    return None if cfg.max_len is not None or not cfg.retention else float(cfg.retention)
+
+
+def trim_args(cfg: RedisConfig, server_ms: int) -> list[str | int]:
+    """XADD trimming arguments: length-based when max_len is set, else time-based retention
+    counted back from `server_ms`, Redis's clock (`TIME`)."""
     if cfg.max_len is not None:
         return ["MAXLEN", "~", cfg.max_len]
     if cfg.retention:
-        return ["MINID", "~", max(0, as_of_ms - int(cfg.retention * 1000))]
+        return ["MINID", "~", max(0, server_ms - int(cfg.retention * 1000))]
     return []
+
+
+async def server_ms(redis: aioredis.Redis) -> int:
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 async def write_snapshot(
     redis: aioredis.Redis, snap: FlowGex, expiry: str | None, cfg: RedisConfig
 ) -> bool:
     """Store one snapshot on its own (no rules). False when its as_of is not newer than the top."""
-    args: list[Any] = ["XADD", keys.snap(snap.symbol, expiry), *trim_args(cfg, snap.as_of_ms)]
+    now = await server_ms(redis) if cfg.max_len is None and cfg.retention else 0
+    args: list[Any] = ["XADD", keys.snap(snap.symbol, expiry), *trim_args(cfg, now)]
     args.append(entry_id(snap))
     for k, v in encode_fields(snap).items():
         args += [k, v]

@@ -328,6 +328,8 @@ async def list_dead(redis: aioredis.Redis, count: int = 1000) -> list[DeadLetter
     out = []
     for dead_id, fields in entries(await redis.xrange(keys.DEAD, count=count)):
         f = {_s(k): v for k, v in fields.items()}
+        if "kind" in f:  # a snapshot set aside by the poller (commit.set_aside), not an alert
+            continue
         raw = f.get("event", b"")
         out.append(
             DeadLetter(

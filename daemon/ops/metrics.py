@@ -45,6 +45,20 @@ RATE_LIMIT_WAIT = Counter(
     "gexalertd_rate_limit_wait_seconds",
     "Time spent waiting on the key's request budget or Retry-After", registry=REGISTRY,
 )  # fmt: skip
+REDIS_ERRORS = Counter(
+    "gexalertd_redis_errors",
+    "Redis errors on the poll/commit path by class (connection, auth, oom, readonly, script, "
+    "conflict, data; see redis_errors.py)", ["class"], registry=REGISTRY,
+)  # fmt: skip
+SNAPSHOTS_SET_ASIDE = Counter(
+    "gexalertd_snapshots_set_aside",
+    "Snapshots that could never commit, set aside to gex:dead with the reason", registry=REGISTRY,
+)  # fmt: skip
+SNAPSHOTS_REFUSED = Counter(
+    "gexalertd_snapshots_refused",
+    "Fetched snapshots refused for their as_of (future: beyond source.max_future_s; expired: "
+    "older than redis.retention)", ["reason"], registry=REGISTRY,
+)  # fmt: skip
 SNAPSHOTS = Counter("gexalertd_snapshots_stored", "Snapshots committed to Redis", registry=REGISTRY)
 COMMIT_LATENCY = Histogram(
     "gexalertd_commit_latency_seconds", "Atomic snapshot+rules commit latency",

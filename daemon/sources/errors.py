@@ -76,3 +76,13 @@ class TransientError(SourceError):
 
 class MalformedPayload(TransientError):
     """A 200 whose body is not a valid Flow GEX snapshot: nothing from it is stored."""
+
+
+class RefusedSnapshot(MalformedPayload):
+    """A valid snapshot whose `as_of` is outside the window the daemon stores (asof_window):
+    too far ahead of the clock, or older than the retention. Nothing from it is stored, and
+    its `as_of` is not remembered as seen."""
+
+    def __init__(self, message: str, *, reason: str, symbol: str | None, status: int | None):
+        self.reason = reason  # asof_window.FUTURE | asof_window.EXPIRED
+        super().__init__(message, symbol=symbol, status=status)

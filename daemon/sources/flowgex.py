@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -44,8 +45,9 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from gex_alertd import __version__, redaction
+from gex_alertd.asof_window import AsOfWindow
 from gex_alertd.model import PayloadError, decode_flow_gex
-from gex_alertd.ops.metrics import RATE_LIMIT_WAIT, REQUEST_LATENCY
+from gex_alertd.ops.metrics import RATE_LIMIT_WAIT, REQUEST_LATENCY, SNAPSHOTS_REFUSED
 from gex_alertd.sources.base import Fetched
 from gex_alertd.sources.errors import (
     AuthError,
@@ -53,6 +55,7 @@ from gex_alertd.sources.errors import (
     MalformedPayload,
     PlanError,
     RateLimited,
+    RefusedSnapshot,
     SourceError,
     TransientError,
     UnknownSymbol,
@@ -89,6 +92,8 @@ class FlowGexClient:
         user_agent: str = f"gex-alertd/{__version__}",
         burst: int | None = None,
         max_body_bytes: int = 16 * 1024 * 1024,
+        as_of_window: AsOfWindow | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not api_key:
             raise ValueError("FlowGexClient needs an API key (set source.api_key)")
@@ -102,6 +107,9 @@ class FlowGexClient:
         self.max_concurrency = max_concurrency
         # a 200-strike snapshot is ~40 KB; a body far beyond that is garbage, not data to hold
         self.max_body_bytes = max_body_bytes
+        # an as_of outside it is refused before it is remembered as seen (asof_window.py)
+        self.as_of_window = as_of_window if as_of_window is not None else AsOfWindow()
+        self._wall_clock = wall_clock
         self.limiter = KeyLimiter(requests_per_min, burst)
         self._headers = {
             "X-Api-Key": api_key,
@@ -116,9 +124,15 @@ class FlowGexClient:
 
     @classmethod
     def from_config(
-        cls, cfg: SourceConfig, *, base_url: str | None = None, api_key: str | None = None
+        cls,
+        cfg: SourceConfig,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        max_age_s: float | None = None,
     ) -> FlowGexClient:
-        """Build from a gex_alertd.config.SourceConfig; the keywords override its values."""
+        """Build from a gex_alertd.config.SourceConfig; the keywords override its values.
+        `max_age_s`: the oldest as_of accepted (store.max_age_s of the redis config)."""
         key = api_key if api_key is not None else cfg.api_key
         if not key:
             raise ValueError("source.api_key: required for the flowgex source")
@@ -129,6 +143,7 @@ class FlowGexClient:
             max_concurrency=cfg.max_concurrency,
             requests_per_min=cfg.requests_per_min,
             max_body_bytes=cfg.max_body_bytes,
+            as_of_window=AsOfWindow(cfg.max_future_s, max_age_s),
         )
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -260,8 +275,13 @@ class FlowGexClient:
                 symbol=symbol,
                 status=status,
             )
-        key = (symbol.upper(), expiry)
         as_of = snap.as_of_ms
+        refused = self.as_of_window.check(as_of, int(self._wall_clock() * 1000))
+        if refused is not None:
+            reason, message = refused
+            SNAPSHOTS_REFUSED.labels(reason).inc()
+            raise RefusedSnapshot(message, reason=reason, symbol=symbol, status=status)
+        key = (symbol.upper(), expiry)
         last = self._last_as_of.get(key)
         # the provider caches ~15 s: the same as_of again is not new data; neither is an older
         # one (a lagging cache node), which the as_of-keyed stream would refuse anyway

@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -35,8 +35,10 @@ from gex_alertd.sources.simulator.server import SIMULATOR
 from tests.support.redis_server import RedisServer
 from tests.support.wait import WAIT_S, eventually
 
-SCENARIO = """
-start: 2026-05-11T14:00:00Z
+# the simulated day starts two hours back: a daemon refuses an as_of older than its retention
+# (1d here) or ahead of its clock, so a fixed date would age out of the window
+START = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+SCENARIO = f"start: {START.isoformat().replace('+00:00', 'Z')}\n" + """
 tick_s: 1
 symbols:
   SPY: {spot: 600, annual_vol: 0, trades_per_s: 0}

@@ -147,7 +147,8 @@ async def test_time_based_trimming(redis):
     await redis.config_set("stream-node-max-entries", 10)
     try:
         cfg = RedisConfig(url="redis://x", retention=Duration(60.0))
-        t0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+        # the cut is Redis's clock minus the retention: the stream spans the last 500 s
+        t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=500)
         for i in range(100):
             snap = make_snapshot(1, as_of=t0 + timedelta(seconds=5 * i))
             assert await store.write_snapshot(redis, snap, None, cfg)

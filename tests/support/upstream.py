@@ -15,7 +15,8 @@ How replies are chosen, per request, first match wins:
 2. the shared queue (`push(...)` with neither),
 3. the default: a `Reply`, or a callable `(request) -> Reply` (sync or async) given to
    `Upstream(default=...)` / `set_default`; without one, a valid Flow GEX 200 for the symbol in
-   the path with an `as_of` one second later than the previous default reply (always new data).
+   the path with an `as_of` one second later than the previous default reply (always new data;
+   the first is six hours before the upstream started, inside any daemon's as_of window).
 Queued replies are used once each, in arrival order.
 
 `wait_for_requests(n)` waits until n requests arrived; `reset()` forgets requests and queues.
@@ -157,7 +158,9 @@ class Upstream:
         self._by_path: dict[str, deque[Reply]] = {}
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
-        self._default_as_of = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+        # recent, so a daemon stores it (an as_of older than redis.retention is refused), and
+        # far enough back that one default reply per second ahead never passes the wall clock
+        self._default_as_of = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
         self.port = 0
 
     @property

@@ -24,16 +24,29 @@ class Clock(Protocol):
         ...
 
 
+# how long a faster-than-real simulation runs before its as_of passes the wall clock
+AHEAD_AFTER_S = 3600.0
+MAX_LEAD_S = 86400.0  # but never start further back than a day (a short retention refuses it)
+
+
 def wall_start() -> datetime:
     """Now, truncated to the second, so as_of values stay round."""
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def lead_s(speed: float) -> float:
+    """How far before now a simulation at `speed` starts when no start is given. At speed 1 it
+    is now; faster, the simulated clock starts back so that its as_of stays behind the wall
+    clock for AHEAD_AFTER_S of running (speed 10: 9 hours back, level after an hour): a
+    daemon refuses an as_of ahead of its clock by more than source.max_future_s."""
+    return min(max(0.0, speed - 1.0) * AHEAD_AFTER_S, MAX_LEAD_S)
 
 
 class RealClock:
     def __init__(self, start: datetime | None = None, speed: float = 1.0):
         if speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")
-        self.start = start or wall_start()
+        self.start = start or wall_start() - timedelta(seconds=lead_s(speed))
         self.speed = speed
         self._t0: float | None = None
 

@@ -1,0 +1,222 @@
+"""Redis errors that are not connection errors (issue 17 item 3): classified from what a real
+redis-server answers, a snapshot that can never commit set aside to gex:dead instead of being
+retried forever, and OOM (maxmemory + noeviction) against the daemon process: backs off with one
+line per episode, /healthz not ok with the reason, a metric by class, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gex_alertd import keys
+from gex_alertd.commit import CommitConflict, Committer
+from gex_alertd.config import RedisConfig, WatchTarget
+from gex_alertd.connections import entries
+from gex_alertd.model import FlowGex, decode_flow_gex
+from gex_alertd.notify import outbox
+from gex_alertd.pipeline import Poller
+from gex_alertd.redis_errors import (
+    AUTH,
+    CONFLICT,
+    DATA,
+    OOM,
+    READONLY,
+    SCRIPT,
+    RedisTrouble,
+    classify,
+)
+from gex_alertd.sources.backoff import Backoff
+from gex_alertd.sources.base import Fetched
+from tests.hostile.upstream import recent, snapshot
+from tests.reliability.support import API_KEY, start_daemon
+from tests.support.redis_server import RedisServer, free_port
+from tests.support.upstream import Upstream, flow_gex_body
+from tests.support.wait import eventually
+
+
+async def _error_of(coro: object) -> RedisError:
+    try:
+        await coro  # type: ignore[misc]
+    except RedisError as exc:
+        return exc
+    raise AssertionError("no error")
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    srv = RedisServer(tmp_path / "r", aof=False)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+async def test_real_redis_errors_are_classified(
+    server: RedisServer, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    r = aioredis.Redis.from_url(server.url)
+    try:
+        await r.set("k", "v")
+        assert classify(await _error_of(r.xadd("k", {"a": 1}))) == DATA  # WRONGTYPE
+        assert classify(await _error_of(r.xadd("s", {"a": 1}, id="0-0"))) == DATA
+        assert classify(await _error_of(r.execute_command("XADD", "s", "-5-0", "a", 1))) == DATA
+        assert classify(await _error_of(r.eval("return nosuch.call()", 0))) == SCRIPT
+        assert classify(CommitConflict("changed")) == CONFLICT
+        await r.config_set("maxmemory-policy", "noeviction")
+        await r.config_set("maxmemory", 1)
+        assert classify(await _error_of(r.set("x", "y"))) == OOM
+        await r.config_set("maxmemory", 0)
+        # a replica refuses writes (its primary: the session's server)
+        port = int(str(redis.connection_pool.connection_kwargs["port"]))
+        await r.execute_command("REPLICAOF", "127.0.0.1", port)
+        assert classify(await _error_of(r.set("x", "y"))) == READONLY
+        await r.execute_command("REPLICAOF", "NO", "ONE")
+        await r.config_set("requirepass", "s3cret-pass")
+        fresh = aioredis.Redis.from_url(server.url)
+        try:
+            assert classify(await _error_of(fresh.set("x", "y"))) == AUTH
+        finally:
+            await fresh.aclose()
+    finally:
+        await r.aclose()
+
+
+# --- a snapshot that can never commit -----------------------------------------------------
+
+
+class Scripted:
+    """A Source that hands out the snapshots it was given (the client would refuse an as_of
+    before 1970 at validation; this one reaches the commit, as it did before that check)."""
+
+    def __init__(self, snaps: list[FlowGex]) -> None:
+        self.snaps = snaps
+
+    async def fetch(self, symbol: str, expiry: str | None = None) -> Fetched:
+        return Fetched(self.snaps.pop(0), False, 0, 0.0)
+
+    async def close(self) -> None:
+        pass
+
+
+def _snap(as_of: datetime) -> FlowGex:
+    good = decode_flow_gex(msgspec.json.encode(flow_gex_body("SPY", as_of=datetime.now(UTC))))
+    return msgspec.structs.replace(good, as_of=as_of)
+
+
+async def test_snapshot_that_can_never_commit_is_set_aside_not_retried_forever(
+    redis: aioredis.Redis,
+) -> None:
+    committer = Committer(redis, [], RedisConfig(retention=None))
+    ancient = _snap(datetime(1969, 12, 31, tzinfo=UTC))
+    later = _snap(datetime.now(UTC).replace(microsecond=0))
+    trouble = RedisTrouble()
+    poller = Poller(
+        WatchTarget("SPY", None, 1.0, 0.0),
+        Scripted([ancient, later]),
+        committer.commit,
+        backoff=Backoff(0.001, 0.002, random.Random(1)),
+        set_aside=committer.set_aside,
+        trouble=trouble,
+    )
+    assert await poller.poll() == "set_aside"
+    assert poller.pending == [] and poller.set_aside_count == 1
+    assert not trouble.episodes  # a data error is per snapshot: no episode stays open
+    (dead,) = entries(await redis.xrange(keys.DEAD))
+    fields = dead[1]
+    assert fields[b"kind"] == b"snapshot" and fields[b"symbol"] == b"SPY"
+    assert b"Invalid stream ID" in fields[b"reason"] and b"data" in fields[b"reason"]
+    assert json.loads(fields[b"snapshot"])["as_of"].startswith("1969-12-31")
+    # the next snapshot is committed: nothing is stuck behind the dead one
+    assert await poller.poll() == "stored"
+    assert await redis.xlen(keys.snap("SPY")) == 1
+    assert poller.health()["set_aside"] == 1
+    # the alert dead-letter tools do not mistake it for an alert
+    assert await outbox.list_dead(redis) == []
+
+
+# --- OOM against the daemon process ------------------------------------------------------
+
+
+async def _health(session: aiohttp.ClientSession, port: int) -> tuple[int, dict]:
+    try:
+        async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+            return resp.status, await resp.json()
+    except aiohttp.ClientConnectionError:
+        return 0, {"problems": [], "redis_errors": {}}  # not listening yet
+
+
+async def test_oom_backs_off_with_one_line_per_episode_and_healthz_says_why(
+    private_redis: RedisServer, tmp_path: Path
+) -> None:
+    async with Upstream() as up:
+        up.set_default(lambda req: snapshot(req.path.rsplit("/", 1)[-1], as_of=recent()))
+        port = free_port()
+        config = tmp_path / "config.yaml"
+        config.write_text(f"""
+source: {{kind: flowgex, base_url: "{up.url}", api_key: {API_KEY}, requests_per_min: 100000,
+          backoff_base_s: 0.05, backoff_max_s: 0.2}}
+redis: {{url: "{private_redis.url}"}}
+watch: {{interval_s: 0.05, jitter_s: 0, market_hours: always, symbols: [SPY, QQQ, IWM]}}
+ops: {{listen: "127.0.0.1:{port}", log_format: json}}
+""")
+        r = aioredis.Redis.from_url(private_redis.url)
+        daemon = await start_daemon(tmp_path, config)
+        session = aiohttp.ClientSession()
+        try:
+
+            async def stored(n: int) -> bool:
+                assert daemon.alive, daemon.output()[-3000:]
+                return all([int(await r.xlen(keys.snap(s))) >= n for s in ("SPY", "QQQ", "IWM")])
+
+            await eventually(lambda: stored(2), "snapshots stored for every symbol")
+            await r.config_set("maxmemory-policy", "noeviction")
+            await r.config_set("maxmemory", 1)
+
+            async def unhealthy() -> bool:
+                status, body = await _health(session, port)
+                return status == 503 and any("redis oom" in p for p in body["problems"])
+
+            await eventually(unhealthy, "/healthz not ok, naming the OOM")
+
+            async def retried() -> bool:
+                _, body = await _health(session, port)
+                return bool(body["redis_errors"].get("oom", {}).get("failures", 0) >= 6)
+
+            # every target backs off and retries (its fetched snapshot kept pending) while it lasts
+            await eventually(retried, "several refused commits in the episode")
+            held = {s: int(await r.xlen(keys.snap(s))) for s in ("SPY", "QQQ", "IWM")}
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                metrics = await resp.text()
+            assert 'gexalertd_redis_errors_total{class="oom"}' in metrics
+
+            await r.config_set("maxmemory", 0)
+            await eventually(
+                lambda: stored(max(held.values()) + 2), "commits going through after OOM"
+            )
+
+            async def healthy() -> bool:
+                status, _ = await _health(session, port)
+                return status == 200
+
+            await eventually(healthy, "/healthz ok again")
+            events = daemon.events()
+            opened = [e for e in events if e.get("event", "").startswith("redis refusing")]
+            closed = [e for e in events if e.get("event", "").startswith("redis commits going")]
+            assert [e["error_class"] for e in opened] == ["oom"], opened
+            assert [e["error_class"] for e in closed] == ["oom"] and closed[0]["failures"] >= 1
+            assert "Traceback" not in daemon.output()
+            assert await daemon.stop() == 0
+        finally:
+            await session.close()
+            await r.config_set("maxmemory", 0)
+            await r.aclose()
+            if daemon.alive:
+                daemon.kill()
