@@ -134,8 +134,7 @@ class RedisTrouble:
         """One line per open episode, for /healthz."""
         now = self._clock()
         return [
-            f"redis {kind} errors for {now - e.since:.0f} s ({e.failures} failures): "
-            f"{e.last_error}"
+            f"redis {kind} errors for {now - e.since:.0f} s ({e.failures} failures): {e.last_error}"
             for kind, e in sorted(self.episodes.items())
         ]
 

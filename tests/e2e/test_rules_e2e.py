@@ -38,7 +38,9 @@ from tests.support.wait import WAIT_S, eventually
 # the simulated day starts two hours back: a daemon refuses an as_of older than its retention
 # (1d here) or ahead of its clock, so a fixed date would age out of the window
 START = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
-SCENARIO = f"start: {START.isoformat().replace('+00:00', 'Z')}\n" + """
+SCENARIO = (
+    f"start: {START.isoformat().replace('+00:00', 'Z')}\n"
+    + """
 tick_s: 1
 symbols:
   SPY: {spot: 600, annual_vol: 0, trades_per_s: 0}
@@ -54,6 +56,7 @@ events:
   - {at: 44s, do: block, symbol: DIA, contracts: 20000, right: call, strike: atm}
   - {at: 52s, do: cross_flip, symbol: QQQ, side: above, gap_pct: 1.0}
 """
+)
 CONFIG = """
 source: {{kind: flowgex, base_url: "http://127.0.0.1:{port}", api_key: e2e-key, timeout_s: 30,
           requests_per_min: 100000}}
