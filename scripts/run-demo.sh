@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # The demo: a private redis-server (AOF on, data under .run/) unless REDIS_URL is given,
 # then the daemon on the embedded simulator with alerts on the console. Ctrl-C stops both.
+#
+# The private Redis is not open to every local user: it has a generated password (kept in
+# .run/redis.password, 0600, the same on every run), its data directory is 0700 and its files
+# 0600. The password reaches redis-server in a config file and the daemon in a credential file
+# ($CREDENTIALS_DIRECTORY/REDIS_URL, read by `${REDIS_URL}` in the config): never on a command
+# line (`ps` shows those) and never printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${CONFIG:-config.example.yaml}
+GEX_ALERTD=${GEX_ALERTD:-.venv/bin/gex-alertd}
 redis_pid=""
 cleanup() {
   if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null; then
@@ -14,19 +21,32 @@ cleanup() {
 trap cleanup EXIT
 if [ -z "${REDIS_URL:-}" ]; then
   port=${DEMO_REDIS_PORT:-6390}
-  mkdir -p .run/redis
+  umask 077 # what follows creates only owner-only files: the password, Redis's data
+  mkdir -p "${RUN_DIR:-.run}"
+  run=$(cd "${RUN_DIR:-.run}" && pwd)
+  mkdir -p "$run/redis" "$run/credentials"
+  # also files an older demo left world-readable
+  chmod -R go-rwx "$run"
+  if [ ! -s "$run/redis.password" ]; then
+    head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$run/redis.password"
+  fi
+  password=$(<"$run/redis.password")
+  printf 'requirepass %s\n' "$password" >"$run/redis/redis.conf"
+  printf 'redis://:%s@127.0.0.1:%s/0\n' "$password" "$port" >"$run/credentials/REDIS_URL"
   # its own session, so Ctrl-C reaches only the daemon, which then drains into a live Redis
-  setsid redis-server --port "$port" --bind 127.0.0.1 --dir "$PWD/.run/redis" --appendonly yes \
-    --save "" --daemonize no --logfile "$PWD/.run/redis/redis.log" &
+  setsid redis-server "$run/redis/redis.conf" --port "$port" --bind 127.0.0.1 --dir "$run/redis" \
+    --appendonly yes --save "" --daemonize no --logfile "$run/redis/redis.log" &
   redis_pid=$!
   for _ in $(seq 50); do
-    redis-cli -p "$port" ping >/dev/null 2>&1 && break
+    REDISCLI_AUTH=$password redis-cli --no-auth-warning -p "$port" ping >/dev/null 2>&1 && break
     sleep 0.1
   done
-  export REDIS_URL="redis://127.0.0.1:$port/0"
-  echo "private redis-server on $REDIS_URL (data in .run/redis)" >&2
+  unset password
+  export CREDENTIALS_DIRECTORY="$run/credentials"
+  echo "private redis-server on 127.0.0.1:$port (data in $run/redis, password in" \
+    "$run/redis.password)" >&2
 fi
-.venv/bin/gex-alertd run --config "$CONFIG" &
+"$GEX_ALERTD" run --config "$CONFIG" &
 daemon_pid=$!
 # forward Ctrl-C/TERM to the daemon and wait for its clean exit
 trap 'kill -TERM $daemon_pid 2>/dev/null || true' INT TERM
