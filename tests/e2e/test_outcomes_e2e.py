@@ -31,13 +31,15 @@ from gex_alertd.outcomes.report import compute_report
 from gex_alertd.sources.simulator.clock import ManualClock
 from gex_alertd.sources.simulator.embedded import make_app, serve
 from gex_alertd.sources.simulator.server import SIMULATOR
-from tests.e2e.test_rules_e2e import Stepper, _start_daemon
+from tests.e2e.test_rules_e2e import START, Stepper, _start_daemon
 from tests.notify.support import Receiver
 from tests.support.redis_server import RedisServer
 from tests.support.wait import WAIT_S, eventually
 
-SCENARIO = """
-start: 2026-05-11T14:00:00Z
+# a recent start (the rules e2e test's): the daemon refuses an as_of older than its retention
+SCENARIO = (
+    f"start: {START.isoformat().replace('+00:00', 'Z')}\n"
+    + """
 tick_s: 1
 symbols:
   SPY: {spot: 600, annual_vol: 0, trades_per_s: 0}
@@ -46,6 +48,7 @@ events:
   - {at: 3s, do: cross_flip, symbol: SPY, side: above, gap_pct: 1.0}
   - {at: 10s, do: spot, symbol: SPY, move_pct: 0.5}
 """
+)
 # settle 100 years: the simulated day lies in the past of the wall clock; only the stream may tell
 # the daemon that a horizon has elapsed
 CONFIG = """
