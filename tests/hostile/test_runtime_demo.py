@@ -73,7 +73,11 @@ async def test_demo_redis_has_a_password_and_owner_only_files(tmp_path: Path) ->
             await anonymous.aclose()
         authed = aioredis.Redis(port=port, password=password)
         try:
-            await eventually(lambda: authed.exists(keys.MEMBERS), "the daemon's membership")
+
+            async def member() -> bool:
+                return bool(await authed.exists(keys.MEMBERS))
+
+            await eventually(member, "the daemon's membership")
 
             async def aof_written() -> bool:
                 return any(p.is_file() for p in (run / "redis").rglob("*.aof"))
