@@ -18,6 +18,7 @@ import signal
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis.asyncio as aioredis
@@ -30,12 +31,14 @@ from gex_alertd.connections import entries
 from gex_alertd.sources.simulator.clock import ManualClock
 from gex_alertd.sources.simulator.embedded import make_app, serve
 from gex_alertd.sources.simulator.server import SIMULATOR
-from tests.e2e.test_rules_e2e import _alerts, _start_daemon
+from tests.e2e.test_rules_e2e import START, _alerts, _start_daemon
 from tests.support.redis_server import RedisServer
 from tests.support.wait import WAIT_S, eventually
 
-SCENARIO = """
-start: 2026-05-11T14:00:00Z
+# a recent start (the rules e2e test's): the daemon refuses an as_of older than its retention
+SCENARIO = (
+    f"start: {START.isoformat().replace('+00:00', 'Z')}\n"
+    + """
 tick_s: 1
 symbols:
   SPY: {spot: 600, annual_vol: 0, trades_per_s: 0}
@@ -51,6 +54,7 @@ events:
   - {at: 6s, do: drift, symbol: DIA, pct: 40, over_s: 4s}
   - {at: 14s, do: cross_flip, symbol: QQQ, side: above, gap_pct: 1.0}
 """
+)
 CONFIG = """
 source: {{kind: flowgex, base_url: "http://127.0.0.1:{port}", api_key: e2e-key, timeout_s: 30,
           requests_per_min: 100000}}
@@ -125,7 +129,8 @@ async def test_level_rules_fire_live_and_replay_gives_the_same_ids(
         await sim.close()
     got = Counter((e["rule"], e["symbol"], e["status"]) for e in live)
     assert got == Counter(EXPECTED), (got, log.read_text()[-3000:])
-    assert settled == [b"gex:{DIA}:settled:2026-05-11"]
+    day = START.astimezone(ZoneInfo("America/New_York")).date().isoformat()  # the exchange's
+    assert settled == [f"gex:{{DIA}}:settled:{day}".encode()]
     assert first[b"call_wall"] and first[b"put_wall"]  # readable scalar fields of each entry
     for e in live:
         assert {"regime", "flip_distance_pct", "call_wall", "put_wall"} <= set(e["details"])

@@ -30,13 +30,16 @@ from gex_alertd.connections import entries
 from gex_alertd.sources.simulator.clock import ManualClock
 from gex_alertd.sources.simulator.embedded import make_app, serve
 from gex_alertd.sources.simulator.server import SIMULATOR
+from tests.e2e.test_rules_e2e import START
 from tests.support.browser import open_browser, screenshot_path
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.wait import WAIT_S, eventually
 
 KEY = "web-key"
-SCENARIO = """
-start: 2026-05-11T14:00:00Z
+# a recent start (the rules e2e test's): the daemon refuses an as_of older than its retention
+SCENARIO = (
+    f"start: {START.isoformat().replace('+00:00', 'Z')}\n"
+    + """
 tick_s: 1
 symbols:
   SPY: {spot: 600, annual_vol: 0, trades_per_s: 0}
@@ -44,6 +47,7 @@ events:
   - {at: 0s, do: cross_flip, symbol: SPY, side: above, gap_pct: 1.0}
   - {at: 9s, do: cross_flip, symbol: SPY, side: below, gap_pct: 1.0}
 """
+)
 CONFIG = """
 source: {{kind: flowgex, base_url: "http://127.0.0.1:{sim}", api_key: {key}, timeout_s: 30,
           requests_per_min: 100000}}
