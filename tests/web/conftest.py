@@ -40,7 +40,8 @@ def body(i: int, symbol: str = "SPY", **kw: Any) -> dict[str, Any]:
 
 async def put(redis: aioredis.Redis, i: int, symbol: str = "SPY", **kw: Any) -> None:
     snap = decode_flow_gex(msgspec.json.encode(body(i, symbol, **kw)))
-    assert await store.write_snapshot(redis, snap, kw.get("expiry"), RedisConfig())
+    # untrimmed: the test day is in the past, and the retention cut is Redis's clock
+    assert await store.write_snapshot(redis, snap, kw.get("expiry"), RedisConfig(retention=None))
 
 
 async def store_settled(redis: aioredis.Redis, settled: FlowGex) -> None:
