@@ -48,7 +48,7 @@ import redis.asyncio as aioredis
 from rich.console import Console
 from rich.table import Table
 
-from bench.replay_upstream import START, Bodies
+from bench.replay_upstream import Bodies
 from gex_alertd import keys, store
 from gex_alertd.config import RedisConfig, WatchTarget
 from gex_alertd.model import FlowGex, decode_flow_gex
@@ -88,7 +88,7 @@ def _next(bodies: Bodies) -> FlowGex:
     body = bodies.next(SYMBOL)
     assert body is not None
     snap = decode_flow_gex(body, symbol=SYMBOL)
-    return msgspec.structs.replace(snap, as_of=START + timedelta(seconds=15 * n))
+    return msgspec.structs.replace(snap, as_of=bodies.start + timedelta(seconds=15 * n))
 
 
 async def _fill(redis: aioredis.Redis, bodies: Bodies, snapshots: int) -> int:
