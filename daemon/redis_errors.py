@@ -111,7 +111,7 @@ class RedisTrouble:
             return
         self.episodes[kind] = Episode(self._clock(), 1, error)
         log.warning(
-            "redis refusing commits; targets back off, snapshots stay pending",
+            "redis refusing commits; targets back off, each snapshot kept pending",
             error_class=kind,
             error=error,
         )
