@@ -9,6 +9,7 @@ import asyncio
 import base64
 import itertools
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -52,6 +53,10 @@ def _event(**kw: Any) -> AlertEvent:
     return msgspec.structs.replace(base, **kw)
 
 
+def _iso(t: datetime) -> str:
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 async def _alerts(am: Alertmanager, rule: str) -> list[dict[str, Any]]:
     got = await asyncio.to_thread(am.api, "GET", "/alerts")
     return [a for a in got if a["labels"].get("rule") == rule]
@@ -90,9 +95,15 @@ async def test_alerts_arrive_through_the_outbox_with_labels_and_annotations(
 
 async def test_a_resolved_event_ends_the_alert(alertmanager: Alertmanager) -> None:
     notifier = AlertmanagerNotifier("am", _channel_for(alertmanager.url))
-    firing = _event()
+    # relative to the wall clock Alertmanager judges by: the end must be past (else it is
+    # still active) and after the start (else the POST is refused), whatever today's date is
+    now = datetime.now(UTC)
+    firing = _event(as_of=_iso(now - timedelta(minutes=10)))
     resolved = msgspec.structs.replace(
-        firing, id=firing.id + ":resolved", status="resolved", as_of="2026-11-24T15:05:00.000Z"
+        firing,
+        id=firing.id + ":resolved",
+        status="resolved",
+        as_of=_iso(now - timedelta(minutes=1)),
     )
     try:
         assert isinstance(await notifier.send([firing]), Ok)
@@ -110,7 +121,7 @@ async def test_a_silence_created_in_alertmanager_is_honoured(alertmanager: Alert
     event = _event()
     silence = {
         "matchers": [{"name": "rule", "value": event.rule, "isRegex": False, "isEqual": True}],
-        "startsAt": "2026-01-01T00:00:00Z",
+        "startsAt": _iso(datetime.now(UTC) - timedelta(hours=1)),  # in force on any date
         "endsAt": "2099-01-01T00:00:00Z",
         "createdBy": "test",
         "comment": "desk maintenance",
