@@ -563,6 +563,7 @@ class Daemon:
             if gone:  # a disabled channel delivers nothing: not ok until it is fixed
                 out["ok"] = False
                 out["channels_disabled"] = gone
+                problems += [f"channel {n} disabled: {out['outbox'][n]['disabled']}" for n in gone]
         return out
 
     def _problems(self, redis_ok: bool) -> list[str]:

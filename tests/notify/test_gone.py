@@ -100,6 +100,7 @@ async def test_the_daemon_raises_an_operator_alert_and_healthz_says_not_ok(
         assert event.details == {"channel": "ops", "reason": "HTTP 410"}
         health = await daemon.health()
         assert health["ok"] is False and health["channels_disabled"] == ["ops"]
+        assert "channel ops disabled: HTTP 410" in health["problems"]
         assert health["outbox"]["ops"]["pending"] == 1  # the alert itself still waits
     finally:
         await daemon.dispatcher.stop()
