@@ -634,7 +634,8 @@ def instance_id(cfg: Config) -> str:
     two daemons on one host with different config files."""
     import hashlib
 
-    where = f"{os.path.abspath(cfg.path) if cfg.path else '-'}\x1f{cfg.redis.url}"
+    redis = cfg.redis.url or describe(cfg.redis)  # cluster/sentinel: their node lists
+    where = f"{os.path.abspath(cfg.path) if cfg.path else '-'}\x1f{redis}"
     digest = hashlib.blake2b(where.encode(), digest_size=4).hexdigest()
     return f"{socket.gethostname()}:{digest}"
 

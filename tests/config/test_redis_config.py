@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gex_alertd import config, redaction
-from gex_alertd.config import ConfigError
+from gex_alertd.config import ConfigError, RedisConfig, SentinelConfig
 
 
 def load(tmp_path: Path, text: str) -> config.Config:
@@ -84,3 +84,18 @@ def test_a_url_override_replaces_the_cluster(tmp_path: Path) -> None:
     cfg = load(tmp_path, "redis: {cluster: ['127.0.0.1:7000']}\n")
     one = cfg.redis.with_url("redis://127.0.0.1:6390/0")
     assert one.kind == "url" and one.cluster is None
+
+
+def test_the_instance_name_tells_redis_deployments_apart() -> None:
+    # a daemon's member name hashes its config path and where Redis is: two Sentinel sets (or
+    # clusters) from one config path are two names, one URL stays the name it always was
+    from gex_alertd.app import instance_id
+
+    def named(rc: RedisConfig) -> str:
+        return instance_id(config.Config(redis=rc, path="/etc/gex-alertd/config.yaml"))
+
+    one = named(RedisConfig(sentinel=SentinelConfig(master="gex", nodes=["10.0.0.1:26379"])))
+    two = named(RedisConfig(sentinel=SentinelConfig(master="gex", nodes=["10.0.0.2:26379"])))
+    assert one != two
+    assert named(RedisConfig(cluster=["h1:7000"])) != named(RedisConfig(cluster=["h2:7000"]))
+    assert named(RedisConfig(url="redis://a:6379/0")) != named(RedisConfig(url="redis://b:6379/0"))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gex_alertd.config import RedisConfig, SentinelConfig
 from gex_alertd.connections import connect_config
+from gex_alertd.ownership import owner
 from tests.reliability.support import (
     GEX_ALERTD,
     Proc,
@@ -104,23 +105,28 @@ async def test_three_daemons_survive_one_sigkilled_and_a_primary_failover(
     sim, base_url = await start_simulator(
         tmp_path, crossing_scenario(symbols, every_s=2, count=3000), list(symbols)
     )
-    config = tmp_path / "config.yaml"
     text = daemon_config(base_url, "redis://unused", rx, list(symbols), symbols)
     nodes = sentinel_set.sentinel_nodes
-    config.write_text(
-        text.replace(
-            'redis: {url: "redis://unused"}',
-            f"redis: {{sentinel: {{master: {sentinel_set.master_name}, nodes: {nodes}}}}}",
-        )
+    text = text.replace(
+        'redis: {url: "redis://unused"}',
+        f"redis: {{sentinel: {{master: {sentinel_set.master_name}, nodes: {nodes}}}}}",
     )
+    # one config file per daemon, as on three hosts: the instance name hashes its path, so
+    # each daemon is its own member and owns its share of the symbols
+    configs = {}
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        configs[name] = tmp_path / name / "config.yaml"
+        configs[name].write_text(text)
+    config = configs["a"]
     rc = RedisConfig(sentinel=SentinelConfig(master=sentinel_set.master_name, nodes=nodes))
     redis = connect_config(rc)
     daemons: list[Proc] = []
     try:
-        for name in ("a", "b", "c"):
+        for name, path in configs.items():
             daemons.append(
                 await spawn(
-                    [GEX_ALERTD, "run", "--config", str(config), "--no-uvloop"],
+                    [GEX_ALERTD, "run", "--config", str(path), "--no-uvloop"],
                     tmp_path / f"daemon-{name}.log",
                     tmp_path,
                     clean_env(GEX_ALERTD_CONSUMER=name),
@@ -128,8 +134,15 @@ async def test_three_daemons_survive_one_sigkilled_and_a_primary_failover(
             )
         for d in daemons:
             await d.wait_log("gex-alertd started")
+        names = [
+            next(e["instance"] for e in d.events() if e.get("event") == "gex-alertd started")
+            for d in daemons
+        ]
+        assert len(set(names)) == 3, names
+        # the victim: a daemon that owns symbols (rendezvous hashing over the three)
+        owns = {n: [s for s in symbols if owner(s, names) == n] for n in names}
+        victim = next(d for d, n in zip(daemons, names, strict=True) if owns[n])
         await rx.wait_more(3)
-        victim = daemons[1]
         victim.kill()  # SIGKILL: its targets and its unacked deliveries must move
         await victim.proc.wait()
         await rx.wait_more(3)
@@ -146,8 +159,9 @@ async def test_three_daemons_survive_one_sigkilled_and_a_primary_failover(
         )
 
         await sim.stop()
-        for d in (daemons[0], daemons[2]):
-            assert await d.stop() == 0, d.output()[-3000:]
+        for d in daemons:
+            if d is not victim:
+                assert await d.stop() == 0, d.output()[-3000:]
         expected = [a["id"] for a in await replay_expected(tmp_path, config)]
         if not set(expected) <= rx.ids():  # a drain cut short: a new life sends the rest
             again = await spawn(
