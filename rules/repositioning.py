@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 import numpy as np
 
-from gex_alertd.model import STRIKE_FIELDS, FlowGex, as_ms, rows_matrix, strike_matrix
+from gex_alertd.model import STRIKE_FIELDS, FlowGex, as_ms, strike_matrix
 from gex_alertd.rules.base import Fired, RuleBase, RuleType, fmt_money
 from gex_alertd.rules.columns import columns
 from gex_alertd.rules.levels import in_window
@@ -62,9 +62,8 @@ def settled_from(snap: FlowGex) -> Settled:
 
 
 def _served_net(snap: FlowGex) -> list[float]:
+    # the decoder's matrix holds every served column; a profile built another way keeps none
     m = strike_matrix(snap)
-    if m is None:
-        m = rows_matrix(snap.strikes) if snap.strikes else None
     return [] if m is None else m[STRIKE_FIELDS.index("net_gex")].tolist()
 
 
