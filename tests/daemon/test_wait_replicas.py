@@ -33,7 +33,9 @@ def test_wait_is_off_for_one_node_and_on_for_a_cluster_or_sentinel() -> None:
 async def test_a_commit_without_a_replica_stays_pending_until_one_acknowledges(
     tmp_path: Path, private_redis: RedisServer
 ) -> None:
-    rc = RedisConfig(url=private_redis.url, retention=None, wait_replicas=1, wait_timeout_ms=50)
+    # the longest timeout allowed: without a replica WAIT always runs it out (4 s, whatever the
+    # machine), and with one a loaded machine still acknowledges well inside it
+    rc = RedisConfig(url=private_redis.url, retention=None, wait_replicas=1, wait_timeout_ms=4000)
     redis = connect_config(rc)
     follow = ("--replicaof", "127.0.0.1", str(private_redis.port))
     replica = RedisServer(tmp_path / "replica", aof=False, extra_args=follow)
