@@ -7,7 +7,7 @@ AOF off (CPU and round trips) and with `appendfsync always` (every write on disk
 
     python -m bench.bench_commit [--snapshots 2000] [--symbols 4] [--quick] [--json out.json]
 
-`--quick` (what `make bench` runs): 800 snapshots per mode.
+`--quick` (what `make bench` runs): 400 snapshots per mode.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ async def one_mode(aof: bool, n: int, n_symbols: int) -> dict[str, Any]:
     }
 
 
-QUICK_SNAPSHOTS = 800  # per mode; p99 still rests on 8 samples
+QUICK_SNAPSHOTS = 400  # per mode; p99 still rests on 4 samples
 
 
 def main(argv: list[str] | None = None) -> None:

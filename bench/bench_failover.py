@@ -23,7 +23,7 @@ a replica: no replica, no acknowledged commit).
 
     python -m bench.bench_failover [--failovers 10] [--symbols 4] [--quick] [--json PATH]
 
-`--quick` (what `make bench` runs): 2 failovers per mode and scenario.
+`--quick` (what `make bench` runs): 1 failover per mode and scenario.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from gex_alertd.config import RedisConfig, SentinelConfig
 from gex_alertd.connections import REDIS_DOWN, connect_config, entries
 from tests.support.redis_cluster import SentinelSet
 
-QUICK_FAILOVERS = 2
+QUICK_FAILOVERS = 1
 # the second scenario: the replica cut off this long before the primary's death (it misses what
 # the primary acknowledged meanwhile: where asynchronous replication loses)
 LAG_S = 0.5

@@ -34,7 +34,7 @@ upstream answering that late (a short internet round trip), each with a Redis of
                                    [--max-concurrency 16] [--latency-ms 20] [--quick]
                                    [--json PATH] [--profile out.prof]
 
-`--quick` (what `make bench` runs): 6 s per contender in 3 interleaved windows of 2 s, still at
+`--quick` (what `make bench` runs): 3 s per contender in 2 interleaved windows of 1.5 s, still at
 200 symbols. `--profile F` runs the daemon under cProfile, timed by process CPU time (so its
 pauses and idle waits count for nothing), writes F and prints where its CPU went; the rates
 of a profiled run are not figures.
@@ -726,7 +726,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seconds", type=float, default=12.0, help="per contender, all rounds")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--max-concurrency", type=int, default=MAX_CONCURRENCY)
-    ap.add_argument("--quick", action="store_true", help="6 s per contender")
+    ap.add_argument("--quick", action="store_true", help="3 s per contender")
     ap.add_argument(
         "--latency-ms", type=float, default=20.0,
         help="also compare daemon and naive against an upstream this slow (0: skip)",
@@ -735,8 +735,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--profile", type=Path, default=None, help="cProfile the daemon into F")
     args = ap.parse_args(argv)
     if args.quick:
-        args.seconds = min(args.seconds, 6.0)
-        args.rounds = min(args.rounds, 3)
+        args.seconds = min(args.seconds, 3.0)
+        args.rounds = min(args.rounds, 2)
     res = run(args)
     report(res)
     if args.profile:

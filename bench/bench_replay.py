@@ -12,8 +12,8 @@ net GEX changes sign, effective OI moves at a few strikes per poll with rare lar
     python -m bench.bench_replay [--snapshots 100000] [--symbols 10] [--populate-s S]
                                  [--profile] [--quick] [--json out.json]
 
-`--quick` (what `make bench` runs) asks for 20,000 snapshots and stops writing the history after
-45 s; the figures say how many were stored and replayed, and in how long.
+`--quick` (what `make bench` runs) asks for 8,000 snapshots and stops writing the history after
+15 s; the figures say how many were stored and replayed, and in how long.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ T0 = datetime(2026, 5, 11, 13, 30, tzinfo=UTC)
 # `--quick` (what `make bench` runs): small enough that writing the history, the part whose
 # time grows most with load, fits its budget on a quiet machine; on a busy one the budget cuts
 # it short and the rates are measured over what was stored
-QUICK_SNAPSHOTS = 20_000
-QUICK_POPULATE_S = 45.0
+QUICK_SNAPSHOTS = 8_000
+QUICK_POPULATE_S = 15.0
 CHUNK = 250  # snapshots per symbol per pipeline; also how often the populate budget is checked
 
 RULES: list[RuleBase] = [

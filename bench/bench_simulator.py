@@ -9,7 +9,7 @@ stack alone costs; the ratio is the simulator's own overhead.
     .venv/bin/python bench/bench_simulator.py [--seconds 5] [--rounds 2] [--connections 16]
         [--quick] [--json PATH]
 
-`--quick` (what `make bench` runs): 2 rounds of 3 s per server. Every wait on a server (start,
+`--quick` (what `make bench` runs): 2 rounds of 2 s per server. Every wait on a server (start,
 each connection, stop) has a deadline, and the figures list each window's responses and length.
 
 Also measured: the time to compute one aggregated snapshot without the cache (what a model
@@ -149,13 +149,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--symbol", default="SPY")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds (best of)")
-    ap.add_argument("--quick", action="store_true", help="2 rounds of 3 s per server")
+    ap.add_argument("--quick", action="store_true", help="2 rounds of 2 s per server")
     ap.add_argument("--json", default=None, help="write the figures as one JSON object")
     args = ap.parse_args(argv)
     if args.quick:
         # still 2 interleaved rounds (best of each): with one, a burst of load from elsewhere
         # during either window decides the ratio
-        args.seconds, args.rounds = min(args.seconds, 3.0), min(args.rounds, 2)
+        args.seconds, args.rounds = min(args.seconds, 2.0), min(args.rounds, 2)
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
     path = f"/v1/flow/gex/{args.symbol}"

@@ -9,7 +9,7 @@ as the baseline ratio.
     python -m bench.bench_storage [--snapshots 2000] [--step-s 15] [--symbols SPY,QQQ,IWM]
                                   [--quick] [--json out.json]
 
-`--quick` (what `make bench` runs) stores 500 snapshots per symbol taken 60 s apart: the same
+`--quick` (what `make bench` runs) stores 200 snapshots per symbol taken 150 s apart: the same
 ~8 hours of session as the full run, because an entry's size grows with the day's volumes and
 OI changes, so fewer snapshots 15 s apart would report an early-session (smaller) ratio.
 """
@@ -38,7 +38,7 @@ from gex_alertd.sources.simulator.clock import ManualClock
 from gex_alertd.sources.simulator.embedded import make_simulator
 from tests.support.redis_server import RedisServer
 
-QUICK_SNAPSHOTS = 500
+QUICK_SNAPSHOTS = 200
 
 
 def simulated_bodies(symbol: str, n: int, step_s: float = 15.0) -> list[bytes]:
@@ -133,8 +133,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--step-s", type=float, default=15.0, help="simulated seconds between them")
     ap.add_argument(
-        "--quick", action="store_true", help="500 snapshots per symbol over the same session span"
-    )
+        "--quick", action="store_true",
+        help=f"{QUICK_SNAPSHOTS} snapshots per symbol over the same session span",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     n, step = args.snapshots, args.step_s
     if args.quick:

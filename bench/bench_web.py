@@ -21,7 +21,7 @@ what 20 open pages cost the daemon.
     python -m bench.bench_web [--quick] [--json F] [--snapshots 1560] [--strikes 200]
                               [--commits 5] [--window 20] [--screenshot F.png]
 
-`--quick` (what `make bench` runs): 3 requests, 3 commits, 10 s CPU windows.
+`--quick` (what `make bench` runs): 3 requests, 3 commits, 5 s CPU windows.
 """
 
 from __future__ import annotations
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.quick:
-        args.requests, args.commits, args.window = 3, 3, 10.0
+        args.requests, args.commits, args.window = 3, 3, 5.0
     res = asyncio.run(run(args))
     report(res)
     if args.json:
