@@ -23,7 +23,8 @@ a replica: no replica, no acknowledged commit).
 
     python -m bench.bench_failover [--failovers 10] [--symbols 4] [--quick] [--json PATH]
 
-`--quick` (what `make bench` runs): 1 failover per mode and scenario.
+`--quick` (what `make bench` runs): 1 failover per mode, in the cut-off scenario only (the one
+where the modes differ; with the link up neither lost anything in any run so far).
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     n = min(args.failovers, QUICK_FAILOVERS) if args.quick else args.failovers
     results = []
-    for lag in (0.0, LAG_S):
+    for lag in (LAG_S,) if args.quick else (0.0, LAG_S):
         for wait in (True, False):
             t = time.monotonic()
             results.append(asyncio.run(one_mode(wait, lag, n, args.symbols, args.seed)))
