@@ -447,8 +447,9 @@ class Daemon:
     async def reload(self, new: Config) -> None:
         """Apply a validated config without dropping state (rule state lives in Redis)."""
         old = self.cfg
-        if new.redis.url != old.redis.url:
-            log.warning("redis.url changed: takes effect after a restart")
+        if new.redis.endpoint() != old.redis.endpoint():
+            # url, cluster, sentinel or credentials: the open client cannot follow
+            log.warning("redis endpoint changed: takes effect after a restart")
             new = msgspec.structs.replace(new, redis=old.redis)
         if new.source != old.source:
             if new.source.kind != old.source.kind or new.source.kind == "simulator":

@@ -158,6 +158,10 @@ class RedisConfig(Strict):
         if self.url is None and self.cluster is None and self.sentinel is None:
             self.url = DEFAULT_REDIS_URL
 
+    def endpoint(self) -> tuple[object, ...]:
+        """What the client connects to and as whom: a change needs a new client (a restart)."""
+        return (self.url, self.cluster, self.sentinel, self.username, self.password)
+
     def with_url(self, url: str) -> RedisConfig:
         """This config pointed at one node instead (a command's `--redis` override)."""
         return msgspec.structs.replace(self, url=url, cluster=None, sentinel=None)

@@ -99,3 +99,16 @@ def test_the_instance_name_tells_redis_deployments_apart() -> None:
     assert one != two
     assert named(RedisConfig(cluster=["h1:7000"])) != named(RedisConfig(cluster=["h2:7000"]))
     assert named(RedisConfig(url="redis://a:6379/0")) != named(RedisConfig(url="redis://b:6379/0"))
+
+
+def test_the_endpoint_is_where_and_as_whom_not_how_much_is_kept() -> None:
+    # a reload keeps the running client when only retention or WAIT settings change, and
+    # refuses (until a restart) any change to where Redis is or the credentials
+    base = RedisConfig(sentinel=SentinelConfig(master="gex", nodes=["10.0.0.1:26379"]))
+    assert RedisConfig(url="redis://a:6379/0").endpoint() != base.endpoint()
+    moved = RedisConfig(sentinel=SentinelConfig(master="gex", nodes=["10.0.0.2:26379"]))
+    assert moved.endpoint() != base.endpoint()
+    cluster = RedisConfig(cluster=["h1:7000"])
+    assert RedisConfig(cluster=["h1:7000"], password="x").endpoint() != cluster.endpoint()
+    kept = RedisConfig(cluster=["h1:7000"], retention=None, max_len=1000, wait_replicas=0)
+    assert kept.endpoint() == cluster.endpoint()
