@@ -7,19 +7,17 @@ by someone who is not the daemon. With several daemons, each sends its own, name
 instance id (`details.instance`, and in the summary): the receiver expects one per daemon.
 
 The id hashes the instance and the interval's slot (`now // every`), so a restart inside an
-interval does not send the slot twice (`operator.lua` enqueues an id once). This module only
+interval does not send the slot twice (`enqueue_once` enqueues an id once). This module only
 builds the event and commits it; the duty that calls it lives in the daemon.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis.asyncio as aioredis
 
 from gex_alertd import keys
-from gex_alertd.model import AlertEvent, outbox_fields
-from gex_alertd.operator_rules import DEDUP_TTL_MS, LUA
+from gex_alertd.enqueue_once import EnqueueOnce
+from gex_alertd.model import AlertEvent
 from gex_alertd.rules.engine import alert_id
 from gex_alertd.rules.operator import fmt_age, iso_ms
 
@@ -55,13 +53,8 @@ def heartbeat_event(
 
 class HeartbeatSender:
     def __init__(self, redis: aioredis.Redis) -> None:
-        self._script = redis.register_script(LUA)
+        self._enqueue = EnqueueOnce(redis)
 
     async def send(self, event: AlertEvent, channel: str) -> bool:
         """Enqueue the event for the channel; False when this id was enqueued before."""
-        args: list[Any] = ["", "", "", DEDUP_TTL_MS]
-        for k, v in outbox_fields(event, [channel]).items():
-            args += [k, v]
-        dedup = keys.heartbeat_sent(event.id)
-        reply = await self._script(keys=[dedup, keys.ALERTS, dedup], args=args)
-        return bool(int(reply[1]))
+        return await self._enqueue(event, [channel], dedup=keys.heartbeat_sent(event.id))

@@ -1,6 +1,7 @@
 -- The atomic commit of one operator rule's transition (or one heartbeat): rule state + outbox
 -- event, all or nothing. Operator rules have no snapshot to commit with (the source failed),
 -- so they get this small script of their own. Every check happens before the first write.
+-- Without a state field it is `enqueue_once` (heartbeat, replay --send, follow-ups, 410 alert).
 --
 -- KEYS[1] state hash (unused without a state field)   KEYS[2] outbox stream
 -- KEYS[3] dedup key of the event (unused without an event)

@@ -28,6 +28,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from gex_alertd import keys, redaction
+from gex_alertd.commit import DEDUP_TTL_MS
 from gex_alertd.config import WatchTarget
 from gex_alertd.connections import REDIS_DOWN
 from gex_alertd.model import AlertEvent, FlowGex, as_ms, outbox_fields
@@ -48,7 +49,6 @@ from gex_alertd.sources.errors import (
 log = structlog.get_logger()
 
 LUA = resources.files("gex_alertd").joinpath("operator.lua").read_text()
-DEDUP_TTL_MS = 7 * 86_400 * 1000
 MAX_ATTEMPTS = 5
 DEFAULT_RULE = "source-failing"
 SOURCE_WIDE = "*"  # the symbol of a source_failing episode about the key (401/403)
