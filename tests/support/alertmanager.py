@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from tests.support import process
 from tests.support.redis_server import free_port
 
 BINARIES = ("prometheus-alertmanager", "alertmanager")
@@ -60,28 +60,22 @@ class Alertmanager:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                text = (self.dir / "alertmanager.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"alertmanager exited with {self.proc.returncode}: {text}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"alertmanager did not get ready on port {self.port} in {timeout}s")
+
+        def ready() -> bool:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
+                return bool(resp.status == 200)
+
+        process.until(
+            ready,
+            f"alertmanager on port {self.port}",
+            timeout,
+            proc=self.proc,
+            log=self.dir / "alertmanager.log",
+            poll_s=0.05,
+        )
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        process.stop(self.proc)
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         """A call to Alertmanager's own API v2 (blocking; small and local)."""

@@ -15,8 +15,10 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from tests.support import process
 from tests.support.redis_server import INSTALL_HINT, RedisServer
 
 CLI_HINT = (
@@ -69,17 +71,11 @@ def info_field(text: str, name: str) -> str | None:
     return None
 
 
-def _until(check: object, what: str, timeout: float = START_S) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():  # type: ignore[operator]  # a zero-argument callable
-                return
-        except (RuntimeError, subprocess.TimeoutExpired, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"gave up after {timeout:g} s waiting for {what}")
-        time.sleep(0.1)
+def _until(check: Callable[..., object], what: str, timeout: float = START_S) -> None:
+    """A redis-cli check, retried through the errors of a node not up yet."""
+    process.until(
+        check, what, timeout, errors=(RuntimeError, subprocess.TimeoutExpired, OSError), poll_s=0.1
+    )
 
 
 def _in_sync(node: RedisServer) -> bool:
@@ -271,13 +267,7 @@ class SentinelSet:
 
     def stop(self) -> None:
         for p in self.sentinels:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(10)
+            process.stop(p)
         self.primary.stop()
         self.replica.stop()
 
