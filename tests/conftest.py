@@ -8,6 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, settings
 
+from tests.support import process
 from tests.support.redis_cluster import RedisCluster, SentinelSet
 from tests.support.redis_server import RedisServer
 
@@ -23,13 +24,7 @@ for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROX
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    try:
-        server = RedisServer(tmp_path_factory.mktemp("redis"))
-        server.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield server
-    server.stop()
+    yield from process.serving(lambda: RedisServer(tmp_path_factory.mktemp("redis")))
 
 
 @pytest.fixture
@@ -48,51 +43,23 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of the test's own, for tests that kill and restart it."""
-    try:
-        server = RedisServer(tmp_path / "redis")
-        server.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield server
-    server.stop()
+    yield from process.serving(lambda: RedisServer(tmp_path / "redis"))
 
 
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
     """A real Redis Cluster (3 primaries + 3 replicas) shared by the session: never kill its
     nodes (use `private_cluster`)."""
-    yield from _cluster(tmp_path_factory.mktemp("cluster"))
+    yield from process.serving(lambda: RedisCluster(tmp_path_factory.mktemp("cluster")))
 
 
 @pytest.fixture
 def private_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
     """A Redis Cluster of the test's own, for tests that kill a primary."""
-    yield from _cluster(tmp_path / "cluster")
-
-
-def _cluster(workdir: Path) -> Iterator[RedisCluster]:
-    cluster: RedisCluster | None = None
-    try:
-        cluster = RedisCluster(workdir)
-        cluster.start()
-    except RuntimeError as exc:
-        if cluster is not None:
-            cluster.stop()
-        pytest.fail(str(exc), pytrace=False)
-    yield cluster
-    cluster.stop()
+    yield from process.serving(lambda: RedisCluster(tmp_path / "cluster"))
 
 
 @pytest.fixture
 def sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
     """A primary, a replica and three sentinels of the test's own (tests kill the primary)."""
-    sentinels: SentinelSet | None = None
-    try:
-        sentinels = SentinelSet(tmp_path / "sentinel")
-        sentinels.start()
-    except RuntimeError as exc:
-        if sentinels is not None:
-            sentinels.stop()
-        pytest.fail(str(exc), pytrace=False)
-    yield sentinels
-    sentinels.stop()
+    yield from process.serving(lambda: SentinelSet(tmp_path / "sentinel"))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.hostile.support_config import gex_alertd
+from tests.support import process
 from tests.support.redis_server import RedisServer
 
 PASSWORD = "hostile-" + "p" * 16
@@ -17,13 +18,8 @@ PASSWORD = "hostile-" + "p" * 16
 
 @pytest.fixture
 def locked_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    try:
-        server = RedisServer(tmp_path / "redis", extra_args=("--requirepass", PASSWORD))
-        server.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield server
-    server.stop()
+    args = ("--requirepass", PASSWORD)
+    yield from process.serving(lambda: RedisServer(tmp_path / "redis", extra_args=args))
 
 
 def write_config(tmp_path: Path, url: str) -> Path:

@@ -29,6 +29,7 @@ from gex_alertd.notify.alertmanager import (
 from gex_alertd.notify.base import Ok, Permanent
 from gex_alertd.notify.dispatch import Dispatcher
 from tests.notify.support import Receiver, alert, enqueue, make_config
+from tests.support import process
 from tests.support.alertmanager import Alertmanager
 from tests.support.wait import eventually
 
@@ -37,13 +38,7 @@ _rules = itertools.count()
 
 @pytest.fixture(scope="session")
 def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmanager]:
-    try:
-        am = Alertmanager(tmp_path_factory.mktemp("alertmanager"))
-        am.start()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield am
-    am.stop()
+    yield from process.serving(lambda: Alertmanager(tmp_path_factory.mktemp("alertmanager")))
 
 
 def _event(**kw: Any) -> AlertEvent:

@@ -1,12 +1,23 @@
 """The tests' own server processes (redis-server, Alertmanager, cluster nodes): wait until
-one is ready, stop one."""
+one is ready, stop one, serve one to a fixture."""
 
 from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
+
+import pytest
+
+
+class Server(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Server)
 
 
 def until(
@@ -46,3 +57,19 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+def serving(make: Callable[[], S]) -> Iterator[S]:
+    """A fixture's server: made and started, stopped after the test. A missing binary or a
+    start that fails is the test's failure with the reason (never a skip), and what did start
+    is stopped."""
+    server = None
+    try:
+        server = make()
+        server.start()
+    except RuntimeError as exc:
+        if server is not None:
+            server.stop()
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
