@@ -45,6 +45,11 @@ def entries(reply: object) -> list[StreamEntry]:
     return cast("list[StreamEntry]", reply)
 
 
+def as_str(value: Any) -> str:
+    """A reply value as text (the clients here leave replies as bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def hash_fields(reply: object) -> Fields:
     """An HGETALL reply."""
     return cast(Fields, reply)

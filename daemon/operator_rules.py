@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from gex_alertd import keys, redaction
 from gex_alertd.commit import DEDUP_TTL_MS
 from gex_alertd.config import WatchTarget
-from gex_alertd.connections import REDIS_DOWN
+from gex_alertd.connections import REDIS_DOWN, as_str
 from gex_alertd.model import AlertEvent, FlowGex, as_ms, outbox_fields
 from gex_alertd.ops import metrics
 from gex_alertd.rules.base import RuleBase
@@ -221,7 +221,7 @@ class OperatorRules:
                 return
             event = operator_event(rule, obs, fired[0]) if fired else None
             reply = await self._commit(skey, rule.name, stored, new, event, rule)
-            status = _text(reply[0])
+            status = as_str(reply[0])
             if status == "conflict":
                 stored = _raw(reply[1])
                 continue
@@ -264,7 +264,3 @@ def _raw(value: Any) -> bytes:
     if value is None:
         return b""
     return value if isinstance(value, bytes) else str(value).encode()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

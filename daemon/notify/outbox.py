@@ -32,15 +32,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from gex_alertd import keys, redaction
-from gex_alertd.connections import entries
+from gex_alertd.connections import as_str, entries
 from gex_alertd.model import AlertEvent, decode_alert, decode_channels, encode_channels, iso_utc
 from gex_alertd.notify.silences import SILENCED_MAXLEN, Silence, silenced_fields
 
 ATTEMPTS_TTL_MS = 7 * 86_400_000
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def id_ms(entry_id: str) -> int:
@@ -60,8 +56,8 @@ class Entry(msgspec.Struct):
 
     @classmethod
     def parse(cls, entry_id: Any, fields: dict[Any, Any] | None) -> Entry:
-        eid = _s(entry_id)
-        f = {_s(k): v for k, v in (fields or {}).items()}
+        eid = as_str(entry_id)
+        f = {as_str(k): v for k, v in (fields or {}).items()}
         raw = f.get("event", b"")
         raw = raw.encode() if isinstance(raw, str) else raw
         channels = decode_channels(f.get("channels", b""))
@@ -74,8 +70,8 @@ class Entry(msgspec.Struct):
                 event = decode_alert(raw)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 problem = f"malformed event JSON in outbox entry {eid}: {exc}"
-        alert_id = _s(f.get("id", b"")) or (event.id if event else "")
-        return cls(eid, alert_id, channels, _s(f.get("symbol", b"")), raw, event, problem)
+        alert_id = as_str(f.get("id", b"")) or (event.id if event else "")
+        return cls(eid, alert_id, channels, as_str(f.get("symbol", b"")), raw, event, problem)
 
 
 class DeadLetter(msgspec.Struct):
@@ -154,7 +150,7 @@ class Outbox:
                 start_id=start,
                 count=count,
             )
-            nxt, claimed = _s(reply[0]), reply[1]
+            nxt, claimed = as_str(reply[0]), reply[1]
             deleted = reply[2] if len(reply) > 2 else []
             out.extend(Entry.parse(eid, fields) for eid, fields in claimed)
             if deleted:  # gone from the stream: nothing to deliver, drop them from the PEL
@@ -211,7 +207,7 @@ class Outbox:
         out = []
         for i in range(len(alert_ids)):
             n, _, since, _ = res[4 * i : 4 * i + 4]
-            out.append((int(n), int(_s(since or now_ms)) / 1000))
+            out.append((int(n), int(as_str(since or now_ms)) / 1000))
         return out
 
     async def dead_letter(self, entries: Sequence[Entry], reason: str, attempts: int) -> None:
@@ -267,7 +263,7 @@ async def group_stats(redis: aioredis.Redis, channel: str) -> tuple[int, float]:
         groups = await redis.xinfo_groups(keys.ALERTS)
     except ResponseError:  # no stream yet
         return 0, 0.0
-    info = next((g for g in groups if _s(g.get("name")) == group), None)
+    info = next((g for g in groups if as_str(g.get("name")) == group), None)
     if info is None:
         return 0, 0.0
     pel = int(info.get("pending") or 0)
@@ -277,12 +273,12 @@ async def group_stats(redis: aioredis.Redis, channel: str) -> tuple[int, float]:
     if pel:
         summary = await redis.xpending(keys.ALERTS, group)
         if summary and summary.get("min"):
-            oldest = id_ms(_s(summary["min"]))
+            oldest = id_ms(as_str(summary["min"]))
     if oldest is None and unread_n:
-        last = _s(info.get("last-delivered-id") or "0-0")
+        last = as_str(info.get("last-delivered-id") or "0-0")
         nxt = await redis.xrange(keys.ALERTS, min=f"({last}", count=1)
         if nxt:
-            oldest = id_ms(_s(nxt[0][0]))
+            oldest = id_ms(as_str(nxt[0][0]))
     age = max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0
     return pel + unread_n, age
 
@@ -307,14 +303,14 @@ async def trim(
     floor = (max(0, int((now_s - keep_s) * 1000)), 0)
     ours = {keys.notify_group(c) for c in channels}
     for g in groups:
-        name = _s(g.get("name"))
+        name = as_str(g.get("name"))
         if name.startswith(keys.NOTIFY_GROUP_PREFIX) and name not in ours:
             continue
         if int(g.get("pending") or 0):
             summary = await redis.xpending(keys.ALERTS, name)
-            need = _parse_id(_s(summary["min"]))
+            need = _parse_id(as_str(summary["min"]))
         else:
-            ms, seq = _parse_id(_s(g.get("last-delivered-id") or "0-0"))
+            ms, seq = _parse_id(as_str(g.get("last-delivered-id") or "0-0"))
             need = (ms, seq + 1)
         floor = min(floor, need)
     if floor <= (0, 0):
@@ -327,20 +323,20 @@ async def trim(
 async def list_dead(redis: aioredis.Redis, count: int = 1000) -> list[DeadLetter]:
     out = []
     for dead_id, fields in entries(await redis.xrange(keys.DEAD, count=count)):
-        f = {_s(k): v for k, v in fields.items()}
+        f = {as_str(k): v for k, v in fields.items()}
         if "kind" in f:  # a snapshot set aside by the poller (commit.set_aside), not an alert
             continue
         raw = f.get("event", b"")
         out.append(
             DeadLetter(
-                dead_id=_s(dead_id),
-                alert_id=_s(f.get("id", b"")),
-                channel=_s(f.get("channel", b"")),
-                symbol=_s(f.get("symbol", b"")),
-                reason=_s(f.get("reason", b"")),
-                attempts=int(_s(f.get("attempts", b"0")) or 0),
-                entry=_s(f.get("entry", b"")),
-                failed_at=_s(f.get("failed_at", b"")),
+                dead_id=as_str(dead_id),
+                alert_id=as_str(f.get("id", b"")),
+                channel=as_str(f.get("channel", b"")),
+                symbol=as_str(f.get("symbol", b"")),
+                reason=as_str(f.get("reason", b"")),
+                attempts=int(as_str(f.get("attempts", b"0")) or 0),
+                entry=as_str(f.get("entry", b"")),
+                failed_at=as_str(f.get("failed_at", b"")),
                 event=raw.encode() if isinstance(raw, str) else raw,
             )
         )
@@ -364,7 +360,7 @@ async def retry_dead(redis: aioredis.Redis, dead: Sequence[DeadLetter]) -> list[
             pipe.xdel(keys.DEAD, d.dead_id)
             pipe.delete(keys.attempts(d.alert_id, d.channel))
             res = await pipe.execute()
-        new_ids.append(_s(res[0]))
+        new_ids.append(as_str(res[0]))
     return new_ids
 
 
@@ -378,14 +374,14 @@ async def pending_entries(
         return []
     out = []
     for r in rows:
-        eid = _s(r["message_id"])
+        eid = as_str(r["message_id"])
         got = entries(await redis.xrange(keys.ALERTS, min=eid, max=eid))
-        alert_id = _s(got[0][1].get(b"id", b"")) if got else "(deleted)"
+        alert_id = as_str(got[0][1].get(b"id", b"")) if got else "(deleted)"
         out.append(
             {
                 "entry": eid,
                 "alert_id": alert_id,
-                "consumer": _s(r["consumer"]),
+                "consumer": as_str(r["consumer"]),
                 "idle_s": int(r["time_since_delivered"]) / 1000,
                 "deliveries": int(r["times_delivered"]),
             }

@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from gex_alertd import keys
-from gex_alertd.connections import entries
+from gex_alertd.connections import as_str, entries
 from gex_alertd.model import AlertEvent, decode_alert
 
 if TYPE_CHECKING:
@@ -244,7 +244,7 @@ class SilenceStore:
             try:
                 out.append(decode(value))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                log.warning("unreadable silence skipped", id=_s(sid), error=str(exc))
+                log.warning("unreadable silence skipped", id=as_str(sid), error=str(exc))
         out.sort(key=lambda s: (s.starts_at, s.id))
         self._cached, self._cached_version, self._cached_at = out, version, time.monotonic()
         return list(out)
@@ -301,10 +301,6 @@ class SilenceStore:
         return gone
 
 
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def to_json(silences: Sequence[Silence], now: datetime) -> list[dict[str, Any]]:
     """The API's view: the stored fields plus the status at `now`."""
     return [{**msgspec.to_builtins(s), "status": s.status(now)} for s in silences]
@@ -346,19 +342,19 @@ async def list_silenced(redis: aioredis.Redis, count: int = 50) -> list[Silenced
     """The most recent silenced deliveries, newest first."""
     out = []
     for rid, fields in entries(await redis.xrevrange(keys.SILENCED, count=count)):
-        f = {_s(k): v for k, v in fields.items()}
+        f = {as_str(k): v for k, v in fields.items()}
         try:
             summary = decode_alert(f.get("event", b"")).summary
         except (msgspec.DecodeError, msgspec.ValidationError):
             summary = "(unreadable event)"
         out.append(
             SilencedAlert(
-                record_id=_s(rid),
-                alert_id=_s(f.get("id", b"")),
-                channel=_s(f.get("channel", b"")),
-                symbol=_s(f.get("symbol", b"")),
-                silence=_s(f.get("silence", b"")),
-                at=_s(f.get("at", b"")),
+                record_id=as_str(rid),
+                alert_id=as_str(f.get("id", b"")),
+                channel=as_str(f.get("channel", b"")),
+                symbol=as_str(f.get("symbol", b"")),
+                silence=as_str(f.get("silence", b"")),
+                at=as_str(f.get("at", b"")),
                 summary=summary,
             )
         )
