@@ -84,15 +84,24 @@ def attach_levels(snap: FlowGex, found: Levels) -> None:
 
 
 def regime(snap: FlowGex) -> str | None:
-    label = (snap.live_net_gex_label or "").strip().lower()
-    return label if label in REGIMES else None
+    return regime_of(snap.live_net_gex_label)
+
+
+def regime_of(label: str | None) -> str | None:
+    """The served `live_net_gex_label` as a regime word (also for a stored entry's `label`)."""
+    word = (label or "").strip().lower()
+    return word if word in REGIMES else None
 
 
 def flip_distance_pct(snap: FlowGex) -> float | None:
-    flip = snap.flip
-    if flip is None:
+    return distance_pct(snap.underlying_price, snap.flip)
+
+
+def distance_pct(spot: float | None, level: float | None) -> float | None:
+    """How far spot is above `level`, in % of spot (negative below); None without both."""
+    if not spot or level is None:
         return None
-    return 100.0 * (snap.underlying_price - flip) / snap.underlying_price
+    return 100.0 * (spot - level) / spot
 
 
 def gex_at(cols: StrikeColumns, strike: float | None, side: int) -> float | None:

@@ -29,7 +29,7 @@ from gex_alertd.connections import Fields, entries
 from gex_alertd.model import decode_alert, iso_utc
 from gex_alertd.outcomes import records
 from gex_alertd.rules.columns import FIELDS, Arrays, from_block
-from gex_alertd.rules.levels import REGIMES, compute_levels
+from gex_alertd.rules.levels import compute_levels, distance_pct, regime_of
 from gex_alertd.settled import decode_cached
 
 NAMES = ("strike", "call_gex", "put_gex", "net_gex")  # what the page draws
@@ -75,12 +75,9 @@ def _levels(fields: Mapping[bytes, bytes], block: Arrays, spot: float) -> tuple[
 
 
 def scalars(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
-    """The entry's plain-text scalars plus regime and flip distance (as rules.levels words
-    them: the served label, 100 * (spot - flip) / spot)."""
+    """The entry's plain-text scalars plus regime and flip distance (by rules.levels)."""
     spot = _float(fields, store.F_SPOT)
     flip = _float(fields, store.F_FLIP)
-    label = (_text(fields, store.F_LABEL) or "").strip().lower()
-    distance = 100.0 * (spot - flip) / spot if spot and flip is not None else None
     return {
         "symbol": _text(fields, store.F_SYMBOL),
         "expiry": _text(fields, store.F_EXPIRY),
@@ -89,8 +86,8 @@ def scalars(fields: Mapping[bytes, bytes]) -> dict[str, Any]:
         "net": _float(fields, store.F_NET),
         "flip": flip,
         "flip_status": _text(fields, store.F_FLIP_STATUS),
-        "regime": label if label in REGIMES else None,
-        "flip_distance_pct": distance,
+        "regime": regime_of(_text(fields, store.F_LABEL)),
+        "flip_distance_pct": distance_pct(spot, flip),
     }
 
 
