@@ -9,6 +9,9 @@ from __future__ import annotations
 
 # --- global keys ---------------------------------------------------------------------------
 ALERTS = "gex:alerts"  # the outbox stream: one consumer group per channel
+# the single outbox stream of releases before the per-symbol outboxes (`gex-alertd migrate`
+# moves what it still holds; nothing writes it any more)
+LEGACY_ALERTS = "gex:alerts"
 # dead letters: an outbox entry, its channel and the redacted reason; also snapshots that can
 # never commit (field `kind: snapshot`, commit.Committer.set_aside)
 DEAD = "gex:dead"
@@ -18,6 +21,10 @@ SILENCES_VERSION = "gex:silences:version"  # bumped with every write: readers ca
 SILENCED = "gex:silenced"  # alerts a silence kept from a channel (for `outbox list`)
 
 SNAP_PATTERN = "gex:{*}:snap*"  # SCAN match for every snapshot stream
+OUTBOX_PATTERN = "gex:{*}:alerts"  # SCAN match for every outbox stream
+# events about no one symbol (heartbeat, the whole source failing, a channel gone) are keyed
+# under this pseudo-symbol: `*` is never a watchable symbol (config.SYMBOL refuses it)
+OPS_SYMBOL = "*"
 
 
 # --- per symbol ----------------------------------------------------------------------------
@@ -52,6 +59,20 @@ def outcomes(symbol: str) -> str:
     return symbol_key(symbol, "outcomes")
 
 
+def outbox(symbol: str) -> str:
+    """`gex:{SYM}:alerts`: the symbol's outbox stream, one consumer group per channel. It shares
+    the snapshot's slot, so a commit (snapshot + state + alerts) stays one single-slot script on
+    Redis Cluster. Operator events go to `outbox(OPS_SYMBOL)`."""
+    return symbol_key(symbol or OPS_SYMBOL, "alerts")
+
+
+def symbol_of_outbox(key: str) -> str | None:
+    """The symbol whose outbox `key` is, None when it is no outbox name."""
+    if key.startswith("gex:{") and key.endswith("}:alerts"):
+        return key[5:-8] or None
+    return None
+
+
 def alert_dedup(symbol: str, alert_id: str) -> str:
     """`SET NX PX`: an alert id is enqueued once, by the live path or by `replay --send`."""
     return symbol_key(symbol, f"alert:{alert_id}")
@@ -75,6 +96,11 @@ def attempts(alert_id: str, channel: str) -> str:
     """Failed attempts of one alert to one channel and the time of the first (a hash: `n`,
     `since_ms`), so neither the count nor the retry budget restarts with the daemon."""
     return f"gex:retry:{alert_id}:{channel}"
+
+
+def legacy_sent_marker(alert_id: str, channel: str) -> str:
+    """The sent marker of the single-outbox layout (read by `migrate` only)."""
+    return f"gex:sent:{alert_id}:{channel}"
 
 
 # --- operator rules and the heartbeat --------------------------------------------------------
