@@ -155,6 +155,17 @@ class RedisCluster:
         self.wait_ok()
         return replica
 
+    def rejoin(self, node: RedisServer) -> None:
+        """Restart a killed node (empty without AOF; its nodes.conf keeps its identity): the
+        cluster makes it a replica of the node promoted in its place. Waits until it is in
+        sync and the cluster ok."""
+        node.start(timeout=START_S)
+        _until(
+            lambda: self.role(node) == "slave" and _in_sync(node),
+            f"node {node.port} back as a replica in sync",
+        )
+        self.wait_ok()
+
     def stop(self) -> None:
         for n in self.nodes:
             n.stop()
