@@ -7,7 +7,10 @@ as `connect_config` builds it. Several symbols commit their 200-strike histories
 Redis takes them, each one snapshot at a time and keeping a snapshot pending until a commit
 of it is acknowledged (what the poller does). Meanwhile the primary is SIGKILLed, the sentinels
 promote the replica, and the dead node restarts empty and rejoins as the new replica; that is
-one failover. Afterwards the surviving data is compared with what the committers were told:
+one failover. The same on a real Redis Cluster (3 primaries + 3 replicas, redis-py's cluster
+client; `--on cluster`): each failover kills the primary serving the next symbol in turn, its
+replica is promoted by the cluster (node timeout 2 s) and the dead node rejoins as a replica.
+Afterwards the surviving data is compared with what the committers were told:
 
   - lost snapshots: acknowledged commits whose entry is missing from the final stream;
   - lost alerts: alert ids a commit returned as enqueued, missing from the final outbox;
@@ -16,12 +19,13 @@ one failover. Afterwards the surviving data is compared with what the committers
 Without WAIT a loss needs the kill to land between a commit's reply and its replication (well
 under a millisecond on loopback), so small counts are expected and vary run to run; the bench
 reports what it saw. So each mode runs twice: as is, and with the replica cut off for LAG_S
-before the kill (frozen, its link closed by the primary; SentinelSet.kill_primary), as in a
+before the kill (frozen, its link closed by the primary; redis_cluster._cut_off), as in a
 network partition at the moment of death. Failover time: from the kill to the first commit
-acknowledged after it (sentinel down-after 1 s; with WAIT, also until the dead node is back as
-a replica: no replica, no acknowledged commit).
+acknowledged after it (sentinel down-after 1 s, cluster node timeout 2 s; with WAIT, also until
+the dead node is back as a replica: no replica, no acknowledged commit of its slots).
 
-    python -m bench.bench_failover [--failovers 10] [--symbols 4] [--quick] [--json PATH]
+    python -m bench.bench_failover [--failovers 10] [--symbols 4] [--on sentinel,cluster]
+                                   [--quick] [--json PATH]
 
 `--quick` (what `make bench` runs): 1 failover per mode, in the cut-off scenario only (the one
 where the modes differ; with the link up neither lost anything in any run so far).
@@ -49,7 +53,7 @@ from gex_alertd import keys
 from gex_alertd.commit import Committer
 from gex_alertd.config import RedisConfig, SentinelConfig
 from gex_alertd.connections import REDIS_DOWN, connect_config, entries
-from tests.support.redis_cluster import SentinelSet
+from tests.support.redis_cluster import RedisCluster, SentinelSet
 
 QUICK_FAILOVERS = 1
 # the second scenario: the replica cut off this long before the primary's death (it misses what
@@ -92,17 +96,37 @@ class Load:
                 return
 
 
+def fail_over(server: SentinelSet | RedisCluster, lag_s: float, key: str) -> None:
+    """SIGKILL the primary (on a cluster: the one serving `key`), wait for its replica's
+    promotion, and bring the dead node back as the new replica."""
+    if isinstance(server, RedisCluster):
+        primary = server.primary_for(key)
+        server.kill_primary(primary, lag_s)
+        server.rejoin(primary)
+    else:
+        server.kill_primary(lag_s)
+        server.rejoin()
+
+
 async def one_mode(
-    wait: bool, lag_s: float, failovers: int, n_symbols: int, seed: int
+    wait: bool, lag_s: float, failovers: int, n_symbols: int, seed: int, on: str = "sentinel"
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        sentinels = SentinelSet(Path(tmp))
-        sentinels.start()
-        rc = RedisConfig(
-            sentinel=SentinelConfig(master=sentinels.master_name, nodes=sentinels.sentinel_nodes),
-            retention=None,
-            wait_replicas=1 if wait else 0,
-        )
+        server: SentinelSet | RedisCluster
+        if on == "cluster":
+            server = RedisCluster(Path(tmp))
+            server.start()
+            rc = RedisConfig(
+                cluster=server.startup_nodes, retention=None, wait_replicas=1 if wait else 0
+            )
+        else:
+            server = SentinelSet(Path(tmp))
+            server.start()
+            rc = RedisConfig(
+                sentinel=SentinelConfig(master=server.master_name, nodes=server.sentinel_nodes),
+                retention=None,
+                wait_replicas=1 if wait else 0,
+            )
         redis = connect_config(rc, client_name="bench-failover")
         symbols = [f"S{i:02d}" for i in range(n_symbols)]
         load = Load(Committer(redis, RULES, rc), symbols)
@@ -110,11 +134,11 @@ async def one_mode(
         rng = random.Random(seed)
         takes: list[float] = []
         try:
-            for _ in range(failovers):
+            for i in range(failovers):
                 await asyncio.sleep(SETTLE_S + rng.random())
                 killed = time.monotonic() + lag_s  # kill_primary cuts the replica off first
-                await asyncio.to_thread(sentinels.kill_primary, lag_s)
-                await asyncio.to_thread(sentinels.rejoin)
+                key = keys.snap(symbols[i % len(symbols)])  # a cluster: each symbol's in turn
+                await asyncio.to_thread(fail_over, server, lag_s, key)
                 # the first acknowledged commit after the kill (a bench: polling is fine)
                 while load.last_ack < killed:  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
@@ -137,8 +161,9 @@ async def one_mode(
             for t in tasks:
                 t.cancel()
             await redis.aclose()
-            sentinels.stop()
+            server.stop()
     return {
+        "redis": on,
         "wait": "WAIT 1" if wait else "off",
         "replica_lag_s": lag_s,
         "failovers": failovers,
@@ -163,24 +188,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--symbols", type=int, default=4)
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--on", default="sentinel,cluster", help="sentinel, cluster or both")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_FAILOVERS} failovers per mode")
     args = ap.parse_args(argv)
     n = min(args.failovers, QUICK_FAILOVERS) if args.quick else args.failovers
     results = []
-    for lag in (LAG_S,) if args.quick else (0.0, LAG_S):
-        for wait in (True, False):
-            t = time.monotonic()
-            results.append(asyncio.run(one_mode(wait, lag, n, args.symbols, args.seed)))
-            results[-1]["wall_s"] = round(time.monotonic() - t, 1)
-    table = Table(title=f"{n} primary failovers (Sentinel) under {args.symbols} committing symbols")
-    cols = ("WAIT", "replica cut off s", "acked snaps", "lost snaps", "acked alerts",
+    for on in [x.strip() for x in args.on.split(",") if x.strip()]:
+        for lag in (LAG_S,) if args.quick else (0.0, LAG_S):
+            for wait in (True, False):
+                t = time.monotonic()
+                results.append(asyncio.run(one_mode(wait, lag, n, args.symbols, args.seed, on)))
+                results[-1]["wall_s"] = round(time.monotonic() - t, 1)
+    table = Table(title=f"{n} primary failovers under {args.symbols} committing symbols")
+    cols = ("redis", "WAIT", "replica cut off s", "acked snaps", "lost snaps", "acked alerts",
             "lost alerts", "dup alerts", "failed tries", "failover median s", "max s",
             "wall s")  # fmt: skip
     for col in cols:
         table.add_column(col, justify="right")
     for r in results:
         table.add_row(
-            r["wait"], str(r["replica_lag_s"]), str(r["acked_snapshots"]), str(r["lost_snapshots"]),
+            r["redis"], r["wait"], str(r["replica_lag_s"]), str(r["acked_snapshots"]), str(r["lost_snapshots"]),
             str(r["acked_alerts"]), str(r["lost_alerts"]), str(r["duplicated_alerts"]),
             str(r["failed_attempts"]), str(r["failover_s_median"]), str(r["failover_s_max"]),
             str(r["wall_s"]),

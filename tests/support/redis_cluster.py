@@ -15,7 +15,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support import process
@@ -84,6 +85,24 @@ def _in_sync(node: RedisServer) -> bool:
     return info_field(text, "role") == "master" or info_field(text, "master_link_status") == "up"
 
 
+@contextmanager
+def _cut_off(replica: RedisServer, primary: RedisServer, lag_s: float) -> Iterator[None]:
+    """For `lag_s` before the body (the primary's death), `replica` misses what the primary
+    takes, as in a network partition: frozen by SIGSTOP so it cannot reconnect, its link
+    closed by the primary; thawed after the body. Freezing alone would not do: the unread
+    writes would wait in its socket buffer."""
+    if not lag_s or replica.proc is None:
+        yield
+        return
+    replica.proc.send_signal(signal.SIGSTOP)
+    try:
+        cli("client", "kill", "type", "replica", port=primary.port)
+        time.sleep(lag_s)
+        yield
+    finally:
+        replica.proc.send_signal(signal.SIGCONT)
+
+
 class RedisCluster:
     """Six cluster nodes: `primaries` + one replica each, every node `cluster_state:ok`."""
 
@@ -146,11 +165,26 @@ class RedisCluster:
                 return n
         raise RuntimeError(f"no live replica of {primary.port}")
 
-    def kill_primary(self, primary: RedisServer) -> RedisServer:
+    def primary_for(self, key: str) -> RedisServer:
+        """The live primary serving `key`'s hash slot."""
+        slot = int(cli("cluster", "keyslot", key, port=self.live()[0].port))
+        for n in self.primaries():
+            mine = next(
+                ln for ln in cli("cluster", "nodes", port=n.port).splitlines() if "myself" in ln
+            )
+            for part in mine.split()[8:]:
+                lo, _, hi = part.partition("-")
+                if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
+                    return n
+        raise RuntimeError(f"no live primary serves slot {slot} ({key})")
+
+    def kill_primary(self, primary: RedisServer, lag_s: float = 0.0) -> RedisServer:
         """SIGKILL a primary and wait for its replica to be promoted and the cluster ok again;
-        the promoted node."""
+        the promoted node. `lag_s`: the replica cut off that long before the kill (as
+        SentinelSet.kill_primary)."""
         replica = self.replica_of(primary)
-        primary.kill()
+        with _cut_off(replica, primary, lag_s):
+            primary.kill()
         _until(lambda: self.role(replica) == "master", f"replica {replica.port} promoted")
         self.wait_ok()
         return replica
@@ -247,18 +281,11 @@ class SentinelSet:
 
     def kill_primary(self, lag_s: float = 0.0) -> RedisServer:
         """SIGKILL the primary and wait for the sentinels to promote the replica; the new
-        primary. `lag_s`: for that long before the kill the replica is cut off (frozen by
-        SIGSTOP so it cannot reconnect, its link closed by the primary, thawed after the kill),
-        so it misses what the primary took meanwhile, as in a network partition. Freezing alone
-        would not do: the unread writes would wait in its socket buffer."""
+        primary. `lag_s`: for that long before the kill the replica is cut off (`_cut_off`),
+        so it misses what the primary took meanwhile, as in a network partition."""
         old, new = self.primary, self.replica
-        if lag_s and new.proc is not None:
-            new.proc.send_signal(signal.SIGSTOP)
-            cli("client", "kill", "type", "replica", port=old.port)
-            time.sleep(lag_s)
-        old.kill()
-        if lag_s and new.proc is not None:
-            new.proc.send_signal(signal.SIGCONT)
+        with _cut_off(new, old, lag_s):
+            old.kill()
         _until(lambda: self._promoted(new), "every sentinel naming the promoted replica")
         self.primary, self.replica = new, old
         return new
