@@ -19,7 +19,7 @@ Afterwards the surviving data is compared with what the committers were told:
 Without WAIT a loss needs the kill to land between a commit's reply and its replication (well
 under a millisecond on loopback), so small counts are expected and vary run to run; the bench
 reports what it saw. So each mode runs twice: as is, and with the replica cut off for LAG_S
-before the kill (frozen, its link closed by the primary; redis_cluster._cut_off), as in a
+before the kill (frozen, its link closed by the primary; redis_cluster.cut_off), as in a
 network partition at the moment of death. Failover time: from the kill to the first commit
 acknowledged after it (sentinel down-after 1 s, cluster node timeout 2 s; with WAIT, also until
 the dead node is back as a replica: no replica, no acknowledged commit of its slots).
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--symbols", type=int, default=4)
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--on", default="sentinel,cluster", help="sentinel, cluster or both")
+    ap.add_argument("--on", default="sentinel", help="sentinel, cluster or both: sentinel,cluster")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_FAILOVERS} failovers per mode")
     args = ap.parse_args(argv)
     n = min(args.failovers, QUICK_FAILOVERS) if args.quick else args.failovers
@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> None:
         table.add_column(col, justify="right")
     for r in results:
         table.add_row(
-            r["redis"], r["wait"], str(r["replica_lag_s"]), str(r["acked_snapshots"]), str(r["lost_snapshots"]),
+            r["redis"], r["wait"], str(r["replica_lag_s"]), str(r["acked_snapshots"]),
+            str(r["lost_snapshots"]),
             str(r["acked_alerts"]), str(r["lost_alerts"]), str(r["duplicated_alerts"]),
             str(r["failed_attempts"]), str(r["failover_s_median"]), str(r["failover_s_max"]),
             str(r["wall_s"]),

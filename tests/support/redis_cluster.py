@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from tests.support import process
@@ -86,18 +86,16 @@ def _in_sync(node: RedisServer) -> bool:
 
 
 @contextmanager
-def _cut_off(replica: RedisServer, primary: RedisServer, lag_s: float) -> Iterator[None]:
-    """For `lag_s` before the body (the primary's death), `replica` misses what the primary
-    takes, as in a network partition: frozen by SIGSTOP so it cannot reconnect, its link
-    closed by the primary; thawed after the body. Freezing alone would not do: the unread
-    writes would wait in its socket buffer."""
-    if not lag_s or replica.proc is None:
-        yield
-        return
+def cut_off(replica: RedisServer, primary: RedisServer, hold_s: float = 0.0) -> Iterator[None]:
+    """Inside, and for `hold_s` before it, `replica` misses what the primary takes, as in a
+    network partition: frozen by SIGSTOP so it cannot reconnect, its link closed by the
+    primary; thawed on the way out. Freezing alone would not do: the unread writes would wait
+    in its socket buffer."""
+    assert replica.proc is not None
     replica.proc.send_signal(signal.SIGSTOP)
     try:
         cli("client", "kill", "type", "replica", port=primary.port)
-        time.sleep(lag_s)
+        time.sleep(hold_s)
         yield
     finally:
         replica.proc.send_signal(signal.SIGCONT)
@@ -180,14 +178,17 @@ class RedisCluster:
 
     def kill_primary(self, primary: RedisServer, lag_s: float = 0.0) -> RedisServer:
         """SIGKILL a primary and wait for its replica to be promoted and the cluster ok again;
-        the promoted node. `lag_s`: the replica cut off that long before the kill (as
-        SentinelSet.kill_primary)."""
+        the promoted node. `lag_s`: the replica cut off that long before the kill
+        (`cut_off`)."""
         replica = self.replica_of(primary)
-        with _cut_off(replica, primary, lag_s):
+        with cut_off(replica, primary, lag_s) if lag_s else nullcontext():
             primary.kill()
+        self.wait_promoted(replica)
+        return replica
+
+    def wait_promoted(self, replica: RedisServer) -> None:
         _until(lambda: self.role(replica) == "master", f"replica {replica.port} promoted")
         self.wait_ok()
-        return replica
 
     def rejoin(self, node: RedisServer) -> None:
         """Restart a killed node (empty without AOF; its nodes.conf keeps its identity): the
@@ -281,10 +282,10 @@ class SentinelSet:
 
     def kill_primary(self, lag_s: float = 0.0) -> RedisServer:
         """SIGKILL the primary and wait for the sentinels to promote the replica; the new
-        primary. `lag_s`: for that long before the kill the replica is cut off (`_cut_off`),
+        primary. `lag_s`: for that long before the kill the replica is cut off (`cut_off`),
         so it misses what the primary took meanwhile, as in a network partition."""
         old, new = self.primary, self.replica
-        with _cut_off(new, old, lag_s):
+        with cut_off(new, old, lag_s) if lag_s else nullcontext():
             old.kill()
         _until(lambda: self._promoted(new), "every sentinel naming the promoted replica")
         self.primary, self.replica = new, old
