@@ -115,6 +115,7 @@ _POWERS = np.array([float(10**k) for k in range(1, _MAX_SCALE + 1)])[:, None, No
 _NET = [STRIKE_FIELDS.index(f) for f in ("call_gex", "put_gex", "net_gex")]
 _STRIKE = STRIKE_FIELDS.index("strike")
 _ALL_NULL_COLUMNS = {name: ["z"] for name in STRIKE_FIELDS}
+_PROBE = 16  # values per row tried at each k before the whole row (`_scaled`)
 
 
 def _scaled(m: np.ndarray) -> tuple[list[int | None], np.ndarray]:
@@ -123,7 +124,12 @@ def _scaled(m: np.ndarray) -> tuple[list[int | None], np.ndarray]:
     None). The same test and arithmetic, but for every row and every k at once: k = 0 first
     (strikes, OI, volumes), then k = 1..6 in one broadcast for the rows left; a handful of
     numpy calls per block instead of several per column and k. Called under
-    `np.errstate(over="ignore", invalid="ignore")`: huge values overflow, and fail every k."""
+    `np.errstate(over="ignore", invalid="ignore")`: huge values overflow, and fail every k.
+
+    The rows left are nearly always full-precision floats (GEX), which fail every k at their
+    first values: each k is tried on the first _PROBE values of each row first (the same
+    arithmetic per value, so a k that fits a whole row fits there too), and only the rows some
+    k fits there get the whole broadcast."""
     r0 = np.rint(m)
     ok0 = ((r0 == m) & (np.abs(r0) < _LIMIT)).all(axis=1)
     lanes = r0.astype("<i8")  # right for the rows with k = 0; the others are overwritten
@@ -131,20 +137,25 @@ def _scaled(m: np.ndarray) -> tuple[list[int | None], np.ndarray]:
     rest = np.flatnonzero(~ok0).tolist()
     if not rest:
         return ks, lanes
-    sub = m[rest]
-    scaled = np.rint(sub[None, :, :] * _POWERS)  # (k - 1, row, value)
-    ok = (scaled / _POWERS == sub[None]).all(axis=2)
-    if ok.any():  # full-precision floats (GEX) fail every k: no range check needed then
-        ok &= (np.abs(scaled) < _LIMIT).all(axis=2)
-    first = ok.argmax(axis=0).tolist()  # the smallest k that works, where one does
-    floats = []
-    for i, (j, hit) in enumerate(zip(rest, ok.any(axis=0).tolist(), strict=True)):
-        if hit:
-            ks[j] = first[i] + 1
-            lanes[j] = scaled[first[i], i]
-        else:
-            ks[j] = None
-            floats.append(j)
+    probe = m[rest, :_PROBE]
+    maybe = (np.rint(probe[None, :, :] * _POWERS) / _POWERS == probe[None]).all(axis=2).any(axis=0)
+    floats = [j for j, hit in zip(rest, maybe.tolist(), strict=True) if not hit]
+    rest = [j for j, hit in zip(rest, maybe.tolist(), strict=True) if hit]
+    if rest:
+        sub = m[rest]
+        scaled = np.rint(sub[None, :, :] * _POWERS)  # (k - 1, row, value)
+        ok = (scaled / _POWERS == sub[None]).all(axis=2)
+        if ok.any():  # full-precision floats (GEX) fail every k: no range check needed then
+            ok &= (np.abs(scaled) < _LIMIT).all(axis=2)
+        first = ok.argmax(axis=0).tolist()  # the smallest k that works, where one does
+        for i, (j, hit) in enumerate(zip(rest, ok.any(axis=0).tolist(), strict=True)):
+            if hit:
+                ks[j] = first[i] + 1
+                lanes[j] = scaled[first[i], i]
+            else:
+                floats.append(j)
+    for j in floats:
+        ks[j] = None
     if floats:
         lanes[floats] = m[floats].astype("<f8", copy=False).view("<i8")
     return ks, lanes

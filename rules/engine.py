@@ -22,10 +22,10 @@ from typing import Any
 
 import msgspec
 
-from gex_alertd.model import FIRING, AlertEvent, AlertStatus, FlowGex, iso_utc
+from gex_alertd.model import FIRING, AlertEvent, AlertStatus, FlowGex, iso_utc, with_rows
 from gex_alertd.rules.base import Fired, RuleBase, RuleType
 from gex_alertd.rules.levels import details as level_details
-from gex_alertd.rules.registry import is_operator, rule_type
+from gex_alertd.rules.registry import columns_only, is_operator, rule_type
 
 
 class RuleSlot(msgspec.Struct, array_like=True):
@@ -98,6 +98,9 @@ class Engine:
         # operator rules (stale_data, source_failing) are fed by polls, not snapshots
         self.rules = [r for r in rules if not is_operator(r)]
         self._types: dict[str, RuleType[Any, Any]] = {r.name: rule_type(r) for r in self.rules}
+        # rule types that read `snap.strikes`: given the rows of a rowless snapshot (the live
+        # poll path drops them, model.rowless); the others read the strike matrix's columns
+        self._reads_rows = {r.name for r in self.rules if not columns_only([r])}
         self._decoders = {
             t.name: msgspec.msgpack.Decoder(_stored_slot(t.state)) for t in self._types.values()
         }
@@ -159,10 +162,16 @@ class Engine:
         expiry = expiry if expiry is not None else snap.expiry
         as_of_ms = snap.as_of_ms
         out = Outcome({}, [], [])
+        whole: tuple[FlowGex, FlowGex | None] | None = None
         for rule in self.applicable(snap.symbol):
             t = self._types[rule.name]
             slot = slots.get(rule.name)
-            state, fired = t.evaluate(rule, slot.state if slot else None, snap, prev)
+            seen, seen_prev = snap, prev
+            if rule.name in self._reads_rows:
+                if whole is None:
+                    whole = with_rows(snap), None if prev is None else with_rows(prev)
+                seen, seen_prev = whole
+            state, fired = t.evaluate(rule, slot.state if slot else None, seen, seen_prev)
             last = slot.last_fired_ms if slot else None
             is_open = slot.open if slot else False
             if slot is None:

@@ -45,13 +45,19 @@ def in_window(strike: np.ndarray, spot: float, within_pct: float | None) -> np.n
     return 100.0 * np.abs(strike - spot) / spot <= within_pct
 
 
-def _wall(values: np.ndarray, strike: np.ndarray, spot: float, mask: np.ndarray) -> float | None:
-    v = np.where(mask, values, np.nan)
-    positive = v > 0  # False for NaN
-    if not positive.any():
+def _wall(
+    values: np.ndarray, strike: np.ndarray, spot: float, mask: np.ndarray | None
+) -> float | None:
+    v = values if mask is None else np.where(mask, values, np.nan)
+    # the largest value, NaN (null) ignored: NaN only when every value is null; a wall needs
+    # it > 0 (so the largest positive value is the largest value)
+    best = np.fmax.reduce(v)
+    if not best > 0:
         return None
-    best = v[positive].max()
-    tied = strike[v == best]
+    hit = np.flatnonzero(v == best)
+    if len(hit) == 1:  # the usual case: no tie
+        return float(strike[hit[0]])
+    tied = strike[hit]
     dist = np.abs(tied - spot)
     return float(tied[dist == dist.min()].min())
 
@@ -60,7 +66,7 @@ def compute_levels(cols: StrikeColumns, spot: float, within_pct: float | None = 
     strike = cols.strike
     if not strike.size:
         return Levels()
-    mask = in_window(strike, spot, within_pct)
+    mask = None if within_pct is None else in_window(strike, spot, within_pct)
     gex = cols.gex
     return Levels(
         call_wall=_wall(gex[0], strike, spot, mask),

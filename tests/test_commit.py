@@ -10,11 +10,12 @@ from gex_alertd import keys, store
 from gex_alertd.commit import Committer, PrevCache, build_args, decode_state
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import entries, hash_fields
-from gex_alertd.model import decode_alert
+from gex_alertd.model import decode_alert, decode_flow_gex, rowless
 from gex_alertd.ops import metrics
 from gex_alertd.rules.columns import columns
 from tests.rules.factory import chain, row, snap
 from tests.rules.helpers import make_rule
+from tests.support.upstream import flow_gex_body
 
 CFG = RedisConfig(url="redis://unused", retention=None)
 
@@ -330,3 +331,14 @@ def test_a_packed_previous_view_takes_a_few_kb_of_memory() -> None:
     # kept it at more than that once
     unpacked = columns(s).m.nbytes
     assert per_entry < unpacked / 2, (per_entry, unpacked)
+
+
+async def test_a_rowless_snapshot_commits_the_entry_of_its_whole_self(
+    redis: aioredis.Redis,
+) -> None:
+    text = msgspec.json.encode(flow_gex_body("SPY", as_of="2026-03-02T15:04:05Z", strikes=20))
+    full = decode_flow_gex(text)
+    lean = rowless(decode_flow_gex(text))  # as the poll path commits it
+    assert (await Committer(redis, [flip_rule()], CFG).commit(lean, None)).stored
+    [(_id, stored)] = entries(await redis.xrange(keys.snap("SPY")))
+    assert stored == store.encode_fields(full)

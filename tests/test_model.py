@@ -14,10 +14,14 @@ from gex_alertd.model import (
     PayloadError,
     StrikeRow,
     decode_flow_gex,
+    rowless,
     rows_matrix,
     strike_matrix,
+    strike_rows,
     validate,
+    with_rows,
 )
+from gex_alertd.store import encode_fields
 from tests.rules.factory import chain, snap
 from tests.support.upstream import flow_gex_body
 
@@ -51,6 +55,38 @@ def test_the_matrix_is_not_part_of_the_snapshot() -> None:
     assert strike_matrix(copy.copy(s)) is None
     s.strikes.append(StrikeRow(1.0))  # rows changed after decoding: the matrix is not theirs
     assert strike_matrix(s) is None
+
+
+def test_a_rowless_snapshot_gives_its_rows_back_exactly() -> None:
+    raw = msgspec.json.decode(body())
+    raw["strikes"][4]["call_gex"] = -0.0  # the sign of a zero survives the matrix too
+    raw["strikes"].reverse()  # sorted on decode, with and without the rows
+    text = msgspec.json.encode(raw)
+    full = decode_flow_gex(text)
+    lean = rowless(decode_flow_gex(text))
+    assert lean.strikes == [] and len(full.strikes) == 12
+    m, m_full = strike_matrix(lean), strike_matrix(full)
+    assert m is not None and m_full is not None and np.array_equal(m, m_full, equal_nan=True)
+    assert strike_rows(full) is full.strikes
+    rows = strike_rows(lean)
+    assert msgspec.json.encode(rows) == msgspec.json.encode(full.strikes)  # nulls, -0.0
+    assert rows[3].call_oi_change is None or rows[8].call_oi_change is None
+    back = with_rows(lean)
+    assert back == full and msgspec.json.encode(back) == msgspec.json.encode(full)
+    assert strike_matrix(back) is m and with_rows(full) is full
+    assert encode_fields(lean) == encode_fields(full)  # the same stored entry
+
+
+def test_rowless_matrix_checks() -> None:
+    lean = rowless(decode_flow_gex(body()))
+    assert lean.as_of_ms == decode_flow_gex(body()).as_of_ms
+    assert strike_matrix(msgspec.structs.replace(lean, symbol="QQQ")) is None  # no matrix
+    lean.strikes.append(StrikeRow(1.0))  # rows given to it since: the matrix is not theirs
+    assert strike_matrix(lean) is None
+    made = snap(strikes=chain(500.0, n=3))  # made in code: no matrix, so its rows stay
+    assert rowless(made) is made
+    no_rows = decode_flow_gex(body(strikes=[]))
+    assert rowless(no_rows) is no_rows and strike_rows(no_rows) == []
 
 
 def test_naive_as_of_is_utc_and_keeps_the_matrix() -> None:

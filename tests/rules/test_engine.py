@@ -5,11 +5,13 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from gex_alertd.model import StrikeRow
-from gex_alertd.rules.base import ActiveHours
+from gex_alertd.model import StrikeRow, decode_flow_gex, rowless, strike_rows
+from gex_alertd.rules import registry
+from gex_alertd.rules.base import ActiveHours, RuleBase, RuleType
 from gex_alertd.rules.engine import Engine, RuleSlot, alert_id
 from tests.rules.factory import T0, snap
 from tests.rules.helpers import fired_at, make_rule, rule_problems, run
+from tests.support.upstream import flow_gex_body
 
 
 def flips(times: list[datetime]) -> list:
@@ -270,3 +272,29 @@ def test_a_held_back_firing_closes_the_slot_whatever_it_held_before() -> None:
     assert [s.reason for s in entered.suppressed] == ["cooldown"] and not entered.slots["r"].open
     left = engine.evaluate(entered.slots, snap(at=2, spot=OUT), None, None)
     assert left.emitted == [] and [s.reason for s in left.suppressed] == ["firing_not_sent"]
+
+
+class _RowsProbe(RuleBase, tag="rows_probe", kw_only=True):
+    """A rule type that reads `snap.strikes` (none of the built-in ones does)."""
+
+
+class _Seen(msgspec.Struct):
+    rows: int
+
+
+def test_a_rule_type_that_reads_rows_gets_them_from_a_rowless_snapshot(monkeypatch) -> None:
+    seen: list[tuple[int, int | None]] = []
+
+    def evaluate(rule, state, s, prev):
+        seen.append((len(s.strikes), None if prev is None else len(prev.strikes)))
+        return _Seen(len(s.strikes)), []
+
+    monkeypatch.setitem(registry.BY_CONFIG, _RowsProbe, RuleType(_RowsProbe, _Seen, evaluate))
+    body = msgspec.json.encode(flow_gex_body("SPY", as_of=T0, strikes=9))
+    later = msgspec.json.encode(flow_gex_body("SPY", as_of=T0 + timedelta(seconds=15), strikes=9))
+    cur, prev = rowless(decode_flow_gex(later)), rowless(decode_flow_gex(body))
+    assert cur.strikes == [] and prev.strikes == []  # as the poll path commits them
+    probe, flip = _RowsProbe(name="probe"), make_rule(type="flip_cross")
+    Engine([probe, flip]).evaluate({}, cur, prev, None)
+    assert seen == [(9, 9)]
+    assert strike_rows(cur) == decode_flow_gex(later).strikes  # what it was given back
