@@ -92,9 +92,18 @@ class ScriptBatcher:
         self._waiting: list[_Call] = []
         self._scheduled: asyncio.Handle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        # looked up once per loop, not per call: on Python 3.11 each lookup is a getpid()
+        # system call, and a commit made several
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     async def call(self, keys: list[Any], args: list[Any]) -> Any:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Any] = self._running_loop().create_future()
         self._waiting.append(_Call(keys, args, fut))
         if len(self._waiting) >= self.max_batch:
             self._flush()
@@ -105,7 +114,7 @@ class ScriptBatcher:
     def _schedule(self) -> None:
         # at the end of this loop iteration: calls made in the same iteration go together
         if self._scheduled is None:
-            self._scheduled = asyncio.get_running_loop().call_soon(self._flush)
+            self._scheduled = self._running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         if self._scheduled is not None:
@@ -114,7 +123,7 @@ class ScriptBatcher:
         batch, self._waiting = self._waiting, []
         if not batch:
             return
-        task = asyncio.create_task(self._send(batch))
+        task = self._running_loop().create_task(self._send(batch))
         self._flushes.add(task)
         task.add_done_callback(self._sent)
 

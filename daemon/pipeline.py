@@ -19,7 +19,7 @@ from gex_alertd import redaction
 from gex_alertd.commit import CommitConflict
 from gex_alertd.config import WatchTarget
 from gex_alertd.connections import REDIS_DOWN
-from gex_alertd.model import FlowGex, iso_utc
+from gex_alertd.model import FlowGex, iso_utc, rowless, with_rows
 from gex_alertd.ops import metrics
 from gex_alertd.redis_errors import DATA, RedisTrouble, classify
 from gex_alertd.sources.backoff import Backoff
@@ -78,7 +78,7 @@ class Poller:
         # a list, not a deque: it is nearly always empty, and an empty deque is 760 bytes
         # (x 5,000 targets); the oldest goes first only when Redis was down
         self.pending: list[FlowGex] = []
-        self.next_attempt = 0.0  # loop time before which we do not fetch (backoff)
+        self.next_attempt = 0.0  # loop time before which we do not fetch (backoff); 0.0: none
         self.disabled: str | None = None  # a permanent problem (404, 400): stop polling it
         self.last_ok: float | None = None  # wall time of the last successful poll
         self.last_as_of: str | None = None
@@ -102,9 +102,12 @@ class Poller:
         """Run one poll; return the outcome name (for metrics, tests and health)."""
         if self.disabled:
             return "disabled"
-        loop = asyncio.get_running_loop()
-        if loop.time() < self.next_attempt:
-            return "backoff"
+        # 0.0 unless backing off: most polls skip the loop lookup (on Python 3.11 each one is a
+        # getpid() system call)
+        if self.next_attempt:
+            if asyncio.get_running_loop().time() < self.next_attempt:
+                return "backoff"
+            self.next_attempt = 0.0
         if self.pending and not await self._flush():
             return "redis_down"
         try:
@@ -115,10 +118,14 @@ class Poller:
         self.last_error = None
         self.auth_failing = None
         self.last_ok = time.time()
-        snap = fetched.snapshot
+        # the rows dropped now, while still in cache: the commit reads the strike matrix
+        # (model.rowless says why; the engine gives rows back to a rule type that reads them).
+        # `fetched` goes too: it would hold the rows until the commit returns
+        snap, repeated = rowless(fetched.snapshot), fetched.repeated
+        del fetched
         if self.observe is not None:
             await self.observe(self.target, snap, None)
-        if fetched.repeated:
+        if repeated:
             self._count("repeat")
             return "repeat"
         self._count("ok")
@@ -170,7 +177,7 @@ class Poller:
         if self.set_aside is None:
             return False
         try:
-            await self.set_aside(snap, self.target.expiry, reason)
+            await self.set_aside(with_rows(snap), self.target.expiry, reason)  # whole
         except (*REDIS_DOWN, RedisError) as exc:
             self.trouble.failed(classify(exc), redaction.redact(f"set aside: {exc}"))
             return False

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from gex_alertd.config import WatchTarget
 from gex_alertd.duequeue import DueQueue
@@ -118,6 +119,7 @@ class PollPool:
         self._paused = False
         self._stopping = False
         self._slack = TIMER_SLACK_S
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- the target set ------------------------------------------------------------------
 
@@ -130,7 +132,13 @@ class PollPool:
         return frozenset(self._owned)
 
     def now(self) -> float:
-        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        if self._clock is not None:
+            return self._clock()
+        # the loop looked up once, not per call (a getpid() system call each on Python 3.11)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop.time()
 
     def replace(self, pollers: Iterable[Pollable]) -> list[str]:
         """Swap the target set (start-up, SIGHUP). A target whose entry did not change keeps
@@ -242,13 +250,15 @@ class PollPool:
             self._running.add(key)
             started = self.now()
             outcome = "crashed"
+            # library log lines (aiohttp, redis) inside this poll carry the symbol too; bound
+            # and reset by hand: bound_contextvars' generator costs more than the poll's logging
+            tokens = bind_contextvars(symbol=poller.target.symbol)
             try:
-                # library log lines (aiohttp, redis) inside this poll carry the symbol too
-                with structlog.contextvars.bound_contextvars(symbol=poller.target.symbol):
-                    outcome = await poller.poll()
+                outcome = await poller.poll()
             except Exception:
                 log.exception("poll crashed", symbol=poller.target.symbol)
             finally:
+                reset_contextvars(**tokens)
                 self._running.discard(key)
             self._reschedule(key, poller, started, outcome)
 

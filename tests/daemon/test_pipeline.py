@@ -5,11 +5,15 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
 from gex_alertd import keys, store
+from gex_alertd.commit import Committer
 from gex_alertd.config import RedisConfig, WatchTarget
+from gex_alertd.connections import entries
+from gex_alertd.model import FlowGex, decode_flow_gex, strike_rows
 from gex_alertd.pipeline import Poller
 from gex_alertd.sources.backoff import Backoff
 from gex_alertd.sources.errors import AuthError
@@ -198,3 +202,35 @@ async def test_redis_refusing_writes_backs_off_and_says_why(private_redis):
                 await client.close()
     finally:
         await redis.aclose()
+
+
+async def test_the_poll_path_commits_rowless_snapshots_and_sets_aside_whole_ones(redis):
+    committer = Committer(redis, [], CFG)
+    committed: list[FlowGex] = []
+
+    async def commit(snap, expiry):
+        committed.append(snap)
+        return await committer.commit(snap, expiry)
+
+    first = flow_gex_body("SPY", as_of=T0, strikes=20)
+    first["strikes"][5]["put_oi_change"] = None
+    qqq = flow_gex_body("QQQ", as_of=T0, strikes=20)
+    await redis.set(keys.snap("QQQ"), "not a stream")  # WRONGTYPE: a commit that never can
+    async with Upstream() as up:
+        up.push(Reply.json(first), symbol="SPY")
+        up.push(Reply.json(qqq), symbol="QQQ")
+        spy, client = make_poller(up, redis, commit, set_aside=committer.set_aside)
+        bad, _ = make_poller(up, redis, commit, symbol="QQQ", client=client)
+        bad.set_aside = committer.set_aside
+        try:
+            assert await spy.poll() == "stored"
+            assert await bad.poll() == "set_aside"
+        finally:
+            await client.close()
+    whole = decode_flow_gex(msgspec.json.encode(first))
+    assert committed[0].strikes == [] and strike_rows(committed[0]) == whole.strikes
+    [(_id, stored)] = entries(await redis.xrange(keys.snap("SPY")))
+    assert stored == store.encode_fields(whole)  # the entry of the whole snapshot
+    [(_id, dead)] = entries(await redis.xrange(keys.DEAD))
+    kept = msgspec.json.decode(dead[b"snapshot"], type=FlowGex)
+    assert kept.strikes == decode_flow_gex(msgspec.json.encode(qqq)).strikes  # rows and all
