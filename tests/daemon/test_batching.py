@@ -119,3 +119,33 @@ async def test_an_argument_of_another_type_is_refused_not_sent_as_its_repr(redis
     with pytest.raises(TypeError, match="bool"):
         await b.call(["n"], [True])
     assert await b.call(["n"], [7]) == b"7"  # an int goes in decimal
+
+
+async def test_a_batch_whose_replies_do_not_come_times_out_and_drops_its_connection(
+    private_redis,
+):
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    redis = aioredis.Redis.from_url(
+        private_redis.url, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )
+    admin = aioredis.Redis.from_url(private_redis.url)
+    try:
+        b = ScriptBatcher(redis, SCRIPT, max_batch=3)
+        assert await b.call(["n"], ["a"]) == b"a"  # the script is loaded, the connection open
+        # writes (EVALSHA) held for far longer than the read timeout: no reply comes
+        await admin.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+        results = await asyncio.gather(
+            *(b.call(["n"], [v]) for v in ("b", "c", "d")), return_exceptions=True
+        )
+        assert all(isinstance(r, RedisTimeoutError) for r in results), results
+        assert "commit batch within 0.5 s" in str(results[0])
+        await admin.execute_command("CLIENT", "UNPAUSE")
+        # a fresh connection: no late reply of the timed-out batch is read as this one's
+        assert await asyncio.gather(b.call(["n"], ["e"]), b.call(["n"], ["f"])) == [b"e", b"f"]
+    finally:
+        await admin.execute_command("CLIENT", "UNPAUSE")
+        await admin.aclose()
+        await redis.aclose()
