@@ -22,7 +22,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from gex_alertd import config as config_mod
-from gex_alertd import redaction, store
+from gex_alertd import keys, redaction, store
 from gex_alertd.asof_window import AsOfWindow
 from gex_alertd.config import Config, ConfigError
 from gex_alertd.connections import REDIS_DOWN, connect_config, describe, wait_until_reachable
@@ -160,6 +160,8 @@ class Daemon:
             await self._settled().attach(snap, expiry)  # the edge: the rule itself is pure
         result = await self.committer.commit(snap, expiry)
         self.stats.alerts_fired += len(result.alerts)
+        if result.alerts and self.dispatcher is not None:
+            self.dispatcher.poke(snap.symbol)
         return result
 
     def _settled(self) -> Any:
@@ -269,6 +271,15 @@ class Daemon:
         assert self.membership is not None
         return owner(key, self.membership.members) == self.instance_id
 
+    def _owns_outbox(self, stream: str) -> bool:
+        # before the first heartbeat (or without one) nobody is known: read everything, the
+        # consumer groups still hand each entry to one consumer
+        if self.membership is None or not self.membership.members:
+            return True
+        # owned like the symbol's (expiry-less) watch target, so the daemon that polls a
+        # symbol also reads its outbox: its own commits' alerts never wait for a sweep
+        return self._owns(keys.symbol_of_outbox(stream) or stream)
+
     def _log_capacity(self, cfg: Config) -> None:
         from gex_alertd import capacity
 
@@ -314,6 +325,8 @@ class Daemon:
         self.pool.own(plan.owned, delays=plan.delays)
         # targets may have moved: an operator rule state another daemon wrote is read again
         self.operators.forget()
+        if self.dispatcher is not None:
+            self.dispatcher.streams.changed()  # and outboxes: each channel re-reads its set
 
     async def _start_dispatcher(self) -> None:
         from gex_alertd.notify.dispatch import Dispatcher
@@ -322,8 +335,10 @@ class Daemon:
         self.dispatcher = Dispatcher(
             self.redis,
             self.cfg,
+            consumer=os.environ.get("GEX_ALERTD_CONSUMER") or self.instance_id,
             silences=SilenceStore(self.redis).check_many,
             on_channel_disabled=self._operator_channel_gone,
+            owns=self._owns_outbox,
         )
         await self.dispatcher.start()
 

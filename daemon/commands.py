@@ -54,13 +54,6 @@ def _run_loop(coro: Any, use_uvloop: bool | None) -> Any:
     return asyncio.run(coro)
 
 
-CLUSTER_RUN_REFUSED = (
-    "redis.cluster: `run` cannot commit on a Redis Cluster yet (the alert outbox is one "
-    "stream, gex:alerts, outside each symbol's hash slot); use redis.url or redis.sentinel. "
-    "check, tail, replay and outcomes work against a cluster."
-)
-
-
 @click.command()
 @CONFIG_OPTION
 @click.option(
@@ -69,11 +62,6 @@ CLUSTER_RUN_REFUSED = (
 def run(config_path: Path, uvloop: bool | None) -> None:
     """Run the daemon in the foreground until SIGTERM or Ctrl-C."""
     cfg = load_or_exit(config_path)
-    if cfg.redis.cluster is not None:
-        # every commit would fail CROSSSLOT: its alerts go to the one outbox stream, outside
-        # the symbol's slot; refused at once rather than keeping every snapshot pending
-        click.echo(f"error: {config_path}: {CLUSTER_RUN_REFUSED}", err=True)
-        sys.exit(2)
     from gex_alertd.ops.logging import configure
 
     configure(cfg.ops.log_format, cfg.ops.log_level)

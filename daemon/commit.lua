@@ -2,14 +2,15 @@
 -- Every check happens before the first write, so a refused commit changes nothing; Redis runs
 -- the script as one unit and the AOF records it as one unit.
 --
--- KEYS[1] snapshot stream   KEYS[2] state hash   KEYS[3] outbox stream
+-- KEYS[1] snapshot stream   KEYS[2] state hash   KEYS[3] the symbol's outbox stream (same slot)
 -- KEYS[4 ..] per alert: dedup key, cooldown key (pairs, in alert order)
 -- ARGV[1] expected state version ('' = the state hash did not exist)
 -- ARGV[2] snapshot entry ms (entry ID is <ms>-0)
 -- ARGV[3] msgpack of {trim, snapshot fields, state fields, alerts}: trim is {} | {'MAXLEN', n} |
 --   {'MINID', retention ms}, the cut then taken from this server's clock (TIME), never from the
 --   snapshot's as_of (a body dated 2099 once cut a whole stream down to itself); the fields as flat
---   field, value lists; an alert is {dedup ttl ms, cooldown ms, alert id, outbox fields};
+--   field, value lists; an alert is {dedup ttl ms, cooldown ms, alert id, outbox fields,
+--   its channels' consumer groups};
 --   numbers are strings (one blob instead of ~40 arguments: see commit.build_args)
 -- Returns {'ok', version, {enqueued alert ids}} | {'repeat', top_ms} | {'conflict', version}
 
@@ -65,10 +66,13 @@ local newv = redis.call('HINCRBY', state, '_v', 1)
 local enqueued = {}
 for a = 1, #alerts do
   local alert = alerts[a]
-  local dedup_ttl, cooldown_ms, id, out = alert[1], tonumber(alert[2]), alert[3], alert[4]
+  local dedup_ttl, cooldown_ms, id, out, groups = alert[1], tonumber(alert[2]), alert[3], alert[4], alert[5]
   local dedup_key, cooldown_key = KEYS[2 + 2 * a], KEYS[3 + 2 * a]
   -- an alert id is enqueued once, even if the state were lost and the data replayed
   if redis.call('SET', dedup_key, '1', 'NX', 'PX', dedup_ttl) then
+    -- each channel's group exists before its entry does (at '$': the entry is new to it),
+    -- whoever writes first, so no reader can create it later past this entry
+    for g = 1, #groups do redis.pcall('XGROUP', 'CREATE', outbox, groups[g], '$', 'MKSTREAM') end
     local entry = {'XADD', outbox, '*'}
     for j = 1, #out do entry[#entry + 1] = out[j] end
     redis.call(unpack(entry))

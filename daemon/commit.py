@@ -96,7 +96,8 @@ def build_args(
     each argument on its own (~25 us each in Python), and a commit has ~40 of them. Numbers go
     as strings, so Lua never formats a large one in exponent form."""
     ms = snap.as_of_ms
-    names = [keys.snap(snap.symbol, expiry), keys.state(snap.symbol, expiry), keys.ALERTS]
+    names = [keys.snap(snap.symbol, expiry), keys.state(snap.symbol, expiry)]
+    names.append(keys.outbox(snap.symbol))
     fields: list[Any] = []
     for k, v in store.encode_fields(snap).items():
         key = _FIELD_NAMES.get(k)
@@ -115,7 +116,8 @@ def build_args(
         out: list[Any] = []
         for field, value in outbox_fields(em.event, em.channels).items():
             out += (field, _lua_str(value if isinstance(value, bytes) else str(value).encode()))
-        alerts.append([str(DEDUP_TTL_MS), str(em.cooldown_ms), em.event.id, out])
+        groups = [keys.notify_group(c) for c in em.channels]
+        alerts.append([str(DEDUP_TTL_MS), str(em.cooldown_ms), em.event.id, out, groups])
     trim = store.trim_spec(redis_cfg)
     payload = _packer.encode([trim, fields, state, alerts])
     return names, [version, str(ms), payload]

@@ -16,8 +16,8 @@ import redis.asyncio as aioredis
 
 from gex_alertd import keys
 from gex_alertd.commit import DEDUP_TTL_MS
-from gex_alertd.model import AlertEvent, outbox_fields
-from gex_alertd.operator_rules import LUA
+from gex_alertd.model import AlertEvent
+from gex_alertd.operator_rules import LUA, event_args
 
 
 class EnqueueOnce:
@@ -33,6 +33,7 @@ class EnqueueOnce:
         if dedup is None:
             dedup = keys.alert_dedup(event.symbol, event.id)
         args: list[Any] = ["", "", "", DEDUP_TTL_MS]  # no state field: only the event
-        args += [x for kv in outbox_fields(event, channels).items() for x in kv]
-        reply = await self._script(keys=[dedup, keys.ALERTS, dedup], args=args)
+        args += event_args(event, channels)
+        # the dedup key must share the outbox's slot (keys in `{SYM}`): one script on a cluster
+        reply = await self._script(keys=[dedup, keys.outbox(event.symbol), dedup], args=args)
         return bool(int(reply[1]))

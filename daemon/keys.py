@@ -87,15 +87,17 @@ def notify_group(channel: str) -> str:
     return f"{NOTIFY_GROUP_PREFIX}{channel}"
 
 
-def sent_marker(alert_id: str, channel: str) -> str:
-    """Set with the XACK once the receiver accepted: a redelivery is acked without sending."""
-    return f"gex:sent:{alert_id}:{channel}"
+def sent_marker(symbol: str, alert_id: str, channel: str) -> str:
+    """Set with the XACK once the receiver accepted: a redelivery is acked without sending.
+    In the slot of the outbox the alert sits in (`symbol` is the outbox's), so marker and XACK
+    are one script on a cluster; no daemon's name is in it, so it survives an ownership move."""
+    return symbol_key(symbol or OPS_SYMBOL, f"sent:{alert_id}:{channel}")
 
 
-def attempts(alert_id: str, channel: str) -> str:
+def attempts(symbol: str, alert_id: str, channel: str) -> str:
     """Failed attempts of one alert to one channel and the time of the first (a hash: `n`,
     `since_ms`), so neither the count nor the retry budget restarts with the daemon."""
-    return f"gex:retry:{alert_id}:{channel}"
+    return symbol_key(symbol or OPS_SYMBOL, f"retry:{alert_id}:{channel}")
 
 
 def legacy_sent_marker(alert_id: str, channel: str) -> str:
@@ -110,5 +112,6 @@ def operator_state(symbol: str, expiry: str | None = None) -> str:
 
 
 def heartbeat_sent(alert_id: str) -> str:
-    """`SET NX PX`: a heartbeat id (instance + interval) is enqueued once."""
-    return f"gex:heartbeat:{alert_id}"
+    """`SET NX PX`: a heartbeat id (instance + interval) is enqueued once; in the operator
+    outbox's slot, so the enqueue script stays single-slot."""
+    return symbol_key(OPS_SYMBOL, f"heartbeat:{alert_id}")

@@ -6,7 +6,9 @@
 -- KEYS[1] state hash (unused without a state field)   KEYS[2] outbox stream
 -- KEYS[3] dedup key of the event (unused without an event)
 -- ARGV[1] state field ('' = no state: a heartbeat)   ARGV[2] expected value ('' = absent)
--- ARGV[3] new value   ARGV[4] dedup ttl ms   ARGV[5 ..] outbox entry fields (none = no event)
+-- ARGV[3] new value   ARGV[4] dedup ttl ms   ARGV[5] n, the number of consumer groups that
+-- follow   ARGV[6 .. 5+n] the event's channels' groups   ARGV[6+n ..] outbox entry fields
+-- (none = no event)
 -- Returns {'ok', 1 | 0 (the event was enqueued before)} | {'conflict', current value}
 
 local field = ARGV[1]
@@ -18,11 +20,14 @@ if field ~= '' then
 end
 
 local enqueued = 0
-if #ARGV > 4 then
+local n = tonumber(ARGV[5] or '0')
+if #ARGV > 5 + n then
   -- an event id is enqueued once, whoever commits it and however often
   if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[4]) then
+    -- each channel's group exists before its entry does (see commit.lua)
+    for g = 6, 5 + n do redis.pcall('XGROUP', 'CREATE', KEYS[2], ARGV[g], '$', 'MKSTREAM') end
     local entry = {'XADD', KEYS[2], '*'}
-    for j = 5, #ARGV do entry[#entry + 1] = ARGV[j] end
+    for j = 6 + n, #ARGV do entry[#entry + 1] = ARGV[j] end
     redis.call(unpack(entry))
     enqueued = 1
   end

@@ -107,6 +107,14 @@ def operator_event(rule: RuleBase, obs: Observation, fired: OpFired) -> AlertEve
     )
 
 
+def event_args(event: AlertEvent, channels: list[str]) -> list[Any]:
+    """operator.lua's ARGV tail for one event: its channels' consumer groups (created on the
+    outbox before the entry), then the outbox entry's fields."""
+    groups = [keys.notify_group(c) for c in channels]
+    fields = [x for kv in outbox_fields(event, channels).items() for x in kv]
+    return [len(groups), *groups, *fields]
+
+
 class OperatorRules:
     def __init__(
         self,
@@ -220,7 +228,7 @@ class OperatorRules:
                 self._stored[slot] = stored
                 return
             event = operator_event(rule, obs, fired[0]) if fired else None
-            reply = await self._commit(skey, rule.name, stored, new, event, rule)
+            reply = await self._commit(obs.symbol, skey, rule.name, stored, new, event, rule)
             status = as_str(reply[0])
             if status == "conflict":
                 stored = _raw(reply[1])
@@ -234,6 +242,7 @@ class OperatorRules:
 
     async def _commit(
         self,
+        obs_symbol: str,
         skey: str,
         field: str,
         expected: bytes,
@@ -245,10 +254,8 @@ class OperatorRules:
         dedup = skey  # unused without an event; any key of the same slot
         if event is not None:
             dedup = keys.alert_dedup(event.symbol, event.id)
-            channels = list(rule.channels) or self.default_channels
-            for k, v in outbox_fields(event, channels).items():
-                args += [k, v]
-        return await self._script(keys=[skey, keys.ALERTS, dedup], args=args)
+            args += event_args(event, list(rule.channels) or self.default_channels)
+        return await self._script(keys=[skey, keys.outbox(obs_symbol), dedup], args=args)
 
     def _announce(self, event: AlertEvent, *, enqueued: bool) -> None:
         bound = log.bind(symbol=event.symbol, expiry=event.expiry, rule=event.rule)

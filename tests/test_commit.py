@@ -33,7 +33,7 @@ def above(at: int, **kw):
 
 
 async def outbox(redis: aioredis.Redis) -> list[dict[bytes, bytes]]:
-    return [fields for _id, fields in entries(await redis.xrange(keys.ALERTS))]
+    return [fields for _id, fields in entries(await redis.xrange(keys.outbox("SPY")))]
 
 
 async def test_first_snapshot_stores_and_a_cross_fires_once(redis: aioredis.Redis) -> None:
@@ -226,7 +226,7 @@ async def test_cached_state_yields_to_another_writer(redis: aioredis.Redis) -> N
     # a's cached state says "below": the version check refuses it, a re-reads and sees "above"
     r = await a.commit(above(2), None)
     assert r.stored and r.alerts == []
-    assert await redis.xlen(keys.ALERTS) == 1
+    assert await redis.xlen(keys.outbox("SPY")) == 1
     assert (await redis.hget(keys.state("SPY"), "_v")) == b"3"
 
 

@@ -39,14 +39,26 @@ def test_per_symbol_keys_share_the_symbols_hash_tag() -> None:
 
 
 def test_delivery_keys_are_the_documented_ones() -> None:
-    assert (keys.ALERTS, keys.DEAD, keys.MEMBERS, keys.SILENCES) == (
-        "gex:alerts",
+    assert (keys.DEAD, keys.MEMBERS, keys.SILENCES, keys.SILENCED) == (
         "gex:dead",
         "gex:members",
         "gex:silences",
+        "gex:silenced",
     )
     assert keys.notify_group("ops") == "notify:ops"
     assert keys.notify_group("ops").startswith(keys.NOTIFY_GROUP_PREFIX)
-    assert keys.sent_marker("a1", "ops") == "gex:sent:a1:ops"
-    assert keys.attempts("a1", "ops") == "gex:retry:a1:ops"
-    assert keys.SILENCED == "gex:silenced"
+    assert keys.LEGACY_ALERTS == "gex:alerts"  # read by `migrate` only
+
+
+def test_the_outbox_and_its_bookkeeping_share_the_symbols_slot() -> None:
+    """Everything a commit or a delivery touches for one alert is in `{SYM}`: one slot."""
+    assert keys.outbox("spy") == "gex:{SPY}:alerts"
+    assert keys.sent_marker("SPY", "a1", "ops") == "gex:{SPY}:sent:a1:ops"
+    assert keys.attempts("SPY", "a1", "ops") == "gex:{SPY}:retry:a1:ops"
+    assert keys.symbol_of_outbox(keys.outbox("SPY")) == "SPY"
+    assert keys.symbol_of_outbox(keys.snap("SPY")) is None
+    # events about no one symbol: the operator outbox, with its heartbeat dedup beside it
+    ops = keys.outbox(keys.OPS_SYMBOL)
+    assert ops == "gex:{*}:alerts" and keys.outbox("") == ops
+    assert keys.heartbeat_sent("h1") == "gex:{*}:heartbeat:h1"
+    assert keys.symbol_of_outbox(ops) == "*"

@@ -1,10 +1,13 @@
-"""One channel's delivery loop, one task per channel:
-read (own PEL first, then new entries, then XAUTOCLAIM of dead consumers' entries)
+"""One channel's delivery loop, one task per channel, over the outbox streams of the symbols
+this daemon owns (notify/streams.py):
+read (own PEL first, then new entries of poked streams, all owned streams on a sweep, then
+XAUTOCLAIM of dead consumers' entries)
 → route (entries not for this channel are acked at once) → min_severity filter → sent-marker
 check → group window → silence check → rate limit → send → the delivery policy's decision
 (notify/policy.py): ack + marker | retry later | dead letter | disable the channel.
 
-A channel handles its outbox head first: while its head is in backoff (receiver down, 429),
+Order is kept per symbol (per stream), in the order each was read. A channel handles its head
+first: while its head is in backoff (receiver down, 429),
 later alerts of that channel wait behind it instead of hammering a receiver that is failing,
 and they arrive in order once it is back. Channels never wait for each other.
 A message, once formed (one alert, or a group), is retried as that same message with the same
@@ -16,6 +19,7 @@ next run re-reads this consumer's PEL (same consumer name) or another daemon cla
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -49,15 +53,17 @@ from gex_alertd.notify.policy import (
     decide,
 )
 from gex_alertd.notify.silences import Silence
+from gex_alertd.notify.streams import OutboxStreams
 from gex_alertd.notify.throttle import TokenBucket
 from gex_alertd.ops import metrics
 
 log = structlog.get_logger()
 
-READ_COUNT = 100  # entries per XREADGROUP
+READ_COUNT = 100  # entries per stream per XREADGROUP
 MAX_BUFFER = 1000  # entries held in memory per channel; the rest wait unread in Redis
 MAX_GROUP = 100  # alerts per grouped message
-BLOCK_S = 0.25  # XREADGROUP BLOCK; also bounds how long stop() waits for a reader
+ACTIVE_S = 3600.0  # a stream read from within this long counts in the backlog figures
+BLOCK_S = 0.25  # longest wait for a poke; also bounds how long stop() waits for a reader
 
 
 # which silence (if any) holds each alert for a channel now: SilenceStore.check_many
@@ -81,6 +87,7 @@ class ChannelWorker:
         outbox: Outbox,
         limiter: TokenBucket | None,
         claim_idle: float,
+        streams: OutboxStreams,
         *,
         silences: SilenceCheck | None = None,
         on_disabled: OnDisabled | None = None,
@@ -90,17 +97,20 @@ class ChannelWorker:
         self.cfg = cfg
         self.notifier = notifier
         self.outbox = outbox
+        self.streams = streams
+        self.pokes = streams.reader()
         self.limiter = limiter
         self.claim_idle = claim_idle
         self.silences = silences
         self.on_disabled = on_disabled
         self.clock = clock  # wall clock of the retry budget (tests pass a controlled one)
         self.policy = RetryPolicy.of(cfg)
-        self.buffer: dict[str, _Held] = {}
+        self.buffer: dict[tuple[str, str], _Held] = {}  # by (stream, entry id), in read order
+        self.active: dict[str, float] = {}  # stream -> monotonic time an entry was last read
         self.inflight: list[_Held] | None = None  # the formed message being retried
         # sent OK, marker + XACK not yet written: the recorder task writes them (retrying while
         # Redis is away) and flush() waits for it before the next send
-        self.unrecorded: dict[str, str] = {}  # entry id -> alert id
+        self.unrecorded: dict[tuple[str, str], Entry] = {}
         self._recorded = asyncio.Event()
         self._to_record = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -118,30 +128,32 @@ class ChannelWorker:
     # --- reading -----------------------------------------------------------------------
 
     async def admit(self, entries: Sequence[Entry]) -> None:
-        skip: list[str] = []
+        skip: list[Entry] = []
         broken: list[Entry] = []
         candidates: list[Entry] = []
+        seen = time.monotonic()
         for e in entries:
-            if e.entry_id in self.buffer or e.entry_id in self.unrecorded:
+            self.active[e.stream] = seen
+            if e.key in self.buffer or e.key in self.unrecorded:
                 continue
             if e.problem == "entry deleted from the stream" or self.name not in e.channels:
-                skip.append(e.entry_id)
+                skip.append(e)
             elif e.event is None:
                 broken.append(e)
             elif SEVERITY_RANK.get(e.event.severity, 0) < self.min_rank:
-                skip.append(e.entry_id)
+                skip.append(e)
                 metrics.ALERTS_SENT.labels(self.name, "filtered").inc()
             else:
                 candidates.append(e)
-        done = await self.outbox.sent_already([e.alert_id for e in candidates])
+        done = await self.outbox.sent_already(candidates)
         now = time.monotonic()
         for e, sent in zip(candidates, done, strict=True):
-            if sent:  # delivered before a crash; the XACK was what got lost
-                skip.append(e.entry_id)
+            if sent:  # delivered before a crash (or by the stream's previous owner)
+                skip.append(e)
                 metrics.ALERTS_SENT.labels(self.name, "duplicate_skipped").inc()
             else:
                 assert e.event is not None
-                self.buffer[e.entry_id] = _Held(e, e.event, now)
+                self.buffer[e.key] = _Held(e, e.event, now)
         await self.outbox.ack(skip)
         for e in broken:
             await self._dead([e], e.problem or "unreadable entry", 0)
@@ -178,7 +190,7 @@ class ChannelWorker:
         while True:
             await self._to_record.wait()
             self._to_record.clear()
-            batch = list(self.unrecorded.items())
+            batch = list(self.unrecorded.values())
             if not batch:
                 continue
             try:
@@ -189,62 +201,95 @@ class ChannelWorker:
                 await asyncio.sleep(0.5)
                 self._to_record.set()
                 continue
-            for eid, _ in batch:
-                self.unrecorded.pop(eid, None)
+            for e in batch:
+                self.unrecorded.pop(e.key, None)
             self._recorded.set()
 
     async def _run(self) -> None:
         """The loop: recover own PEL, claim stuck entries, keep held ones ours, flush what is
-        due, read more. Longer than 60 lines because each step must see the same clock."""
+        due, read more (poked streams at once, every owned stream on a sweep). Longer than 60
+        lines because each step must see the same clock."""
         self.log.debug("channel worker started", consumer=self.outbox.consumer)
-        recovered = False
+        recovered = -1  # the streams' version whose own PEL was read
         next_claim = 0.0
+        next_sweep = 0.0
         next_touch = time.monotonic() + self.claim_idle / 3
-        while True:
-            try:
-                if not recovered:
-                    own = await self.outbox.read_own_pending()
-                    if own:
-                        self.log.info("redelivering own pending entries", count=len(own))
-                    await self.admit(own)
-                    recovered = True
-                if self.stopping.is_set() and (not self.buffer or self.disabled is not None):
-                    if self.disabled is not None:
-                        return  # what it holds stays pending in Redis for the next run
-                    # drain: alerts committed before the stop but not read yet go out now;
-                    # the caller's timeout bounds this, and what is left stays in Redis
-                    more = await self.outbox.read_new(READ_COUNT, None)
-                    if not more:
-                        return
-                    await self.admit(more)
-                    continue
-                now = time.monotonic()
-                if not self.stopping.is_set() and now >= next_claim:
-                    claimed = await self.outbox.autoclaim(self.claim_idle)
-                    if claimed:
-                        self.log.info("claimed stuck entries", count=len(claimed))
-                    await self.admit(claimed)
-                    next_claim = now + max(0.5, self.claim_idle / 2)
-                if now >= next_touch:
-                    await self.outbox.touch(list(self.buffer))
-                    next_touch = now + max(0.2, self.claim_idle / 3)
-                due = self.due_at()
-                if due is not None and due <= time.monotonic():
-                    await self.flush()
-                    continue
-                wait = BLOCK_S if due is None else min(BLOCK_S, due - time.monotonic())
-                if self.stopping.is_set() or len(self.buffer) >= MAX_BUFFER:
-                    await asyncio.sleep(max(0.001, wait))
-                else:
-                    block_ms = max(1, int(wait * 1000))
-                    await self.admit(await self.outbox.read_new(READ_COUNT, block_ms))
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                # Redis away: keep what we hold, try again; nothing is acked meanwhile
-                self.last_error = describe_exc(exc)
-                self.log.warning("outbox unavailable", error=self.last_error)
-                await asyncio.sleep(0.5)
+        try:
+            while True:
+                try:
+                    owned = self.streams.owned()
+                    if recovered != self.streams.version:
+                        # at start, and when streams moved to us: what this consumer name
+                        # holds there from before (a crash, an earlier ownership)
+                        version = self.streams.version
+                        own = await self.outbox.read_own_pending(owned)
+                        if own:
+                            self.log.info("redelivering own pending entries", count=len(own))
+                        await self.admit(own)
+                        recovered = version
+                        next_claim = next_sweep = 0.0
+                    if self.stopping.is_set() and (not self.buffer or self.disabled is not None):
+                        if self.disabled is not None:
+                            return  # what it holds stays pending in Redis for the next run
+                        # drain: alerts committed before the stop but not read yet go out now;
+                        # the caller's timeout bounds this, and what is left stays in Redis
+                        more = await self.outbox.read_new(
+                            sorted(set(owned) | set(self.pokes.take())), READ_COUNT
+                        )
+                        if not more:
+                            return
+                        await self.admit(more)
+                        continue
+                    now = time.monotonic()
+                    if not self.stopping.is_set() and now >= next_claim:
+                        claimed = await self.outbox.autoclaim(owned, self.claim_idle)
+                        if claimed:
+                            self.log.info("claimed stuck entries", count=len(claimed))
+                        await self.admit(claimed)
+                        next_claim = now + max(0.5, self.claim_idle / 2)
+                    if now >= next_touch:
+                        await self.outbox.touch([h.entry for h in self.buffer.values()])
+                        next_touch = now + max(0.2, self.claim_idle / 3)
+                    due = self.due_at()
+                    if due is not None and due <= time.monotonic():
+                        await self.flush()
+                        continue
+                    if self.stopping.is_set() or len(self.buffer) >= MAX_BUFFER:
+                        await asyncio.sleep(max(0.001, BLOCK_S if due is None else due - now))
+                        continue
+                    if now >= next_sweep:
+                        self.pokes.take()
+                        await self.admit(await self.outbox.read_new(owned, READ_COUNT))
+                        next_sweep = now + self.streams.sweep_every(len(owned))
+                        continue
+                    poked = self.pokes.take()
+                    if poked:
+                        await self.admit(await self.outbox.read_new(poked, READ_COUNT))
+                        continue
+                    wait = min(BLOCK_S, next_sweep - now)
+                    if due is not None:
+                        wait = min(wait, due - now)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.pokes.event.wait(), max(0.001, wait))
+                except asyncio.CancelledError:
+                    raise
+                except (RedisError, OSError) as exc:
+                    # Redis away: keep what we hold, try again; nothing is acked meanwhile
+                    self.last_error = describe_exc(exc)
+                    self.log.warning("outbox unavailable", error=self.last_error)
+                    await asyncio.sleep(0.5)
+        finally:
+            self.streams.drop_reader(self.pokes)
+
+    def active_streams(self) -> list[str]:
+        """Streams this channel saw entries on within ACTIVE_S (or holds some of): where its
+        backlog can be; the others were empty for it at the last sweep."""
+        cutoff = time.monotonic() - ACTIVE_S
+        for stream, seen in list(self.active.items()):
+            if seen < cutoff:
+                del self.active[stream]
+        held = {h.entry.stream for h in self.buffer.values()}
+        return sorted(held | set(self.active))
 
     # --- sending -------------------------------------------------------------------------
 
@@ -271,7 +316,7 @@ class ChannelWorker:
             assert isinstance(decision, Ack) and decision.kind == "silenced"
         await self.outbox.record_silenced([(h.entry, s) for h, s in held])
         for h, silence in held:
-            self.buffer.pop(h.entry.entry_id, None)
+            self.buffer.pop(h.entry.key, None)
             self.log.info("alert silenced", alert_id=h.entry.alert_id, silence=silence.id)
         self.silenced += len(held)
         metrics.ALERTS_SENT.labels(self.name, "silenced").inc(len(held))
@@ -314,9 +359,7 @@ class ChannelWorker:
         self.last_error = getattr(outcome, "reason", None)
         attempts, since = 0, None
         if not (isinstance(outcome, Retry) and outcome.throttled) and not isinstance(outcome, Gone):
-            counted = await self.outbox.bump_attempts(
-                [h.entry.alert_id for h in batch], self.clock()
-            )
+            counted = await self.outbox.bump_attempts([h.entry for h in batch], self.clock())
             attempts = max(n for n, _ in counted)
             since = min(s for _, s in counted)
         now = self.clock()
@@ -327,7 +370,7 @@ class ChannelWorker:
             # Redis first, then forget: if the write fails the entries stay held, tried again
             await self._dead([h.entry for h in batch], decision.reason, attempts)
             for h in batch:
-                self.buffer.pop(h.entry.entry_id, None)
+                self.buffer.pop(h.entry.key, None)
             self.inflight = None
         elif isinstance(decision, RetryLater):
             self._retry_later(batch, decision, outcome, attempts, now)
@@ -336,8 +379,8 @@ class ChannelWorker:
 
     async def _sent(self, batch: list[_Held]) -> None:
         for h in batch:
-            self.buffer.pop(h.entry.entry_id, None)
-            self.unrecorded[h.entry.entry_id] = h.entry.alert_id
+            self.buffer.pop(h.entry.key, None)
+            self.unrecorded[h.entry.key] = h.entry
         self.inflight = None
         # the sent marker is durable before the next send, so a crash re-sends at most the
         # message that was in flight (same webhook-id), never a run of already-sent ones

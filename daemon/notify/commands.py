@@ -100,12 +100,14 @@ def list_cmd(ctx: click.Context, limit: int = 50) -> None:
         client = _client(cfg, redis_url)
         try:
             click.echo("PENDING")
+            streams = await ob.all_streams(client, [t.symbol for t in cfg.watch.entries()])
             for name in cfg.channels:
-                count, lag = await ob.group_stats(client, name)
+                count, lag = await ob.group_stats(client, name, streams)
                 click.echo(f"  {name}: {count} unacknowledged, oldest {lag:.1f}s")
-                for row in await ob.pending_entries(client, name, limit):
+                for row in await ob.pending_entries(client, name, streams, limit):
                     click.echo(
-                        f"    {row['entry']}  {row['alert_id']}  consumer={row['consumer']}"
+                        f"    {row['stream']} {row['entry']}  {row['alert_id']}"
+                        f"  consumer={row['consumer']}"
                         f"  idle={row['idle_s']:.1f}s  deliveries={row['deliveries']}"
                     )
             dead = await ob.list_dead(client, limit)

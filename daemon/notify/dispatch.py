@@ -1,6 +1,7 @@
 """The Dispatcher: one ChannelWorker (notify/channel_worker.py) per configured channel, started,
-stopped, reloaded and reported on together. The per-channel pipeline lives in the worker, the
-decision after each attempt in notify/policy.py, the Redis side in notify/outbox.py.
+stopped, reloaded and reported on together, over one shared set of outbox streams
+(notify/streams.py: the owned symbols' outboxes). The per-channel pipeline lives in the worker,
+the decision after each attempt in notify/policy.py, the Redis side in notify/outbox.py.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import structlog
 from redis.exceptions import RedisError
 
 from gex_alertd.config import ChannelConfig, Config
+from gex_alertd.connections import is_cluster
 from gex_alertd.notify.base import DeliveryOutcome, Notifier, describe_exc
 from gex_alertd.notify.channel_worker import ChannelWorker, OnDisabled, SilenceCheck
-from gex_alertd.notify.outbox import Outbox, trim
+from gex_alertd.notify.outbox import Outbox, all_streams, ensure_groups, group_stats, trim
 from gex_alertd.notify.registry import build_notifier
 from gex_alertd.notify.sample import sample_alert
+from gex_alertd.notify.streams import OutboxStreams
 from gex_alertd.notify.throttle import TokenBucket
 from gex_alertd.ops import metrics
 
@@ -30,6 +33,8 @@ log = structlog.get_logger()
 
 STATS_EVERY_S = 5.0
 TRIM_EVERY_S = 60.0
+FULL_TRIM_EVERY_S = 3600.0  # every owned stream, not only those acked on since the last trim
+SCAN_EVERY_S = 60.0  # look for outboxes no watched symbol names
 
 
 def default_consumer() -> str:
@@ -49,9 +54,12 @@ class Dispatcher:
         silences: SilenceCheck | None = None,
         on_channel_disabled: OnDisabled | None = None,
         clock: Callable[[], float] = time.time,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
+        """`owns(stream)`: whether this daemon reads that outbox (None: every outbox)."""
         self.redis = redis
         self.cfg = cfg
+        self.streams = OutboxStreams(_symbols(cfg), owns, cluster=is_cluster(redis))
         self.consumer = consumer or default_consumer()
         self.silences = silences
         self.on_channel_disabled = on_channel_disabled
@@ -74,7 +82,7 @@ class Dispatcher:
     async def _start_channel(self, name: str, ch: ChannelConfig) -> None:
         notifier = build_notifier(name, ch)
         outbox = Outbox(self.redis, name, self.consumer, self.cfg.outbox.dedup_ttl)
-        await outbox.ensure_group()
+        await ensure_groups(self.redis, self.streams.all(), [name])
         worker = ChannelWorker(
             name,
             ch,
@@ -82,6 +90,7 @@ class Dispatcher:
             outbox,
             self._limiter(notifier, ch),
             self.cfg.outbox.claim_idle,
+            self.streams,
             silences=self.silences,
             on_disabled=self.on_channel_disabled,
             clock=self.clock,
@@ -102,8 +111,10 @@ class Dispatcher:
                 await asyncio.sleep(1.0)
 
     async def start(self) -> None:
-        """Create every channel's group, then spawn one delivery task per channel.
-        Call it before anything commits alerts, so every alert finds its group."""
+        """Create every channel's group on every known outbox, then spawn one delivery task
+        per channel. (Writers create the groups of the channels they name too, see
+        commit.lua, so the order of start and first commit does not matter.)"""
+        self.streams.add_found(await all_streams(self.redis))
         for name, ch in self.cfg.channels.items():
             await self._start_channel(name, ch)
         self._closing.clear()
@@ -151,6 +162,8 @@ class Dispatcher:
             [n for n in changed if n in self.workers], cfg.outbox.drain_timeout
         )
         self.cfg = cfg
+        self.streams.set_symbols(_symbols(cfg))
+        await ensure_groups(self.redis, self.streams.all(), list(self.workers))
         for name, ch in new.items():
             if name not in self.workers:
                 await self._start_channel(name, ch)
@@ -177,7 +190,7 @@ class Dispatcher:
         last error (redacted). Also updates the gauges."""
         out: dict[str, dict[str, Any]] = {}
         for name, w in list(self.workers.items()):
-            pending, lag = await w.outbox.stats()
+            pending, lag = await group_stats(self.redis, name, w.active_streams())
             metrics.OUTBOX_PENDING.labels(name).set(pending)
             metrics.OUTBOX_LAG.labels(name).set(lag)
             out[name] = {
@@ -193,20 +206,48 @@ class Dispatcher:
             }
         return out
 
-    async def trim(self) -> str | None:
-        """Drop outbox entries every channel is done with, once older than the retention."""
+    def poke(self, symbol: str) -> None:
+        """This process just enqueued alerts on `symbol`'s outbox: the channels read it now."""
+        self.streams.poke(symbol)
+
+    async def trim(self, *, full: bool = False) -> int:
+        """Drop outbox entries every channel is done with, once older than the retention: on
+        the owned streams acked on since the last trim (all owned ones when `full`). Returns
+        how many streams were trimmed."""
         keep = self.cfg.redis.retention if self.cfg.redis.retention is not None else 7 * 86400.0
-        return await trim(self.redis, self.cfg.channels, keep)
+        owned = set(self.streams.owned())
+        touched: set[str] = set()
+        for w in self.workers.values():
+            touched |= w.outbox.acked_streams
+            w.outbox.acked_streams = set()
+        n = 0
+        for stream in sorted(owned if full else touched & owned):
+            if await trim(self.redis, stream, self.cfg.channels, keep) is not None:
+                n += 1
+        return n
 
     async def _stats_loop(self) -> None:
         next_trim = time.monotonic() + TRIM_EVERY_S
+        next_full = time.monotonic() + FULL_TRIM_EVERY_S
+        next_scan = time.monotonic() + SCAN_EVERY_S
         while not self._closing.is_set():
             try:
                 await self.health()
-                if time.monotonic() >= next_trim:
-                    next_trim = time.monotonic() + TRIM_EVERY_S
-                    await self.trim()
+                now = time.monotonic()
+                if now >= next_scan:
+                    next_scan = now + SCAN_EVERY_S
+                    self.streams.add_found(await all_streams(self.redis))
+                if now >= next_trim:
+                    next_trim = now + TRIM_EVERY_S
+                    full = now >= next_full
+                    if full:
+                        next_full = now + FULL_TRIM_EVERY_S
+                    await self.trim(full=full)
             except (RedisError, OSError) as exc:
                 log.warning("outbox stats unavailable", error=describe_exc(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), STATS_EVERY_S)
+
+
+def _symbols(cfg: Config) -> list[str]:
+    return sorted({t.symbol for t in cfg.watch.entries()})

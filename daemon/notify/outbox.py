@@ -1,30 +1,42 @@
-"""The durable outbox on Redis: one consumer group per channel on `gex:alerts`, sent markers,
-attempt counters and the dead-letter stream `gex:dead`.
+"""The durable outboxes on Redis: one stream per symbol, `gex:{SYM}:alerts` (and `gex:{*}:alerts`
+for events about no one symbol), one consumer group per channel on each, sent markers, attempt
+counters and the dead-letter stream `gex:dead`.
 
-Group creation: a channel's group is created at `$` the first time the channel is seen
-(`XGROUP CREATE ... $ MKSTREAM`, BUSYGROUP ignored). A channel added later therefore gets no
-history, while a restart resumes from the group's own last-delivered id, so nothing added while
-the daemon was down is skipped. The daemon creates every group before its first poll, so an
-alert committed for a configured channel always has a group waiting for it.
+Why per symbol: the commit of a snapshot XADDs its alerts, and on Redis Cluster one script can
+only touch one slot; the outbox shares the snapshot's `{SYM}` slot. A channel's consumer reads
+the outboxes it is given (the symbols its daemon owns, see notify/streams.py), so order is kept
+per symbol, which is all a per-symbol stream can promise.
+
+Group creation: whoever XADDs an alert creates its channels' groups on that stream first, at
+`$` (commit.lua, operator.lua), so an entry is always new to the groups of the channels it
+names, and a channel added later gets no history. Readers create the groups of streams they
+are about to read the same way (`ensure_groups`), because XREADGROUP on a stream without the
+group fails. A restart resumes from the group's own last-delivered id: nothing added while
+the daemon was down is skipped.
 
 Delivery is at-least-once with a duplicate window as small as we can make it: the sent marker
-`gex:sent:{alert}:{channel}` (SET NX PX dedup_ttl) is written together with the XACK in one
-MULTI right after the receiver accepted. Setting it *before* the send would turn a crash into a
-lost alert; setting it after means a crash between the receiver's 2xx and that MULTI (or during
-the request) redelivers once, with the same id (`webhook-id`, Message-ID) so a receiver can
-drop the repeat. Every later redelivery (own PEL after restart, XAUTOCLAIM by another
-consumer, a dead letter retried) checks the marker first and is acked without sending.
+`gex:{SYM}:sent:{alert}:{channel}` is written together with the XACK in one script
+(outbox.lua) right after the receiver accepted. Setting it *before* the send would turn a crash
+into a lost alert; setting it after means a crash between the receiver's 2xx and that script
+(or during the request) redelivers once, with the same id (`webhook-id`, Message-ID) so a
+receiver can drop the repeat. Every later redelivery (own PEL after restart, XAUTOCLAIM by
+another consumer, after an ownership move, a dead letter retried) checks the marker first and
+is acked without sending. The marker names no daemon, so it holds across ownership moves.
 
-Attempts are counted in Redis (`gex:try:{alert}:{channel}`) so a crash loop cannot retry an
-alert forever; when they reach max_attempts, or on a permanent failure, the entry is copied to
-`gex:dead` with a redacted reason and acked in the same MULTI.
+Attempts are counted in Redis (`gex:{SYM}:retry:{alert}:{channel}`) so a crash loop cannot
+retry an alert forever; when they reach max_attempts, or on a permanent failure, the entry is
+copied to `gex:dead` with a redacted reason and then acked. Those are two steps (`gex:dead` is
+in another slot): a crash between them leaves the entry pending, so it is judged again, and at
+worst dead-lettered twice (a retried copy is stopped by its sent marker): never lost.
 """
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any
 
 import msgspec
@@ -32,11 +44,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from gex_alertd import keys, redaction
-from gex_alertd.connections import as_str, entries
+from gex_alertd.connections import as_str, entries, is_cluster
 from gex_alertd.model import AlertEvent, decode_alert, decode_channels, encode_channels, iso_utc
 from gex_alertd.notify.silences import SILENCED_MAXLEN, Silence, silenced_fields
 
 ATTEMPTS_TTL_MS = 7 * 86_400_000
+KEYS_PER_READ = 256  # streams per XREADGROUP on one node (a cluster reads one per command)
+LUA = resources.files("gex_alertd.notify").joinpath("outbox.lua").read_text()
 
 
 def id_ms(entry_id: str) -> int:
@@ -46,6 +60,7 @@ def id_ms(entry_id: str) -> int:
 class Entry(msgspec.Struct):
     """One outbox stream entry as read by a channel's consumer."""
 
+    stream: str
     entry_id: str
     alert_id: str
     channels: list[str]
@@ -54,8 +69,19 @@ class Entry(msgspec.Struct):
     event: AlertEvent | None  # None when the JSON does not decode (dead-lettered at once)
     problem: str | None = None  # why it is unusable
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """Unique across streams (entry ids are unique only within one stream)."""
+        return self.stream, self.entry_id
+
+    @property
+    def slot_symbol(self) -> str:
+        """The symbol whose slot holds this entry's marker and counters: its stream's, not the
+        `symbol` field's (a hostile or old entry could name any symbol there)."""
+        return keys.symbol_of_outbox(self.stream) or keys.OPS_SYMBOL
+
     @classmethod
-    def parse(cls, entry_id: Any, fields: dict[Any, Any] | None) -> Entry:
+    def parse(cls, stream: str, entry_id: Any, fields: dict[Any, Any] | None) -> Entry:
         eid = as_str(entry_id)
         f = {as_str(k): v for k, v in (fields or {}).items()}
         raw = f.get("event", b"")
@@ -69,9 +95,11 @@ class Entry(msgspec.Struct):
             try:
                 event = decode_alert(raw)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                problem = f"malformed event JSON in outbox entry {eid}: {exc}"
+                problem = f"malformed event JSON in outbox entry {stream} {eid}: {exc}"
         alert_id = as_str(f.get("id", b"")) or (event.id if event else "")
-        return cls(eid, alert_id, channels, as_str(f.get("symbol", b"")), raw, event, problem)
+        return cls(
+            stream, eid, alert_id, channels, as_str(f.get("symbol", b"")), raw, event, problem
+        )
 
 
 class DeadLetter(msgspec.Struct):
@@ -86,8 +114,19 @@ class DeadLetter(msgspec.Struct):
     event: bytes
 
 
+def _by_stream(items: Iterable[Entry]) -> dict[str, list[Entry]]:
+    out: dict[str, list[Entry]] = defaultdict(list)
+    for e in items:
+        out[e.stream].append(e)
+    return out
+
+
+def _is_nogroup(exc: BaseException) -> bool:
+    return isinstance(exc, ResponseError) and "NOGROUP" in str(exc)
+
+
 class Outbox:
-    """Redis operations of one channel's consumer."""
+    """Redis operations of one channel's consumer over any number of outbox streams."""
 
     def __init__(self, redis: aioredis.Redis, channel: str, consumer: str, dedup_ttl_s: float):
         self.redis = redis
@@ -95,16 +134,56 @@ class Outbox:
         self.group = keys.notify_group(channel)
         self.consumer = consumer
         self.dedup_ttl_ms = max(1, int(dedup_ttl_s * 1000))
+        self.cluster = is_cluster(redis)
+        self._done = redis.register_script(LUA)
+        self.acked_streams: set[str] = set()  # since the dispatcher's last trim
 
-    async def ensure_group(self) -> bool:
-        """Create the group at `$` if it does not exist; True when it was created now."""
-        try:
-            await self.redis.xgroup_create(keys.ALERTS, self.group, id="$", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" in str(exc):
-                return False
-            raise
-        return True
+    # --- reading -------------------------------------------------------------------------
+
+    async def _read(self, ids: dict[str, str], count: int) -> list[Entry]:
+        """XREADGROUP over `ids` (stream -> id), without BLOCK. One node: up to KEYS_PER_READ
+        streams per command; a cluster: one command per stream, pipelined (a multi-key
+        command must stay in one slot). A stream without our group gets it, then is read."""
+        if not ids:
+            return []
+        streams = list(ids)
+        replies: list[Any] = []
+        if self.cluster:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for s in streams:
+                    pipe.xreadgroup(self.group, self.consumer, {s: ids[s]}, count=count)
+                replies = await pipe.execute(raise_on_error=False)
+        else:
+            for i in range(0, len(streams), KEYS_PER_READ):
+                chunk: dict[Any, Any] = {s: ids[s] for s in streams[i : i + KEYS_PER_READ]}
+                try:
+                    replies.append(
+                        await self.redis.xreadgroup(self.group, self.consumer, chunk, count=count)
+                    )
+                except ResponseError as exc:
+                    if not _is_nogroup(exc):
+                        raise
+                    replies.append(exc)
+        missing: list[str] = []
+        out: list[Entry] = []
+        for i, reply in enumerate(replies):
+            if isinstance(reply, BaseException):
+                if not _is_nogroup(reply):
+                    raise reply
+                missing += (
+                    streams[i : i + 1]
+                    if self.cluster
+                    else streams[i * KEYS_PER_READ : (i + 1) * KEYS_PER_READ]
+                )
+                continue
+            out.extend(self._entries(reply))
+        if missing:
+            await ensure_groups(self.redis, missing, [self.channel])
+            out.extend(await self._read({s: ids[s] for s in missing}, count))
+        # oldest first across streams: within one read, alerts go out in the order they were
+        # enqueued (each stream is in order already; the sort keeps that)
+        out.sort(key=lambda e: _parse_id(e.entry_id))
+        return out
 
     @staticmethod
     def _entries(reply: Any) -> list[Entry]:
@@ -112,109 +191,133 @@ class Outbox:
         if not reply:
             return out
         streams = reply.items() if isinstance(reply, dict) else reply
-        for _name, items in streams:
-            out.extend(Entry.parse(entry_id, fields) for entry_id, fields in items)
+        for name, items in streams:
+            stream = as_str(name)
+            out.extend(Entry.parse(stream, entry_id, fields) for entry_id, fields in items)
         return out
 
-    async def read_own_pending(self, count: int = 500) -> list[Entry]:
+    async def read_own_pending(self, streams: Iterable[str], count: int = 500) -> list[Entry]:
         """Entries delivered to this consumer name before (a crash) and never acked."""
         out: list[Entry] = []
-        last = "0"
-        while True:
-            reply = await self.redis.xreadgroup(
-                self.group, self.consumer, {keys.ALERTS: last}, count=count
-            )
-            batch = self._entries(reply)
-            if not batch:
-                return out
+        after = {s: "0" for s in streams}
+        while after:
+            batch = await self._read(after, count)
+            last: dict[str, str] = {}
+            for e in batch:
+                last[e.stream] = e.entry_id
             out.extend(batch)
-            last = batch[-1].entry_id
-
-    async def read_new(self, count: int, block_ms: int | None) -> list[Entry]:
-        """New entries for this group; `block_ms=None` returns at once (no BLOCK)."""
-        reply = await self.redis.xreadgroup(
-            self.group, self.consumer, {keys.ALERTS: ">"}, count=count, block=block_ms
-        )
-        return self._entries(reply)
-
-    async def autoclaim(self, min_idle_s: float, count: int = 100) -> list[Entry]:
-        """Take over entries idle longer than `min_idle_s` (their consumer died or hung)."""
-        out: list[Entry] = []
-        start = "0-0"
-        for _ in range(50):  # bounded: at most 50 x count entries per sweep
-            reply = await self.redis.xautoclaim(
-                keys.ALERTS,
-                self.group,
-                self.consumer,
-                int(min_idle_s * 1000),
-                start_id=start,
-                count=count,
-            )
-            nxt, claimed = as_str(reply[0]), reply[1]
-            deleted = reply[2] if len(reply) > 2 else []
-            out.extend(Entry.parse(eid, fields) for eid, fields in claimed)
-            if deleted:  # gone from the stream: nothing to deliver, drop them from the PEL
-                await self.redis.xack(keys.ALERTS, self.group, *deleted)
-            if nxt == "0-0":
-                break
-            start = nxt
+            full = {s for s, es in _by_stream(batch).items() if len(es) >= count}
+            after = {s: last[s] for s in full}
         return out
 
-    async def touch(self, entry_ids: Sequence[str]) -> None:
+    async def read_new(self, streams: Iterable[str], count: int) -> list[Entry]:
+        """New entries for this group on these streams (no BLOCK: the worker waits on pokes)."""
+        return await self._read({s: ">" for s in streams}, count)
+
+    async def autoclaim(
+        self, streams: Iterable[str], min_idle_s: float, count: int = 100
+    ) -> list[Entry]:
+        """Take over entries idle longer than `min_idle_s` (their consumer died or hung, or the
+        stream moved to us from another daemon)."""
+        out: list[Entry] = []
+        todo = {s: "0-0" for s in streams}
+        for _ in range(50):  # bounded: at most 50 x count entries per stream per sweep
+            if not todo:
+                break
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for s, start in todo.items():
+                    pipe.xautoclaim(
+                        s, self.group, self.consumer, int(min_idle_s * 1000), start, count=count
+                    )
+                replies = await pipe.execute(raise_on_error=False)
+            nxt: dict[str, str] = {}
+            for s, reply in zip(list(todo), replies, strict=True):
+                if isinstance(reply, BaseException):
+                    if _is_nogroup(reply):
+                        continue  # nothing ever read there: nothing to claim
+                    raise reply
+                cursor, claimed = as_str(reply[0]), reply[1]
+                deleted = reply[2] if len(reply) > 2 else []
+                out.extend(Entry.parse(s, eid, fields) for eid, fields in claimed)
+                if deleted:  # gone from the stream: nothing to deliver, drop them from the PEL
+                    await self.redis.xack(s, self.group, *deleted)
+                if cursor != "0-0":
+                    nxt[s] = cursor
+            todo = nxt
+        return out
+
+    async def touch(self, held: Sequence[Entry]) -> None:
         """Reset the idle time of entries we still hold (waiting in a group window or a backoff),
         so another consumer's XAUTOCLAIM does not take them and send them twice."""
-        if entry_ids:
-            await self.redis.xclaim(
-                keys.ALERTS, self.group, self.consumer, 0, list(entry_ids), justid=True
-            )
-
-    async def ack(self, entry_ids: Iterable[str]) -> None:
-        ids = list(entry_ids)
-        if ids:
-            await self.redis.xack(keys.ALERTS, self.group, *ids)
-
-    async def sent_already(self, alert_ids: Sequence[str]) -> list[bool]:
-        if not alert_ids:
-            return []
+        if not held:
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for aid in alert_ids:
-                pipe.exists(keys.sent_marker(aid, self.channel))
-            return [bool(x) for x in await pipe.execute()]
-
-    async def mark_sent(self, entries: Sequence[tuple[str, str]]) -> None:
-        """(entry_id, alert_id) pairs accepted by the receiver: marker + XACK + attempts reset."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for _entry, alert_id in entries:
-                pipe.set(
-                    keys.sent_marker(alert_id, self.channel), b"1", nx=True, px=self.dedup_ttl_ms
+            for stream, es in _by_stream(held).items():
+                pipe.xclaim(
+                    stream, self.group, self.consumer, 0, [e.entry_id for e in es], justid=True
                 )
-                pipe.delete(keys.attempts(alert_id, self.channel))
-            pipe.xack(keys.ALERTS, self.group, *[e for e, _ in entries])
             await pipe.execute()
 
-    async def bump_attempts(self, alert_ids: Sequence[str], now: float) -> list[tuple[int, float]]:
+    # --- bookkeeping ---------------------------------------------------------------------
+
+    async def ack(self, done: Iterable[Entry]) -> None:
+        groups = _by_stream(done)
+        if not groups:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream, es in groups.items():
+                pipe.xack(stream, self.group, *[e.entry_id for e in es])
+            await pipe.execute()
+        self.acked_streams |= set(groups)
+
+    async def sent_already(self, candidates: Sequence[Entry]) -> list[bool]:
+        if not candidates:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for e in candidates:
+                pipe.exists(keys.sent_marker(e.slot_symbol, e.alert_id, self.channel))
+            return [bool(x) for x in await pipe.execute()]
+
+    async def _finish(self, done: Sequence[Entry], *, delivered: bool) -> None:
+        """outbox.lua per stream: XACK, attempts dropped, sent markers when delivered."""
+        ttl = str(self.dedup_ttl_ms) if delivered else ""
+        for stream, es in _by_stream(done).items():
+            names = [stream]
+            for e in es:
+                names += [
+                    keys.sent_marker(e.slot_symbol, e.alert_id, self.channel),
+                    keys.attempts(e.slot_symbol, e.alert_id, self.channel),
+                ]
+            await self._done(keys=names, args=[self.group, ttl, *[e.entry_id for e in es]])
+            self.acked_streams.add(stream)
+
+    async def mark_sent(self, done: Sequence[Entry]) -> None:
+        """Entries the receiver accepted: sent marker + XACK + attempts reset, per stream."""
+        await self._finish(done, delivered=True)
+
+    async def bump_attempts(self, failed: Sequence[Entry], now: float) -> list[tuple[int, float]]:
         """Count one failed attempt per alert; (attempts so far, wall time of the first failure)
         each. Both live in Redis so a restart neither resets the count nor the retry budget."""
         now_ms = str(int(now * 1000))
         async with self.redis.pipeline(transaction=False) as pipe:
-            for aid in alert_ids:
-                key = keys.attempts(aid, self.channel)
+            for e in failed:
+                key = keys.attempts(e.slot_symbol, e.alert_id, self.channel)
                 pipe.hincrby(key, "n", 1)
                 pipe.hsetnx(key, "since_ms", now_ms)
                 pipe.hget(key, "since_ms")
                 pipe.pexpire(key, ATTEMPTS_TTL_MS)
             res = await pipe.execute()
         out = []
-        for i in range(len(alert_ids)):
+        for i in range(len(failed)):
             n, _, since, _ = res[4 * i : 4 * i + 4]
             out.append((int(n), int(as_str(since or now_ms)) / 1000))
         return out
 
-    async def dead_letter(self, entries: Sequence[Entry], reason: str, attempts: int) -> None:
+    async def dead_letter(self, dead: Sequence[Entry], reason: str, attempts: int) -> None:
         reason = redaction.redact(reason)
         now = iso_utc(datetime.now(UTC))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for e in entries:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for e in dead:
                 pipe.xadd(
                     keys.DEAD,
                     {
@@ -224,63 +327,88 @@ class Outbox:
                         "reason": reason,
                         "attempts": str(attempts),
                         "entry": e.entry_id,
+                        "stream": e.stream,
                         "failed_at": now,
                         "event": e.raw_event,
                     },
                 )
-                pipe.delete(keys.attempts(e.alert_id, self.channel))
-            pipe.xack(keys.ALERTS, self.group, *[e.entry_id for e in entries])
             await pipe.execute()
+        await self._finish(dead, delivered=False)
 
     async def record_silenced(self, held: Sequence[tuple[Entry, Silence]]) -> None:
-        """Alerts a silence kept from this channel: recorded on `gex:silenced` and acked in one
-        MULTI, so a crash leaves each either pending (checked again) or recorded, never lost."""
+        """Alerts a silence kept from this channel: recorded on `gex:silenced`, then acked (a
+        crash between leaves the entry pending: checked again, at worst recorded twice)."""
         now = iso_utc(datetime.now(UTC))
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:
             for e, silence in held:
                 fields = silenced_fields(
                     e.alert_id, self.channel, e.symbol, silence, now, e.raw_event
                 )
                 pipe.xadd(keys.SILENCED, fields, maxlen=SILENCED_MAXLEN, approximate=True)
-                pipe.delete(keys.attempts(e.alert_id, self.channel))
-            pipe.xack(keys.ALERTS, self.group, *[e.entry_id for e, _ in held])
             await pipe.execute()
-
-    async def stats(self) -> tuple[int, float]:
-        """(entries not yet acknowledged by this channel, age in seconds of the oldest)."""
-        return await group_stats(self.redis, self.channel)
+        await self._finish([e for e, _ in held], delivered=False)
 
 
-async def ensure_groups(redis: aioredis.Redis, channels: Iterable[str]) -> None:
-    """Create the consumer group of every channel (at `$`) that does not have one yet."""
-    for ch in channels:
-        await Outbox(redis, ch, "-", 1).ensure_group()
+async def ensure_groups(
+    redis: aioredis.Redis, streams: Iterable[str], channels: Iterable[str]
+) -> None:
+    """Create every channel's group on every stream that lacks it (at `$`, MKSTREAM)."""
+    names = [keys.notify_group(c) for c in channels]
+    streams = list(streams)
+    for i in range(0, len(streams), 1000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for s in streams[i : i + 1000]:
+                for g in names:
+                    pipe.xgroup_create(s, g, id="$", mkstream=True)
+            replies = await pipe.execute(raise_on_error=False)
+        for r in replies:
+            if isinstance(r, BaseException) and "BUSYGROUP" not in str(r):
+                raise r
 
 
-async def group_stats(redis: aioredis.Redis, channel: str) -> tuple[int, float]:
+async def all_streams(redis: aioredis.Redis, symbols: Iterable[str] = ()) -> list[str]:
+    """Every outbox stream: those of `symbols`, the operator outbox, and any other found by
+    SCAN (a symbol no longer watched, or one `replay --send` wrote for). Sorted."""
+    found = {keys.outbox(s) for s in symbols} | {keys.outbox(keys.OPS_SYMBOL)}
+    async for name in redis.scan_iter(match=keys.OUTBOX_PATTERN, count=1000, _type="stream"):
+        found.add(as_str(name))
+    return sorted(found)
+
+
+async def group_stats(
+    redis: aioredis.Redis, channel: str, streams: Iterable[str]
+) -> tuple[int, float]:
+    """(entries of these streams not yet acknowledged by this channel, age in seconds of the
+    oldest). One XINFO per stream: for the CLI, not for the hot path."""
     group = keys.notify_group(channel)
-    try:
-        groups = await redis.xinfo_groups(keys.ALERTS)
-    except ResponseError:  # no stream yet
-        return 0, 0.0
-    info = next((g for g in groups if as_str(g.get("name")) == group), None)
-    if info is None:
-        return 0, 0.0
-    pel = int(info.get("pending") or 0)
-    unread = info.get("lag")
-    unread_n = int(unread) if unread is not None else 0
+    total = 0
     oldest: int | None = None
-    if pel:
-        summary = await redis.xpending(keys.ALERTS, group)
-        if summary and summary.get("min"):
-            oldest = id_ms(as_str(summary["min"]))
-    if oldest is None and unread_n:
-        last = as_str(info.get("last-delivered-id") or "0-0")
-        nxt = await redis.xrange(keys.ALERTS, min=f"({last}", count=1)
-        if nxt:
-            oldest = id_ms(as_str(nxt[0][0]))
+    for stream in streams:
+        try:
+            groups = await redis.xinfo_groups(stream)
+        except ResponseError:  # no stream
+            continue
+        info = next((g for g in groups if as_str(g.get("name")) == group), None)
+        if info is None:
+            continue
+        pel = int(info.get("pending") or 0)
+        unread = info.get("lag")
+        unread_n = int(unread) if unread is not None else 0
+        first: int | None = None
+        if pel:
+            summary = await redis.xpending(stream, group)
+            if summary and summary.get("min"):
+                first = id_ms(as_str(summary["min"]))
+        if first is None and unread_n:
+            last = as_str(info.get("last-delivered-id") or "0-0")
+            nxt = await redis.xrange(stream, min=f"({last}", count=1)
+            if nxt:
+                first = id_ms(as_str(nxt[0][0]))
+        total += pel + unread_n
+        if first is not None:
+            oldest = first if oldest is None else min(oldest, first)
     age = max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0
-    return pel + unread_n, age
+    return total, age
 
 
 def _parse_id(entry_id: str) -> tuple[int, int]:
@@ -289,14 +417,19 @@ def _parse_id(entry_id: str) -> tuple[int, int]:
 
 
 async def trim(
-    redis: aioredis.Redis, channels: Iterable[str], keep_s: float, now_s: float | None = None
+    redis: aioredis.Redis,
+    stream: str,
+    channels: Iterable[str],
+    keep_s: float,
+    now_s: float | None = None,
 ) -> str | None:
-    """Trim `gex:alerts` below the oldest entry that any consumer group still needs and that is
+    """Trim one outbox below the oldest entry that any consumer group still needs and that is
     younger than `keep_s` (so `tail --alerts` still shows recent history). Groups of channels no
     longer configured (`notify:<gone>`) do not hold trimming back; other groups on the stream
-    (not ours) do. Returns the MINID used, or None when nothing could be trimmed."""
+    (not ours) do. The cut comes from our clock and the groups' state, never from an entry's
+    content. Returns the MINID used, or None when nothing could be trimmed."""
     try:
-        groups = await redis.xinfo_groups(keys.ALERTS)
+        groups = await redis.xinfo_groups(stream)
     except ResponseError:
         return None
     now_s = time.time() if now_s is None else now_s
@@ -307,7 +440,7 @@ async def trim(
         if name.startswith(keys.NOTIFY_GROUP_PREFIX) and name not in ours:
             continue
         if int(g.get("pending") or 0):
-            summary = await redis.xpending(keys.ALERTS, name)
+            summary = await redis.xpending(stream, name)
             need = _parse_id(as_str(summary["min"]))
         else:
             ms, seq = _parse_id(as_str(g.get("last-delivered-id") or "0-0"))
@@ -316,7 +449,7 @@ async def trim(
     if floor <= (0, 0):
         return None
     minid = f"{floor[0]}-{floor[1]}"
-    await redis.xtrim(keys.ALERTS, minid=minid, approximate=True)
+    await redis.xtrim(stream, minid=minid, approximate=True)
     return minid
 
 
@@ -344,46 +477,56 @@ async def list_dead(redis: aioredis.Redis, count: int = 1000) -> list[DeadLetter
 
 
 async def retry_dead(redis: aioredis.Redis, dead: Sequence[DeadLetter]) -> list[str]:
-    """Put dead letters back on `gex:alerts`, routed to their one channel; returns new entry ids."""
+    """Put dead letters back on their symbol's outbox, routed to their one channel; returns the
+    new entry ids. Enqueue first, then remove the dead letter (another slot): a crash between
+    leaves both, and the copy retried twice is stopped by its sent marker."""
     new_ids = []
     for d in dead:
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                keys.ALERTS,
-                {
-                    "id": d.alert_id,
-                    "channels": encode_channels([d.channel]),
-                    "symbol": d.symbol,
-                    "event": d.event,
-                },
-            )
-            pipe.xdel(keys.DEAD, d.dead_id)
-            pipe.delete(keys.attempts(d.alert_id, d.channel))
-            res = await pipe.execute()
-        new_ids.append(as_str(res[0]))
+        stream = keys.outbox(d.symbol or keys.OPS_SYMBOL)
+        await ensure_groups(redis, [stream], [d.channel])
+        new = await redis.xadd(
+            stream,
+            {
+                "id": d.alert_id,
+                "channels": encode_channels([d.channel]),
+                "symbol": d.symbol,
+                "event": d.event,
+            },
+        )
+        slot = keys.symbol_of_outbox(stream) or keys.OPS_SYMBOL
+        await redis.delete(keys.attempts(slot, d.alert_id, d.channel))
+        await redis.xdel(keys.DEAD, d.dead_id)
+        new_ids.append(as_str(new))
     return new_ids
 
 
 async def pending_entries(
-    redis: aioredis.Redis, channel: str, count: int = 100
+    redis: aioredis.Redis, channel: str, streams: Iterable[str], count: int = 100
 ) -> list[dict[str, Any]]:
-    """This channel's PEL: entry id, consumer, idle seconds, deliveries, alert id."""
-    try:
-        rows = await redis.xpending_range(keys.ALERTS, keys.notify_group(channel), "-", "+", count)
-    except ResponseError:
-        return []
-    out = []
-    for r in rows:
-        eid = as_str(r["message_id"])
-        got = entries(await redis.xrange(keys.ALERTS, min=eid, max=eid))
-        alert_id = as_str(got[0][1].get(b"id", b"")) if got else "(deleted)"
-        out.append(
-            {
-                "entry": eid,
-                "alert_id": alert_id,
-                "consumer": as_str(r["consumer"]),
-                "idle_s": int(r["time_since_delivered"]) / 1000,
-                "deliveries": int(r["times_delivered"]),
-            }
-        )
+    """This channel's PEL on these streams (at most `count` rows): stream, entry id, consumer,
+    idle seconds, deliveries, alert id."""
+    out: list[dict[str, Any]] = []
+    for stream in streams:
+        if len(out) >= count:
+            break
+        try:
+            rows = await redis.xpending_range(
+                stream, keys.notify_group(channel), "-", "+", count - len(out)
+            )
+        except ResponseError:
+            continue
+        for r in rows:
+            eid = as_str(r["message_id"])
+            got = entries(await redis.xrange(stream, min=eid, max=eid))
+            alert_id = as_str(got[0][1].get(b"id", b"")) if got else "(deleted)"
+            out.append(
+                {
+                    "stream": stream,
+                    "entry": eid,
+                    "alert_id": alert_id,
+                    "consumer": as_str(r["consumer"]),
+                    "idle_s": int(r["time_since_delivered"]) / 1000,
+                    "deliveries": int(r["times_delivered"]),
+                }
+            )
     return out

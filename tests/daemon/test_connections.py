@@ -12,7 +12,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from gex_alertd.batching import ScriptBatcher
 from gex_alertd.config import RedisConfig, SentinelConfig
-from gex_alertd.connections import REDIS_DOWN, connect_config, is_cluster
+from gex_alertd.connections import REDIS_DOWN, connect_config, entries, is_cluster
 from tests.daemon.test_cli_check_tail import run_cli
 from tests.support.redis_cluster import RedisCluster, SentinelSet, wait_replicated
 from tests.support.upstream import Upstream
@@ -138,14 +138,54 @@ async def test_check_reaches_the_cluster_and_the_sentinel_primary(
             assert f"redis {name} " in out and ": ok (redis 7." in out, out
 
 
-async def test_run_on_a_cluster_is_refused_with_the_reason(
-    tmp_path: Path, redis_cluster: RedisCluster
+async def test_commit_enqueue_and_delivery_stay_in_one_slot_on_the_cluster(
+    redis_cluster: RedisCluster,
 ) -> None:
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        f"redis: {{cluster: {redis_cluster.startup_nodes}}}\nwatch: {{symbols: [SPY]}}\n"
-    )
-    rc, out, err = await run_cli("run", "--config", str(cfg))
-    assert rc == 2, out + err
-    assert "redis.cluster: `run` cannot commit on a Redis Cluster yet" in err
-    assert "Traceback" not in err
+    """On the real cluster: a commit (snapshot + state + alerts in the symbol's outbox), the
+    enqueue-once script (heartbeat in the operator outbox) and a channel's delivery (read,
+    send, sent marker + XACK) each run; none is refused as cross-slot, and every alert reaches
+    the receiver once, for symbols on all three primaries."""
+    from gex_alertd import keys
+    from gex_alertd.commit import Committer
+    from gex_alertd.heartbeat import HeartbeatSender, heartbeat_event
+    from gex_alertd.notify.dispatch import Dispatcher
+    from tests.notify.support import Receiver, make_config
+    from tests.rules.factory import snap
+    from tests.rules.helpers import make_rule
+
+    client = connect_config(RedisConfig(cluster=redis_cluster.startup_nodes, retention=None))
+    symbols = ["SPY", "QQQ", "IWM", "DIA", "TLT"]
+    await client.initialize()
+    nodes = {client.get_node_from_key(keys.outbox(s)).name for s in symbols}  # type: ignore[attr-defined]
+    assert len(nodes) >= 2, nodes  # the test means something only across primaries
+    rx = await Receiver().start()
+    cfg = make_config({"ops": {"type": "webhook", "url": rx.url}}, "redis://unused")
+    rule = make_rule(type="flip_cross", name="flip", symbols="*", channels=["ops"])
+    committer = Committer(client, [rule], cfg.redis)
+    d = Dispatcher(client, cfg, consumer="t1")
+    await d.start()
+    try:
+        await client.delete(*[keys.outbox(s) for s in symbols])
+        for s in symbols:
+            below = snap(symbol=s, at=0, spot=99.0, flip=100.0)
+            above = snap(symbol=s, at=1, spot=101.0, flip=100.0)
+            assert (await committer.commit(below, None)).stored
+            assert len((await committer.commit(above, None)).alerts) == 1
+            d.poke(s)
+        beat = heartbeat_event("host:a", 1_795_000_000_000, 60, polled=5, alerts=5)
+        assert await HeartbeatSender(client).send(beat, "ops")
+        await rx.wait_for(len(symbols) + 1)
+
+        async def acked() -> bool:
+            return (await d.health())["ops"]["pending"] == 0
+
+        await eventually(acked, "every alert acked")
+        assert len(rx.ids()) == len(set(rx.ids())) == len(symbols) + 1
+        for s in symbols:
+            [(_eid, fields)] = entries(await client.xrange(keys.outbox(s)))
+            sent = keys.sent_marker(s, fields[b"id"].decode(), "ops")
+            assert await client.exists(sent)
+    finally:
+        await d.stop()
+        await rx.stop()
+        await client.aclose()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from gex_alertd import keys
-from gex_alertd.connections import entries
 from gex_alertd.heartbeat import HeartbeatSender, heartbeat_event
 from gex_alertd.model import decode_alert, decode_channels
+from tests.support.outbox import all_entries
 
 T = 1_764_000_000_000  # ms, a multiple of 60 s
 
@@ -29,8 +29,9 @@ async def test_sent_once_per_interval_to_its_channel(redis: aioredis.Redis) -> N
     # a restart inside the same interval: the same id, not sent again
     assert not await sender.send(heartbeat_event("host:a", T + 2_000, 60, 1, 0), "pager")
     assert await sender.send(heartbeat_event("host:b", T + 2_000, 60, 1, 0), "pager")
-    got = entries(await redis.xrange(keys.ALERTS))
+    got = await all_entries(redis)
     assert len(got) == 2
-    fields = got[0][1]
+    assert await redis.xlen(keys.outbox(keys.OPS_SYMBOL)) == 2  # the operator outbox
+    fields = got[0]
     assert decode_channels(fields[b"channels"]) == ["pager"]
     assert decode_alert(fields[b"event"]) == first

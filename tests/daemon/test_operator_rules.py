@@ -12,7 +12,6 @@ import redis.asyncio as aioredis
 
 from gex_alertd import keys
 from gex_alertd.config import WatchTarget
-from gex_alertd.connections import entries
 from gex_alertd.model import FlowGex, decode_alert, decode_channels, decode_flow_gex, group_key
 from gex_alertd.operator_rules import DEFAULT_RULE, OperatorRules, failure_kind, with_defaults
 from gex_alertd.rules.source_failing import SourceFailing
@@ -27,6 +26,7 @@ from gex_alertd.sources.errors import (
     UnknownSymbol,
 )
 from tests.rules.operator_support import op_rule
+from tests.support.outbox import all_entries
 from tests.support.upstream import flow_gex_body
 
 SPY = WatchTarget("SPY", None, 15.0, 0.0)
@@ -47,7 +47,7 @@ def failing_rule(**kw: Any) -> SourceFailing:
 
 async def outbox(redis: aioredis.Redis) -> list[tuple[list[str], Any]]:
     out = []
-    for _id, fields in entries(await redis.xrange(keys.ALERTS)):
+    for fields in await all_entries(redis):
         out.append((decode_channels(fields[b"channels"]), decode_alert(fields[b"event"])))
     return out
 

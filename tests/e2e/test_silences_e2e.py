@@ -13,12 +13,13 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from gex_alertd import connections, keys
+from gex_alertd import keys
 from gex_alertd.model import decode_alert
 from gex_alertd.notify import silences as sil
 from gex_alertd.notify.silences import SilenceStore
 from tests.ops import test_signals as signals
 from tests.ops.test_signals import GEX_ALERTD, Notifications, Receiver, Setup
+from tests.support.outbox import all_entries
 from tests.support.wait import WAIT_S, eventually
 
 # the webhook receiver and the sd_notify socket, as the signal tests set them up
@@ -29,7 +30,7 @@ notify = signals.notify
 async def rule_of(redis: aioredis.Redis) -> dict[str, str]:
     """Alert id -> rule name, from the outbox stream (ids are opaque hashes)."""
     out = {}
-    for _eid, fields in connections.entries(await redis.xrange(keys.ALERTS)):
+    for fields in await all_entries(redis):
         event = decode_alert(fields[b"event"])
         out[event.id] = event.rule
     return out

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.exceptions import ConnectionError, ResponseError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from gex_alertd import config as config_mod
@@ -112,17 +113,49 @@ def alert(i: int, symbol: str = "SPY", severity: str = "warning", **extra: Any) 
     )
 
 
+WATCHED = (
+    "SPY",
+    "QQQ",
+    "IWM",
+    "DIA",
+    "TLT",
+    *(f"{p}{i}" for p in "SAB" for i in range(10)),
+)  # the symbols the alerts of these tests are about
+
+
 def make_config(channels: dict[str, Any], redis_url: str, **outbox: Any) -> config_mod.Config:
     tree = {
         "redis": {"url": redis_url},
+        # the dispatcher reads the outboxes of the watched symbols (and the operator one)
+        "watch": {"symbols": list(WATCHED)},
         "channels": channels,
         "outbox": {"claim_idle": "30s", "drain_timeout": "2s", **outbox},
     }
     return config_mod.parse(tree, "test")
 
 
+async def _groups(redis: aioredis.Redis, streams: Iterable[str], channels: list[str]) -> None:
+    """Create the groups the way the writers' scripts do; once more after a dropped connection
+    (the outage tests enqueue right after a Redis restart)."""
+    for stream in streams:
+        for ch in channels:
+            for last in (False, True):
+                try:
+                    await redis.xgroup_create(stream, keys.notify_group(ch), id="$", mkstream=True)
+                except ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+                except ConnectionError:
+                    if last:
+                        raise
+                    continue
+                break
+
+
 async def enqueue(redis: aioredis.Redis, event: AlertEvent, channels: list[str]) -> str:
-    eid = await redis.xadd(keys.ALERTS, outbox_fields(event, channels))
+    """XADD to the event's outbox as the daemon's writers do: its channels' groups first."""
+    await _groups(redis, [keys.outbox(event.symbol)], channels)
+    eid = await redis.xadd(keys.outbox(event.symbol), outbox_fields(event, channels))
     return eid.decode() if isinstance(eid, bytes) else eid
 
 
@@ -131,7 +164,8 @@ async def enqueue_together(
 ) -> None:
     """Enqueue in one MULTI/EXEC: a worker blocked in XREADGROUP wakes once, after EXEC, and
     reads them all in one batch however slowly this process runs."""
+    await _groups(redis, {keys.outbox(e.symbol) for e in events}, channels)
     pipe = redis.pipeline(transaction=True)
     for event in events:
-        pipe.xadd(keys.ALERTS, outbox_fields(event, channels))
+        pipe.xadd(keys.outbox(event.symbol), outbox_fields(event, channels))
     await pipe.execute()

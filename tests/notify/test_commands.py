@@ -71,9 +71,8 @@ async def test_outbox_lists_pending_and_dead_and_retries(
     cfg = write_config(
         tmp_path, redis_url, {"ops": {"type": "webhook", "url": "http://127.0.0.1:9/x"}}
     )
-    await redis.xgroup_create(keys.ALERTS, keys.notify_group("ops"), id="$", mkstream=True)
     await enqueue(redis, alert(1), ["ops"])
-    await redis.xreadgroup(keys.notify_group("ops"), "host:main", {keys.ALERTS: ">"})
+    await redis.xreadgroup(keys.notify_group("ops"), "host:main", {keys.outbox("SPY"): ">"})
     await enqueue(redis, alert(2), ["ops"])
     await redis.xadd(
         keys.DEAD,
@@ -94,7 +93,7 @@ async def test_outbox_lists_pending_and_dead_and_retries(
     assert rc == 0, out
     assert "1 dead letter(s) requeued" in out
     assert await redis.xlen(keys.DEAD) == 0
-    last = entries(await redis.xrevrange(keys.ALERTS, count=1))[0][1]
+    last = entries(await redis.xrevrange(keys.outbox("SPY"), count=1))[0][1]
     assert last[b"id"] == alert(3).id.encode() and last[b"channels"] == b'["ops"]'
 
 

@@ -40,7 +40,10 @@ async def test_routes_filters_and_delivers_each_alert_once(
         await enqueue(redis, alert(3, "IWM", "critical"), ["desk", "ops"])
         await ops.wait_for(3)
         await desk.wait_for(1)
-        assert ops.ids() == [alert(i, s).id for i, s in ((1, "SPY"), (2, "QQQ"), (3, "IWM"))]
+        # one outbox per symbol: order is kept per symbol, not across symbols
+        assert sorted(ops.ids()) == sorted(
+            alert(i, s).id for i, s in ((1, "SPY"), (2, "QQQ"), (3, "IWM"))
+        )
         assert all(h.verified for h in ops.hits)
         assert desk.ids() == [alert(3, "IWM").id]
 
@@ -49,8 +52,8 @@ async def test_routes_filters_and_delivers_each_alert_once(
             return h["ops"]["pending"] == 0 and h["desk"]["pending"] == 0
 
         await eventually(acked, "ops and desk acked every entry")
-        assert await redis.exists(keys.sent_marker(alert(1).id, "ops"))
-        assert not await redis.exists(keys.sent_marker(alert(2, "QQQ").id, "desk"))
+        assert await redis.exists(keys.sent_marker("SPY", alert(1).id, "ops"))
+        assert not await redis.exists(keys.sent_marker("QQQ", alert(2, "QQQ").id, "desk"))
         assert metrics.OUTBOX_PENDING.labels("ops")._value.get() == 0
     finally:
         await d.stop()
@@ -90,7 +93,7 @@ async def test_marker_prevents_a_second_send(redis: aioredis.Redis, redis_url: s
     d = Dispatcher(redis, make_config({"ops": hook(rx.url)}, redis_url), consumer="t1")
     await d.start()
     try:
-        await redis.set(keys.sent_marker(alert(1).id, "ops"), 1)  # "sent before the crash"
+        await redis.set(keys.sent_marker("SPY", alert(1).id, "ops"), 1)  # "sent before the crash"
         await enqueue(redis, alert(1), ["ops"])
         await enqueue(redis, alert(2), ["ops"])
         await rx.wait_for(1)
@@ -162,7 +165,7 @@ async def test_malformed_entry_goes_to_dead_letters(redis: aioredis.Redis, redis
     await d.start()
     try:
         await redis.xadd(
-            keys.ALERTS, {"id": "x1", "channels": "ops", "symbol": "SPY", "event": "{"}
+            keys.outbox("SPY"), {"id": "x1", "channels": "ops", "symbol": "SPY", "event": "{"}
         )
         await enqueue(redis, alert(1), ["ops"])
         await rx.wait_for(1)
@@ -183,12 +186,13 @@ async def test_stuck_entries_of_a_dead_consumer_are_claimed(
 ) -> None:
     rx = await Receiver().start()
     cfg = make_config({"ops": hook(rx.url)}, redis_url, claim_idle="200ms")
-    await redis.xgroup_create(keys.ALERTS, keys.notify_group("ops"), id="$", mkstream=True)
     for i in range(3):
         await enqueue(redis, alert(i), ["ops"])
     # another daemon read them and died before sending
     got = read_entries(
-        await redis.xreadgroup(keys.notify_group("ops"), "ghost", {keys.ALERTS: ">"}, count=10)
+        await redis.xreadgroup(
+            keys.notify_group("ops"), "ghost", {keys.outbox("SPY"): ">"}, count=10
+        )
     )
     assert len(got[0][1]) == 3
     d = Dispatcher(redis, cfg, consumer="t2")
@@ -218,7 +222,7 @@ async def test_stop_leaves_undelivered_entries_for_the_next_run(
     await enqueue_together(redis, [alert(i) for i in range(3)], ["ops"])
     await rx.wait_for(1, status=None)
     await d.stop(drain_timeout=0.2)  # the first send is in flight: cancelled, not acked
-    pending = await redis.xpending(keys.ALERTS, keys.notify_group("ops"))
+    pending = await redis.xpending(keys.outbox("SPY"), keys.notify_group("ops"))
     assert pending["pending"] == 3
     release.set()
     rx.hits.clear()
@@ -236,7 +240,9 @@ async def test_new_channel_gets_no_history_but_restart_misses_nothing(
     redis: aioredis.Redis, redis_url: str
 ) -> None:
     rx = await Receiver().start()
-    await enqueue(redis, alert(0), ["ops"])  # before the channel's group ever existed
+    # before the channel's group ever existed (written without creating it, as no writer of
+    # ours does): a group a reader creates starts at `$`
+    await redis.xadd(keys.outbox("SPY"), outbox_fields(alert(0), ["ops"]))
     cfg = make_config({"ops": hook(rx.url)}, redis_url)
     d = Dispatcher(redis, cfg, consumer="t1")
     await d.start()
@@ -311,21 +317,22 @@ async def test_secrets_never_reach_logs_or_dead_letters(
 async def test_trim_keeps_what_any_group_still_needs(redis: aioredis.Redis) -> None:
     from gex_alertd.notify.outbox import _parse_id, ensure_groups, trim
 
-    await ensure_groups(redis, ["a", "b", "gone"])
+    box = keys.outbox("SPY")
+    await ensure_groups(redis, [box], ["a", "b", "gone"])
     ids = [await enqueue(redis, alert(i), ["a", "b"]) for i in range(300)]
     # a has read and acked everything, b holds entry 150 pending, "gone" is no longer configured
-    got = read_entries(await redis.xreadgroup(keys.notify_group("a"), "c", {keys.ALERTS: ">"}))
-    await redis.xack(keys.ALERTS, keys.notify_group("a"), *[e for e, _ in got[0][1]])
-    got = read_entries(await redis.xreadgroup(keys.notify_group("b"), "c", {keys.ALERTS: ">"}))
-    await redis.xack(keys.ALERTS, keys.notify_group("b"), *[e for e, _ in got[0][1][:150]])
+    got = read_entries(await redis.xreadgroup(keys.notify_group("a"), "c", {box: ">"}))
+    await redis.xack(box, keys.notify_group("a"), *[e for e, _ in got[0][1]])
+    got = read_entries(await redis.xreadgroup(keys.notify_group("b"), "c", {box: ">"}))
+    await redis.xack(box, keys.notify_group("b"), *[e for e, _ in got[0][1][:150]])
     now = 1e12  # far future: the retention does not protect anything
-    minid = await trim(redis, ["a", "b"], keep_s=60, now_s=now)
+    minid = await trim(redis, box, ["a", "b"], keep_s=60, now_s=now)
     assert minid == ids[150]
-    first = entries(await redis.xrange(keys.ALERTS, count=1))[0][0].decode()
+    first = entries(await redis.xrange(box, count=1))[0][0].decode()
     assert _parse_id(first) <= _parse_id(ids[150])  # approximate: never past what is needed
-    assert await redis.xlen(keys.ALERTS) < 300
+    assert await redis.xlen(box) < 300
     # the recent-history floor wins when it is older
-    assert await trim(redis, ["a", "b"], keep_s=60, now_s=0) is None
+    assert await trim(redis, box, ["a", "b"], keep_s=60, now_s=0) is None
 
 
 async def test_group_interval_spaces_later_batches(redis: aioredis.Redis, redis_url: str) -> None:
@@ -395,11 +402,11 @@ async def test_stop_drains_alerts_not_read_yet(redis: aioredis.Redis, redis_url:
         # more than one XREADGROUP batch, enqueued in one go right before the stop
         pipe = redis.pipeline(transaction=False)
         for i in range(count):
-            pipe.xadd(keys.ALERTS, outbox_fields(alert(i), ["ops"]))
+            pipe.xadd(keys.outbox("SPY"), outbox_fields(alert(i), ["ops"]))
         await pipe.execute()
         await d.stop(drain_timeout=30)
         assert sorted(rx.ids()) == sorted(alert(i).id for i in range(count))
-        pending = await redis.xpending(keys.ALERTS, keys.notify_group("ops"))
+        pending = await redis.xpending(keys.outbox("SPY"), keys.notify_group("ops"))
         assert pending["pending"] == 0
     finally:
         await rx.stop()

@@ -84,6 +84,7 @@ async def test_the_daemon_raises_an_operator_alert_and_healthz_says_not_ok(
     dead_hook, pager = await Receiver(responder=gone).start(), await Receiver().start()
     tree = {
         "redis": {"url": redis_url},
+        "watch": {"symbols": ["SPY"]},
         "channels": {
             "ops": {"type": "webhook", "url": dead_hook.url},
             "pager": {"type": "webhook", "url": pager.url},

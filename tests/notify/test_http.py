@@ -87,7 +87,7 @@ async def test_a_redirected_alert_is_dead_lettered_not_counted_as_delivered(
         await eventually(dead, "the redirected alert dead-lettered")
         [letter] = await list_dead(redis)
         assert letter.reason.startswith(f"HTTP 302 redirect to {target.url}")
-        assert not await redis.exists(keys.sent_marker(alert(1).id, "ops"))
+        assert not await redis.exists(keys.sent_marker("SPY", alert(1).id, "ops"))
         assert target.hits == [] and d.workers["ops"].sent == 0
     finally:
         await d.stop()

@@ -32,12 +32,12 @@ async def test_old_and_new_entries_are_both_delivered(
     try:
         old = alert(1)  # as a daemon before this change queued it
         await redis.xadd(
-            keys.ALERTS,
+            keys.outbox("SPY"),
             {"id": old.id, "channels": "desk,ops", "symbol": "SPY", "event": encode_alert(old)},
         )
-        await redis.xadd(keys.ALERTS, outbox_fields(alert(2), ["ops"]))
-        await redis.xadd(keys.ALERTS, outbox_fields(alert(3), ["tty,ops"]))  # not "ops"
-        await redis.xadd(keys.ALERTS, outbox_fields(alert(4), ["ops"]))
+        await redis.xadd(keys.outbox("SPY"), outbox_fields(alert(2), ["ops"]))
+        await redis.xadd(keys.outbox("SPY"), outbox_fields(alert(3), ["tty,ops"]))  # not "ops"
+        await redis.xadd(keys.outbox("SPY"), outbox_fields(alert(4), ["ops"]))
         await rx.wait_for(3)
         assert rx.ids() == [alert(1).id, alert(2).id, alert(4).id]
     finally:

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 import yaml
 from aiohttp import web
 
+from gex_alertd import keys
 from gex_alertd.notify.dispatch import Dispatcher
 from gex_alertd.notify.outbox import group_stats
 from tests.notify.support import SECRET, Receiver, alert, enqueue, make_config
@@ -113,6 +114,7 @@ async def test_sigkill_mid_send_redelivers_with_the_same_webhook_id(
         yaml.safe_dump(
             {
                 "redis": {"url": redis_url},
+                "watch": {"symbols": ["SPY"]},  # whose outbox the worker reads
                 "outbox": {"claim_idle": "500ms"},
                 "channels": {
                     "ops": {"type": "webhook", "url": rx.url, "secret": SECRET, "timeout_s": 30}
@@ -133,7 +135,8 @@ async def test_sigkill_mid_send_redelivers_with_the_same_webhook_id(
         await rx.wait_for(11, status=None)
 
         async def settled() -> bool:
-            return (await group_stats(redis, "ops"))[0] == 0  # read and acked, all of them
+            # read and acked, all of them
+            return (await group_stats(redis, "ops", [keys.outbox("SPY")]))[0] == 0
 
         # a late duplicate would come before the ack, so waiting for the ack exposes it
         await eventually(settled, "the ops group to ack every entry")

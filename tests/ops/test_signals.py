@@ -23,8 +23,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from gex_alertd import connections
 from gex_alertd.model import decode_channels
+from tests.support.outbox import all_entries
 from tests.support.redis_server import free_port
 from tests.support.wait import WAIT_S, eventually
 
@@ -275,8 +275,8 @@ def counter(samples: dict[Any, float], name: str, **labels: str) -> float:
 
 
 async def alert_ids(redis: aioredis.Redis, channel: str) -> set[str]:
-    entries = connections.entries(await redis.xrange("gex:alerts"))
-    return {f[b"id"].decode() for _id, f in entries if channel in decode_channels(f[b"channels"])}
+    got = await all_entries(redis)
+    return {f[b"id"].decode() for f in got if channel in decode_channels(f[b"channels"])}
 
 
 # --- tests -------------------------------------------------------------------------------

@@ -1,0 +1,95 @@
+"""Delivery over one outbox per symbol: each daemon reads the outboxes it owns, order holds per
+symbol, and the sent markers hold when a symbol's outbox moves to another daemon."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+
+from gex_alertd import keys
+from gex_alertd.connections import read_entries
+from gex_alertd.notify.dispatch import Dispatcher
+from gex_alertd.notify.outbox import group_stats
+from tests.notify.support import Receiver, alert, enqueue, make_config
+from tests.support.wait import eventually
+
+SYMBOLS = ["SPY", "QQQ", "IWM", "DIA"]
+
+
+def owner_of(stream: str) -> str:
+    """A fixed split: SPY and QQQ (and the operator outbox) to a, the rest to b."""
+    return "a" if keys.symbol_of_outbox(stream) in ("SPY", "QQQ", "*") else "b"
+
+
+async def test_each_daemon_delivers_the_outboxes_it_owns_once_in_order_per_symbol(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    rx = await Receiver().start()
+    cfg = make_config({"ops": {"type": "webhook", "url": rx.url}}, redis_url)
+
+    def owns(name: str) -> Callable[[str], bool]:
+        return lambda stream: owner_of(stream) == name
+
+    daemons = {name: Dispatcher(redis, cfg, consumer=name, owns=owns(name)) for name in "ab"}
+    for d in daemons.values():
+        await d.start()
+    try:
+        n = 6
+        for i in range(n):  # interleaved across symbols
+            for s in SYMBOLS:
+                await enqueue(redis, alert(i, s), ["ops"])
+        await rx.wait_for(n * len(SYMBOLS))
+
+        async def acked() -> bool:
+            streams = [keys.outbox(s) for s in SYMBOLS]
+            return (await group_stats(redis, "ops", streams))[0] == 0
+
+        await eventually(acked, "every entry acked")
+        ids = rx.ids()
+        assert sorted(ids) == sorted(alert(i, s).id for i in range(n) for s in SYMBOLS)
+        per_symbol: dict[str, list[str]] = defaultdict(list)
+        for aid in ids:
+            per_symbol[aid.split(":")[1]].append(aid)
+        for s in SYMBOLS:  # the order each symbol's alerts were enqueued in
+            assert per_symbol[s] == [alert(i, s).id for i in range(n)]
+        # each daemon read only its own outboxes: a took SPY and QQQ, b IWM and DIA
+        assert daemons["a"].workers["ops"].sent == 2 * n
+        assert daemons["b"].workers["ops"].sent == 2 * n
+        for s in SYMBOLS:
+            consumers = await redis.xinfo_consumers(keys.outbox(s), keys.notify_group("ops"))
+            assert {c["name"].decode() for c in consumers} == {owner_of(keys.outbox(s))}
+    finally:
+        for d in daemons.values():
+            await d.stop()
+        await rx.stop()
+
+
+async def test_a_moved_outbox_is_not_sent_twice_by_its_new_owner(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    """Daemon a read two SPY alerts and died: the first was sent (its marker written, the XACK
+    lost), the second never went out. b takes SPY over: it claims both, sends only the second."""
+    rx = await Receiver().start()
+    cfg = make_config({"ops": {"type": "webhook", "url": rx.url}}, redis_url, claim_idle="300ms")
+    first, second = alert(1), alert(2)
+    await enqueue(redis, first, ["ops"])
+    await enqueue(redis, second, ["ops"])
+    box = keys.outbox("SPY")
+    got = read_entries(await redis.xreadgroup(keys.notify_group("ops"), "a", {box: ">"}))
+    assert len(got[0][1]) == 2  # both held by a, unacknowledged
+    await redis.set(keys.sent_marker("SPY", first.id, "ops"), 1)
+    b = Dispatcher(redis, cfg, consumer="b", owns=lambda _s: True)
+    await b.start()
+    try:
+        await rx.wait_for(1)
+
+        async def acked() -> bool:
+            return (await group_stats(redis, "ops", [box]))[0] == 0
+
+        await eventually(acked, "both entries acked by b")
+        assert rx.ids() == [second.id]
+    finally:
+        await b.stop()
+        await rx.stop()
