@@ -105,7 +105,8 @@ async def test_level_rules_fire_live_and_replay_gives_the_same_ids(
     cfg = tmp_path / "config.yaml"
     cfg.write_text(CONFIG.format(port=sim.port, redis=private_redis.url))
     r = aioredis.Redis.from_url(private_redis.url)
-    await r.xgroup_create("gex:alerts", "e2e-observer", id="0", mkstream=True)
+    for sym in SYMBOLS:  # an observer group holds back the outbox trim: we see every entry
+        await r.xgroup_create(keys.outbox(sym), "e2e-observer", id="0", mkstream=True)
     log = tmp_path / "daemon.log"
     daemon = await _start_daemon(cfg, log)
     try:

@@ -32,6 +32,7 @@ from gex_alertd.connections import entries
 from gex_alertd.sources.simulator.clock import ManualClock
 from gex_alertd.sources.simulator.embedded import make_app, serve
 from gex_alertd.sources.simulator.server import SIMULATOR
+from tests.support.outbox import all_entries
 from tests.support.redis_server import RedisServer
 from tests.support.wait import WAIT_S, eventually
 
@@ -80,7 +81,7 @@ KEY = "e2e-key"
 
 
 async def _alerts(r: aioredis.Redis) -> list[dict]:
-    return [json.loads(f[b"event"]) for _id, f in entries(await r.xrange("gex:alerts"))]
+    return [json.loads(f[b"event"]) for f in await all_entries(r)]
 
 
 def _key(ev: dict) -> tuple[str, str, str | None]:
@@ -138,7 +139,8 @@ async def test_scripted_alerts_exactly_once_across_sigkill(
     cfg.write_text(CONFIG.format(port=sim.port, redis=private_redis.url))
     r = aioredis.Redis.from_url(private_redis.url)
     # an observer group that never acknowledges holds back outbox trimming: we see every entry
-    await r.xgroup_create("gex:alerts", "e2e-observer", id="0", mkstream=True)
+    for sym in SYMBOLS:
+        await r.xgroup_create(keys.outbox(sym), "e2e-observer", id="0", mkstream=True)
     log = tmp_path / "daemon.log"
     step = Stepper(clock, r, log)
     daemon = None

@@ -23,6 +23,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from gex_alertd import connections
+from tests.support.outbox import all_entries
 from tests.support.redis_server import free_port
 from tests.support.wait import WAIT_S, eventually
 
@@ -309,4 +310,4 @@ async def stored_as_of(redis: aioredis.Redis) -> dict[str, list[int]]:
 
 
 async def outbox_ids(redis: aioredis.Redis) -> list[str]:
-    return [f[b"id"].decode() for _, f in connections.entries(await redis.xrange("gex:alerts"))]
+    return [f[b"id"].decode() for f in await all_entries(redis)]
