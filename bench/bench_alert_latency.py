@@ -1,12 +1,15 @@
-"""Alert latency: rule commit (XADD onto `gex:alerts`) to webhook receipt, on loopback.
+"""Alert latency: rule commit (XADD onto the symbol's outbox `gex:{SYM}:alerts`) to webhook
+receipt, on loopback.
 
-A real redis-server, the delivery side as its own process (`python -m gex_alertd.notify.worker`,
-signed webhooks, the production Dispatcher) and, in this process, a producer that XADDs
-outbox entries at a steady rate (the same fields the rule commit writes) plus an aiohttp
-receiver that stamps each arrival. Both stamps are CLOCK_MONOTONIC, which is system-wide on
-Linux, so they compare across processes. The baseline, measured in the same run, is a bare
-signed HTTP POST from this process to the same receiver (what the transport alone costs); the
-ratio p99/baseline-p99 is the outbox's own overhead.
+A real redis-server, the production Dispatcher (signed webhooks) in this process, as in the
+daemon, and a producer that XADDs outbox entries at a steady rate (the same fields the rule
+commit writes) and pokes the dispatcher after each, as the daemon does after a commit that
+enqueued alerts, plus an aiohttp receiver that stamps each arrival: all on one loop, so the
+figures include the loop's contention (the old bench ran delivery as a process of its own; the
+daemon delivers its own commits' alerts in-process, which is the path measured now). The
+baseline, measured in the same run, is a bare signed HTTP POST from this process to the same
+receiver (what the transport alone costs); the ratio p99/baseline-p99 is the outbox's own
+overhead.
 
     .venv/bin/python bench/bench_alert_latency.py [--rate 100] [--seconds 10] [--no-aof]
         [--quick] [--json PATH]
@@ -25,16 +28,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
-import yaml
 from aiohttp import web
 from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gex_alertd import config as config_mod
 from gex_alertd import keys
 from gex_alertd.model import AlertEvent, decode_alert, outbox_fields
+from gex_alertd.notify.dispatch import Dispatcher
 from gex_alertd.notify.webhook import WebhookChannel, WebhookNotifier
+from gex_alertd.ops.logging import configure
 from tests.support.redis_server import RedisServer, free_port
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -92,32 +97,30 @@ async def run(rate: float, seconds: float, aof: bool) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp) / "redis", aof=aof)
         server.start()
-        cfg = Path(tmp) / "bench.yaml"
-        cfg.write_text(yaml.safe_dump({
+        cfg = config_mod.parse({
             "redis": {"url": server.url},
+            "watch": {"symbols": ["SPY"]},
             "ops": {"log_level": "warning", "listen": None},
             "channels": {"ops": {"type": "webhook", "url": url, "secret": SECRET}},
-        }))  # fmt: skip
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gex_alertd.notify.worker", "--config", str(cfg),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        assert proc.stdout is not None
+        }, "bench")  # fmt: skip
+        configure(cfg.ops.log_format, cfg.ops.log_level)
         client = aioredis.Redis.from_url(server.url)
+        dispatcher = Dispatcher(client, cfg, consumer="bench")
+        await dispatcher.start()
+        box = keys.outbox("SPY")
+
+        async def enqueue(ev: AlertEvent) -> None:
+            # what the commit does: the entry in the symbol's outbox, then a poke
+            await client.xadd(box, outbox_fields(ev, ["ops"]))
+            dispatcher.poke("SPY")
+
         try:
-            # bounded: a worker that neither starts nor exits must fail the bench, not hang it
-            async with asyncio.timeout(WORKER_START_S):
-                while b"worker ready" not in (line := await proc.stdout.readline()):
-                    if not line:
-                        raise SystemExit("worker did not start")
             # warm-up (connections, imports) outside the measurement
             expected["n"] = 20
             await paced(
                 200,
                 20,
-                lambda i: client.xadd(
-                    keys.ALERTS, outbox_fields(event(-1 - i, time.monotonic()), ["ops"])
-                ),
+                lambda i: enqueue(event(-1 - i, time.monotonic())),
             )
             await asyncio.wait_for(done.wait(), 10)
             arrivals.clear()
@@ -144,7 +147,7 @@ async def run(rate: float, seconds: float, aof: bool) -> dict[str, object]:
 
             async def produce(i: int) -> None:
                 t = time.monotonic()
-                await client.xadd(keys.ALERTS, outbox_fields(event(i, t), ["ops"]))
+                await enqueue(event(i, t))
                 acked[f"bench:{i}"] = time.monotonic()
                 xadd.append(acked[f"bench:{i}"] - t)
 
@@ -155,12 +158,7 @@ async def run(rate: float, seconds: float, aof: bool) -> dict[str, object]:
             lat = [arrivals[k] - t0s[k] for k in arrivals]
             lat_acked = [max(0.0, arrivals[k] - acked[k]) for k in arrivals]
         finally:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+            await dispatcher.stop(drain_timeout=5)
             await client.aclose()
             server.stop()
             await runner.cleanup()

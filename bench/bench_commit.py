@@ -65,7 +65,7 @@ async def one_mode(aof: bool, n: int, n_symbols: int) -> dict[str, Any]:
                 res = await committer.commit(s, None)
                 atomic.append(time.perf_counter() - t)
                 alerts += len(res.alerts)
-            outbox = await redis.xlen(keys.ALERTS)
+            outbox = sum([await redis.xlen(keys.outbox(f"S{i:02d}")) for i in range(n_symbols)])
         finally:
             await redis.aclose()
             server.stop()

@@ -155,7 +155,10 @@ async def one_mode(
                 }
                 stored += len(have)
                 lost_snaps += sum(1 for ms in load.acked[s] if ms not in have)
-            outbox = Counter(f[b"id"].decode() for _, f in entries(await redis.xrange(keys.ALERTS)))
+            outbox: Counter[str] = Counter()
+            for s in symbols:
+                got = entries(await redis.xrange(keys.outbox(s)))
+                outbox.update(f[b"id"].decode() for _, f in got)
         finally:
             load.stop.set()
             for t in tasks:

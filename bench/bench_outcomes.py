@@ -134,7 +134,7 @@ async def populate(
             id=alert_id(rule, sym, None, at), rule=rule, type=type_, symbol=sym, expiry=None,
             severity="info", as_of=stamp, fired_at=stamp, summary="bench", details=details,
         )  # fmt: skip
-        await redis.xadd(keys.ALERTS, outbox_fields(ev, ["tty"]))
+        await redis.xadd(keys.outbox(sym), outbox_fields(ev, ["tty"]))
     return per_symbol * len(symbols), entry_bytes
 
 
