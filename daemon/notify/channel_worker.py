@@ -258,8 +258,8 @@ class ChannelWorker:
                         await asyncio.sleep(max(0.001, BLOCK_S if due is None else due - now))
                         continue
                     if now >= next_sweep:
-                        self.pokes.take()
-                        await self.admit(await self.outbox.read_new(owned, READ_COUNT))
+                        every = sorted(set(owned) | set(self.pokes.take()))
+                        await self.admit(await self.outbox.read_new(every, READ_COUNT))
                         next_sweep = now + self.streams.sweep_every(len(owned))
                         continue
                     poked = self.pokes.take()

@@ -55,6 +55,8 @@ class OutboxStreams:
         self.found: set[str] = set()  # seen by SCAN, not watched
         self._readers: list[Pokes] = []
         self.version = 0  # bumped when the set may have changed (members, watchlist, SCAN)
+        self._owned: tuple[int, list[str]] = (-1, [])  # (version, streams): hashing 5,000
+        # names per loop turn would cost more than the reads
 
     def set_symbols(self, symbols: Iterable[str]) -> None:
         self.watched = {keys.outbox(s) for s in symbols}
@@ -77,10 +79,15 @@ class OutboxStreams:
         return sorted(self.watched | self.found | {keys.outbox(keys.OPS_SYMBOL)})
 
     def owned(self) -> list[str]:
-        streams = self.all()
-        if self.owns is None:
-            return streams
-        return [s for s in streams if self.owns(s)]
+        """The streams this daemon reads; recomputed only after `changed()` (the daemon calls
+        it whenever the member list changes, which is all `owns` depends on)."""
+        version, streams = self._owned
+        if version != self.version:
+            streams = self.all()
+            if self.owns is not None:
+                streams = [s for s in streams if self.owns(s)]
+            self._owned = (self.version, streams)
+        return streams
 
     def sweep_every(self, n_streams: int) -> float:
         if not self.cluster:
