@@ -39,7 +39,6 @@ from gex_alertd import config as config_mod
 from gex_alertd import keys, store
 from gex_alertd.connections import entries
 from gex_alertd.model import AlertEvent, FlowGex, StrikeRow, iso_utc, outbox_fields
-from gex_alertd.ops.calendar import MarketHours
 from gex_alertd.outcomes.alerts import Filter, live_alerts
 from gex_alertd.outcomes.command import ReportOptions, build_report
 from gex_alertd.outcomes.horizons import DEFAULT_HORIZONS, parse_horizons
@@ -47,6 +46,7 @@ from gex_alertd.outcomes.paths import SpotPath, read_path
 from gex_alertd.outcomes.report import compute_report
 from gex_alertd.outcomes.stats import StreamKey
 from gex_alertd.rules.engine import alert_id
+from tests.support.nyse import nyse_hours, nyse_sessions
 from tests.support.redis_server import RedisServer
 
 TARGET_S = 10.0
@@ -57,7 +57,7 @@ RULE_TYPES = (("flip", "flip_cross"), ("sign", "net_gex_sign"), ("oi", "oi_chang
 
 def session_times(n: int, step_s: int = 15) -> list[int]:
     """n instants 15 s apart inside NYSE regular sessions from 2026-05-11 (holidays skipped)."""
-    hours = MarketHours("nyse")
+    hours = nyse_hours()
     out: list[int] = []
     day = date(2026, 5, 11)
     while len(out) < n:
@@ -172,8 +172,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     lo = "(" + batch[-1][0].decode()
             xrange_s = time.perf_counter() - t
             events = await live_alerts(redis, symbols, Filter(), lambda where, msg: None)
+            sessions = nyse_sessions()
             t = time.perf_counter()
-            compute_report(events, paths, horizons, seed=0, baseline_n=1000)
+            compute_report(events, paths, horizons, seed=0, baseline_n=1000, sessions=sessions)
             compute_s = time.perf_counter() - t
             await redis.aclose()
         finally:

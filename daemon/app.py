@@ -31,6 +31,8 @@ from gex_alertd.enqueue_once import EnqueueOnce
 from gex_alertd.model import AlertEvent, iso_utc
 from gex_alertd.operator_rules import OperatorRules, with_defaults
 from gex_alertd.ops import metrics
+from gex_alertd.ops.calendar import MarketHours
+from gex_alertd.ops.calendar_load import CalendarUnavailable, NyseCalendar
 from gex_alertd.ops.reload_status import ReloadStatus
 from gex_alertd.ops.reload_status import default_path as reload_status_path
 from gex_alertd.ownership import HEARTBEAT_S, Membership, assign, owner
@@ -43,6 +45,7 @@ from gex_alertd.sources.flowgex import FlowGexClient
 log = structlog.get_logger()
 
 GAUGES_S = 5.0  # engine figures into /metrics and the systemd status line
+CALENDAR_CHECK_S = 3600.0  # the NYSE table's runway (a refresh only when it runs short)
 STOP_STEP_S = 2.0  # the short steps of a stop (duties, leaving the membership)
 
 
@@ -67,6 +70,8 @@ class Daemon:
         self.duties: Duties | None = None
         self.membership: Membership | None = None
         self.gate: SessionGate | None = None
+        # the NYSE session table, exported out of process (no pandas in the daemon)
+        self.calendar = NyseCalendar(self.redis)
         self.outcomes: Any = None
         self.ops_server: Any = None
         self.live_page: Any = None
@@ -91,6 +96,8 @@ class Daemon:
 
         self.notifier = SystemdNotifier()
         await wait_until_reachable(self.redis, describe(self.cfg.redis), stop=self._stop)
+        if self.cfg.watch.market_hours == "nyse":
+            await self.calendar.ensure()  # CalendarUnavailable: a startup error (exit 2)
         self.client = await self._build_client(self.cfg)
         self.committer = self._build_committer(self.cfg)
         await self._start_dispatcher()
@@ -244,16 +251,26 @@ class Daemon:
     def _arm_gate(self, cfg: Config) -> None:
         assert self.pool is not None and self.duties is not None
         self.duties.cancel("session")
+        self.duties.cancel("calendar")
         if cfg.watch.market_hours == "always":  # premarket/postmarket only mean something with nyse
             self.gate = None
             self.pool.resume()
             return
-        from gex_alertd.ops.calendar import MarketHours
-
-        hours = MarketHours(cfg.watch.market_hours, cfg.watch.premarket, cfg.watch.postmarket)
-        # loads the calendar now, before READY, not in the middle of serving
+        hours = MarketHours(
+            cfg.watch.market_hours,
+            cfg.watch.premarket,
+            cfg.watch.postmarket,
+            table=self.calendar.current,  # loaded before (start, _reload_from_disk)
+        )
+        self.duties.every("calendar", CALENDAR_CHECK_S, self._refresh_calendar)
         self.gate = SessionGate(self.duties, hours, pause=self.pool.pause, resume=self.pool.resume)
         self.gate.apply()
+
+    async def _refresh_calendar(self) -> None:
+        try:
+            await self.calendar.ensure()  # a no-op until the table's runway is short
+        except CalendarUnavailable:
+            pass  # logged by the calendar, with the cause; the table we have keeps answering
 
     def _arm_outcomes(self, cfg: Config) -> None:
         """Alert outcomes and follow-ups (gex_alertd.outcomes.live), for the symbols we own."""
@@ -264,7 +281,9 @@ class Daemon:
         if self.outcomes is None:
             from gex_alertd.outcomes.live import OutcomeDuty
 
-            self.outcomes = OutcomeDuty(self.redis, lambda: self.cfg, self._owns)
+            self.outcomes = OutcomeDuty(
+                self.redis, lambda: self.cfg, self._owns, calendar=self.calendar
+            )
         self.duties.every("outcomes", cfg.outcomes.interval, self.outcomes.run_once)
 
     def _owns(self, key: str) -> bool:
@@ -445,6 +464,7 @@ class Daemon:
             self.notifier.reloading()  # ops: RELOADING=1 ... READY=1
         try:
             new = await config_mod.load_off_loop(self.cfg.path)  # the loop keeps serving
+            await self._calendar_for(new)
         except ConfigError as exc:
             log.error(
                 "reload refused: invalid config, the old one keeps running", problems=exc.problems
@@ -458,6 +478,15 @@ class Daemon:
         if self.notifier is not None:
             self.notifier.ready()
         return []
+
+    async def _calendar_for(self, new: Config) -> None:
+        """A config asking for NYSE hours is refused while there is no session table."""
+        if new.watch.market_hours != "nyse":
+            return
+        try:
+            await self.calendar.ensure()
+        except CalendarUnavailable as exc:
+            raise ConfigError([f"watch.market_hours: nyse: {exc}"], str(new.path)) from None
 
     async def reload(self, new: Config) -> None:
         """Apply a validated config without dropping state (rule state lives in Redis)."""

@@ -19,6 +19,9 @@ MEMBERS = "gex:members"  # live daemons (sorted set, score = last heartbeat ms)
 SILENCES = "gex:silences"  # operator silences, matched at delivery
 SILENCES_VERSION = "gex:silences:version"  # bumped with every write: readers cache until it moves
 SILENCED = "gex:silenced"  # alerts a silence kept from a channel (for `outbox list`)
+# the NYSE session table exported from exchange_calendars (ops/calendar_load.py): a restart
+# reads it here instead of running the export child again
+CALENDAR_NYSE = "gex:calendar:nyse"
 
 SNAP_PATTERN = "gex:{*}:snap*"  # SCAN match for every snapshot stream
 OUTBOX_PATTERN = "gex:{*}:alerts"  # SCAN match for every outbox stream

@@ -1,32 +1,33 @@
 """The market-hours gate: `always`, or NYSE sessions with holidays and early closes.
 
-The NYSE schedule comes from `exchange_calendars` (XNYS), imported only when `nyse` is chosen:
-it pulls in pandas, which costs tens of MB of RSS that a 24/7 deployment should not pay.
-Session lookups are cached per ET calendar day, so the per-poll cost is a dict lookup.
+The NYSE schedule is a `calendar_table.SessionTable` (plain Python, exported out of process from
+exchange_calendars by `calendar_load`), read through a getter so a refreshed table applies at
+the next question. This module never imports pandas: the daemon's RSS stays the daemon's.
 """
 
 from __future__ import annotations
 
-import warnings
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
-from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from typing import Literal
 
 import msgspec
 
-NEW_YORK = ZoneInfo("America/New_York")
+from gex_alertd.ops.calendar_table import (
+    MAX_CLOSED_DAYS,
+    NEW_YORK,
+    CalendarRangeError,
+    SessionTable,
+)
+
+__all__ = ["NEW_YORK", "CalendarRangeError", "MarketHours", "Window"]
+
 PREMARKET_START = time(4, 0)
 POSTMARKET_END = time(20, 0)
 POSTMARKET_END_EARLY_CLOSE = time(17, 0)
 REGULAR_CLOSE = time(16, 0)
-# NYSE never closes longer than a long weekend plus a holiday (or two in 2001/2012 emergencies)
-_MAX_CLOSED_DAYS = 14
 
 Mode = Literal["always", "nyse"]
-
-
-class CalendarRangeError(RuntimeError):
-    """Asked about a day the bundled calendar does not cover: refuse rather than guess open."""
 
 
 class Window(msgspec.Struct, frozen=True):
@@ -40,13 +41,24 @@ class Window(msgspec.Struct, frozen=True):
 
 
 class MarketHours:
-    def __init__(self, mode: Mode = "always", premarket: bool = False, postmarket: bool = False):
+    """`table` gives the current NYSE session table (only asked when `mode` is `nyse`)."""
+
+    def __init__(
+        self,
+        mode: Mode = "always",
+        premarket: bool = False,
+        postmarket: bool = False,
+        *,
+        table: Callable[[], SessionTable] | None = None,
+    ):
         if mode not in ("always", "nyse"):
             raise ValueError(f"market_hours: expected one of always, nyse, got {mode!r}")
+        if mode == "nyse" and table is None:
+            raise ValueError("market_hours: nyse needs the NYSE session table")
         self.mode = mode
         self.premarket = premarket
         self.postmarket = postmarket
-        self._days: dict[date, Window | None] = {}
+        self._table = table
 
     def is_open(self, now: datetime) -> bool:
         if self.mode == "always":
@@ -61,36 +73,21 @@ class MarketHours:
             return now
         instant = _aware(now)
         day = instant.astimezone(NEW_YORK).date()
-        for offset in range(_MAX_CLOSED_DAYS + 1):
+        for offset in range(MAX_CLOSED_DAYS + 1):
             win = self.window(day + timedelta(days=offset))
             if win is not None and instant < win.end:
                 return max(win.start, instant).astimezone(now.tzinfo)
         raise CalendarRangeError(
-            f"no NYSE session within {_MAX_CLOSED_DAYS} days after {now.isoformat()}"
+            f"no NYSE session within {MAX_CLOSED_DAYS} days after {now.isoformat()}"
         )
 
     def window(self, day: date) -> Window | None:
         """The polling window of an ET calendar day, or None when the exchange is closed."""
-        if day in self._days:
-            return self._days[day]
-        with warnings.catch_warnings():
-            # exchange_calendars uses pandas APIs that pandas now deprecates; the warning is the
-            # package maintainers' to act on, not the operator's (it would reach the journal)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            win = self._compute(day)
-        self._days[day] = win
-        return win
-
-    def _compute(self, day: date) -> Window | None:
-        import pandas as pd
-
-        cal = self._calendar(day)
-        ts = pd.Timestamp(day)
-        if not cal.is_session(ts):
+        assert self._table is not None  # nyse has a table (__init__)
+        session = self._table().session(day)
+        if session is None:
             return None
-        open_ = cal.session_open(ts).to_pydatetime()
-        close = cal.session_close(ts).to_pydatetime()
+        open_, close = session.open, session.close
         early = close.astimezone(NEW_YORK).time() < REGULAR_CLOSE
         start = datetime.combine(day, PREMARKET_START, NEW_YORK) if self.premarket else open_
         if self.postmarket:
@@ -99,37 +96,6 @@ class MarketHours:
         else:
             end = close
         return Window(start=start, end=end, open=open_, close=close, early_close=early)
-
-    def _calendar(self, day: date) -> Any:
-        global _shared
-        import exchange_calendars as xcals
-
-        today = datetime.now(NEW_YORK).date()
-        if _shared is None or (_shared[0] != today and not _covers(_shared[1], day)):
-            # The package's own default horizon (20 years back, 1 year ahead of today) is what it
-            # vouches for; explicit bounds so a long-running daemon gets a fresh one as days pass
-            # (get_calendar caches the default-range instance per process). Shared by every
-            # MarketHours, so a config reload does not rebuild it on the event loop.
-            cal = xcals.get_calendar(
-                "XNYS", start=today - timedelta(days=20 * 365), end=today + timedelta(days=365)
-            )
-            _shared = (today, cal)
-        cal = _shared[1]
-        if not _covers(cal, day):
-            first = cal.first_session.date()
-            last = cal.last_session.date()
-            raise CalendarRangeError(
-                f"NYSE calendar (exchange_calendars {xcals.__version__}) covers {first} to {last}; "
-                f"{day} is outside it, so market hours are unknown (not assuming open)"
-            )
-        return cal
-
-
-_shared: tuple[date, Any] | None = None  # (built on, XNYS calendar)
-
-
-def _covers(cal: Any, day: date) -> bool:
-    return bool(cal.first_session.date() <= day <= cal.last_session.date())
 
 
 def _aware(now: datetime) -> datetime:

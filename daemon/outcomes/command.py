@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -17,13 +18,16 @@ from gex_alertd.commands import CONFIG_OPTION, load_or_exit
 from gex_alertd.config import Config
 from gex_alertd.connections import open_client
 from gex_alertd.model import AlertEvent
+from gex_alertd.ops.calendar_load import CalendarUnavailable, export
+from gex_alertd.ops.calendar_table import MAX_SPAN_DAYS, NEW_YORK
 from gex_alertd.outcomes import alerts as sources
-from gex_alertd.outcomes.horizons import Horizon, parse_horizons
+from gex_alertd.outcomes.horizons import Horizon, Sessions, parse_horizons
 from gex_alertd.outcomes.paths import SpotPath, read_path
 from gex_alertd.outcomes.report import (
     BASELINE_N,
     Distributions,
     Report,
+    alert_ms,
     compute_report,
     regime_table,
     stream_of,
@@ -36,6 +40,7 @@ from gex_alertd.replay import parse_targets, parse_time
 from gex_alertd.rules.duration import parse_duration
 
 DAY_MS = 86_400_000
+MAX_WINDOW = timedelta(days=MAX_SPAN_DAYS)
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ async def build_report(
             paths[(sym, exp)] = await read_path(redis, sym, exp, read_lo, read_hi)
     finally:
         await redis.aclose()
+    table = await export(*_days_of(events, paths))
     return compute_report(
         events,
         paths,
@@ -89,7 +95,22 @@ async def build_report(
         max_gap_s=opts.max_gap_s,
         baseline_n=opts.baseline_n,
         window=(lo, hi),
+        sessions=Sessions(lambda: table),
     )
+
+
+def _days_of(events: list[AlertEvent], paths: dict[StreamKey, SpotPath]) -> tuple[date, date]:
+    """The ET days the report measures on (alerts and the baseline's moments, from the paths),
+    for the NYSE table; at most its longest window, the latest days (older ones: no session)."""
+    times = [alert_ms(ev) for ev in events]
+    for path in paths.values():
+        if len(path.t):
+            times += [int(path.t[0]), int(path.t[-1])]
+    now = datetime.now(UTC)
+    days = [datetime.fromtimestamp(ms / 1000, UTC).astimezone(NEW_YORK).date() for ms in times]
+    last = max(days, default=now.date()) + timedelta(days=1)
+    first = max(min(days, default=now.date()) - timedelta(days=1), last - MAX_WINDOW)
+    return first, last
 
 
 def _names(values: tuple[str, ...]) -> frozenset[str]:
@@ -165,7 +186,7 @@ def outcomes(
     console, err = Console(), Console(stderr=True)
     try:
         report, dist = asyncio.run(build_report(cfg, opts, err))
-    except (OSError, RedisError) as exc:
+    except (OSError, RedisError, CalendarUnavailable) as exc:
         raise click.ClickException(f"outcomes failed: {exc}") from None
     if as_json:
         sys.stdout.buffer.write(to_json(report) + b"\n")

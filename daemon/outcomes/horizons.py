@@ -4,18 +4,18 @@ A fixed horizon that runs past the NYSE regular close of the alert's trading day
 close (`capped`): the post-market is thinner and a different market, and the published wall
 statistics are per session. `close` ends at that day's close, early closes included. An alert
 at or after its day's close, or on a day with no session, has no `close` horizon (None) and its
-fixed horizons are not capped. Days outside the bundled calendar count as no session.
+fixed horizons are not capped. Days outside the session table's window count as no session.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 import numpy as np
 
-from gex_alertd.ops.calendar import NEW_YORK, CalendarRangeError, MarketHours
+from gex_alertd.ops.calendar_table import NEW_YORK, CalendarRangeError, SessionTable
 from gex_alertd.rules.duration import parse_duration
 
 CLOSE = "close"
@@ -61,21 +61,19 @@ def parse_horizons(items: Iterable[object] | str) -> list[Horizon]:
 
 
 class Sessions:
-    """The NYSE regular close of an instant's ET trading day (ms), cached per day."""
+    """The NYSE regular close of an instant's ET trading day (ms). `table` gives the current
+    session table (ops.calendar_load); it may raise CalendarUnavailable when there is none."""
 
-    def __init__(self) -> None:
-        self._hours = MarketHours("nyse")
-        self._closes: dict[object, int | None] = {}
+    def __init__(self, table: Callable[[], SessionTable]) -> None:
+        self._table = table
 
     def close_ms(self, at_ms: int) -> int | None:
         day = datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(NEW_YORK).date()
-        if day not in self._closes:
-            try:
-                win = self._hours.window(day)
-            except CalendarRangeError:
-                win = None
-            self._closes[day] = None if win is None else int(win.close.timestamp() * 1000)
-        return self._closes[day]
+        try:
+            session = self._table().session(day)
+        except CalendarRangeError:
+            return None
+        return None if session is None else session.close_s * 1000
 
 
 class End(NamedTuple):

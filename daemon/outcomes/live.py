@@ -31,6 +31,7 @@ from gex_alertd.config import Config
 from gex_alertd.connections import REDIS_DOWN, entries
 from gex_alertd.enqueue_once import EnqueueOnce
 from gex_alertd.model import AlertEvent, as_ms, decode_alert, iso_utc
+from gex_alertd.ops.calendar_load import CalendarUnavailable, NyseCalendar
 from gex_alertd.outcomes import records
 from gex_alertd.outcomes.alerts import is_signal
 from gex_alertd.outcomes.horizons import (
@@ -123,13 +124,16 @@ class OutcomeDuty:
         owns: Callable[[str], bool],
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        sessions: Sessions | None = None,
+        calendar: NyseCalendar | None = None,
     ) -> None:
         self.redis = redis
         self.config = config
         self.owns = owns
         self.clock = clock
-        self.sessions = sessions or Sessions()
+        # every horizon needs the day's close (`close` ends there, the others are capped at it)
+        self.calendar = calendar or NyseCalendar(redis)
+        self.sessions = Sessions(self.calendar.current)
+        self.waiting_for_calendar = False
         self.pending: dict[str, _Pending] = {}
         self.cursor: str | None = None
         self.stored = 0
@@ -151,11 +155,28 @@ class OutcomeDuty:
             key = p.stream[0] if p.stream[1] is None else f"{p.stream[0]}:{p.stream[1]}"
             if self.owns(key):
                 by_stream[p.stream].append(p)
+        if by_stream and not await self._calendar_ready():
+            return
         for stream, items in by_stream.items():
             await self._stream(cfg, stream, items, now)
         lookback_ms = int(cfg.outcomes.lookback * 1000)
         for aid in [a for a, p in self.pending.items() if p.seen_ms < now - lookback_ms]:
             del self.pending[aid]  # owned by someone else all along, or never reachable
+
+    async def _calendar_ready(self) -> bool:
+        """Without the session table no horizon's end is known: the alerts wait (they stay
+        pending; nothing is measured against a guessed close) until a refresh succeeds."""
+        try:
+            await self.calendar.ensure()
+        except CalendarUnavailable as exc:
+            if not self.waiting_for_calendar:  # one line, not one per run
+                log.warning("alert outcomes wait for the NYSE calendar", error=str(exc))
+            self.waiting_for_calendar = True
+            return False
+        if self.waiting_for_calendar:
+            log.info("alert outcomes resumed: NYSE calendar loaded")
+        self.waiting_for_calendar = False
+        return True
 
     async def _collect(self, cfg: Config, now: int) -> None:
         if self.cursor is None:

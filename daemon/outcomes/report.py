@@ -102,11 +102,11 @@ def compute_report(
     max_gap_s: float = DEFAULT_MAX_GAP_S,
     baseline_n: int = BASELINE_N,
     window: tuple[int | None, int | None] = (None, None),
-    sessions: Sessions | None = None,
+    sessions: Sessions,
 ) -> tuple[Report, Distributions]:
     """`paths`: every stream's spot path (wider than `window` so horizons can run past its
-    end); `window`: the report's [from, to] in ms, which also bounds the baseline moments."""
-    sessions = sessions or Sessions()
+    end); `window`: the report's [from, to] in ms, which also bounds the baseline moments;
+    `sessions`: the NYSE closes (horizons end at or are capped at the close)."""
     streams = set(paths)
     per_alert: list[AlertOutcomes] = []
     by_rule: dict[str, list[tuple[AlertEvent, StreamKey, int, dict[str, Outcome]]]] = defaultdict(

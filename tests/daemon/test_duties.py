@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from gex_alertd.duties import Duties, SessionGate
-from gex_alertd.ops.calendar import MarketHours
+from tests.support.nyse import nyse_hours
 from tests.support.wait import WAIT_S, eventually
 
 
@@ -32,7 +32,7 @@ async def test_gate_closed_on_a_weekend_opens_at_monday_open():
     switch = Switch()
     now = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)  # Saturday
     gate = SessionGate(
-        duties, MarketHours("nyse"), pause=switch.pause, resume=switch.resume, clock=lambda: now
+        duties, nyse_hours(), pause=switch.pause, resume=switch.resume, clock=lambda: now
     )
     gate.apply()
     assert switch.calls == ["pause"] and gate.open is False
@@ -53,7 +53,7 @@ async def test_early_close_and_premarket_are_the_gate_instants():
     now = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)  # 03:00 ET
     gate = SessionGate(
         duties,
-        MarketHours("nyse", premarket=True),
+        nyse_hours(premarket=True),
         pause=switch.pause,
         resume=switch.resume,
         clock=lambda: now,

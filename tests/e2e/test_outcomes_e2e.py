@@ -33,6 +33,7 @@ from gex_alertd.sources.simulator.embedded import make_app, serve
 from gex_alertd.sources.simulator.server import SIMULATOR
 from tests.e2e.test_rules_e2e import START, Stepper, _start_daemon
 from tests.notify.support import Receiver
+from tests.support.nyse import nyse_sessions
 from tests.support.redis_server import RedisServer
 from tests.support.wait import WAIT_S, eventually
 
@@ -124,7 +125,9 @@ async def test_follow_up_reaches_the_receiver_once(
         rec = records.decode(raw)
         path = await read_path(r, "SPY")
         ev = decode_alert(json.dumps(alert))
-        report, _ = compute_report([ev], {("SPY", None): path}, parse_horizons("10s,20s"))
+        report, _ = compute_report(
+            [ev], {("SPY", None): path}, parse_horizons("10s,20s"), sessions=nyse_sessions()
+        )
         assert report.alerts[0].outcomes == rec.outcomes
         assert rec.outcomes["20s"].change_pct == outcome["change_pct"]
         outbox = [decode_alert(f[b"event"]) for _i, f in entries(await r.xrange("gex:alerts"))]

@@ -1,14 +1,14 @@
-"""NYSE market hours: holidays, early closes, extended sessions, DST switch days."""
+"""NYSE market hours: holidays, early closes, extended sessions, DST switch days; answered from
+the session table the real export child produced (exchange_calendars out of process)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, date, datetime
 
 import pytest
 
 from gex_alertd.ops.calendar import CalendarRangeError, MarketHours
+from tests.support.nyse import LAST, nyse_hours
 
 ET = __import__("zoneinfo").ZoneInfo("America/New_York")
 UTC = UTC
@@ -20,12 +20,12 @@ def et(y: int, mo: int, d: int, h: int, mi: int = 0) -> datetime:
 
 @pytest.fixture(scope="module")
 def nyse() -> MarketHours:
-    return MarketHours("nyse")
+    return nyse_hours()
 
 
 @pytest.fixture(scope="module")
 def extended() -> MarketHours:
-    return MarketHours("nyse", premarket=True, postmarket=True)
+    return nyse_hours(premarket=True, postmarket=True)
 
 
 def test_thanksgiving_2026_closed_all_day(nyse: MarketHours, extended: MarketHours) -> None:
@@ -33,6 +33,33 @@ def test_thanksgiving_2026_closed_all_day(nyse: MarketHours, extended: MarketHou
     for h in (4, 9, 12, 15, 19):
         assert not nyse.is_open(et(2026, 11, 26, h, 30))
         assert not extended.is_open(et(2026, 11, 26, h, 30))
+
+
+@pytest.mark.parametrize(
+    "holiday",
+    [
+        date(2026, 1, 1),  # New Year's Day
+        date(2026, 1, 19),  # Martin Luther King Jr. Day
+        date(2026, 4, 3),  # Good Friday
+        date(2026, 6, 19),  # Juneteenth
+        date(2026, 7, 3),  # Independence Day, observed on the Friday
+        date(2026, 12, 25),  # Christmas
+    ],
+)
+def test_weekday_holidays_have_no_session(nyse: MarketHours, holiday: date) -> None:
+    assert nyse.window(holiday) is None
+    assert not nyse.is_open(et(holiday.year, holiday.month, holiday.day, 11))
+
+
+def test_christmas_eve_2026_closes_early_and_the_next_open_skips_christmas(
+    nyse: MarketHours,
+) -> None:
+    win = nyse.window(date(2026, 12, 24))
+    assert win is not None and win.early_close
+    assert win.close == datetime(2026, 12, 24, 18, 0, tzinfo=UTC)  # 13:00 EST
+    assert nyse.next_open(et(2026, 12, 24, 13, 0)) == et(2026, 12, 28, 9, 30)
+    regular = nyse.window(date(2026, 12, 23))
+    assert regular is not None and not regular.early_close
 
 
 def test_day_after_thanksgiving_closes_at_13_et(nyse: MarketHours, extended: MarketHours) -> None:
@@ -56,7 +83,7 @@ def test_regular_day_with_extended_hours(nyse: MarketHours, extended: MarketHour
     assert not nyse.is_open(et(2026, 11, 24, 16, 0))
     assert extended.is_open(et(2026, 11, 24, 19, 59))
     assert not extended.is_open(et(2026, 11, 24, 20, 0))
-    pre_only = MarketHours("nyse", premarket=True)
+    pre_only = nyse_hours(premarket=True)
     assert pre_only.is_open(et(2026, 11, 24, 8, 0)) and not pre_only.is_open(
         et(2026, 11, 24, 16, 1)
     )
@@ -116,11 +143,15 @@ def test_always_mode() -> None:
     assert m.is_open(now) and m.next_open(now) == now
 
 
-def test_beyond_calendar_range_fails_clearly(nyse: MarketHours) -> None:
-    with pytest.raises(CalendarRangeError, match=r"2040-01-03 is outside it"):
+def test_beyond_the_tables_window_fails_clearly(nyse: MarketHours) -> None:
+    with pytest.raises(CalendarRangeError, match=rf"covers 2025-01-01 to {LAST}; 2040-01-03 is"):
         nyse.is_open(et(2040, 1, 3, 12))
     with pytest.raises(CalendarRangeError, match="not assuming open"):
         nyse.next_open(et(2040, 1, 3, 12))
+    # the last days of the window: a session is known, what follows it is not
+    assert nyse.window(date(2027, 12, 31)) is not None
+    with pytest.raises(CalendarRangeError, match="2028-01-01 is outside it"):
+        nyse.next_open(et(2027, 12, 31, 16, 30))
 
 
 def test_naive_datetime_refused(nyse: MarketHours) -> None:
@@ -131,15 +162,5 @@ def test_naive_datetime_refused(nyse: MarketHours) -> None:
 def test_bad_mode() -> None:
     with pytest.raises(ValueError, match="market_hours: expected one of always, nyse"):
         MarketHours("lse")  # type: ignore[arg-type]  # not a mode, on purpose
-
-
-def test_calendar_package_only_imported_for_nyse() -> None:
-    code = (
-        "import sys; from datetime import datetime, timezone\n"
-        "from gex_alertd.ops.calendar import MarketHours\n"
-        "m = MarketHours('always'); m.is_open(datetime.now(timezone.utc))\n"
-        "assert 'exchange_calendars' not in sys.modules and 'pandas' not in sys.modules\n"
-        "m = MarketHours('nyse'); m.is_open(datetime.now(timezone.utc))\n"
-        "assert 'exchange_calendars' in sys.modules\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(ValueError, match="nyse needs the NYSE session table"):
+        MarketHours("nyse")

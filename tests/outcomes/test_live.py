@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from gex_alertd import config as config_mod
 from gex_alertd import keys
 from gex_alertd.connections import entries
+from gex_alertd.ops.calendar_load import NyseCalendar
 from gex_alertd.outcomes import records
 from gex_alertd.outcomes.alerts import Filter, live_alerts
 from gex_alertd.outcomes.horizons import parse_horizons
@@ -20,6 +21,7 @@ from gex_alertd.outcomes.paths import read_path
 from gex_alertd.outcomes.report import compute_report
 from tests.outcomes.streams import alert, fire, store_path
 from tests.outcomes.test_measure import MIN, MONDAY, et
+from tests.support.nyse import nyse_sessions, nyse_table
 
 T0 = et(*MONDAY, 10, 0)
 CFG = config_mod.parse(
@@ -40,6 +42,9 @@ CFG = config_mod.parse(
     }
 )
 
+# the tests' fixed window and day, not today's: the table stays fresh whatever the date
+CALENDAR = NyseCalendar(table=nyse_table(), clock=lambda: datetime(*MONDAY, 12, tzinfo=UTC))
+
 
 def clock_at(ms: int) -> Callable[[], datetime]:
     return lambda: datetime.fromtimestamp(ms / 1000, UTC)
@@ -56,7 +61,9 @@ async def test_outcome_once_when_elapsed_equal_to_the_report_and_one_follow_up(
     await store_path(redis, "SPY", [T0 + i * MIN for i in range(11)], spots)  # to 10:10
     ev = alert(T0 + 2 * MIN, details={"direction": "up", "flip": 99.5})
     await fire(redis, ev, ["tty"])
-    duty = OutcomeDuty(redis, lambda: CFG, lambda key: True, clock=clock_at(T0 + 11 * MIN))
+    duty = OutcomeDuty(
+        redis, lambda: CFG, lambda key: True, clock=clock_at(T0 + 11 * MIN), calendar=CALENDAR
+    )
     await duty.run_once()
     # 5m (to 10:07) is in the stream: the follow-up goes out; 30m and close are not yet
     assert await redis.hlen(records.outcomes_key("SPY")) == 0
@@ -81,13 +88,17 @@ async def test_outcome_once_when_elapsed_equal_to_the_report_and_one_follow_up(
 
     # the report, computed later from the whole stream, gives the same outcomes
     path = await read_path(redis, "SPY")
-    report, _ = compute_report([ev], {("SPY", None): path}, parse_horizons("5m,30m,close"))
+    report, _ = compute_report(
+        [ev], {("SPY", None): path}, parse_horizons("5m,30m,close"), sessions=nyse_sessions()
+    )
     assert report.alerts[0].outcomes == rec.outcomes
     # the follow-up's figures are the stored 5m outcome's
     assert sent[0]["details"]["outcome"]["move_pct"] == rec.outcomes["5m"].move_pct
 
     # a second daemon (fresh memory) and a restart change nothing and send nothing again
-    other = OutcomeDuty(redis, lambda: CFG, lambda key: True, clock=clock_at(T0 + 400 * MIN))
+    other = OutcomeDuty(
+        redis, lambda: CFG, lambda key: True, clock=clock_at(T0 + 400 * MIN), calendar=CALENDAR
+    )
     await other.run_once()
     assert other.stored == 0 and other.followed_up == 0
     assert await redis.hget(records.outcomes_key("SPY"), ev.id) == raw
@@ -105,7 +116,7 @@ async def test_only_the_owner_computes(redis: aioredis.Redis) -> None:
     await fire(redis, ev, ["tty"])
     clock = clock_at(T0 + 40 * MIN)
     owned: set[str] = set()
-    duty = OutcomeDuty(redis, lambda: CFG, lambda key: key in owned, clock=clock)
+    duty = OutcomeDuty(redis, lambda: CFG, lambda key: key in owned, clock=clock, calendar=CALENDAR)
     await duty.run_once()
     assert duty.followed_up == 0 and await redis.hlen(records.outcomes_key("QQQ")) == 0
     owned.add("QQQ")  # ownership moved to us: the next run does it
@@ -121,7 +132,9 @@ async def test_a_horizon_the_stream_never_reaches_settles_by_the_wall_clock(
     ev = alert(T0 + MIN)
     await fire(redis, ev, ["tty"])
     now = [T0 + 7 * MIN]
-    duty = OutcomeDuty(redis, lambda: CFG, lambda key: True, clock=lambda: clock_at(now[0])())
+    duty = OutcomeDuty(
+        redis, lambda: CFG, lambda key: True, clock=lambda: clock_at(now[0])(), calendar=CALENDAR
+    )
     await duty.run_once()
     assert duty.followed_up == 0  # 10:06 is not in the stream yet, and not a day past
     now[0] = T0 + MIN + 5 * MIN + 86_400_000  # a day (settle) after the 5m end
@@ -137,7 +150,9 @@ async def test_redis_down_is_one_warning_not_an_exception() -> None:
 
     dead = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=2)
     try:
-        duty = OutcomeDuty(dead, lambda: CFG, lambda key: True, clock=clock_at(T0))
+        duty = OutcomeDuty(
+            dead, lambda: CFG, lambda key: True, clock=clock_at(T0), calendar=CALENDAR
+        )
         await duty.run_once()  # nothing listens there: logged, not raised
         assert duty.pending == {} and duty.stored == 0
     finally:
@@ -154,7 +169,9 @@ async def test_stored_outcomes_on_the_live_page_markers(redis: aioredis.Redis) -
     await fire(redis, first, ["tty"])
     await fire(redis, second, ["tty"])
     cfg = config_mod.parse({"watch": {"symbols": ["SPY"]}, "outcomes": {"horizons": ["5m", "30m"]}})
-    duty = OutcomeDuty(redis, lambda: cfg, lambda key: True, clock=clock_at(T0 + 40 * MIN))
+    duty = OutcomeDuty(
+        redis, lambda: cfg, lambda key: True, clock=clock_at(T0 + 40 * MIN), calendar=CALENDAR
+    )
     await duty.run_once()
     items = {i["id"]: i for i in await read_alerts(redis, "SPY", None, None, None)}
     # spot rose 0.1 a minute from 100: +0.50% after 5 minutes, +3.00% after 30
@@ -185,7 +202,9 @@ async def test_two_daemons_split_the_symbols_by_ownership(redis: aioredis.Redis)
         return lambda key: owner(key, members) == me
 
     clock = clock_at(T0 + 8 * MIN)
-    duties = [OutcomeDuty(redis, lambda: cfg, owns(me), clock=clock) for me in members]
+    duties = [
+        OutcomeDuty(redis, lambda: cfg, owns(me), clock=clock, calendar=CALENDAR) for me in members
+    ]
     for _ in range(2):  # twice each, interleaved: nothing is done twice
         for duty in duties:
             await duty.run_once()

@@ -12,7 +12,7 @@ import pytest
 from gex_alertd.model import AlertEvent
 from gex_alertd.ops.calendar import NEW_YORK
 from gex_alertd.outcomes.alerts import is_signal
-from gex_alertd.outcomes.horizons import Horizon, Sessions, parse_horizon, parse_horizons
+from gex_alertd.outcomes.horizons import Horizon, parse_horizon, parse_horizons
 from gex_alertd.outcomes.measure import (
     TRADING_YEAR_S,
     direction_sign,
@@ -20,9 +20,10 @@ from gex_alertd.outcomes.measure import (
     measure,
 )
 from gex_alertd.outcomes.paths import SpotPath
+from tests.support.nyse import nyse_sessions
 
 MIN = 60_000
-SESSIONS = Sessions()
+SESSIONS = nyse_sessions()
 
 
 def et(y: int, mo: int, d: int, h: int, mi: int, s: int = 0) -> int:
