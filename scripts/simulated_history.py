@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from gex_alertd.config import RedisConfig, SimulatorOptions
 from gex_alertd.model import decode_flow_gex
 from gex_alertd.ops.calendar import MarketHours
+from gex_alertd.ops.calendar_load import export
 from gex_alertd.sources.simulator.clock import ManualClock
 from gex_alertd.sources.simulator.embedded import make_simulator
 from gex_alertd.store import write_snapshot
@@ -27,8 +28,9 @@ STEP_S = 15.0
 
 
 async def run(url: str, symbols: list[str], days: int, seed: int) -> int:
-    hours = MarketHours("nyse")
     day, stored = date(2026, 5, 11), 0
+    table = await export(day, day + timedelta(days=2 * days + 30))  # the NYSE sessions
+    hours = MarketHours("nyse", table=lambda: table)
     redis = aioredis.Redis.from_url(url)
     cfg = RedisConfig(url=url, retention=None)
     try:
