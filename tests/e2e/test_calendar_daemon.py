@@ -4,6 +4,7 @@ export is a startup error naming the cause (exit 2)."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
@@ -74,3 +75,31 @@ def test_a_broken_calendar_export_is_a_startup_error_naming_the_cause(
     assert "watch.market_hours: nyse: NYSE calendar export (" in done.stderr
     assert "failed (exit status 1): ImportError: exchange_calendars is broken here" in done.stderr
     assert "Traceback" not in done.stderr and "gex-alertd started" not in done.stdout
+
+
+async def test_a_reload_to_nyse_without_a_table_is_refused_and_the_old_config_runs(
+    tmp_path: Path, private_redis: RedisServer
+) -> None:
+    fake = tmp_path / "fake" / "exchange_calendars"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('exchange_calendars is broken here')\n")
+    config = write_config(tmp_path, private_redis.url)
+    nyse = config.read_text()
+    config.write_text(nyse.replace("market_hours: nyse, premarket: true", "market_hours: always"))
+    daemon = await spawn(
+        [GEX_ALERTD, "run", "--config", str(config), "--no-uvloop"],
+        tmp_path / "daemon.log",
+        tmp_path,
+        clean_env(PYTHONPATH=str(fake.parent)),
+    )
+    try:
+        await daemon.wait_log("gex-alertd started")  # always: no table needed, none loaded
+        config.write_text(nyse)
+        daemon.proc.send_signal(signal.SIGHUP)
+        await daemon.wait_log("reload refused")
+        refused = [e for e in daemon.events() if e.get("event", "").startswith("reload refused")]
+        assert "watch.market_hours: nyse: NYSE calendar export (" in refused[0]["problems"][0]
+        assert "ImportError: exchange_calendars is broken here" in refused[0]["problems"][0]
+        assert daemon.alive
+    finally:
+        assert await daemon.stop() == 0, daemon.output()[-3000:]
