@@ -104,8 +104,12 @@ class OutboxStreams:
             self._readers.remove(pokes)
 
     def poke(self, symbol: str) -> None:
-        """Alerts were just enqueued on `symbol`'s outbox (by this process): read it now."""
+        """Alerts were just enqueued on `symbol`'s outbox (by this process): read it now, when
+        it is ours. A target of the symbol (an expiry) can be ours while its outbox is another
+        daemon's: that one reads it on its sweep; two readers would lose the symbol's order."""
         stream = keys.outbox(symbol)
+        if self.owns is not None and not self.owns(stream):
+            return
         for r in self._readers:
             r.dirty.add(stream)
             r.event.set()

@@ -93,3 +93,34 @@ async def test_a_moved_outbox_is_not_sent_twice_by_its_new_owner(
     finally:
         await b.stop()
         await rx.stop()
+
+
+async def test_a_poke_for_an_outbox_another_daemon_owns_does_not_read_it(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    """A daemon commits for a target (SPY:<expiry>) whose symbol's outbox another daemon owns
+    (targets and outboxes hash apart) and pokes SPY: it must leave SPY to its owner, whose sweep
+    reads it. Reading it too makes two consumers hold one symbol's alerts: its order is lost,
+    and a crash of the non-owner leaves them waiting for claim_idle."""
+    rx = await Receiver().start()
+    cfg = make_config({"ops": {"type": "webhook", "url": rx.url}}, redis_url)
+    a = Dispatcher(redis, cfg, consumer="a", owns=lambda s: owner_of(s) == "a")
+    await a.start()
+    worker = a.workers["ops"]
+    try:
+        await enqueue(redis, alert(1, "IWM"), ["ops"])  # owned by b
+        await enqueue(redis, alert(1, "QQQ"), ["ops"])  # owned by a
+        a.poke("IWM")
+        a.poke("QQQ")
+        await eventually(lambda: not worker.pokes.dirty, "the pokes taken")
+        # a later alert of a's own: once it is sent, whatever read the pokes above has run
+        await enqueue(redis, alert(2, "QQQ"), ["ops"])
+        a.poke("QQQ")
+        await rx.wait_for(2)
+        assert sorted(rx.ids()) == sorted([alert(1, "QQQ").id, alert(2, "QQQ").id])
+        assert (await group_stats(redis, "ops", [keys.outbox("IWM")]))[0] == 1
+        consumers = await redis.xinfo_consumers(keys.outbox("IWM"), keys.notify_group("ops"))
+        assert [c["name"] for c in consumers] == []  # never read there by a
+    finally:
+        await a.stop()
+        await rx.stop()
