@@ -13,8 +13,8 @@ replica is promoted by the cluster (node timeout 2 s) and the dead node rejoins 
 Afterwards the surviving data is compared with what the committers were told:
 
   - lost snapshots: acknowledged commits whose entry is missing from the final stream;
-  - lost alerts: alert ids a commit returned as enqueued, missing from the final outbox;
-  - duplicated alerts: an alert id more than once in the outbox.
+  - lost alerts: alert ids a commit returned as enqueued, missing from the final outboxes;
+  - duplicated alerts: an alert id more than once in the outboxes.
 
 Without WAIT a loss needs the kill to land between a commit's reply and its replication (well
 under a millisecond on loopback), so small counts are expected and vary run to run; the bench
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--symbols", type=int, default=4)
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--on", default="sentinel", help="sentinel, cluster or both: sentinel,cluster")
+    ap.add_argument("--on", default="sentinel,cluster", help="sentinel, cluster or both")
     ap.add_argument("--quick", action="store_true", help=f"{QUICK_FAILOVERS} failovers per mode")
     args = ap.parse_args(argv)
     n = min(args.failovers, QUICK_FAILOVERS) if args.quick else args.failovers
