@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from gex_alertd import redaction
 from gex_alertd.model import AlertEvent, iso_utc
@@ -195,7 +195,7 @@ class ChannelWorker:
                 continue
             try:
                 await self.outbox.mark_sent(batch)
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:
                 # keep them: a resend is what we must avoid, so retry the write until it lands
                 self.log.warning("could not record deliveries", error=describe_exc(exc))
                 await asyncio.sleep(0.5)
@@ -273,7 +273,7 @@ class ChannelWorker:
                         await asyncio.wait_for(self.pokes.event.wait(), max(0.001, wait))
                 except asyncio.CancelledError:
                     raise
-                except (RedisError, OSError) as exc:
+                except (RedisError, RedisClusterException, OSError) as exc:
                     # Redis away: keep what we hold, try again; nothing is acked meanwhile
                     self.last_error = describe_exc(exc)
                     self.log.warning("outbox unavailable", error=self.last_error)
@@ -300,7 +300,7 @@ class ChannelWorker:
             return [None] * len(batch)
         try:
             return await self.silences([h.event for h in batch], self.name)
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             # cannot tell: deliver (a duplicate page beats a lost one)
             self.log.warning("silence check failed; delivering", error=describe_exc(exc))
             return [None] * len(batch)

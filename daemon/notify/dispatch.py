@@ -16,7 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from gex_alertd.config import ChannelConfig, Config
 from gex_alertd.connections import is_cluster
@@ -243,7 +243,7 @@ class Dispatcher:
                     if full:
                         next_full = now + FULL_TRIM_EVERY_S
                     await self.trim(full=full)
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:
                 log.warning("outbox stats unavailable", error=describe_exc(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), STATS_EVERY_S)

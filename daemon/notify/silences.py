@@ -145,10 +145,14 @@ class SilenceStore:
     """The silences on Redis. Every read measures the server clock's offset from ours, so
     `now()` (and matching) follows the server, not this host.
 
-    The delivery check reads through a cache: every write here bumps `gex:silences:version` in
-    the same MULTI, and a check only re-reads the hash when the version moved (one `TIME` +
+    The delivery check reads through a cache: every write here bumps `gex:silences:version`
+    after the hash, and a check only re-reads the hash when the version moved (one `TIME` +
     `GET` otherwise), so thousands of silences cost no decode per delivery. An entry written
-    by hand (no version bump) is seen within `cache_max_age_s`."""
+    by hand (no version bump) is seen within `cache_max_age_s`. The two keys live in two
+    slots on a Redis Cluster, and redis-py refuses TIME in a cluster pipeline, so these are
+    single commands, ordered so a cache can only be older than the version it is filed under
+    (then the next check re-reads): writes change the hash before the version, reads take the
+    version before the hash."""
 
     def __init__(
         self, redis: aioredis.Redis, key: str = KEY, *, cache_max_age_s: float = CACHE_MAX_AGE_S
@@ -159,19 +163,17 @@ class SilenceStore:
         self.version_key = keys.SILENCES_VERSION if key == KEY else f"{key}:version"
         self.offset_s = 0.0  # server clock minus local clock, from the last read
         self._cached: list[Silence] | None = None
-        self._cached_version: bytes | None = None
+        self._cached_version: bytes | str | None = None
         self._cached_at = 0.0  # monotonic
 
     async def _write(
         self, *, hset: tuple[str, bytes] | None = None, hdel: Sequence[str] = ()
     ) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if hset is not None:
-                pipe.hset(self.key, hset[0], hset[1])
-            if hdel:
-                pipe.hdel(self.key, *hdel)
-            pipe.incr(self.version_key)
-            await pipe.execute()
+        if hset is not None:
+            await self.redis.hset(self.key, hset[0], hset[1])
+        if hdel:
+            await self.redis.hdel(self.key, *hdel)
+        await self.redis.incr(self.version_key)
 
     async def server_now(self) -> datetime:
         sec, usec = await self.redis.time()
@@ -231,14 +233,11 @@ class SilenceStore:
         return None if raw is None else decode(raw)
 
     async def all(self) -> list[Silence]:
-        """Every readable silence, ordered by start, read now (the server time and the version
-        alongside, in one MULTI so the version names exactly this content)."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.time()
-            pipe.hgetall(self.key)
-            pipe.get(self.version_key)
-            (sec, usec), raw, version = await pipe.execute()
-        self.offset_s = sec + usec / 1e6 - time.time()
+        """Every readable silence, ordered by start, read now (the version first: the content
+        read after it is at least that new)."""
+        version = await self.redis.get(self.version_key)
+        raw = await self.redis.hgetall(self.key)
+        await self.server_now()
         out = []
         for sid, value in raw.items():
             try:
@@ -252,12 +251,9 @@ class SilenceStore:
     async def current(self) -> list[Silence]:
         """`all()`, from the cache while the version has not moved (and the cache is young)."""
         if self._cached is not None and time.monotonic() - self._cached_at < self.cache_max_age_s:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.time()
-                pipe.get(self.version_key)
-                (sec, usec), version = await pipe.execute()
+            version = await self.redis.get(self.version_key)
             if version == self._cached_version:
-                self.offset_s = sec + usec / 1e6 - time.time()
+                await self.server_now()
                 return self._cached
         return await self.all()
 

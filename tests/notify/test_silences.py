@@ -15,11 +15,14 @@ from click.testing import CliRunner
 
 from gex_alertd import keys
 from gex_alertd.cli import main
+from gex_alertd.config import RedisConfig
+from gex_alertd.connections import connect_config
 from gex_alertd.model import AlertEvent, encode_alert
 from gex_alertd.notify import silences as sil
 from gex_alertd.notify.dispatch import Dispatcher
 from gex_alertd.notify.silences import Matchers, Silence, SilenceStore, is_silenced
 from tests.notify.support import Receiver, alert, enqueue, make_config
+from tests.support.redis_cluster import RedisCluster
 from tests.support.wait import eventually
 
 T0 = datetime(2026, 5, 15, 14, 0, tzinfo=UTC)
@@ -305,3 +308,22 @@ def test_outbox_list_shows_silenced(tmp_path: Path, redis_url: str) -> None:
     out = _cli("outbox", "-c", str(_config(tmp_path, redis_url)), "list")
     assert "SILENCED (1 most recent)" in out
     assert f"ops        {event.id}  silence={silence.id}" in out
+
+
+async def test_silences_work_on_a_redis_cluster(redis_cluster: RedisCluster) -> None:
+    """`gex:silences` and its version key sit in two slots, and redis-py refuses TIME in a
+    cluster pipeline: add, list, check and expire must still work (the delivery check runs
+    before every send)."""
+    client = connect_config(RedisConfig(cluster=redis_cluster.startup_nodes))
+    store = SilenceStore(client)
+    try:
+        await client.delete(keys.SILENCES, keys.SILENCES_VERSION)
+        s = await store.add(Matchers(symbol="SPY"), 3600, comment="cluster")
+        assert [x.id for x in await store.all()] == [s.id]
+        held = await store.check_many([alert(1), alert(2, "QQQ")], "ops")
+        assert [h.id if h else None for h in held] == [s.id, None]
+        await store.expire(s.id)
+        assert await store.check_many([alert(1)], "ops") == [None]  # the version moved
+    finally:
+        await client.delete(keys.SILENCES, keys.SILENCES_VERSION)
+        await client.aclose()
