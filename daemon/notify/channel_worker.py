@@ -147,13 +147,18 @@ class ChannelWorker:
                 candidates.append(e)
         done = await self.outbox.sent_already(candidates)
         now = time.monotonic()
+        # an alert id held already: the same alert enqueued twice (a dead letter written twice
+        # by a crash, both retried); the marker is only written after the held one is sent
+        held = {h.entry.alert_id for h in self.buffer.values()}
+        held |= {e.alert_id for e in self.unrecorded.values()}
         for e, sent in zip(candidates, done, strict=True):
-            if sent:  # delivered before a crash (or by the stream's previous owner)
+            if sent or e.alert_id in held:  # delivered before a crash (or by the previous owner)
                 skip.append(e)
                 metrics.ALERTS_SENT.labels(self.name, "duplicate_skipped").inc()
             else:
                 assert e.event is not None
                 self.buffer[e.key] = _Held(e, e.event, now)
+                held.add(e.alert_id)
         await self.outbox.ack(skip)
         for e in broken:
             await self._dead([e], e.problem or "unreadable entry", 0)

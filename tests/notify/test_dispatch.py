@@ -391,6 +391,37 @@ async def test_dead_letter_retried_is_delivered_once(redis: aioredis.Redis, redi
         await other.stop()
 
 
+async def test_a_dead_letter_written_twice_and_retried_is_delivered_once(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    """A crash between a dead letter's XADD and its XACK leaves the entry pending: it is judged
+    again and dead-lettered a second time (notify/outbox.py allows that). `outbox retry` puts
+    both copies back on the outbox, one alert id twice: the receiver must get it once."""
+    from gex_alertd.notify.outbox import Outbox, retry_dead
+
+    await enqueue(redis, alert(1), ["ops"])
+    crashed = Outbox(redis, "ops", "crashed", dedup_ttl_s=3600)
+    got = await crashed.read_new([keys.outbox("SPY")], 10)
+    assert len(got) == 1
+    await crashed.dead_letter(got, "HTTP 422", 1)
+    await crashed.dead_letter(got, "HTTP 422", 1)  # judged again after the crash
+    assert len(await retry_dead(redis, await list_dead(redis))) == 2
+    rx = await Receiver().start()
+    d = Dispatcher(redis, make_config({"ops": hook(rx.url)}, redis_url), consumer="t1")
+    await d.start()
+    try:
+        await rx.wait_for(1)
+
+        async def settled() -> bool:
+            return (await d.health())["ops"]["pending"] == 0
+
+        await eventually(settled, "both copies acked")  # no further send can come after
+        assert rx.ids() == [alert(1).id]
+    finally:
+        await d.stop()
+        await rx.stop()
+
+
 async def test_stop_drains_alerts_not_read_yet(redis: aioredis.Redis, redis_url: str) -> None:
     """SIGTERM's drain covers the whole outbox, not only what the worker had already read."""
     count = 120  # more than one XREADGROUP batch (100)
