@@ -12,9 +12,11 @@ import yaml
 from aiohttp import web
 
 from gex_alertd import keys
-from gex_alertd.connections import entries
+from gex_alertd.config import RedisConfig
+from gex_alertd.connections import connect_config, entries
 from gex_alertd.notify.outbox import list_dead
 from tests.notify.support import SECRET, Receiver, alert, enqueue
+from tests.support.redis_cluster import RedisCluster
 
 
 async def cli(*args: str) -> tuple[int, str]:
@@ -95,6 +97,47 @@ async def test_outbox_lists_pending_and_dead_and_retries(
     assert await redis.xlen(keys.DEAD) == 0
     last = entries(await redis.xrevrange(keys.outbox("SPY"), count=1))[0][1]
     assert last[b"id"] == alert(3).id.encode() and last[b"channels"] == b'["ops"]'
+
+
+async def test_outbox_lists_and_retries_on_a_redis_cluster(
+    tmp_path: Path, redis_cluster: RedisCluster
+) -> None:
+    """`outbox list` finds every symbol's outbox on every primary; `outbox retry` puts a dead
+    letter back on its symbol's outbox, whichever node holds it."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "redis": {"cluster": redis_cluster.startup_nodes},
+                "watch": {"symbols": ["SPY"]},
+                "channels": {"ops": {"type": "webhook", "url": "http://127.0.0.1:9/x"}},
+            }
+        )
+    )
+    cfg = str(path)
+    client = connect_config(RedisConfig(cluster=redis_cluster.startup_nodes))
+    syms = [f"C{i}" for i in range(12)]  # unwatched: found by SCAN on each primary
+    try:
+        await client.delete(keys.DEAD, *(keys.outbox(s) for s in ["SPY", *syms]))
+        for s in ["SPY", *syms]:
+            await enqueue(client, alert(1, s), ["ops"])
+        await client.xadd(
+            keys.DEAD,
+            {"id": alert(3, "C5").id, "channel": "ops", "symbol": "C5", "reason": "HTTP 410",
+             "attempts": "1", "entry": "1-0", "failed_at": "2026-11-24T15:00:00.000Z",
+             "event": b'{"id":"x"}'},
+        )  # fmt: skip
+        rc, out = await cli("outbox", "-c", cfg)
+        assert rc == 0, out
+        assert f"ops: {1 + len(syms)} unacknowledged" in out
+        assert "DEAD (1)" in out
+        rc, out = await cli("outbox", "-c", cfg, "retry", "--all")
+        assert rc == 0, out
+        assert await client.xlen(keys.DEAD) == 0
+        last = entries(await client.xrevrange(keys.outbox("C5"), count=1))[0][1]
+        assert last[b"id"] == alert(3, "C5").id.encode()
+    finally:
+        await client.aclose()
 
 
 async def test_check_probe_asks_each_channel_where_it_connects(
