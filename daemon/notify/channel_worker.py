@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -59,7 +60,7 @@ from gex_alertd.ops import metrics
 
 log = structlog.get_logger()
 
-READ_COUNT = 100  # entries per stream per XREADGROUP
+READ_COUNT = 100  # most entries per stream per XREADGROUP (see _read_new)
 MAX_BUFFER = 1000  # entries held in memory per channel; the rest wait unread in Redis
 MAX_GROUP = 100  # alerts per grouped message
 ACTIVE_S = 3600.0  # a stream read from within this long counts in the backlog figures
@@ -238,9 +239,7 @@ class ChannelWorker:
                             return  # what it holds stays pending in Redis for the next run
                         # drain: alerts committed before the stop but not read yet go out now;
                         # the caller's timeout bounds this, and what is left stays in Redis
-                        more = await self.outbox.read_new(
-                            sorted(set(owned) | set(self.pokes.take())), READ_COUNT
-                        )
+                        more = await self._read_new(sorted(set(owned) | set(self.pokes.take())))
                         if not more:
                             return
                         await self.admit(more)
@@ -264,12 +263,12 @@ class ChannelWorker:
                         continue
                     if now >= next_sweep:
                         every = sorted(set(owned) | set(self.pokes.take()))
-                        await self.admit(await self.outbox.read_new(every, READ_COUNT))
+                        await self.admit(await self._read_new(every))
                         next_sweep = now + self.streams.sweep_every(len(owned))
                         continue
                     poked = self.pokes.take()
                     if poked:
-                        await self.admit(await self.outbox.read_new(poked, READ_COUNT))
+                        await self.admit(await self._read_new(poked))
                         continue
                     wait = min(BLOCK_S, next_sweep - now)
                     if due is not None:
@@ -285,6 +284,24 @@ class ChannelWorker:
                     await asyncio.sleep(0.5)
         finally:
             self.streams.drop_reader(self.pokes)
+
+    async def _read_new(self, streams: Sequence[str]) -> list[Entry]:
+        """New entries of `streams`, about as many as the buffer has room for. A read's count
+        applies to EACH stream, so the room is shared among them, and the streams that filled
+        their share are read again with what is left. At least one entry per stream and read:
+        MAX_BUFFER is exceeded by at most one per stream (a full count each was 100 x 5,000)."""
+        out: list[Entry] = []
+        todo = list(streams)
+        while todo:
+            room = MAX_BUFFER - len(self.buffer) - len(out)
+            count = max(1, min(READ_COUNT, room // len(todo)))
+            got = await self.outbox.read_new(todo, count)
+            out += got
+            per_stream = Counter(e.stream for e in got)
+            todo = [s for s in todo if per_stream[s] >= count]
+            if len(got) >= room:
+                break
+        return out
 
     def active_streams(self) -> list[str]:
         """Streams this channel saw entries on within ACTIVE_S (or holds some of): where its

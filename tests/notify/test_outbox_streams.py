@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
+from aiohttp import web
 
 from gex_alertd import keys
 from gex_alertd.connections import read_entries
@@ -123,4 +124,32 @@ async def test_a_poke_for_an_outbox_another_daemon_owns_does_not_read_it(
         assert [c["name"] for c in consumers] == []  # never read there by a
     finally:
         await a.stop()
+        await rx.stop()
+
+
+async def test_the_buffer_stays_bounded_when_many_outboxes_hold_a_backlog(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    """A read takes up to its count from EACH stream: with many outboxes holding a backlog (a
+    receiver down for a while, 5,000 symbols) one sweep must not pull them all into memory.
+    MAX_BUFFER bounds what a channel holds, give or take one entry per stream."""
+    from gex_alertd.notify.channel_worker import MAX_BUFFER
+    from tests.notify.support import WATCHED, enqueue_together
+
+    async def down(_n: int, _r: web.Request) -> web.Response:
+        return web.Response(status=503)
+
+    rx = await Receiver(responder=down).start()
+    per_stream = MAX_BUFFER // len(WATCHED) + 10  # the backlog: more than MAX_BUFFER in all
+    for i in range(per_stream):
+        await enqueue_together(redis, [alert(i, s) for s in WATCHED], ["ops"])
+    hook = {"type": "webhook", "url": rx.url, "retry_base_s": 60, "retry_max_s": 60}
+    d = Dispatcher(redis, make_config({"ops": hook}, redis_url), consumer="a")
+    await d.start()
+    worker = d.workers["ops"]
+    try:
+        await eventually(lambda: len(worker.buffer) >= MAX_BUFFER, "the buffer filled")
+        assert len(worker.buffer) <= MAX_BUFFER + len(WATCHED)
+    finally:
+        await d.stop(drain_timeout=0)
         await rx.stop()
