@@ -304,14 +304,18 @@ class ChannelWorker:
         return out
 
     def active_streams(self) -> list[str]:
-        """Streams this channel saw entries on within ACTIVE_S (or holds some of): where its
-        backlog can be; the others were empty for it at the last sweep."""
+        """Where this channel's backlog can be: the streams it holds entries of, and of those
+        it reads (owns) the ones it saw entries on within ACTIVE_S (the others were empty for
+        it at the last sweep), or all of them while a full buffer keeps it from reading. A
+        stream moved to another daemon is that daemon's backlog, not counted here too."""
         cutoff = time.monotonic() - ACTIVE_S
         for stream, seen in list(self.active.items()):
             if seen < cutoff:
                 del self.active[stream]
-        held = {h.entry.stream for h in self.buffer.values()}
-        return sorted(held | set(self.active))
+        owned = set(self.streams.owned())
+        if len(self.buffer) < MAX_BUFFER:
+            owned &= set(self.active)
+        return sorted({h.entry.stream for h in self.buffer.values()} | owned)
 
     # --- sending -------------------------------------------------------------------------
 

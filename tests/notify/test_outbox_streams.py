@@ -13,7 +13,7 @@ from gex_alertd import keys
 from gex_alertd.connections import read_entries
 from gex_alertd.notify.dispatch import Dispatcher
 from gex_alertd.notify.outbox import group_stats
-from tests.notify.support import Receiver, alert, enqueue, make_config
+from tests.notify.support import Receiver, alert, enqueue, enqueue_together, make_config
 from tests.support.wait import eventually
 
 SYMBOLS = ["SPY", "QQQ", "IWM", "DIA"]
@@ -134,7 +134,7 @@ async def test_the_buffer_stays_bounded_when_many_outboxes_hold_a_backlog(
     receiver down for a while, 5,000 symbols) one sweep must not pull them all into memory.
     MAX_BUFFER bounds what a channel holds, give or take one entry per stream."""
     from gex_alertd.notify.channel_worker import MAX_BUFFER
-    from tests.notify.support import WATCHED, enqueue_together
+    from tests.notify.support import WATCHED
 
     async def down(_n: int, _r: web.Request) -> web.Response:
         return web.Response(status=503)
@@ -150,6 +150,76 @@ async def test_the_buffer_stays_bounded_when_many_outboxes_hold_a_backlog(
     try:
         await eventually(lambda: len(worker.buffer) >= MAX_BUFFER, "the buffer filled")
         assert len(worker.buffer) <= MAX_BUFFER + len(WATCHED)
+    finally:
+        await d.stop(drain_timeout=0)
+        await rx.stop()
+
+
+async def test_pending_counts_what_this_daemon_reads_not_an_outbox_moved_away(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    """healthz's pending and lag are this daemon's backlog: once SPY's outbox moved to b, a no
+    longer reports what b holds there (summed over daemons it was counted twice, and a's alarm
+    fired for alerts a cannot deliver)."""
+
+    async def down(_n: int, _r: web.Request) -> web.Response:
+        return web.Response(status=503)
+
+    rx_a, rx_b = await Receiver().start(), await Receiver(responder=down).start()
+    mine = {"a": {"SPY", "QQQ"}, "b": set()}
+
+    def owns(name: str) -> Callable[[str], bool]:
+        return lambda stream: keys.symbol_of_outbox(stream) in mine[name]
+
+    a = Dispatcher(redis, make_config({"ops": {"type": "webhook", "url": rx_a.url}}, redis_url),
+                   consumer="a", owns=owns("a"))  # fmt: skip
+    hook = {"type": "webhook", "url": rx_b.url, "retry_base_s": 60, "retry_max_s": 60}
+    b = Dispatcher(redis, make_config({"ops": hook}, redis_url), consumer="b", owns=owns("b"))
+    await a.start()
+    await b.start()
+    try:
+        await enqueue(redis, alert(1), ["ops"])
+        await rx_a.wait_for(1)
+        mine["a"], mine["b"] = {"QQQ"}, {"SPY"}  # SPY's outbox moves to b
+        a.streams.changed()
+        b.streams.changed()
+        # once a sent this, its loop turns see the move: SPY's next alert is b's alone
+        await enqueue(redis, alert(1, "QQQ"), ["ops"])
+        a.poke("QQQ")
+        await rx_a.wait_for(2)
+        await enqueue(redis, alert(2), ["ops"])
+        await rx_b.wait_for(1, status=503)  # b holds it, its receiver down
+        assert (await b.health())["ops"]["pending"] == 1
+        assert (await a.health())["ops"]["pending"] == 0
+    finally:
+        await a.stop()
+        await b.stop(drain_timeout=0)
+        await rx_a.stop()
+        await rx_b.stop()
+
+
+async def test_pending_counts_outboxes_not_read_while_the_buffer_is_full(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    """A full buffer stops reading; alerts arriving meanwhile on an outbox this channel had not
+    read from yet are backlog all the same and count in pending."""
+    from gex_alertd.notify.channel_worker import MAX_BUFFER
+
+    async def down(_n: int, _r: web.Request) -> web.Response:
+        return web.Response(status=503)
+
+    rx = await Receiver(responder=down).start()
+    for i in range(0, MAX_BUFFER + 50, 50):
+        await enqueue_together(redis, [alert(j) for j in range(i, i + 50)], ["ops"])
+    hook = {"type": "webhook", "url": rx.url, "retry_base_s": 60, "retry_max_s": 60}
+    d = Dispatcher(redis, make_config({"ops": hook}, redis_url), consumer="a")
+    await d.start()
+    worker = d.workers["ops"]
+    try:
+        await eventually(lambda: len(worker.buffer) >= MAX_BUFFER, "the buffer filled")
+        for i in range(5):
+            await enqueue(redis, alert(i, "QQQ"), ["ops"])
+        assert (await d.health())["ops"]["pending"] == MAX_BUFFER + 50 + 5
     finally:
         await d.stop(drain_timeout=0)
         await rx.stop()
