@@ -48,7 +48,7 @@ VERSION_FIELD, LAST_FIELD = b"_v", b"_last"
 RULE_PREFIX = "r:"
 PREV_CACHE_MAX = 20_000  # compact previous snapshots kept for oi_change (basis poll)
 PREV_FULL_MAX = 64  # whole previous snapshots, when a rule type reads rows
-PREV_RAW_MAX = 256  # of the compact ones, kept unpacked (~8 KB each at 200 strikes)
+PREV_RAW_MAX = 256  # of the compact ones, kept unpacked (~5 KB each: 3 rows x 200 strikes)
 DEAD_KIND_SNAPSHOT = "snapshot"  # a gex:dead entry that is a snapshot, not an alert
 _prev_cctx = zstandard.ZstdCompressor(level=1)
 _prev_dctx = zstandard.ZstdDecompressor()
@@ -164,7 +164,7 @@ class Committer:
         )
         # the last snapshot this process committed per (symbol, expiry): oi_change basis poll
         # compares against it; valid only while it is still the stream top (`_last`)
-        self._prev = PrevCache()
+        self._prev = PrevCache(fields=self.engine.prev_columns)
         # the rules read a previous snapshot's strikes only through their column view, so the
         # cache may keep that view (compressed) instead of rows
         self._columns_only = columns_only(self.engine.rules)
@@ -271,12 +271,15 @@ class PrevCache:
     """The previous snapshot per stream, small enough to keep for every watched target.
 
     A decoded 200-strike snapshot is ~100 KB of rows and matrix (5,000 symbols: 500 MB); the
-    rules read a previous snapshot only through its column view (5 x n floats, ~8 KB). The
-    first `max_raw` streams keep that view as it is (no work per snapshot: the hot path of a
-    short, fast watchlist); past them it is kept byte-shuffled and zstd-compressed (~1-2 KB,
-    ~50 us per snapshot to pack and unpack, against a read from Redis), which keeps a
-    5,000-symbol watchlist's memory flat. Rule sets with a type that reads rows keep whole
-    snapshots, a few of them. An entry is valid only for the `as_of` it was taken at.
+    rules read a previous snapshot only through its column view, and of that view only the
+    columns their types name (`RuleType.prev_columns`, `fields` here: oi_change basis poll reads
+    strike, call and put OI, 3 of the 7 rows). The cache keeps those rows and the snapshot's
+    scalars; a view given back has NaN in the other rows. The first `max_raw` streams keep the
+    rows as they are (no work per snapshot: the hot path of a short, fast watchlist); past them
+    they are kept byte-shuffled and zstd-compressed (~1 KB for 3 rows x 200 strikes, ~50 us per
+    snapshot to pack and unpack, against a read from Redis), which keeps a 5,000-symbol
+    watchlist's memory flat. Rule sets with a type that reads rows keep whole snapshots, a few
+    of them. An entry is valid only for the `as_of` it was taken at.
     """
 
     def __init__(
@@ -284,40 +287,44 @@ class PrevCache:
         max_compact: int = PREV_CACHE_MAX,
         max_full: int = PREV_FULL_MAX,
         max_raw: int = PREV_RAW_MAX,
+        fields: Sequence[str] = FIELDS,
     ) -> None:
         self.max_compact = max_compact
         self.max_full = max_full
         self.max_raw = max_raw
-        # value: the snapshot (rows) or its bare copy, and its view, packed view, or None
-        self._entries: dict[tuple[str, str | None], tuple[FlowGex, StrikeColumns | bytes | None]]
+        wanted = {"strike", *fields}  # the strike row gives a packed view its length
+        self._rows = np.array([i for i, f in enumerate(FIELDS) if f in wanted], dtype=np.intp)
+        self._every_row = len(self._rows) == len(FIELDS)
+        # value: the snapshot (rows) or its bare copy, and its kept rows, packed rows, or None
+        self._entries: dict[tuple[str, str | None], tuple[FlowGex, np.ndarray | bytes | None]]
         self._entries = {}
-        self._raw = 0  # entries holding an unpacked view
+        self._raw = 0  # entries holding unpacked rows
 
     def put(self, key: tuple[str, str | None], snap: FlowGex, *, compact: bool) -> None:
         old = self._entries.pop(key, None)
-        if old is not None and isinstance(old[1], StrikeColumns):
+        if old is not None and isinstance(old[1], np.ndarray):
             self._raw -= 1
         limit = self.max_compact if compact else self.max_full
         if limit <= 0:
             return
         while len(self._entries) >= limit:
             _, dropped = self._entries.pop(next(iter(self._entries)))  # oldest insertion first
-            if isinstance(dropped, StrikeColumns):
+            if isinstance(dropped, np.ndarray):
                 self._raw -= 1
         if not compact:
             self._entries[key] = (snap, None)
             return
         # no rows, and none of the provenance the rules never read of a previous snapshot
         bare = msgspec.structs.replace(snap, strikes=[], data_as_of=None)
-        view = columns(snap)
+        kept = columns(snap).m.take(self._rows, axis=0)  # a copy: the named rows only
         if self._raw < self.max_raw:
-            self._entries[key] = (bare, view)
+            self._entries[key] = (bare, kept)
             self._raw += 1
             return
-        shuffled = shuffle(np.ascontiguousarray(view.m, dtype=np.float64))
-        # a copy: the compressor returns its output in a buffer sized for the worst case (~8 KB),
+        # a copy: the compressor returns its output in a buffer sized for the worst case,
         # which a kept bytes object would hold on to
-        self._entries[key] = (bare, bytes(memoryview(_prev_cctx.compress(shuffled))))
+        packed = bytes(memoryview(_prev_cctx.compress(shuffle(kept))))
+        self._entries[key] = (bare, packed)
 
     def get(self, key: tuple[str, str | None], as_of_ms: int) -> FlowGex | None:
         entry = self._entries.get(key)
@@ -326,15 +333,17 @@ class PrevCache:
         snap, kept = entry
         if kept is None:
             return snap
-        if isinstance(kept, StrikeColumns):
-            view = kept
-        else:
+        if isinstance(kept, bytes):
             raw = _prev_dctx.decompress(kept)
-            m = unshuffle(raw, len(raw) // 8, "<f8").reshape(len(FIELDS), -1)
-            view = StrikeColumns(m)
+            kept = unshuffle(raw, len(raw) // 8, "<f8").reshape(len(self._rows), -1)
+        if self._every_row:
+            m = kept
+        else:
+            m = np.full((len(FIELDS), kept.shape[1]), np.nan)
+            m[self._rows] = kept
         # a fresh object each time: what a rule attaches to it is not kept in the cache
         out = msgspec.structs.replace(snap, strikes=[])
-        attach(out, view)
+        attach(out, StrikeColumns(m))
         return out
 
     def __len__(self) -> int:

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from gex_alertd.model import FIRING, AlertStatus, FlowGex
+from gex_alertd.rules.columns import FIELDS
 from gex_alertd.rules.duration import Duration
 
 Severity = Literal["info", "warning", "critical"]
@@ -130,6 +131,10 @@ class RuleType(Generic[R, S]):
     state: type[S]
     evaluate: Callable[[R, S | None, FlowGex, FlowGex | None], tuple[S, list[Fired]]]
     needs_prev: Callable[[R], bool] = lambda rule: False
+    # the columns (`rules.columns.FIELDS`) of the previous snapshot's view that `evaluate` reads
+    # when `needs_prev`: of a previous snapshot the live commit keeps only these (the others
+    # come back NaN) and its scalar fields (not `data_as_of`). All of them unless a type says
+    prev_columns: tuple[str, ...] = FIELDS
     # reads the day's settled profile, which the edge attaches to the snapshot beforehand
     # (`repositioning.attach_settled`): live, the commit's caller; replay, from Redis
     needs_settled: bool = False

@@ -24,6 +24,7 @@ import msgspec
 
 from gex_alertd.model import FIRING, AlertEvent, AlertStatus, FlowGex, iso_utc, with_rows
 from gex_alertd.rules.base import Fired, RuleBase, RuleType
+from gex_alertd.rules.columns import FIELDS
 from gex_alertd.rules.levels import details as level_details
 from gex_alertd.rules.registry import columns_only, is_operator, rule_type
 
@@ -121,6 +122,17 @@ class Engine:
                 self._types[r.name].needs_prev(r) for r in self.applicable(symbol)
             )
         return found
+
+    @property
+    def prev_columns(self) -> tuple[str, ...]:
+        """The columns of a previous snapshot's view any rule here reads (`RuleType.
+        prev_columns`), in `FIELDS` order; "strike" always (a kept view's length)."""
+        wanted = {"strike"}
+        for r in self.rules:
+            t = self._types[r.name]
+            if t.needs_prev(r):
+                wanted.update(t.prev_columns)
+        return tuple(f for f in FIELDS if f in wanted)
 
     def needs_settled(self, symbol: str) -> bool:
         """Whether a rule on `symbol` reads the day's settled profile (fetched at the edge)."""

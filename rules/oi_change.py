@@ -223,4 +223,7 @@ def needs_prev(rule: OiChange) -> bool:
     return rule.basis == "poll"
 
 
-RULE = RuleType(OiChange, OiState, evaluate, needs_prev)
+# basis poll compares OI per strike: the previous view's strike and OI rows, and its as_of
+RULE = RuleType(
+    OiChange, OiState, evaluate, needs_prev, prev_columns=("strike", "call_oi", "put_oi")
+)

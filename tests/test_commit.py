@@ -255,18 +255,26 @@ async def test_previous_snapshot_cache_is_compact_and_gives_the_same_alerts(
     from gex_alertd.rules.columns import columns
 
     cached = Committer(redis, [oi_rule()], CFG)
-    cached._prev = PrevCache(max_raw=0)  # every view packed
+    assert cached._prev._rows.tolist() == [0, 1, 2]  # oi_change reads strike, call and put OI
+    cached._prev = PrevCache(max_raw=0, fields=cached.engine.prev_columns)  # every view packed
     fired_cached = []
     for s in oi_snaps():
         fired_cached += [e.id for e in (await cached.commit(s, None)).alerts]
     assert fired_cached  # the chains move enough to fire
-    # the cache holds the view compressed, not the rows: a few KB per stream, not ~100 KB
+    # the cache holds the 3 rows oi_change reads compressed, not the rows: ~1 KB per stream
     bare, blob = cached._prev._entries[("SPY", None)]
     assert bare.strikes == [] and isinstance(blob, bytes) and len(blob) < 8000
     last = oi_snaps()[-1]
     back = cached._prev.get(("SPY", None), last.as_of_ms)
     assert back is not None and back.strikes == []
+    assert np.array_equal(columns(back).m[:3], columns(last).m[:3], equal_nan=True)
+    assert np.isnan(columns(back).m[3:]).all()  # the rows no rule reads of a previous snapshot
+    everything = PrevCache(max_raw=0)  # a cache for a type reading every column keeps them all
+    everything.put(("SPY", None), last, compact=True)
+    back = everything.get(("SPY", None), last.as_of_ms)
+    assert back is not None
     assert np.array_equal(columns(back).m, columns(last).m, equal_nan=True)
+    assert len(everything._entries[("SPY", None)][1]) > len(blob)  # type: ignore[arg-type]
     assert cached._prev.get(("SPY", None), last.as_of_ms - 1) is None  # another as_of: no
 
     # without the cache (the previous snapshot read back from Redis) the same alerts fire
@@ -302,14 +310,12 @@ async def test_any_bytes_reach_lua_intact_at_every_msgpack_size_boundary(
 
 
 def test_previous_snapshot_cache_stays_bounded_and_counts_its_unpacked_views() -> None:
-    from gex_alertd.rules.columns import StrikeColumns
-
     cache = PrevCache(max_compact=3, max_raw=2)
     snaps = oi_snaps(2)
     for i in range(7):
         cache.put((f"S{i % 5}", None), snaps[i % 2], compact=True)
         kinds = [type(v) for _, v in cache._entries.values()]
-        assert len(cache) <= 3 and cache._raw == kinds.count(StrikeColumns) <= 2
+        assert len(cache) <= 3 and cache._raw == kinds.count(np.ndarray) <= 2
     assert cache.get(("S4", None), snaps[0].as_of_ms) is not None  # the newest is kept
 
 

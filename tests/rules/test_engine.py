@@ -298,3 +298,51 @@ def test_a_rule_type_that_reads_rows_gets_them_from_a_rowless_snapshot(monkeypat
     Engine([probe, flip]).evaluate({}, cur, prev, None)
     assert seen == [(9, 9)]
     assert strike_rows(cur) == decode_flow_gex(later).strikes  # what it was given back
+
+
+# every rule type that reads a previous snapshot, in the settings that read it differently
+PREV_READERS = [
+    dict(type="oi_change", basis="poll", side=side, within_pct=pct, **floor)
+    for side in ("call", "put", "both")
+    for floor in ({"min_contracts": 5000}, {"min_pct": 50.0}, {"min_contracts": 1, "min_pct": 5})
+    for pct in (None, 5.0)
+]
+
+
+def test_rule_types_read_only_the_previous_columns_they_name() -> None:
+    """The live commit keeps only `RuleType.prev_columns` of a previous snapshot's view (the
+    other rows come back NaN): any rule reading more would judge against nulls there."""
+    import itertools
+    import random
+
+    import numpy as np
+
+    from gex_alertd.rules.columns import FIELDS, StrikeColumns, attach, columns, detached
+    from tests.rules.factory import chain
+
+    default = RuleType.__dataclass_fields__["needs_prev"].default
+    readers = {t.name for t in registry.BY_NAME.values() if t.needs_prev is not default}
+    assert readers == {kw["type"] for kw in PREV_READERS}  # a new reader must be listed above
+    rng = random.Random(3)
+    snaps = []
+    for at in range(8):
+        rows = chain(500.0 + (at == 5) * 3, rng=rng)  # the 6th: the strike set moves
+        rows[4] = msgspec.structs.replace(rows[4], put_oi=None)
+        snaps.append(snap(at=at, spot=500.0 + at, strikes=rows))
+    fired = 0
+    for kw in PREV_READERS:
+        rule = make_rule(name="r", **kw)
+        t = registry.rule_type(rule)
+        assert t.needs_prev(rule)
+        engine = Engine([rule])
+        slots = engine.evaluate({}, snaps[0], None, None).slots
+        for prev, cur in itertools.pairwise(snaps):
+            masked = detached(prev)
+            m = columns(prev).m.copy()
+            m[[i for i, f in enumerate(FIELDS) if f not in t.prev_columns]] = np.nan
+            attach(masked, StrikeColumns(m))
+            whole = engine.evaluate(slots, cur, prev, None)
+            assert engine.evaluate(slots, cur, masked, None) == whole, kw
+            fired += len(whole.emitted)
+            slots = whole.slots
+    assert fired  # the chains move enough to fire
