@@ -7,13 +7,13 @@ simulator's bodies, a new `as_of` on every request), and the daemons, each with 
 file (so its own member name) and its own ops port. The watchlist asks for more polls than one
 daemon does (`--symbols` every `--interval` s), so each added daemon takes a share of it:
 
-  1. one daemon; then a second joins; then a third. After each join, once every daemon sees
-     all members and the owned targets add up to the watchlist, one beat plus one interval
-     for the hand-over, then a window: per daemon its snapshots stored (its
+  1. one daemon; then a second joins; then a third (`--daemons`). After each join, once every
+     daemon sees all members and the owned targets add up to the watchlist, one beat plus one
+     interval for the hand-over, then a window: per daemon its snapshots stored (its
      `gexalertd_snapshots_stored_total`) and its CPU (utime + stime from /proc) over the
      window; snapshots/s in all and CPU ms per stored snapshot of each daemon;
-  2. the second daemon is SIGKILLed: time from the kill until every symbol it owned has a new
-     snapshot stored (the survivors took it over once its membership entry expired: within
+  2. the last daemon started is SIGKILLed: time from the kill until every symbol it owned has
+     a new snapshot stored (the survivors took it over once its membership entry expired: within
      2x the heartbeat timeout is the goal of issue 15).
 
 On a 2-core machine the daemons, the upstream and six redis-servers share two cores, so the
@@ -23,9 +23,10 @@ cross-daemon coordination per poll); the throughput ratio is reported as measure
 `--one-node`: the same on one redis-server (no cluster, WAIT off), for comparison.
 
     python -m bench.bench_cluster [--symbols 600] [--interval 0.25] [--window 15]
-                                  [--one-node] [--quick] [--json PATH]
+                                  [--daemons 1,2,3] [--one-node] [--quick] [--json PATH]
 
-`--quick` (what `make bench` runs): 5 s windows.
+`--quick` (what `make bench` runs): 1 and 3 daemons (no 2), 3 s windows: ~45-50 s on a quiet
+box, most of it fixed waits (each join's hand-over, the membership timeout after the kill).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ from gex_alertd.ownership import HEARTBEAT_S, TIMEOUT_S, owner
 from tests.support.redis_cluster import RedisCluster
 from tests.support.redis_server import RedisServer, free_port
 
-QUICK_WINDOW_S = 5.0
+QUICK_WINDOW_S = 3.0
+QUICK_DAEMONS = "1,3"  # the ratio and CPU per snapshot at both ends; a join costs ~10 s
 START_S = 120.0  # a daemon's start, a hand-over: bounds a healthy run never gets near
 MOVE_DEADLINE_S = 120.0
 _STORED = re.compile(r"^gexalertd_snapshots_stored_total (\S+)$", re.M)
@@ -177,6 +179,7 @@ def takeover(daemons: list[Daemon], victim: Daemon, r: Any, symbols: list[str]) 
                 moved[s] = at
         time.sleep(0.1)
     return {
+        "victim": victim.name,
         "orphans": len(orphans),
         "moved": len(moved),
         "first_moved_s": round(min(moved.values()), 2) if moved else None,
@@ -204,12 +207,13 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     daemons: list[Daemon] = []
     rows = []
     try:
-        for name in ("a", "b", "c"):
-            daemons.append(Daemon(name, tree, tmp))
+        for n in args.counts:
+            while len(daemons) < n:
+                daemons.append(Daemon("abc"[len(daemons)], tree, tmp))
             wait_until(lambda: split_settled(daemons, len(symbols)), f"{len(daemons)} daemons")
             time.sleep(HEARTBEAT_S + args.interval)  # the hand-over's delay, then steady
             rows.append(window(daemons, args.window))
-        moved = takeover(daemons, daemons[1], client, symbols)
+        moved = takeover(daemons, daemons[-1], client, symbols)
     finally:
         for d in daemons:
             if d.proc.poll() is None:
@@ -242,11 +246,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--interval", type=float, default=0.25)
     ap.add_argument("--window", type=float, default=15.0)
     ap.add_argument("--one-node", action="store_true", help="one redis-server, no cluster")
-    ap.add_argument("--quick", action="store_true", help=f"{QUICK_WINDOW_S:g} s windows")
+    ap.add_argument("--daemons", default="1,2,3", help="daemon counts, rising, at most 3")
+    ap.add_argument("--quick", action="store_true", help=f"{QUICK_WINDOW_S:g} s windows, 1 and 3")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if args.quick:
         args.window = min(args.window, QUICK_WINDOW_S)
+        args.daemons = QUICK_DAEMONS
+    args.counts = sorted({min(3, max(1, int(x))) for x in args.daemons.split(",") if x.strip()})
+    if 2 > args.counts[-1]:
+        ap.error("--daemons: at least 2 (a daemon is SIGKILLed and the others take over)")
     t = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="gex-bench-cluster-") as tmp:
         res = run(args, Path(tmp))
@@ -274,8 +283,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mv = res["takeover"]
     met = mv["all_moved_s"] is not None and mv["all_moved_s"] <= mv["goal_s"]
     Console(width=160).print(
-        f"SIGKILL of daemon b: {mv['moved']} of its {mv['orphans']} symbols stored again by the "
-        f"others, first after {mv['first_moved_s']} s, all after {mv['all_moved_s']} s "
+        f"SIGKILL of daemon {mv['victim']}: {mv['moved']} of its {mv['orphans']} symbols stored "
+        f"again by the others, first after {mv['first_moved_s']} s, "
+        f"all after {mv['all_moved_s']} s "
         f"(goal <= {mv['goal_s']:g} s, heartbeat {HEARTBEAT_S:g} s: "
         f"{'met' if met else 'NOT met'}); log problem lines {res['log_problem_lines']}; "
         f"wall {res['wall_s']} s",
