@@ -379,34 +379,48 @@ async def group_stats(
     redis: aioredis.Redis, channel: str, streams: Iterable[str]
 ) -> tuple[int, float]:
     """(entries of these streams not yet acknowledged by this channel, age in seconds of the
-    oldest). One XINFO per stream: for the CLI, not for the hot path."""
+    oldest). One XINFO per stream, pipelined (healthz and the gauges read thousands of streams
+    every few seconds: one round trip each cost ~0.2 ms, a second per 5,000 streams)."""
     group = keys.notify_group(channel)
     total = 0
     oldest: int | None = None
-    for stream in streams:
-        try:
-            groups = await redis.xinfo_groups(stream)
-        except ResponseError:  # no stream
-            continue
-        info = next((g for g in groups if as_str(g.get("name")) == group), None)
-        if info is None:
-            continue
-        pel = int(info.get("pending") or 0)
-        unread = info.get("lag")
-        unread_n = int(unread) if unread is not None else 0
-        first: int | None = None
-        if pel:
-            summary = await redis.xpending(stream, group)
-            if summary and summary.get("min"):
-                first = id_ms(as_str(summary["min"]))
-        if first is None and unread_n:
-            last = as_str(info.get("last-delivered-id") or "0-0")
-            nxt = await redis.xrange(stream, min=f"({last}", count=1)
-            if nxt:
-                first = id_ms(as_str(nxt[0][0]))
-        total += pel + unread_n
-        if first is not None:
-            oldest = first if oldest is None else min(oldest, first)
+    streams = list(streams)
+    for i in range(0, len(streams), 1000):
+        chunk = streams[i : i + 1000]
+        async with redis.pipeline(transaction=False) as pipe:
+            for stream in chunk:
+                pipe.xinfo_groups(stream)
+            replies = await pipe.execute(raise_on_error=False)
+        firsts: list[tuple[str, dict[Any, Any]]] = []  # streams whose oldest entry we need
+        for stream, groups in zip(chunk, replies, strict=True):
+            if isinstance(groups, ResponseError):  # no stream
+                continue
+            if isinstance(groups, BaseException):
+                raise groups
+            info = next((g for g in groups if as_str(g.get("name")) == group), None)
+            if info is None:
+                continue
+            pel = int(info.get("pending") or 0)
+            unread = info.get("lag")
+            total += pel + (int(unread) if unread is not None else 0)
+            if pel or unread:
+                firsts.append((stream, info))
+        async with redis.pipeline(transaction=False) as pipe:
+            for stream, info in firsts:
+                if int(info.get("pending") or 0):  # the PEL's oldest is older than any unread
+                    pipe.xpending(stream, group)
+                else:
+                    last = as_str(info.get("last-delivered-id") or "0-0")
+                    pipe.xrange(stream, min=f"({last}", count=1)
+            found = await pipe.execute(raise_on_error=False) if firsts else []
+        for reply in found:
+            first: int | None = None
+            if isinstance(reply, dict) and reply.get("min"):
+                first = id_ms(as_str(reply["min"]))
+            elif isinstance(reply, list) and reply:
+                first = id_ms(as_str(reply[0][0]))
+            if first is not None:
+                oldest = first if oldest is None else min(oldest, first)
     age = max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0
     return total, age
 
