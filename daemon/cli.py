@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
 import click
@@ -13,9 +14,41 @@ from gex_alertd import __version__
 EX_USAGE = 64
 
 
+# Each command lives next to the code it drives; this is the one place that lists them. A
+# command's module is imported when that command runs (or help lists it): `run` never loads the
+# replay, report, simulator server or web command code (their imports are RSS for the daemon's
+# whole life: issue 12).
+COMMANDS = {
+    "run": "gex_alertd.commands:run",
+    "check": "gex_alertd.commands:check",
+    "simulate": "gex_alertd.sources.simulator.command:simulate",
+    "replay": "gex_alertd.replay:replay",
+    "tail": "gex_alertd.commands:tail",
+    "notify-test": "gex_alertd.notify.commands:notify_test",
+    "outbox": "gex_alertd.notify.commands:outbox",
+    "silence": "gex_alertd.notify.silence_command:silence",
+    "schema": "gex_alertd.schema:schema",
+    "reload": "gex_alertd.ops.reload_command:reload",
+    "outcomes": "gex_alertd.outcomes.command:outcomes",
+    "web": "gex_alertd.web.command:web",
+}
+
+
 class _Commands(click.Group):
     """The command group, with usage errors (unknown option, bad parameter, missing argument,
-    at any depth) exiting EX_USAGE instead of click's 2."""
+    at any depth) exiting EX_USAGE instead of click's 2, and its commands imported on use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *super().list_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = COMMANDS.get(cmd_name)
+        if where is None or cmd_name in self.commands:
+            return super().get_command(ctx, cmd_name)
+        module, attr = where.split(":")
+        cmd: click.Command = getattr(import_module(module), attr)
+        self.add_command(cmd, cmd_name)
+        return cmd
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:
@@ -39,26 +72,3 @@ class _Commands(click.Group):
 @click.version_option(__version__, prog_name="gex-alertd")
 def main() -> None:
     """Streaming alerts on live dealer gamma exposure (Flow GEX)."""
-
-
-def _register() -> None:
-    # Each command lives next to the code it drives; this is the one place that lists them.
-    from gex_alertd.commands import check, run, tail
-    from gex_alertd.notify.commands import notify_test, outbox
-    from gex_alertd.notify.silence_command import silence
-    from gex_alertd.ops.reload_command import reload
-    from gex_alertd.outcomes.command import outcomes
-    from gex_alertd.replay import replay
-    from gex_alertd.schema import schema
-    from gex_alertd.sources.simulator.command import simulate
-    from gex_alertd.web.command import web
-
-    commands = (
-        run, check, simulate, replay, tail, notify_test, outbox, silence, schema, reload, outcomes,
-        web,
-    )  # fmt: skip
-    for cmd in commands:
-        main.add_command(cmd)
-
-
-_register()
