@@ -100,13 +100,14 @@ class Daemon:
             await self.calendar.ensure()  # CalendarUnavailable: a startup error (exit 2)
         self.client = await self._build_client(self.cfg)
         self.committer = self._build_committer(self.cfg)
-        await self._start_dispatcher()
         self.membership = Membership(self.redis, self.instance_id)
         # workers beyond the HTTP concurrency overlap one poll's commit with others' fetches
         self.pool = PollPool(workers=2 * self.cfg.source.max_concurrency)
         self.pool.replace(self._build_pollers(self.cfg))
-        # the first beat before any poll: a daemon joining others must not poll their targets
+        # the first beat before any poll: a daemon joining others must not poll their targets,
+        # and before delivery starts: nor read the outboxes they own
         await self._beat(joining=True)
+        await self._start_dispatcher()
         self.duties = Duties()
         self._arm_gate(self.cfg)
         self.pool.start()

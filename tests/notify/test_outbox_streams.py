@@ -223,3 +223,46 @@ async def test_pending_counts_outboxes_not_read_while_the_buffer_is_full(
     finally:
         await d.stop(drain_timeout=0)
         await rx.stop()
+
+
+async def test_a_starting_daemon_does_not_read_the_outboxes_live_members_own(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    """Until its first heartbeat a daemon knows no other member. Its channels must not read
+    the outboxes meanwhile: their first sweep took the new alerts of every symbol, the live
+    members' too (two readers of one symbol: its order lost, see the poke test)."""
+    from gex_alertd import config as config_mod
+    from gex_alertd.app import Daemon, instance_id
+    from gex_alertd.ownership import Membership, owner
+
+    rx = await Receiver().start()
+    other = "zz-other-daemon"
+    tree: dict[str, object] = {
+        "source": {"kind": "simulator", "simulator": {"speed": 10, "cache_s": 0}},
+        "redis": {"url": redis_url},
+        "watch": {"interval_s": 60, "symbols": list(SYMBOLS)},
+        "channels": {"ops": {"type": "webhook", "url": rx.url}},
+        "ops": {"listen": None},
+    }
+    me = instance_id(config_mod.parse(tree, "test"))
+    members = sorted([me, other])
+    theirs = [s for s in SYMBOLS if owner(s, members) == other]
+    ours = [s for s in SYMBOLS if owner(s, members) == me]
+    assert theirs and ours  # the 4 symbols split between the two
+    await Membership(redis, other, timeout_s=600).beat()  # a live member
+    await enqueue(redis, alert(1, theirs[0]), ["ops"])
+    daemon = Daemon(config_mod.parse(tree, "test"))
+    try:
+        await daemon.start()
+        assert daemon.dispatcher is not None
+        # once this one of ours is sent, the turns after the first beat have run
+        await enqueue(redis, alert(1, ours[0]), ["ops"])
+        daemon.dispatcher.poke(ours[0])
+        await rx.wait_for(1)
+        assert rx.ids() == [alert(1, ours[0]).id]
+        box = keys.outbox(theirs[0])
+        consumers = await redis.xinfo_consumers(box, keys.notify_group("ops"))
+        assert [c["name"] for c in consumers] == []  # left to its owner
+    finally:
+        await daemon.shutdown()
+        await rx.stop()
