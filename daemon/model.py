@@ -339,7 +339,7 @@ def decode_alert(body: bytes | str) -> AlertEvent:
     return _alert_decoder.decode(body)
 
 
-# Outbox entry layout on `gex:alerts` (shared by the rule commit and the notifiers):
+# Outbox entry layout on `gex:{SYM}:alerts` (shared by the rule commit and the notifiers):
 #   id        the alert id (deterministic)
 #   channels  the channel names the rule routes to, as a JSON list (entries written before
 #             this layout hold them comma-joined, which a name with a comma made ambiguous)

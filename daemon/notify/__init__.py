@@ -1,12 +1,13 @@
 """Alert delivery: a durable outbox on Redis and one Notifier per channel type.
 
-    gex:alerts --XREADGROUP (group notify:<channel>)--> ChannelWorker --> silence? --> send
+    gex:{SYM}:alerts (the owned symbols' outboxes and gex:{*}:alerts, notify/streams.py)
+      --XREADGROUP (group notify:<channel>)--> ChannelWorker --> silence? --> send
         then policy.decide(outcome, attempts, time since the first failure):
-        ack       -> SET gex:sent:{id}:{ch} NX PX + XACK (one MULTI)
-        silenced  -> XADD gex:silenced + XACK (one MULTI), never sent
+        ack       -> SET gex:{SYM}:sent:{id}:{ch} NX PX + XACK (one script, outbox.lua)
+        silenced  -> XADD gex:silenced, then XACK, never sent
         retry     -> equal-jitter backoff or Retry-After, within max_retry_duration;
-                     attempts and the first failure's time in gex:retry:{id}:{ch}
-        dead      -> XADD gex:dead (reason) + XACK; permanent failures and a spent budget
+                     attempts and the first failure's time in gex:{SYM}:retry:{id}:{ch}
+        dead      -> XADD gex:dead (reason), then XACK; permanent failures and a spent budget
         disable   -> a 410 Gone: the channel stops, its alerts stay queued, operator alerted
 
 Modules: `base` (the Notifier interface, outcomes, HTTP classification), `channel` (what every
@@ -24,7 +25,9 @@ Choices an operator should know:
   XACK. A crash in between (or mid-request) redelivers that one message once, with the same
   `webhook-id` / Message-ID; every other redelivery path checks the marker first.
 - A channel delivers in order and holds its queue while its head is in backoff; channels
-  never wait for each other. Consumer name: `<hostname>:<GEX_ALERTD_CONSUMER or "main">`.
+  never wait for each other. Consumer name: the daemon's instance id (or GEX_ALERTD_CONSUMER
+  as it is); `notify.worker`: `<hostname>:<GEX_ALERTD_CONSUMER or "main">`. Two readers must
+  never share one: each would take the other's pending entries for its own at a restart.
 - Grouping (`group_wait` > 0): alerts arriving within the window go out as one message; later
   batches at most every `group_interval`. A message once formed is retried as that message
   (same members, same id). A grouped webhook body is an `AlertGroup` (`{"id": "group-<hash
