@@ -248,7 +248,9 @@ class Outbox:
 
     async def touch(self, held: Sequence[Entry]) -> None:
         """Reset the idle time of entries we still hold (waiting in a group window or a backoff),
-        so another consumer's XAUTOCLAIM does not take them and send them twice."""
+        so another consumer's XAUTOCLAIM does not take them and send them twice. A stream or
+        group deleted meanwhile (NOGROUP) has no PEL left to keep them in: nobody else can take
+        them, so that is no error (raised, it stopped the channel's loop for good)."""
         if not held:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -256,7 +258,10 @@ class Outbox:
                 pipe.xclaim(
                     stream, self.group, self.consumer, 0, [e.entry_id for e in es], justid=True
                 )
-            await pipe.execute()
+            replies = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, BaseException) and not _is_nogroup(reply):
+                raise reply
 
     # --- bookkeeping ---------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ symbol, and the sent markers hold when a symbol's outbox moves to another daemon
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -265,4 +266,36 @@ async def test_a_starting_daemon_does_not_read_the_outboxes_live_members_own(
         assert [c["name"] for c in consumers] == []  # left to its owner
     finally:
         await daemon.shutdown()
+        await rx.stop()
+
+
+async def test_an_outbox_deleted_under_a_held_alert_does_not_stop_the_channel(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    """An operator deletes a dropped symbol's keys (or its channel's group) while the channel
+    holds one of its alerts in backoff: keeping that alert ours (XCLAIM) answers NOGROUP. The
+    channel must go on: the alert it holds and the other symbols' alerts still go out."""
+    deleted = asyncio.Event()
+
+    async def fail_once(n: int, _r: web.Request) -> web.Response | None:
+        if n == 1:
+            await deleted.wait()
+            return web.Response(status=503)
+        return None
+
+    rx = await Receiver(responder=fail_once).start()
+    # held in backoff longer than the keep-it-ours interval (claim_idle / 3)
+    hook = {"type": "webhook", "url": rx.url, "retry_base_s": 1, "retry_max_s": 1}
+    d = Dispatcher(redis, make_config({"ops": hook}, redis_url, claim_idle="1s"), consumer="a")
+    await d.start()
+    try:
+        await enqueue(redis, alert(1, "DIA"), ["ops"])
+        await eventually(lambda: len(rx.hits) == 1, "the first send under way")
+        await redis.delete(keys.outbox("DIA"))
+        deleted.set()
+        await enqueue(redis, alert(1, "QQQ"), ["ops"])
+        await rx.wait_for(2)
+        assert sorted(rx.ids()) == sorted([alert(1, "DIA").id, alert(1, "QQQ").id])
+    finally:
+        await d.stop()
         await rx.stop()
