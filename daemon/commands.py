@@ -201,7 +201,11 @@ async def _probe_channels(cfg: Config) -> list[str]:
 @CONFIG_OPTION
 @click.argument("symbol", required=False)
 @click.option("--expiry", default=None, help="The expiry filter of the watch entry.")
-@click.option("--alerts", is_flag=True, help="Tail the alert outbox instead of snapshots.")
+@click.option(
+    "--alerts",
+    is_flag=True,
+    help="Tail the alert outboxes instead of snapshots: SYMBOL's, or every one.",
+)
 @click.option("--last", default=0, show_default=True, help="Also print the last N entries first.")
 def tail(
     config_path: Path, symbol: str | None, expiry: str | None, alerts: bool, last: int
@@ -216,15 +220,21 @@ def tail(
         pass
 
 
+TAIL_RESCAN_S = 30.0  # `tail --alerts`: how often it looks for outboxes created since
+
+
 async def _tail(
     cfg: Config, symbol: str | None, expiry: str | None, alerts: bool, last: int
 ) -> None:
     from gex_alertd.connections import connect_config, entries, read_entries
 
     redis = connect_config(cfg.redis, client_name="gex-alertd-tail")
-    key = keys.ALERTS if alerts else keys.snap(symbol or "", expiry)
-    cursor = "$"
     try:
+        if alerts:
+            await _tail_alerts(redis, cfg, symbol, last)
+            return
+        key = keys.snap(symbol or "", expiry)
+        cursor = "$"
         if last:
             backlog = list(reversed(entries(await redis.xrevrange(key, count=last))))
             for _id, fields in backlog:
@@ -241,13 +251,66 @@ async def _tail(
         await redis.aclose()
 
 
+async def _outboxes(redis: Any, cfg: Config) -> set[str]:
+    """Every outbox to follow: the watched symbols', the operator one, and any other in
+    Redis (a symbol no longer watched, another daemon's watch list)."""
+    from gex_alertd.connections import as_str
+
+    names = {keys.outbox(t.symbol) for t in cfg.watch.entries()}
+    names.add(keys.outbox(keys.OPS_SYMBOL))
+    async for raw in redis.scan_iter(match=keys.OUTBOX_PATTERN, count=1000, _type="stream"):
+        names.add(as_str(raw))
+    return names
+
+
+async def _tail_alerts(redis: Any, cfg: Config, symbol: str | None, last: int) -> None:
+    """Follow the outboxes (one per symbol, each in its own slot): merged by entry time."""
+    from gex_alertd.connections import (
+        entries,
+        entry_key,
+        is_cluster,
+        read_slot_groups,
+        stream_tops,
+    )
+
+    loop = asyncio.get_running_loop()
+    names = {keys.outbox(symbol)} if symbol else await _outboxes(redis, cfg)
+    cursors = await stream_tops(redis, sorted(names))
+    if last:
+        async with redis.pipeline(transaction=False) as pipe:
+            for name in sorted(names):
+                pipe.xrevrange(name, count=last)
+            backlog = [e for reply in await pipe.execute() for e in entries(reply)]
+        for _id, fields in sorted(backlog, key=lambda e: entry_key(e[0]))[-last:]:
+            _print_entry(fields, True)
+    rescan = loop.time() + TAIL_RESCAN_S
+    while True:
+        if not symbol and loop.time() >= rescan:
+            # created after the start: every entry in it is new to us
+            cursors.update({n: "0-0" for n in await _outboxes(redis, cfg) if n not in cursors})
+            rescan = loop.time() + TAIL_RESCAN_S
+        batch = await read_slot_groups(
+            redis, [{n: c} for n, c in cursors.items()], count=100, block_ms=5000
+        )
+        got = [(key.decode(), e) for key, new in batch for e in new]
+        for key, (entry_id, fields) in sorted(got, key=lambda g: entry_key(g[1][0])):
+            cursors[key] = entry_id.decode()
+            _print_entry(fields, True)
+        if not got and is_cluster(redis):  # no BLOCK waited for us
+            await asyncio.sleep(1.0)
+
+
 def _print_entry(fields: dict[bytes, bytes], alerts: bool) -> None:
     # imported here, as in _tail: the store pulls in numpy, which other commands do not need
     from gex_alertd import store
     from gex_alertd.model import decode_alert
 
     if alerts:
-        event = decode_alert(fields[b"event"])
+        try:
+            event = decode_alert(fields[b"event"])
+        except (KeyError, ValueError) as exc:  # a hostile or damaged entry: say so, go on
+            click.echo(f"(an outbox entry that is no alert event: {exc})", err=True)
+            return
         click.echo(
             f"{event.as_of}  {event.severity:<8} {event.symbol:<6} {event.rule}: {event.summary}"
         )

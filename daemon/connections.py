@@ -223,3 +223,46 @@ async def wait_until_reachable(
                 raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def entry_key(entry_id: bytes | str) -> tuple[int, int]:
+    """A stream entry ID as (ms, seq), for ordering entries of several streams by time."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def stream_tops(redis: aioredis.Redis, names: list[str]) -> dict[str, str]:
+    """The newest entry ID of each stream ("0-0" for one that is empty or missing): a reader
+    that starts from now reads after these. One XREVRANGE per stream, pipelined (a cluster
+    routes each to its slot)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.xrevrange(name, count=1)
+        tops = await pipe.execute()
+    out = {}
+    for name, top in zip(names, tops, strict=True):
+        batch = entries(top)
+        out[name] = batch[0][0].decode() if batch else "0-0"
+    return out
+
+
+async def read_slot_groups(
+    redis: aioredis.Redis, groups: list[dict[str, str]], *, count: int, block_ms: int
+) -> list[tuple[bytes, list[StreamEntry]]]:
+    """XREAD of several streams from their cursors; `groups` holds streams that share a hash
+    slot (a symbol's keys). On one node (or Sentinel's primary): one XREAD BLOCK over them
+    all. On a cluster, where one command cannot span slots: one XREAD per group, pipelined,
+    WITHOUT block (a blocking read would hold up the node's pipeline): the caller pauses
+    when nothing came."""
+    if not any(groups):
+        return []
+    if not is_cluster(redis):
+        merged = {name: cursor for group in groups for name, cursor in group.items()}
+        return read_entries(await redis.xread(merged, block=block_ms, count=count))  # type: ignore[arg-type]  # str cursors
+    async with redis.pipeline(transaction=False) as pipe:
+        for group in groups:
+            if group:
+                pipe.xread(group, count=count)  # type: ignore[arg-type]  # str cursors
+        replies = await pipe.execute()
+    return [item for reply in replies for item in read_entries(reply or [])]

@@ -205,7 +205,10 @@ async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Sta
         if redis is not None:
             await redis.aclose()
     if opts.send:
-        err.print(f"enqueued {sent} alert(s) onto {keys.ALERTS}", highlight=False)
+        where = keys.outbox("<SYMBOL>")
+        err.print(
+            f"enqueued {sent} alert(s) onto their symbols' outboxes ({where})", highlight=False
+        )
     return stats
 
 

@@ -130,9 +130,10 @@ async def test_send_enqueues_once(tmp_path: Path, redis: aioredis.Redis, redis_u
     res = await asyncio.to_thread(CliRunner().invoke, main, args)
     assert res.exit_code == 0, res.output
     assert "enqueued 4 alert(s)" in res.output
-    assert await redis.xlen(keys.ALERTS) == 4
+    assert "outboxes (gex:{<SYMBOL>}:alerts)" in res.output
+    assert await redis.xlen(keys.outbox("SPY")) == 4
     res = await asyncio.to_thread(CliRunner().invoke, main, args)
-    assert "enqueued 0 alert(s)" in res.output and await redis.xlen(keys.ALERTS) == 4
+    assert "enqueued 0 alert(s)" in res.output and await redis.xlen(keys.outbox("SPY")) == 4
 
 
 def test_replay_option_errors(tmp_path: Path, redis_url: str) -> None:

@@ -1,5 +1,6 @@
-"""Where the report's alerts come from: the live ones (the outbox and the stored outcome
-records), a `gex-alertd replay --out` file, or a replay of the configured rules right here.
+"""Where the report's alerts come from: the live ones (the symbols' outboxes and the stored
+outcome records), a `gex-alertd replay --out` file, or a replay of the configured rules right
+here.
 
 Only firing alerts of signal rules count: operator and data-health alerts (flip_guard too),
 resolved events and outcome follow-ups are not signals.
@@ -66,19 +67,21 @@ def _unique(events: Iterable[AlertEvent], flt: Filter) -> list[AlertEvent]:
 async def live_alerts(
     redis: aioredis.Redis, symbols: Iterable[str], flt: Filter, on_error: Callable[[str, str], None]
 ) -> list[AlertEvent]:
+    """The alerts of `symbols` still in their outboxes or in their stored outcome records."""
     found: list[AlertEvent] = []
-    lo = "-"
-    while True:
-        batch = entries(await redis.xrange(keys.ALERTS, min=lo, count=2000))
-        for entry_id, fields in batch:
-            try:
-                found.append(decode_alert(fields[b"event"]))
-            except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-                on_error(f"{keys.ALERTS} {entry_id.decode()}", f"undecodable alert: {exc}")
-        if len(batch) < 2000:
-            break
-        lo = "(" + batch[-1][0].decode()
     for sym in sorted(set(symbols)):
+        outbox = keys.outbox(sym)
+        lo = "-"
+        while True:
+            batch = entries(await redis.xrange(outbox, min=lo, count=2000))
+            for entry_id, fields in batch:
+                try:
+                    found.append(decode_alert(fields[b"event"]))
+                except (KeyError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    on_error(f"{outbox} {entry_id.decode()}", f"undecodable alert: {exc}")
+            if len(batch) < 2000:
+                break
+            lo = "(" + batch[-1][0].decode()
         key = records.outcomes_key(sym)
         async for field, raw in redis.hscan_iter(key, count=500):
             try:

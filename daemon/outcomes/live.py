@@ -1,11 +1,13 @@
 """The daemon's outcome duty: once an alert's horizons have elapsed, compute its outcome once,
 store it (`records`), and send the rule's `follow_up` notifications through the outbox.
 
-How it finds alerts: it reads the outbox (`gex:alerts`, kept for the snapshot retention) from
-where it left off, starting `outcomes.lookback` back at start-up, so a restart picks up every
-alert still waiting. Only the owner of an alert's symbol (rendezvous hashing over the live
-members, `ownership.owner`) computes it; HSETNX for the record and SET NX on the follow-up's
-deterministic id make a second daemon, a restart or a retried run harmless anyway.
+How it finds alerts: it reads the outbox of each watched symbol it owns a target of
+(`gex:{SYM}:alerts`, kept for the snapshot retention) from where it left off in that outbox,
+starting `outcomes.lookback` back at start-up or when it comes to own the symbol, so a restart
+or an ownership move picks up every alert still waiting. Only the owner of an alert's target
+(rendezvous hashing over the live members, `ownership.owner`) computes it; HSETNX for the
+record and SET NX on the follow-up's deterministic id make a second daemon, a restart or a
+retried run harmless anyway.
 
 When a horizon has elapsed: the alert's stream holds a snapshot at or after the horizon's end.
 Redis refuses stream IDs below the top, so from then on nothing can change the path up to the
@@ -28,7 +30,7 @@ import structlog
 
 from gex_alertd import keys
 from gex_alertd.config import Config
-from gex_alertd.connections import REDIS_DOWN, entries
+from gex_alertd.connections import REDIS_DOWN, StreamEntry, entries, entry_key
 from gex_alertd.enqueue_once import EnqueueOnce
 from gex_alertd.model import AlertEvent, as_ms, decode_alert, iso_utc
 from gex_alertd.ops.calendar_load import CalendarUnavailable, NyseCalendar
@@ -135,7 +137,7 @@ class OutcomeDuty:
         self.sessions = Sessions(self.calendar.current)
         self.waiting_for_calendar = False
         self.pending: dict[str, _Pending] = {}
-        self.cursor: str | None = None
+        self.cursors: dict[str, str] = {}  # symbol -> the XRANGE start of its outbox's rest
         self.stored = 0
         self.followed_up = 0
         self._enqueue = EnqueueOnce(redis)  # a follow-up is enqueued at most once
@@ -179,24 +181,45 @@ class OutcomeDuty:
         return True
 
     async def _collect(self, cfg: Config, now: int) -> None:
-        if self.cursor is None:
-            self.cursor = f"{max(0, now - int(cfg.outcomes.lookback * 1000))}-0"
-        streams = {(t.symbol, t.expiry) for t in cfg.watch.entries()}
-        while True:
-            batch = entries(await self.redis.xrange(keys.ALERTS, min=self.cursor, count=PAGE))
-            for entry_id, fields in batch:
-                try:
-                    ev = decode_alert(fields[b"event"])
-                except (KeyError, ValueError):
-                    continue  # the dispatcher reports undecodable entries; nothing to measure
-                if not is_signal(ev) or ev.id in self.pending:
-                    continue
-                seen = int(entry_id.decode().split("-", 1)[0])
-                self.pending[ev.id] = _Pending(ev, stream_of(ev, streams), alert_ms(ev), seen)
-            if batch:
-                self.cursor = "(" + batch[-1][0].decode()
-            if len(batch) < PAGE:
-                return
+        """New alerts of the owned symbols' outboxes, one XRANGE page per outbox pipelined
+        (each in its symbol's slot), until every outbox is read to its end."""
+        floor = max(0, now - int(cfg.outcomes.lookback * 1000))
+        targets = cfg.watch.entries()
+        streams = {(t.symbol, t.expiry) for t in targets}
+        todo = sorted({t.symbol for t in targets if self.owns(t.key)})
+        while todo:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sym in todo:
+                    pipe.xrange(keys.outbox(sym), min=self._start(sym, floor), count=PAGE)
+                replies = await pipe.execute()
+            more = []
+            for sym, reply in zip(todo, replies, strict=True):
+                batch = entries(reply)
+                self._found(batch, streams)
+                if batch:
+                    self.cursors[sym] = "(" + batch[-1][0].decode()
+                if len(batch) == PAGE:
+                    more.append(sym)
+            todo = more
+
+    def _start(self, symbol: str, floor_ms: int) -> str:
+        """Where to read a symbol's outbox from: after what was read, never before the
+        lookback (a symbol owned again after a while: the rest is aged out anyway)."""
+        cursor = self.cursors.get(symbol)
+        if cursor is None or entry_key(cursor.lstrip("(")) < (floor_ms, 0):
+            return f"{floor_ms}-0"
+        return cursor
+
+    def _found(self, batch: list[StreamEntry], streams: set[StreamKey]) -> None:
+        for entry_id, fields in batch:
+            try:
+                ev = decode_alert(fields[b"event"])
+            except (KeyError, ValueError):
+                continue  # the dispatcher reports undecodable entries; nothing to measure
+            if not is_signal(ev) or ev.id in self.pending:
+                continue
+            seen = entry_key(entry_id)[0]
+            self.pending[ev.id] = _Pending(ev, stream_of(ev, streams), alert_ms(ev), seen)
 
     async def _stream(
         self, cfg: Config, stream: StreamKey, items: list[_Pending], now: int

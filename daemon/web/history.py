@@ -40,6 +40,8 @@ QUANT = 32767
 MAX_SNAPSHOTS = 4000  # per response: a day at a 6 s interval; more is cut to the newest
 MAX_ALERTS = 500  # per response
 ALERT_SCAN = 20_000  # outbox entries looked at for one symbol's alerts
+FAILING_SCAN = 20_000  # outbox entries looked at for the index's health, over all symbols
+FAILING_SCAN_MIN = 200  # ... and at least this many of each symbol's
 COLUMN_NAMES = ("strikes", "call_gex", "put_gex", "net_gex")  # a profile's per-strike lists
 NY = ZoneInfo("America/New_York")
 
@@ -205,15 +207,14 @@ async def read_alerts(
     redis: aioredis.Redis, symbol: str, expiry: str | None, from_ms: int | None, to_ms: int | None
 ) -> list[dict[str, Any]]:
     """The symbol's alerts (newest MAX_ALERTS, oldest first) among the newest ALERT_SCAN
-    outbox entries in the range; `t` is the snapshot's as_of in ms (where the page marks it)."""
+    entries of its outbox in the range; `t` is the snapshot's as_of in ms (where the page
+    marks it)."""
     hi = "+" if to_ms is None else str(to_ms)
     lo = "-" if from_ms is None else str(from_ms)
-    batch = entries(await redis.xrevrange(keys.ALERTS, max=hi, min=lo, count=ALERT_SCAN))
+    outbox = keys.outbox(symbol)
+    batch = entries(await redis.xrevrange(outbox, max=hi, min=lo, count=ALERT_SCAN))
     out: list[dict[str, Any]] = []
-    sym = symbol.encode()
     for _eid, fields in batch:
-        if fields.get(b"symbol") != sym:
-            continue
         item = alert_item(fields)
         if item is not None and item["expiry"] == expiry:
             out.append(item)
@@ -295,11 +296,11 @@ async def index_rows(
     """One row per watched (symbol, expiry, interval_s): the newest snapshot's scalars and
     levels, and its health: `stale` when the newest as_of is older than three intervals (at
     least a minute), `failing` while the symbol's newest `source_failing` alert is firing."""
-    async with redis.pipeline(transaction=False) as pipe:
+    async with redis.pipeline(transaction=False) as pipe:  # one command per key: cluster-safe
         for symbol, expiry, _ in targets:
             pipe.xrevrange(keys.snap(symbol, expiry), count=1)
         tops = await pipe.execute()
-    failing = await _failing_symbols(redis)
+    failing = await _failing_symbols(redis, sorted({symbol for symbol, _, _ in targets}))
     rows = []
     for (symbol, expiry, interval_s), top in zip(targets, tops, strict=True):
         batch = entries(top)
@@ -315,18 +316,25 @@ async def index_rows(
     return rows
 
 
-async def _failing_symbols(redis: aioredis.Redis) -> set[str]:
-    batch = entries(await redis.xrevrange(keys.ALERTS, count=ALERT_SCAN))
-    seen: set[str] = set()
+async def _failing_symbols(redis: aioredis.Redis, symbols: Sequence[str]) -> set[str]:
+    """The symbols whose newest `source_failing` event (among the newest entries of their
+    outbox: FAILING_SCAN shared out, at least FAILING_SCAN_MIN each) is firing."""
+    if not symbols:
+        return set()
+    count = max(FAILING_SCAN_MIN, FAILING_SCAN // len(symbols))
+    async with redis.pipeline(transaction=False) as pipe:
+        for symbol in symbols:
+            pipe.xrevrange(keys.outbox(symbol), count=count)
+        replies = await pipe.execute()
     failing: set[str] = set()
-    for _eid, fields in batch:  # newest first: the first source_failing event of a symbol wins
-        raw = fields.get(b"event", b"")
-        if b'"source_failing"' not in raw:
-            continue
-        item = alert_item(fields)
-        if item is None or item["type"] != "source_failing" or item["symbol"] in seen:
-            continue
-        seen.add(item["symbol"])
-        if item["status"] != "resolved":
-            failing.add(item["symbol"])
+    for symbol, reply in zip(symbols, replies, strict=True):
+        for _eid, fields in entries(reply):  # newest first: the symbol's first one wins
+            if b'"source_failing"' not in fields.get(b"event", b""):
+                continue
+            item = alert_item(fields)
+            if item is None or item["type"] != "source_failing":
+                continue
+            if item["status"] != "resolved":
+                failing.add(symbol)
+            break
     return failing

@@ -1,15 +1,21 @@
 """Live updates for every open page from ONE Redis reader.
 
-One task runs `XREAD BLOCK` on every watched snapshot stream and the alert outbox, builds
-each event once (decoding a strike block once, whatever the number of pages) and hands the
-same encoded Server-Sent-Events frame to every subscriber that wants it: a symbol page gets
-its own symbol's snapshots (full profile) and alerts, the index gets every symbol's scalars
-and every alert. Each subscriber has a bounded queue; one that falls behind is dropped
-(its queue closed; the browser's EventSource reconnects and reloads the history) and never
-slows the reader or the others. The reader runs only while someone listens.
+One task reads the streams the open pages need: a symbol page's snapshot stream and its
+symbol's outbox (`gex:{SYM}:alerts`); while an index page is open, every watched symbol's
+and the operator outbox. It builds each event once (decoding a strike block once, whatever
+the number of pages) and hands the same encoded Server-Sent-Events frame to every subscriber
+that wants it: a symbol page gets its own symbol's snapshots (full profile) and alerts, the
+index gets every symbol's scalars and every alert. Each subscriber has a bounded queue; one
+that falls behind is dropped (its queue closed; the browser's EventSource reconnects and
+reloads the history) and never slows the reader or the others. The reader runs only while
+someone listens.
 
-Never writes to Redis. On Redis Cluster one XREAD cannot span slots; that layout is not
-served here yet.
+A symbol's streams share its `{SYM}` hash slot and are read together
+(`connections.read_slot_groups`): on one node one `XREAD BLOCK` over every stream; on Redis
+Cluster one `XREAD` per symbol, pipelined, without BLOCK, every CLUSTER_POLL_S while nothing
+is new.
+
+Never writes to Redis.
 """
 
 from __future__ import annotations
@@ -25,7 +31,13 @@ import structlog
 from redis.exceptions import RedisError
 
 from gex_alertd import keys
-from gex_alertd.connections import REDIS_DOWN, describe_redis_error, entries, read_entries
+from gex_alertd.connections import (
+    REDIS_DOWN,
+    describe_redis_error,
+    is_cluster,
+    read_slot_groups,
+    stream_tops,
+)
 from gex_alertd.web import history
 
 log = structlog.get_logger(__name__)
@@ -34,6 +46,7 @@ BLOCK_MS = 2000  # under the client's 5 s socket timeout
 QUEUE_FRAMES = 64  # per subscriber: ~16 min of one symbol at 15 s before it counts as stuck
 MAX_SUBSCRIBERS = 256
 READ_COUNT = 500  # entries per stream per XREAD
+CLUSTER_POLL_S = 1.0  # on a cluster: the pause after a round that found nothing new
 _json = msgspec.json.Encoder()
 
 Targets = Callable[[], Sequence[tuple[str, str | None]]]
@@ -79,6 +92,7 @@ class Hub:
         self._subs: set[Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
         self.frames_built = 0  # events encoded (one per entry read, not per subscriber)
+        self.rounds = 0  # reads done (each from the cursors of the one before)
 
     @property
     def subscribers(self) -> int:
@@ -105,48 +119,55 @@ class Hub:
                 await self._task
             self._task = None
 
-    async def _cursors(self, keys: list[str]) -> dict[str, str]:
-        """The newest entry ID of each stream: the reader starts from now."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.xrevrange(key, count=1)
-            tops = await pipe.execute()
-        out = {}
-        for key, top in zip(keys, tops, strict=True):
-            batch = entries(top)
-            out[key] = batch[0][0].decode() if batch else "0-0"
-        return out
-
     async def _read(self) -> None:
         cursors: dict[str, str] = {}
         delay = 0.5
+        cluster = is_cluster(self._redis)
         while self._subs:
             try:
-                streams = self._streams()
+                groups = self._streams()
+                streams = {k: t for group in groups.values() for k, t in group.items()}
+                # a stream no page wants any more is forgotten: a page opened later starts
+                # from then, not with what was written meanwhile
+                cursors = {k: v for k, v in cursors.items() if k in streams}
                 new = [k for k in streams if k not in cursors]
                 if new:
-                    cursors.update(await self._cursors(new))
-                reply = await self._redis.xread(
-                    {k: cursors[k] for k in streams}, block=BLOCK_MS, count=READ_COUNT
+                    cursors.update(await stream_tops(self._redis, new))
+                reply = await read_slot_groups(
+                    self._redis,
+                    [{k: cursors[k] for k in group} for group in groups.values()],
+                    count=READ_COUNT,
+                    block_ms=BLOCK_MS,
                 )
                 delay = 0.5
-            except (*REDIS_DOWN, RedisError) as exc:  # down, or refusing (a cluster: CROSSSLOT)
+                self.rounds += 1
+            except (*REDIS_DOWN, RedisError) as exc:  # down, or refusing
                 log.warning("live page reader: redis unavailable", error=describe_redis_error(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            for raw_key, batch in read_entries(reply):
+            for raw_key, batch in reply:
                 key = raw_key.decode()
                 for entry_id, fields in batch:
                     cursors[key] = entry_id.decode()
                     self._publish(streams[key], entry_id, fields)
+            if not reply and (cluster or not streams):  # no BLOCK waited for us
+                await asyncio.sleep(CLUSTER_POLL_S)
 
-    def _streams(self) -> dict[str, str | None]:
-        """Stream key -> target key (None for the outbox)."""
-        out: dict[str, str | None] = {
-            keys.snap(sym, exp): target_key(sym, exp) for sym, exp in self._targets()
-        }
-        out[keys.ALERTS] = None
+    def _streams(self) -> dict[str, dict[str, str | None]]:
+        """symbol -> {stream key -> target key (None for the outbox)}: the streams the open
+        pages need, by symbol (one slot each). An index page wants every watched symbol and
+        the operator outbox."""
+        open_keys = {sub.key for sub in self._subs}
+        index = None in open_keys
+        out: dict[str, dict[str, str | None]] = {}
+        for sym, exp in self._targets():
+            target = target_key(sym, exp)
+            if index or target in open_keys:
+                group = out.setdefault(sym, {keys.outbox(sym): None})
+                group[keys.snap(sym, exp)] = target
+        if index:
+            out[keys.OPS_SYMBOL] = {keys.outbox(keys.OPS_SYMBOL): None}
         return out
 
     def _publish(self, key: str | None, entry_id: bytes, fields: dict[bytes, bytes]) -> None:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from gex_alertd import store
+from gex_alertd import keys, store
 from gex_alertd.config import RedisConfig
-from gex_alertd.model import decode_flow_gex
+from gex_alertd.model import AlertEvent, decode_flow_gex, outbox_fields
 from tests.support.upstream import Reply, Upstream, flow_gex_body
 from tests.support.wait import WAIT_S
 
@@ -91,3 +91,53 @@ async def test_tail_prints_new_snapshots(tmp_path, redis, redis_url):
     finally:
         proc.terminate()
         await proc.wait()
+
+
+def _alert(n: int, symbol: str) -> AlertEvent:
+    as_of = f"2026-11-24T15:00:{n % 60:02d}.000Z"
+    return AlertEvent(
+        id=f"t:{symbol}:{n}", rule="r", type="flip_cross", symbol=symbol, expiry=None,
+        severity="warning", as_of=as_of, fired_at=as_of, summary=f"{symbol} alert {n}",
+    )  # fmt: skip
+
+
+async def test_tail_alerts_follows_every_outbox(tmp_path, redis, redis_url):
+    # one not watched, written before the start: found by SCAN; with --last, the newest two
+    # entries of all outboxes by entry time
+    # (ids a ms apart: entries of two streams in the same ms have no order)
+    await redis.xadd(keys.outbox("ZZZ"), outbox_fields(_alert(0, "ZZZ"), ["ops"]), id="1-0")
+    await redis.xadd(keys.outbox("SPY"), outbox_fields(_alert(1, "SPY"), ["ops"]), id="2-0")
+    await redis.xadd(keys.outbox("ZZZ"), outbox_fields(_alert(2, "ZZZ"), ["ops"]), id="3-0")
+    await redis.xadd(keys.outbox("ZZZ"), {"id": "x", "event": "{not json"}, id="4-0")  # skipped
+    cfg = write_config(tmp_path, redis_url, "http://127.0.0.1:9")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gex_alertd", "tail", "--config", cfg, "--alerts", "--last", "3",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "TEST_KEY": "k-000000"},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines = [(await asyncio.wait_for(proc.stdout.readline(), WAIT_S)).decode()]
+        lines.append((await asyncio.wait_for(proc.stdout.readline(), WAIT_S)).decode())
+        assert "SPY alert 1" in lines[0] and "ZZZ alert 2" in lines[1], lines
+        # then new alerts of the watched symbol, the operator outbox and the unwatched one
+        seen: set[str] = set()
+        reading = asyncio.ensure_future(proc.stdout.readline())
+        n = 10
+        async with asyncio.timeout(WAIT_S):
+            while len(seen) < 3:
+                for sym in {"SPY", keys.OPS_SYMBOL, "ZZZ"} - seen:
+                    await redis.xadd(keys.outbox(sym), outbox_fields(_alert(n, sym), ["ops"]))
+                    n += 1
+                await asyncio.wait({reading}, timeout=0.2)
+                while reading.done():
+                    text = reading.result().decode()
+                    seen |= {s for s in ("SPY", "*", "ZZZ") if f"{s} alert" in text}
+                    reading = asyncio.ensure_future(proc.stdout.readline())
+                    await asyncio.wait({reading}, timeout=0.05)
+        reading.cancel()
+    finally:
+        proc.terminate()
+        await proc.wait()
+    assert proc.stderr is not None
+    assert "no alert event" in (await proc.stderr.read()).decode()

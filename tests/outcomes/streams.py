@@ -41,7 +41,7 @@ async def store_path(
 
 async def fire(redis: aioredis.Redis, event: AlertEvent, channels: list[str]) -> None:
     """An alert onto the outbox, as the commit puts it there."""
-    await redis.xadd(keys.ALERTS, outbox_fields(event, channels))
+    await redis.xadd(keys.outbox(event.symbol), outbox_fields(event, channels))
 
 
 def alert(

@@ -11,7 +11,9 @@ import redis.asyncio as aioredis
 
 from gex_alertd import config as config_mod
 from gex_alertd import keys
-from gex_alertd.connections import entries
+from gex_alertd.config import RedisConfig
+from gex_alertd.connections import connect_config, entries
+from gex_alertd.model import outbox_fields
 from gex_alertd.ops.calendar_load import NyseCalendar
 from gex_alertd.outcomes import records
 from gex_alertd.outcomes.alerts import Filter, live_alerts
@@ -22,6 +24,7 @@ from gex_alertd.outcomes.report import compute_report
 from tests.outcomes.streams import alert, fire, store_path
 from tests.outcomes.test_measure import MIN, MONDAY, et
 from tests.support.nyse import nyse_sessions, nyse_table
+from tests.support.redis_cluster import RedisCluster
 
 T0 = et(*MONDAY, 10, 0)
 CFG = config_mod.parse(
@@ -51,7 +54,11 @@ def clock_at(ms: int) -> Callable[[], datetime]:
 
 
 async def outbox(redis: aioredis.Redis) -> list[dict]:
-    return [json.loads(f[b"event"]) for _i, f in entries(await redis.xrange(keys.ALERTS))]
+    """Every event in every outbox."""
+    out = []
+    async for name in redis.scan_iter(match=keys.OUTBOX_PATTERN, _type="stream"):
+        out += [json.loads(f[b"event"]) for _i, f in entries(await redis.xrange(name))]
+    return out
 
 
 async def test_outcome_once_when_elapsed_equal_to_the_report_and_one_follow_up(
@@ -105,7 +112,7 @@ async def test_outcome_once_when_elapsed_equal_to_the_report_and_one_follow_up(
     assert len([e for e in await outbox(redis) if e["type"] == "outcome"]) == 1
 
     # the outbox is trimmed after delivery: the report still finds the alert in its record
-    await redis.delete(keys.ALERTS)
+    await redis.delete(keys.outbox("SPY"))
     found = await live_alerts(redis, ["SPY"], Filter(), lambda w, m: None)
     assert [e.id for e in found] == [ev.id]
 
@@ -213,3 +220,38 @@ async def test_two_daemons_split_the_symbols_by_ownership(redis: aioredis.Redis)
     assert [duty.followed_up for duty in duties] == mine
     sent = [e for e in await outbox(redis) if e["type"] == "outcome"]
     assert sorted(e["symbol"] for e in sent) == sorted(symbols)
+
+
+async def test_each_owned_symbols_outbox_is_read_on_a_cluster(
+    redis_cluster: RedisCluster,
+) -> None:
+    client = connect_config(RedisConfig(cluster=redis_cluster.startup_nodes))
+    symbols = ("OCA", "OCB")  # this test's own: the cluster is shared by the session
+    cfg = config_mod.parse(
+        {
+            "redis": {"url": "redis://unused"},
+            "watch": {"symbols": list(symbols)},
+            "channels": {"tty": {"type": "console"}},
+            "rules": [{"name": "flip", "type": "flip_cross", "channels": ["tty"]}],
+        }
+    )
+    try:
+        for sym in symbols:
+            await client.delete(keys.outbox(sym), keys.snap(sym), records.outcomes_key(sym))
+        a, b = alert(T0, symbol="OCA"), alert(T0, symbol="OCB")
+        await client.xadd(keys.outbox("OCA"), outbox_fields(a, ["tty"]))
+        await client.xadd(keys.outbox("OCB"), outbox_fields(b, ["tty"]))
+        owned = {"OCA"}
+        clock = clock_at(T0 + MIN)
+        duty = OutcomeDuty(
+            client, lambda: cfg, lambda key: key in owned, clock=clock, calendar=CALENDAR
+        )
+        await duty.run_once()
+        assert set(duty.pending) == {a.id}  # only the owned symbol's outbox was read
+        owned.add("OCB")  # ownership moved to us: its outbox is read from the lookback on
+        await duty.run_once()
+        assert set(duty.pending) == {a.id, b.id}
+        found = await live_alerts(client, symbols, Filter(), lambda w, m: None)
+        assert sorted(e.id for e in found) == sorted([a.id, b.id])
+    finally:
+        await client.aclose()

@@ -13,10 +13,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from gex_alertd import keys
-from gex_alertd.connections import entries
+from gex_alertd.config import RedisConfig
+from gex_alertd.connections import connect_config, entries
 from gex_alertd.model import AlertEvent, decode_flow_gex, outbox_fields
 from gex_alertd.rules.levels import levels
 from gex_alertd.web import history
+from tests.support.redis_cluster import RedisCluster
 from tests.web.conftest import DAY_START, Page, body, put, store_settled
 
 
@@ -158,9 +160,10 @@ def _alert(i: int, symbol: str, **kw: Any) -> AlertEvent:
 
 async def test_alerts_of_one_symbol_and_entry(redis: aioredis.Redis, page: Page) -> None:
     for i, sym in enumerate(["SPY", "QQQ", "SPY", "SPX"]):
-        await redis.xadd(keys.ALERTS, outbox_fields(_alert(i, sym), ["tty"]))
-    await redis.xadd(keys.ALERTS, outbox_fields(_alert(9, "SPX", expiry="2026-05-15"), ["tty"]))
-    await redis.xadd(keys.ALERTS, {"symbol": "SPY", "event": "{not json"})
+        await redis.xadd(keys.outbox(sym), outbox_fields(_alert(i, sym), ["tty"]))
+    spx = _alert(9, "SPX", expiry="2026-05-15")
+    await redis.xadd(keys.outbox("SPX"), outbox_fields(spx, ["tty"]))
+    await redis.xadd(keys.outbox("SPY"), {"symbol": "SPY", "event": "{not json"})
     _, got = await _get(page, "/api/SPY/alerts")
     assert [a["summary"] for a in got["alerts"]] == ["SPY alert 0", "SPY alert 2"]
     assert got["alerts"][0]["t"] == int(DAY_START.timestamp() * 1000)
@@ -177,13 +180,16 @@ async def test_index_rows_with_health(redis: aioredis.Redis, page: Page) -> None
     )  # fmt: skip
     assert [r["health"] for r in rows] == ["ok", "ok", "stale"]  # IWM: nothing stored
     failing = _alert(1, "QQQ", type="source_failing")
-    await redis.xadd(keys.ALERTS, outbox_fields(failing, ["tty"]))
+    await redis.xadd(keys.outbox("QQQ"), outbox_fields(failing, ["tty"]))
+    # the whole source failing (the operator outbox) is no one symbol's health
+    whole = _alert(3, keys.OPS_SYMBOL, type="source_failing")
+    await redis.xadd(keys.outbox(keys.OPS_SYMBOL), outbox_fields(whole, ["tty"]))
     rows = await history.index_rows(
-        redis, [("QQQ", None, 15.0)], now_ms=int(DAY_START.timestamp() * 1000)
+        redis, [("QQQ", None, 15.0), ("SPY", None, 15.0)], now_ms=int(DAY_START.timestamp() * 1000)
     )
-    assert rows[0]["health"] == "failing"
+    assert [r["health"] for r in rows] == ["failing", "ok"]
     resolved = _alert(2, "QQQ", type="source_failing", status="resolved")
-    await redis.xadd(keys.ALERTS, outbox_fields(resolved, ["tty"]))
+    await redis.xadd(keys.outbox("QQQ"), outbox_fields(resolved, ["tty"]))
     rows = await history.index_rows(
         redis, [("QQQ", None, 15.0)], now_ms=int(DAY_START.timestamp() * 1000) + 10 * 60_000
     )
@@ -196,7 +202,7 @@ async def test_index_rows_with_health(redis: aioredis.Redis, page: Page) -> None
 async def test_the_page_only_reads(redis: aioredis.Redis, page: Page) -> None:
     for i in range(3):
         await put(redis, i)
-    await redis.xadd(keys.ALERTS, outbox_fields(_alert(1, "SPY"), ["tty"]))
+    await redis.xadd(keys.outbox("SPY"), outbox_fields(_alert(1, "SPY"), ["tty"]))
     await redis.config_resetstat()
     async with aiohttp.ClientSession() as http:
         for path in ("/", "/view", "/api/symbols", "/api/SPY/snapshots", "/api/SPY/alerts"):
@@ -207,3 +213,23 @@ async def test_the_page_only_reads(redis: aioredis.Redis, page: Page) -> None:
     writes = used & {"xadd", "hset", "set", "del", "xtrim", "xack", "xgroup", "expire", "unlink"}
     assert not writes, writes
     assert "xrevrange" in used
+
+
+async def test_history_reads_each_symbols_outbox_on_a_cluster(redis_cluster: RedisCluster) -> None:
+    client = connect_config(RedisConfig(cluster=redis_cluster.startup_nodes))
+    symbols = ("HCA", "HCB")  # this test's own: the cluster is shared by the session
+    try:
+        for sym in symbols:
+            await client.delete(keys.snap(sym), keys.outbox(sym), keys.outcomes(sym))
+            await put(client, 0, sym)
+        await client.xadd(keys.outbox("HCA"), outbox_fields(_alert(1, "HCA"), ["tty"]))
+        failing = _alert(2, "HCB", type="source_failing")
+        await client.xadd(keys.outbox("HCB"), outbox_fields(failing, ["tty"]))
+        got = await history.read_alerts(client, "HCA", None, None, None)
+        assert [a["summary"] for a in got] == ["HCA alert 1"]
+        rows = await history.index_rows(
+            client, [(s, None, 15.0) for s in symbols], now_ms=int(DAY_START.timestamp() * 1000)
+        )
+        assert [r["health"] for r in rows] == ["ok", "failing"]
+    finally:
+        await client.aclose()

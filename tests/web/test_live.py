@@ -13,8 +13,11 @@ import msgspec
 import redis.asyncio as aioredis
 
 from gex_alertd import keys
+from gex_alertd.config import RedisConfig
+from gex_alertd.connections import connect_config
 from gex_alertd.model import outbox_fields
 from gex_alertd.web.live import QUEUE_FRAMES, Hub, Subscriber
+from tests.support.redis_cluster import RedisCluster
 from tests.support.wait import eventually
 from tests.web.conftest import Page, put
 from tests.web.test_api import _alert
@@ -38,7 +41,7 @@ async def test_one_reader_builds_each_event_once_for_every_page(redis: aioredis.
         await eventually(lambda: _started(hub, redis), "the reader's first XREAD")
         for i in (1, 2, 3):
             await put(redis, i)
-        await redis.xadd(keys.ALERTS, outbox_fields(_alert(1, "SPY"), ["tty"]))
+        await redis.xadd(keys.outbox("SPY"), outbox_fields(_alert(1, "SPY"), ["tty"]))
         await eventually(lambda: hub.frames_built == 4, "3 snapshots and 1 alert built once")
         await eventually(lambda: index.queue.qsize() == 4, "the index's 4 frames")
         first = await _frames(spy[0])
@@ -55,6 +58,46 @@ async def test_one_reader_builds_each_event_once_for_every_page(redis: aioredis.
         assert len(readers) == 1  # seven pages, one reader
     finally:
         await hub.stop()
+
+
+def test_only_the_streams_of_open_pages_are_read(redis: aioredis.Redis) -> None:
+    hub = Hub(redis, lambda: [("SPY", None), ("QQQ", None), ("SPX", "2026-05-15")])
+    hub._subs.add(Subscriber("SPX:2026-05-15"))
+    assert hub._streams() == {
+        "SPX": {keys.outbox("SPX"): None, keys.snap("SPX", "2026-05-15"): "SPX:2026-05-15"}
+    }
+    hub._subs.add(Subscriber(None))  # an index page: every symbol, and the operator outbox
+    got = hub._streams()
+    assert set(got) == {"SPY", "QQQ", "SPX", keys.OPS_SYMBOL}
+    assert got["SPY"] == {keys.outbox("SPY"): None, keys.snap("SPY"): "SPY"}
+    assert got[keys.OPS_SYMBOL] == {keys.outbox(keys.OPS_SYMBOL): None}
+
+
+async def test_the_live_feed_on_a_cluster(redis_cluster: RedisCluster) -> None:
+    client = connect_config(RedisConfig(cluster=redis_cluster.startup_nodes))
+    symbols = ("LVA", "LVB")  # this test's own: the cluster is shared by the session
+    for sym in symbols:
+        await client.delete(keys.snap(sym), keys.outbox(sym))
+    hub = Hub(client, lambda: [(s, None) for s in symbols])
+    page = hub.subscribe("LVA")
+    try:
+        await eventually(lambda: hub.rounds >= 1, "the reader's first round")
+        index = hub.subscribe(None)
+        rounds = hub.rounds
+        await eventually(lambda: hub.rounds > rounds + 1, "a round with the index's streams")
+        await put(client, 1, "LVA")
+        await put(client, 1, "LVB")
+        await client.xadd(keys.outbox("LVB"), outbox_fields(_alert(1, "LVB"), ["tty"]))
+        await client.xadd(keys.outbox("LVA"), outbox_fields(_alert(2, "LVA"), ["tty"]))
+        await eventually(lambda: index.queue.qsize() == 4, "the index's 4 frames")
+        heads = sorted(f.split(b"\n", 1)[0] for f in await _frames(index) if f)
+        assert heads == [b"event: alert"] * 2 + [b"event: summary"] * 2
+        got = [f for f in await _frames(page) if f]
+        assert sorted(f.split(b"\n", 1)[0] for f in got) == [b"event: alert", b"event: snapshot"]
+        assert any(b"LVA alert 2" in f for f in got)
+    finally:
+        await hub.stop()
+        await client.aclose()
 
 
 async def _started(hub: Hub, redis: aioredis.Redis) -> bool:
@@ -104,7 +147,7 @@ async def test_the_sse_endpoint_streams_snapshots_and_alerts(
             assert (await resp.content.readline()).startswith(b"retry:")
             await eventually(lambda: _started(page.page.hub, redis), "the reader's XREAD")
             await put(redis, 7)
-            await redis.xadd(keys.ALERTS, outbox_fields(_alert(7, "SPY"), ["tty"]))
+            await redis.xadd(keys.outbox("SPY"), outbox_fields(_alert(7, "SPY"), ["tty"]))
             events: list[dict[str, Any]] = []
             while len(events) < 2:
                 line = await resp.content.readline()
