@@ -98,6 +98,7 @@ class Daemon:
         await wait_until_reachable(self.redis, describe(self.cfg.redis), stop=self._stop)
         if self.cfg.watch.market_hours == "nyse":
             await self.calendar.ensure()  # CalendarUnavailable: a startup error (exit 2)
+        await self._migrate_legacy_outbox()
         self.client = await self._build_client(self.cfg)
         self.committer = self._build_committer(self.cfg)
         self.membership = Membership(self.redis, self.instance_id)
@@ -133,6 +134,21 @@ class Daemon:
             channels=sorted(self.cfg.channels),
         )
         self._log_capacity(self.cfg)
+
+    async def _migrate_legacy_outbox(self) -> None:
+        """What the single outbox of an earlier release still owes moves onto the per-symbol
+        outboxes before the first poll (`gex-alertd migrate`, exactly once however many
+        daemons start), so an upgrade loses nothing even if nobody ran the command."""
+        from gex_alertd import keys, migrate
+
+        try:
+            if not await self.redis.exists(keys.LEGACY_ALERTS):
+                return
+            summary = await migrate.migrate(self.redis)
+        except (*REDIS_DOWN, RedisError) as exc:  # the daemon still starts; the command retries
+            log.warning("legacy outbox not migrated: run `gex-alertd migrate`", error=str(exc))
+            return
+        log.info("legacy outbox migrated", **summary.line())
 
     async def _build_client(self, cfg: Config) -> FlowGexClient:
         if cfg.source.kind == "simulator":

@@ -31,6 +31,7 @@ COMMANDS = {
     "reload": "gex_alertd.ops.reload_command:reload",
     "outcomes": "gex_alertd.outcomes.command:outcomes",
     "web": "gex_alertd.web.command:web",
+    "migrate": "gex_alertd.migrate_command:migrate_command",
 }
 
 

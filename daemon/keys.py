@@ -108,6 +108,16 @@ def legacy_sent_marker(alert_id: str, channel: str) -> str:
     return f"gex:sent:{alert_id}:{channel}"
 
 
+# the legacy outbox once `migrate` moved what it owed: kept a while (with a TTL), never deleted.
+# The hash tag is the legacy name itself, so RENAME stays in one slot on Redis Cluster.
+LEGACY_ALERTS_BACKUP = "{gex:alerts}:migrated"
+
+
+def migrated(symbol: str, legacy_entry_id: str) -> str:
+    """`SET NX`: a legacy outbox entry is moved onto the symbol's outbox once (in its slot)."""
+    return symbol_key(symbol or OPS_SYMBOL, f"migrated:{legacy_entry_id}")
+
+
 # --- operator rules and the heartbeat --------------------------------------------------------
 def operator_state(symbol: str, expiry: str | None = None) -> str:
     """The operator rules' state hash of a target (one field per rule: its episode)."""
