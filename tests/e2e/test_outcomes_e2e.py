@@ -130,7 +130,9 @@ async def test_follow_up_reaches_the_receiver_once(
         )
         assert report.alerts[0].outcomes == rec.outcomes
         assert rec.outcomes["20s"].change_pct == outcome["change_pct"]
-        outbox = [decode_alert(f[b"event"]) for _i, f in entries(await r.xrange("gex:alerts"))]
+        outbox = [
+            decode_alert(f[b"event"]) for _i, f in entries(await r.xrange(keys.outbox("SPY")))
+        ]
         assert [e.id for e in outbox if e.type == "outcome"] == [fu["id"]]
     finally:
         await r.aclose()

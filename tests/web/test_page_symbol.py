@@ -129,7 +129,9 @@ async def test_symbol_page_history_live_updates_and_alert_markers(
             # the scripted cross at 9 s fires the rule; its alert becomes a marker
             await step_to(11)
             await eventually(lambda: _alerts_stored(r), "the flip-cross alert in the outbox")
-            (alert,) = [json.loads(f[b"event"]) for _i, f in entries(await r.xrange("gex:alerts"))]
+            (alert,) = [
+                json.loads(f[b"event"]) for _i, f in entries(await r.xrange(keys.outbox("SPY")))
+            ]
             markers = f"{HEAT}.series.find(s => s.id === 'alerts').data"
             await eventually(lambda: _eq(tab.evaluate(f"{markers}.length"), 1), "the alert marker")
             assert await tab.evaluate(f"{markers}[0].summary") == alert["summary"]
@@ -159,7 +161,7 @@ async def _eq(value: Any, want: Any) -> bool:
 
 
 async def _alerts_stored(r: aioredis.Redis) -> bool:
-    return bool(await r.xlen("gex:alerts"))
+    return bool(await r.xlen(keys.outbox("SPY")))
 
 
 async def _hover_marker(tab: Any) -> None:
