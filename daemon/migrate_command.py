@@ -10,6 +10,7 @@ import click
 from redis.exceptions import RedisError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gex_alertd import keys, redaction
 from gex_alertd.commands import CONFIG_OPTION, load_or_exit
@@ -65,7 +66,8 @@ def _print_plan(console: Console, p: Plan) -> None:
         table.add_column(name)
     for m in p.moves[:MAX_ROWS]:
         note = "to gex:dead: " + m.reason if m.event is None else ""
-        table.add_row(m.entry_id, m.alert_id, keys.outbox(m.symbol), ", ".join(m.channels), note)
+        cells = (m.entry_id, m.alert_id, keys.outbox(m.symbol), ", ".join(m.channels), note)
+        table.add_row(*(Text(c) for c in cells))  # stored text, never rich markup
     console.print(table)
     if len(p.moves) > MAX_ROWS:
         console.print(f"... and {len(p.moves) - MAX_ROWS} more", highlight=False)

@@ -57,7 +57,7 @@ async def legacy_layout(redis: aioredis.Redis) -> dict[str, str]:
     await redis.set(keys.legacy_sent_marker("a4", "ops"), b"1", px=3_600_000)
     ids["unread"] = await _add(redis, 3, "QQQ", ["ops", "desk", "mail"])  # mail: no group
     ids["ops_outbox"] = await _add(redis, 5, "*", ["ops"])
-    broken = {"id": "a6", "channels": b'["ops"]', "symbol": "SPY", "event": "{not json"}
+    broken = {"id": "a6[/b]", "channels": b'["ops"]', "symbol": "SPY", "event": "{not json"}
     ids["broken"] = as_str(await redis.xadd(LEGACY, broken))  # type: ignore[arg-type]  # str/bytes fields
     ids["desk_unread"] = await _add(redis, 7, "SPY", ["desk"])
     return ids
@@ -155,10 +155,12 @@ async def test_the_command(tmp_path: Path, redis: aioredis.Redis, redis_url: str
     await legacy_layout(redis)
     cfg = str(_config(tmp_path, redis_url))
     before = {k: await redis.dump(k) for k in await redis.keys("*")}
-    res = await asyncio.to_thread(CliRunner().invoke, main, ["migrate", "-c", cfg, "--dry-run"])
+    wide = CliRunner(env={"COLUMNS": "200"})  # the table unwrapped
+    res = await asyncio.to_thread(wide.invoke, main, ["migrate", "-c", cfg, "--dry-run"])
     assert res.exit_code == 0, res.output
     assert "gex:{QQQ}:alerts" in res.output and "ops, desk" in res.output
     assert "to gex:dead" in res.output and "5 to move (6 deliveries owed)" in res.output
+    assert "a6[/b]" in res.output  # stored text is shown as it is, never read as markup
     assert {k: await redis.dump(k) for k in await redis.keys("*")} == before  # wrote nothing
     res = await asyncio.to_thread(CliRunner().invoke, main, ["migrate", "-c", cfg])
     assert res.exit_code == 0, res.output
