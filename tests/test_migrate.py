@@ -220,3 +220,44 @@ async def test_migrate_on_a_cluster(redis_cluster: RedisCluster) -> None:
         assert await client.xlen(keys.LEGACY_ALERTS_BACKUP) == 7
     finally:
         await client.aclose()
+
+
+async def test_each_owed_alert_is_delivered_once_per_channel(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    from gex_alertd import config as config_mod
+    from gex_alertd.notify.dispatch import Dispatcher
+    from tests.notify.support import Receiver
+    from tests.support.wait import eventually
+
+    ops, desk = await Receiver().start(), await Receiver().start()
+    await legacy_layout(redis)
+    tree = {
+        "redis": {"url": redis_url},
+        "watch": {"symbols": ["SPY", "QQQ"]},
+        "channels": {
+            "ops": {"type": "webhook", "url": ops.url},
+            "desk": {"type": "webhook", "url": desk.url},
+        },
+    }
+    cfg = config_mod.parse(tree, "test")
+    d = Dispatcher(redis, cfg, consumer="t1")
+    await d.start()
+    try:
+        await migrate(redis, limit=1)  # cut short, then run again (and once more: nothing)
+        await migrate(redis)
+        await migrate(redis)
+        await ops.wait_for(3)
+        await desk.wait_for(2)
+
+        async def acked() -> bool:
+            h = await d.health()
+            return h["ops"]["pending"] == 0 and h["desk"]["pending"] == 0
+
+        await eventually(acked, "ops and desk acked every moved entry")
+        assert sorted(ops.ids()) == ["a2", "a3", "a5"]  # not a1 (acked), a4 (sent), a6 (dead)
+        assert sorted(desk.ids()) == ["a3", "a7"]  # not a1, a2 (acked)
+    finally:
+        await d.stop()
+        await ops.stop()
+        await desk.stop()
