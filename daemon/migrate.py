@@ -50,12 +50,6 @@ return 1
 """
 
 
-def sent_marker(symbol: str, alert_id: str, channel: str) -> str:
-    """The per-symbol sent marker (keys.sent_marker(symbol, alert_id, channel) once delivery
-    moves onto it)."""
-    return keys.symbol_key(symbol or keys.OPS_SYMBOL, f"sent:{alert_id}:{channel}")
-
-
 @dataclass
 class Move:
     """One legacy entry owed to `channels`; `event` None when it does not decode (`reason`)."""
@@ -221,7 +215,7 @@ async def _copy_markers(redis: aioredis.Redis, markers: Sequence[Marker]) -> int
     async with redis.pipeline(transaction=False) as pipe:
         for m in markers:
             ttl = m.ttl_ms if m.ttl_ms > 0 else DEDUP_TTL_MS  # -1: it had no TTL
-            pipe.set(sent_marker(m.symbol, m.alert_id, m.channel), b"1", nx=True, px=ttl)
+            pipe.set(keys.sent_marker(m.symbol, m.alert_id, m.channel), b"1", nx=True, px=ttl)
         return sum(1 for r in await pipe.execute() if r)
 
 

@@ -15,7 +15,7 @@ from gex_alertd import keys
 from gex_alertd.cli import main
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import as_str, connect_config, entries, read_entries
-from gex_alertd.migrate import BACKUP_TTL_MS, migrate, plan, sent_marker
+from gex_alertd.migrate import BACKUP_TTL_MS, migrate, plan
 from gex_alertd.model import AlertEvent, decode_channels, outbox_fields
 from tests.support.redis_cluster import RedisCluster
 
@@ -97,7 +97,7 @@ async def test_what_is_owed_moves_once_and_the_legacy_stream_is_kept_renamed(
     assert dead[0][1][b"entry"].decode() == ids["broken"] and dead[0][1][b"channel"] == b"ops"
     assert b"undecodable event" in dead[0][1][b"reason"]
     # the legacy marker is copied to the per-symbol name, its TTL kept
-    assert 0 < await redis.pttl(sent_marker("QQQ", "a4", "ops")) <= 3_600_000
+    assert 0 < await redis.pttl(keys.sent_marker("QQQ", "a4", "ops")) <= 3_600_000
     # renamed, with a TTL, never deleted
     assert not await redis.exists(LEGACY)
     assert await redis.xlen(keys.LEGACY_ALERTS_BACKUP) == 7

@@ -260,7 +260,8 @@ def test_replay_equals_live_commit(redis_url: str, history: list[FlowGex]) -> No
                 if i % 7 == 3:  # a restart: a new process with nothing in memory
                     c = Committer(client, PROP_RULES, RedisConfig(url=redis_url, retention=None))
             outbox = [
-                json.loads(f[b"event"])["id"] for _i, f in entries(await client.xrange(keys.ALERTS))
+                json.loads(f[b"event"])["id"]
+                for _i, f in entries(await client.xrange(keys.outbox("SPY")))
             ]
             assert outbox == committed
             stored = [x async for x in store.read_range(client, "SPY")]
