@@ -202,16 +202,22 @@ async def test_the_daemon_migrates_before_its_first_poll(
     assert line["moved"] == 4 and line["dead"] == 1 and "renamed" in line["legacy_stream"]
 
 
+async def _clear(client: aioredis.Redis) -> None:
+    """Every key the migration tests touch (the session's cluster is shared: the operator
+    outbox and its groups would reach another test's dispatcher)."""
+    stale = [LEGACY, keys.LEGACY_ALERTS_BACKUP, keys.DEAD]
+    stale += [keys.outbox(s) for s in ("SPY", "QQQ", keys.OPS_SYMBOL)]
+    for pattern in ("gex:{*}:migrated:*", "gex:{*}:sent:*", "gex:sent:*"):
+        stale += [k async for k in client.scan_iter(match=pattern)]
+    for key in stale:
+        await client.delete(key)
+
+
 async def test_migrate_on_a_cluster(redis_cluster: RedisCluster) -> None:
     # the legacy stream, its backup and every target outbox in their own slots
     client = connect_config(RedisConfig(cluster=redis_cluster.startup_nodes))
     try:
-        stale = [LEGACY, keys.LEGACY_ALERTS_BACKUP, keys.DEAD]
-        stale += [keys.outbox(s) for s in ("SPY", "QQQ", keys.OPS_SYMBOL)]
-        for pattern in ("gex:{*}:migrated:*", "gex:{*}:sent:*", "gex:sent:*"):
-            stale += [k async for k in client.scan_iter(match=pattern)]
-        for key in stale:  # the cluster is shared by the session: start from nothing
-            await client.delete(key)
+        await _clear(client)
         await legacy_layout(client)
         first = await migrate(client, limit=3)
         second = await migrate(client)
@@ -219,6 +225,7 @@ async def test_migrate_on_a_cluster(redis_cluster: RedisCluster) -> None:
         assert await moved(client) == EXPECTED
         assert await client.xlen(keys.LEGACY_ALERTS_BACKUP) == 7
     finally:
+        await _clear(client)
         await client.aclose()
 
 

@@ -254,4 +254,6 @@ async def test_each_owned_symbols_outbox_is_read_on_a_cluster(
         found = await live_alerts(client, symbols, Filter(), lambda w, m: None)
         assert sorted(e.id for e in found) == sorted([a.id, b.id])
     finally:
+        for sym in symbols:  # the session's cluster is shared: leave nothing behind
+            await client.delete(keys.outbox(sym), keys.snap(sym), records.outcomes_key(sym))
         await client.aclose()

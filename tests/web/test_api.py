@@ -232,4 +232,6 @@ async def test_history_reads_each_symbols_outbox_on_a_cluster(redis_cluster: Red
         )
         assert [r["health"] for r in rows] == ["ok", "failing"]
     finally:
+        for sym in symbols:  # the session's cluster is shared: leave nothing behind
+            await client.delete(keys.snap(sym), keys.outbox(sym), keys.outcomes(sym))
         await client.aclose()

@@ -97,6 +97,8 @@ async def test_the_live_feed_on_a_cluster(redis_cluster: RedisCluster) -> None:
         assert any(b"LVA alert 2" in f for f in got)
     finally:
         await hub.stop()
+        for sym in symbols:  # the session's cluster is shared: leave nothing behind
+            await client.delete(keys.snap(sym), keys.outbox(sym))
         await client.aclose()
 
 
