@@ -458,10 +458,12 @@ async def trim(
         name = as_str(g.get("name"))
         if name.startswith(keys.NOTIFY_GROUP_PREFIX) and name not in ours:
             continue
+        need: tuple[int, int] | None = None
         if int(g.get("pending") or 0):
             summary = await redis.xpending(stream, name)
-            need = _parse_id(as_str(summary["min"]))
-        else:
+            if summary and summary.get("min"):  # none: all acked since XINFO (a worker acks on)
+                need = _parse_id(as_str(summary["min"]))
+        if need is None:
             ms, seq = _parse_id(as_str(g.get("last-delivered-id") or "0-0"))
             need = (ms, seq + 1)
         floor = min(floor, need)

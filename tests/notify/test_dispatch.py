@@ -335,6 +335,31 @@ async def test_trim_keeps_what_any_group_still_needs(redis: aioredis.Redis) -> N
     assert await trim(redis, box, ["a", "b"], keep_s=60, now_s=0) is None
 
 
+async def test_trim_survives_the_last_pending_entry_acked_while_it_looks(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    """The dispatcher trims the streams its channels just acked on, while they go on acking: an
+    entry pending when trim read the groups can be acked before it asks for the oldest one
+    (XPENDING then has no `min`). That must not raise: it killed the stats loop, and with it
+    every later trim, SCAN and gauge update, silently."""
+    from gex_alertd.notify.outbox import _parse_id, trim
+
+    box = keys.outbox("SPY")
+    eid = await enqueue(redis, alert(1), ["ops"])
+    await redis.xreadgroup(keys.notify_group("ops"), "c", {box: ">"})
+    # one connection, FIFO: trim's XINFO, then this XACK, then trim's XPENDING
+    client = aioredis.Redis.from_url(redis_url, single_connection_client=True)
+    try:
+        minid, acked = await asyncio.gather(
+            trim(client, box, ["ops"], keep_s=60, now_s=1e12),
+            client.xack(box, keys.notify_group("ops"), eid),
+        )
+    finally:
+        await client.aclose()
+    assert acked == 1
+    assert minid is not None and _parse_id(minid) > _parse_id(eid)  # all acked: all trimmable
+
+
 async def test_group_interval_spaces_later_batches(redis: aioredis.Redis, redis_url: str) -> None:
     rx = await Receiver().start()
     cfg = make_config({"ops": hook(rx.url, group_wait="300ms", group_interval="800ms")}, redis_url)
