@@ -8,7 +8,6 @@ builds names; it must never talk to Redis.
 from __future__ import annotations
 
 # --- global keys ---------------------------------------------------------------------------
-ALERTS = "gex:alerts"  # the outbox stream: one consumer group per channel
 # the single outbox stream of releases before the per-symbol outboxes (`gex-alertd migrate`
 # moves what it still holds; nothing writes it any more)
 LEGACY_ALERTS = "gex:alerts"
