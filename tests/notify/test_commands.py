@@ -136,7 +136,8 @@ async def test_outbox_lists_and_retries_on_a_redis_cluster(
         assert await client.xlen(keys.DEAD) == 0
         last = entries(await client.xrevrange(keys.outbox("C5"), count=1))[0][1]
         assert last[b"id"] == alert(3, "C5").id.encode()
-    finally:
+    finally:  # the session's cluster is shared: leave nothing another test's dispatcher reads
+        await client.delete(keys.DEAD, *(keys.outbox(s) for s in ["SPY", *syms]))
         await client.aclose()
 
 
