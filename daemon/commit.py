@@ -16,6 +16,7 @@ never lost.
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -52,6 +53,9 @@ PREV_RAW_MAX = 256  # of the compact ones, kept unpacked (~5 KB each: 3 rows x 2
 DEAD_KIND_SNAPSHOT = "snapshot"  # a gex:dead entry that is a snapshot, not an alert
 _prev_cctx = zstandard.ZstdCompressor(level=1)
 _prev_dctx = zstandard.ZstdDecompressor()
+_PACKED_HEAD = struct.Struct("<qI")  # a packed previous snapshot: its as_of ms, its JSON's length
+_bare_encoder = msgspec.json.Encoder()
+_bare_decoder = msgspec.json.Decoder(FlowGex)
 
 
 class CommitConflict(RuntimeError):
@@ -275,11 +279,13 @@ class PrevCache:
     columns their types name (`RuleType.prev_columns`, `fields` here: oi_change basis poll reads
     strike, call and put OI, 3 of the 7 rows). The cache keeps those rows and the snapshot's
     scalars; a view given back has NaN in the other rows. The first `max_raw` streams keep the
-    rows as they are (no work per snapshot: the hot path of a short, fast watchlist); past them
-    they are kept byte-shuffled and zstd-compressed (~1 KB for 3 rows x 200 strikes, ~50 us per
-    snapshot to pack and unpack, against a read from Redis), which keeps a 5,000-symbol
-    watchlist's memory flat. Rule sets with a type that reads rows keep whole snapshots, a few
-    of them. An entry is valid only for the `as_of` it was taken at.
+    rows and a bare snapshot as they are (no work per snapshot: the hot path of a short, fast
+    watchlist); past them an entry is one bytes object: the as_of, then the bare snapshot's
+    JSON and the byte-shuffled rows zstd-compressed together (~1 KB at 200 strikes, against
+    ~1.6 KB with the bare snapshot kept as objects; ~50 us per snapshot to pack and unpack,
+    against a read from Redis), which keeps a 5,000-symbol watchlist's memory flat. Rule sets
+    with a type that reads rows keep whole snapshots, a few of them. An entry is valid only
+    for the `as_of` it was taken at.
     """
 
     def __init__(
@@ -295,21 +301,25 @@ class PrevCache:
         wanted = {"strike", *fields}  # the strike row gives a packed view its length
         self._rows = np.array([i for i, f in enumerate(FIELDS) if f in wanted], dtype=np.intp)
         self._every_row = len(self._rows) == len(FIELDS)
-        # value: the snapshot (rows) or its bare copy, and its kept rows, packed rows, or None
-        self._entries: dict[tuple[str, str | None], tuple[FlowGex, np.ndarray | bytes | None]]
+        # value: packed (bytes), or the snapshot (rows) or its bare copy with its kept rows
+        self._entries: dict[tuple[str, str | None], bytes | tuple[FlowGex, np.ndarray | None]]
         self._entries = {}
         self._raw = 0  # entries holding unpacked rows
 
+    @staticmethod
+    def _is_raw(entry: bytes | tuple[FlowGex, np.ndarray | None]) -> bool:
+        return isinstance(entry, tuple) and entry[1] is not None
+
     def put(self, key: tuple[str, str | None], snap: FlowGex, *, compact: bool) -> None:
         old = self._entries.pop(key, None)
-        if old is not None and isinstance(old[1], np.ndarray):
+        if old is not None and self._is_raw(old):
             self._raw -= 1
         limit = self.max_compact if compact else self.max_full
         if limit <= 0:
             return
         while len(self._entries) >= limit:
-            _, dropped = self._entries.pop(next(iter(self._entries)))  # oldest insertion first
-            if isinstance(dropped, np.ndarray):
+            dropped = self._entries.pop(next(iter(self._entries)))  # oldest insertion first
+            if self._is_raw(dropped):
                 self._raw -= 1
         if not compact:
             self._entries[key] = (snap, None)
@@ -321,28 +331,39 @@ class PrevCache:
             self._entries[key] = (bare, kept)
             self._raw += 1
             return
-        # a copy: the compressor returns its output in a buffer sized for the worst case,
-        # which a kept bytes object would hold on to
-        packed = bytes(memoryview(_prev_cctx.compress(shuffle(kept))))
-        self._entries[key] = (bare, packed)
+        # JSON gives the bare snapshot back as the upstream's JSON decoded it (as_of's offset)
+        scalars = _bare_encoder.encode(bare)
+        packed = _prev_cctx.compress(scalars + shuffle(kept))
+        # a new, right-sized bytes object: the compressor's own output sits in a buffer sized
+        # for the worst case, which a kept bytes object would hold on to
+        self._entries[key] = _PACKED_HEAD.pack(snap.as_of_ms, len(scalars)) + packed
 
     def get(self, key: tuple[str, str | None], as_of_ms: int) -> FlowGex | None:
         entry = self._entries.get(key)
-        if entry is None or entry[0].as_of_ms != as_of_ms:
+        if entry is None:
             return None
-        snap, kept = entry
-        if kept is None:
-            return snap
-        if isinstance(kept, bytes):
-            raw = _prev_dctx.decompress(kept)
-            kept = unshuffle(raw, len(raw) // 8, "<f8").reshape(len(self._rows), -1)
+        if isinstance(entry, bytes):
+            ms, n = _PACKED_HEAD.unpack_from(entry)
+            if ms != as_of_ms:
+                return None
+            raw = memoryview(_prev_dctx.decompress(memoryview(entry)[_PACKED_HEAD.size :]))
+            out = _bare_decoder.decode(raw[:n])  # a fresh object: nothing a rule attaches stays
+            count = (len(raw) - n) // 8
+            kept = unshuffle(raw[n:], count, "<f8").reshape(len(self._rows), -1)
+        else:
+            snap, rows = entry
+            if snap.as_of_ms != as_of_ms:
+                return None
+            if rows is None:
+                return snap
+            kept = rows
+            # a fresh object each time: what a rule attaches to it is not kept in the cache
+            out = msgspec.structs.replace(snap, strikes=[])
         if self._every_row:
             m = kept
         else:
             m = np.full((len(FIELDS), kept.shape[1]), np.nan)
             m[self._rows] = kept
-        # a fresh object each time: what a rule attaches to it is not kept in the cache
-        out = msgspec.structs.replace(snap, strikes=[])
         attach(out, StrikeColumns(m))
         return out
 

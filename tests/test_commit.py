@@ -261,12 +261,14 @@ async def test_previous_snapshot_cache_is_compact_and_gives_the_same_alerts(
     for s in oi_snaps():
         fired_cached += [e.id for e in (await cached.commit(s, None)).alerts]
     assert fired_cached  # the chains move enough to fire
-    # the cache holds the 3 rows oi_change reads compressed, not the rows: ~1 KB per stream
-    bare, blob = cached._prev._entries[("SPY", None)]
-    assert bare.strikes == [] and isinstance(blob, bytes) and len(blob) < 8000
+    # the cache holds the 3 rows oi_change reads and the scalars compressed, no rows
+    blob = cached._prev._entries[("SPY", None)]
+    assert isinstance(blob, bytes) and len(blob) < 8000
     last = oi_snaps()[-1]
     back = cached._prev.get(("SPY", None), last.as_of_ms)
     assert back is not None and back.strikes == []
+    # every scalar back as it was (but data_as_of, which no rule reads of a previous snapshot)
+    assert back == msgspec.structs.replace(last, strikes=[], data_as_of=None)
     assert np.array_equal(columns(back).m[:3], columns(last).m[:3], equal_nan=True)
     assert np.isnan(columns(back).m[3:]).all()  # the rows no rule reads of a previous snapshot
     everything = PrevCache(max_raw=0)  # a cache for a type reading every column keeps them all
@@ -274,7 +276,7 @@ async def test_previous_snapshot_cache_is_compact_and_gives_the_same_alerts(
     back = everything.get(("SPY", None), last.as_of_ms)
     assert back is not None
     assert np.array_equal(columns(back).m, columns(last).m, equal_nan=True)
-    assert len(everything._entries[("SPY", None)][1]) > len(blob)  # type: ignore[arg-type]
+    assert len(everything._entries[("SPY", None)]) > len(blob)  # type: ignore[arg-type]
     assert cached._prev.get(("SPY", None), last.as_of_ms - 1) is None  # another as_of: no
 
     # without the cache (the previous snapshot read back from Redis) the same alerts fire
@@ -314,15 +316,14 @@ def test_previous_snapshot_cache_stays_bounded_and_counts_its_unpacked_views() -
     snaps = oi_snaps(2)
     for i in range(7):
         cache.put((f"S{i % 5}", None), snaps[i % 2], compact=True)
-        kinds = [type(v) for _, v in cache._entries.values()]
-        assert len(cache) <= 3 and cache._raw == kinds.count(np.ndarray) <= 2
+        raw = [v for v in cache._entries.values() if isinstance(v, tuple)]
+        assert len(cache) <= 3 and cache._raw == len(raw) <= 2
     assert cache.get(("S4", None), snaps[0].as_of_ms) is not None  # the newest is kept
 
 
-def test_a_packed_previous_view_takes_a_few_kb_of_memory() -> None:
+def _bytes_per_entry(cache: PrevCache) -> float:
     import tracemalloc
 
-    cache = PrevCache(max_raw=0)
     (s,) = oi_snaps(1)
     tracemalloc.start()
     try:
@@ -332,11 +333,19 @@ def test_a_packed_previous_view_takes_a_few_kb_of_memory() -> None:
         after = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
-    per_entry = sum(d.size_diff for d in after.compare_to(before, "filename")) / 200
+    return sum(d.size_diff for d in after.compare_to(before, "filename")) / 200
+
+
+def test_a_packed_previous_view_takes_a_few_kb_of_memory() -> None:
     # the view is ~11 KB unpacked (7 columns x 200 strikes); zstd's worst-case output buffer
     # kept it at more than that once
-    unpacked = columns(s).m.nbytes
+    unpacked = columns(oi_snaps(1)[0]).m.nbytes
+    per_entry = _bytes_per_entry(PrevCache(max_raw=0))
     assert per_entry < unpacked / 2, (per_entry, unpacked)
+    # what oi_change keeps (3 rows of random, poorly compressible OI, and the scalars in the
+    # same bytes): ~1.6 KB, against ~5.3 KB with all 7 rows
+    per_entry = _bytes_per_entry(PrevCache(max_raw=0, fields=("strike", "call_oi", "put_oi")))
+    assert per_entry < unpacked / 5, (per_entry, unpacked)
 
 
 async def test_a_rowless_snapshot_commits_the_entry_of_its_whole_self(
