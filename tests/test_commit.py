@@ -276,7 +276,7 @@ async def test_previous_snapshot_cache_is_compact_and_gives_the_same_alerts(
     back = everything.get(("SPY", None), last.as_of_ms)
     assert back is not None
     assert np.array_equal(columns(back).m, columns(last).m, equal_nan=True)
-    assert len(everything._entries[("SPY", None)]) > len(blob)  # type: ignore[arg-type]
+    assert len(everything._entries[("SPY", None)]) > len(blob)
     assert cached._prev.get(("SPY", None), last.as_of_ms - 1) is None  # another as_of: no
 
     # without the cache (the previous snapshot read back from Redis) the same alerts fire
