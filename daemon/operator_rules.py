@@ -135,7 +135,12 @@ class OperatorRules:
         self._stored: dict[tuple[str, str, str | None], bytes] = {}
         # the newest snapshot seen per target: a failed poll is judged on it (stale_data)
         self._seen: dict[tuple[str, str | None], tuple[int, dict[str, str | None] | None]] = {}
+        # one data_as_of object per distinct value, not per target: the feeds' times are the
+        # provider's, the same for every symbol polled in the same minute (~0.4 KB a target)
+        self._feeds: dict[tuple[tuple[str, str | None], ...], dict[str, str | None]] = {}
         self._applicable: dict[str, list[RuleBase]] = {}
+        # one list per distinct set of rules, not per symbol
+        self._rule_sets: dict[tuple[int, ...], list[RuleBase]] = {}
         self.enqueued = 0  # events this process enqueued (the heartbeat reports it)
 
     def forget(self) -> None:
@@ -159,7 +164,22 @@ class OperatorRules:
     def applicable(self, symbol: str) -> list[RuleBase]:
         found = self._applicable.get(symbol)
         if found is None:
-            found = self._applicable[symbol] = [r for r in self.rules if r.applies_to(symbol)]
+            which = tuple(i for i, r in enumerate(self.rules) if r.applies_to(symbol))
+            found = self._rule_sets.get(which)
+            if found is None:
+                found = self._rule_sets[which] = [self.rules[i] for i in which]
+            self._applicable[symbol] = found
+        return found
+
+    def _shared_feeds(self, feeds: dict[str, str | None] | None) -> dict[str, str | None] | None:
+        if not feeds:
+            return feeds
+        value = tuple(feeds.items())
+        found = self._feeds.get(value)
+        if found is None:
+            if len(self._feeds) >= 256:  # bounded; targets keep the ones they hold
+                self._feeds.clear()
+            found = self._feeds[value] = feeds
         return found
 
     def observation(
@@ -167,7 +187,7 @@ class OperatorRules:
     ) -> Observation:
         key = (target.symbol, target.expiry)
         if snap is not None:
-            self._seen[key] = (as_ms(snap.as_of), snap.data_as_of)
+            self._seen[key] = (as_ms(snap.as_of), self._shared_feeds(snap.data_as_of))
         as_of_ms, data_as_of = self._seen.get(key, (None, None))
         return Observation(
             symbol=target.symbol,

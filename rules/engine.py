@@ -106,13 +106,18 @@ class Engine:
             t.name: msgspec.msgpack.Decoder(_stored_slot(t.state)) for t in self._types.values()
         }
         self._by_symbol: dict[str, list[RuleBase]] = {}
+        self._rule_sets: dict[tuple[int, ...], list[RuleBase]] = {}  # one list per distinct set
         self._needs_prev: dict[str, bool] = {}
         self._needs_settled: dict[str, bool] = {}
 
     def applicable(self, symbol: str) -> list[RuleBase]:
         found = self._by_symbol.get(symbol)
         if found is None:
-            found = self._by_symbol[symbol] = [r for r in self.rules if r.applies_to(symbol)]
+            which = tuple(i for i, r in enumerate(self.rules) if r.applies_to(symbol))
+            found = self._rule_sets.get(which)
+            if found is None:
+                found = self._rule_sets[which] = [self.rules[i] for i in which]
+            self._by_symbol[symbol] = found
         return found
 
     def needs_prev(self, symbol: str) -> bool:

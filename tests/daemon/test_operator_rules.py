@@ -129,6 +129,28 @@ async def test_stale_data_judges_the_served_feeds(redis: aioredis.Redis) -> None
     assert events[0].details["stale_feeds"] == "flow_feed"
 
 
+def test_targets_share_one_copy_of_equal_feed_times_and_one_rule_list() -> None:
+    # memory per target at 5,000 (issue 12): equal data_as_of values are kept once, and the
+    # rules that apply to a symbol are one list per distinct set; what each target is judged
+    # on is unchanged
+    rule = op_rule(StaleData, type="stale_data", max_age="5m", channels=["ops"])
+    only_qqq = op_rule(StaleData, type="stale_data", name="q", symbols=["QQQ"], channels=["ops"])
+    ops = OperatorRules(aioredis.Redis(), [rule, only_qqq], clock=Clock())
+    now = datetime.fromtimestamp(T0, UTC)
+    iwm = WatchTarget("IWM", None, 15.0, 0.0)
+    a, b = _snap(as_of=now, flow_feed=now), _snap(as_of=now, flow_feed=now)
+    c = _snap(as_of=now, flow_feed=now - timedelta(hours=1))
+    assert a.data_as_of is not b.data_as_of
+    spy_seen = ops.observation(SPY, a, None).data_as_of
+    iwm_seen = ops.observation(iwm, b, None).data_as_of
+    assert spy_seen is iwm_seen and spy_seen == b.data_as_of
+    qqq = WatchTarget("QQQ", None, 15.0, 0.0)
+    assert ops.observation(qqq, c, None).data_as_of == c.data_as_of  # another value: its own
+    assert ops.observation(SPY, None, boom()).data_as_of is spy_seen  # a failed poll: the last
+    assert ops.applicable("SPY") is ops.applicable("IWM") == [rule]
+    assert ops.applicable("QQQ") == [rule, only_qqq]
+
+
 async def test_market_closed_judges_nothing(redis: aioredis.Redis) -> None:
     rule = op_rule(StaleData, type="stale_data", max_age="5m", channels=["ops"])
     ops = OperatorRules(redis, [rule], clock=Clock(), market_open=lambda: False)

@@ -142,6 +142,17 @@ def test_symbols_filter() -> None:
     assert Engine([rule]).applicable("QQQ") == [rule]
 
 
+def test_symbols_with_the_same_rules_share_one_list() -> None:
+    # one list per distinct set of rules, not per symbol (memory at 5,000 symbols, issue 12)
+    every, spy = (
+        make_rule(type="flip_cross"),
+        make_rule(type="flip_cross", name="s", symbols=["SPY"]),
+    )
+    engine = Engine([every, spy])
+    assert engine.applicable("QQQ") is engine.applicable("IWM") == [every]
+    assert engine.applicable("SPY") == [every, spy]
+
+
 def test_alert_ids_are_deterministic_and_distinct() -> None:
     a = alert_id("r", "SPY", None, 1, ())
     assert a == alert_id("r", "SPY", None, 1, ()) and a.startswith("al_")
