@@ -49,7 +49,7 @@ VERSION_FIELD, LAST_FIELD = b"_v", b"_last"
 RULE_PREFIX = "r:"
 PREV_CACHE_MAX = 20_000  # compact previous snapshots kept for oi_change (basis poll)
 PREV_FULL_MAX = 64  # whole previous snapshots, when a rule type reads rows
-PREV_RAW_MAX = 256  # of the compact ones, kept unpacked (~5 KB each: 3 rows x 200 strikes)
+PREV_RAW_MAX = 256  # up to this many streams, compact entries stay unpacked (~5.5 KB each)
 DEAD_KIND_SNAPSHOT = "snapshot"  # a gex:dead entry that is a snapshot, not an alert
 _prev_cctx = zstandard.ZstdCompressor(level=1)
 _prev_dctx = zstandard.ZstdDecompressor()
@@ -278,12 +278,13 @@ class PrevCache:
     rules read a previous snapshot only through its column view, and of that view only the
     columns their types name (`RuleType.prev_columns`, `fields` here: oi_change basis poll reads
     strike, call and put OI, 3 of the 7 rows). The cache keeps those rows and the snapshot's
-    scalars; a view given back has NaN in the other rows. The first `max_raw` streams keep the
-    rows and a bare snapshot as they are (no work per snapshot: the hot path of a short, fast
-    watchlist); past them an entry is one bytes object: the as_of, then the bare snapshot's
-    JSON and the byte-shuffled rows zstd-compressed together (~1 KB at 200 strikes, against
-    ~1.6 KB with the bare snapshot kept as objects; ~50 us per snapshot to pack and unpack,
-    against a read from Redis), which keeps a 5,000-symbol watchlist's memory flat. Rule sets
+    scalars; a view given back has NaN in the other rows. While it holds fewer than `max_raw`
+    streams, it keeps the rows and a bare snapshot as they are (no work per snapshot: the hot
+    path of a short, fast watchlist); past that an entry is one bytes object: the as_of, then
+    the bare snapshot's JSON and the byte-shuffled rows zstd-compressed together (~1 KB at 200
+    strikes, against ~1.6 KB with the bare snapshot kept as objects and ~5.5 KB unpacked; ~50
+    us per snapshot to pack and unpack, against a read from Redis), which keeps a 5,000-symbol
+    watchlist's memory flat (an unpacked entry is packed at its stream's next snapshot). Rule sets
     with a type that reads rows keep whole snapshots, a few of them. An entry is valid only
     for the `as_of` it was taken at.
     """
@@ -327,7 +328,7 @@ class PrevCache:
         # no rows, and none of the provenance the rules never read of a previous snapshot
         bare = msgspec.structs.replace(snap, strikes=[], data_as_of=None)
         kept = columns(snap).m.take(self._rows, axis=0)  # a copy: the named rows only
-        if self._raw < self.max_raw:
+        if len(self._entries) < self.max_raw:
             self._entries[key] = (bare, kept)
             self._raw += 1
             return

@@ -321,6 +321,23 @@ def test_previous_snapshot_cache_stays_bounded_and_counts_its_unpacked_views() -
     assert cache.get(("S4", None), snaps[0].as_of_ms) is not None  # the newest is kept
 
 
+def test_only_a_short_watchlist_keeps_its_previous_views_unpacked() -> None:
+    snaps = oi_snaps(2)
+    short, long = PrevCache(max_raw=3), PrevCache(max_raw=3)
+    for s in snaps:  # two rounds
+        for i in range(3):
+            short.put((f"S{i}", None), s, compact=True)
+        for i in range(5):
+            long.put((f"S{i}", None), s, compact=True)
+    assert short._raw == 3 and all(isinstance(v, tuple) for v in short._entries.values())
+    # past max_raw streams every entry is packed at its stream's next snapshot
+    assert long._raw == 0 and all(isinstance(v, bytes) for v in long._entries.values())
+    for cache in (short, long):
+        back = cache.get(("S2", None), snaps[1].as_of_ms)
+        assert back is not None
+        assert np.array_equal(columns(back).m, columns(snaps[1]).m, equal_nan=True)
+
+
 def _bytes_per_entry(cache: PrevCache) -> float:
     import tracemalloc
 
