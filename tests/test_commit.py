@@ -338,6 +338,21 @@ def test_only_a_short_watchlist_keeps_its_previous_views_unpacked() -> None:
         assert np.array_equal(columns(back).m, columns(snaps[1]).m, equal_nan=True)
 
 
+def test_a_packed_previous_snapshot_keeps_an_as_of_served_with_an_offset() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from gex_alertd.model import iso_utc
+
+    (s,) = oi_snaps(1)
+    ny = datetime(2026, 5, 11, 10, 0, 15, 250_000, tzinfo=timezone(timedelta(hours=-4)))
+    s = msgspec.structs.replace(s, as_of=ny)
+    cache = PrevCache(max_raw=0)
+    cache.put(("SPY", None), s, compact=True)
+    back = cache.get(("SPY", None), s.as_of_ms)
+    assert back is not None and back.as_of == ny and back.as_of_ms == s.as_of_ms
+    assert iso_utc(back.as_of) == iso_utc(ny) == "2026-05-11T14:00:15.250Z"
+
+
 def _bytes_per_entry(cache: PrevCache) -> float:
     import tracemalloc
 
