@@ -128,6 +128,7 @@ def build_args(
 
 
 _packer = msgspec.msgpack.Encoder()
+_kept_state = msgspec.msgpack.Decoder(tuple[str, int | None, dict[str, bytes]])
 _FIELD_NAMES: dict[bytes, msgspec.Raw] = {}  # the snapshot entry's few field names, packed once
 
 
@@ -174,8 +175,9 @@ class Committer:
         self._columns_only = columns_only(self.engine.rules)
         # the state this process last committed per (symbol, expiry), with its version: the
         # next commit evaluates against it without reading the hash first (one round trip
-        # saved); the script's version check catches any other writer, and we re-read then
-        self._state: dict[tuple[str, str | None], StoredState] = {}
+        # saved); the script's version check catches any other writer, and we re-read then.
+        # Kept encoded (`_freeze`): ~0.2 KB a stream, against ~0.9 KB of slot objects
+        self._state: dict[tuple[str, str | None], bytes] = {}
 
     async def _previous(
         self, snap: FlowGex, expiry: str | None, last_ms: int | None
@@ -194,11 +196,13 @@ class Committer:
         skey = keys.state(snap.symbol, expiry)
         stream = (snap.symbol, expiry)
         for attempt in range(1, self.max_attempts + 1):
-            state = self._state.pop(stream, None)
-            if state is None:
+            kept = self._state.pop(stream, None)
+            if kept is not None:
+                state = self._thaw(kept)
+            else:
                 state = decode_state(self.engine, hash_fields(await self.redis.hgetall(skey)))
             if state.last_ms is not None and snap.as_of_ms <= state.last_ms:
-                self._state[stream] = state
+                self._state[stream] = kept if kept is not None else self._freeze(state)
                 return CommitResult(False, [])
             prev = await self._previous(snap, expiry, state.last_ms)
             outcome = self.engine.evaluate(state.slots, snap, prev, expiry)
@@ -214,8 +218,8 @@ class Committer:
                 continue
             self._remember(snap, expiry)
             version = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
-            self._state[stream] = StoredState(
-                version, snap.as_of_ms, {**state.slots, **outcome.slots}
+            self._state[stream] = self._freeze(
+                StoredState(version, snap.as_of_ms, {**state.slots, **outcome.slots})
             )
             metrics.SNAPSHOTS.inc()
             metrics.COMMIT_LATENCY.observe(time.perf_counter() - started)
@@ -227,6 +231,20 @@ class Committer:
         raise CommitConflict(
             f"{snap.symbol}: rule state changed under {self.max_attempts} commit attempts in a row"
         )
+
+    def _freeze(self, state: StoredState) -> bytes:
+        """`state` as one bytes object, its slots as they are stored in the hash."""
+        slots = {name: self.engine.encode_slot(slot) for name, slot in state.slots.items()}
+        return _packer.encode((state.version, state.last_ms, slots))
+
+    def _thaw(self, kept: bytes) -> StoredState:
+        version, last_ms, raw = _kept_state.decode(kept)
+        slots = {}
+        for name, value in raw.items():
+            slot = self.engine.decode_slot(name, value)
+            if slot is not None:  # always, for what this process encoded itself
+                slots[name] = slot
+        return StoredState(version, last_ms, slots)
 
     @staticmethod
     def _log_outcome(symbol: str, expiry: str | None, outcome: Outcome, enqueued: set[str]) -> None:

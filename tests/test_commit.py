@@ -68,6 +68,21 @@ async def test_repeat_and_older_snapshots_are_noops(redis: aioredis.Redis) -> No
     assert len(await outbox(redis)) == 1
 
 
+async def test_the_kept_state_is_what_the_hash_holds_in_a_fraction_of_the_memory(
+    redis: aioredis.Redis,
+) -> None:
+    rules = [flip_rule(), oi_rule(), make_rule(type="net_gex_sign", name="sign", channels=["d"])]
+    c = Committer(redis, rules, CFG)
+    for s in oi_snaps(4):
+        await c.commit(s, None)
+    kept = c._state[("SPY", None)]
+    # the next commit evaluates against exactly what Redis holds, without reading it
+    assert c._thaw(kept) == decode_state(
+        c.engine, hash_fields(await redis.hgetall(keys.state("SPY")))
+    )
+    assert isinstance(kept, bytes) and len(kept) < 300  # ~1.2 KB as objects (3-4 rules)
+
+
 async def test_restart_reads_state_from_redis(redis: aioredis.Redis) -> None:
     await Committer(redis, [flip_rule()], CFG).commit(below(0), None)
     # the daemon was down while spot crossed; a new process sees it once
