@@ -367,13 +367,17 @@ class Daemon:
             self.dispatcher.streams.changed()  # and outboxes: each channel re-reads its set
 
     async def _start_dispatcher(self) -> None:
-        from gex_alertd.notify.dispatch import Dispatcher
+        from gex_alertd.notify.dispatch import Dispatcher, default_consumer
         from gex_alertd.notify.silences import SilenceStore
 
         self.dispatcher = Dispatcher(
             self.redis,
             self.cfg,
-            consumer=os.environ.get("GEX_ALERTD_CONSUMER") or self.instance_id,
+            # the member name (host + config), stable across restarts so the own PEL is found
+            # again; GEX_ALERTD_CONSUMER keeps its old meaning, a suffix after the host name
+            consumer=default_consumer()
+            if "GEX_ALERTD_CONSUMER" in os.environ
+            else self.instance_id,
             silences=SilenceStore(self.redis).check_many,
             on_channel_disabled=self._operator_channel_gone,
             owns=self._owns_outbox,

@@ -25,8 +25,9 @@ Choices an operator should know:
   XACK. A crash in between (or mid-request) redelivers that one message once, with the same
   `webhook-id` / Message-ID; every other redelivery path checks the marker first.
 - A channel delivers in order and holds its queue while its head is in backoff; channels
-  never wait for each other. Consumer name: the daemon's instance id (or GEX_ALERTD_CONSUMER
-  as it is); `notify.worker`: `<hostname>:<GEX_ALERTD_CONSUMER or "main">`. Two readers must
+  never wait for each other. Consumer name: the daemon's instance id, or
+  `<hostname>:<GEX_ALERTD_CONSUMER>` when that is set (as before per-symbol outboxes);
+  `notify.worker`: `<hostname>:<GEX_ALERTD_CONSUMER or "main">`. Two readers must
   never share one: each would take the other's pending entries for its own at a restart.
 - Grouping (`group_wait` > 0): alerts arriving within the window go out as one message; later
   batches at most every `group_interval`. A message once formed is retried as that message
