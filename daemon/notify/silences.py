@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from gex_alertd import keys
-from gex_alertd.connections import as_str, entries
+from gex_alertd.connections import as_str, entries, is_cluster
 from gex_alertd.model import AlertEvent, decode_alert
 
 if TYPE_CHECKING:
@@ -149,10 +149,11 @@ class SilenceStore:
     after the hash, and a check only re-reads the hash when the version moved (one `TIME` +
     `GET` otherwise), so thousands of silences cost no decode per delivery. An entry written
     by hand (no version bump) is seen within `cache_max_age_s`. The two keys live in two
-    slots on a Redis Cluster, and redis-py refuses TIME in a cluster pipeline, so these are
-    single commands, ordered so a cache can only be older than the version it is filed under
-    (then the next check re-reads): writes change the hash before the version, reads take the
-    version before the hash."""
+    slots on a Redis Cluster, and redis-py refuses TIME in a cluster pipeline, so writes and
+    full reads are single commands, ordered so a cache can only be older than the version it
+    is filed under (then the next check re-reads): writes change the hash before the version,
+    reads take the version before the hash. On one node the cache check (GET + TIME) is one
+    pipelined round trip, since it runs before every delivery."""
 
     def __init__(
         self, redis: aioredis.Redis, key: str = KEY, *, cache_max_age_s: float = CACHE_MAX_AGE_S
@@ -251,9 +252,16 @@ class SilenceStore:
     async def current(self) -> list[Silence]:
         """`all()`, from the cache while the version has not moved (and the cache is young)."""
         if self._cached is not None and time.monotonic() - self._cached_at < self.cache_max_age_s:
-            version = await self.redis.get(self.version_key)
+            if is_cluster(self.redis):
+                version = await self.redis.get(self.version_key)
+                sec, usec = await self.redis.time()
+            else:  # one round trip: this runs before every delivery
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.get(self.version_key)
+                    pipe.time()
+                    version, (sec, usec) = await pipe.execute()
             if version == self._cached_version:
-                await self.server_now()
+                self.offset_s = sec + usec / 1e6 - time.time()
                 return self._cached
         return await self.all()
 
