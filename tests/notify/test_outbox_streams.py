@@ -302,3 +302,23 @@ async def test_an_outbox_deleted_under_a_held_alert_does_not_stop_the_channel(
     finally:
         await d.stop()
         await rx.stop()
+
+
+async def test_an_outbox_of_a_symbol_no_longer_watched_is_still_delivered(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    """Alerts left in the outbox of a symbol dropped from the watchlist (or written there by
+    `migrate` or `replay --send`) are found by SCAN and delivered by that outbox's owner."""
+    rx = await Receiver().start()
+    cfg = make_config({"ops": {"type": "webhook", "url": rx.url}}, redis_url)
+    dropped = alert(1, "ZZZT")
+    await enqueue(redis, dropped, ["ops"])
+    assert "ZZZT" not in [t.symbol for t in cfg.watch.entries()]
+    d = Dispatcher(redis, cfg, consumer="t1")
+    await d.start()
+    try:
+        await rx.wait_for(1)
+        assert rx.ids() == [dropped.id]
+    finally:
+        await d.stop()
+        await rx.stop()
