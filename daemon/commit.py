@@ -216,7 +216,7 @@ class Committer:
             if status == "conflict":
                 log.info("commit_conflict", symbol=snap.symbol, expiry=expiry, attempt=attempt)
                 continue
-            self._remember(snap, expiry)
+            self._remember(stream, snap)
             version = reply[1].decode() if isinstance(reply[1], bytes) else str(reply[1])
             self._state[stream] = self._freeze(
                 StoredState(version, snap.as_of_ms, {**state.slots, **outcome.slots})
@@ -284,9 +284,9 @@ class Committer:
         """Wait for the commits already handed to Redis (shutdown)."""
         await self._batcher.drain()
 
-    def _remember(self, snap: FlowGex, expiry: str | None) -> None:
-        if self.engine.needs_prev(snap.symbol):
-            self._prev.put((snap.symbol, expiry), snap, compact=self._columns_only)
+    def _remember(self, stream: tuple[str, str | None], snap: FlowGex) -> None:
+        if self.engine.needs_prev(snap.symbol):  # the key object `_state` holds too
+            self._prev.put(stream, snap, compact=self._columns_only)
 
 
 class PrevCache:

@@ -26,6 +26,8 @@ class Backoff:
       retrying those hot only burns the key's budget.
     """
 
+    __slots__ = ("attempts", "base_s", "max_s", "rng")  # one per watch target
+
     def __init__(self, base_s: float, max_s: float, rng: random.Random | None = None) -> None:
         if base_s <= 0 or max_s < base_s:
             raise ValueError(f"Backoff needs 0 < base_s <= max_s, got {base_s}, {max_s}")
