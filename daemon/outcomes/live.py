@@ -52,6 +52,7 @@ from gex_alertd.rules.base import RuleBase
 log = structlog.get_logger()
 
 PAGE = 1000
+OUTBOXES_PER_TRIP = 500  # outboxes read in one pipelined round trip
 FOLLOW_UP_TYPE = "outcome"
 
 
@@ -188,19 +189,22 @@ class OutcomeDuty:
         streams = {(t.symbol, t.expiry) for t in targets}
         todo = sorted({t.symbol for t in targets if self.owns(t.key)})
         while todo:
+            # a bounded number of outboxes per round trip: 5,000 commands and replies at once
+            # are megabytes the process keeps as heap afterwards (issue 12)
+            now_read, todo = todo[:OUTBOXES_PER_TRIP], todo[OUTBOXES_PER_TRIP:]
             async with self.redis.pipeline(transaction=False) as pipe:
-                for sym in todo:
+                for sym in now_read:
                     pipe.xrange(keys.outbox(sym), min=self._start(sym, floor), count=PAGE)
                 replies = await pipe.execute()
             more = []
-            for sym, reply in zip(todo, replies, strict=True):
+            for sym, reply in zip(now_read, replies, strict=True):
                 batch = entries(reply)
                 self._found(batch, streams)
                 if batch:
                     self.cursors[sym] = "(" + batch[-1][0].decode()
                 if len(batch) == PAGE:
                     more.append(sym)
-            todo = more
+            todo += more
 
     def _start(self, symbol: str, floor_ms: int) -> str:
         """Where to read a symbol's outbox from: after what was read, never before the

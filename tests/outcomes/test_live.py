@@ -257,3 +257,31 @@ async def test_each_owned_symbols_outbox_is_read_on_a_cluster(
         for sym in symbols:  # the session's cluster is shared: leave nothing behind
             await client.delete(keys.outbox(sym), keys.snap(sym), records.outcomes_key(sym))
         await client.aclose()
+
+
+async def test_outboxes_are_read_a_bounded_number_per_round_trip_and_each_to_its_end(
+    redis: aioredis.Redis, monkeypatch
+) -> None:
+    from gex_alertd.outcomes import live
+
+    # 2 outboxes per round trip, 1 entry per page: 5 symbols, one with 3 alerts, all found
+    monkeypatch.setattr(live, "OUTBOXES_PER_TRIP", 2)
+    monkeypatch.setattr(live, "PAGE", 1)
+    symbols = ["SPY", "QQQ", "IWM", "DIA", "XLE"]
+    cfg = config_mod.parse(
+        {
+            "watch": {"symbols": symbols},
+            "channels": {"tty": {"type": "console"}},
+            "rules": [{"name": "flip", "type": "flip_cross", "channels": ["tty"]}],
+            "outcomes": {"horizons": ["5m"]},
+        }
+    )
+    for sym in symbols:
+        await store_path(redis, sym, [T0 + i * MIN for i in range(8)], [100.0] * 8, strikes=3)
+        for n in range(3 if sym == "IWM" else 1):
+            await fire(redis, alert(T0 + n * MIN, symbol=sym), ["tty"])
+    duty = OutcomeDuty(
+        redis, lambda: cfg, lambda key: True, clock=clock_at(T0 + 8 * MIN), calendar=CALENDAR
+    )
+    await duty.run_once()
+    assert duty.stored == len(symbols) + 2
