@@ -44,7 +44,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from gex_alertd import keys, redaction
-from gex_alertd.connections import as_str, entries, is_cluster
+from gex_alertd.connections import as_str, entries, entry_key, is_cluster
 from gex_alertd.model import AlertEvent, decode_alert, decode_channels, encode_channels, iso_utc
 from gex_alertd.notify.silences import SILENCED_MAXLEN, Silence, silenced_fields
 
@@ -54,7 +54,7 @@ LUA = resources.files("gex_alertd.notify").joinpath("outbox.lua").read_text()
 
 
 def id_ms(entry_id: str) -> int:
-    return int(entry_id.split("-", 1)[0])
+    return entry_key(entry_id)[0]
 
 
 class Entry(msgspec.Struct):
@@ -182,7 +182,7 @@ class Outbox:
             out.extend(await self._read({s: ids[s] for s in missing}, count))
         # oldest first across streams: within one read, alerts go out in the order they were
         # enqueued (each stream is in order already; the sort keeps that)
-        out.sort(key=lambda e: _parse_id(e.entry_id))
+        out.sort(key=lambda e: entry_key(e.entry_id))
         return out
 
     @staticmethod
@@ -430,11 +430,6 @@ async def group_stats(
     return total, age
 
 
-def _parse_id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 async def trim(
     redis: aioredis.Redis,
     stream: str,
@@ -462,9 +457,9 @@ async def trim(
         if int(g.get("pending") or 0):
             summary = await redis.xpending(stream, name)
             if summary and summary.get("min"):  # none: all acked since XINFO (a worker acks on)
-                need = _parse_id(as_str(summary["min"]))
+                need = entry_key(as_str(summary["min"]))
         if need is None:
-            ms, seq = _parse_id(as_str(g.get("last-delivered-id") or "0-0"))
+            ms, seq = entry_key(as_str(g.get("last-delivered-id") or "0-0"))
             need = (ms, seq + 1)
         floor = min(floor, need)
     if floor <= (0, 0):

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from gex_alertd import keys
-from gex_alertd.connections import entries, read_entries
+from gex_alertd.connections import entries, entry_key, read_entries
 from gex_alertd.model import outbox_fields
 from gex_alertd.notify.base import Ok
 from gex_alertd.notify.dispatch import Dispatcher
@@ -315,7 +315,7 @@ async def test_secrets_never_reach_logs_or_dead_letters(
 
 
 async def test_trim_keeps_what_any_group_still_needs(redis: aioredis.Redis) -> None:
-    from gex_alertd.notify.outbox import _parse_id, ensure_groups, trim
+    from gex_alertd.notify.outbox import ensure_groups, trim
 
     box = keys.outbox("SPY")
     await ensure_groups(redis, [box], ["a", "b", "gone"])
@@ -329,7 +329,7 @@ async def test_trim_keeps_what_any_group_still_needs(redis: aioredis.Redis) -> N
     minid = await trim(redis, box, ["a", "b"], keep_s=60, now_s=now)
     assert minid == ids[150]
     first = entries(await redis.xrange(box, count=1))[0][0].decode()
-    assert _parse_id(first) <= _parse_id(ids[150])  # approximate: never past what is needed
+    assert entry_key(first) <= entry_key(ids[150])  # approximate: never past what is needed
     assert await redis.xlen(box) < 300
     # the recent-history floor wins when it is older
     assert await trim(redis, box, ["a", "b"], keep_s=60, now_s=0) is None
@@ -342,7 +342,7 @@ async def test_trim_survives_the_last_pending_entry_acked_while_it_looks(
     entry pending when trim read the groups can be acked before it asks for the oldest one
     (XPENDING then has no `min`). That must not raise: it killed the stats loop, and with it
     every later trim, SCAN and gauge update, silently."""
-    from gex_alertd.notify.outbox import _parse_id, trim
+    from gex_alertd.notify.outbox import trim
 
     box = keys.outbox("SPY")
     eid = await enqueue(redis, alert(1), ["ops"])
@@ -357,7 +357,7 @@ async def test_trim_survives_the_last_pending_entry_acked_while_it_looks(
     finally:
         await client.aclose()
     assert acked == 1
-    assert minid is not None and _parse_id(minid) > _parse_id(eid)  # all acked: all trimmable
+    assert minid is not None and entry_key(minid) > entry_key(eid)  # all acked: all trimmable
 
 
 async def test_group_interval_spaces_later_batches(redis: aioredis.Redis, redis_url: str) -> None:

@@ -5,21 +5,11 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from gex_alertd import keys
-from gex_alertd.connections import Fields, as_str, entries
-
-
-async def outbox_streams(redis: aioredis.Redis) -> list[str]:
-    return sorted(
-        {as_str(k) async for k in redis.scan_iter(match=keys.OUTBOX_PATTERN, _type="stream")}
-    )
+from gex_alertd.connections import Fields, entries, entry_key
+from gex_alertd.notify.outbox import all_streams
 
 
 async def all_entries(redis: aioredis.Redis) -> list[Fields]:
     """The fields of every outbox entry, oldest first across streams (by entry id)."""
-    got: list[tuple[tuple[int, int], Fields]] = []
-    for stream in await outbox_streams(redis):
-        for eid, fields in entries(await redis.xrange(stream)):
-            ms, _, seq = as_str(eid).partition("-")
-            got.append(((int(ms), int(seq or 0)), fields))
-    return [f for _k, f in sorted(got, key=lambda x: x[0])]
+    got = [e for stream in await all_streams(redis) for e in entries(await redis.xrange(stream))]
+    return [fields for _eid, fields in sorted(got, key=lambda e: entry_key(e[0]))]
