@@ -147,18 +147,22 @@ class Outbox:
         if not ids:
             return []
         streams = list(ids)
+        step = 1 if self.cluster else KEYS_PER_READ
+        chunks = [streams[i : i + step] for i in range(0, len(streams), step)]
         replies: list[Any] = []
         if self.cluster:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for s in streams:
-                    pipe.xreadgroup(self.group, self.consumer, {s: ids[s]}, count=count)
+                for chunk in chunks:
+                    pipe.xreadgroup(
+                        self.group, self.consumer, {chunk[0]: ids[chunk[0]]}, count=count
+                    )
                 replies = await pipe.execute(raise_on_error=False)
         else:
-            for i in range(0, len(streams), KEYS_PER_READ):
-                chunk: dict[Any, Any] = {s: ids[s] for s in streams[i : i + KEYS_PER_READ]}
+            for chunk in chunks:
+                wanted: dict[Any, Any] = {s: ids[s] for s in chunk}
                 try:
                     replies.append(
-                        await self.redis.xreadgroup(self.group, self.consumer, chunk, count=count)
+                        await self.redis.xreadgroup(self.group, self.consumer, wanted, count=count)
                     )
                 except ResponseError as exc:
                     if not _is_nogroup(exc):
@@ -166,15 +170,11 @@ class Outbox:
                     replies.append(exc)
         missing: list[str] = []
         out: list[Entry] = []
-        for i, reply in enumerate(replies):
+        for chunk, reply in zip(chunks, replies, strict=True):
             if isinstance(reply, BaseException):
                 if not _is_nogroup(reply):
                     raise reply
-                missing += (
-                    streams[i : i + 1]
-                    if self.cluster
-                    else streams[i * KEYS_PER_READ : (i + 1) * KEYS_PER_READ]
-                )
+                missing += chunk
                 continue
             out.extend(self._entries(reply))
         if missing:
