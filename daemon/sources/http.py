@@ -1,0 +1,561 @@
+"""`HttpClient`: a lean HTTP/1.1 keep-alive GET client for one upstream origin.
+
+Why not aiohttp here: on the poll path aiohttp's per-request machinery (request and response
+objects, the stream reader, the timer and connector bookkeeping) cost ~60-90 us of CPU per
+request, 15-22% of the daemon's CPU per stored snapshot (bench/README.md, pipeline section).
+This client does only what the Flow GEX poll needs: a prebuilt request (`request_bytes`) written
+in one call on a pooled connection, the response parsed by llhttp (`httptools`, C) straight in
+the protocol's `data_received`, one future per request.
+
+What it guarantees (tests/sources/test_http_client.py):
+- at most `max_connections` requests in flight and connections open; idle connections kept
+  alive and reused, most recent first;
+- `http` and `https` (`ssl.create_default_context()`, SNI); no proxy, no redirect followed
+  (a 3xx is returned like any status: the caller decides);
+- a response's body by Content-Length, chunked or read to the close; gzip/deflate inflated in
+  bounded steps, `max_body_bytes` counted AFTER inflating (a bomb is refused at the bound, not
+  inflated whole); a Content-Length above the bound is refused before reading; another
+  Content-Encoding is `UnsupportedEncoding`; 1xx responses skipped; headers bounded;
+- `Connection: close`, HTTP/1.0, leftover bytes after a response, a parse error, an error or a
+  timeout: the connection is closed, never reused;
+- the whole request (connecting, sending, the response) within `timeout_s`, not counting the
+  time the caller's `gate` waits; a reused connection that the server closed before any byte
+  of the response is retried once on a new one (a GET is idempotent), never once a byte came.
+
+What it must never do: put the request (it carries the API key) into an error message.
+Errors are `HttpError`s whose messages name the cause and the origin, nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httptools
+from multidict import CIMultiDict
+
+__all__ = [
+    "BodyTooLarge",
+    "ConnectError",
+    "ConnectionLost",
+    "HttpClient",
+    "HttpError",
+    "HttpTimeout",
+    "ProtocolError",
+    "Response",
+    "UnsupportedEncoding",
+]
+
+MAX_HEADER_BYTES = 64 * 1024
+# inflate at most this much per step: what a bomb costs before it is refused is the bound + this
+INFLATE_STEP = 64 * 1024
+ACCEPT_ENCODING = "gzip, deflate"
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+
+class HttpError(Exception):
+    """Base of every failure of a request; the message names the cause, never the request."""
+
+
+class ConnectError(HttpError):
+    """No connection could be made (refused, unreachable, name resolution, TLS handshake)."""
+
+
+class ConnectionLost(HttpError):
+    """The connection closed before the response was complete."""
+
+
+class ProtocolError(HttpError):
+    """The bytes received are not a valid HTTP/1.1 response (or not one this client reads)."""
+
+
+class HttpTimeout(HttpError):
+    """No complete response within the time allowed."""
+
+
+class BodyTooLarge(HttpError):
+    """The body (after inflating) passed `max_body_bytes`; it was not read further."""
+
+    def __init__(self, limit: int, status: int) -> None:
+        self.limit = limit
+        self.status = status
+        super().__init__(f"response body larger than {limit} bytes (decompressed), not read")
+
+
+class UnsupportedEncoding(ProtocolError):
+    """A Content-Encoding this client does not decode (it asks for gzip and deflate only)."""
+
+    def __init__(self, encoding: str, status: int) -> None:
+        self.encoding = encoding
+        self.status = status
+        super().__init__(f"unsupported Content-Encoding {encoding!r}")
+
+
+class _Stale(Exception):
+    """A reused connection closed before any byte of the response: the GET may be retried."""
+
+
+class Response:
+    """A complete response: `status`, `headers` (case-insensitive), `body` (decoded)."""
+
+    __slots__ = ("body", "head_note", "headers", "latency_s", "status")
+
+    def __init__(self, status: int, headers: CIMultiDict[str], body: bytes, head_note: Any) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        # what the caller's on_head returned for this response's headers
+        self.head_note = head_note
+        self.latency_s = 0.0
+
+
+OnHead = Callable[[int, CIMultiDict[str]], Any]
+Gate = Callable[[], Awaitable[float]]
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; parses each response as it arrives (llhttp callbacks)."""
+
+    def __init__(self, max_header_bytes: int) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.served = 0  # responses completed on it: a reused connection may be stale
+        self._parser = httptools.HttpResponseParser(self)
+        self._max_header_bytes = max_header_bytes
+        self._waiter: asyncio.Future[Response] | None = None
+        self._limit = 0
+        self._on_head: OnHead | None = None
+        self._reset_message()
+        self._got_bytes = False
+        self._done = False
+        self._keep = False
+
+    def _reset_message(self) -> None:
+        self._raw_headers: list[tuple[str, str]] = []
+        self._head_size = 0
+        self._head_raw = 0
+        self._headers_done = False
+        self._status = 0
+        self._headers: CIMultiDict[str] | None = None
+        self._head_note: Any = None
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._inflater: Any = None  # zlib decompress object, or None for identity
+        self._deflate = False  # the inflater may still switch to raw deflate
+        self._to_eof = False  # body delimited by the connection's close
+        self._error: BaseException | None = None
+
+    # --- the request ------------------------------------------------------------------------
+
+    def send(
+        self,
+        request: bytes,
+        limit: int,
+        on_head: OnHead | None,
+        waiter: asyncio.Future[Response],
+    ) -> None:
+        self._waiter = waiter
+        self._limit = limit
+        self._on_head = on_head
+        self._got_bytes = False
+        self._done = False
+        self._keep = False
+        self._reset_message()
+        assert self.transport is not None
+        self.transport.write(request)
+
+    @property
+    def reusable(self) -> bool:
+        return self._done and self._keep and not self.closed
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _fail(self, exc: BaseException) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        self.abort()
+
+    # --- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is None or self._done:
+            # bytes nobody asked for: the connection's framing cannot be trusted any more
+            self._keep = False
+            self.abort()
+            return
+        self._got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except Exception as exc:
+            if self._done:  # a complete response followed by garbage: keep it, drop the line
+                self._keep = False
+                self.abort()
+                return
+            error = self._error
+            if error is None:
+                error = ProtocolError(f"malformed HTTP response: {_parser_reason(exc)}")
+            self._fail(error)
+            return
+        if not self._headers_done and not self._done:
+            # one endless header line never reaches on_header: count the raw bytes too
+            self._head_raw += len(data)
+            if self._head_raw > self._max_header_bytes:
+                limit = self._max_header_bytes
+                self._fail(ProtocolError(f"response headers larger than {limit} bytes"))
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost decides what the EOF means
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        if self._to_eof and self._headers_done and self._error is None:
+            try:  # a body delimited by the close: the close completes it
+                self._finish(keep=False)
+            except Exception as error:
+                self._fail(error)
+            return
+        if not self._got_bytes and self.served:
+            waiter.set_exception(_Stale())
+            return
+        why = f": {exc}" if exc is not None else ""
+        if not self._got_bytes:
+            waiter.set_exception(ConnectionLost(f"connection closed before any response{why}"))
+        elif not self._headers_done:
+            waiter.set_exception(ConnectionLost(f"connection closed inside the headers{why}"))
+        else:
+            waiter.set_exception(
+                ConnectionLost(f"connection closed after {self._size} body bytes{why}")
+            )
+
+    # --- llhttp callbacks (an exception stops the parser; data_received reports it) --------
+
+    def on_message_begin(self) -> None:
+        if self._done:
+            raise ProtocolError("bytes after the end of the response")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self._max_header_bytes:
+            raise self._set_error(
+                ProtocolError(f"response headers larger than {self._max_header_bytes} bytes")
+            )
+        self._raw_headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        self._status = status
+        headers: CIMultiDict[str] = CIMultiDict(self._raw_headers)
+        self._headers = headers
+        self._headers_done = True
+        if status < 200:
+            return  # 1xx: no body, the real response follows
+        if self._on_head is not None:
+            try:
+                self._head_note = self._on_head(status, headers)
+            except Exception as exc:
+                raise self._set_error(exc) from None
+        length = headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > self._limit:
+            raise self._set_error(BodyTooLarge(self._limit, status))
+        encoding = headers.get("Content-Encoding")
+        if encoding is not None:
+            self._set_inflater(encoding.strip().lower(), status)
+        if (
+            length is None
+            and "chunked" not in headers.get("Transfer-Encoding", "").lower()
+            and status not in (204, 304)
+        ):
+            self._to_eof = True
+
+    def _set_inflater(self, encoding: str, status: int) -> None:
+        if encoding in ("gzip", "x-gzip"):
+            self._inflater = zlib.decompressobj(_GZIP_WBITS)
+        elif encoding == "deflate":
+            # RFC 9110's deflate is zlib-wrapped; some servers send it raw: tried first as zlib
+            self._inflater = zlib.decompressobj()
+            self._deflate = True
+        elif encoding not in ("", "identity"):
+            raise self._set_error(UnsupportedEncoding(encoding, status))
+
+    def on_body(self, body: bytes) -> None:
+        if self._inflater is None:
+            self._size += len(body)
+            if self._size > self._limit:
+                raise self._set_error(BodyTooLarge(self._limit, self._status))
+            self._chunks.append(body)
+        else:
+            self._inflate(body)
+
+    def _inflate(self, data: bytes) -> None:
+        inflater = self._inflater
+        try:
+            out = inflater.decompress(data, INFLATE_STEP)
+        except zlib.error as exc:
+            if not (self._deflate and self._size == 0 and not self._chunks):
+                raise self._set_error(ProtocolError(f"cannot decompress the body: {exc}")) from None
+            # not zlib-wrapped: raw deflate
+            self._deflate = False
+            inflater = self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            try:
+                out = inflater.decompress(data, INFLATE_STEP)
+            except zlib.error as exc2:
+                raise self._set_error(
+                    ProtocolError(f"cannot decompress the body: {exc2}")
+                ) from None
+        self._deflate = False
+        self._take(out)
+        while inflater.unconsumed_tail:
+            try:
+                out = inflater.decompress(inflater.unconsumed_tail, INFLATE_STEP)
+            except zlib.error as exc:
+                raise self._set_error(ProtocolError(f"cannot decompress the body: {exc}")) from None
+            self._take(out)
+
+    def _take(self, out: bytes) -> None:
+        if out:
+            self._size += len(out)
+            if self._size > self._limit:
+                raise self._set_error(BodyTooLarge(self._limit, self._status))
+            self._chunks.append(out)
+
+    def on_message_complete(self) -> None:
+        if self._status < 200:
+            self._reset_message()
+            return
+        self._finish(keep=self._parser.should_keep_alive())
+
+    def _finish(self, *, keep: bool) -> None:
+        inflater = self._inflater
+        if inflater is not None:
+            if not inflater.eof:
+                raise self._set_error(ProtocolError("the compressed body ends before its end"))
+        chunks = self._chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._chunks = []
+        self._done = True
+        self._keep = keep
+        self.served += 1
+        assert self._headers is not None and self._waiter is not None
+        if not self._waiter.done():
+            self._waiter.set_result(Response(self._status, self._headers, body, self._head_note))
+
+    def _set_error(self, exc: BaseException) -> BaseException:
+        self._error = exc
+        return exc
+
+
+def _parser_reason(exc: Exception) -> str:
+    # httptools wraps a callback's exception; llhttp's own errors carry a short reason
+    text = str(exc) or type(exc).__name__
+    return text[:200]
+
+
+def _expire(waiter: asyncio.Future[Response], timeout_s: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(HttpTimeout(f"no complete response within {timeout_s:g} s"))
+
+
+class HttpClient:
+    """GETs to one origin (`base_url`'s scheme, host and port) over pooled keep-alive
+    connections. Create and use it inside one running loop; `close()` closes every connection."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        max_connections: int = 16,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"base_url must be http:// or https://, got {parts.scheme!r}")
+        if not parts.hostname:
+            raise ValueError("base_url has no host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("base_url must not carry credentials")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.prefix = parts.path.rstrip("/")
+        # Host as the URL spells it (an IPv6 literal keeps its brackets), default port omitted
+        self.host_header = parts.netloc
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self._ssl: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            self._ssl = ssl_context if ssl_context is not None else ssl.create_default_context()
+        self.max_connections = max_connections
+        self._max_header_bytes = max_header_bytes
+        self._slots = asyncio.Semaphore(max_connections)
+        self._idle: list[_Connection] = []
+        self._busy: set[_Connection] = set()
+        self._closed = False
+
+    def request_bytes(self, path_query: str, headers: Mapping[str, str]) -> bytes:
+        """The bytes of `GET {prefix}{path_query}` with these headers (Host, Accept-Encoding
+        added), built once and sent as is. `path_query` must be percent-encoded already."""
+        lines = [f"GET {self.prefix}{path_query} HTTP/1.1", f"Host: {self.host_header}"]
+        for name, value in {**headers, "Accept-Encoding": ACCEPT_ENCODING}.items():
+            if not _token_ok(name) or not _value_ok(value):
+                raise ValueError(f"header {name!r}: not a valid HTTP header name or value")
+            lines.append(f"{name}: {value}")
+        if not _value_ok(path_query) or " " in path_query or not path_query.startswith("/"):
+            raise ValueError("request path: must start with / and hold no spaces or controls")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    async def get(
+        self,
+        request: bytes,
+        *,
+        timeout_s: float,
+        max_body_bytes: int,
+        on_head: OnHead | None = None,
+        gate: Gate | None = None,
+    ) -> Response:
+        """Send `request` (from `request_bytes`) and return the complete response.
+
+        `gate` is awaited once a connection is ready, right before each send (nothing awaited
+        between its return and the write); its seconds of waiting are not counted against
+        `timeout_s`. `on_head(status, headers)` runs as soon as a final response's headers are
+        parsed, before its body is read; what it returns is `Response.head_note`."""
+        if self._closed:
+            raise ConnectError("the client is closed")
+        loop = asyncio.get_running_loop()
+        await self._slots.acquire()
+        try:
+            started = loop.time()
+            deadline = started + timeout_s
+            conn = self._take_idle()
+            if conn is None:
+                conn = await self._connect(loop, deadline, timeout_s)
+            try:
+                if gate is not None:
+                    deadline += await gate()
+                sent = time.monotonic()
+                try:
+                    response = await self._exchange(loop, conn, request, max_body_bytes, on_head,
+                                                    deadline, timeout_s)  # fmt: skip
+                except _Stale:
+                    # the server closed the idle connection as we sent: once, on a new one
+                    self._busy.discard(conn)
+                    conn = await self._connect(loop, deadline, timeout_s)
+                    if gate is not None:
+                        deadline += await gate()
+                    sent = time.monotonic()
+                    try:
+                        response = await self._exchange(loop, conn, request, max_body_bytes,
+                                                        on_head, deadline, timeout_s)  # fmt: skip
+                    except _Stale:
+                        raise ConnectionLost("connection closed before any response") from None
+                response.latency_s = time.monotonic() - sent
+            finally:
+                self._release(conn)
+            return response
+        finally:
+            self._slots.release()
+
+    async def _exchange(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        conn: _Connection,
+        request: bytes,
+        max_body_bytes: int,
+        on_head: OnHead | None,
+        deadline: float,
+        timeout_s: float,
+    ) -> Response:
+        waiter: asyncio.Future[Response] = loop.create_future()
+        conn.send(request, max_body_bytes, on_head, waiter)
+        timer = loop.call_at(deadline, _expire, waiter, timeout_s)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+
+    def _take_idle(self) -> _Connection | None:
+        idle = self._idle
+        while idle:
+            conn = idle.pop()  # the most recently used: the least likely to be stale
+            if not conn.closed:
+                self._busy.add(conn)
+                return conn
+        return None
+
+    async def _connect(
+        self, loop: asyncio.AbstractEventLoop, deadline: float, timeout_s: float
+    ) -> _Connection:
+        if self._closed:
+            raise ConnectError("the client is closed")
+        where = f"{self.host}:{self.port}"
+        try:
+            async with asyncio.timeout_at(deadline):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self._max_header_bytes),
+                    self.host,
+                    self.port,
+                    ssl=self._ssl,
+                    server_hostname=self.host if self._ssl is not None else None,
+                )
+        except TimeoutError:
+            raise HttpTimeout(f"no complete response within {timeout_s:g} s") from None
+        except ssl.SSLError as exc:
+            raise ConnectError(f"TLS handshake with {where} failed: {exc}") from None
+        except OSError as exc:
+            raise ConnectError(f"cannot connect to {where}: {exc}") from None
+        if self._closed:
+            conn.close()
+            raise ConnectError("the client is closed")
+        self._busy.add(conn)
+        return conn
+
+    def _release(self, conn: _Connection) -> None:
+        self._busy.discard(conn)
+        if conn.reusable and not self._closed:
+            conn._waiter = None
+            self._idle.append(conn)
+        elif conn._done:
+            conn.close()
+        else:  # a response cut short: nothing of the connection's state can be trusted
+            conn.abort()
+
+    async def close(self) -> None:
+        """Close every connection, idle or busy; the client refuses requests after it."""
+        self._closed = True
+        conns = [*self._idle, *self._busy]
+        self._idle.clear()
+        self._busy.clear()
+        for conn in conns:
+            conn.abort()
+        # let the transports run their connection_lost before the loop may close
+        if conns:
+            await asyncio.sleep(0)
+
+
+def _token_ok(name: str) -> bool:
+    return bool(name) and all(33 <= ord(c) < 127 and c not in '()<>@,;:\\"/[]?={} ' for c in name)
+
+
+def _value_ok(value: str) -> bool:
+    return all(c == "\t" or 32 <= ord(c) < 127 or 160 <= ord(c) < 256 for c in value)

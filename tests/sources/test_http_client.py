@@ -1,0 +1,591 @@
+"""The lean upstream HTTP client (gex_alertd.sources.http) against real servers on 127.0.0.1:
+aiohttp web servers where a well-behaved server will do, a raw asyncio server where the test
+needs exact bytes on the wire (odd framing, bad responses, closes at chosen moments)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import ssl
+import tracemalloc
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import trustme
+from aiohttp import web
+
+from gex_alertd.sources.http import (
+    BodyTooLarge,
+    ConnectError,
+    ConnectionLost,
+    HttpClient,
+    HttpTimeout,
+    ProtocolError,
+    UnsupportedEncoding,
+)
+from tests.support.wait import WAIT_S, eventually
+
+LIMIT = 1 << 20
+HEADERS = {"X-Api-Key": "k-http-test-123", "Accept": "application/json", "User-Agent": "t/1"}
+
+Action = bytes | Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]] | None
+
+
+def ok(body: bytes = b'{"ok": true}', *extra: str, status: str = "200 OK") -> bytes:
+    head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", *extra]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def chunked(*chunks: bytes, extra: str = "") -> bytes:
+    head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n" + extra + "\r\n"
+    parts = [f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in chunks]
+    return head.encode() + b"".join(parts) + b"0\r\n\r\n"
+
+
+class RawServer:
+    """Answers each request (read up to its blank line) with the next scripted action: bytes to
+    write, None to close without a word, or a coroutine function given the streams."""
+
+    def __init__(self) -> None:
+        self.script: deque[Action] = deque()
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.open = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> RawServer:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open += 1
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                self.requests.append(head)
+                action = self.script.popleft() if self.script else ok()
+                if action is None:
+                    return
+                if isinstance(action, bytes):
+                    writer.write(action)
+                    await writer.drain()
+                else:
+                    await action(reader, writer)
+                if writer.is_closing():
+                    return
+        finally:
+            self.open -= 1
+            writer.close()
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[RawServer]:
+    async with RawServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def made() -> AsyncIterator[list[HttpClient]]:
+    clients: list[HttpClient] = []
+    yield clients
+    for client in clients:
+        await client.close()
+
+
+def client_for(made: list[HttpClient], url: str, **kw: Any) -> HttpClient:
+    client = HttpClient(url, **kw)
+    made.append(client)
+    return client
+
+
+async def get(client: HttpClient, path: str = "/v1/x", **kw: Any) -> Any:
+    kw.setdefault("timeout_s", WAIT_S)
+    kw.setdefault("max_body_bytes", LIMIT)
+    return await client.get(client.request_bytes(path, HEADERS), **kw)
+
+
+# --- the request ------------------------------------------------------------------------------
+
+
+async def test_request_bytes_are_one_plain_get_with_the_headers(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    client = client_for(made, raw.url + "/base/")
+    resp = await get(client, "/v1/flow/gex/BRK%2FB?expiry=2026-05-15")
+    assert resp.status == 200 and resp.body == b'{"ok": true}'
+    assert raw.requests[0] == (
+        b"GET /base/v1/flow/gex/BRK%2FB?expiry=2026-05-15 HTTP/1.1\r\n"
+        + f"Host: 127.0.0.1:{raw.port}\r\n".encode()
+        + b"X-Api-Key: k-http-test-123\r\nAccept: application/json\r\nUser-Agent: t/1\r\n"
+        b"Accept-Encoding: gzip, deflate\r\n\r\n"
+    )
+
+
+def test_header_injection_and_bad_urls_are_refused() -> None:
+    client = HttpClient("http://127.0.0.1:1")
+    with pytest.raises(ValueError, match="X-Api-Key"):
+        client.request_bytes("/x", {"X-Api-Key": "k\r\nEvil: 1"})
+    with pytest.raises(ValueError, match="path"):
+        client.request_bytes("/x y", {})
+    with pytest.raises(ValueError, match="http"):
+        HttpClient("ftp://127.0.0.1")
+    with pytest.raises(ValueError, match="credentials"):
+        HttpClient("http://user:pw@127.0.0.1")
+    assert (
+        HttpClient("https://lab.flashalpha.com")
+        .request_bytes("/v", {})
+        .startswith(b"GET /v HTTP/1.1\r\nHost: lab.flashalpha.com\r\n")
+    )
+
+
+# --- the pool ---------------------------------------------------------------------------------
+
+
+async def test_one_keep_alive_connection_serves_sequential_requests(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    client = client_for(made, raw.url)
+    for i in range(5):
+        raw.script.append(ok(b"%d" % i))
+        assert (await get(client)).body == b"%d" % i
+    assert raw.connections == 1 and len(raw.requests) == 5
+
+
+async def test_at_most_max_connections_in_flight_and_open(made: list[HttpClient]) -> None:
+    in_flight = peak = 0
+    full = asyncio.Event()
+    peers: set[Any] = set()
+
+    async def slow(request: web.Request) -> web.Response:
+        nonlocal in_flight, peak
+        peers.add(request.transport.get_extra_info("peername") if request.transport else None)
+        in_flight += 1
+        peak = max(peak, in_flight)
+        if in_flight >= 3:
+            full.set()
+        await asyncio.wait_for(full.wait(), WAIT_S)
+        await asyncio.sleep(0.05)  # room for a fourth, were the bound not enforced
+        in_flight -= 1
+        return web.Response(body=b"done")
+
+    async with _aiohttp_server(slow) as url:
+        client = client_for(made, url, max_connections=3)
+        replies = await asyncio.gather(*(get(client) for _ in range(12)))
+    assert [r.body for r in replies] == [b"done"] * 12
+    assert peak == 3
+    assert len(peers) == 3  # connections reused, never more than the bound
+
+
+async def test_close_closes_every_connection(raw: RawServer) -> None:
+    client = HttpClient(raw.url, max_connections=4)
+    await asyncio.gather(*(get(client) for _ in range(4)))
+    assert raw.open >= 1
+    await client.close()
+    await eventually(lambda: raw.open == 0, "the server to see every connection closed")
+    with pytest.raises(ConnectError, match="closed"):
+        await get(client)
+
+
+# --- bodies -----------------------------------------------------------------------------------
+
+
+async def test_chunked_body_is_joined(raw: RawServer, made: list[HttpClient]) -> None:
+    raw.script.append(chunked(b'{"a":', b" 1", b"}"))
+    raw.script.append(ok(b"next"))
+    client = client_for(made, raw.url)
+    assert (await get(client)).body == b'{"a": 1}'
+    assert (await get(client)).body == b"next"
+    assert raw.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),  # RFC 9110's deflate: zlib-wrapped
+        ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, as some servers send it
+        ("GZIP", gzip.compress),
+    ],
+)
+async def test_compressed_bodies_are_inflated(
+    raw: RawServer, made: list[HttpClient], encoding: str, compress: Callable[[bytes], bytes]
+) -> None:
+    body = b'{"strikes": [' + b"1.5," * 20_000 + b"2]}"
+    raw.script.append(ok(compress(body), f"Content-Encoding: {encoding}"))
+    # and chunked: the compressed stream split at arbitrary points
+    packed = compress(body)
+    extra = f"Content-Encoding: {encoding}\r\n"
+    raw.script.append(chunked(packed[:7], packed[7:100], packed[100:], extra=extra))
+    client = client_for(made, raw.url)
+    assert (await get(client)).body == body
+    assert (await get(client)).body == body
+
+
+async def test_gzip_bomb_is_refused_at_the_bound_without_inflating_it(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = b"".join(packer.compress(b"\0" * (1 << 20)) for _ in range(64)) + packer.flush()
+    assert len(bomb) < LIMIT  # its Content-Length passes the bound
+    raw.script.append(ok(bomb, "Content-Encoding: gzip"))
+    client = client_for(made, raw.url)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BodyTooLarge, match=f"larger than {LIMIT} bytes") as info:
+            await get(client)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.value.status == 200
+    assert peak < 4 * LIMIT, f"peak {peak} bytes while refusing a 64 MB bomb"
+    assert (await get(client)).status == 200  # on a new connection
+    assert raw.connections == 2
+
+
+async def test_a_truncated_or_corrupt_compressed_body_is_an_error(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    packed = gzip.compress(b"x" * 5000)
+    raw.script.append(ok(packed[:-12], "Content-Encoding: gzip"))
+    raw.script.append(ok(b"not gzip at all", "Content-Encoding: gzip"))
+    client = client_for(made, raw.url)
+    with pytest.raises(ProtocolError, match="compressed body ends"):
+        await get(client)
+    with pytest.raises(ProtocolError, match="cannot decompress"):
+        await get(client)
+
+
+async def test_unsupported_encoding_is_named(raw: RawServer, made: list[HttpClient]) -> None:
+    raw.script.append(ok(b"\x1b\x00", "Content-Encoding: br"))
+    client = client_for(made, raw.url)
+    with pytest.raises(UnsupportedEncoding, match="'br'") as info:
+        await get(client)
+    assert info.value.status == 200
+    assert (await get(client)).status == 200
+
+
+async def test_content_length_over_the_bound_is_refused_before_reading(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    # headers only: the body never comes, so waiting for it would hang until the timeout
+    raw.script.append(b"HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\n")
+    client = client_for(made, raw.url)
+    with pytest.raises(BodyTooLarge, match=f"larger than {LIMIT} bytes"):
+        await get(client)
+
+
+async def test_chunked_body_over_the_bound_is_refused(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    raw.script.append(chunked(*([b"y" * 65536] * 20)))
+    client = client_for(made, raw.url)
+    with pytest.raises(BodyTooLarge):
+        await get(client)
+
+
+async def test_body_read_to_the_close(raw: RawServer, made: list[HttpClient]) -> None:
+    async def until_close(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npart one, ")
+        await writer.drain()
+        writer.write(b"part two")
+        writer.close()
+
+    raw.script.append(until_close)
+    raw.script.append(_gzip_until_close(b"z" * 3000))
+    client = client_for(made, raw.url)
+    assert (await get(client)).body == b"part one, part two"
+    assert (await get(client)).body == b"z" * 3000
+    assert raw.connections == 2
+
+
+def _gzip_until_close(body: bytes) -> Action:
+    async def send(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.0 200 OK\r\nContent-Encoding: gzip\r\n\r\n" + gzip.compress(body))
+        writer.close()
+
+    return send
+
+
+# --- framing and connection reuse -------------------------------------------------------------
+
+
+async def test_connection_close_and_http10_are_not_reused(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    raw.script.extend(
+        [
+            ok(b"a", "Connection: close"),
+            ok(b"b").replace(b"HTTP/1.1", b"HTTP/1.0"),
+            ok(b"c"),
+            ok(b"d"),
+        ]
+    )
+    client = client_for(made, raw.url)
+    assert [(await get(client)).body for _ in range(4)] == [b"a", b"b", b"c", b"d"]
+    assert raw.connections == 3  # a, b, then c and d on one kept-alive connection
+
+
+async def test_1xx_responses_are_skipped(raw: RawServer, made: list[HttpClient]) -> None:
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+    raw.script.append(interim + ok(b"final"))
+    client = client_for(made, raw.url)
+    resp = await get(client)
+    assert (resp.status, resp.body) == (200, b"final")
+    assert "Link" not in resp.headers
+    assert (await get(client)).status == 200
+    assert raw.connections == 1
+
+
+async def test_leftover_bytes_close_the_connection(raw: RawServer, made: list[HttpClient]) -> None:
+    raw.script.append(ok(b"first") + b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbad")
+    client = client_for(made, raw.url)
+    assert (await get(client)).body == b"first"
+    assert (await get(client)).body == b'{"ok": true}'
+    assert raw.connections == 2  # the one with extra bytes was not trusted again
+
+
+async def test_a_response_split_byte_by_byte(raw: RawServer, made: list[HttpClient]) -> None:
+    wire = chunked(b'{"x": ', b"[1, 2, 3]}", extra="X-RateLimit-Remaining: 7\r\n")
+
+    async def trickle(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for i in range(len(wire)):
+            writer.write(wire[i : i + 1])
+            await writer.drain()
+            await asyncio.sleep(0)
+
+    raw.script.append(trickle)
+    client = client_for(made, raw.url)
+    resp = await get(client)
+    assert resp.body == b'{"x": [1, 2, 3]}'
+    assert resp.headers["x-ratelimit-remaining"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("wire", "words"),
+    [
+        (b"garbage\r\n\r\n", "malformed HTTP response"),
+        (b"HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n", "malformed HTTP response"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc", "malformed"),
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", "headers larger than"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X-Many: b\r\n" * 8_000 + b"\r\n", "headers larger than"),
+    ],
+)
+async def test_bad_responses_are_protocol_errors(
+    raw: RawServer, made: list[HttpClient], wire: bytes, words: str
+) -> None:
+    raw.script.append(wire)
+    client = client_for(made, raw.url)
+    with pytest.raises(ProtocolError, match=words):
+        await get(client)
+    assert (await get(client)).status == 200  # a new connection
+    assert raw.connections == 2
+
+
+async def test_headers_are_case_insensitive_and_redirects_returned(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    raw.script.append(ok(b"", "location: /elsewhere", "RETRY-AFTER: 3", status="302 Found"))
+    client = client_for(made, raw.url)
+    resp = await get(client)
+    assert resp.status == 302
+    assert resp.headers["Location"] == "/elsewhere" and resp.headers.get("Retry-After") == "3"
+    assert len(raw.requests) == 1  # not followed
+
+
+async def test_on_head_runs_before_the_body_arrives(raw: RawServer, made: list[HttpClient]) -> None:
+    seen = asyncio.Event()
+    release = asyncio.Event()
+
+    async def late_body(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 429 Too Many\r\nRetry-After: 2\r\nContent-Length: 4\r\n\r\n")
+        await writer.drain()
+        await asyncio.wait_for(release.wait(), WAIT_S)
+        writer.write(b"slow")
+
+    def on_head(status: int, headers: Any) -> str:
+        seen.set()
+        return f"{status}:{headers['retry-after']}"
+
+    raw.script.append(late_body)
+    client = client_for(made, raw.url)
+    task = asyncio.create_task(get(client, on_head=on_head))
+    await asyncio.wait_for(seen.wait(), WAIT_S)
+    assert not task.done()  # the body is still on its way
+    release.set()
+    resp = await task
+    assert (resp.status, resp.body, resp.head_note) == (429, b"slow", "429:2")
+
+
+async def test_gate_is_awaited_right_before_the_send(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    opened = asyncio.Event()
+
+    async def gate() -> float:
+        opened_before = len(raw.requests)
+        await asyncio.wait_for(opened.wait(), WAIT_S)
+        assert len(raw.requests) == opened_before == 0
+        return 0.0
+
+    client = client_for(made, raw.url)
+    task = asyncio.create_task(get(client, gate=gate))
+    await eventually(lambda: raw.connections == 1, "the connection to be made")
+    assert raw.requests == []  # connected, but nothing sent while the gate is shut
+    opened.set()
+    assert (await task).status == 200
+
+
+# --- failures and time ------------------------------------------------------------------------
+
+
+async def test_a_server_that_never_answers_times_out(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    async def silent(reader: asyncio.StreamReader, _: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up and closes
+
+    raw.script.append(silent)
+    client = client_for(made, raw.url)
+    with pytest.raises(HttpTimeout, match=r"no complete response within 0\.3 s"):
+        await get(client, timeout_s=0.3)
+    await eventually(lambda: raw.open == 0, "the client to drop the silent connection")
+    assert (await get(client)).status == 200
+
+
+async def test_connection_refused(made: list[HttpClient]) -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    client = client_for(made, f"http://127.0.0.1:{port}")
+    with pytest.raises(ConnectError, match=f"cannot connect to 127.0.0.1:{port}"):
+        await get(client)
+
+
+async def test_a_stale_pooled_connection_is_retried_once(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    # the second request lands on a connection the server closes without a word (an idle
+    # timeout racing the send): retried on a new connection, which answers
+    raw.script.extend([ok(b"one"), None, ok(b"two")])
+    client = client_for(made, raw.url)
+    assert (await get(client)).body == b"one"
+    assert (await get(client)).body == b"two"
+    assert raw.connections == 2 and len(raw.requests) == 3
+
+
+async def test_never_retried_once_a_response_byte_came(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    async def cut(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Len")
+        await writer.drain()
+        writer.close()
+
+    async def cut_body(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+        await writer.drain()
+        writer.close()
+
+    raw.script.extend([ok(b"one"), cut, cut_body])
+    client = client_for(made, raw.url)
+    assert (await get(client)).body == b"one"
+    with pytest.raises(ConnectionLost, match="inside the headers"):
+        await get(client)
+    assert len(raw.requests) == 2
+    with pytest.raises(ConnectionLost, match="after 10 body bytes"):
+        await get(client)
+    assert len(raw.requests) == 3
+
+
+async def test_a_fresh_connection_closed_at_once_is_not_retried(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    raw.script.append(None)
+    client = client_for(made, raw.url)
+    with pytest.raises(ConnectionLost, match="before any response"):
+        await get(client)
+    assert len(raw.requests) == 1
+
+
+async def test_an_idle_connection_the_server_closed_is_not_used(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    async def answer_then_close(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(ok(b"one"))  # says nothing of closing, then closes while idle
+        await writer.drain()
+        writer.close()
+
+    raw.script.append(answer_then_close)
+    client = client_for(made, raw.url)
+    assert (await get(client)).body == b"one"
+    await eventually(lambda: raw.open == 0, "the server to close the idle connection")
+    await eventually(lambda: all(c.closed for c in client._idle), "the client to see it")
+    assert (await get(client)).status == 200
+    assert raw.connections == 2 and len(raw.requests) == 2  # no request went to the dead one
+
+
+# --- TLS --------------------------------------------------------------------------------------
+
+
+async def test_https_with_a_trusted_certificate(made: list[HttpClient]) -> None:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(body=gzip.compress(request.headers["X-Api-Key"].encode()),
+                            headers={"Content-Encoding": "gzip"})  # fmt: skip
+
+    async with _aiohttp_server(hello, ssl_context=server_ctx) as url:
+        assert url.startswith("https://")
+        trusting = ssl.create_default_context()
+        ca.configure_trust(trusting)
+        client = client_for(made, url, ssl_context=trusting)
+        assert (await get(client)).body == HEADERS["X-Api-Key"].encode()
+        assert (await get(client)).status == 200
+        # the default context does not know this CA: the handshake fails, named as such
+        untrusting = client_for(made, url)
+        with pytest.raises(ConnectError, match=r"TLS handshake with 127\.0\.0\.1"):
+            await get(untrusting)
+
+
+class _aiohttp_server:  # a context manager used like a function
+    def __init__(
+        self,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.app = web.Application()
+        self.app.router.add_get("/{tail:.*}", handler)
+        self.ssl = ssl_context
+        self.runner = web.AppRunner(self.app, access_log=None)
+
+    async def __aenter__(self) -> str:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=self.ssl)
+        await site.start()
+        port = self.runner.addresses[0][1]
+        return f"{'https' if self.ssl else 'http'}://127.0.0.1:{port}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.cleanup()
