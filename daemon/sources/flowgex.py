@@ -5,12 +5,16 @@ Budget and gate design
 Everything the provider limits is limited per API key, so the client keeps one `KeyLimiter`
 (ratelimit.py) that every fetch on the key goes through, right before its request is sent:
 
-1. `max_concurrency` bounds requests in flight (a semaphore; the connector pool matches it).
-2. Inside it, `KeyLimiter.acquire()` waits for the *gate* (no request before a Retry-After
-   window ends) and then for a slot of the *budget* (GCRA at `requests_per_min` with a small
-   burst). Slots are reserved before sleeping, so concurrent waiters are served in order; a
-   waiter re-checks the gate after its budget sleep, so a 429 that arrives while others queue
-   holds them too. The request is sent with no await in between.
+1. `max_concurrency` bounds requests in flight and connections open (the HTTP client's pool,
+   sources/http.py: a lean keep-alive client, because aiohttp's per-request machinery was
+   15-22% of the daemon's CPU per stored snapshot).
+2. Inside it, once a connection is ready, `KeyLimiter.acquire()` waits for the *gate* (no
+   request before a Retry-After window ends) and then for a slot of the *budget* (GCRA at
+   `requests_per_min` with a small burst). Slots are reserved before sleeping, so concurrent
+   waiters are served in order; a waiter re-checks the gate after its budget sleep, so a 429
+   that arrives while others queue holds them too. The request is sent with no await in
+   between (a connection the server closed as it was sent is retried once, through the gate
+   again).
 3. A 429 closes the gate for its Retry-After (delta-seconds or HTTP-date; without it
    X-RateLimit-Reset, else 1 s) the moment its headers arrive, before the body is read. A
    response of any status saying `X-RateLimit-Remaining: 0` closes the gate until
@@ -26,23 +30,20 @@ Errors map to gex_alertd.sources.errors with the server's own message (`message`
 `detail`, else `error`, else a bounded body snippet), always passed through redaction. A 200
 whose body does not decode and validate raises MalformedPayload: nothing from it is returned.
 Redirects are not followed: a custom `X-Api-Key` header would travel to whatever host a
-redirect names.
+redirect names. No proxy from the environment is used either.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-import aiohttp
 import msgspec
 import structlog
-from multidict import CIMultiDictProxy
-from yarl import URL
+from multidict import CIMultiDict
 
 from gex_alertd import __version__, redaction
 from gex_alertd.asof_window import AsOfWindow
@@ -60,6 +61,13 @@ from gex_alertd.sources.errors import (
     TransientError,
     UnknownSymbol,
 )
+from gex_alertd.sources.http import (
+    BodyTooLarge,
+    HttpClient,
+    HttpError,
+    HttpTimeout,
+    UnsupportedEncoding,
+)
 from gex_alertd.sources.ratelimit import MAX_WAIT_S, KeyLimiter, parse_reset, parse_retry_after
 
 if TYPE_CHECKING:
@@ -71,7 +79,7 @@ PATH = "/v1/flow/gex/"
 SETTLED_PATH = "/v1/exposure/gex/"
 DEFAULT_RETRY_AFTER_S = 1.0
 MAX_MESSAGE_CHARS = 300
-_URL_CACHE_MAX = 512  # URLs kept built (~480 bytes each); a longer watchlist builds them per poll
+_REQUEST_CACHE_MAX = 512  # requests kept built (~200 bytes each); past it built per poll
 _WS = re.compile(r"\s+")
 
 log = structlog.get_logger()
@@ -88,7 +96,6 @@ class FlowGexClient:
         timeout_s: float = 10,
         max_concurrency: int = 16,
         requests_per_min: float = 120,
-        session: aiohttp.ClientSession | None = None,
         user_agent: str = f"gex-alertd/{__version__}",
         burst: int | None = None,
         max_body_bytes: int = 16 * 1024 * 1024,
@@ -116,10 +123,9 @@ class FlowGexClient:
             "Accept": "application/json",
             "User-Agent": user_agent,
         }
-        self._session = session
-        self._owns_session = session is None
-        self._sem = asyncio.Semaphore(max_concurrency)
-        self._urls: dict[tuple[str, str | None], URL] = {}
+        # made here so a bad base_url or header fails at construction; its pool is per loop
+        self._http: HttpClient | None = self._new_http()
+        self._requests: dict[tuple[str, str | None], bytes] = {}
         self._last_as_of: dict[tuple[str, str | None], int] = {}
 
     @classmethod
@@ -148,23 +154,14 @@ class FlowGexClient:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        session = self._session
-        if session is None or (self._owns_session and session.closed):
-            # created here, inside the running loop, because a session binds to its loop
-            connector = aiohttp.TCPConnector(limit=self.max_concurrency, ttl_dns_cache=300)
-            # no session-wide timeout: fetch() passes `timeout_s` with every request
-            session = aiohttp.ClientSession(connector=connector, trust_env=False)
-            self._session = session
-            self._owns_session = True
-        return session
+    def _new_http(self) -> HttpClient:
+        return HttpClient(self.base_url, max_connections=self.max_concurrency)
 
     async def close(self) -> None:
-        """Close the session if this client created it; a session passed in stays open."""
-        if self._owns_session and self._session is not None and not self._session.closed:
-            await self._session.close()
-        if self._owns_session:
-            self._session = None
+        """Close every connection; a later fetch opens new ones."""
+        http, self._http = self._http, None
+        if http is not None:
+            await http.close()
 
     async def __aenter__(self) -> FlowGexClient:
         return self
@@ -174,88 +171,83 @@ class FlowGexClient:
 
     # --- fetching ------------------------------------------------------------------------------
 
-    def _url(self, symbol: str, expiry: str | None) -> URL:
-        key = (symbol, expiry)
-        url = self._urls.get(key)
-        if url is None:
-            # quote everything: a symbol like BRK/B must stay one path segment
-            url = URL(f"{self.base_url}{PATH}{quote(symbol, safe='')}", encoded=True)
-            if expiry is not None:
-                url = url.with_query(expiry=expiry)
-            if len(self._urls) >= _URL_CACHE_MAX:
-                self._urls.clear()
-            self._urls[key] = url
-        return url
+    def _request(self, path: str, symbol: str, query: dict[str, str] | None) -> bytes:
+        # quote everything: a symbol like BRK/B must stay one path segment
+        target = f"{path}{quote(symbol, safe='')}"
+        if query:
+            target = f"{target}?{urlencode(query)}"
+        http = self._http if self._http is not None else self._new_http()
+        return http.request_bytes(target, self._headers)
 
     async def fetch(self, symbol: str, expiry: str | None = None) -> Fetched:
         """One HTTP attempt, after the key's budget and any Retry-After window allow it."""
-        status, body, latency = await self._get(self._url(symbol, expiry), symbol)
+        key = (symbol, expiry)
+        request = self._requests.get(key)
+        if request is None:
+            request = self._request(PATH, symbol, {"expiry": expiry} if expiry else None)
+            if len(self._requests) >= _REQUEST_CACHE_MAX:
+                self._requests.clear()
+            self._requests[key] = request
+        status, body, latency = await self._get(request, symbol)
         return self._decoded(symbol, expiry, body, status, latency)
 
     async def fetch_settled(self, symbol: str, expiry: str | None = None) -> bytes:
         """The raw body of `GET /v1/exposure/gex/{symbol}` (the settled profile), one attempt
         on the same key, budget, timeout and body bound as `fetch`; decoding is the caller's
         (`gex_alertd.settled`). Raises the same SourceErrors."""
-        url = URL(f"{self.base_url}{SETTLED_PATH}{quote(symbol, safe='')}", encoded=True)
-        if expiry is not None:
-            url = url.with_query(expiration=expiry)
-        return (await self._get(url, symbol))[1]
+        query = {"expiration": expiry} if expiry is not None else None
+        return (await self._get(self._request(SETTLED_PATH, symbol, query), symbol))[1]
 
-    async def _get(self, url: URL, symbol: str) -> tuple[int, bytes, float]:
-        """(status, body, latency) of a 2xx; any other status raises its SourceError."""
-        session = self._get_session()
-        async with self._sem:
-            waited = await self.limiter.acquire()
-            if waited > 0:
-                RATE_LIMIT_WAIT.inc(waited)
-            # no await between acquire() and the send: see ratelimit.KeyLimiter.acquire
-            started = time.monotonic()
-            # per request, so a change of `timeout_s` applies to the next request
-            timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-            try:
-                async with session.get(
-                    url, headers=self._headers, timeout=timeout, allow_redirects=False
-                ) as resp:
-                    status = resp.status
-                    headers = resp.headers
-                    # close the gate before awaiting the body, so nobody slips through
-                    retry_after = self._note_limits(status, headers, symbol)
-                    body = await self._read_bounded(resp, symbol)
-            except TimeoutError:
-                REQUEST_LATENCY.observe(time.monotonic() - started)
-                raise TransientError(
-                    f"no complete response within {self.timeout_s:g} s", symbol=symbol
-                ) from None
-            except aiohttp.ClientError as exc:
-                raise TransientError(
-                    redaction.redact(f"request failed: {type(exc).__name__}: {exc}"), symbol=symbol
-                ) from None
-        latency = time.monotonic() - started
+    async def _gate(self) -> float:
+        waited = await self.limiter.acquire()
+        if waited > 0:
+            RATE_LIMIT_WAIT.inc(waited)
+        return waited
+
+    async def _get(self, request: bytes, symbol: str) -> tuple[int, bytes, float]:
+        """(status, body, latency) of a 2xx; any other status raises its SourceError.
+
+        The gate runs once a connection is ready and the send follows it with no await in
+        between (see ratelimit.KeyLimiter.acquire); the response's headers close it, if they
+        say so, before its body is read (`on_head`), so nobody slips through. The body is
+        bounded after decompression (a gzip bomb is refused at `max_body_bytes`, http.py)."""
+        http = self._http
+        if http is None:
+            http = self._http = self._new_http()
+
+        def on_head(status: int, headers: CIMultiDict[str]) -> float | None:
+            return self._note_limits(status, headers, symbol)
+
+        try:
+            # `timeout_s` read per request, so a change applies to the next one
+            resp = await http.get(
+                request,
+                timeout_s=self.timeout_s,
+                max_body_bytes=self.max_body_bytes,
+                on_head=on_head,
+                gate=self._gate,
+            )
+        except HttpTimeout:
+            REQUEST_LATENCY.observe(self.timeout_s)
+            raise TransientError(
+                f"no complete response within {self.timeout_s:g} s", symbol=symbol
+            ) from None
+        except BodyTooLarge as exc:
+            raise _too_large(self.max_body_bytes, symbol, exc.status) from None
+        except UnsupportedEncoding as exc:
+            raise MalformedPayload(
+                redaction.redact(str(exc)), symbol=symbol, status=exc.status
+            ) from None
+        except HttpError as exc:
+            raise TransientError(
+                redaction.redact(f"request failed: {type(exc).__name__}: {exc}"), symbol=symbol
+            ) from None
+        latency = resp.latency_s
         REQUEST_LATENCY.observe(latency)
-
+        status = resp.status
         if 200 <= status < 300:
-            return status, body, latency
-        raise _error_for(status, headers, body, symbol, retry_after)
-
-    async def _read_bounded(self, resp: aiohttp.ClientResponse, symbol: str) -> bytes:
-        """The body, decompressed, or MalformedPayload once it passes `max_body_bytes`.
-
-        Counted after decompression, as it streams: a gzip bomb's Content-Length is small
-        (816 KB expanding to 800 MB was fetched whole before); aiohttp inflates in bounded
-        steps as we read, so what is held never passes the limit by more than one step."""
-        limit = self.max_body_bytes
-        length = resp.content_length
-        if length is not None and length > limit:
-            raise _too_large(limit, symbol, resp.status)
-        if length is not None and not resp.headers.get("Content-Encoding"):
-            return await resp.read()  # identity: the length announced is the length read
-        chunks, size = [], 0
-        async for chunk in resp.content.iter_chunked(1 << 16):
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit, symbol, resp.status)
-            chunks.append(chunk)
-        return b"".join(chunks)
+            return status, resp.body, latency
+        raise _error_for(status, resp.headers, resp.body, symbol, resp.head_note)
 
     def _decoded(
         self, symbol: str, expiry: str | None, body: bytes, status: int, latency: float
@@ -290,9 +282,7 @@ class FlowGexClient:
             self._last_as_of[key] = as_of
         return Fetched(snapshot=snap, repeated=repeated, body_bytes=len(body), latency_s=latency)
 
-    def _note_limits(
-        self, status: int, headers: CIMultiDictProxy[str], symbol: str
-    ) -> float | None:
+    def _note_limits(self, status: int, headers: CIMultiDict[str], symbol: str) -> float | None:
         """Close the key's gate as the response's headers ask; return a 429/5xx's wait."""
         if status == 429:
             wait = parse_retry_after(headers.get("Retry-After"))
@@ -375,7 +365,7 @@ def _server_message(body: bytes) -> tuple[str, dict[str, Any]]:
 
 def _error_for(
     status: int,
-    headers: CIMultiDictProxy[str],
+    headers: CIMultiDict[str],
     body: bytes,
     symbol: str,
     retry_after: float | None,

@@ -589,3 +589,14 @@ class _aiohttp_server:  # a context manager used like a function
 
     async def __aexit__(self, *exc: object) -> None:
         await self.runner.cleanup()
+
+
+async def test_proxy_settings_in_the_environment_are_ignored(
+    raw: RawServer, made: list[HttpClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the API key must reach the upstream only: a proxy named in the environment is not used
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    client = client_for(made, raw.url)
+    assert (await get(client)).status == 200
+    assert len(raw.requests) == 1
