@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 from types import GenericAlias
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from urllib.parse import urlsplit
 
 import msgspec
 from redis.connection import parse_url
@@ -82,6 +83,8 @@ class SourceConfig(Strict):
             out.append(("api_key", "required when kind is flowgex (set FLASHALPHA_API_KEY)"))
         if not is_http_url(self.base_url):
             out.append(("base_url", f"expected an http(s) URL, got {self.base_url!r}"))
+        elif "@" in urlsplit(self.base_url).netloc:  # the client sends none (sources/http.py)
+            out.append(("base_url", "must not carry credentials: the API key is the credential"))
         for key in ("timeout_s", "requests_per_min", "backoff_base_s", "backoff_max_s"):
             if getattr(self, key) <= 0:
                 out.append((key, f"must be > 0, got {getattr(self, key)}"))

@@ -305,6 +305,7 @@ async def test_an_echoed_header_never_reaches_notify_test_output(tmp_path: Path)
         ("redis.url", "redis://[bad/0", "redis.url: not a usable Redis URL"),
         ("channels.ops.url", "https://example.com:99999/hook", "channels.ops.url: expected"),
         ("source.base_url", "http://127.0.0.1:port/", "source.base_url: expected"),
+        ("source.base_url", "https://u:p@127.0.0.1/", "source.base_url: must not carry"),
     ],
 )
 def test_urls_the_client_cannot_use_are_config_errors(path: str, url: str, message: str) -> None:
