@@ -4,7 +4,10 @@ Three contenders, same run, same upstream, same Redis, each on one core (CPU 1; 
 and redis-server share CPU 0), 200 symbols x 200 strikes by default:
 
 - ceiling: aiohttp, `--max-concurrency` GETs in flight, JSON decode (msgspec, untyped), nothing
-  else. No client can do the daemon's job faster than it can fetch and parse.
+  else. No client can do the daemon's job faster than it can fetch and parse. It is the
+  goal's yardstick (issue 12); a second row, "fetch ceiling, the daemon's own client", does the
+  same with the daemon's HTTP client (sources/http.py), so the report shows how much of the
+  daemon's ratio comes from the client rather than from the rest of its work.
 - daemon (the headline): the real `gex-alertd run` process, scheduler, poll pool and uvloop
   when installed (then the same build on the asyncio loop runs too, for the comparison)
   included, every symbol at `interval_s` 0.02 (far more than it can do: polled as fast as
@@ -412,6 +415,36 @@ class Ceiling:
             return {"n": count, "s": time.perf_counter() - t0, "cpu": time.process_time() - cpu0}
 
 
+class OwnClientCeiling(Ceiling):
+    """The ceiling with the daemon's own HTTP client instead of aiohttp (same requests in
+    flight, same decode): what fetching costs the daemon before any of its own work."""
+
+    async def window(self, seconds: float) -> dict[str, float]:
+        from gex_alertd.sources.http import HttpClient
+
+        count = 0
+        http = HttpClient(self.base_url, max_connections=self.conc)
+        reqs = [http.request_bytes(f"/v1/flow/gex/{s}", {"X-Api-Key": KEY}) for s in self.symbols]
+        try:
+
+            async def worker(i: int, until: float) -> None:
+                nonlocal count
+                j = i
+                while time.perf_counter() < until:
+                    resp = await http.get(reqs[j % len(reqs)], timeout_s=30, max_body_bytes=1 << 24)
+                    self.decode(resp.body)
+                    count += 1
+                    j += self.conc
+
+            await asyncio.gather(*(worker(i, time.perf_counter() + 0.3) for i in range(self.conc)))
+            count = 0
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            await asyncio.gather(*(worker(i, t0 + seconds) for i in range(self.conc)))
+            return {"n": count, "s": time.perf_counter() - t0, "cpu": time.process_time() - cpu0}
+        finally:
+            await http.close()
+
+
 class Naive:
     """The obvious script: serial SDK calls, raw JSON into a stream, a flip check in Python."""
 
@@ -522,6 +555,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             daemon.pause()
             contenders: dict[str, Any] = {
                 "ceiling": Ceiling(base_url, symbols, args.max_concurrency),
+                "ceiling, own client": OwnClientCeiling(base_url, symbols, args.max_concurrency),
                 "daemon": daemon,
                 "naive": Naive(server.url, base_url, symbols),
             }
@@ -571,6 +605,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # CPU-based ratios: how many snapshots one core would do, whatever else ran at the time
     res["cpu_ratio_vs_ceiling"] = ceil["cpu_ms_per_snapshot"] / dmn["cpu_ms_per_snapshot"]
     res["cpu_ratio_vs_naive"] = nai["cpu_ms_per_snapshot"] / dmn["cpu_ms_per_snapshot"]
+    own = res["ceiling, own client"]
+    res["ratio_vs_own_client_ceiling"] = dmn["per_s"] / own["per_s"]
+    res["cpu_ratio_vs_own_client_ceiling"] = own["cpu_ms_per_snapshot"] / dmn["cpu_ms_per_snapshot"]
     res["goals"] = {
         "x_ceiling": GOAL_X_CEILING, "x_naive": GOAL_X_NAIVE,
         "x_ceiling_met": res["ratio_vs_ceiling"] >= GOAL_X_CEILING,
@@ -611,6 +648,7 @@ def report(res: dict[str, Any]) -> None:
         table.add_column(col, justify="left" if col == "contender" else "right")
     rows = [
         ("fetch ceiling (aiohttp + JSON decode)", ceil),
+        ("fetch ceiling, the daemon's own client", res["ceiling, own client"]),
         (f"gex-alertd run (process), interval {s['interval_s']:g} s", res["daemon"]),
         ("naive (SDK serial loop + XADD json)", nai),
     ]
@@ -648,6 +686,11 @@ def report(res: dict[str, Any]) -> None:
             "per snapshot",
             highlight=False,
         )
+    console.print(
+        f"against the ceiling on the daemon's own client: {res['ratio_vs_own_client_ceiling']:.2f}"
+        f" (by CPU per snapshot {res['cpu_ratio_vs_own_client_ceiling']:.2f})",
+        highlight=False,
+    )
     g = res["goals"]
     console.print(
         f"goals (gex-alertd run, {p['symbols']} symbols): >= {g['x_ceiling']:g}x fetch ceiling: "

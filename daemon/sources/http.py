@@ -412,6 +412,7 @@ class HttpClient:
         self._idle: list[_Connection] = []
         self._busy: set[_Connection] = set()
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def request_bytes(self, path_query: str, headers: Mapping[str, str]) -> bytes:
         """The bytes of `GET {prefix}{path_query}` with these headers (Host, Accept-Encoding
@@ -442,7 +443,10 @@ class HttpClient:
         parsed, before its body is read; what it returns is `Response.head_note`."""
         if self._closed:
             raise ConnectError("the client is closed")
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            # looked up once: on Python 3.11 every get_running_loop() is a getpid() system call
+            loop = self._loop = asyncio.get_running_loop()
         await self._slots.acquire()
         try:
             started = loop.time()
