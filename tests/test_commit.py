@@ -7,7 +7,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from gex_alertd import keys, store
-from gex_alertd.commit import Committer, PrevCache, build_args, decode_state
+from gex_alertd.commit import Committer, PrevCache, StoredState, build_args, decode_state
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import entries, hash_fields
 from gex_alertd.model import decode_alert, decode_flow_gex, rowless
@@ -72,7 +72,7 @@ async def test_the_kept_state_is_what_the_hash_holds_in_a_fraction_of_the_memory
     redis: aioredis.Redis,
 ) -> None:
     rules = [flip_rule(), oi_rule(), make_rule(type="net_gex_sign", name="sign", channels=["d"])]
-    c = Committer(redis, rules, CFG)
+    c = Committer(redis, rules, CFG, kept_raw_max=0)  # past kept_raw_max streams: encoded
     for s in oi_snaps(4):
         await c.commit(s, None)
     kept = c._state[("SPY", None)]
@@ -81,6 +81,29 @@ async def test_the_kept_state_is_what_the_hash_holds_in_a_fraction_of_the_memory
         c.engine, hash_fields(await redis.hgetall(keys.state("SPY")))
     )
     assert isinstance(kept, bytes) and len(kept) < 300  # ~1.2 KB as objects (3-4 rules)
+
+
+async def test_a_short_watchlist_keeps_its_rule_state_as_objects(redis: aioredis.Redis) -> None:
+    rules = [flip_rule(), oi_rule(), make_rule(type="net_gex_sign", name="sign", channels=["d"])]
+    symbols = ("SPY", "QQQ", "IWM")
+    fired: dict[int, list[tuple[str, str, str]]] = {}
+    for raw_max in (3, 2):  # 3 streams: as many as kept_raw_max, then one more
+        await redis.flushall()
+        c = Committer(redis, rules, CFG, kept_raw_max=raw_max)
+        fired[raw_max] = []
+        for s in oi_snaps(4):
+            for sym in symbols:
+                r = await c.commit(msgspec.structs.replace(s, symbol=sym), None)
+                fired[raw_max] += [(sym, e.rule, e.as_of) for e in r.alerts]
+        for sym in symbols:
+            kept = c._state[(sym, None)]
+            # objects for a watchlist of up to kept_raw_max streams, encoded past that
+            assert isinstance(kept, StoredState if raw_max == 3 else bytes)
+            # either way the next commit evaluates against exactly what Redis holds
+            assert c._thaw(kept) == decode_state(
+                c.engine, hash_fields(await redis.hgetall(keys.state(sym)))
+            )
+    assert fired[3] and fired[3] == fired[2]
 
 
 async def test_restart_reads_state_from_redis(redis: aioredis.Redis) -> None:
