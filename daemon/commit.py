@@ -313,12 +313,13 @@ class PrevCache:
     rules read a previous snapshot only through its column view, and of that view only the
     columns their types name (`RuleType.prev_columns`, `fields` here: oi_change basis poll reads
     strike, call and put OI, 3 of the 7 rows). The cache keeps those rows and the snapshot's
-    scalars; a view given back has NaN in the other rows. While it holds fewer than `max_raw`
-    streams, it keeps the rows and a bare snapshot as they are (no work per snapshot: the hot
+    scalars; a packed view given back has NaN in the other rows. While it holds fewer than
+    `max_raw` streams, it keeps the snapshot's own column view (read-only, all 7 rows, ~11 KB at
+    200 strikes) and a bare snapshot as they are (no work per snapshot, not even a copy: the hot
     path of a short, fast watchlist); past that an entry is one bytes object: the as_of, then
     the bare snapshot's fields and the byte-shuffled rows zstd-compressed together (~1 KB at 200
-    strikes, against ~1.6 KB with the bare snapshot kept as objects and ~5.5 KB unpacked; ~50
-    us per snapshot to pack and unpack, against a read from Redis), which keeps a 5,000-symbol
+    strikes, against ~1.6 KB with the bare snapshot kept as objects; ~50 us per snapshot to
+    pack and unpack, against a read from Redis), which keeps a 5,000-symbol
     watchlist's memory flat (an unpacked entry is packed at its stream's next snapshot). Rule sets
     with a type that reads rows keep whole snapshots, a few of them. An entry is valid only
     for the `as_of` it was taken at.
@@ -337,13 +338,13 @@ class PrevCache:
         wanted = {"strike", *fields}  # the strike row gives a packed view its length
         self._rows = np.array([i for i, f in enumerate(FIELDS) if f in wanted], dtype=np.intp)
         self._every_row = len(self._rows) == len(FIELDS)
-        # value: packed (bytes), or the snapshot (rows) or its bare copy with its kept rows
-        self._entries: dict[tuple[str, str | None], bytes | tuple[FlowGex, np.ndarray | None]]
+        # value: packed (bytes), or the snapshot (rows) or its bare copy with its column view
+        self._entries: dict[tuple[str, str | None], bytes | tuple[FlowGex, StrikeColumns | None]]
         self._entries = {}
         self._raw = 0  # entries holding unpacked rows
 
     @staticmethod
-    def _is_raw(entry: bytes | tuple[FlowGex, np.ndarray | None]) -> bool:
+    def _is_raw(entry: bytes | tuple[FlowGex, StrikeColumns | None]) -> bool:
         return isinstance(entry, tuple) and entry[1] is not None
 
     def put(self, key: tuple[str, str | None], snap: FlowGex, *, compact: bool) -> None:
@@ -362,11 +363,13 @@ class PrevCache:
             return
         # no rows, and none of the provenance the rules never read of a previous snapshot
         bare = msgspec.structs.replace(snap, strikes=[], data_as_of=None)
-        kept = columns(snap).m.take(self._rows, axis=0)  # a copy: the named rows only
+        view = columns(snap)  # built by the rules already; a copy of the matrix's rows
         if len(self._entries) < self.max_raw:
-            self._entries[key] = (bare, kept)
+            view.m.flags.writeable = False  # given to every rule that reads it as `prev`
+            self._entries[key] = (bare, view)
             self._raw += 1
             return
+        kept = view.m.take(self._rows, axis=0)  # a copy: the named rows only
         # its fields in order, msgpack (77 B, against 289 as JSON); as_of comes back in UTC
         scalars = _bare_encoder.encode(msgspec.structs.astuple(bare))
         packed = _prev_cctx.compress(scalars + shuffle(kept))
@@ -387,14 +390,15 @@ class PrevCache:
             count = (len(raw) - n) // 8
             kept = unshuffle(raw[n:], count, "<f8").reshape(len(self._rows), -1)
         else:
-            snap, rows = entry
+            snap, view = entry
             if snap.as_of_ms != as_of_ms:
                 return None
-            if rows is None:
+            if view is None:
                 return snap
-            kept = rows
             # a fresh object each time: what a rule attaches to it is not kept in the cache
             out = msgspec.structs.replace(snap, strikes=[])
+            attach(out, view)
+            return out
         if self._every_row:
             m = kept
         else:

@@ -374,6 +374,15 @@ def test_only_a_short_watchlist_keeps_its_previous_views_unpacked() -> None:
         back = cache.get(("S2", None), snaps[1].as_of_ms)
         assert back is not None
         assert np.array_equal(columns(back).m, columns(snaps[1]).m, equal_nan=True)
+    # unpacked: the snapshot's own view, no copy, read-only (every `prev` shares it), on a
+    # fresh snapshot each time (what a rule attaches to one is not kept)
+    first, again = (
+        short.get(("S2", None), snaps[1].as_of_ms),
+        short.get(("S2", None), snaps[1].as_of_ms),
+    )
+    assert first is not None and again is not None and first is not again
+    assert columns(first) is columns(again) is columns(snaps[1])
+    assert not columns(first).m.flags.writeable
 
 
 def test_a_packed_previous_snapshot_keeps_an_as_of_served_with_an_offset() -> None:
