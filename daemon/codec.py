@@ -116,6 +116,11 @@ _NET = [STRIKE_FIELDS.index(f) for f in ("call_gex", "put_gex", "net_gex")]
 _STRIKE = STRIKE_FIELDS.index("strike")
 _ALL_NULL_COLUMNS = {name: ["z"] for name in STRIKE_FIELDS}
 _PROBE = 16  # values per row tried at each k before the whole row (`_scaled`)
+# reductions along an axis as the ufuncs themselves: `a.all(axis=1)` and its kin go through a
+# Python wrapper first (~0.7 us each), and a block takes a dozen of them
+_all = np.logical_and.reduce
+_any = np.logical_or.reduce
+_count = np.add.reduce
 
 
 def _scaled(m: np.ndarray) -> tuple[list[int | None], np.ndarray]:
@@ -131,24 +136,26 @@ def _scaled(m: np.ndarray) -> tuple[list[int | None], np.ndarray]:
     arithmetic per value, so a k that fits a whole row fits there too), and only the rows some
     k fits there get the whole broadcast."""
     r0 = np.rint(m)
-    ok0 = ((r0 == m) & (np.abs(r0) < _LIMIT)).all(axis=1)
+    ok0 = _all((r0 == m) & (np.abs(r0) < _LIMIT), axis=1).tolist()
     lanes = r0.astype("<i8")  # right for the rows with k = 0; the others are overwritten
     ks: list[int | None] = [0] * len(m)
-    rest = np.flatnonzero(~ok0).tolist()
+    rest = [j for j, ok in enumerate(ok0) if not ok]
     if not rest:
         return ks, lanes
     probe = m[rest, :_PROBE]
-    maybe = (np.rint(probe[None, :, :] * _POWERS) / _POWERS == probe[None]).all(axis=2).any(axis=0)
+    maybe = _any(
+        _all(np.rint(probe[None, :, :] * _POWERS) / _POWERS == probe[None], axis=2), axis=0
+    )
     floats = [j for j, hit in zip(rest, maybe.tolist(), strict=True) if not hit]
     rest = [j for j, hit in zip(rest, maybe.tolist(), strict=True) if hit]
     if rest:
         sub = m[rest]
         scaled = np.rint(sub[None, :, :] * _POWERS)  # (k - 1, row, value)
-        ok = (scaled / _POWERS == sub[None]).all(axis=2)
+        ok = _all(scaled / _POWERS == sub[None], axis=2)
         if ok.any():  # full-precision floats (GEX) fail every k: no range check needed then
-            ok &= (np.abs(scaled) < _LIMIT).all(axis=2)
+            ok &= _all(np.abs(scaled) < _LIMIT, axis=2)
         first = ok.argmax(axis=0).tolist()  # the smallest k that works, where one does
-        for i, (j, hit) in enumerate(zip(rest, ok.any(axis=0).tolist(), strict=True)):
+        for i, (j, hit) in enumerate(zip(rest, _any(ok, axis=0).tolist(), strict=True)):
             if hit:
                 ks[j] = first[i] + 1
                 lanes[j] = scaled[first[i], i]
@@ -157,7 +164,7 @@ def _scaled(m: np.ndarray) -> tuple[list[int | None], np.ndarray]:
     for j in floats:
         ks[j] = None
     if floats:
-        lanes[floats] = m[floats].astype("<f8", copy=False).view("<i8")
+        lanes[floats] = m[floats].view("<i8")  # m is float64 (`encode_matrix`'s contract)
     return ks, lanes
 
 
@@ -176,14 +183,15 @@ def encode_matrix(m: np.ndarray, extra: dict[str, Any] | None = None) -> bytes:
     if not count:
         return _compress(_ALL_NULL_COLUMNS, 0, extra)
     nulls = np.isnan(m)
-    missing = nulls.sum(axis=1).tolist()
+    missing = _count(nulls, axis=1).tolist()
     c, p, n = _NET
     net_rule = None
     with np.errstate(over="ignore", invalid="ignore"):  # huge values: no identity, no k
         if not (missing[c] or missing[p] or missing[n]):
+            net = m[n]
             net_rule = (
-                "sum" if np.array_equal(m[c] + m[p], m[n])
-                else "diff" if np.array_equal(m[c] - m[p], m[n]) else None
+                "sum" if _all(m[c] + m[p] == net)
+                else "diff" if _all(m[c] - m[p] == net) else None
             )  # fmt: skip
         ks, lanes = _scaled(np.where(nulls, 0.0, m) if any(missing) else m)
     if ks[_STRIKE] is not None and not missing[_STRIKE]:  # the grid as deltas

@@ -320,3 +320,35 @@ async def test_latest_columns_is_the_top_snapshot_detached(redis) -> None:
     want = detached(snaps[-1])
     assert got == want and got is not None and got.strikes == []
     assert np.array_equal(columns(got).m, columns(want).m, equal_nan=True)
+
+
+def _edge_blocks() -> dict[str, list[StrikeRow]]:
+    """Rows that take each branch of encode_matrix's scale search and net identity."""
+    n = 40
+    base = [StrikeRow(500.0 + i, 1.0 + i, -2.0 - i, -1.0, 10.0, 20.0) for i in range(n)]
+    replace = msgspec.structs.replace
+    late_float = [  # the probe (first 16 values) fits k = 2; value 30 fits no k
+        replace(r, call_oi=round(0.01 * (i + 1), 2) if i != 30 else 1 / 3)
+        for i, r in enumerate(base)
+    ]
+    return {
+        "diff": [replace(r, net_gex=(1.0 + i) - (-2.0 - i)) for i, r in enumerate(base)],
+        "sum": [replace(r, net_gex=(1.0 + i) + (-2.0 - i)) for i, r in enumerate(base)],
+        "late_float": late_float,
+        "late_k": [replace(r, put_oi=0.5 if i == 35 else 7.0) for i, r in enumerate(base)],
+        # integral, yet past 2**53: no k (the int64 lanes could not give the float back)
+        "past_limit": [replace(r, call_volume=2.0**53 + 2 * i) for i, r in enumerate(base)],
+        # k = 3 fits, its scaled values just under 2**53; one more digit would not
+        "near_limit": [replace(r, put_volume=(2**53 - 1 - i) / 1000) for i, r in enumerate(base)],
+        "nulls_in_decimals": [
+            replace(r, call_oi_change=None if i % 9 == 0 else i / 4) for i, r in enumerate(base)
+        ],
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_edge_blocks()))
+def test_matrix_path_writes_the_row_path_bytes_at_each_branch(name: str) -> None:
+    rows = _edge_blocks()[name]
+    want = codec._encode_rows(rows, None)
+    assert encode_matrix(rows_matrix(rows)) == want
+    assert decode_strikes(want)[0] == rows
