@@ -132,9 +132,11 @@ def decode_flow_gex(
     # rest on the parser alone. NaN in the matrix is a null here, nothing else.
     if np.isinf(matrix).any():
         problems += _row_problems(snap.strikes)
-    if symbol is not None and ascii_upper(snap.symbol) != ascii_upper(symbol):
-        problems.append(f"symbol {snap.symbol!r} does not match the requested {symbol!r}")
-    if as_ms(snap.as_of) <= 0:
+    if symbol is not None and snap.symbol != symbol:  # the same string: the usual case
+        if ascii_upper(snap.symbol) != ascii_upper(symbol):
+            problems.append(f"symbol {snap.symbol!r} does not match the requested {symbol!r}")
+    ms = as_ms(snap.as_of)
+    if ms <= 0:
         # the stream ID is the as_of in ms: 0 and below are no valid ID, and no real snapshot
         problems.append(f"as_of {iso_utc(snap.as_of)} is not after 1970-01-01")
     if problems:
@@ -148,6 +150,7 @@ def decode_flow_gex(
         snap = msgspec.structs.replace(snap, as_of=snap.as_of.replace(tzinfo=UTC))
     matrix.flags.writeable = False  # shared by the codec and the rules: nobody may change it
     snap.__dict__[_MATRIX] = matrix
+    snap.__dict__["as_of_ms"] = ms  # `as_of_ms`, worked out above (a naive as_of is UTC there)
     return snap
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
@@ -101,7 +102,7 @@ class Poller:
         self.next_attempt = 0.0  # loop time before which we do not fetch (backoff); 0.0: none
         self.disabled: str | None = None  # a permanent problem (404, 400): stop polling it
         self.last_ok: float | None = None  # wall time of the last successful poll
-        self.last_as_of: str | None = None
+        self.last_as_of: datetime | None = None  # formatted when asked (`health`)
         self.last_error: str | None = None
         self.refused = 0  # snapshots refused for their as_of (asof_window)
         self.set_aside_count = 0  # snapshots that could never commit, moved to gex:dead
@@ -160,7 +161,7 @@ class Poller:
             return "redis_down"
         if self.set_aside_count > aside:
             return "set_aside"
-        self.last_as_of = str(snap.as_of)
+        self.last_as_of = snap.as_of
         return "stored"
 
     async def _flush(self) -> bool:
@@ -249,7 +250,7 @@ class Poller:
         now = time.time() if now is None else now
         return {
             "last_ok_age_s": None if self.last_ok is None else round(now - self.last_ok, 3),
-            "last_as_of": self.last_as_of,
+            "last_as_of": None if self.last_as_of is None else str(self.last_as_of),
             "pending": len(self.pending),
             "disabled": self.disabled,
             "last_error": self.last_error,

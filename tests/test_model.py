@@ -15,6 +15,7 @@ from gex_alertd.model import (
     STRIKE_FIELDS,
     PayloadError,
     StrikeRow,
+    as_ms,
     decode_flow_gex,
     rowless,
     rows_matrix,
@@ -144,3 +145,7 @@ def test_as_of_ms_is_computed_once_per_snapshot() -> None:
     assert s.as_of_ms == 1772463845250 and s.__dict__["as_of_ms"] == 1772463845250
     later = msgspec.structs.replace(s, as_of=s.as_of.replace(second=6))
     assert later.as_of_ms == 1772463846250
+    # set on decode from the validation's own figure: the same for a naive (UTC) or offset as_of
+    for text in ("2026-03-02T15:04:05.250", "2026-03-02T17:04:05.250+02:00"):
+        d = decode_flow_gex(body(as_of=text))
+        assert d.__dict__["as_of_ms"] == 1772463845250 == as_ms(d.as_of)
