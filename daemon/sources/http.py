@@ -136,9 +136,8 @@ class _Connection(asyncio.Protocol):
         self._keep = False
 
     def _reset_message(self) -> None:
-        self._raw_headers: list[tuple[str, str]] = []
-        self._head_size = 0
-        self._head_raw = 0
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._head_raw = 0  # bytes received while the headers were not complete
         self._headers_done = False
         self._status = 0
         self._headers: CIMultiDict[str] | None = None
@@ -202,6 +201,8 @@ class _Connection(asyncio.Protocol):
             self.abort()
             return
         self._got_bytes = True
+        if not self._headers_done:
+            self._head_raw += len(data)
         try:
             self._parser.feed_data(data)
         except Exception as exc:
@@ -214,12 +215,10 @@ class _Connection(asyncio.Protocol):
                 error = ProtocolError(f"malformed HTTP response: {_parser_reason(exc)}")
             self._fail(error)
             return
-        if not self._headers_done and not self._done:
-            # one endless header line never reaches on_header: count the raw bytes too
-            self._head_raw += len(data)
-            if self._head_raw > self._max_header_bytes:
-                limit = self._max_header_bytes
-                self._fail(ProtocolError(f"response headers larger than {limit} bytes"))
+        if not self._headers_done and self._head_raw > self._max_header_bytes:
+            # still no end of the headers (one endless line never reaches on_header)
+            limit = self._max_header_bytes
+            self._fail(ProtocolError(f"response headers larger than {limit} bytes"))
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost decides what the EOF means
@@ -255,17 +254,21 @@ class _Connection(asyncio.Protocol):
             raise ProtocolError("bytes after the end of the response")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
-        if self._head_size > self._max_header_bytes:
-            raise self._set_error(
-                ProtocolError(f"response headers larger than {self._max_header_bytes} bytes")
-            )
-        self._raw_headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        # what a chunk holds is bounded (the transport's read size); the total is checked at
+        # the end of the headers, and between chunks in data_received
+        self._raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        raw = self._raw_headers
+        limit = self._max_header_bytes
+        # only when the bytes seen so far pass the bound can the headers themselves
+        if self._head_raw > limit and sum(len(n) + len(v) + 4 for n, v in raw) > limit:
+            raise self._set_error(ProtocolError(f"response headers larger than {limit} bytes"))
         status = self._parser.get_status_code()
         self._status = status
-        headers: CIMultiDict[str] = CIMultiDict(self._raw_headers)
+        headers: CIMultiDict[str] = CIMultiDict(
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw]
+        )
         self._headers = headers
         self._headers_done = True
         if status < 200:
