@@ -297,3 +297,17 @@ async def test_oversized_body_is_refused_unread() -> None:
             assert (await client.fetch("SPY")).snapshot.symbol == "SPY"  # the next one is fine
         finally:
             await client.close()
+
+
+async def test_unsupported_or_corrupt_encodings_are_named(
+    upstream: Upstream, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    upstream.push(Reply(200, b"\x1b\x00\x00", headers={"Content-Encoding": "br"}))
+    upstream.push(Reply(200, b"not gzip", headers={"Content-Encoding": "gzip"}))
+    with pytest.raises(MalformedPayload, match="unsupported Content-Encoding 'br'") as info:
+        await client.fetch("SPY")
+    assert info.value.status == 200 and info.value.symbol == "SPY"
+    with pytest.raises(TransientError, match="cannot decompress the body"):
+        await client.fetch("SPY")
+    assert (await client.fetch("SPY")).snapshot.symbol == "SPY"  # the next one is fine

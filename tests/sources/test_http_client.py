@@ -488,9 +488,17 @@ async def test_a_stale_pooled_connection_is_retried_once(
     # timeout racing the send): retried on a new connection, which answers
     raw.script.extend([ok(b"one"), None, ok(b"two")])
     client = client_for(made, raw.url)
-    assert (await get(client)).body == b"one"
-    assert (await get(client)).body == b"two"
+    gates = 0
+
+    async def gate() -> float:
+        nonlocal gates
+        gates += 1
+        return 0.0
+
+    assert (await get(client, gate=gate)).body == b"one"
+    assert (await get(client, gate=gate)).body == b"two"
     assert raw.connections == 2 and len(raw.requests) == 3
+    assert gates == 3  # the retry went through the gate again
 
 
 async def test_never_retried_once_a_response_byte_came(
