@@ -191,8 +191,9 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # no isinstance check: uvloop's TCPTransport is no subclass of asyncio.Transport, and
+        # an assertion raised here left every connection without its transport under uvloop
+        self.transport = transport  # type: ignore[assignment]  # a stream transport, any loop
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._done:

@@ -608,3 +608,22 @@ async def test_proxy_settings_in_the_environment_are_ignored(
     client = client_for(made, raw.url)
     assert (await get(client)).status == 200
     assert len(raw.requests) == 1
+
+
+def test_requests_on_uvloop() -> None:
+    """The `fast` extra runs the daemon on uvloop, whose transports are no asyncio.Transport
+    subclass: a check of that type once cost every poll its connection."""
+    import uvloop
+
+    async def two_gets() -> tuple[list[bytes], int]:
+        async with RawServer() as raw:
+            raw.script.extend([ok(b'{"n": 1}'), ok(b'{"n": 2}')])
+            client = HttpClient(raw.url, max_connections=2)
+            try:
+                bodies = [(await get(client)).body for _ in range(2)]
+            finally:
+                await client.close()
+            return bodies, raw.connections
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(two_gets()) == ([b'{"n": 1}', b'{"n": 2}'], 1)
