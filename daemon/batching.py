@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -68,7 +69,7 @@ def _acked(reply: object) -> int:
 class _Call:
     __slots__ = ("args", "future", "keys")
 
-    def __init__(self, keys: list[Any], args: list[Any], future: asyncio.Future[Any]) -> None:
+    def __init__(self, keys: list[Any], args: Any, future: asyncio.Future[Any]) -> None:
         self.keys = keys
         self.args = args
         self.future = future
@@ -83,8 +84,13 @@ class ScriptBatcher:
         max_batch: int = MAX_BATCH,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
+        prepare: Callable[[list[Any]], list[Any]] | None = None,
     ) -> None:
         self.redis = redis
+        # the calls' ARGV as given -> as sent, for the whole batch at once (the commit encodes
+        # its batch's strike blocks together); it runs when the batch goes, and if it raises,
+        # every call of the batch fails with that error
+        self.prepare = prepare
         self.script = script
         self.max_batch = max_batch
         self._sha: str | None = None
@@ -104,7 +110,9 @@ class ScriptBatcher:
             loop = self._loop = asyncio.get_running_loop()
         return loop
 
-    async def call(self, keys: list[Any], args: list[Any]) -> Any:
+    async def call(self, keys: list[Any], args: Any) -> Any:
+        """Run the script with these KEYS and ARGV (a list of bytes, str or int; with
+        `prepare`, anything it turns into one) in the next batch; its reply."""
         fut: asyncio.Future[Any] = self._running_loop().create_future()
         self._waiting.append(_Call(keys, args, fut))
         if len(self._waiting) >= self.max_batch:
@@ -136,6 +144,9 @@ class ScriptBatcher:
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
+            if self.prepare is not None:
+                for c, args in zip(batch, self.prepare([c.args for c in batch]), strict=True):
+                    c.args = args
             replies = await self._run(batch)
         except BaseException as exc:  # the connection, or a cancellation at shutdown
             for c in batch:

@@ -175,47 +175,91 @@ def _column(kind: str, k: int | None, data: bytes) -> list[Any]:
 def encode_matrix(m: np.ndarray, extra: dict[str, Any] | None = None) -> bytes:
     """The block of a validated strike matrix (`model.strike_matrix`: a row per STRIKE_FIELDS
     column, NaN where the value is null, every other value finite), byte for byte what
-    `encode_strikes` gives for the same rows, without going back to them. Hot path: every
-    stored snapshot, so every column is scaled, laid out and byte-shuffled in one go; a column
-    with nulls is scaled with its nulls as 0 (which fits every k, so k is that of the values
-    present), then the nulls are dropped from its lanes."""
-    count = m.shape[1]
-    if not count:
-        return _compress(_ALL_NULL_COLUMNS, 0, extra)
-    nulls = np.isnan(m)
-    missing = _count(nulls, axis=1).tolist()
+    `encode_strikes` gives for the same rows, without going back to them."""
+    return encode_matrices([(m, extra)])[0]
+
+
+def encode_matrices(items: Sequence[tuple[np.ndarray, dict[str, Any] | None]]) -> list[bytes]:
+    """`[encode_matrix(m, extra) for m, extra in items]`, the numpy work done once for all the
+    matrices of one shape: per block it was the ~30 numpy calls, not the values, that cost
+    (53 -> 33 us a block at 16 blocks of 200 strikes). Every row is scaled on its own either
+    way (`_scaled` works row by row), so the bytes are the same as one at a time."""
+    if len(items) == 1:  # a lone commit (a slow watchlist): no grouping
+        m, extra = items[0]
+        if not m.shape[1]:
+            return [_compress(_ALL_NULL_COLUMNS, 0, extra)]
+        return _encode_stacked(m[None], [extra])
+    out: list[bytes] = [b""] * len(items)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, (m, _) in enumerate(items):
+        groups.setdefault(m.shape, []).append(i)
+    for shape, idx in groups.items():
+        if not shape[1]:
+            for i in idx:
+                out[i] = _compress(_ALL_NULL_COLUMNS, 0, items[i][1])
+            continue
+        stacked = items[idx[0]][0][None] if len(idx) == 1 else np.stack([items[i][0] for i in idx])
+        blocks = _encode_stacked(stacked, [items[i][1] for i in idx])
+        for i, block in zip(idx, blocks, strict=True):
+            out[i] = block
+    return out
+
+
+def _encode_stacked(ms: np.ndarray, extras: list[dict[str, Any] | None]) -> list[bytes]:
+    """The blocks of matrices of one shape, stacked (block, STRIKE_FIELDS row, value). Every
+    column of every block is scaled, laid out and byte-shuffled in one go; a column with
+    nulls is scaled with its nulls as 0 (which fits every k, so k is that of the values
+    present), then the nulls are dropped from its lanes. Over ~60 lines: one pass, kept whole
+    so that each step reads as the format's definition in `_encode_rows`."""
+    blocks, width, count = ms.shape
+    nulls = np.isnan(ms)
+    missing = _count(nulls, axis=2).tolist()
     c, p, n = _NET
-    net_rule = None
     with np.errstate(over="ignore", invalid="ignore"):  # huge values: no identity, no k
-        if not (missing[c] or missing[p] or missing[n]):
-            net = m[n]
-            net_rule = (
-                "sum" if _all(m[c] + m[p] == net)
-                else "diff" if _all(m[c] - m[p] == net) else None
-            )  # fmt: skip
-        ks, lanes = _scaled(np.where(nulls, 0.0, m) if any(missing) else m)
-    if ks[_STRIKE] is not None and not missing[_STRIKE]:  # the grid as deltas
-        lanes[_STRIKE, 1:] -= lanes[_STRIKE, :-1].copy()
+        sums = _all(ms[:, c] + ms[:, p] == ms[:, n], axis=1).tolist()
+        flat = np.where(nulls, 0.0, ms) if any(map(any, missing)) else ms
+        ks, lanes = _scaled(flat.reshape(blocks * width, count))
+    lanes = lanes.reshape(blocks, width, count)
+    # the grid as deltas
+    delta = [b for b in range(blocks) if ks[b * width + _STRIKE] is not None]
+    delta = [b for b in delta if not missing[b][_STRIKE]]
+    if len(delta) == blocks:
+        lanes[:, _STRIKE, 1:] -= lanes[:, _STRIKE, :-1].copy()
+    elif delta:
+        lanes[delta, _STRIKE, 1:] -= lanes[delta, _STRIKE, :-1].copy()
     # byte 0 of every value first, then byte 1, ...: every column in one transposition
-    shuffled = lanes.view(np.uint8).reshape(len(m), count, 8).transpose(0, 2, 1).tobytes()
-    width = 8 * count
-    columns: dict[str, Any] = {}
-    for j, name in enumerate(STRIKE_FIELDS):
-        kind = "D" if j == _STRIKE else "d"
-        if j == n and net_rule is not None:
-            columns[name] = ["n", net_rule]
-        elif not missing[j]:
-            columns[name] = _column(kind, ks[j], shuffled[j * width : (j + 1) * width])
-        elif missing[j] == count:
-            columns[name] = ["z"]
-        else:  # the values present, then the null bitmap
-            row = lanes[j][~nulls[j]]
-            if j == _STRIKE and ks[j] is not None:
-                row = np.diff(row, prepend=np.int64(0))
-            data = row.view(np.uint8).reshape(-1, 8).T.tobytes()  # shuffle, lanes already <i8
-            mask = np.packbits(nulls[j], bitorder="little").tobytes()
-            columns[name] = [*_column(kind, ks[j], data), mask]
-    return _compress(columns, count, extra)
+    raw = lanes.view(np.uint8).reshape(blocks, width, count, 8).transpose(0, 1, 3, 2).tobytes()
+    size = 8 * count
+    out = []
+    for b, extra in enumerate(extras):
+        miss, base = missing[b], b * width
+        net_rule = None
+        if not (miss[c] or miss[p] or miss[n]):
+            if sums[b]:
+                net_rule = "sum"
+            else:  # the other convention, looked for only when the first does not hold
+                with np.errstate(over="ignore", invalid="ignore"):
+                    m = ms[b]
+                    net_rule = "diff" if _all(m[c] - m[p] == m[n]) else None
+        columns: dict[str, Any] = {}
+        for j, name in enumerate(STRIKE_FIELDS):
+            kind, k = "D" if j == _STRIKE else "d", ks[base + j]
+            if j == n and net_rule is not None:
+                columns[name] = ["n", net_rule]
+            elif not miss[j]:
+                at = (base + j) * size
+                columns[name] = _column(kind, k, raw[at : at + size])
+            elif miss[j] == count:
+                columns[name] = ["z"]
+            else:  # the values present, then the null bitmap
+                row = lanes[b, j][~nulls[b, j]]
+                if j == _STRIKE and k is not None:
+                    row = np.diff(row, prepend=np.int64(0))
+                data = row.view(np.uint8).reshape(-1, 8).T.tobytes()  # shuffled: lanes are <i8
+                mask = np.packbits(nulls[b, j], bitorder="little").tobytes()
+                columns[name] = [*_column(kind, k, data), mask]
+        out.append(_compress(columns, count, extra))
+    return out
 
 
 def _compress(columns: dict[str, Any], count: int, extra: dict[str, Any] | None) -> bytes:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
@@ -80,6 +81,21 @@ def _unpack_feeds(extra: dict[str, Any], as_of: datetime) -> dict[str, str | Non
 def encode_fields(snap: FlowGex) -> dict[bytes, bytes]:
     """The stream entry. A decoded snapshot's block comes from its strike matrix (the live
     path: no second pass over the rows); any other from its rows, to the same bytes."""
+    fields, block = scalar_fields(snap)
+    if isinstance(block, bytes):
+        fields[F_STRIKES] = block
+    else:
+        fields[F_STRIKES] = encode_matrix(*block)
+    return fields
+
+
+def scalar_fields(
+    snap: FlowGex,
+) -> tuple[dict[bytes, bytes], bytes | tuple[np.ndarray, dict[str, Any]]]:
+    """The stream entry but its strike block (`F_STRIKES`, which goes last), and that block:
+    for a decoded snapshot its strike matrix and extra, for `codec.encode_matrices` to encode
+    with others (the commit batch: `encode_fields` gives the same entry); for any other
+    snapshot the block itself, from its rows."""
     extra: dict[str, Any] = {}
     if snap.endpoint_version is not None:
         extra["endpoint_version"] = snap.endpoint_version
@@ -88,7 +104,7 @@ def encode_fields(snap: FlowGex) -> dict[bytes, bytes]:
         extra[name] = packed
     m = strike_matrix(snap)
     walls = levels(snap)
-    return {
+    fields = {
         F_AS_OF: _iso(snap.as_of),
         F_SPOT: _num(snap.underlying_price),
         F_NET: _num(snap.live_net_gex),
@@ -99,8 +115,8 @@ def encode_fields(snap: FlowGex) -> dict[bytes, bytes]:
         F_PUT_WALL: _num(walls.put_wall),
         F_EXPIRY: (snap.expiry or "").encode(),
         F_SYMBOL: snap.symbol.encode(),
-        F_STRIKES: encode_strikes(snap.strikes, extra) if m is None else encode_matrix(m, extra),
     }
+    return fields, (encode_strikes(snap.strikes, extra) if m is None else (m, extra))
 
 
 def _opt_str(fields: Mapping[bytes, bytes], key: bytes) -> str | None:

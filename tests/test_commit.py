@@ -436,3 +436,23 @@ async def test_a_rowless_snapshot_commits_the_entry_of_its_whole_self(
     assert (await Committer(redis, [flip_rule()], CFG).commit(lean, None)).stored
     [(_id, stored)] = entries(await redis.xrange(keys.snap("SPY")))
     assert stored == store.encode_fields(full)
+
+
+def test_a_batch_encodes_its_strike_blocks_together_to_the_same_arguments() -> None:
+    from gex_alertd.commit import PendingArgs, finish_batch, prepare_args
+
+    raw = flow_gex_body("SPY", as_of="2026-03-02T15:04:05Z", strikes=30)
+    raw["strikes"][4]["put_oi_change"] = None
+    decoded = [
+        rowless(decode_flow_gex(msgspec.json.encode({**raw, "symbol": sym}), symbol=sym))
+        for sym in ("SPY", "QQQ", "IWM")
+    ]
+    snaps = [*decoded, snap(at=1)]  # made in code: no matrix, its block encoded at once
+    c = Committer(None, [oi_rule(), flip_rule()], CFG)  # type: ignore[arg-type]  # no I/O here
+    outcomes = [c.engine.evaluate({}, s, None, None) for s in snaps]
+    pairs = list(zip(snaps, outcomes, strict=True))
+    prepared = [prepare_args(c.engine, s, None, "7", o, CFG) for s, o in pairs]
+    assert [isinstance(args, PendingArgs) for _, args in prepared] == [True] * 3 + [False]
+    eager = [build_args(c.engine, s, None, "7", o, CFG) for s, o in pairs]
+    assert [names for names, _ in prepared] == [names for names, _ in eager]
+    assert finish_batch([args for _, args in prepared]) == [args for _, args in eager]

@@ -149,3 +149,30 @@ async def test_a_batch_whose_replies_do_not_come_times_out_and_drops_its_connect
         await admin.execute_command("CLIENT", "UNPAUSE")
         await admin.aclose()
         await redis.aclose()
+
+
+async def test_prepare_turns_a_whole_batch_into_what_is_sent(redis: aioredis.Redis):
+    seen: list[list[object]] = []
+
+    def prepare(arglists: list[object]) -> list[object]:
+        seen.append(arglists)
+        return [[f"{a}!"] for a in arglists]  # a call's "args" here: one string
+
+    b = ScriptBatcher(redis, SCRIPT, max_batch=8, prepare=prepare)
+    replies = await asyncio.gather(*(b.call(["n"], str(i)) for i in range(8)))
+    assert replies == [f"{i}!".encode() for i in range(8)]
+    assert seen == [[str(i) for i in range(8)]]  # once, for the batch, in call order
+
+
+async def test_a_failing_prepare_fails_every_call_of_its_batch_and_sends_nothing(
+    redis: aioredis.Redis,
+):
+    def prepare(arglists: list[object]) -> list[object]:
+        raise ValueError("cannot prepare")
+
+    b = ScriptBatcher(redis, SCRIPT, max_batch=3, prepare=prepare)
+    results = await asyncio.gather(
+        *(b.call(["n"], ["x"]) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, ValueError) and "cannot prepare" in str(r) for r in results)
+    assert await redis.get("n") is None

@@ -20,6 +20,7 @@ from gex_alertd.codec import (
     BlockError,
     decode_columns,
     decode_strikes,
+    encode_matrices,
     encode_matrix,
     encode_strikes,
 )
@@ -352,3 +353,15 @@ def test_matrix_path_writes_the_row_path_bytes_at_each_branch(name: str) -> None
     want = codec._encode_rows(rows, None)
     assert encode_matrix(rows_matrix(rows)) == want
     assert decode_strikes(want)[0] == rows
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(clean_row, max_size=6), max_size=7))
+def test_blocks_encoded_together_are_the_blocks_encoded_one_by_one(
+    blocks: list[list[StrikeRow]],
+) -> None:
+    # several blocks of one strike count share every numpy call: none may leak into another
+    items = [(rows_matrix(rows), {"i": i} if i % 2 else None) for i, rows in enumerate(blocks)]
+    want = [codec._encode_rows(rows, extra) for rows, (_, extra) in zip(blocks, items, strict=True)]
+    assert encode_matrices(items) == want
+    assert [encode_matrix(m, extra) for m, extra in items] == want
