@@ -50,6 +50,9 @@ from gex_alertd.notify.silences import SILENCED_MAXLEN, Silence, silenced_fields
 
 ATTEMPTS_TTL_MS = 7 * 86_400_000
 KEYS_PER_READ = 256  # streams per XREADGROUP on one node (a cluster reads one per command)
+# per-stream commands (XAUTOCLAIM, XINFO GROUPS) pipelined per round trip: 5,000 at once are
+# megabytes of commands and replies that the process keeps as heap afterwards (issue 12)
+STREAMS_PER_TRIP = 250
 LUA = resources.files("gex_alertd.notify").joinpath("outbox.lua").read_text()
 
 
@@ -224,27 +227,39 @@ class Outbox:
         for _ in range(50):  # bounded: at most 50 x count entries per stream per sweep
             if not todo:
                 break
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for s, start in todo.items():
-                    pipe.xautoclaim(
-                        s, self.group, self.consumer, int(min_idle_s * 1000), start, count=count
-                    )
-                replies = await pipe.execute(raise_on_error=False)
             nxt: dict[str, str] = {}
-            for s, reply in zip(list(todo), replies, strict=True):
-                if isinstance(reply, BaseException):
-                    if _is_nogroup(reply):
-                        continue  # nothing ever read there: nothing to claim
-                    raise reply
-                cursor, claimed = as_str(reply[0]), reply[1]
-                deleted = reply[2] if len(reply) > 2 else []
-                out.extend(Entry.parse(s, eid, fields) for eid, fields in claimed)
-                if deleted:  # gone from the stream: nothing to deliver, drop them from the PEL
-                    await self.redis.xack(s, self.group, *deleted)
-                if cursor != "0-0":
-                    nxt[s] = cursor
+            pending = list(todo.items())
+            for i in range(0, len(pending), STREAMS_PER_TRIP):
+                chunk = pending[i : i + STREAMS_PER_TRIP]
+                nxt.update(await self._autoclaim(chunk, min_idle_s, count, out))
             todo = nxt
         return out
+
+    async def _autoclaim(
+        self, starts: list[tuple[str, str]], min_idle_s: float, count: int, out: list[Entry]
+    ) -> dict[str, str]:
+        """One pipelined XAUTOCLAIM per (stream, start): claimed entries go to `out`; returns
+        the streams with more to look at and their next cursor."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for s, start in starts:
+                pipe.xautoclaim(
+                    s, self.group, self.consumer, int(min_idle_s * 1000), start, count=count
+                )
+            replies = await pipe.execute(raise_on_error=False)
+        nxt: dict[str, str] = {}
+        for (s, _start), reply in zip(starts, replies, strict=True):
+            if isinstance(reply, BaseException):
+                if _is_nogroup(reply):
+                    continue  # nothing ever read there: nothing to claim
+                raise reply
+            cursor, claimed = as_str(reply[0]), reply[1]
+            deleted = reply[2] if len(reply) > 2 else []
+            out.extend(Entry.parse(s, eid, fields) for eid, fields in claimed)
+            if deleted:  # gone from the stream: nothing to deliver, drop them from the PEL
+                await self.redis.xack(s, self.group, *deleted)
+            if cursor != "0-0":
+                nxt[s] = cursor
+        return nxt
 
     async def touch(self, held: Sequence[Entry]) -> None:
         """Reset the idle time of entries we still hold (waiting in a group window or a backoff),
@@ -390,8 +405,8 @@ async def group_stats(
     total = 0
     oldest: int | None = None
     streams = list(streams)
-    for i in range(0, len(streams), 1000):
-        chunk = streams[i : i + 1000]
+    for i in range(0, len(streams), STREAMS_PER_TRIP):
+        chunk = streams[i : i + STREAMS_PER_TRIP]
         async with redis.pipeline(transaction=False) as pipe:
             for stream in chunk:
                 pipe.xinfo_groups(stream)

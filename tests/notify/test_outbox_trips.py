@@ -1,0 +1,61 @@
+"""The per-stream reads of many outboxes (XAUTOCLAIM, the backlog figures) go out a bounded
+number of streams per round trip, and still cover every stream to its end."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from gex_alertd import keys
+from gex_alertd.notify import outbox as outbox_mod
+from gex_alertd.notify.outbox import Outbox, group_stats
+from tests.notify.support import alert, enqueue
+
+SYMBOLS = ["SPY", "QQQ", "IWM", "DIA", "XLE"]
+
+
+async def _held_by_a_dead_consumer(redis: aioredis.Redis) -> list[str]:
+    """Alerts on 5 outboxes (3 on IWM), every one read by a consumer that then went away."""
+    ids = []
+    for s in SYMBOLS:
+        for i in range(3 if s == "IWM" else 1):
+            ids.append(await enqueue(redis, alert(i, s), ["ops"]))
+    dead = Outbox(redis, "ops", "dead-host", 3600)
+    assert len(await dead.read_new([keys.outbox(s) for s in SYMBOLS], 10)) == len(ids)
+    return ids
+
+
+async def test_autoclaim_takes_every_idle_entry_a_few_streams_per_round_trip(
+    redis: aioredis.Redis, monkeypatch
+) -> None:
+    # 2 streams per round trip, 1 entry per XAUTOCLAIM: 3 trips, IWM followed by its cursor
+    monkeypatch.setattr(outbox_mod, "STREAMS_PER_TRIP", 2)
+    ids = await _held_by_a_dead_consumer(redis)
+    sent: list[int] = []
+    real = aioredis.client.Pipeline.execute
+
+    async def counting(self, *args, **kwargs):
+        sent.append(len(self.command_stack))
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(aioredis.client.Pipeline, "execute", counting)
+    live = Outbox(redis, "ops", "live-host", 3600)
+    claimed = await live.autoclaim([keys.outbox(s) for s in SYMBOLS], 0.0, count=1)
+    assert sorted(e.entry_id for e in claimed) == sorted(ids)
+    assert max(sent) == 2  # never more than STREAMS_PER_TRIP commands at once
+    pending = await redis.xpending(keys.outbox("IWM"), keys.notify_group("ops"))
+    assert pending["pending"] == 3
+    assert {as_consumer(c["name"]) for c in pending["consumers"]} == {"live-host"}
+
+
+async def test_backlog_figures_count_every_stream_a_few_per_round_trip(
+    redis: aioredis.Redis, monkeypatch
+) -> None:
+    monkeypatch.setattr(outbox_mod, "STREAMS_PER_TRIP", 2)
+    ids = await _held_by_a_dead_consumer(redis)
+    await enqueue(redis, alert(9, "XLE"), ["ops"])  # one more, not read by anyone yet
+    pending, _age = await group_stats(redis, "ops", [keys.outbox(s) for s in SYMBOLS])
+    assert pending == len(ids) + 1
+
+
+def as_consumer(name: object) -> str:
+    return name.decode() if isinstance(name, bytes) else str(name)
