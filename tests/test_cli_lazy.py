@@ -46,3 +46,33 @@ def test_run_does_not_import_the_other_commands_modules() -> None:
         "gex_alertd.ops.reload_command",
     ):
         assert other not in out, other
+
+
+def test_run_loads_the_daemon_without_rich_and_other_commands_still_have_it() -> None:
+    # rich (and pygments through it) is ~3 MB of a daemon's RSS: structlog would import it for
+    # console tracebacks, the outcome duty for report tables it never renders
+    probe = (
+        "import sys, io\n"
+        "from gex_alertd.cli import main\n"
+        "try:\n"
+        "    main(['run', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "import gex_alertd.app, gex_alertd.outcomes.live, gex_alertd.notify.dispatch\n"
+        "from gex_alertd.ops.logging import configure\n"
+        "daemon = [m for m in sys.modules if m.split('.')[0] in ('rich', 'pygments')]\n"
+        "out = io.StringIO()\n"
+        "configure('console', 'info', out)\n"
+        "import structlog\n"
+        "try:\n"
+        "    1 / 0\n"
+        "except ZeroDivisionError:\n"
+        "    structlog.get_logger().exception('boom')\n"
+        "from gex_alertd.outcomes import report\n"
+        "from rich.table import Table\n"
+        "print(repr(daemon), 'ZeroDivisionError' in out.getvalue(), 'boom' in out.getvalue())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.splitlines()
+    assert out[-1].split() == ["[]", "True", "True"]  # after run's --help text

@@ -13,11 +13,10 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
-from rich import box
-from rich.table import Table
 
 from gex_alertd.model import AlertEvent, as_ms
 from gex_alertd.outcomes.horizons import Horizon, Sessions, et_hours
@@ -38,6 +37,10 @@ from gex_alertd.outcomes.stats import (
     rng_for,
     summarize,
 )
+
+if TYPE_CHECKING:  # rich only where a table is rendered: the daemon's outcome duty imports
+    # this module and never renders one (rich and pygments are ~3 MB of a running daemon)
+    from rich.table import Table
 
 BASELINE_N = 1000
 
@@ -223,6 +226,9 @@ def _share(x: float | None) -> str:
 
 def table(report: Report) -> Table:
     """Moves in %; `dir` s(igned) or p(lain); `base` the random moments' figures."""
+    from rich import box
+    from rich.table import Table
+
     t = Table(title=f"Alert outcomes (moves in %, seed {report.seed})", box=box.SIMPLE_HEAD)
     widest = max((len(r.rule) for r in report.rows), default=4)
     t.add_column("rule", min_width=min(widest, 24))
@@ -246,6 +252,9 @@ def table(report: Report) -> Table:
 
 
 def regime_table(report: Report) -> Table:
+    from rich import box
+    from rich.table import Table
+
     t = Table(title="Realized intraday vol by net GEX sign (annualized %)", box=box.SIMPLE_HEAD)
     for name in ("symbol", "vol +GEX", "hours +", "vol -GEX", "hours -"):
         t.add_column(name, justify="left" if name == "symbol" else "right")
