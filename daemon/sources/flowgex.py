@@ -157,6 +157,12 @@ class FlowGexClient:
     def _new_http(self) -> HttpClient:
         return HttpClient(self.base_url, max_connections=self.max_concurrency)
 
+    def _client(self) -> HttpClient:
+        http = self._http
+        if http is None:  # closed: new connections from here on
+            http = self._http = self._new_http()
+        return http
+
     async def close(self) -> None:
         """Close every connection; a later fetch opens new ones."""
         http, self._http = self._http, None
@@ -176,8 +182,7 @@ class FlowGexClient:
         target = f"{path}{quote(symbol, safe='')}"
         if query:
             target = f"{target}?{urlencode(query)}"
-        http = self._http if self._http is not None else self._new_http()
-        return http.request_bytes(target, self._headers)
+        return self._client().request_bytes(target, self._headers)
 
     async def fetch(self, symbol: str, expiry: str | None = None) -> Fetched:
         """One HTTP attempt, after the key's budget and any Retry-After window allow it."""
@@ -211,9 +216,7 @@ class FlowGexClient:
         between (see ratelimit.KeyLimiter.acquire); the response's headers close it, if they
         say so, before its body is read (`on_head`), so nobody slips through. The body is
         bounded after decompression (a gzip bomb is refused at `max_body_bytes`, http.py)."""
-        http = self._http
-        if http is None:
-            http = self._http = self._new_http()
+        http = self._client()
 
         def on_head(status: int, headers: CIMultiDict[str]) -> float | None:
             return self._note_limits(status, headers, symbol)
