@@ -116,6 +116,7 @@ _NET = [STRIKE_FIELDS.index(f) for f in ("call_gex", "put_gex", "net_gex")]
 _STRIKE = STRIKE_FIELDS.index("strike")
 _ALL_NULL_COLUMNS = {name: ["z"] for name in STRIKE_FIELDS}
 _PROBE = 16  # values per row tried at each k before the whole row (`_scaled`)
+_STACK_BYTES = 96 * 1024  # float64 values of the blocks encoded together (`encode_matrices`)
 # reductions along an axis as the ufuncs themselves: `a.all(axis=1)` and its kin go through a
 # Python wrapper first (~0.7 us each), and a block takes a dozen of them
 _all = np.logical_and.reduce
@@ -182,8 +183,8 @@ def encode_matrix(m: np.ndarray, extra: dict[str, Any] | None = None) -> bytes:
 def encode_matrices(items: Sequence[tuple[np.ndarray, dict[str, Any] | None]]) -> list[bytes]:
     """`[encode_matrix(m, extra) for m, extra in items]`, the numpy work done once for all the
     matrices of one shape: per block it was the ~30 numpy calls, not the values, that cost
-    (53 -> 33 us a block at 16 blocks of 200 strikes). Every row is scaled on its own either
-    way (`_scaled` works row by row), so the bytes are the same as one at a time."""
+    (50 -> 33 us a block, 6 blocks of 200 strikes at a time). Every row is scaled on its own
+    either way (`_scaled` works row by row), so the bytes are the same as one at a time."""
     if len(items) == 1:  # a lone commit (a slow watchlist): no grouping
         m, extra = items[0]
         if not m.shape[1]:
@@ -198,10 +199,19 @@ def encode_matrices(items: Sequence[tuple[np.ndarray, dict[str, Any] | None]]) -
             for i in idx:
                 out[i] = _compress(_ALL_NULL_COLUMNS, 0, items[i][1])
             continue
-        stacked = items[idx[0]][0][None] if len(idx) == 1 else np.stack([items[i][0] for i in idx])
-        blocks = _encode_stacked(stacked, [items[i][1] for i in idx])
-        for i, block in zip(idx, blocks, strict=True):
-            out[i] = block
+        # a few blocks at a time: every temporary under glibc's mmap threshold (128 KB), or
+        # each would be fresh pages, faulted in and given back per batch (16 blocks of 200
+        # strikes at once: 7 faults a block, 30 -> 45 us a block with other allocations
+        # between batches, as in the daemon; 8 at a time: none, 33 us)
+        per = max(1, _STACK_BYTES // (8 * shape[0] * shape[1]))
+        for at in range(0, len(idx), per):
+            part = idx[at : at + per]
+            ms = [items[i][0] for i in part]
+            stacked = ms[0][None] if len(ms) == 1 else np.stack(ms)
+            for i, block in zip(
+                part, _encode_stacked(stacked, [items[i][1] for i in part]), strict=True
+            ):
+                out[i] = block
     return out
 
 

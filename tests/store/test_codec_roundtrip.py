@@ -365,3 +365,15 @@ def test_blocks_encoded_together_are_the_blocks_encoded_one_by_one(
     want = [codec._encode_rows(rows, extra) for rows, (_, extra) in zip(blocks, items, strict=True)]
     assert encode_matrices(items) == want
     assert [encode_matrix(m, extra) for m, extra in items] == want
+
+
+def test_many_large_blocks_are_encoded_a_few_at_a_time_to_the_same_bytes() -> None:
+    # 20 blocks of 200 strikes: more than one stack's worth (codec._STACK_BYTES), mixed with
+    # another strike count; nulls and k vary with the seed
+    snaps = [make_snapshot(200 if i % 7 else 150, seed=i, nulls=i % 2 == 0) for i in range(20)]
+    items = [(rows_matrix(s.strikes), {"i": i}) for i, s in enumerate(snaps)]
+    assert 8 * 10 * 200 * 20 > codec._STACK_BYTES
+    assert encode_matrices(items) == [encode_matrix(m, extra) for m, extra in items]
+    assert encode_matrices(items) == [
+        codec._encode_rows(s.strikes, {"i": i}) for i, s in enumerate(snaps)
+    ]
