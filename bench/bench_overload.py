@@ -203,7 +203,8 @@ def measure(args: argparse.Namespace, plan: dict[str, tuple[int, float]]) -> dic
             out["totals"] = {name: d.stored() for name, d in daemons.items()}
             # problem lines up to here: the stop after pause cycles is reported apart
             out["logs"] = {name: d.log() for name, d in daemons.items()}
-            if args.quick:  # its time is the stop check's
+            if args.quick and not args.profile:  # its time is the stop check's (a profiled
+                # daemon writes its profile when it exits on SIGTERM)
                 out["stop_after_pauses"] = {}
                 for d in daemons.values():
                     d.proc.kill()
