@@ -285,3 +285,38 @@ async def test_outboxes_are_read_a_bounded_number_per_round_trip_and_each_to_its
     )
     await duty.run_once()
     assert duty.stored == len(symbols) + 2
+
+
+async def test_on_one_node_the_outboxes_are_read_by_xread_only_those_with_alerts_answering(
+    redis: aioredis.Redis, monkeypatch
+) -> None:
+    from gex_alertd.outcomes import live
+
+    # one XREAD per 2 outboxes (it answers only for those with new entries), never one XRANGE
+    # per outbox; paged to each outbox's end as before
+    monkeypatch.setattr(live, "OUTBOXES_PER_TRIP", 2)
+    monkeypatch.setattr(live, "PAGE", 1)
+    symbols = ["SPY", "QQQ", "IWM", "DIA", "XLE"]
+    cfg = config_mod.parse(
+        {
+            "watch": {"symbols": symbols},
+            "channels": {"tty": {"type": "console"}},
+            "rules": [{"name": "flip", "type": "flip_cross", "channels": ["tty"]}],
+            "outcomes": {"horizons": ["30m"]},
+        }
+    )
+    fired = [alert(T0 + n * MIN, symbol="IWM") for n in range(3)] + [alert(T0, symbol="DIA")]
+    for a in fired:
+        await fire(redis, a, ["tty"])
+    duty = OutcomeDuty(
+        redis, lambda: cfg, lambda key: True, clock=clock_at(T0 + 5 * MIN), calendar=CALENDAR
+    )
+    await redis.config_resetstat()
+    await duty.run_once()  # nothing has elapsed yet: the alerts wait, nothing else is read
+    assert sorted(duty.pending) == sorted(a.id for a in fired)
+    stats = await redis.info("commandstats")
+    assert "cmdstat_xrange" not in stats
+    assert 3 <= stats["cmdstat_xread"]["calls"] <= 6  # 5 outboxes by 2, then IWM and DIA paged
+    await fire(redis, alert(T0 + 4 * MIN, symbol="SPY"), ["tty"])
+    await duty.run_once()  # from where it left off: only the new one
+    assert len(duty.pending) == len(fired) + 1
