@@ -125,13 +125,18 @@ def _poll(rule: OiChange, snap: FlowGex, prev: FlowGex) -> list[_Hit]:
         # and most strikes move by a few contracts every poll
         size = np.abs(after_m - before_m)
         moved = (size >= rule.min_contracts) if rule.min_contracts else (size > 0)
-        moved &= _inside(rule, strike, snap.underlying_price)
+        lo, hi = _window(rule, snap.underlying_price)
+        if not rule.min_contracts:  # most strikes move a little every poll: the window here
+            moved &= _inside(rule, strike, snap.underlying_price)
         sides_at, strikes_at = moved.nonzero()  # row-major: call rows first, as listed
         for s, i in zip(sides_at.tolist(), strikes_at.tolist(), strict=True):
+            k = float(strike[i])
+            if not lo <= k <= hi:  # the few that moved min_contracts: the window on them alone
+                continue
             after, before = float(after_m[s, i]), float(before_m[s, i])
             ok, pct = _passes(rule, after - before, before)
             if ok:
-                hits.append(_entry(float(strike[i]), sides[s], before, after, pct))
+                hits.append(_entry(k, sides[s], before, after, pct))
         return hits
     lo, hi = _window(rule, snap.underlying_price)  # the strike set moved: match by value
     index = {k: j for j, k in enumerate(old.strike.tolist())}

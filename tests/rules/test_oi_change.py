@@ -82,8 +82,21 @@ CASES = [
         [],
     ),
     (
-        "within_pct keeps near strikes",
+        "within_pct keeps near strikes",  # its edge too: 505 is 1% above 500
         {"min_contracts": 500, "within_pct": 1.0},
+        [BASE, {**BASE, "s505": (5000.0, 1000.0)}],
+        [1],
+    ),
+    # without min_contracts the window applies before the threshold, not after: same result
+    (
+        "within_pct excludes far strikes (min_pct alone)",
+        {"min_pct": 50, "within_pct": 0.5},
+        [BASE, {**BASE, "s505": (5000.0, 1000.0)}],
+        [],
+    ),
+    (
+        "within_pct keeps near strikes (min_pct alone)",
+        {"min_pct": 50, "within_pct": 1.0},
         [BASE, {**BASE, "s505": (5000.0, 1000.0)}],
         [1],
     ),
