@@ -65,9 +65,12 @@ async def test_poll_stores_once_and_drops_repeated_as_of(redis):
         commit = Committed(redis)
         poller, client = make_poller(up, redis, commit)
         try:
+            assert poller.health()["last_as_of"] is None
             assert await poller.poll() == "stored"
+            assert poller.health()["last_as_of"] == "2026-11-24 15:00:00+00:00"
             assert await poller.poll() == "repeat"
             assert await poller.poll() == "stored"
+            assert poller.health()["last_as_of"] == "2026-11-24 15:00:15+00:00"
         finally:
             await client.close()
     assert commit.calls == 2
