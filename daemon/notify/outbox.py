@@ -54,6 +54,7 @@ KEYS_PER_READ = 256  # streams per XREADGROUP on one node (a cluster reads one p
 # megabytes of commands and replies that the process keeps as heap afterwards (issue 12)
 STREAMS_PER_TRIP = 250
 LUA = resources.files("gex_alertd.notify").joinpath("outbox.lua").read_text()
+AUTOCLAIM_LUA = resources.files("gex_alertd.notify").joinpath("autoclaim.lua").read_text()
 
 
 def id_ms(entry_id: str) -> int:
@@ -139,6 +140,7 @@ class Outbox:
         self.dedup_ttl_ms = max(1, int(dedup_ttl_s * 1000))
         self.cluster = is_cluster(redis)
         self._done = redis.register_script(LUA)
+        self._claim = redis.register_script(AUTOCLAIM_LUA)
         self.acked_streams: set[str] = set()  # since the dispatcher's last trim
 
     # --- reading -------------------------------------------------------------------------
@@ -229,9 +231,10 @@ class Outbox:
                 break
             nxt: dict[str, str] = {}
             pending = list(todo.items())
+            claim = self._autoclaim if self.cluster else self._autoclaim_scripted
             for i in range(0, len(pending), STREAMS_PER_TRIP):
                 chunk = pending[i : i + STREAMS_PER_TRIP]
-                nxt.update(await self._autoclaim(chunk, min_idle_s, count, out))
+                nxt.update(await claim(chunk, min_idle_s, count, out))
             todo = nxt
         return out
 
@@ -259,6 +262,27 @@ class Outbox:
                 await self.redis.xack(s, self.group, *deleted)
             if cursor != "0-0":
                 nxt[s] = cursor
+        return nxt
+
+    async def _autoclaim_scripted(
+        self, starts: list[tuple[str, str]], min_idle_s: float, count: int, out: list[Entry]
+    ) -> dict[str, str]:
+        """As `_autoclaim`, in one script call on one node (autoclaim.lua): only the streams
+        that had something answer."""
+        names = [s for s, _start in starts]
+        args: list[str | int] = [self.group, self.consumer, int(min_idle_s * 1000), count]
+        args += [start for _s, start in starts]
+        reply = await self._claim(keys=names, args=args)
+        nxt: dict[str, str] = {}
+        for index, cursor, claimed, deleted in reply:
+            s = names[int(index) - 1]
+            for eid, flat in claimed:
+                fields = dict(zip(flat[::2], flat[1::2], strict=True)) if flat else None
+                out.append(Entry.parse(s, eid, fields))
+            if deleted:  # gone from the stream: nothing to deliver, drop them from the PEL
+                await self.redis.xack(s, self.group, *deleted)
+            if as_str(cursor) != "0-0":
+                nxt[s] = as_str(cursor)
         return nxt
 
     async def touch(self, held: Sequence[Entry]) -> None:

@@ -3,6 +3,7 @@ number of streams per round trip, and still cover every stream to its end."""
 
 from __future__ import annotations
 
+import pytest
 import redis.asyncio as aioredis
 
 from gex_alertd import keys
@@ -24,27 +25,44 @@ async def _held_by_a_dead_consumer(redis: aioredis.Redis) -> list[str]:
     return ids
 
 
+@pytest.mark.parametrize("cluster", [False, True], ids=["one-node-script", "per-stream"])
 async def test_autoclaim_takes_every_idle_entry_a_few_streams_per_round_trip(
-    redis: aioredis.Redis, monkeypatch
+    redis: aioredis.Redis, monkeypatch, cluster: bool
 ) -> None:
-    # 2 streams per round trip, 1 entry per XAUTOCLAIM: 3 trips, IWM followed by its cursor
+    # 2 streams per round trip, 1 entry per XAUTOCLAIM: 3 trips, IWM followed by its cursor.
+    # One node: one script call per 2 streams (autoclaim.lua); a cluster (forced here on one
+    # node, its commands work the same): one pipelined XAUTOCLAIM per stream
     monkeypatch.setattr(outbox_mod, "STREAMS_PER_TRIP", 2)
     ids = await _held_by_a_dead_consumer(redis)
-    sent: list[int] = []
-    real = aioredis.client.Pipeline.execute
-
-    async def counting(self, *args, **kwargs):
-        sent.append(len(self.command_stack))
-        return await real(self, *args, **kwargs)
-
-    monkeypatch.setattr(aioredis.client.Pipeline, "execute", counting)
     live = Outbox(redis, "ops", "live-host", 3600)
+    live.cluster = cluster
+    sent: list[int] = []  # streams per round trip
+    replies: list[int] = []  # streams answering per script call
+    real_execute, real_claim = aioredis.client.Pipeline.execute, live._claim
+
+    async def counting_execute(self, *args, **kwargs):
+        sent.append(len(self.command_stack))
+        return await real_execute(self, *args, **kwargs)
+
+    async def counting_claim(*, keys, args):
+        sent.append(len(keys))
+        reply = await real_claim(keys=keys, args=args)
+        replies.append(len(reply))
+        return reply
+
+    monkeypatch.setattr(aioredis.client.Pipeline, "execute", counting_execute)
+    live._claim = counting_claim  # type: ignore[assignment]
     claimed = await live.autoclaim([keys.outbox(s) for s in SYMBOLS], 0.0, count=1)
     assert sorted(e.entry_id for e in claimed) == sorted(ids)
-    assert max(sent) == 2  # never more than STREAMS_PER_TRIP commands at once
+    assert sent and max(sent) == 2  # never more than STREAMS_PER_TRIP streams at once
     pending = await redis.xpending(keys.outbox("IWM"), keys.notify_group("ops"))
     assert pending["pending"] == 3
     assert {as_consumer(c["name"]) for c in pending["consumers"]} == {"live-host"}
+    replies.clear()
+    # nothing idle that long: nothing claimed, and no stream answers the script
+    assert await live.autoclaim([keys.outbox(s) for s in SYMBOLS], 3600.0) == []
+    assert set(replies) <= {0}
+    assert bool(replies) is not cluster
 
 
 async def test_backlog_figures_count_every_stream_a_few_per_round_trip(
