@@ -20,7 +20,8 @@ What it guarantees (tests/sources/test_http_client.py):
   timeout: the connection is closed, never reused;
 - the whole request (connecting, sending, the response) within `timeout_s`, not counting the
   time the caller's `gate` waits; a reused connection that the server closed before any byte
-  of the response is retried once on a new one (a GET is idempotent), never once a byte came.
+  of the response, or any connection closed before the request was written (while the gate
+  waited), is retried once on a new one (a GET is idempotent), never once a byte came.
 
 What it must never do: put the request (it carries the API key) into an error message.
 Errors are `HttpError`s whose messages name the cause and the origin, nothing else.
@@ -97,7 +98,8 @@ class UnsupportedEncoding(ProtocolError):
 
 
 class _Stale(Exception):
-    """A reused connection closed before any byte of the response: the GET may be retried."""
+    """A reused connection closed before any byte of the response, or any connection closed
+    before the request was written: the GET may be retried."""
 
 
 class Response:
@@ -165,8 +167,15 @@ class _Connection(asyncio.Protocol):
         self._done = False
         self._keep = False
         self._reset_message()
-        assert self.transport is not None
-        self.transport.write(request)
+        transport = self.transport
+        assert transport is not None
+        if self.closed or transport.is_closing():
+            # closed while the request waited (on the gate: a Retry-After window outlasts an
+            # idle timeout): nothing was sent, so it may go on a new connection. Written to the
+            # dead transport it waited for the timeout (asyncio) or raised RuntimeError (uvloop)
+            waiter.set_exception(_Stale())
+            return
+        transport.write(request)
 
     @property
     def reusable(self) -> bool:

@@ -627,3 +627,77 @@ def test_requests_on_uvloop() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(two_gets()) == ([b'{"n": 1}', b'{"n": 2}'], 1)
+
+
+# --- connections that die while the gate holds the request (review) ---------------------------
+
+
+async def _served_after_the_connection_died_in_the_gate() -> tuple[int, int, int]:
+    """A connection the server closes while the request waits on the gate (a Retry-After
+    window outlasting the server's idle timeout): the request, never sent, goes on a new one.
+    Returns (status of a reused connection's request, of a fresh one's, connections made)."""
+    release = asyncio.Event()
+    accepted = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        try:
+            if accepted in (1, 3):  # answer once, then close the idle connection when told
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(ok(b"one"))
+                await writer.drain()
+                await release.wait()
+                return
+            if accepted == 4:  # closed at once, before any request
+                return
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(ok(b"two"))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = HttpClient(f"http://127.0.0.1:{port}", max_connections=1)
+
+    hold = [True]  # the first pass through the gate waits for the close; the retry's does not
+
+    async def gate_until_closed() -> float:
+        if hold:
+            hold.clear()
+            release.set()
+            await eventually(lambda: all(c.closed for c in client._busy), "the server's close")
+        return 0.0
+
+    try:
+        assert (await get(client)).body == b"one"  # connection 1, kept idle
+        reused = await get(client, gate=gate_until_closed)  # on 1, closed in the gate: on 2
+        await client.close()
+        client = HttpClient(f"http://127.0.0.1:{port}", max_connections=1)
+        release.clear()
+        assert (await get(client)).body == b"one"  # connection 3
+        await client.close()
+        client = HttpClient(f"http://127.0.0.1:{port}", max_connections=1)
+        hold.append(True)
+        fresh = await get(client, gate=gate_until_closed)  # 4 closes at once: on 5
+        return reused.status, fresh.status, accepted
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_connection_closed_while_the_gate_waits_is_replaced() -> None:
+    # was: written to the closed transport, then a timeout (uvloop: a RuntimeError escaped)
+    assert await _served_after_the_connection_died_in_the_gate() == (200, 200, 5)
+
+
+def test_a_connection_closed_while_the_gate_waits_is_replaced_on_uvloop() -> None:
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(_served_after_the_connection_died_in_the_gate()) == (200, 200, 5)
