@@ -238,8 +238,8 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
-        if self._to_eof and self._headers_done and self._error is None:
-            try:  # a body delimited by the close: the close completes it
+        if self._to_eof and self._headers_done and self._error is None and exc is None:
+            try:  # a body delimited by the close: an orderly close completes it, a reset not
                 self._finish(keep=False)
             except Exception as error:
                 self._fail(error)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
 import ssl
+import struct
 import tracemalloc
 import zlib
 from collections import deque
@@ -701,3 +703,21 @@ def test_a_connection_closed_while_the_gate_waits_is_replaced_on_uvloop() -> Non
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(_served_after_the_connection_died_in_the_gate()) == (200, 200, 5)
+
+
+async def test_a_body_read_to_the_close_cut_by_a_reset_is_lost_not_complete(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    # only an orderly close ends a body delimited by the close; a reset cuts it short
+    async def reset(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"partial": ')
+        await writer.drain()
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    raw.script.append(reset)
+    client = client_for(made, raw.url)
+    with pytest.raises(ConnectionLost, match="after 12 body bytes"):
+        await get(client)
+
