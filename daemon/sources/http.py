@@ -148,6 +148,7 @@ class _Connection(asyncio.Protocol):
         self._size = 0
         self._inflater: Any = None  # zlib decompress object, or None for identity
         self._deflate = False  # the inflater may still switch to raw deflate
+        self._fed = False  # a compressed byte came
         self._to_eof = False  # body delimited by the connection's close
         self._error: BaseException | None = None
 
@@ -321,6 +322,7 @@ class _Connection(asyncio.Protocol):
             self._inflate(body)
 
     def _inflate(self, data: bytes) -> None:
+        self._fed = True
         inflater = self._inflater
         try:
             out = inflater.decompress(data, INFLATE_STEP)
@@ -360,9 +362,9 @@ class _Connection(asyncio.Protocol):
 
     def _finish(self, *, keep: bool) -> None:
         inflater = self._inflater
-        if inflater is not None:
-            if not inflater.eof:
-                raise self._set_error(ProtocolError("the compressed body ends before its end"))
+        # no body byte at all (a 204, an empty error page labelled gzip) is an empty body
+        if inflater is not None and not inflater.eof and self._fed:
+            raise self._set_error(ProtocolError("the compressed body ends before its end"))
         chunks = self._chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self._chunks = []

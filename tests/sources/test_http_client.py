@@ -721,3 +721,22 @@ async def test_a_body_read_to_the_close_cut_by_a_reset_is_lost_not_complete(
     with pytest.raises(ConnectionLost, match="after 12 body bytes"):
         await get(client)
 
+
+async def test_an_empty_body_with_a_content_encoding_is_empty(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    # an error page or a 204 labelled gzip with no bytes at all: the status must come through
+    raw.script.extend(
+        [
+            b"HTTP/1.1 204 No Content\r\nContent-Encoding: gzip\r\n\r\n",
+            ok(b"", "Content-Encoding: gzip", status="503 Service Unavailable"),
+            ok(b"", "Content-Encoding: deflate", status="429 Too Many Requests"),
+        ]
+    )
+    client = client_for(made, raw.url)
+    assert [((r := await get(client)).status, r.body) for _ in range(3)] == [
+        (204, b""),
+        (503, b""),
+        (429, b""),
+    ]
+    assert raw.connections == 1
