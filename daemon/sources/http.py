@@ -147,7 +147,7 @@ class _Connection(asyncio.Protocol):
         self._chunks: list[bytes] = []
         self._size = 0
         self._inflater: Any = None  # zlib decompress object, or None for identity
-        self._deflate = False  # the inflater may still switch to raw deflate
+        self._deflate = False  # deflate, zlib-wrapped or raw not known yet
         self._fed = False  # a compressed byte came
         self._to_eof = False  # body delimited by the connection's close
         self._error: BaseException | None = None
@@ -306,9 +306,10 @@ class _Connection(asyncio.Protocol):
         if encoding in ("gzip", "x-gzip"):
             self._inflater = zlib.decompressobj(_GZIP_WBITS)
         elif encoding == "deflate":
-            # RFC 9110's deflate is zlib-wrapped; some servers send it raw: tried first as zlib
+            # zlib-wrapped or raw: told by the first two bytes (_deflate_start)
             self._inflater = zlib.decompressobj()
             self._deflate = True
+            self._deflate_head = b""
         elif encoding not in ("", "identity"):
             raise self._set_error(UnsupportedEncoding(encoding, status))
 
@@ -323,22 +324,15 @@ class _Connection(asyncio.Protocol):
 
     def _inflate(self, data: bytes) -> None:
         self._fed = True
+        if self._deflate:
+            data = self._deflate_start(data)
+            if not data:
+                return
         inflater = self._inflater
         try:
             out = inflater.decompress(data, INFLATE_STEP)
         except zlib.error as exc:
-            if not (self._deflate and self._size == 0 and not self._chunks):
-                raise self._set_error(ProtocolError(f"cannot decompress the body: {exc}")) from None
-            # not zlib-wrapped: raw deflate
-            self._deflate = False
-            inflater = self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-            try:
-                out = inflater.decompress(data, INFLATE_STEP)
-            except zlib.error as exc2:
-                raise self._set_error(
-                    ProtocolError(f"cannot decompress the body: {exc2}")
-                ) from None
-        self._deflate = False
+            raise self._set_error(ProtocolError(f"cannot decompress the body: {exc}")) from None
         self._take(out)
         while inflater.unconsumed_tail:
             try:
@@ -346,6 +340,20 @@ class _Connection(asyncio.Protocol):
             except zlib.error as exc:
                 raise self._set_error(ProtocolError(f"cannot decompress the body: {exc}")) from None
             self._take(out)
+
+    def _deflate_start(self, data: bytes) -> bytes:
+        """The body's first bytes once two are in: RFC 9110's deflate is zlib-wrapped, some
+        servers send it raw, and a zlib header (method 8, the pair a multiple of 31) tells which.
+        Decided by the first piece alone, a one-byte piece made raw deflate an error."""
+        head = self._deflate_head + data
+        if len(head) < 2:
+            self._deflate_head = head
+            return b""
+        self._deflate = False
+        self._deflate_head = b""
+        if not (head[0] & 0x0F == 8 and ((head[0] << 8) | head[1]) % 31 == 0):
+            self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        return head
 
     def _take(self, out: bytes) -> None:
         if out:

@@ -740,3 +740,19 @@ async def test_an_empty_body_with_a_content_encoding_is_empty(
         (429, b""),
     ]
     assert raw.connections == 1
+
+
+async def test_raw_deflate_whose_first_piece_is_one_byte(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    # zlib-wrapped or raw is told by the first two bytes, wherever the first piece ends
+    deflater = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    raw_deflate = deflater.compress(b'{"raw": 1}') + deflater.flush()
+    wrapped = zlib.compress(b'{"zlib": 1}')
+    for body in (raw_deflate, wrapped):
+        raw.script.append(
+            chunked(body[:1], body[1:2], body[2:], extra="Content-Encoding: deflate\r\n")
+        )
+    client = client_for(made, raw.url)
+    assert [(await get(client)).body for _ in range(2)] == [b'{"raw": 1}', b'{"zlib": 1}']
+
