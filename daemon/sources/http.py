@@ -283,6 +283,8 @@ class _Connection(asyncio.Protocol):
         self._headers = headers
         self._headers_done = True
         if status < 200:
+            if status < 100:  # llhttp takes any three digits; 0xx is no status at all
+                raise self._set_error(ProtocolError(f"invalid status code {status}"))
             return  # 1xx: no body, the real response follows
         if self._on_head is not None:
             try:
@@ -390,6 +392,8 @@ class _Connection(asyncio.Protocol):
 
 def _parser_reason(exc: Exception) -> str:
     # httptools wraps a callback's exception; llhttp's own errors carry a short reason
+    if isinstance(exc, httptools.HttpParserUpgrade):  # its text is only an offset
+        return "the server switched protocols (101 or an Upgrade): not an HTTP/1.1 response"
     text = str(exc) or type(exc).__name__
     return text[:200]
 

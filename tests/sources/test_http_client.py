@@ -756,3 +756,19 @@ async def test_raw_deflate_whose_first_piece_is_one_byte(
     client = client_for(made, raw.url)
     assert [(await get(client)).body for _ in range(2)] == [b'{"raw": 1}', b'{"zlib": 1}']
 
+
+async def test_a_protocol_switch_or_a_status_below_100_is_named(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    raw.script.extend(
+        [
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: upgrade\r\n\r\n",
+            ok(b"x", status="099 Odd"),
+        ]
+    )
+    client = client_for(made, raw.url)
+    with pytest.raises(ProtocolError, match="switched protocols"):
+        await get(client)
+    with pytest.raises(ProtocolError, match="invalid status code 99"):
+        await get(client)  # was: taken for a 1xx, then a wait for the timeout
