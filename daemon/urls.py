@@ -15,6 +15,16 @@ def is_http_url(value: str) -> bool:
         return False
 
 
+def host_encodable(host: str) -> bool:
+    """Whether a host name survives the IDNA codec the resolver runs it through (a label over 63
+    characters does not: a UnicodeError at every connect, not a config problem, otherwise)."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
 def host_port(url: str) -> tuple[str, int] | None:
     """(host, port) an http(s) URL connects to, for `check --probe`; None if it names none."""
     try:

@@ -422,6 +422,8 @@ class HttpClient:
             raise ValueError("base_url has no host")
         if parts.username is not None or parts.password is not None:
             raise ValueError("base_url must not carry credentials")
+        if parts.query or parts.fragment:  # the request path is built from the path alone
+            raise ValueError("base_url must not carry a query or fragment")
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
         self.host = parts.hostname
@@ -555,6 +557,8 @@ class HttpClient:
             raise ConnectError(f"TLS handshake with {where} failed: {exc}") from None
         except OSError as exc:
             raise ConnectError(f"cannot connect to {where}: {exc}") from None
+        except UnicodeError as exc:  # the IDNA codec, before any lookup (a label too long)
+            raise ConnectError(f"cannot connect to {where}: the host name {exc}") from None
         if self._closed:
             conn.close()
             raise ConnectError("the client is closed")

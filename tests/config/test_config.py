@@ -176,3 +176,18 @@ def test_premarket_without_the_nyse_calendar_is_a_problem(tmp_path):
     with pytest.raises(ConfigError) as err:
         config.load(p)
     assert any(x.startswith("watch.premarket: ") for x in err.value.problems), err.value.problems
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        (f"https://{'a' * 64}.example", "source.base_url: host name cannot be looked up"),
+        ("https://lab.flashalpha.com/api?x=1", "source.base_url: must not carry a query"),
+    ],
+)
+def test_a_base_url_the_client_cannot_use_is_a_problem(tmp_path, url, fragment):
+    p = tmp_path / "c.yaml"
+    p.write_text(f"source: {{kind: flowgex, api_key: k, base_url: '{url}'}}\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(p)
+    assert any(fragment in problem for problem in err.value.problems), err.value.problems

@@ -772,3 +772,20 @@ async def test_a_protocol_switch_or_a_status_below_100_is_named(
         await get(client)
     with pytest.raises(ProtocolError, match="invalid status code 99"):
         await get(client)  # was: taken for a 1xx, then a wait for the timeout
+
+
+async def test_a_host_name_that_cannot_be_encoded_is_a_connect_error(
+    made: list[HttpClient],
+) -> None:
+    # a label over 63 characters fails in the IDNA codec before any lookup: a UnicodeError
+    # escaped the client (a "poll crashed" traceback on every poll)
+    client = client_for(made, f"http://{'a' * 64}.example")
+    with pytest.raises(ConnectError, match=r"cannot connect to a+\.example:80: the host name"):
+        await get(client)
+
+
+def test_a_base_url_with_a_query_or_fragment_is_refused() -> None:
+    # the request path is built from the base URL's path: a query there was silently dropped
+    for url in ("https://host/api?token=1", "https://host/api#x"):
+        with pytest.raises(ValueError, match="query or fragment"):
+            HttpClient(url)
