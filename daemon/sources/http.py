@@ -140,6 +140,7 @@ class _Connection(asyncio.Protocol):
     def _reset_message(self) -> None:
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._head_raw = 0  # bytes received while the headers were not complete
+        self._trailer_bytes = 0
         self._headers_done = False
         self._status = 0
         self._headers: CIMultiDict[str] | None = None
@@ -267,7 +268,18 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         # what a chunk holds is bounded (the transport's read size); the total is checked at
         # the end of the headers, and between chunks in data_received
+        if self._headers_done:
+            self._trailer(name, value)
+            return
         self._raw_headers.append((name, value))
+
+    def _trailer(self, name: bytes, value: bytes) -> None:
+        # trailers (after a chunked body) are not kept, nobody reads them; only their size is
+        # bounded: kept, 12 MB of trailer lines held 126 MB until the deadline
+        self._trailer_bytes += len(name) + len(value) + 4
+        limit = self._max_header_bytes
+        if self._trailer_bytes > limit:
+            raise self._set_error(ProtocolError(f"response trailers larger than {limit} bytes"))
 
     def on_headers_complete(self) -> None:
         raw = self._raw_headers

@@ -789,3 +789,19 @@ def test_a_base_url_with_a_query_or_fragment_is_refused() -> None:
     for url in ("https://host/api?token=1", "https://host/api#x"):
         with pytest.raises(ValueError, match="query or fragment"):
             HttpClient(url)
+
+
+async def test_trailers_are_bounded_like_headers(raw: RawServer, made: list[HttpClient]) -> None:
+    # trailers after a chunked body were kept whole in memory, unbounded (12 MB of trailer
+    # lines held 126 MB); a few are fine, past the header bound the response is refused
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n"
+    raw.script.extend(
+        [
+            head + b"X-Checksum: 1\r\n\r\n",
+            head + b"t: v\r\n" * 200_000 + b"\r\n",
+        ]
+    )
+    client = client_for(made, raw.url)
+    assert (await get(client)).body == b"a"
+    with pytest.raises(ProtocolError, match="trailers larger than 65536 bytes"):
+        await get(client)
