@@ -81,6 +81,9 @@ DEFAULT_RETRY_AFTER_S = 1.0
 MAX_MESSAGE_CHARS = 300
 _REQUEST_CACHE_MAX = 512  # requests kept built (~200 bytes each); past it built per poll
 _WS = re.compile(r"\s+")
+# C0/C1 controls, DEL: a terminal escape or a NUL from the upstream must not reach `check`'s
+# output, the console channel or an alert through the message
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 log = structlog.get_logger()
 
@@ -339,7 +342,11 @@ def _too_large(limit: int, symbol: str, status: int) -> MalformedPayload:
 
 
 def _snippet(text: str) -> str:
-    text = _WS.sub(" ", text).strip()
+    # redacted before the cut (after it, the half of an echoed key that is kept leaked), but
+    # on a window only: redaction's URL pattern is quadratic on a long run of letters (5 s for
+    # 100 KB, on the event loop); a key straddling the window's end is past the cut anyway
+    text = redaction.redact(_WS.sub(" ", text)[: 4 * MAX_MESSAGE_CHARS])
+    text = _CONTROL.sub("?", text).strip()
     if len(text) > MAX_MESSAGE_CHARS:
         text = text[: MAX_MESSAGE_CHARS - 3] + "..."
     return text
@@ -384,8 +391,10 @@ def _error_for(
         required = data.get("required_plan")
         return PlanError(
             message,
-            current_plan=redaction.redact(str(current)) if current is not None else None,
-            required_plan=redaction.redact(str(required)) if required is not None else None,
+            current_plan=redaction.redact(_snippet(str(current))) if current is not None else None,
+            required_plan=redaction.redact(_snippet(str(required)))
+            if required is not None
+            else None,
             symbol=symbol,
             status=status,
         )
@@ -406,7 +415,7 @@ def _error_for(
         return err
     if 300 <= status < 400:
         location = headers.get("Location")
-        where = f" to {redaction.redact(location)}" if location else ""
+        where = f" to {redaction.redact(_snippet(location))}" if location else ""
         return SourceError(
             f"unexpected redirect{where} (not followed: it would carry the API key): {message}",
             symbol=symbol,

@@ -129,6 +129,48 @@ async def test_huge_error_body_is_bounded(upstream: Upstream, make_client: Clien
     assert info.value.message.endswith("...")
 
 
+async def test_control_characters_of_an_error_body_never_reach_the_message(
+    upstream: Upstream, make_client: ClientFactory
+) -> None:
+    # the message is printed by `check`, the console channel and alerts: a terminal escape or a
+    # NUL from a hostile upstream must not travel with it (binary bodies, JSON messages alike)
+    upstream.push(Reply(502, b"\x1f\x8b\x08\x00\x1b[2J\x00\x07gone\x7f\x9b", content_type="x/y"))
+    upstream.push(
+        Reply.json({"message": "bad \u001b]0;pwned\u0007 key \u0000 \u009b31m"}, status=500)
+    )
+    for _ in range(2):
+        with pytest.raises(TransientError) as info:
+            await make_client().fetch("SPY")
+        message = info.value.message
+        assert not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in message), repr(message)
+        assert "gone" in message or "pwned" in message
+
+
+async def test_plan_names_of_a_403_are_bounded_and_clean(
+    upstream: Upstream, make_client: ClientFactory
+) -> None:
+    # the plan names join the message: a hostile 403 made it as long as the body (16 MB)
+    plan = "\u001b[2J" + "p" * 100_000
+    upstream.push(
+        Reply.json({"message": "no", "current_plan": plan, "required_plan": [plan]}, status=403)
+    )
+    with pytest.raises(PlanError) as info:
+        await make_client().fetch("SPY")
+    assert len(info.value.message) < 1000
+    assert "\x1b" not in info.value.message
+    assert info.value.current_plan is not None and info.value.current_plan.endswith("ppp...")
+
+
+async def test_a_key_cut_by_the_message_bound_is_still_redacted(
+    upstream: Upstream, make_client: ClientFactory
+) -> None:
+    # the bound cut the echoed key in two, and redaction, after the cut, missed the half kept
+    upstream.push(Reply.json({"message": "x" * 270 + f" invalid key {API_KEY}"}, status=500))
+    with pytest.raises(TransientError) as info:
+        await make_client().fetch("SPY")
+    assert API_KEY[:6] not in info.value.message, info.value.message
+
+
 async def test_other_4xx_is_source_error_with_status(
     upstream: Upstream, make_client: ClientFactory
 ) -> None:
