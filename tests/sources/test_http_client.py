@@ -805,3 +805,59 @@ async def test_trailers_are_bounded_like_headers(raw: RawServer, made: list[Http
     assert (await get(client)).body == b"a"
     with pytest.raises(ProtocolError, match="trailers larger than 65536 bytes"):
         await get(client)
+
+
+async def _cancelled_at_every_stage() -> tuple[int, int, int, int, bytes]:
+    """Requests cancelled in the gate, queued for a slot and mid-response (the pool's tasks at
+    SIGTERM, an asyncio.timeout around a fetch). Returns (slots free, busy, the server's open
+    connections, connections made, a later request's body)."""
+    in_body = asyncio.Event()
+
+    async def half(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123")
+        await writer.drain()
+        await reader.read()  # the rest never comes; returns when the client closes
+
+    async def forever() -> float:
+        await asyncio.sleep(WAIT_S)
+        return 0.0
+
+    def head(status: int, headers: Any) -> None:
+        in_body.set()
+
+    async def cancelled(task: asyncio.Future[Any]) -> None:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async with RawServer() as raw:
+        raw.script.extend([ok(b"warm"), half])
+        client = HttpClient(raw.url, max_connections=1)
+        try:
+            assert (await get(client)).body == b"warm"  # one idle connection
+            gated = asyncio.ensure_future(get(client, gate=forever))
+            await eventually(lambda: bool(client._busy), "the request in the gate")
+            queued = asyncio.ensure_future(get(client))  # waits for the only slot
+            await asyncio.sleep(0)
+            await cancelled(queued)
+            await cancelled(gated)  # nothing was sent: its connection stays pooled
+            mid = asyncio.ensure_future(get(client, on_head=head))
+            await eventually(in_body.is_set, "the response's head")
+            await cancelled(mid)  # half read: that connection is closed, never pooled
+            await eventually(lambda: raw.open == 0, "the cut connection closed")
+            free, busy = client._slots._value, len(client._busy)
+            body = (await get(client)).body
+            return free, busy, raw.open, raw.connections, body
+        finally:
+            await client.close()
+
+
+async def test_cancelled_requests_free_their_slot_and_never_reuse_a_cut_connection() -> None:
+    assert await _cancelled_at_every_stage() == (1, 0, 1, 2, b'{"ok": true}')
+
+
+def test_cancelled_requests_free_their_slot_on_uvloop() -> None:
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(_cancelled_at_every_stage()) == (1, 0, 1, 2, b'{"ok": true}')
