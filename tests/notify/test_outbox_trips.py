@@ -77,3 +77,34 @@ async def test_backlog_figures_count_every_stream_a_few_per_round_trip(
 
 def as_consumer(name: object) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["one-node-script", "per-stream"])
+async def test_autoclaim_drops_deleted_entries_and_vanished_streams_and_claims_the_rest(
+    redis: aioredis.Redis, monkeypatch, cluster: bool
+) -> None:
+    # entries deleted from their stream while pending (XDEL, a trim) come back from XAUTOCLAIM
+    # as deleted ids (Redis 7): they leave the PEL, are never delivered, and the sweep goes on
+    # past them to the entries after; a stream deleted whole (with its group) is no error
+    monkeypatch.setattr(outbox_mod, "STREAMS_PER_TRIP", 2)
+    await _held_by_a_dead_consumer(redis)
+    streams = [keys.outbox(s) for s in SYMBOLS]
+    held = {(s, as_consumer(e[0])) for s in streams for e in await redis.xrange(s)}
+    iwm, dia = keys.outbox("IWM"), keys.outbox("DIA")
+    iwm_ids = [as_consumer(e[0]) for e in await redis.xrange(iwm)]
+    await redis.xdel(iwm, iwm_ids[0], iwm_ids[1])
+    await redis.delete(dia)
+    want = {(s, i) for s, i in held if s != dia and (s != iwm or i == iwm_ids[2])}
+    live = Outbox(redis, "ops", "live-host", 3600)
+    live.cluster = cluster
+    claimed = await live.autoclaim(streams, 0.0, count=1)
+    assert sorted((e.stream, e.entry_id) for e in claimed) == sorted(want)
+    assert all(e.event is not None and e.problem is None for e in claimed)
+    pending = await redis.xpending(iwm, keys.notify_group("ops"))
+    assert pending["pending"] == 1
+    assert {as_consumer(c["name"]) for c in pending["consumers"]} == {"live-host"}
+    # a second sweep by another consumer takes the same live entries, none of the deleted
+    other = Outbox(redis, "ops", "other-host", 3600)
+    other.cluster = cluster
+    again = await other.autoclaim(streams, 0.0, count=1)
+    assert sorted((e.stream, e.entry_id) for e in again) == sorted(want)
