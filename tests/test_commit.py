@@ -456,3 +456,62 @@ def test_a_batch_encodes_its_strike_blocks_together_to_the_same_arguments() -> N
     eager = [build_args(c.engine, s, None, "7", o, CFG) for s, o in pairs]
     assert [names for names, _ in prepared] == [names for names, _ in eager]
     assert finish_batch([args for _, args in prepared]) == [args for _, args in eager]
+
+
+async def test_a_commit_batch_that_fails_leaves_no_kept_state_or_previous_ahead_of_redis(
+    redis: aioredis.Redis,
+) -> None:
+    from tests.support.wait import eventually
+
+    # decoded snapshots (their strike blocks finished per batch), the rule state kept as
+    # objects and the previous snapshot unpacked: a batch lost on the way (its connection
+    # killed while Redis held it) fails its commit, writes nothing, and the commits after it
+    # fire exactly what a run without the failure fires, once each
+    def decoded(s, sym):
+        return rowless(decode_flow_gex(msgspec.json.encode(msgspec.structs.replace(s, symbol=sym))))
+
+    rules = [oi_rule(), flip_rule()]
+    snaps = oi_snaps(5)
+    c = Committer(redis, rules, CFG)
+    fired: dict[str, list[tuple[str, str]]] = {"SPY": [], "QQQ": []}
+    for s in snaps[:2]:
+        for sym in fired:
+            r = await c.commit(decoded(s, sym), None)
+            assert r.stored
+            fired[sym] += [(e.rule, e.as_of) for e in r.alerts]
+    assert isinstance(c._state[("SPY", None)], StoredState)
+    await redis.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+    try:
+        lost = asyncio.create_task(c.commit(decoded(snaps[2], "SPY"), None))
+
+        async def held() -> bool:
+            return any(cl.get("cmd") == "evalsha" for cl in await redis.client_list())
+
+        await eventually(held, "the commit's EVALSHA held by the pause")
+        for cl in await redis.client_list():
+            if cl.get("cmd") == "evalsha":
+                await redis.execute_command("CLIENT", "KILL", "ID", cl["id"])
+    finally:
+        await redis.execute_command("CLIENT", "UNPAUSE")
+    try:
+        await lost
+        raise AssertionError("the commit of a lost batch succeeded")
+    except (ConnectionError, aioredis.ConnectionError):
+        pass
+    assert await redis.xlen(keys.snap("SPY")) == 2  # nothing of the lost commit written
+    kept = c._state.get(("SPY", None))
+    if kept is not None:
+        assert c._thaw(kept) == decode_state(
+            c.engine, hash_fields(await redis.hgetall(keys.state("SPY")))
+        )
+    for s in snaps[2:]:  # the lost snapshot again (the poller keeps it pending), then more
+        for sym in fired:
+            r = await c.commit(decoded(s, sym), None)
+            assert r.stored
+            fired[sym] += [(e.rule, e.as_of) for e in r.alerts]
+    assert fired["SPY"] and fired["SPY"] == fired["QQQ"]
+    assert len(await outbox(redis)) == len(fired["SPY"])
+    for sym in fired:
+        assert c._thaw(c._state[(sym, None)]) == decode_state(
+            c.engine, hash_fields(await redis.hgetall(keys.state(sym)))
+        )
