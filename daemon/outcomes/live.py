@@ -61,6 +61,7 @@ log = structlog.get_logger()
 
 PAGE = 1000
 OUTBOXES_PER_TRIP = 500  # outboxes read in one pipelined round trip
+_MAX_SEQ = 2**64 - 1  # the largest sequence part of a stream id
 FOLLOW_UP_TYPE = "outcome"
 
 
@@ -221,15 +222,17 @@ class OutcomeDuty:
         return {sym: entries(r) for sym, r in zip(symbols, replies, strict=True)}
 
     async def _xread(self, symbols: list[str], floor: int) -> dict[str, list[StreamEntry]]:
-        # XREAD reads after an id: the cursor without its "(", or the floor's ms less one
-        # (an alert 1 ms before the lookback is harmless: each alert is kept once, by id)
+        # XREAD reads after an id: the cursor without its "(", or the last id of the ms before
+        # the floor (XRANGE's floor-0 exactly: an entry of that ms is outside the lookback, and
+        # a cursor left there would read its alerts a second time)
         after = {}
         for sym in symbols:
             start = self._start(sym, floor)
             if start.startswith("("):
                 after[keys.outbox(sym)] = start[1:]
             else:
-                after[keys.outbox(sym)] = f"{max(0, int(start.split('-')[0]) - 1)}-0"
+                ms = int(start.split("-")[0])
+                after[keys.outbox(sym)] = f"{ms - 1}-{_MAX_SEQ}" if ms > 0 else "0-0"
         of = {keys.outbox(sym): sym for sym in symbols}
         reply = await self.redis.xread(after, count=PAGE)  # type: ignore[arg-type]  # str ids
         found = reply.items() if isinstance(reply, dict) else read_entries(reply or [])

@@ -320,3 +320,28 @@ async def test_on_one_node_the_outboxes_are_read_by_xread_only_those_with_alerts
     await fire(redis, alert(T0 + 4 * MIN, symbol="SPY"), ["tty"])
     await duty.run_once()  # from where it left off: only the new one
     assert len(duty.pending) == len(fired) + 1
+
+
+async def test_on_one_node_the_lookback_starts_where_the_per_outbox_read_starts_it(
+    redis: aioredis.Redis,
+) -> None:
+    # XREAD reads after an id; the lookback's first id is floor-0, as XRANGE's min: an entry
+    # 1 ms before it (floor-1, any sequence) is outside, as on a cluster (a cursor left there
+    # would otherwise read its last alerts a second time)
+    cfg = config_mod.parse(
+        {
+            "watch": {"symbols": ["SPY"]},
+            "channels": {"tty": {"type": "console"}},
+            "rules": [{"name": "flip", "type": "flip_cross", "channels": ["tty"]}],
+            "outcomes": {"horizons": ["30m"], "lookback": "1h"},
+        }
+    )
+    now = T0 + 5 * MIN
+    floor = now - 60 * MIN
+    before, at = alert(floor - 1, symbol="SPY"), alert(floor, symbol="SPY")
+    out = keys.outbox("SPY")
+    await redis.xadd(out, outbox_fields(before, ["tty"]), id=f"{floor - 1}-7")
+    await redis.xadd(out, outbox_fields(at, ["tty"]), id=f"{floor}-0")
+    duty = OutcomeDuty(redis, lambda: cfg, lambda key: True, clock=clock_at(now), calendar=CALENDAR)
+    await duty._collect(cfg, now)
+    assert sorted(duty.pending) == [at.id]
