@@ -7,6 +7,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gex_alertd import keys
+from gex_alertd.connections import entries
 from gex_alertd.notify import outbox as outbox_mod
 from gex_alertd.notify.outbox import Outbox, group_stats
 from tests.notify.support import alert, enqueue
@@ -89,9 +90,9 @@ async def test_autoclaim_drops_deleted_entries_and_vanished_streams_and_claims_t
     monkeypatch.setattr(outbox_mod, "STREAMS_PER_TRIP", 2)
     await _held_by_a_dead_consumer(redis)
     streams = [keys.outbox(s) for s in SYMBOLS]
-    held = {(s, as_consumer(e[0])) for s in streams for e in await redis.xrange(s)}
+    held = {(s, as_consumer(e[0])) for s in streams for e in entries(await redis.xrange(s))}
     iwm, dia = keys.outbox("IWM"), keys.outbox("DIA")
-    iwm_ids = [as_consumer(e[0]) for e in await redis.xrange(iwm)]
+    iwm_ids = [as_consumer(e[0]) for e in entries(await redis.xrange(iwm))]
     await redis.xdel(iwm, iwm_ids[0], iwm_ids[1])
     await redis.delete(dia)
     want = {(s, i) for s, i in held if s != dia and (s != iwm or i == iwm_ids[2])}
