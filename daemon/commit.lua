@@ -33,6 +33,15 @@ end
 local payload = cmsgpack.unpack(ARGV[3])
 local trim, fields, state_fields, alerts = payload[1], payload[2], payload[3], payload[4]
 
+-- the outbox is written last: a key of another type there would fail the script after the
+-- snapshot and the state were written, and lose the alert; refused here, nothing is written
+if #alerts > 0 then
+  local kind = redis.call('TYPE', outbox).ok
+  if kind ~= 'stream' and kind ~= 'none' then
+    return redis.error_reply('WRONGTYPE ' .. outbox .. ' holds a ' .. kind .. ', not the outbox stream')
+  end
+end
+
 local xadd = {'XADD', snap}
 if trim[1] == 'MAXLEN' then
   xadd = {'XADD', snap, 'MAXLEN', '~', trim[2]}

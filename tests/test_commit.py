@@ -4,7 +4,9 @@ import asyncio
 
 import msgspec
 import numpy as np
+import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from gex_alertd import keys, store
 from gex_alertd.commit import Committer, PrevCache, StoredState, build_args, decode_state
@@ -178,6 +180,26 @@ async def test_refused_stream_id_writes_nothing(redis: aioredis.Redis) -> None:
     r = await Committer(redis, [flip_rule()], CFG).commit(below(0), None)
     assert not r.stored
     assert not await redis.exists(keys.state("SPY"))
+
+
+async def test_an_outbox_key_of_another_type_refuses_the_commit_before_any_write(
+    redis: aioredis.Redis,
+) -> None:
+    # the outbox is written last: a foreign key there once failed the script after the snapshot
+    # and the state were written, and the alert they implied was lost
+    c = Committer(redis, [flip_rule()], CFG)
+    await c.commit(below(0), None)
+    state = await redis.hgetall(keys.state("SPY"))
+    await redis.set(keys.outbox("SPY"), "not a stream")
+    with pytest.raises(ResponseError, match=r"WRONGTYPE .* holds a string"):
+        await c.commit(above(1), None)
+    assert await redis.xlen(keys.snap("SPY")) == 1
+    assert await redis.hgetall(keys.state("SPY")) == state
+    assert not await redis.keys("gex:{SPY}:alert:*")
+    # once the key is fixed, the same snapshot commits and its alert is enqueued
+    await redis.delete(keys.outbox("SPY"))
+    r = await Committer(redis, [flip_rule()], CFG).commit(above(1), None)
+    assert r.stored and len(r.alerts) == 1 and len(await outbox(redis)) == 1
 
 
 async def test_oi_change_poll_reads_the_previous_snapshot_from_redis(redis: aioredis.Redis) -> None:
