@@ -134,7 +134,8 @@ def decode_flow_gex(
         problems += _row_problems(snap.strikes)
     if symbol is not None and snap.symbol != symbol:  # the same string: the usual case
         if ascii_upper(snap.symbol) != ascii_upper(symbol):
-            problems.append(f"symbol {snap.symbol!r} does not match the requested {symbol!r}")
+            # the body's symbol clipped: it is the upstream's, of any length
+            problems.append(f"symbol {snap.symbol[:40]!r} does not match the requested {symbol!r}")
     ms = as_ms(snap.as_of)
     if ms <= 0:
         # the stream ID is the as_of in ms: 0 and below are no valid ID, and no real snapshot

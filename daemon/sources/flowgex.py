@@ -262,8 +262,8 @@ class FlowGexClient:
         try:
             snap = decode_flow_gex(body, symbol=symbol, notes=notes)
         except PayloadError as exc:
-            message = redaction.redact(str(exc))
-            raise MalformedPayload(message, symbol=symbol, status=status) from None
+            # bounded, then redacted (_snippet): it may quote the body, of any length
+            raise MalformedPayload(_snippet(str(exc)), symbol=symbol, status=status) from None
         for note in notes:
             log.warning("payload normalised", symbol=symbol, note=note)
         if expiry is not None and snap.expiry is not None and snap.expiry != expiry:

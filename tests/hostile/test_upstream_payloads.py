@@ -147,6 +147,18 @@ async def test_a_lookalike_symbol_is_not_the_requested_one(
     assert (await client.fetch("IWM")).snapshot.symbol == "iwm"
 
 
+async def test_a_huge_symbol_in_the_body_gives_a_bounded_message(
+    up: Upstream, client: FlowGexClient
+) -> None:
+    # the refusal quoted the body's symbol whole (100 KB here; up to max_body_bytes), and the
+    # redaction it went through is quadratic in such a run of letters (~5 s for 100 KB, on the
+    # event loop): the message is cut to a window before it is redacted
+    up.push(snapshot("SPY", body_symbol="A" * 100_000), symbol="SPY")
+    with pytest.raises(MalformedPayload, match="does not match") as info:
+        await client.fetch("SPY")
+    assert len(info.value.message) <= 300
+
+
 async def test_a_strike_block_is_never_stored_from_a_refused_body(
     up: Upstream, client: FlowGexClient
 ) -> None:
