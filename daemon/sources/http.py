@@ -94,7 +94,8 @@ class UnsupportedEncoding(ProtocolError):
     def __init__(self, encoding: str, status: int) -> None:
         self.encoding = encoding
         self.status = status
-        super().__init__(f"unsupported Content-Encoding {encoding!r}")
+        # clipped: the header may be 64 KB, and every message goes through redaction
+        super().__init__(f"unsupported Content-Encoding {encoding[:40]!r}")
 
 
 class _Stale(Exception):

@@ -861,3 +861,15 @@ def test_cancelled_requests_free_their_slot_on_uvloop() -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         assert runner.run(_cancelled_at_every_stage()) == (1, 0, 1, 2, b'{"ok": true}')
+
+
+async def test_an_endless_content_encoding_is_named_clipped(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    # the message quoted the header whole (up to the 64 KB header bound), and the redaction
+    # every message goes through is quadratic on such a run of letters (~2 s on the loop)
+    raw.script.append(ok(b"x", "Content-Encoding: " + "a" * 60_000))
+    client = client_for(made, raw.url)
+    with pytest.raises(UnsupportedEncoding) as info:
+        await get(client)
+    assert len(str(info.value)) < 100
