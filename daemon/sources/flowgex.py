@@ -268,8 +268,8 @@ class FlowGexClient:
             log.warning("payload normalised", symbol=symbol, note=note)
         if expiry is not None and snap.expiry is not None and snap.expiry != expiry:
             raise MalformedPayload(
-                f"invalid Flow GEX payload: expiry {snap.expiry!r} does not match the requested "
-                f"{expiry!r}",
+                f"invalid Flow GEX payload: expiry {snap.expiry[:40]!r} does not match the "
+                f"requested {expiry!r}",
                 symbol=symbol,
                 status=status,
             )

@@ -159,6 +159,15 @@ async def test_a_huge_symbol_in_the_body_gives_a_bounded_message(
     assert len(info.value.message) <= 300
 
 
+async def test_a_huge_expiry_in_the_body_gives_a_bounded_message(
+    up: Upstream, client: FlowGexClient
+) -> None:
+    up.push(snapshot("SPY", expiry="A" * 100_000), symbol="SPY")
+    with pytest.raises(MalformedPayload, match="does not match the requested") as info:
+        await client.fetch("SPY", "2026-01-02")
+    assert len(info.value.message) <= 300
+
+
 async def test_a_strike_block_is_never_stored_from_a_refused_body(
     up: Upstream, client: FlowGexClient
 ) -> None:
