@@ -41,8 +41,12 @@ async def start(tmp: Path, name: str, text: str) -> tuple[Proc, str]:
     home = tmp / name
     home.mkdir()
     (home / "config.yaml").write_text(text)
+    # on uvloop (the `fast` extra): the one place the suite runs whole daemons on it, so a
+    # uvloop-only fault (its transports are not asyncio's classes) cannot hide behind the default
     proc = await spawn(
-        [GEX_ALERTD, "run", "--config", str(home / "config.yaml")], home / "daemon.log", home
+        [GEX_ALERTD, "run", "--config", str(home / "config.yaml"), "--uvloop"],
+        home / "daemon.log",
+        home,
     )
     await proc.wait_log("gex-alertd started")
     started = next(e for e in proc.events() if e.get("event") == "gex-alertd started")
