@@ -62,6 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -385,6 +386,29 @@ class DaemonProcess:
 # because it barely depends on the load.
 
 
+async def timed_fetches(
+    fetch: Callable[[int], Awaitable[object]], conc: int, seconds: float
+) -> dict[str, float]:
+    """`conc` workers each awaiting `fetch(j)` in turn (worker i takes j = i, i + conc, ...),
+    0.3 s of warm-up and then `seconds` measured: {"n": fetches, "s": wall seconds, "cpu":
+    this process's CPU seconds}. The loop of both ceiling rows and of bench.http_clients."""
+    count = 0
+
+    async def worker(i: int, until: float) -> None:
+        nonlocal count
+        j = i
+        while time.perf_counter() < until:
+            await fetch(j)
+            count += 1
+            j += conc
+
+    await asyncio.gather(*(worker(i, time.perf_counter() + 0.3) for i in range(conc)))
+    count = 0
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker(i, t0 + seconds) for i in range(conc)))
+    return {"n": count, "s": time.perf_counter() - t0, "cpu": time.process_time() - cpu0}
+
+
 class Ceiling:
     def __init__(self, base_url: str, symbols: list[str], conc: int = MAX_CONCURRENCY) -> None:
         self.base_url, self.symbols, self.conc = base_url, symbols, conc
@@ -393,26 +417,16 @@ class Ceiling:
     async def window(self, seconds: float) -> dict[str, float]:
         import aiohttp
 
-        count = 0
         conn = aiohttp.TCPConnector(limit=self.conc)
         async with aiohttp.ClientSession(connector=conn, headers={"X-Api-Key": KEY}) as http:
 
-            async def worker(i: int, until: float) -> None:
-                nonlocal count
-                j = i
-                while time.perf_counter() < until:
-                    sym = self.symbols[j % len(self.symbols)]
-                    async with http.get(f"{self.base_url}/v1/flow/gex/{sym}") as r:
-                        body = await r.read()
-                    self.decode(body)
-                    count += 1
-                    j += self.conc
+            async def fetch(j: int) -> None:
+                sym = self.symbols[j % len(self.symbols)]
+                async with http.get(f"{self.base_url}/v1/flow/gex/{sym}") as r:
+                    body = await r.read()
+                self.decode(body)
 
-            await asyncio.gather(*(worker(i, time.perf_counter() + 0.3) for i in range(self.conc)))
-            count = 0
-            cpu0, t0 = time.process_time(), time.perf_counter()
-            await asyncio.gather(*(worker(i, t0 + seconds) for i in range(self.conc)))
-            return {"n": count, "s": time.perf_counter() - t0, "cpu": time.process_time() - cpu0}
+            return await timed_fetches(fetch, self.conc, seconds)
 
 
 class OwnClientCeiling(Ceiling):
@@ -422,25 +436,15 @@ class OwnClientCeiling(Ceiling):
     async def window(self, seconds: float) -> dict[str, float]:
         from gex_alertd.sources.http import HttpClient
 
-        count = 0
         http = HttpClient(self.base_url, max_connections=self.conc)
         reqs = [http.request_bytes(f"/v1/flow/gex/{s}", {"X-Api-Key": KEY}) for s in self.symbols]
+
+        async def fetch(j: int) -> None:
+            resp = await http.get(reqs[j % len(reqs)], timeout_s=30, max_body_bytes=1 << 24)
+            self.decode(resp.body)
+
         try:
-
-            async def worker(i: int, until: float) -> None:
-                nonlocal count
-                j = i
-                while time.perf_counter() < until:
-                    resp = await http.get(reqs[j % len(reqs)], timeout_s=30, max_body_bytes=1 << 24)
-                    self.decode(resp.body)
-                    count += 1
-                    j += self.conc
-
-            await asyncio.gather(*(worker(i, time.perf_counter() + 0.3) for i in range(self.conc)))
-            count = 0
-            cpu0, t0 = time.process_time(), time.perf_counter()
-            await asyncio.gather(*(worker(i, t0 + seconds) for i in range(self.conc)))
-            return {"n": count, "s": time.perf_counter() - t0, "cpu": time.process_time() - cpu0}
+            return await timed_fetches(fetch, self.conc, seconds)
         finally:
             await http.close()
 

@@ -17,20 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import time
 from typing import Any
 
-from bench.bench_pipeline import KEY, pin, start_upstream, stop
+from bench.bench_pipeline import KEY, pin, start_upstream, stop, timed_fetches
 from bench.replay_upstream import symbol_names
-
-
-async def _run(worker: Any, conc: int, seconds: float) -> dict[str, float]:
-    counts = [0]
-    await asyncio.gather(*(worker(i, time.perf_counter() + 0.3, counts) for i in range(conc)))
-    counts[0] = 0
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(worker(i, t0 + seconds, counts) for i in range(conc)))
-    return {"n": counts[0], "s": time.perf_counter() - t0, "cpu": time.process_time() - cpu0}
 
 
 async def aiohttp_window(base_url: str, symbols: list[str], conc: int, seconds: float) -> Any:
@@ -42,15 +32,11 @@ async def aiohttp_window(base_url: str, symbols: list[str], conc: int, seconds: 
     ) as http:
         urls = [f"{base_url}/v1/flow/gex/{s}" for s in symbols]
 
-        async def worker(i: int, until: float, counts: list[int]) -> None:
-            j = i
-            while time.perf_counter() < until:
-                async with http.get(urls[j % len(urls)], allow_redirects=False) as r:
-                    await r.read()
-                counts[0] += 1
-                j += conc
+        async def fetch(j: int) -> None:
+            async with http.get(urls[j % len(urls)], allow_redirects=False) as r:
+                await r.read()
 
-        return await _run(worker, conc, seconds)
+        return await timed_fetches(fetch, conc, seconds)
 
 
 async def own_window(base_url: str, symbols: list[str], conc: int, seconds: float) -> Any:
@@ -58,16 +44,12 @@ async def own_window(base_url: str, symbols: list[str], conc: int, seconds: floa
 
     http = HttpClient(base_url, max_connections=conc)
     reqs = [http.request_bytes(f"/v1/flow/gex/{s}", {"X-Api-Key": KEY}) for s in symbols]
+
+    async def fetch(j: int) -> None:
+        await http.get(reqs[j % len(reqs)], timeout_s=30, max_body_bytes=1 << 24)
+
     try:
-
-        async def worker(i: int, until: float, counts: list[int]) -> None:
-            j = i
-            while time.perf_counter() < until:
-                await http.get(reqs[j % len(reqs)], timeout_s=30, max_body_bytes=1 << 24)
-                counts[0] += 1
-                j += conc
-
-        return await _run(worker, conc, seconds)
+        return await timed_fetches(fetch, conc, seconds)
     finally:
         await http.close()
 
