@@ -12,8 +12,8 @@ import struct
 import tracemalloc
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import pytest
 import trustme
@@ -31,6 +31,7 @@ from gex_alertd.sources.http import (
 from tests.support.wait import WAIT_S, eventually
 
 LIMIT = 1 << 20
+T = TypeVar("T")
 HEADERS = {"X-Api-Key": "k-http-test-123", "Accept": "application/json", "User-Agent": "t/1"}
 
 Action = bytes | Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]] | None
@@ -122,6 +123,15 @@ async def get(client: HttpClient, path: str = "/v1/x", **kw: Any) -> Any:
     kw.setdefault("timeout_s", WAIT_S)
     kw.setdefault("max_body_bytes", LIMIT)
     return await client.get(client.request_bytes(path, HEADERS), **kw)
+
+
+def on_uvloop(coro: Coroutine[Any, Any, T]) -> T:
+    """`coro` run to its end on a fresh uvloop loop, the `fast` extra's (the suite's own loop is
+    asyncio's)."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 # --- the request ------------------------------------------------------------------------------
@@ -615,7 +625,6 @@ async def test_proxy_settings_in_the_environment_are_ignored(
 def test_requests_on_uvloop() -> None:
     """The `fast` extra runs the daemon on uvloop, whose transports are no asyncio.Transport
     subclass: a check of that type once cost every poll its connection."""
-    import uvloop
 
     async def two_gets() -> tuple[list[bytes], int]:
         async with RawServer() as raw:
@@ -627,8 +636,7 @@ def test_requests_on_uvloop() -> None:
                 await client.close()
             return bodies, raw.connections
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        assert runner.run(two_gets()) == ([b'{"n": 1}', b'{"n": 2}'], 1)
+    assert on_uvloop(two_gets()) == ([b'{"n": 1}', b'{"n": 2}'], 1)
 
 
 # --- connections that die while the gate holds the request (review) ---------------------------
@@ -699,10 +707,7 @@ async def test_a_connection_closed_while_the_gate_waits_is_replaced() -> None:
 
 
 def test_a_connection_closed_while_the_gate_waits_is_replaced_on_uvloop() -> None:
-    import uvloop
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        assert runner.run(_served_after_the_connection_died_in_the_gate()) == (200, 200, 5)
+    assert on_uvloop(_served_after_the_connection_died_in_the_gate()) == (200, 200, 5)
 
 
 async def test_a_body_read_to_the_close_cut_by_a_reset_is_lost_not_complete(
@@ -857,10 +862,7 @@ async def test_cancelled_requests_free_their_slot_and_never_reuse_a_cut_connecti
 
 
 def test_cancelled_requests_free_their_slot_on_uvloop() -> None:
-    import uvloop
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        assert runner.run(_cancelled_at_every_stage()) == (1, 0, 1, 2, b'{"ok": true}')
+    assert on_uvloop(_cancelled_at_every_stage()) == (1, 0, 1, 2, b'{"ok": true}')
 
 
 async def test_an_endless_content_encoding_is_named_clipped(
