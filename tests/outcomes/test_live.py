@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from gex_alertd import config as config_mod
 from gex_alertd import keys
-from gex_alertd.config import RedisConfig
+from gex_alertd.config import Config, RedisConfig
 from gex_alertd.connections import connect_config, entries
 from gex_alertd.model import outbox_fields
 from gex_alertd.ops.calendar_load import NyseCalendar
@@ -47,6 +48,18 @@ CFG = config_mod.parse(
 
 # the tests' fixed window and day, not today's: the table stays fresh whatever the date
 CALENDAR = NyseCalendar(table=nyse_table(), clock=lambda: datetime(*MONDAY, 12, tzinfo=UTC))
+
+
+def flip_config(symbols: list[str], **outcomes: Any) -> Config:
+    """`symbols` watched, one flip_cross rule to a console channel, `outcomes` as given."""
+    return config_mod.parse(
+        {
+            "watch": {"symbols": symbols},
+            "channels": {"tty": {"type": "console"}},
+            "rules": [{"name": "flip", "type": "flip_cross", "channels": ["tty"]}],
+            "outcomes": outcomes,
+        }
+    )
 
 
 def clock_at(ms: int) -> Callable[[], datetime]:
@@ -268,14 +281,7 @@ async def test_outboxes_are_read_a_bounded_number_per_round_trip_and_each_to_its
     monkeypatch.setattr(live, "OUTBOXES_PER_TRIP", 2)
     monkeypatch.setattr(live, "PAGE", 1)
     symbols = ["SPY", "QQQ", "IWM", "DIA", "XLE"]
-    cfg = config_mod.parse(
-        {
-            "watch": {"symbols": symbols},
-            "channels": {"tty": {"type": "console"}},
-            "rules": [{"name": "flip", "type": "flip_cross", "channels": ["tty"]}],
-            "outcomes": {"horizons": ["5m"]},
-        }
-    )
+    cfg = flip_config(symbols, horizons=["5m"])
     for sym in symbols:
         await store_path(redis, sym, [T0 + i * MIN for i in range(8)], [100.0] * 8, strikes=3)
         for n in range(3 if sym == "IWM" else 1):
@@ -297,14 +303,7 @@ async def test_on_one_node_the_outboxes_are_read_by_xread_only_those_with_alerts
     monkeypatch.setattr(live, "OUTBOXES_PER_TRIP", 2)
     monkeypatch.setattr(live, "PAGE", 1)
     symbols = ["SPY", "QQQ", "IWM", "DIA", "XLE"]
-    cfg = config_mod.parse(
-        {
-            "watch": {"symbols": symbols},
-            "channels": {"tty": {"type": "console"}},
-            "rules": [{"name": "flip", "type": "flip_cross", "channels": ["tty"]}],
-            "outcomes": {"horizons": ["30m"]},
-        }
-    )
+    cfg = flip_config(symbols, horizons=["30m"])
     fired = [alert(T0 + n * MIN, symbol="IWM") for n in range(3)] + [alert(T0, symbol="DIA")]
     for a in fired:
         await fire(redis, a, ["tty"])
@@ -328,14 +327,7 @@ async def test_on_one_node_the_lookback_starts_where_the_per_outbox_read_starts_
     # XREAD reads after an id; the lookback's first id is floor-0, as XRANGE's min: an entry
     # 1 ms before it (floor-1, any sequence) is outside, as on a cluster (a cursor left there
     # would otherwise read its last alerts a second time)
-    cfg = config_mod.parse(
-        {
-            "watch": {"symbols": ["SPY"]},
-            "channels": {"tty": {"type": "console"}},
-            "rules": [{"name": "flip", "type": "flip_cross", "channels": ["tty"]}],
-            "outcomes": {"horizons": ["30m"], "lookback": "1h"},
-        }
-    )
+    cfg = flip_config(["SPY"], horizons=["30m"], lookback="1h")
     now = T0 + 5 * MIN
     floor = now - 60 * MIN
     before, at = alert(floor - 1, symbol="SPY"), alert(floor, symbol="SPY")
