@@ -20,19 +20,30 @@ def test_every_listed_command_resolves_to_itself() -> None:
     assert main.get_command(ctx, "nope") is None
 
 
+# a fresh interpreter that loads `gex-alertd run` as the CLI does (its --help stops before the
+# daemon starts), then runs `then`; its stdout
+_AFTER_RUN_HELP = (
+    "import sys\n"
+    "from gex_alertd.cli import main\n"
+    "try:\n"
+    "    main(['run', '--help'])\n"
+    "except SystemExit:\n"
+    "    pass\n"
+)
+
+
+def _after_run_help(then: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", _AFTER_RUN_HELP + then],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+
+
 def test_run_does_not_import_the_other_commands_modules() -> None:
-    probe = (
-        "import sys\n"
-        "from gex_alertd.cli import main\n"
-        "try:\n"
-        "    main(['run', '--help'])\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "print(' '.join(sorted(sys.modules)))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
-    ).stdout.split()
+    out = _after_run_help("print(' '.join(sorted(sys.modules)))\n").split()
     assert "gex_alertd.commands" in out
     for other in (
         "gex_alertd.replay",
@@ -52,12 +63,7 @@ def test_run_loads_the_daemon_without_rich_and_other_commands_still_have_it() ->
     # rich (and pygments through it) is ~3 MB of a daemon's RSS: structlog would import it for
     # console tracebacks, the outcome duty for report tables it never renders
     probe = (
-        "import sys, io\n"
-        "from gex_alertd.cli import main\n"
-        "try:\n"
-        "    main(['run', '--help'])\n"
-        "except SystemExit:\n"
-        "    pass\n"
+        "import io\n"
         "import gex_alertd.app, gex_alertd.outcomes.live, gex_alertd.notify.dispatch\n"
         "from gex_alertd.ops.logging import configure\n"
         "daemon = [m for m in sys.modules if m.split('.')[0] in ('rich', 'pygments')]\n"
@@ -72,7 +78,5 @@ def test_run_loads_the_daemon_without_rich_and_other_commands_still_have_it() ->
         "from rich.table import Table\n"
         "print(repr(daemon), 'ZeroDivisionError' in out.getvalue(), 'boom' in out.getvalue())\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
-    ).stdout.splitlines()
+    out = _after_run_help(probe).splitlines()
     assert out[-1].split() == ["[]", "True", "True"]  # after run's --help text
