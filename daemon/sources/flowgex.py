@@ -343,8 +343,8 @@ def _too_large(limit: int, symbol: str, status: int) -> MalformedPayload:
 
 def _snippet(text: str) -> str:
     # redacted before the cut (after it, the half of an echoed key that is kept leaked), but
-    # on a window only: redaction's URL pattern is quadratic on a long run of letters (5 s for
-    # 100 KB, on the event loop); a key straddling the window's end is past the cut anyway
+    # on a window only, so a 16 MB error body costs what a short one does; a key straddling the
+    # window's end is past the cut anyway
     text = redaction.redact(_WS.sub(" ", text)[: 4 * MAX_MESSAGE_CHARS])
     text = _CONTROL.sub("?", text).strip()
     if len(text) > MAX_MESSAGE_CHARS:
