@@ -24,7 +24,7 @@ from gex_alertd.outcomes.horizons import DEFAULT_HORIZONS, parse_horizon
 from gex_alertd.rules.duration import Duration
 from gex_alertd.rules.registry import rule_config_union
 from gex_alertd.typedconfig import Problems, convert
-from gex_alertd.urls import host_encodable, is_http_url
+from gex_alertd.urls import host_encodable, is_http_url, origin_refusal
 
 
 class Strict(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -83,16 +83,10 @@ class SourceConfig(Strict):
             out.append(("api_key", "required when kind is flowgex (set FLASHALPHA_API_KEY)"))
         if not is_http_url(self.base_url):
             out.append(("base_url", f"expected an http(s) URL, got {self.base_url!r}"))
-        else:
-            parts = urlsplit(self.base_url)
-            if "@" in parts.netloc:  # the client sends none (sources/http.py)
-                out.append(
-                    ("base_url", "must not carry credentials: the API key is the credential")
-                )
-            elif parts.query or parts.fragment:  # requests are built from its path alone
-                out.append(("base_url", "must not carry a query or fragment"))
-            elif not host_encodable(parts.hostname or ""):
-                out.append(("base_url", "host name cannot be looked up (a label over 63 chars?)"))
+        elif (refused := origin_refusal(self.base_url)) is not None:
+            out.append(("base_url", refused))
+        elif not host_encodable(urlsplit(self.base_url).hostname or ""):
+            out.append(("base_url", "host name cannot be looked up (a label over 63 chars?)"))
         for key in ("timeout_s", "requests_per_min", "backoff_base_s", "backoff_max_s"):
             if getattr(self, key) <= 0:
                 out.append((key, f"must be > 0, got {getattr(self, key)}"))

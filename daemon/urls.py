@@ -25,6 +25,18 @@ def host_encodable(host: str) -> bool:
     return True
 
 
+def origin_refusal(url: str) -> str | None:
+    """Why an http(s) URL cannot be the origin of the poll client (sources/http.py), None when
+    it can: the client sends no credentials (the API key is the credential) and builds every
+    request from the URL's path alone. The config check and the client share it."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        return "must not carry credentials: the API key is the credential"
+    if parts.query or parts.fragment:
+        return "must not carry a query or fragment"
+    return None
+
+
 def host_port(url: str) -> tuple[str, int] | None:
     """(host, port) an http(s) URL connects to, for `check --probe`; None if it names none."""
     try:

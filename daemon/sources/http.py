@@ -40,6 +40,8 @@ from urllib.parse import urlsplit
 import httptools
 from multidict import CIMultiDict
 
+from gex_alertd.urls import origin_refusal
+
 __all__ = [
     "BodyTooLarge",
     "ConnectError",
@@ -433,10 +435,9 @@ class HttpClient:
             raise ValueError(f"base_url must be http:// or https://, got {parts.scheme!r}")
         if not parts.hostname:
             raise ValueError("base_url has no host")
-        if parts.username is not None or parts.password is not None:
-            raise ValueError("base_url must not carry credentials")
-        if parts.query or parts.fragment:  # the request path is built from the path alone
-            raise ValueError("base_url must not carry a query or fragment")
+        refused = origin_refusal(base_url)
+        if refused is not None:
+            raise ValueError(f"base_url {refused}")
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
         self.host = parts.hostname
