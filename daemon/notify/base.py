@@ -9,7 +9,8 @@ dead-lettered one by one).
 
 A channel type is one module: its config struct (a `notify.channel.ChannelBase` subclass), its
 renderer, a Notifier subclass declaring what the dispatcher asks of it (`rate_key`,
-`probe_target`), and a `CHANNEL` line for notify/registry.py.
+`probe_target`), and a `CHANNEL` line for notify/registry.py. A chat channel that takes one JSON
+message at a webhook URL builds on notify/chat_webhook.py and writes only its renderer.
 """
 
 from __future__ import annotations

@@ -17,11 +17,9 @@ from typing import Any
 
 import msgspec
 
-from gex_alertd import redaction
 from gex_alertd.model import AlertEvent
-from gex_alertd.notify.base import ChannelType, DeliveryOutcome, Notifier
-from gex_alertd.notify.channel import HttpChannel, Problem, url_problems
-from gex_alertd.notify.http import HttpPoster
+from gex_alertd.notify.base import ChannelType
+from gex_alertd.notify.chat_webhook import ChatChannel, ChatNotifier
 from gex_alertd.notify.render import (
     color_of,
     context_line,
@@ -33,19 +31,13 @@ from gex_alertd.notify.render import (
     title,
 )
 from gex_alertd.retry_timing import bounded_wait
-from gex_alertd.urls import host_port
 
 MAX_EMBEDS = 10
 MAX_TOTAL = 6000  # characters across a message's embeds
-_encoder = msgspec.json.Encoder()
 
 
-class DiscordChannel(HttpChannel, tag="discord", kw_only=True):
-    webhook_url: str
+class DiscordChannel(ChatChannel, tag="discord", kw_only=True):
     rate_per_s: float | None = 0.5
-
-    def problems(self) -> list[Problem]:
-        return super().problems() + url_problems("webhook_url", self.webhook_url)
 
 
 def _cut(text: str, limit: int) -> str:
@@ -99,28 +91,12 @@ def wait_from_body(text: str) -> float | None:
     return bounded_wait(float(value))
 
 
-class DiscordNotifier(Notifier[DiscordChannel]):
-    def __init__(self, name: str, cfg: DiscordChannel) -> None:
-        super().__init__(name, cfg)
-        redaction.register(cfg.webhook_url)
-        self._http = HttpPoster(
-            cfg.timeout_s, on_redirect=cfg.on_redirect, wait_from_body=wait_from_body
-        )
+class DiscordNotifier(ChatNotifier[DiscordChannel]):
+    budget_per_url = True  # Discord limits per webhook
+    body_wait = wait_from_body
 
-    @property
-    def rate_key(self) -> str:
-        return f"discord:{self.cfg.webhook_url}"  # Discord limits per webhook
-
-    def probe_target(self) -> tuple[str, int] | None:
-        return host_port(self.cfg.webhook_url)
-
-    async def send(self, alerts: Sequence[AlertEvent]) -> DeliveryOutcome:
-        body = _encoder.encode(discord_payload(alerts))
-        headers = {"Content-Type": "application/json"}
-        return await self._http.post(self.cfg.webhook_url, body, headers)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+    def payload(self, alerts: Sequence[AlertEvent]) -> dict[str, Any]:
+        return discord_payload(alerts)
 
 
 CHANNEL = ChannelType("discord", DiscordChannel, DiscordNotifier)

@@ -14,13 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
-
-from gex_alertd import redaction
 from gex_alertd.model import AlertEvent
-from gex_alertd.notify.base import ChannelType, DeliveryOutcome, Notifier
-from gex_alertd.notify.channel import HttpChannel, Problem, url_problems
-from gex_alertd.notify.http import HttpPoster
+from gex_alertd.notify.base import ChannelType
+from gex_alertd.notify.chat_webhook import ChatChannel, ChatNotifier
 from gex_alertd.notify.render import (
     RESOLVED_ICON,
     RESOLVED_WORD,
@@ -34,17 +30,10 @@ from gex_alertd.notify.render import (
     title,
     worst_severity,
 )
-from gex_alertd.urls import host_port
-
-_encoder = msgspec.json.Encoder()
 
 
-class SlackChannel(HttpChannel, tag="slack", kw_only=True):
-    webhook_url: str
+class SlackChannel(ChatChannel, tag="slack", kw_only=True):
     rate_per_s: float | None = 1.0
-
-    def problems(self) -> list[Problem]:
-        return super().problems() + url_problems("webhook_url", self.webhook_url)
 
 
 def _slack_escape(text: str) -> str:
@@ -100,26 +89,12 @@ def slack_payload(alerts: Sequence[AlertEvent]) -> dict[str, Any]:
     return out
 
 
-class SlackNotifier(Notifier[SlackChannel]):
-    def __init__(self, name: str, cfg: SlackChannel) -> None:
-        super().__init__(name, cfg)
-        redaction.register(cfg.webhook_url)
-        self._http = HttpPoster(cfg.timeout_s, on_redirect=cfg.on_redirect)
+class SlackNotifier(ChatNotifier[SlackChannel]):
+    content_type = "application/json; charset=utf-8"
+    budget_per_url = True  # Slack limits per webhook, not per channel name
 
-    @property
-    def rate_key(self) -> str:
-        return f"slack:{self.cfg.webhook_url}"  # Slack limits per webhook, not per channel name
-
-    def probe_target(self) -> tuple[str, int] | None:
-        return host_port(self.cfg.webhook_url)
-
-    async def send(self, alerts: Sequence[AlertEvent]) -> DeliveryOutcome:
-        body = _encoder.encode(slack_payload(alerts))
-        headers = {"Content-Type": "application/json; charset=utf-8"}
-        return await self._http.post(self.cfg.webhook_url, body, headers)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+    def payload(self, alerts: Sequence[AlertEvent]) -> dict[str, Any]:
+        return slack_payload(alerts)
 
 
 CHANNEL = ChannelType("slack", SlackChannel, SlackNotifier)

@@ -17,13 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-import msgspec
-
 from gex_alertd import redaction
 from gex_alertd.model import AlertEvent
-from gex_alertd.notify.base import ChannelType, DeliveryOutcome, Notifier
-from gex_alertd.notify.channel import HttpChannel, Problem, url_problems
-from gex_alertd.notify.http import HttpPoster
+from gex_alertd.notify.base import ChannelType
+from gex_alertd.notify.chat_webhook import ChatChannel, ChatNotifier
 from gex_alertd.notify.render import (
     context_line,
     group_title,
@@ -33,18 +30,13 @@ from gex_alertd.notify.render import (
     title,
     worst_severity,
 )
-from gex_alertd.urls import host_port
 
 MAX_ALERTS = 15
 CARD_COLOR = {"info": "accent", "warning": "warning", "critical": "attention"}
-_encoder = msgspec.json.Encoder()
 
 
-class TeamsChannel(HttpChannel, tag="teams", kw_only=True):
-    webhook_url: str
-
-    def problems(self) -> list[Problem]:
-        return super().problems() + url_problems("webhook_url", self.webhook_url)
+class TeamsChannel(ChatChannel, tag="teams", kw_only=True):
+    pass
 
 
 def _color(a: AlertEvent) -> str:
@@ -123,23 +115,13 @@ def teams_payload(alerts: Sequence[AlertEvent]) -> dict[str, Any]:
     }
 
 
-class TeamsNotifier(Notifier[TeamsChannel]):
+class TeamsNotifier(ChatNotifier[TeamsChannel]):
     def __init__(self, name: str, cfg: TeamsChannel) -> None:
         super().__init__(name, cfg)
-        redaction.register(cfg.webhook_url)
         redaction.register(urlsplit(cfg.webhook_url).query)  # the workflow's `sig=` lives there
-        self._http = HttpPoster(cfg.timeout_s, on_redirect=cfg.on_redirect)
 
-    def probe_target(self) -> tuple[str, int] | None:
-        return host_port(self.cfg.webhook_url)
-
-    async def send(self, alerts: Sequence[AlertEvent]) -> DeliveryOutcome:
-        body = _encoder.encode(teams_payload(alerts))
-        headers = {"Content-Type": "application/json"}
-        return await self._http.post(self.cfg.webhook_url, body, headers)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+    def payload(self, alerts: Sequence[AlertEvent]) -> dict[str, Any]:
+        return teams_payload(alerts)
 
 
 CHANNEL = ChannelType("teams", TeamsChannel, TeamsNotifier)
