@@ -8,8 +8,10 @@ field by field and only hands leaves to msgspec.
 from __future__ import annotations
 
 import math
+import re
 import types
 import typing
+from collections.abc import Collection
 from datetime import date
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -17,6 +19,8 @@ import msgspec
 
 from gex_alertd import redaction
 from gex_alertd.rules.duration import Duration, parse_duration
+
+_FIELD_OF = re.compile(r"[.\[]")  # `follow_up[0]` and `sentinel.hosts` are about their first part
 
 
 def _dec_hook(type_: type, obj: Any) -> Any:
@@ -153,7 +157,6 @@ def _convert_struct(value: Any, tp: type[msgspec.Struct], path: str, problems: P
     known = set(by_name)
     if cfg.tag_field:
         known.add(cfg.tag_field)
-    start = len(problems)
     tag_field = cfg.tag_field
     if cfg.tag is not None and tag_field is not None and value.get(tag_field) != cfg.tag:
         problems.add(
@@ -167,23 +170,69 @@ def _convert_struct(value: Any, tp: type[msgspec.Struct], path: str, problems: P
                 join(path, str(key)), f"unknown key (expected one of {', '.join(sorted(known))})"
             )
     # an unknown key does not stop the struct's own checks from running: report those too
-    start = len(problems)
     kwargs: dict[str, Any] = {}
+    failed: set[str] = set()  # fields missing or of the wrong type (struct and YAML names)
     for enc, f in by_name.items():
-        if enc not in value:
-            if f.required:
-                problems.add(join(path, enc), "missing required key")
-            continue
-        kwargs[f.name] = convert(value[enc], hints[f.name], join(path, enc), problems)
-    if len(problems) > start:
+        before = len(problems)
+        if enc in value:
+            kwargs[f.name] = convert(value[enc], hints[f.name], join(path, enc), problems)
+        elif f.required:
+            problems.add(join(path, enc), "missing required key")
+        if len(problems) > before:
+            failed.update((f.name, enc))
+            kwargs[f.name] = _placeholder(f, hints[f.name])
+    if failed:
+        _check_partial(tp, kwargs, failed, path, problems)
         return None
     try:
         obj = tp(**kwargs)
     except (TypeError, ValueError) as exc:
         problems.add(path, str(exc))
         return None
+    _check(obj, path, problems)
+    return obj
+
+
+def _check(obj: Any, path: str, problems: Problems, skip: Collection[str] = ()) -> None:
+    """The struct's own `problems()` (ranges, fields that go together), under `path`."""
     check = getattr(obj, "problems", None)
     if callable(check):
         for sub, msg in check():
-            problems.add(join(path, sub) if sub else path, msg)
-    return obj
+            if _FIELD_OF.split(sub, 1)[0] not in skip:
+                problems.add(join(path, sub) if sub else path, msg)
+
+
+def _placeholder(f: msgspec.inspect.Field, tp: Any) -> Any:
+    """What stands in for a field that failed: its default, else an empty value of its type (so
+    the struct's checks of its other fields can still run), else None."""
+    if f.default is not msgspec.NODEFAULT:
+        return f.default
+    if f.default_factory is not msgspec.NODEFAULT:
+        return f.default_factory()
+    origin = get_origin(tp)
+    if origin is Literal:
+        return get_args(tp)[0]
+    if origin in (list, dict):
+        return origin()
+    return tp() if tp in (str, int, float, bool) else None
+
+
+def _check_partial(
+    tp: type[msgspec.Struct],
+    kwargs: dict[str, Any],
+    failed: set[str],
+    path: str,
+    problems: Problems,
+) -> None:
+    """A struct with bad fields still gets its own checks on the fields that are good, so one
+    run of `check` shows every problem (`rules[2].band_pct: must be >= 0` beside
+    `rules[2].direction: expected one of ...`). The bad fields hold placeholders, so what the
+    checks say about them is dropped (their own problem is already reported), and a check that
+    cannot run on a placeholder is passed over: it runs again once the field is fixed."""
+    try:
+        obj = tp(**kwargs)
+        found = Problems()
+        _check(obj, path, found, skip=failed)
+    except Exception:  # the checks are written for valid values, not for placeholders
+        return
+    problems.extend(found)

@@ -49,12 +49,10 @@ async def test_posts_the_channels_own_json(
 
 def test_budget_per_url_where_the_receiver_limits_per_url() -> None:
     url = "https://hooks.example.com/services/T0/B0/abcdefgh"
-    for channel, notifier, kind in (
-        (SlackChannel, SlackNotifier, "slack"),
-        (DiscordChannel, DiscordNotifier, "discord"),
-    ):
-        a, b = notifier("a", channel(webhook_url=url)), notifier("b", channel(webhook_url=url))
-        assert a.rate_key == b.rate_key == f"{kind}:{url}"
+    slack = [SlackNotifier(name, SlackChannel(webhook_url=url)) for name in ("a", "b")]
+    assert [s.rate_key for s in slack] == [f"slack:{url}"] * 2
+    discord = [DiscordNotifier(name, DiscordChannel(webhook_url=url)) for name in ("a", "b")]
+    assert [d.rate_key for d in discord] == [f"discord:{url}"] * 2
     teams = [TeamsNotifier(name, TeamsChannel(webhook_url=url)) for name in ("a", "b")]
     assert [t.rate_key for t in teams] == ["channel:a", "channel:b"]
 
