@@ -342,11 +342,14 @@ def _too_large(limit: int, symbol: str, status: int) -> MalformedPayload:
 
 
 def _snippet(text: str) -> str:
-    # redacted before the cut (after it, the half of an echoed key that is kept leaked), but
-    # on a window only, so a 16 MB error body costs what a short one does; a key straddling the
-    # window's end is past the cut anyway
-    text = redaction.redact(_WS.sub(" ", text)[: 4 * MAX_MESSAGE_CHARS])
-    text = _CONTROL.sub("?", text).strip()
+    """Upstream text (an error body, a header) as one bounded line, redacted: the only
+    redaction an error's text needs, so callers use it as it is."""
+    # redacted last of what can add characters (a control character made "?" could complete a
+    # URL with a query) and before the cut (after it, the half of an echoed key that is kept
+    # leaked), but on a window only, so a 16 MB error body costs what a short one does; a key
+    # straddling the window's end is past the cut anyway
+    window = _CONTROL.sub("?", _WS.sub(" ", text)[: 4 * MAX_MESSAGE_CHARS])
+    text = redaction.redact(window).strip()
     if len(text) > MAX_MESSAGE_CHARS:
         text = text[: MAX_MESSAGE_CHARS - 3] + "..."
     return text
@@ -380,8 +383,7 @@ def _error_for(
     symbol: str,
     retry_after: float | None,
 ) -> SourceError:
-    message, data = _server_message(body)
-    message = redaction.redact(message)
+    message, data = _server_message(body)  # every text here comes redacted from _snippet
     if status == 400:
         return BadRequest(message, symbol=symbol, status=status)
     if status == 401:
@@ -391,10 +393,8 @@ def _error_for(
         required = data.get("required_plan")
         return PlanError(
             message,
-            current_plan=redaction.redact(_snippet(str(current))) if current is not None else None,
-            required_plan=redaction.redact(_snippet(str(required)))
-            if required is not None
-            else None,
+            current_plan=_snippet(str(current)) if current is not None else None,
+            required_plan=_snippet(str(required)) if required is not None else None,
             symbol=symbol,
             status=status,
         )
@@ -415,7 +415,7 @@ def _error_for(
         return err
     if 300 <= status < 400:
         location = headers.get("Location")
-        where = f" to {redaction.redact(_snippet(location))}" if location else ""
+        where = f" to {_snippet(location)}" if location else ""
         return SourceError(
             f"unexpected redirect{where} (not followed: it would carry the API key): {message}",
             symbol=symbol,

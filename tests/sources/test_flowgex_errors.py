@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import structlog
 
+from gex_alertd import redaction
 from gex_alertd.sources.errors import (
     AuthError,
     BadRequest,
@@ -243,3 +244,18 @@ async def test_api_key_never_in_errors_or_logs(
     assert API_KEY not in repr(logs)
     # the key did go to the server, in its header
     assert upstream.requests[0].headers["X-Api-Key"] == API_KEY
+
+
+async def test_a_secret_disguised_by_a_control_character_is_still_redacted(
+    upstream: Upstream, make_client: ClientFactory
+) -> None:
+    """An error's text is redacted once, after control characters become '?': a body echoing a
+    secret URL with a control character where its '?' stands must not yield the URL."""
+    secret = "https://hooks.example.com/w?sig=disguised-signature"
+    redaction.register(secret)
+    upstream.push(Reply(500, secret.replace("?", "\x07").encode(), content_type="text/plain"))
+    client = make_client()
+    with pytest.raises(TransientError) as info:
+        await client.fetch("SPY")
+    assert "disguised-signature" not in str(info.value)
+    assert redaction.MASK in info.value.message
