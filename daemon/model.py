@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 import numpy as np
 
+from gex_alertd.quoted import quoted
+
 if TYPE_CHECKING:  # rules/ imports this module and must load without redis
     from redis.typing import EncodableT, FieldT
 
@@ -135,7 +137,7 @@ def decode_flow_gex(
     if symbol is not None and snap.symbol != symbol:  # the same string: the usual case
         if ascii_upper(snap.symbol) != ascii_upper(symbol):
             # the body's symbol clipped: it is the upstream's, of any length
-            problems.append(f"symbol {snap.symbol[:40]!r} does not match the requested {symbol!r}")
+            problems.append(f"symbol {quoted(snap.symbol)} does not match the requested {symbol!r}")
     ms = as_ms(snap.as_of)
     if ms <= 0:
         # the stream ID is the as_of in ms: 0 and below are no valid ID, and no real snapshot

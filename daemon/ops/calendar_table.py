@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from gex_alertd.quoted import quoted
+
 NEW_YORK = ZoneInfo("America/New_York")
 WIRE_VERSION = 1
 # two years of sessions is ~18 KB; anything this large is not a calendar
@@ -133,7 +135,7 @@ def _day(where: str, text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise CalendarDataError(f"{where}: {text[:40]!r} is not an ISO date") from None
+        raise CalendarDataError(f"{where}: {quoted(text)} is not an ISO date") from None
 
 
 def _session(i: int, first: date, last: date, row: tuple[str, int, int]) -> Session:

@@ -49,6 +49,7 @@ from gex_alertd import __version__, redaction
 from gex_alertd.asof_window import AsOfWindow
 from gex_alertd.model import PayloadError, decode_flow_gex
 from gex_alertd.ops.metrics import RATE_LIMIT_WAIT, REQUEST_LATENCY, SNAPSHOTS_REFUSED
+from gex_alertd.quoted import quoted
 from gex_alertd.sources.base import Fetched
 from gex_alertd.sources.errors import (
     AuthError,
@@ -268,7 +269,7 @@ class FlowGexClient:
             log.warning("payload normalised", symbol=symbol, note=note)
         if expiry is not None and snap.expiry is not None and snap.expiry != expiry:
             raise MalformedPayload(
-                f"invalid Flow GEX payload: expiry {snap.expiry[:40]!r} does not match the "
+                f"invalid Flow GEX payload: expiry {quoted(snap.expiry)} does not match the "
                 f"requested {expiry!r}",
                 symbol=symbol,
                 status=status,

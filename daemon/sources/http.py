@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 import httptools
 from multidict import CIMultiDict
 
+from gex_alertd.quoted import quoted
 from gex_alertd.urls import origin_refusal
 
 __all__ = [
@@ -97,7 +98,7 @@ class UnsupportedEncoding(ProtocolError):
         self.encoding = encoding
         self.status = status
         # clipped: the header may be 64 KB, and every message goes through redaction
-        super().__init__(f"unsupported Content-Encoding {encoding[:40]!r}")
+        super().__init__(f"unsupported Content-Encoding {quoted(encoding)}")
 
 
 class _Stale(Exception):
