@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -14,10 +16,21 @@ from gex_alertd import keys
 from gex_alertd.connections import read_entries
 from gex_alertd.notify.dispatch import Dispatcher
 from gex_alertd.notify.outbox import group_stats
-from tests.notify.support import Receiver, alert, enqueue, enqueue_together, make_config
+from tests.notify.support import (
+    Receiver,
+    Responder,
+    alert,
+    enqueue,
+    enqueue_together,
+    make_config,
+)
 from tests.support.wait import eventually
 
 SYMBOLS = ["SPY", "QQQ", "IWM", "DIA"]
+
+
+# a failed send waits a minute before its retry: the alert stays held by its channel
+HELD = {"retry_base_s": 60, "retry_max_s": 60}
 
 
 def owner_of(stream: str) -> str:
@@ -25,19 +38,55 @@ def owner_of(stream: str) -> str:
     return "a" if keys.symbol_of_outbox(stream) in ("SPY", "QQQ", "*") else "b"
 
 
+async def down(_n: int, _r: web.Request) -> web.Response:
+    return web.Response(status=503)
+
+
+@asynccontextmanager
+async def receiving(responder: Responder | None = None) -> AsyncIterator[Receiver]:
+    rx = await Receiver(responder=responder).start()
+    try:
+        yield rx
+    finally:
+        await rx.stop()
+
+
+@asynccontextmanager
+async def running(
+    redis: aioredis.Redis,
+    redis_url: str,
+    rx: Receiver,
+    *,
+    consumer: str = "a",
+    owns: Callable[[str], bool] | None = None,
+    hook: dict[str, Any] | None = None,
+    drain_timeout: float | None = None,
+    **outbox: Any,
+) -> AsyncIterator[Dispatcher]:
+    """A started Dispatcher whose one channel, `ops`, is a webhook to `rx` (with `hook`'s
+    settings), stopped on the way out."""
+    channel = {"type": "webhook", "url": rx.url, **(hook or {})}
+    cfg = make_config({"ops": channel}, redis_url, **outbox)
+    d = Dispatcher(redis, cfg, consumer=consumer, owns=owns)
+    await d.start()
+    try:
+        yield d
+    finally:
+        await d.stop(drain_timeout=drain_timeout)
+
+
 async def test_each_daemon_delivers_the_outboxes_it_owns_once_in_order_per_symbol(
     redis: aioredis.Redis, redis_url: str
 ) -> None:
-    rx = await Receiver().start()
-    cfg = make_config({"ops": {"type": "webhook", "url": rx.url}}, redis_url)
-
     def owns(name: str) -> Callable[[str], bool]:
         return lambda stream: owner_of(stream) == name
 
-    daemons = {name: Dispatcher(redis, cfg, consumer=name, owns=owns(name)) for name in "ab"}
-    for d in daemons.values():
-        await d.start()
-    try:
+    async with (
+        receiving() as rx,
+        running(redis, redis_url, rx, consumer="a", owns=owns("a")) as a,
+        running(redis, redis_url, rx, consumer="b", owns=owns("b")) as b,
+    ):
+        daemons = {"a": a, "b": b}
         n = 6
         for i in range(n):  # interleaved across symbols
             for s in SYMBOLS:
@@ -62,10 +111,6 @@ async def test_each_daemon_delivers_the_outboxes_it_owns_once_in_order_per_symbo
         for s in SYMBOLS:
             consumers = await redis.xinfo_consumers(keys.outbox(s), keys.notify_group("ops"))
             assert {c["name"].decode() for c in consumers} == {owner_of(keys.outbox(s))}
-    finally:
-        for d in daemons.values():
-            await d.stop()
-        await rx.stop()
 
 
 async def test_a_moved_outbox_is_not_sent_twice_by_its_new_owner(
@@ -73,8 +118,6 @@ async def test_a_moved_outbox_is_not_sent_twice_by_its_new_owner(
 ) -> None:
     """Daemon a read two SPY alerts and died: the first was sent (its marker written, the XACK
     lost), the second never went out. b takes SPY over: it claims both, sends only the second."""
-    rx = await Receiver().start()
-    cfg = make_config({"ops": {"type": "webhook", "url": rx.url}}, redis_url, claim_idle="300ms")
     first, second = alert(1), alert(2)
     await enqueue(redis, first, ["ops"])
     await enqueue(redis, second, ["ops"])
@@ -82,9 +125,10 @@ async def test_a_moved_outbox_is_not_sent_twice_by_its_new_owner(
     got = read_entries(await redis.xreadgroup(keys.notify_group("ops"), "a", {box: ">"}))
     assert len(got[0][1]) == 2  # both held by a, unacknowledged
     await redis.set(keys.sent_marker("SPY", first.id, "ops"), 1)
-    b = Dispatcher(redis, cfg, consumer="b", owns=lambda _s: True)
-    await b.start()
-    try:
+    async with (
+        receiving() as rx,
+        running(redis, redis_url, rx, consumer="b", owns=lambda _s: True, claim_idle="300ms"),
+    ):
         await rx.wait_for(1)
 
         async def acked() -> bool:
@@ -92,9 +136,6 @@ async def test_a_moved_outbox_is_not_sent_twice_by_its_new_owner(
 
         await eventually(acked, "both entries acked by b")
         assert rx.ids() == [second.id]
-    finally:
-        await b.stop()
-        await rx.stop()
 
 
 async def test_a_poke_for_an_outbox_another_daemon_owns_does_not_read_it(
@@ -104,12 +145,11 @@ async def test_a_poke_for_an_outbox_another_daemon_owns_does_not_read_it(
     (targets and outboxes hash apart) and pokes SPY: it must leave SPY to its owner, whose sweep
     reads it. Reading it too makes two consumers hold one symbol's alerts: its order is lost,
     and a crash of the non-owner leaves them waiting for claim_idle."""
-    rx = await Receiver().start()
-    cfg = make_config({"ops": {"type": "webhook", "url": rx.url}}, redis_url)
-    a = Dispatcher(redis, cfg, consumer="a", owns=lambda s: owner_of(s) == "a")
-    await a.start()
-    worker = a.workers["ops"]
-    try:
+    async with (
+        receiving() as rx,
+        running(redis, redis_url, rx, owns=lambda s: owner_of(s) == "a") as a,
+    ):
+        worker = a.workers["ops"]
         await enqueue(redis, alert(1, "IWM"), ["ops"])  # owned by b
         await enqueue(redis, alert(1, "QQQ"), ["ops"])  # owned by a
         a.poke("IWM")
@@ -123,9 +163,6 @@ async def test_a_poke_for_an_outbox_another_daemon_owns_does_not_read_it(
         assert (await group_stats(redis, "ops", [keys.outbox("IWM")]))[0] == 1
         consumers = await redis.xinfo_consumers(keys.outbox("IWM"), keys.notify_group("ops"))
         assert [c["name"] for c in consumers] == []  # never read there by a
-    finally:
-        await a.stop()
-        await rx.stop()
 
 
 async def test_the_buffer_stays_bounded_when_many_outboxes_hold_a_backlog(
@@ -137,23 +174,16 @@ async def test_the_buffer_stays_bounded_when_many_outboxes_hold_a_backlog(
     from gex_alertd.notify.channel_worker import MAX_BUFFER
     from tests.notify.support import WATCHED
 
-    async def down(_n: int, _r: web.Request) -> web.Response:
-        return web.Response(status=503)
-
-    rx = await Receiver(responder=down).start()
     per_stream = MAX_BUFFER // len(WATCHED) + 10  # the backlog: more than MAX_BUFFER in all
     for i in range(per_stream):
         await enqueue_together(redis, [alert(i, s) for s in WATCHED], ["ops"])
-    hook = {"type": "webhook", "url": rx.url, "retry_base_s": 60, "retry_max_s": 60}
-    d = Dispatcher(redis, make_config({"ops": hook}, redis_url), consumer="a")
-    await d.start()
-    worker = d.workers["ops"]
-    try:
+    async with (
+        receiving(down) as rx,
+        running(redis, redis_url, rx, hook=HELD, drain_timeout=0) as d,
+    ):
+        worker = d.workers["ops"]
         await eventually(lambda: len(worker.buffer) >= MAX_BUFFER, "the buffer filled")
         assert len(worker.buffer) <= MAX_BUFFER + len(WATCHED)
-    finally:
-        await d.stop(drain_timeout=0)
-        await rx.stop()
 
 
 async def test_pending_counts_what_this_daemon_reads_not_an_outbox_moved_away(
@@ -162,23 +192,18 @@ async def test_pending_counts_what_this_daemon_reads_not_an_outbox_moved_away(
     """healthz's pending and lag are this daemon's backlog: once SPY's outbox moved to b, a no
     longer reports what b holds there (summed over daemons it was counted twice, and a's alarm
     fired for alerts a cannot deliver)."""
-
-    async def down(_n: int, _r: web.Request) -> web.Response:
-        return web.Response(status=503)
-
-    rx_a, rx_b = await Receiver().start(), await Receiver(responder=down).start()
     mine = {"a": {"SPY", "QQQ"}, "b": set()}
 
     def owns(name: str) -> Callable[[str], bool]:
         return lambda stream: keys.symbol_of_outbox(stream) in mine[name]
 
-    a = Dispatcher(redis, make_config({"ops": {"type": "webhook", "url": rx_a.url}}, redis_url),
-                   consumer="a", owns=owns("a"))  # fmt: skip
-    hook = {"type": "webhook", "url": rx_b.url, "retry_base_s": 60, "retry_max_s": 60}
-    b = Dispatcher(redis, make_config({"ops": hook}, redis_url), consumer="b", owns=owns("b"))
-    await a.start()
-    await b.start()
-    try:
+    async with (
+        receiving() as rx_a,
+        receiving(down) as rx_b,
+        running(redis, redis_url, rx_a, owns=owns("a")) as a,
+        running(redis, redis_url, rx_b, consumer="b", owns=owns("b"), hook=HELD,
+                drain_timeout=0) as b,
+    ):  # fmt: skip
         await enqueue(redis, alert(1), ["ops"])
         await rx_a.wait_for(1)
         mine["a"], mine["b"] = {"QQQ"}, {"SPY"}  # SPY's outbox moves to b
@@ -192,11 +217,6 @@ async def test_pending_counts_what_this_daemon_reads_not_an_outbox_moved_away(
         await rx_b.wait_for(1, status=503)  # b holds it, its receiver down
         assert (await b.health())["ops"]["pending"] == 1
         assert (await a.health())["ops"]["pending"] == 0
-    finally:
-        await a.stop()
-        await b.stop(drain_timeout=0)
-        await rx_a.stop()
-        await rx_b.stop()
 
 
 async def test_pending_counts_outboxes_not_read_while_the_buffer_is_full(
@@ -206,24 +226,17 @@ async def test_pending_counts_outboxes_not_read_while_the_buffer_is_full(
     read from yet are backlog all the same and count in pending."""
     from gex_alertd.notify.channel_worker import MAX_BUFFER
 
-    async def down(_n: int, _r: web.Request) -> web.Response:
-        return web.Response(status=503)
-
-    rx = await Receiver(responder=down).start()
     for i in range(0, MAX_BUFFER + 50, 50):
         await enqueue_together(redis, [alert(j) for j in range(i, i + 50)], ["ops"])
-    hook = {"type": "webhook", "url": rx.url, "retry_base_s": 60, "retry_max_s": 60}
-    d = Dispatcher(redis, make_config({"ops": hook}, redis_url), consumer="a")
-    await d.start()
-    worker = d.workers["ops"]
-    try:
+    async with (
+        receiving(down) as rx,
+        running(redis, redis_url, rx, hook=HELD, drain_timeout=0) as d,
+    ):
+        worker = d.workers["ops"]
         await eventually(lambda: len(worker.buffer) >= MAX_BUFFER, "the buffer filled")
         for i in range(5):
             await enqueue(redis, alert(i, "QQQ"), ["ops"])
         assert (await d.health())["ops"]["pending"] == MAX_BUFFER + 50 + 5
-    finally:
-        await d.stop(drain_timeout=0)
-        await rx.stop()
 
 
 async def test_a_starting_daemon_does_not_read_the_outboxes_live_members_own(
@@ -286,12 +299,12 @@ async def test_an_outbox_deleted_under_a_held_alert_does_not_stop_the_channel(
             return web.Response(status=503)
         return None
 
-    rx = await Receiver(responder=fail_once).start()
     # held in backoff longer than the keep-it-ours interval (claim_idle / 3)
-    hook = {"type": "webhook", "url": rx.url, "retry_base_s": 1, "retry_max_s": 1}
-    d = Dispatcher(redis, make_config({"ops": hook}, redis_url, claim_idle="1s"), consumer="a")
-    await d.start()
-    try:
+    hook = {"retry_base_s": 1, "retry_max_s": 1}
+    async with (
+        receiving(fail_once) as rx,
+        running(redis, redis_url, rx, hook=hook, claim_idle="1s"),
+    ):
         await enqueue(redis, alert(1, "DIA"), ["ops"])
         await eventually(lambda: len(rx.hits) == 1, "the first send under way")
         await redis.delete(keys.outbox("DIA"))
@@ -299,9 +312,6 @@ async def test_an_outbox_deleted_under_a_held_alert_does_not_stop_the_channel(
         await enqueue(redis, alert(1, "QQQ"), ["ops"])
         await rx.wait_for(2)
         assert sorted(rx.ids()) == sorted([alert(1, "DIA").id, alert(1, "QQQ").id])
-    finally:
-        await d.stop()
-        await rx.stop()
 
 
 async def test_an_outbox_of_a_symbol_no_longer_watched_is_still_delivered(
@@ -309,16 +319,9 @@ async def test_an_outbox_of_a_symbol_no_longer_watched_is_still_delivered(
 ) -> None:
     """Alerts left in the outbox of a symbol dropped from the watchlist (or written there by
     `migrate` or `replay --send`) are found by SCAN and delivered by that outbox's owner."""
-    rx = await Receiver().start()
-    cfg = make_config({"ops": {"type": "webhook", "url": rx.url}}, redis_url)
     dropped = alert(1, "ZZZT")
     await enqueue(redis, dropped, ["ops"])
-    assert "ZZZT" not in [t.symbol for t in cfg.watch.entries()]
-    d = Dispatcher(redis, cfg, consumer="t1")
-    await d.start()
-    try:
+    async with receiving() as rx, running(redis, redis_url, rx, consumer="t1") as d:
+        assert "ZZZT" not in [t.symbol for t in d.cfg.watch.entries()]
         await rx.wait_for(1)
         assert rx.ids() == [dropped.id]
-    finally:
-        await d.stop()
-        await rx.stop()
