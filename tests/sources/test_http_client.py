@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 import pytest
 import trustme
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gex_alertd.sources.http import (
     BodyTooLarge,
@@ -27,6 +29,8 @@ from gex_alertd.sources.http import (
     HttpTimeout,
     ProtocolError,
     UnsupportedEncoding,
+    _token_ok,
+    _value_ok,
 )
 from tests.support.wait import WAIT_S, eventually
 
@@ -149,6 +153,20 @@ async def test_request_bytes_are_one_plain_get_with_the_headers(
         + b"X-Api-Key: k-http-test-123\r\nAccept: application/json\r\nUser-Agent: t/1\r\n"
         b"Accept-Encoding: gzip, deflate\r\n\r\n"
     )
+
+
+_SEPARATORS = '()<>@,;:\\"/[]?={} \t'
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(max_codepoint=0x17F), max_size=12))
+def test_header_names_and_values_are_checked_character_by_character(text: str) -> None:
+    # the checks are regexes; each must accept exactly what its per-character rule does
+    token = bool(text) and all(33 <= ord(c) < 127 and c not in _SEPARATORS for c in text)
+    value = all(c == "\t" or 32 <= ord(c) < 127 or 160 <= ord(c) < 256 for c in text)
+    assert _token_ok(text) is token
+    assert _value_ok(text) is value
+    assert _value_ok(text + "\r\n") is False and _token_ok(text + ":") is False
 
 
 def test_header_injection_and_bad_urls_are_refused() -> None:
