@@ -21,8 +21,12 @@ from gex_alertd.notify.outbox import group_stats
 from tests.notify.support import SECRET, Receiver, alert, enqueue, make_config
 from tests.support.wait import WAIT_S, eventually
 
-# design target is a 30 s outage; GEX_OUTAGE_S shortens it for quick local iterations
-OUTAGE_S = float(os.environ.get("GEX_OUTAGE_S", "30"))
+# The outage outlasts the backoff's climb to retry_max_s (0.2 + 0.4 + 0.8 + 1.6 s) and several
+# claim_idle periods (CLAIM_IDLE: the worker must keep what it holds ours, not claim it again);
+# longer, it only repeats the same capped retries. GEX_OUTAGE_S sets another length (30 s, the
+# design target, takes 22 s more).
+OUTAGE_S = float(os.environ.get("GEX_OUTAGE_S", "8"))
+CLAIM_IDLE = "2s"
 
 
 async def test_channel_down_then_back_gets_every_alert_exactly_once(
@@ -39,7 +43,8 @@ async def test_channel_down_then_back_gets_every_alert_exactly_once(
         "max_attempts": 1000,
     }
     other = await Receiver().start()
-    cfg = make_config({"ops": hook, "other": {"type": "webhook", "url": other.url}}, redis_url)
+    channels = {"ops": hook, "other": {"type": "webhook", "url": other.url}}
+    cfg = make_config(channels, redis_url, claim_idle=CLAIM_IDLE)
     d = Dispatcher(redis, cfg, consumer="t1")
     await d.start()
     try:
