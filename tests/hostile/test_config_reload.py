@@ -10,7 +10,6 @@ loop, so /healthz did not answer at all until the read returned.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from gex_alertd import config as config_mod
 from gex_alertd.config import ConfigError
 from tests.hostile.support_config import CONFIGS
 from tests.reliability.support import GEX_ALERTD, clean_env
+from tests.support.daemon_log import json_events
 from tests.support.redis_server import free_port
 from tests.support.wait import WAIT_S, eventually
 
@@ -55,8 +55,7 @@ ops: {{listen: "127.0.0.1:{self.port}", log_format: json}}
             )  # fmt: skip
 
     def events(self) -> list[dict[str, Any]]:
-        text = self.log.read_text(errors="replace")
-        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        return json_events(self.log)
 
     async def health(self) -> int:
         timeout = aiohttp.ClientTimeout(total=WAIT_S)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import os
 import secrets
 import signal
@@ -24,6 +23,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from gex_alertd.model import decode_channels
+from tests.support.daemon_log import json_events
 from tests.support.outbox import all_entries
 from tests.support.redis_server import free_port
 from tests.support.wait import WAIT_S, eventually
@@ -123,11 +123,7 @@ class Daemon:
         return self.log.read_text(errors="replace")
 
     def events(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.output().splitlines():
-            if line.startswith("{"):
-                out.append(json.loads(line))
-        return out
+        return json_events(self.log)
 
     async def wait_log(self, pred: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
         async with asyncio.timeout(WAIT_S):

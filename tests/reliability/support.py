@@ -23,6 +23,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from gex_alertd import connections
+from tests.support.daemon_log import json_events
 from tests.support.outbox import all_entries
 from tests.support.redis_server import free_port
 from tests.support.wait import WAIT_S, eventually
@@ -138,14 +139,7 @@ class Proc:
         return self.log.read_text(errors="replace")
 
     def events(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.output().splitlines():
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    pass  # a line cut by SIGKILL
-        return out
+        return json_events(self.log)
 
     async def wait_log(self, text: str, timeout_s: float = WAIT_S) -> None:
         def logged() -> bool:
