@@ -19,11 +19,17 @@ from gex_alertd.sources.flowgex import FlowGexClient
 from gex_alertd.sources.ratelimit import MAX_WAIT_S, KeyLimiter
 from tests.sources.conftest import ClientFactory
 from tests.support.fake_time import FakeTime
-from tests.support.upstream import Reply, Upstream, flow_gex_body
+from tests.support.upstream import Recorded, Reply, Upstream, flow_gex_body
 from tests.support.wait import WAIT_S, eventually
 
 # asyncio may wake a sleeper up to its clock resolution early; allow a hair for that
 EPS = 1e-3
+
+
+def assert_held(first: Recorded, then: Recorded, wait_s: float) -> None:
+    """`then` did not arrive before `wait_s` after `first` was answered."""
+    assert first.responded_at is not None
+    assert then.arrived_at >= first.responded_at + wait_s - EPS
 
 
 def too_many(retry_after: str | None = None, **headers: str) -> Reply:
@@ -126,8 +132,7 @@ async def test_missing_retry_after_uses_reset_header(
     assert info.value.retry_after == pytest.approx(0.5)
     await client.fetch("SPY")
     first, second = upstream.requests
-    assert first.responded_at is not None
-    assert second.arrived_at >= first.responded_at + 0.5 - EPS
+    assert_held(first, second, 0.5)
 
 
 async def test_missing_retry_after_defaults_to_one_second(
@@ -142,8 +147,7 @@ async def test_missing_retry_after_defaults_to_one_second(
     # the gate really holds the next request
     await client.fetch("SPY")
     second_429, ok = upstream.requests[1:]
-    assert second_429.responded_at is not None
-    assert ok.arrived_at >= second_429.responded_at + 1.0 - EPS
+    assert_held(second_429, ok, 1.0)
 
 
 async def test_exhausted_window_on_a_200_pauses_the_key(
@@ -165,8 +169,7 @@ async def test_exhausted_window_on_a_200_pauses_the_key(
     await client.fetch("SPY")
     await client.fetch("QQQ")
     first, second = upstream.requests
-    assert first.responded_at is not None
-    assert second.arrived_at >= first.responded_at + 0.4 - EPS
+    assert_held(first, second, 0.4)
 
 
 async def test_503_retry_after_is_honoured(upstream: Upstream, make_client: ClientFactory) -> None:
@@ -179,8 +182,7 @@ async def test_503_retry_after_is_honoured(upstream: Upstream, make_client: Clie
     assert info.value.retry_after == pytest.approx(0.4)
     await client.fetch("SPY")
     first, second = upstream.requests
-    assert first.responded_at is not None
-    assert second.arrived_at >= first.responded_at + 0.4 - EPS
+    assert_held(first, second, 0.4)
 
 
 async def test_requests_per_min_paces_a_burst(
