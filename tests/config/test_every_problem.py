@@ -10,7 +10,7 @@ import yaml
 
 from gex_alertd import config
 from gex_alertd.config import ConfigError
-from tests.hostile.support_config import check_offline
+from tests.hostile.support_config import assert_check_refuses
 
 BAD = """
 channels:
@@ -65,10 +65,4 @@ def test_a_field_that_failed_is_reported_once() -> None:
 
 
 def test_check_exits_2_with_all_of_them(tmp_path: Path) -> None:
-    cfg = tmp_path / "bad.yaml"
-    cfg.write_text(BAD)
-    status, out = check_offline(cfg)
-    assert status == 2, out
-    assert "Traceback" not in out
-    for line in EXPECTED:
-        assert line in out, f"missing {line!r} in:\n{out}"
+    assert_check_refuses(tmp_path, BAD, EXPECTED)

@@ -8,7 +8,7 @@ import textwrap
 from gex_alertd import config
 from gex_alertd.rules.source_failing import SourceFailing
 from gex_alertd.rules.stale_data import StaleData
-from tests.hostile.support_config import check_offline
+from tests.hostile.support_config import assert_check_refuses
 
 BAD = textwrap.dedent(
     """
@@ -35,13 +35,7 @@ EXPECTED = [
 
 
 def test_check_names_every_problem_with_its_path(tmp_path):
-    p = tmp_path / "bad.yaml"
-    p.write_text(BAD)
-    status, out = check_offline(p)
-    assert status == 2, out
-    assert "Traceback" not in out
-    for fragment in EXPECTED:
-        assert fragment in out, f"missing {fragment!r} in:\n{out}"
+    assert_check_refuses(tmp_path, BAD, EXPECTED)
 
 
 def test_a_good_config_parses(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.hostile.support_config import check_offline
+from tests.hostile.support_config import assert_check_refuses
 
 BAD = """
 channels: {tty: {type: console}}
@@ -34,10 +34,4 @@ EXPECTED = [
 
 
 def test_check_reports_each_level_rule_field_with_its_path(tmp_path: Path) -> None:
-    cfg = tmp_path / "bad.yaml"
-    cfg.write_text(BAD)
-    status, out = check_offline(cfg)
-    assert status == 2, out
-    assert "Traceback" not in out
-    for fragment in EXPECTED:
-        assert fragment in out, f"missing {fragment!r} in:\n{out}"
+    assert_check_refuses(tmp_path, BAD, EXPECTED)

@@ -34,3 +34,15 @@ def check_offline(path: Path | str, **env: str) -> tuple[int, str]:
     """`check --offline` on the file: its exit status and everything it printed."""
     proc = gex_alertd("check", "--offline", "--config", str(path), env=clean_env(**env))
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def assert_check_refuses(tmp: Path, text: str, expected: list[str]) -> None:
+    """`check --offline` on a config of `text` exits 2, without a traceback, naming each of
+    `expected` (a problem line or the start of one)."""
+    path = tmp / "bad.yaml"
+    path.write_text(text)
+    status, out = check_offline(path)
+    assert status == 2, out
+    assert "Traceback" not in out
+    for fragment in expected:
+        assert fragment in out, f"missing {fragment!r} in:\n{out}"
