@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import signal
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -31,29 +29,20 @@ from gex_alertd.connections import entries
 from gex_alertd.sources.simulator.clock import ManualClock
 from gex_alertd.sources.simulator.embedded import make_app, serve
 from gex_alertd.sources.simulator.server import SIMULATOR
-from tests.e2e.test_rules_e2e import START, _alerts, _start_daemon
+from tests.e2e.stepped import START, Stepper, calm_scenario, outbox_alerts, start_daemon
 from tests.support.redis_server import RedisServer
-from tests.support.wait import WAIT_S, eventually
+from tests.support.wait import WAIT_S
 
-# a recent start (the rules e2e test's): the daemon refuses an as_of older than its retention
-SCENARIO = (
-    f"start: {START.isoformat().replace('+00:00', 'Z')}\n"
-    + """
-tick_s: 1
-symbols:
-  SPY: {spot: 600, annual_vol: 0, trades_per_s: 0}
-  QQQ: {spot: 520, annual_vol: 0, trades_per_s: 0}
-  IWM: {spot: 240, annual_vol: 0, trades_per_s: 0}
-  DIA: {spot: 450, annual_vol: 0, trades_per_s: 0}
-  XLE: {spot: 90, annual_vol: 0, trades_per_s: 0}
-events:
+SCENARIO = calm_scenario(
+    {"SPY": 600, "QQQ": 520, "IWM": 240, "DIA": 450, "XLE": 90},
+    """
   - {at: 0s, do: cross_flip, symbol: QQQ, side: above, gap_pct: 1.0}
   - {at: 6s, do: wall, symbol: SPY, wall: call, move_pct: 2}
   - {at: 6s, do: approach, symbol: QQQ, level: flip, side: above, gap_pct: 0.05}
   - {at: 6s, do: flip_status, symbol: IWM, status: no_boundary, duration: 8s}
   - {at: 6s, do: drift, symbol: DIA, pct: 40, over_s: 4s}
   - {at: 14s, do: cross_flip, symbol: QQQ, side: above, gap_pct: 1.0}
-"""
+""",
 )
 CONFIG = """
 source: {{kind: flowgex, base_url: "http://127.0.0.1:{port}", api_key: e2e-key, timeout_s: 30,
@@ -82,16 +71,6 @@ EXPECTED = {
 SYMBOLS = ["SPY", "QQQ", "IWM", "DIA", "XLE"]
 
 
-async def _stored_up_to(r: aioredis.Redis, clock: ManualClock) -> bool:
-    as_of = clock.start + timedelta(seconds=math.floor(clock.now() + 1e-9))
-    want = int(as_of.timestamp() * 1000)
-    for sym in SYMBOLS:
-        last = entries(await r.xrevrange(keys.snap(sym), count=1))
-        if not last or int(last[0][0].split(b"-")[0]) < want:
-            return False
-    return True
-
-
 @pytest.mark.timeout(WAIT_S * 4)
 async def test_level_rules_fire_live_and_replay_gives_the_same_ids(
     tmp_path: Path, private_redis: RedisServer
@@ -108,18 +87,12 @@ async def test_level_rules_fire_live_and_replay_gives_the_same_ids(
     for sym in SYMBOLS:  # an observer group holds back the outbox trim: we see every entry
         await r.xgroup_create(keys.outbox(sym), "e2e-observer", id="0", mkstream=True)
     log = tmp_path / "daemon.log"
-    daemon = await _start_daemon(cfg, log)
+    daemon = await start_daemon(cfg, log)
     try:
-        while True:
-            what = f"every symbol's snapshot of sim t={clock.now():g}s"
-            assert daemon.returncode is None, log.read_text()[-3000:]
-            await eventually(lambda: _stored_up_to(r, clock), what)
-            if clock.now() >= 24:
-                break
-            clock.advance(1.0)
+        await Stepper(clock, r, log, SYMBOLS).run_to(24, daemon)
         daemon.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(daemon.wait(), WAIT_S) == 0
-        live = await _alerts(r)
+        live = await outbox_alerts(r)
         settled = await r.keys("gex:{DIA}:settled:*")
         first = entries(await r.xrange(keys.snap("SPY"), count=1))[0][1]
     finally:

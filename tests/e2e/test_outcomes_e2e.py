@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import signal
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -31,24 +29,19 @@ from gex_alertd.outcomes.report import compute_report
 from gex_alertd.sources.simulator.clock import ManualClock
 from gex_alertd.sources.simulator.embedded import make_app, serve
 from gex_alertd.sources.simulator.server import SIMULATOR
-from tests.e2e.test_rules_e2e import START, Stepper, _start_daemon
+from tests.e2e.stepped import Stepper, calm_scenario, start_daemon
 from tests.notify.support import Receiver
 from tests.support.nyse import nyse_sessions
 from tests.support.redis_server import RedisServer
 from tests.support.wait import WAIT_S, eventually
 
-# a recent start (the rules e2e test's): the daemon refuses an as_of older than its retention
-SCENARIO = (
-    f"start: {START.isoformat().replace('+00:00', 'Z')}\n"
-    + """
-tick_s: 1
-symbols:
-  SPY: {spot: 600, annual_vol: 0, trades_per_s: 0}
-events:
+SCENARIO = calm_scenario(
+    {"SPY": 600},
+    """
   - {at: 0s, do: cross_flip, symbol: SPY, side: below, gap_pct: 1.0}
   - {at: 3s, do: cross_flip, symbol: SPY, side: above, gap_pct: 1.0}
   - {at: 10s, do: spot, symbol: SPY, move_pct: 0.5}
-"""
+""",
 )
 # settle 100 years: the simulated day lies in the past of the wall clock; only the stream may tell
 # the daemon that a horizon has elapsed
@@ -84,10 +77,10 @@ async def test_follow_up_reaches_the_receiver_once(
     cfg.write_text(CONFIG.format(port=sim.port, redis=private_redis.url, hook=receiver.url))
     r = aioredis.Redis.from_url(private_redis.url)
     log = tmp_path / "daemon.log"
-    step = SpyStepper(clock, r, log)
+    step = Stepper(clock, r, log, ["SPY"])
     daemon = None
     try:
-        daemon = await _start_daemon(cfg, log)
+        daemon = await start_daemon(cfg, log)
         await step.run_to(22, daemon)  # the alert (3 s) plus 20 s, minus one tick
         crossed = [e for e in _events(receiver) if e["type"] == "flip_cross"]
         assert len(crossed) == 1, log.read_text()[-3000:]
@@ -136,13 +129,3 @@ async def test_follow_up_reaches_the_receiver_once(
         assert [e.id for e in outbox if e.type == "outcome"] == [fu["id"]]
     finally:
         await r.aclose()
-
-
-class SpyStepper(Stepper):
-    """The rules e2e test's stepper, for a watchlist of SPY alone."""
-
-    async def _stored(self, daemon: asyncio.subprocess.Process) -> bool:
-        assert daemon.returncode is None, self.log.read_text()[-3000:]
-        as_of = self.clock.start + timedelta(seconds=math.floor(self.clock.now() + 1e-9))
-        last = entries(await self.r.xrevrange(keys.snap("SPY"), count=1))
-        return bool(last) and int(last[0][0].split(b"-")[0]) >= int(as_of.timestamp() * 1000)

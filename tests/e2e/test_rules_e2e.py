@@ -14,13 +14,8 @@ which ticks the daemon sees does not depend on how fast the machine is.
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import signal
-import subprocess
-import sys
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,35 +23,23 @@ import redis.asyncio as aioredis
 
 from gex_alertd import keys
 from gex_alertd.config import SimulatorOptions
-from gex_alertd.connections import entries
 from gex_alertd.sources.simulator.clock import ManualClock
 from gex_alertd.sources.simulator.embedded import make_app, serve
 from gex_alertd.sources.simulator.server import SIMULATOR
-from tests.support.outbox import all_entries
+from tests.e2e.stepped import Stepper, calm_scenario, outbox_alerts, start_daemon
 from tests.support.redis_server import RedisServer
-from tests.support.wait import WAIT_S, eventually
+from tests.support.wait import WAIT_S
 
-# the simulated day starts two hours back: a daemon refuses an as_of older than its retention
-# (1d here) or ahead of its clock, so a fixed date would age out of the window
-START = (datetime.now(UTC) - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
-SCENARIO = (
-    f"start: {START.isoformat().replace('+00:00', 'Z')}\n"
-    + """
-tick_s: 1
-symbols:
-  SPY: {spot: 600, annual_vol: 0, trades_per_s: 0}
-  QQQ: {spot: 520, annual_vol: 0, trades_per_s: 0}
-  IWM: {spot: 240, annual_vol: 0, trades_per_s: 0}
-  DIA: {spot: 450, annual_vol: 0, trades_per_s: 0}
-  XLE: {spot: 90, annual_vol: 0, trades_per_s: 0}
-events:
+SCENARIO = calm_scenario(
+    {"SPY": 600, "QQQ": 520, "IWM": 240, "DIA": 450, "XLE": 90},
+    """
   - {at: 0s, do: cross_flip, symbol: SPY, side: above, gap_pct: 1.0}
   - {at: 0s, do: cross_flip, symbol: QQQ, side: below, gap_pct: 1.0}
   - {at: 12s, do: cross_flip, symbol: SPY, side: below, gap_pct: 1.0}
   - {at: 20s, do: net_sign, symbol: IWM, to: negative, over_s: 8s, width_pct: 4}
   - {at: 44s, do: block, symbol: DIA, contracts: 20000, right: call, strike: atm}
   - {at: 52s, do: cross_flip, symbol: QQQ, side: above, gap_pct: 1.0}
-"""
+""",
 )
 CONFIG = """
 source: {{kind: flowgex, base_url: "http://127.0.0.1:{port}", api_key: e2e-key, timeout_s: 30,
@@ -80,49 +63,8 @@ SYMBOLS = ["SPY", "QQQ", "IWM", "DIA", "XLE"]
 KEY = "e2e-key"
 
 
-async def _alerts(r: aioredis.Redis) -> list[dict]:
-    return [json.loads(f[b"event"]) for f in await all_entries(r)]
-
-
 def _key(ev: dict) -> tuple[str, str, str | None]:
     return ev["rule"], ev["symbol"], ev["details"].get("direction")
-
-
-async def _start_daemon(cfg: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gex_alertd", "run", "--config", str(cfg), "--no-uvloop",
-            stdout=out, stderr=subprocess.STDOUT, cwd=cfg.parent,
-        )  # fmt: skip
-
-
-class Stepper:
-    """Moves the simulation one tick at a time, and only once the daemon has stored every
-    symbol's snapshot of the tick: the daemon sees every tick, however slowly it runs, so the
-    history (and the alerts it implies) is the same on every machine."""
-
-    def __init__(self, clock: ManualClock, r: aioredis.Redis, log: Path) -> None:
-        self.clock = clock
-        self.r = r
-        self.log = log
-
-    async def _stored(self, daemon: asyncio.subprocess.Process) -> bool:
-        assert daemon.returncode is None, self.log.read_text()[-3000:]
-        as_of = self.clock.start + timedelta(seconds=math.floor(self.clock.now() + 1e-9))
-        want = int(as_of.timestamp() * 1000)
-        for sym in SYMBOLS:
-            last = entries(await self.r.xrevrange(keys.snap(sym), count=1))
-            if not last or int(last[0][0].split(b"-")[0]) < want:
-                return False
-        return True
-
-    async def run_to(self, t: float, daemon: asyncio.subprocess.Process) -> None:
-        while True:
-            what = f"every symbol's snapshot of sim t={self.clock.now():g}s"
-            await eventually(lambda: self._stored(daemon), what)
-            if self.clock.now() >= t:
-                return
-            self.clock.advance(1.0)
 
 
 @pytest.mark.timeout(WAIT_S * 4)
@@ -142,25 +84,25 @@ async def test_scripted_alerts_exactly_once_across_sigkill(
     for sym in SYMBOLS:
         await r.xgroup_create(keys.outbox(sym), "e2e-observer", id="0", mkstream=True)
     log = tmp_path / "daemon.log"
-    step = Stepper(clock, r, log)
+    step = Stepper(clock, r, log, SYMBOLS)
     daemon = None
     try:
-        daemon = await _start_daemon(cfg, log)
+        daemon = await start_daemon(cfg, log)
         # the SPY cross (sim 12s) is in; kill the daemon before the IWM sign change completes
         await step.run_to(14, daemon)
-        before_kill = {_key(e) for e in await _alerts(r)}
+        before_kill = {_key(e) for e in await outbox_alerts(r)}
         assert ("flip", "SPY", "down") in before_kill, log.read_text()[-3000:]
         daemon.send_signal(signal.SIGKILL)
         await asyncio.wait_for(daemon.wait(), WAIT_S)
         assert ("flip", "QQQ", "up") not in before_kill  # the kill is in the middle
         clock.advance(4.0)  # down for 4 simulated seconds
-        daemon = await _start_daemon(cfg, log)
+        daemon = await start_daemon(cfg, log)
         # past the last event (QQQ at 52s), and 8 more seconds: a duplicate would show now
         await step.run_to(60, daemon)
-        assert {_key(e) for e in await _alerts(r)} >= EXPECTED, log.read_text()[-3000:]
+        assert {_key(e) for e in await outbox_alerts(r)} >= EXPECTED, log.read_text()[-3000:]
         daemon.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(daemon.wait(), WAIT_S) == 0
-        alerts = await _alerts(r)
+        alerts = await outbox_alerts(r)
     finally:
         if daemon is not None and daemon.returncode is None:
             daemon.kill()

@@ -14,10 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
-import subprocess
-import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +26,18 @@ from gex_alertd.connections import entries
 from gex_alertd.sources.simulator.clock import ManualClock
 from gex_alertd.sources.simulator.embedded import make_app, serve
 from gex_alertd.sources.simulator.server import SIMULATOR
-from tests.e2e.test_rules_e2e import START
+from tests.e2e.stepped import Stepper, calm_scenario, start_daemon
 from tests.support.browser import open_browser, screenshot_path
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.wait import WAIT_S, eventually
 
 KEY = "web-key"
-# a recent start (the rules e2e test's): the daemon refuses an as_of older than its retention
-SCENARIO = (
-    f"start: {START.isoformat().replace('+00:00', 'Z')}\n"
-    + """
-tick_s: 1
-symbols:
-  SPY: {spot: 600, annual_vol: 0, trades_per_s: 0}
-events:
+SCENARIO = calm_scenario(
+    {"SPY": 600},
+    """
   - {at: 0s, do: cross_flip, symbol: SPY, side: above, gap_pct: 1.0}
   - {at: 9s, do: cross_flip, symbol: SPY, side: below, gap_pct: 1.0}
-"""
+""",
 )
 CONFIG = """
 source: {{kind: flowgex, base_url: "http://127.0.0.1:{sim}", api_key: {key}, timeout_s: 30,
@@ -60,17 +51,6 @@ rules:
 ops: {{listen: "127.0.0.1:{ops}", log_format: json}}
 """
 HEAT = "echarts.getInstanceByDom(document.getElementById('heatmap')).getOption()"
-
-
-async def _stored(r: aioredis.Redis, clock: ManualClock, daemon: Any, log: Path) -> bool:
-    assert daemon.returncode is None, _tail(log)
-    as_of = clock.start + timedelta(seconds=math.floor(clock.now() + 1e-9))
-    top = entries(await r.xrevrange(keys.snap("SPY"), count=1))
-    return bool(top) and int(top[0][0].split(b"-")[0]) >= int(as_of.timestamp() * 1000)
-
-
-def _tail(log: Path) -> str:
-    return log.read_text()[-3000:]
 
 
 async def _columns(tab: Any) -> int:
@@ -90,18 +70,11 @@ async def test_symbol_page_history_live_updates_and_alert_markers(
     cfg.write_text(CONFIG.format(sim=sim.port, key=KEY, redis=private_redis.url, ops=ops_port))
     log = tmp_path / "daemon.log"
     r = aioredis.Redis.from_url(private_redis.url)
-    with log.open("ab") as out:
-        daemon = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gex_alertd", "run", "--config", str(cfg), "--no-uvloop",
-            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
-        )  # fmt: skip
+    daemon = await start_daemon(cfg, log)
+    stepper = Stepper(clock, r, log, ["SPY"])
 
     async def step_to(t: float) -> None:
-        while True:
-            await eventually(lambda: _stored(r, clock, daemon, log), f"SPY at sim t={t:g}")
-            if clock.now() >= t:
-                return
-            clock.advance(1.0)
+        await stepper.run_to(t, daemon)
 
     try:
         await step_to(5)  # ticks 0..5: six snapshots, before the scenario's cross at 9 s
