@@ -14,7 +14,7 @@ from collections import Counter
 import structlog
 
 from gex_alertd.config import WatchTarget
-from gex_alertd.pool import PollPool
+from gex_alertd.pool import SLACK_MAX_S, TIMER_SLACK_S, PollPool, slack
 from tests.support.wait import WAIT_S, eventually
 
 
@@ -161,9 +161,80 @@ async def test_backoff_and_disabled_targets():
         targets[1].disabled = "404 unknown symbol"
         await eventually(lambda: len(log) == 2, "first polls")
         await eventually(lambda: pool.stats().running == 0, "done")
-        assert pool._queue.due_at("S0000") == 1500.0
+        # due once the backoff is over even for a pool that takes targets a little early
+        assert pool._queue.due_at("S0000") == 1500.0 + pool._slack
         assert "S0001" not in pool._queue  # a permanent problem is not polled again
         assert pool.timing("S0001")["polls"] == 1
+    finally:
+        await pool.stop(grace_s=WAIT_S)
+
+
+def test_the_slack_is_a_quarter_of_the_smallest_jitter_within_its_bounds():
+    def targets(*spec: tuple[float, float]) -> list[WatchTarget]:
+        return [WatchTarget(f"S{i}", None, iv, j) for i, (iv, j) in enumerate(spec)]
+
+    assert slack(targets((15.0, 1.0))) == 0.25
+    assert slack(targets((15.0, 0.4), (60.0, 2.0))) == 0.1  # the smallest jitter rules
+    assert slack(targets((15.0, 1.0), (15.0, 0.0))) == TIMER_SLACK_S  # one without jitter
+    assert slack(targets((15.0, 30.0))) == SLACK_MAX_S
+    assert slack(targets((1.0, 1.0))) == 0.1  # never more than a tenth of an interval
+    assert slack(targets((0.02, 0.0))) == 0.002
+    assert slack([]) == TIMER_SLACK_S
+
+
+async def test_with_jitter_targets_due_within_the_slack_are_polled_together():
+    clock = Clock()
+    log: list[tuple[str, float]] = []
+    targets = [Target(f"S{i:04d}", 15.0, clock, log) for i in range(3)]
+    for t in targets:
+        t.target = WatchTarget(t.target.key, None, 15.0, 1.0)
+    pool = PollPool(4, clock=clock, rng=lambda: 0.0)
+    pool.replace(targets)
+    assert pool._slack == 0.25
+    pool.start()
+    pool.own([t.target.key for t in targets], delays={"S0000": 1.0, "S0001": 1.2, "S0002": 1.3})
+    try:
+        clock.t = 1001.0  # S0000 is due, S0001 0.2 s from now, S0002 0.3 s from now
+        pool.kick()
+        await eventually(lambda: len(log) == 2, "the two due within the slack")
+        await asyncio.sleep(0)
+        assert sorted(k for k, _ in log) == ["S0000", "S0001"]
+        clock.t = 1001.05  # S0002 is now within the slack too
+        pool.kick()
+        await eventually(lambda: len(log) == 3, "the third")
+        # taken early, each keeps its cadence: due again one interval after its own due time
+        await eventually(lambda: pool.stats().queued == 3, "requeued")
+        assert pool._queue.due_at("S0001") == 1001.2 + 15.0
+    finally:
+        await pool.stop(grace_s=WAIT_S)
+
+
+async def test_a_backing_off_target_is_not_taken_before_its_backoff_ends():
+    clock = Clock()
+    log: list[tuple[str, float]] = []
+    target = Target("S0000", 15.0, clock, log)
+    target.target = WatchTarget("S0000", None, 15.0, 1.0)
+    pool = PollPool(1, clock=clock, rng=lambda: 0.0)
+    pool.replace([target])
+    # its first poll failed and backs off past its next due time (1015)
+    target.next_attempt = 1040.0
+    pool.start()
+    pool.own(["S0000"], delays={"S0000": 0.0})
+    try:
+        await eventually(lambda: len(log) == 1, "first poll")
+        await eventually(lambda: pool.stats().queued == 1, "requeued")
+        clock.t = 1015.0
+        pool.kick()
+        await eventually(lambda: pool.stats().queued == 1, "still queued")
+        await asyncio.sleep(0)
+        clock.t = 1040.0 - pool._slack / 2  # within the slack of 1040, but backing off
+        pool.kick()
+        await asyncio.sleep(0)
+        assert len(log) == 1
+        clock.t = 1040.0
+        pool.kick()
+        await eventually(lambda: len(log) == 2, "polled once the backoff is over")
+        assert log[1] == ("S0000", 1040.0)
     finally:
         await pool.stop(grace_s=WAIT_S)
 
