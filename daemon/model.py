@@ -211,11 +211,77 @@ def rows_matrix(rows: Sequence[StrikeRow]) -> np.ndarray:
     n = len(rows)
     if not n:
         return np.empty((_WIDTH, 0), dtype=np.float64)
-    # one flat C-level pass over the rows into one preallocated array (None -> nan, as
+    tuples = list(map(_astuple, rows))
+    try:
+        m = _packed_matrix(_row_packer.encode(tuples), n)
+    except (TypeError, ValueError, OverflowError):  # not numbers (rows made in code): below
+        m = None
+    if m is not None:
+        return m
+    # one flat C-level pass over the values into one preallocated array (None -> nan, as
     # np.array does): np.array of the same values as a list first scans them for nesting and
     # then converts each one generically, 92 against 37 us at 200 strikes (numpy 2.4)
-    flat = chain.from_iterable(map(_astuple, rows))
+    flat = chain.from_iterable(tuples)
     return np.fromiter(flat, np.float64, count=n * _WIDTH).reshape(n, _WIDTH).T.copy()
+
+
+# `rows_matrix`'s fast way: msgspec packs the rows' tuples as msgpack in C (~12 us at 200
+# strikes), every float as a float64 (the tag 0xcb and its 8 bytes, big-endian) and a null as
+# nil (the one byte 0xc0), so rows holding only floats are a fixed layout that numpy reads in
+# one strided cast: ~16 us against ~33 for numpy converting 2,000 Python floats one by one.
+# Each null makes the layout 8 bytes shorter from there on: up to _NILS_MAX of them are found
+# one by one and padded back to 9 bytes; more (or anything but floats and nulls: rows made in
+# code) take the per-value path. Bit for bit the same floats either way (the tests pin it).
+_row_packer = msgspec.msgpack.Encoder()
+_ROW_BYTES = 1 + 9 * _WIDTH  # a packed row: its array header (0x9a), then 10 values
+_F64, _NIL = 0xCB, 0xC0
+_NILS_MAX = 8  # past this many nulls the search costs more than the per-value path
+
+
+def _packed_matrix(buf: bytes, n: int) -> np.ndarray | None:
+    """`rows_matrix` of the `n` rows whose tuples msgpack packed into `buf`, or None when they
+    are not all floats and nulls (or hold more than _NILS_MAX nulls)."""
+    head = 1 if n < 16 else 3 if n < 2**16 else 5  # the list's array header
+    nils, odd = divmod(head + n * _ROW_BYTES - len(buf), 8)
+    if odd or not 0 <= nils <= _NILS_MAX:
+        return None
+    cells: list[tuple[int, int]] = []
+    if nils:
+        pad = bytes(8 * nils)
+        # the tag of each value (in row order) as it would sit after 0, 1, ... nils: the z-th
+        # nil is the first value after the previous one whose tag is not a float at shift z
+        shifted = _tags(pad + buf + pad, 8 * nils + head + 1, n, nils + 1) != _F64
+        other = shifted.reshape(nils + 1, n * _WIDTH)
+        start = last = 0
+        parts: list[bytes] = []
+        for z in range(nils):
+            i = start + int(other[z, start:].argmax())
+            row, col = divmod(i, _WIDTH)
+            at = head + 1 + row * _ROW_BYTES + col * 9 - 8 * z
+            if buf[at] != _NIL:
+                return None
+            parts += (buf[last : at + 1], pad[:8])  # the nil as 9 bytes, like a float
+            last = at + 1
+            cells.append((col, row))
+            start = i + 1
+        parts.append(buf[last:])
+        buf = b"".join(parts)
+    # every tag a float but the nils found (whose own tags were checked above)
+    if np.count_nonzero(_tags(buf, head + 1, n, 1) != _F64) != nils:
+        return None
+    values = np.ndarray((_WIDTH, n), ">f8", buf, offset=head + 2, strides=(9, _ROW_BYTES))
+    m = values.astype(np.float64, order="C")
+    for col, row in cells:
+        m[col, row] = np.nan
+    return m
+
+
+def _tags(buf: bytes, offset: int, n: int, shifts: int) -> np.ndarray:
+    """The tag byte of every packed value, (shift, row, column), at `shifts` layouts each 8
+    bytes before the previous one."""
+    return np.ndarray(
+        (shifts, n, _WIDTH), np.uint8, buf, offset=offset, strides=(-8, _ROW_BYTES, 9)
+    )
 
 
 def strike_matrix(snap: FlowGex) -> np.ndarray | None:

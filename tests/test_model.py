@@ -130,6 +130,42 @@ def test_rows_matrix_holds_each_rows_value_bit_for_bit(rows: list[StrikeRow]) ->
     assert m.tobytes() == want.tobytes()  # None as numpy's NaN, -0.0 and NaN payloads kept
 
 
+finite_row = st.tuples(*[st.floats(allow_nan=False, allow_infinity=False)] * len(STRIKE_FIELDS))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(*[st.floats()] * len(STRIKE_FIELDS)), min_size=1, max_size=70), st.data())
+def test_rows_matrix_with_a_few_nulls_anywhere_is_bit_for_bit_the_values(
+    values: list[tuple[float, ...]], data: st.DataObject
+) -> None:
+    # up to a few nulls the matrix comes from the rows packed as msgpack (each null found and
+    # padded), past that from the values one by one: the same doubles either way
+    cells = range(len(values) * len(STRIKE_FIELDS))
+    nulls = data.draw(st.sets(st.sampled_from(cells), max_size=12))
+    flat: list[float | None] = [v for row in values for v in row]
+    for i in nulls:
+        flat[i] = None
+    width = len(STRIKE_FIELDS)
+    rows = [StrikeRow(*flat[i : i + width]) for i in range(0, len(flat), width)]  # type: ignore[arg-type]
+    m = rows_matrix(rows)
+    want = np.array(flat, dtype=np.float64).reshape(len(rows), width).T
+    assert m.flags.c_contiguous and m.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("odd", [7, True, 2**63, "abcdefgh", b"12345678"])
+def test_rows_matrix_of_rows_made_in_code_with_other_values(odd: object) -> None:
+    # not a float: packed, it is not 9 bytes tagged 0xcb (or it is 9 bytes with another tag),
+    # so these take the per-value path, which converts what numpy can
+    rows = [StrikeRow(1.0, None), StrikeRow(2.0, odd), StrikeRow(3.0, 4.5)]  # type: ignore[arg-type]
+    try:
+        want = np.array([[1.0, None], [2.0, odd], [3.0, 4.5]], dtype=np.float64)
+    except (TypeError, ValueError):
+        with pytest.raises((TypeError, ValueError)):
+            rows_matrix(rows)
+        return
+    assert rows_matrix(rows)[:2].tobytes() == np.ascontiguousarray(want.T).tobytes()
+
+
 @pytest.mark.parametrize(
     ("value", "error"),
     [("abc", ValueError), ([1.0], ValueError), (10**400, OverflowError), (object(), TypeError)],
