@@ -34,11 +34,12 @@ from gex_alertd.batching import ScriptBatcher
 from gex_alertd.codec import encode_matrices, encode_matrix, shuffle, unshuffle
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import hash_fields
-from gex_alertd.model import AlertEvent, FlowGex, iso_utc, outbox_fields
+from gex_alertd.model import AlertEvent, FlowGex, iso_utc, outbox_fields, strike_matrix
 from gex_alertd.ops import metrics
 from gex_alertd.rules.base import RuleBase
 from gex_alertd.rules.columns import FIELDS, StrikeColumns, attach, columns
 from gex_alertd.rules.engine import Engine, Outcome, RuleSlot
+from gex_alertd.rules.levels import Levels, levels, levels_many
 from gex_alertd.rules.registry import columns_only
 
 log = structlog.get_logger()
@@ -102,15 +103,16 @@ def build_args(
     as strings, so Lua never formats a large one in exponent form."""
     names, args = prepare_args(engine, snap, expiry, version, outcome, redis_cfg)
     if isinstance(args, PendingArgs):
-        args = args.finish(encode_matrix(*args.block))
+        args = args.finish(encode_matrix(*args.block), levels(snap))
     return names, args
 
 
 class PendingArgs:
-    """ARGV for commit.lua but for its snapshot's strike block, which the commit batch encodes
-    together with the other blocks of the batch (`finish_batch`: one numpy pass for all)."""
+    """ARGV for commit.lua but for its snapshot's strike block and walls, which the commit
+    batch works out together with those of the other snapshots of the batch (`finish_batch`:
+    one numpy pass for all)."""
 
-    __slots__ = ("alerts", "block", "fields", "ms", "state", "trim", "version")
+    __slots__ = ("alerts", "block", "fields", "ms", "snap", "state", "trim", "version")
 
     def __init__(
         self,
@@ -121,12 +123,16 @@ class PendingArgs:
         state: list[Any],
         alerts: list[Any],
         block: tuple[np.ndarray, dict[str, Any]],
+        snap: FlowGex,
     ) -> None:
         self.version, self.ms, self.trim = version, ms, trim
         self.fields, self.state, self.alerts, self.block = fields, state, alerts, block
+        self.snap = snap  # for its walls
 
-    def finish(self, block: bytes) -> list[Any]:
-        return _argv(self.version, self.ms, self.trim, self.fields, self.state, self.alerts, block)
+    def finish(self, block: bytes, walls: Levels) -> list[Any]:
+        fields = self.fields
+        fields[_WALLS_AT:_WALLS_AT] = _packed_fields(store.wall_fields(walls))
+        return _argv(self.version, self.ms, self.trim, fields, self.state, self.alerts, block)
 
 
 def _argv(
@@ -150,9 +156,10 @@ def finish_batch(arglists: list[Any]) -> list[Any]:
     if not pending:
         return arglists
     blocks = encode_matrices([arglists[i].block for i in pending])
+    walls = levels_many([arglists[i].snap for i in pending])
     out = list(arglists)
-    for i, block in zip(pending, blocks, strict=True):
-        out[i] = arglists[i].finish(block)
+    for i, block, found in zip(pending, blocks, walls, strict=True):
+        out[i] = arglists[i].finish(block, found)
     return out
 
 
@@ -169,13 +176,9 @@ def prepare_args(
     ms = snap.as_of_ms
     names = [keys.snap(snap.symbol, expiry), keys.state(snap.symbol, expiry)]
     names.append(keys.outbox(snap.symbol))
-    fields: list[Any] = []
-    scalars, block = store.scalar_fields(snap)
-    for k, v in scalars.items():
-        key = _FIELD_NAMES.get(k)
-        if key is None:
-            key = _FIELD_NAMES[k] = _lua_str(k)
-        fields += (key, _lua_str(v))
+    # a decoded snapshot's walls are worked out with its strike block, per batch
+    scalars, block = store.scalar_fields(snap, walls=strike_matrix(snap) is None)
+    fields = _packed_fields(scalars)
     state: list[Any] = []
     for name, slot in outcome.slots.items():
         state += (RULE_PREFIX + name, _lua_str(engine.encode_slot(slot)))
@@ -193,7 +196,17 @@ def prepare_args(
     trim = store.trim_spec(redis_cfg)
     if isinstance(block, bytes):  # rows made in code: their block is encoded already
         return names, _argv(version, str(ms), trim, fields, state, alerts, block)
-    return names, PendingArgs(version, str(ms), trim, fields, state, alerts, block)
+    return names, PendingArgs(version, str(ms), trim, fields, state, alerts, block, snap)
+
+
+def _packed_fields(scalars: dict[bytes, bytes]) -> list[Any]:
+    fields: list[Any] = []
+    for k, v in scalars.items():
+        key = _FIELD_NAMES.get(k)
+        if key is None:
+            key = _FIELD_NAMES[k] = _lua_str(k)
+        fields += (key, _lua_str(v))
+    return fields
 
 
 _packer = msgspec.msgpack.Encoder()
@@ -217,6 +230,7 @@ def _lua_str(value: bytes) -> msgspec.Raw:
 
 
 _STRIKES_NAME = _lua_str(store.F_STRIKES)
+_WALLS_AT = 2 * store.WALLS_AT  # in packed fields: a key and a value each
 
 
 class Committer:

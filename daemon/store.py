@@ -90,12 +90,14 @@ def encode_fields(snap: FlowGex) -> dict[bytes, bytes]:
 
 
 def scalar_fields(
-    snap: FlowGex,
+    snap: FlowGex, *, walls: bool = True
 ) -> tuple[dict[bytes, bytes], bytes | tuple[np.ndarray, dict[str, Any]]]:
     """The stream entry but its strike block (`F_STRIKES`, which goes last), and that block:
     for a decoded snapshot its strike matrix and extra, for `codec.encode_matrices` to encode
     with others (the commit batch: `encode_fields` gives the same entry); for any other
-    snapshot the block itself, from its rows."""
+    snapshot the block itself, from its rows. `walls=False` leaves the two wall fields out, for
+    a caller that works them out for many snapshots at once (`wall_fields` gives them; they
+    go right after `F_FLIP_STATUS`)."""
     extra: dict[str, Any] = {}
     if snap.endpoint_version is not None:
         extra["endpoint_version"] = snap.endpoint_version
@@ -103,7 +105,6 @@ def scalar_fields(
         name, packed = _pack_feeds(snap.as_of, snap.data_as_of)
         extra[name] = packed
     m = strike_matrix(snap)
-    walls = levels(snap)
     fields = {
         F_AS_OF: _iso(snap.as_of),
         F_SPOT: _num(snap.underlying_price),
@@ -111,12 +112,20 @@ def scalar_fields(
         F_LABEL: (snap.live_net_gex_label or "").encode(),
         F_FLIP: _num(snap.live_gamma_flip),
         F_FLIP_STATUS: (snap.gamma_flip_status or "").encode(),
-        F_CALL_WALL: _num(walls.call_wall),
-        F_PUT_WALL: _num(walls.put_wall),
-        F_EXPIRY: (snap.expiry or "").encode(),
-        F_SYMBOL: snap.symbol.encode(),
     }
+    if walls:  # at WALLS_AT
+        fields.update(wall_fields(levels(snap)))
+    fields[F_EXPIRY] = (snap.expiry or "").encode()
+    fields[F_SYMBOL] = snap.symbol.encode()
     return fields, (encode_strikes(snap.strikes, extra) if m is None else (m, extra))
+
+
+WALLS_AT = 6  # fields before the two walls in an entry (`scalar_fields`)
+
+
+def wall_fields(walls: Levels) -> dict[bytes, bytes]:
+    """The entry's two wall fields (`scalar_fields`)."""
+    return {F_CALL_WALL: _num(walls.call_wall), F_PUT_WALL: _num(walls.put_wall)}
 
 
 def _opt_str(fields: Mapping[bytes, bytes], key: bytes) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import msgspec
 import numpy as np
 import pytest
@@ -11,14 +13,18 @@ from gex_alertd.model import StrikeRow, decode_flow_gex
 from gex_alertd.rules.columns import FIELDS, columns, from_block
 from gex_alertd.rules.levels import (
     Levels,
+    attach_levels,
     compute_levels,
     details,
     flip_distance_pct,
     gex_at,
     levels,
+    levels_many,
     regime,
 )
 from tests.rules.factory import snap
+
+Spec = list[tuple[float, float | None, float | None]]
 
 
 def rows(*spec: tuple[float, float | None, float | None]) -> list[StrikeRow]:
@@ -56,6 +62,31 @@ def test_walls_table(
     # row order never matters
     r = snap(spot=spot, strikes=list(reversed(rows(*spec))))
     assert compute_levels(columns(r), spot, within) == Levels(*want)
+
+
+def test_walls_worked_out_together_are_the_walls_one_by_one() -> None:
+    # a commit batch works out its snapshots' walls at once (levels_many): every case without
+    # a window, twice (same strike count: one batch) and in reverse row order, plus a snapshot
+    # whose levels are known already; the same walls as levels() gives each, and kept as its
+    spec = [(cast(float, c[1]), cast(Spec, c[2])) for c in CASES if c[3] is None]
+    snaps = [snap(spot=spot, strikes=order(rows(*r))) for spot, r in spec for order in (list, _rev)]
+    padded = [snap(spot=spot, strikes=_pad(rows(*r))) for spot, r in spec]  # one strike count
+    known = snap(spot=500, strikes=rows((495, 1, -1)))
+    attach_levels(known, Levels(1.0, 2.0))
+    batch = [*snaps, *padded, known]
+    want = [levels(snap(spot=s.underlying_price, strikes=s.strikes)) for s in batch[:-1]]
+    got = levels_many(batch)
+    assert got == [*want, Levels(1.0, 2.0)]
+    assert [levels(s) for s in batch] == got  # cached on each snapshot
+
+
+def _rev(r: list[StrikeRow]) -> list[StrikeRow]:
+    return list(reversed(r))
+
+
+def _pad(r: list[StrikeRow]) -> list[StrikeRow]:
+    # to 4 strikes with far, null rows: never a wall
+    return [*r, *(StrikeRow(strike=1000.0 + i) for i in range(4 - len(r)))]
 
 
 def test_levels_from_the_stored_block_equal_levels_from_the_rows() -> None:
