@@ -49,6 +49,10 @@ async def test_a_commit_without_a_replica_stays_pending_until_one_acknowledges(
                 assert len(poller.pending) == 1 and "NotReplicated" in str(poller.last_error)
                 # the primary did run the script: only the acknowledgement is missing
                 assert await redis.xlen(keys.snap("SPY")) == 1
+                # the replica's first sync at once, not after the 5 s the primary would wait
+                # for more replicas to join (what the cluster fixture's nodes start with)
+                delay = ("repl-diskless-sync-delay", "0")
+                assert cli("config", "set", *delay, port=private_redis.port).strip() == "OK"
                 replica.start()
                 await eventually(
                     lambda: info_field(cli("info", "replication", port=replica.port),
