@@ -17,6 +17,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from gex_alertd import config as config_mod
 from gex_alertd import keys
 from gex_alertd.model import AlertEvent, outbox_fields
+from gex_alertd.notify.dispatch import Dispatcher
 from tests.support.redis_server import free_port
 from tests.support.wait import eventually
 
@@ -152,20 +153,36 @@ async def _groups(redis: aioredis.Redis, streams: Iterable[str], channels: list[
                 break
 
 
-async def enqueue(redis: aioredis.Redis, event: AlertEvent, channels: list[str]) -> str:
-    """XADD to the event's outbox as the daemon's writers do: its channels' groups first."""
+async def enqueue(
+    redis: aioredis.Redis,
+    event: AlertEvent,
+    channels: list[str],
+    poke: Iterable[Dispatcher] = (),
+) -> str:
+    """XADD to the event's outbox as the daemon's writers do: its channels' groups first. The
+    dispatchers in `poke` are told, as a daemon's commit tells its own (app.py): they read the
+    outbox now. Without, a running dispatcher finds the entry on its next sweep, as it finds
+    what another process wrote (`outbox retry`, `migrate`, another daemon)."""
     await _groups(redis, [keys.outbox(event.symbol)], channels)
     eid = await redis.xadd(keys.outbox(event.symbol), outbox_fields(event, channels))
+    for d in poke:
+        d.poke(event.symbol)
     return eid.decode() if isinstance(eid, bytes) else eid
 
 
 async def enqueue_together(
-    redis: aioredis.Redis, events: list[AlertEvent], channels: list[str]
+    redis: aioredis.Redis,
+    events: list[AlertEvent],
+    channels: list[str],
+    poke: Iterable[Dispatcher] = (),
 ) -> None:
     """Enqueue in one MULTI/EXEC: a worker blocked in XREADGROUP wakes once, after EXEC, and
-    reads them all in one batch however slowly this process runs."""
+    reads them all in one batch however slowly this process runs. `poke`: as in `enqueue`."""
     await _groups(redis, {keys.outbox(e.symbol) for e in events}, channels)
     pipe = redis.pipeline(transaction=True)
     for event in events:
         pipe.xadd(keys.outbox(event.symbol), outbox_fields(event, channels))
     await pipe.execute()
+    for d in poke:
+        for symbol in sorted({e.symbol for e in events}):
+            d.poke(symbol)

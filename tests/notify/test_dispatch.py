@@ -35,9 +35,9 @@ async def test_routes_filters_and_delivers_each_alert_once(
     d = Dispatcher(redis, cfg, consumer="t1")
     await d.start()
     try:
-        await enqueue(redis, alert(1), ["ops"])
-        await enqueue(redis, alert(2, "QQQ"), ["ops", "desk"])  # warning: desk filters it
-        await enqueue(redis, alert(3, "IWM", "critical"), ["desk", "ops"])
+        await enqueue(redis, alert(1), ["ops"], poke=[d])
+        await enqueue(redis, alert(2, "QQQ"), ["ops", "desk"], poke=[d])  # desk filters it
+        await enqueue(redis, alert(3, "IWM", "critical"), ["desk", "ops"], poke=[d])
         await ops.wait_for(3)
         await desk.wait_for(1)
         # one outbox per symbol: order is kept per symbol, not across symbols
@@ -134,7 +134,7 @@ async def test_permanent_failures_dead_letter_without_blocking_others(
     await d.start()
     try:
         for i in range(4):
-            await enqueue(redis, alert(i), ["bad", "archived", "good"])
+            await enqueue(redis, alert(i), ["bad", "archived", "good"], poke=[d])
         await good.wait_for(4)
 
         async def all_dead() -> bool:
@@ -366,11 +366,11 @@ async def test_group_interval_spaces_later_batches(redis: aioredis.Redis, redis_
     d = Dispatcher(redis, cfg, consumer="t1")
     await d.start()
     try:
-        await enqueue_together(redis, [alert(i, f"S{i}") for i in range(3)], ["ops"])
+        await enqueue_together(redis, [alert(i, f"S{i}") for i in range(3)], ["ops"], poke=[d])
         await rx.wait_for(1)
         # when the first batch left; the receiver's arrival stamp would include its transit
         first_flush = d.workers["ops"].last_flush
-        await enqueue_together(redis, [alert(i, f"S{i}") for i in range(3, 5)], ["ops"])
+        await enqueue_together(redis, [alert(i, f"S{i}") for i in range(3, 5)], ["ops"], poke=[d])
         await rx.wait_for(2)
         first, second = (msgspec.json.decode(h.body) for h in rx.hits)
         assert first["count"] == 3 and second["count"] == 2

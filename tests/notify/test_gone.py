@@ -39,7 +39,7 @@ async def test_a_gone_receiver_disables_its_channel_and_loses_nothing(
         await d.start()
         try:
             for i in range(3):
-                await enqueue(redis, alert(i), ["ops", "other"])
+                await enqueue(redis, alert(i), ["ops", "other"], poke=[d])
             await other.wait_for(3)  # the other channel is not held up
 
             async def disabled() -> bool:
@@ -94,7 +94,7 @@ async def test_the_daemon_raises_an_operator_alert_and_healthz_says_not_ok(
     daemon = Daemon(config_mod.parse(tree, "test"))
     await daemon._start_dispatcher()
     try:
-        await enqueue(redis, alert(1), ["ops"])
+        await enqueue(redis, alert(1), ["ops"], poke=[daemon.dispatcher])
         await pager.wait_for(1)
         [event] = [decode_alert(h.body) for h in pager.hits]
         assert event.rule == "channel-gone" and event.severity == "critical"

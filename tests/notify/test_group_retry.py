@@ -35,9 +35,9 @@ async def test_a_timed_out_group_is_retried_as_the_same_group(
     d = Dispatcher(redis, make_config({"ops": hook}, redis_url), consumer="t1")
     await d.start()
     try:
-        await enqueue_together(redis, [alert(i, f"A{i}") for i in range(4)], ["ops"])
+        await enqueue_together(redis, [alert(i, f"A{i}") for i in range(4)], ["ops"], poke=[d])
         await rx.wait_for(1, status=None)  # the first POST of 4 is in flight (and will hang)
-        await enqueue_together(redis, [alert(i, f"B{i}") for i in range(4, 8)], ["ops"])
+        await enqueue_together(redis, [alert(i, f"B{i}") for i in range(4, 8)], ["ops"], poke=[d])
         await rx.wait_for(3, status=None)  # the retry, then the second message
         release.set()
         bodies = [msgspec.json.decode(h.body) for h in rx.hits]

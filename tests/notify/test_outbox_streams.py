@@ -90,7 +90,7 @@ async def test_each_daemon_delivers_the_outboxes_it_owns_once_in_order_per_symbo
         n = 6
         for i in range(n):  # interleaved across symbols
             for s in SYMBOLS:
-                await enqueue(redis, alert(i, s), ["ops"])
+                await enqueue(redis, alert(i, s), ["ops"], poke=[a, b])
         await rx.wait_for(n * len(SYMBOLS))
 
         async def acked() -> bool:
@@ -213,7 +213,7 @@ async def test_pending_counts_what_this_daemon_reads_not_an_outbox_moved_away(
         await enqueue(redis, alert(1, "QQQ"), ["ops"])
         a.poke("QQQ")
         await rx_a.wait_for(2)
-        await enqueue(redis, alert(2), ["ops"])
+        await enqueue(redis, alert(2), ["ops"], poke=[a, b])  # read by b alone, its owner now
         await rx_b.wait_for(1, status=503)  # b holds it, its receiver down
         assert (await b.health())["ops"]["pending"] == 1
         assert (await a.health())["ops"]["pending"] == 0
