@@ -14,7 +14,7 @@ from gex_alertd.config import RedisConfig
 from gex_alertd.connections import entries, hash_fields
 from gex_alertd.model import decode_alert, decode_flow_gex, rowless
 from gex_alertd.ops import metrics
-from gex_alertd.rules.columns import columns
+from gex_alertd.rules.columns import FIELDS, columns
 from tests.rules.factory import chain, row, snap
 from tests.rules.helpers import make_rule
 from tests.support.upstream import flow_gex_body
@@ -405,6 +405,24 @@ def test_only_a_short_watchlist_keeps_its_previous_views_unpacked() -> None:
     assert first is not None and again is not None and first is not again
     assert columns(first) is columns(again) is columns(snaps[1])
     assert not columns(first).m.flags.writeable
+
+
+def test_packed_previous_views_come_back_exact_whichever_rows_are_kept() -> None:
+    # the first rows (oi_change: strike, call and put OI) unpack straight into the view; any
+    # other set through a copy; either way the kept rows exact and the others NaN
+    snaps = oi_snaps(2)
+    for fields in (("strike", "call_oi", "put_oi"), ("strike", "put_oi", "call_gex"), FIELDS):
+        cache = PrevCache(max_raw=0, fields=fields)
+        kept = [i for i, f in enumerate(FIELDS) if f in {"strike", *fields}]
+        for s in snaps:
+            cache.put(("SPY", None), s, compact=True)
+            back = cache.get(("SPY", None), s.as_of_ms)
+            assert back is not None
+            m, want = columns(back).m, columns(s).m
+            assert m.shape == want.shape
+            assert np.array_equal(m[kept], want[kept], equal_nan=True), fields
+            others = [i for i in range(len(FIELDS)) if i not in kept]
+            assert np.isnan(m[others]).all(), fields
 
 
 def test_a_packed_previous_snapshot_keeps_an_as_of_served_with_an_offset() -> None:
