@@ -102,9 +102,8 @@ class Engine:
         # rule types that read `snap.strikes`: given the rows of a rowless snapshot (the live
         # poll path drops them, model.rowless); the others read the strike matrix's columns
         self._reads_rows = {r.name for r in self.rules if not columns_only([r])}
-        self._decoders = {
-            t.name: msgspec.msgpack.Decoder(_stored_slot(t.state)) for t in self._types.values()
-        }
+        self._stored = {t.name: _stored_slot(t.state) for t in self._types.values()}
+        self._decoders = {name: msgspec.msgpack.Decoder(st) for name, st in self._stored.items()}
         self._by_symbol: dict[str, list[RuleBase]] = {}
         self._rule_sets: dict[tuple[int, ...], list[RuleBase]] = {}  # one list per distinct set
         self._needs_prev: dict[str, bool] = {}
@@ -152,6 +151,11 @@ class Engine:
 
     def encode_slot(self, slot: RuleSlot) -> bytes:
         return _encoder.encode(slot)
+
+    def stored_slot(self, rule: str) -> type[msgspec.Struct]:
+        """The struct a slot of `rule` decodes into (RuleSlot's layout, its state typed): for
+        a decoder of several slots at once."""
+        return self._stored[self._types[rule].name]
 
     def decode_slot(self, rule: str, raw: bytes) -> RuleSlot | None:
         """None when the stored state is unusable (rule type changed, older layout): the rule

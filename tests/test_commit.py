@@ -85,6 +85,27 @@ async def test_the_kept_state_is_what_the_hash_holds_in_a_fraction_of_the_memory
     assert isinstance(kept, bytes) and len(kept) < 300  # ~1.2 KB as objects (3-4 rules)
 
 
+async def test_the_kept_state_holds_rules_of_one_type_and_rules_of_other_symbols(
+    redis: aioredis.Redis,
+) -> None:
+    # encoded, a kept state is one slot per rule of the engine in order: two rules of one type
+    # keep their own slots, a rule of another symbol none
+    rules = [
+        flip_rule(),
+        make_rule(type="flip_cross", name="wide-flip", band_pct=1.0, channels=["d"]),
+        make_rule(type="net_gex_sign", name="qqq-sign", symbols=["QQQ"], channels=["d"]),
+    ]
+    c = Committer(redis, rules, CFG, kept_raw_max=0)
+    for at, s in enumerate((below(1), above(2), below(3))):
+        await c.commit(s, None)
+        kept = c._state[("SPY", None)]
+        assert isinstance(kept, bytes)
+        thawed = c._thaw(kept)
+        assert set(thawed.slots) == {"spy-flip", "wide-flip"} and thawed.last_ms is not None
+        assert thawed == decode_state(c.engine, hash_fields(await redis.hgetall(keys.state("SPY"))))
+        assert c._freeze(thawed) == kept, at
+
+
 async def test_a_short_watchlist_keeps_its_rule_state_as_objects(redis: aioredis.Redis) -> None:
     rules = [flip_rule(), oi_rule(), make_rule(type="net_gex_sign", name="sign", channels=["d"])]
     symbols = ("SPY", "QQQ", "IWM")
