@@ -26,23 +26,22 @@ import redis.asyncio as aioredis
 
 from gex_alertd import keys
 from gex_alertd.config import RedisConfig
-from gex_alertd.connections import as_str, connect_config
+from gex_alertd.connections import connect_config
 from gex_alertd.ownership import HEARTBEAT_S, TIMEOUT_S, owner
 from tests.reliability.support import (
     API_KEY,
     GEX_ALERTD,
     Proc,
     Receiver,
+    assert_stored_once,
     clean_env,
     crossing_scenario,
     daemon_config,
-    replay_expected,
+    finish,
+    no_tracebacks,
     spawn,
     start_simulator,
-    stored_as_of,
 )
-from tests.reliability.test_crashes import _no_tracebacks
-from tests.support.outbox import all_entries
 from tests.support.polls import counts, forwarding, polls, too_close
 from tests.support.redis_cluster import RedisCluster
 from tests.support.upstream import Upstream
@@ -58,7 +57,7 @@ TAKEOVER_WAIT_S = WAIT_S + 2 * TIMEOUT_S
 
 
 def redis_yaml(cluster: RedisCluster) -> str:
-    return f"redis: {{cluster: {cluster.startup_nodes}, wait_replicas: 1}}"
+    return f"{{cluster: {cluster.startup_nodes}, wait_replicas: 1}}"
 
 
 def redis_config(cluster: RedisCluster) -> RedisConfig:
@@ -96,9 +95,13 @@ class Setup:
 
     async def start_daemons(self, names: tuple[str, ...] = ("a", "b", "c")) -> None:
         text = daemon_config(
-            self.up.url, "redis://unused", self.rx, list(SYMBOLS), SYMBOLS, interval_s=INTERVAL_S
+            self.up.url,
+            redis_yaml(self.cluster),
+            self.rx,
+            list(SYMBOLS),
+            SYMBOLS,
+            interval_s=INTERVAL_S,
         )
-        text = text.replace('redis: {url: "redis://unused"}', redis_yaml(self.cluster))
         for name in names:
             home = self.tmp / name
             home.mkdir()
@@ -158,33 +161,16 @@ class Setup:
     async def finish(self) -> list[str]:
         """Freeze the history (stop the simulator), stop the live daemons cleanly, and make
         sure every alert the history implies is delivered; the expected ids."""
-        await self.sim.stop()
-        for d in self.live():
-            assert d.proc is not None
-            assert await d.proc.stop() == 0, d.proc.output()[-3000:]
+        live = [d.proc for d in self.live() if d.proc is not None]
         config = self.daemons[0].config
-        expected = [a["id"] for a in await replay_expected(self.tmp, config)]
-        if not set(expected) <= self.rx.ids():
-            # the drain timed out with deliveries left: pending in Redis, a new life sends them
-            again = await spawn(
-                [GEX_ALERTD, "run", "--config", str(config), "--no-uvloop"],
-                self.tmp / "daemon-drain.log", self.tmp, clean_env(GEX_ALERTD_CONSUMER="a"),
-            )  # fmt: skip
-            await self.rx.wait_for(set(expected))
-            assert await again.stop() == 0
-        return expected
+        return await finish(self.tmp, config, self.sim, live, self.rx, consumer="a")
 
     async def assert_exactly_once(self, expected: list[str]) -> None:
         accepted = Counter(d.webhook_id for d in self.rx.accepted)
         assert accepted == Counter(expected)  # each expected alert once, no other
         assert self.rx.bad_signatures == 0
-        streams = await stored_as_of(self.redis)
-        assert set(streams) == {keys.snap(s) for s in SYMBOLS}, set(streams)
-        for key, ms in streams.items():
-            assert ms == sorted(set(ms)), f"{key}: a snapshot stored twice or out of order"
-        enqueued = [as_str(f[b"id"]) for f in await all_entries(self.redis)]
-        assert sorted(enqueued) == sorted(set(enqueued)) == sorted(expected)
-        _no_tracebacks(self.tmp)
+        await assert_stored_once(self.redis, SYMBOLS, expected)
+        no_tracebacks(self.tmp)
         assert too_close(self.up.requests, MIN_GAP_S) == [], too_close(self.up.requests, MIN_GAP_S)
         print(f"alerts {len(expected)}, wire repeats {sum(self.rx.redeliveries.values())}")
 

@@ -22,23 +22,32 @@ from tests.reliability.support import (
     GEX_ALERTD,
     Proc,
     Receiver,
+    assert_enqueued_once,
+    assert_stored_once,
     clean_env,
     crossing_scenario,
     daemon_config,
     finish,
-    outbox_ids,
-    replay_expected,
+    no_tracebacks,
     spawn,
     start_daemon,
     start_simulator,
-    stored_as_of,
 )
-from tests.reliability.test_crashes import _no_tracebacks
 from tests.support.redis_cluster import SentinelSet
 from tests.support.wait import WAIT_S, eventually
 
 SYMBOLS = {"SPY": 600.0, "QQQ": 520.0}
 FAILOVERS = 2
+
+
+def sentinel_yaml(sentinels: SentinelSet) -> str:
+    return f"{{sentinel: {{master: {sentinels.master_name}, nodes: {sentinels.sentinel_nodes}}}}}"
+
+
+def sentinel_config(sentinels: SentinelSet) -> RedisConfig:
+    return RedisConfig(
+        sentinel=SentinelConfig(master=sentinels.master_name, nodes=sentinels.sentinel_nodes)
+    )
 
 
 async def test_the_daemon_follows_sentinel_failovers_losing_and_repeating_nothing(
@@ -49,14 +58,10 @@ async def test_the_daemon_follows_sentinel_failovers_losing_and_repeating_nothin
         tmp_path, crossing_scenario(SYMBOLS, every_s=2, count=3000), list(SYMBOLS)
     )
     config = tmp_path / "config.yaml"
-    text = daemon_config(base_url, "redis://unused", rx, list(SYMBOLS), SYMBOLS)
-    nodes = sentinel_set.sentinel_nodes
-    text = text.replace(
-        'redis: {url: "redis://unused"}',
-        f"redis: {{sentinel: {{master: {sentinel_set.master_name}, nodes: {nodes}}}}}",
+    config.write_text(
+        daemon_config(base_url, sentinel_yaml(sentinel_set), rx, list(SYMBOLS), SYMBOLS)
     )
-    config.write_text(text)
-    rc = RedisConfig(sentinel=SentinelConfig(master=sentinel_set.master_name, nodes=nodes))
+    rc = sentinel_config(sentinel_set)
     redis = connect_config(rc)
     daemon = await start_daemon(tmp_path, config)
     try:
@@ -68,17 +73,12 @@ async def test_the_daemon_follows_sentinel_failovers_losing_and_repeating_nothin
             await asyncio.to_thread(sentinel_set.rejoin)  # WAIT needs a replica again
         await rx.wait_more(3)  # following the new primary: storing and delivering
         assert daemon.alive
-        expected = await finish(tmp_path, config, sim, daemon, rx)
+        expected = await finish(tmp_path, config, sim, [daemon], rx)
 
         accepted = [d.webhook_id for d in rx.accepted]
         assert Counter(accepted) == Counter(expected)  # each expected alert once, no other
-        streams = await stored_as_of(redis)
-        assert set(streams) == {f"gex:{{{s}}}:snap" for s in SYMBOLS}
-        for key, ms in streams.items():
-            assert ms == sorted(set(ms)), f"{key}: a snapshot stored twice or out of order"
-        enqueued = await outbox_ids(redis)
-        assert sorted(enqueued) == sorted(set(enqueued)) == sorted(expected)
-        _no_tracebacks(tmp_path)
+        await assert_stored_once(redis, SYMBOLS, expected)
+        no_tracebacks(tmp_path)
         # the failovers were felt: commits refused or failed, kept pending, then stored
         logged = " ".join(str(e.get("event")) for e in daemon.events())
         assert "snapshot kept pending" in logged, daemon.output()[-3000:]
@@ -105,12 +105,7 @@ async def test_three_daemons_survive_one_sigkilled_and_a_primary_failover(
     sim, base_url = await start_simulator(
         tmp_path, crossing_scenario(symbols, every_s=2, count=3000), list(symbols)
     )
-    text = daemon_config(base_url, "redis://unused", rx, list(symbols), symbols)
-    nodes = sentinel_set.sentinel_nodes
-    text = text.replace(
-        'redis: {url: "redis://unused"}',
-        f"redis: {{sentinel: {{master: {sentinel_set.master_name}, nodes: {nodes}}}}}",
-    )
+    text = daemon_config(base_url, sentinel_yaml(sentinel_set), rx, list(symbols), symbols)
     # one config file per daemon, as on three hosts: the instance name hashes its path, so
     # each daemon is its own member and owns its share of the symbols
     configs = {}
@@ -119,8 +114,7 @@ async def test_three_daemons_survive_one_sigkilled_and_a_primary_failover(
         configs[name] = tmp_path / name / "config.yaml"
         configs[name].write_text(text)
     config = configs["a"]
-    rc = RedisConfig(sentinel=SentinelConfig(master=sentinel_set.master_name, nodes=nodes))
-    redis = connect_config(rc)
+    redis = connect_config(sentinel_config(sentinel_set))
     daemons: list[Proc] = []
     try:
         for name, path in configs.items():
@@ -158,22 +152,11 @@ async def test_three_daemons_survive_one_sigkilled_and_a_primary_failover(
             WAIT_S + 20,
         )
 
-        await sim.stop()
-        for d in daemons:
-            if d is not victim:
-                assert await d.stop() == 0, d.output()[-3000:]
-        expected = [a["id"] for a in await replay_expected(tmp_path, config)]
-        if not set(expected) <= rx.ids():  # a drain cut short: a new life sends the rest
-            again = await spawn(
-                [GEX_ALERTD, "run", "--config", str(config), "--no-uvloop"],
-                tmp_path / "daemon-drain.log", tmp_path, clean_env(GEX_ALERTD_CONSUMER="a"),
-            )  # fmt: skip
-            await rx.wait_for(set(expected))
-            assert await again.stop() == 0
+        survivors = [d for d in daemons if d is not victim]
+        expected = await finish(tmp_path, config, sim, survivors, rx, consumer="a")
         assert Counter(d.webhook_id for d in rx.accepted) == Counter(expected)
-        enqueued = await outbox_ids(redis)
-        assert sorted(enqueued) == sorted(set(enqueued)) == sorted(expected)
-        _no_tracebacks(tmp_path)
+        await assert_enqueued_once(redis, expected)
+        no_tracebacks(tmp_path)
         print(f"alerts {len(expected)}, wire repeats {sum(rx.redeliveries.values())}")
     finally:
         await redis.aclose()

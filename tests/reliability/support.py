@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from gex_alertd import connections
+from gex_alertd import connections, keys
 from tests.support.daemon_log import json_events
 from tests.support.outbox import all_entries
 from tests.support.redis_server import free_port
@@ -202,7 +203,7 @@ async def start_simulator(
 
 def daemon_config(
     base_url: str,
-    redis_url: str,
+    redis: str,
     receiver: Receiver,
     symbols: list[str],
     levels: dict[str, float],
@@ -226,6 +227,8 @@ def daemon_config(
         "  - {name: sign, type: net_gex_sign, symbols: '*', direction: any, cooldown: 0s, "
         "severity: critical, channels: [hook]}"
     )
+    # a URL, or the `redis:` mapping as YAML (a cluster, a Sentinel set)
+    redis_yaml = redis if redis.startswith("{") else f'{{url: "{redis}"}}'
     return f"""
 source:
   kind: flowgex
@@ -235,7 +238,7 @@ source:
   requests_per_min: 100000
   backoff_base_s: 0.05
   backoff_max_s: 0.5
-redis: {{url: "{redis_url}"}}
+redis: {redis_yaml}
 watch: {{interval_s: {interval_s}, jitter_s: 0, market_hours: always, symbols: {symbols}}}
 channels:
   hook:
@@ -254,9 +257,11 @@ ops: {{listen: null, log_format: json, log_level: info}}
 """
 
 
-async def start_daemon(tmp: Path, config: Path, log_name: str = "daemon.log") -> Proc:
+async def start_daemon(
+    tmp: Path, config: Path, log_name: str = "daemon.log", consumer: str = "reliability"
+) -> Proc:
     # the same consumer name on every start, as a systemd restart of one host would have
-    env = clean_env(GEX_ALERTD_CONSUMER="reliability")
+    env = clean_env(GEX_ALERTD_CONSUMER=consumer)
     return await spawn(
         [GEX_ALERTD, "run", "--config", str(config), "--no-uvloop"], tmp / log_name, tmp, env
     )
@@ -279,16 +284,24 @@ async def replay_expected(tmp: Path, config: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
 
 
-async def finish(tmp: Path, config: Path, sim: Proc, daemon: Proc, rx: Receiver) -> list[str]:
-    """Freeze the history (stop the upstream), stop the daemon cleanly, and make sure every
-    alert the history implies has been delivered; return the expected ids in order."""
+async def finish(
+    tmp: Path,
+    config: Path,
+    sim: Proc,
+    daemons: Sequence[Proc],
+    rx: Receiver,
+    consumer: str = "reliability",
+) -> list[str]:
+    """Freeze the history (stop the upstream), stop each of `daemons` cleanly, and make sure
+    every alert the history implies has been delivered; return the expected ids in order."""
     await sim.stop()
-    assert await daemon.stop() == 0, daemon.output()[-3000:]
+    for daemon in daemons:
+        assert await daemon.stop() == 0, daemon.output()[-3000:]
     expected = [a["id"] for a in await replay_expected(tmp, config)]
     if not set(expected) <= rx.ids():
         # the drain timed out with deliveries left: they are pending in Redis, a new life sends
         # them (the upstream is gone, so it stores nothing new)
-        again = await start_daemon(tmp, config, "daemon-drain.log")
+        again = await start_daemon(tmp, config, "daemon-drain.log", consumer)
         await rx.wait_for(set(expected))
         assert await again.stop() == 0
     return expected
@@ -304,4 +317,28 @@ async def stored_as_of(redis: aioredis.Redis) -> dict[str, list[int]]:
 
 
 async def outbox_ids(redis: aioredis.Redis) -> list[str]:
-    return [f[b"id"].decode() for f in await all_entries(redis)]
+    return [connections.as_str(f[b"id"]) for f in await all_entries(redis)]
+
+
+async def assert_enqueued_once(redis: aioredis.Redis, expected: list[str]) -> None:
+    """Every alert the history implies is in an outbox once, and nothing else."""
+    enqueued = await outbox_ids(redis)
+    assert [i for i, n in Counter(enqueued).items() if n > 1] == [], "alert enqueued twice"
+    assert sorted(enqueued) == sorted(expected), "live alerts differ from replay of the data"
+
+
+async def assert_stored_once(
+    redis: aioredis.Redis, symbols: Iterable[str], expected: list[str]
+) -> None:
+    """Each symbol's snapshots stored once each and in order, and `assert_enqueued_once`."""
+    streams = await stored_as_of(redis)
+    assert set(streams) == {keys.snap(s) for s in symbols}, set(streams)
+    for key, ms in streams.items():
+        assert ms == sorted(set(ms)), f"{key}: a snapshot stored twice or out of order"
+    await assert_enqueued_once(redis, expected)
+
+
+def no_tracebacks(tmp: Path) -> None:
+    for log in tmp.glob("daemon*.log"):
+        text = log.read_text(errors="replace")
+        assert "Traceback" not in text, f"{log.name}:\n{text[-3000:]}"

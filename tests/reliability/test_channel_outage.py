@@ -58,7 +58,7 @@ async def test_channel_down_then_everything_arrives_in_order(
         assert len(rx.accepted) == delivered_before
         await rx.start()  # same port
         await rx.wait_more(5)
-        expected = await finish(tmp_path, config, sim, daemon, rx)
+        expected = await finish(tmp_path, config, sim, [daemon], rx)
         accepted = [d.webhook_id for d in rx.accepted]
         assert Counter(accepted) == Counter(expected)
         assert sum(rx.redeliveries.values()) == 0

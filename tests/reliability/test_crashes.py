@@ -19,35 +19,19 @@ import redis.asyncio as aioredis
 from tests.reliability.support import (
     SOAK,
     Receiver,
+    assert_stored_once,
     crossing_scenario,
     daemon_config,
     finish,
-    outbox_ids,
+    no_tracebacks,
     start_daemon,
     start_simulator,
-    stored_as_of,
 )
 from tests.support.redis_server import RedisServer
 
 SYMBOLS = {"SPY": 600.0, "QQQ": 520.0}
 KILLS = 60 if SOAK else 20
 SEED = 20261124
-
-
-def _no_tracebacks(tmp: Path) -> None:
-    for log in tmp.glob("daemon*.log"):
-        text = log.read_text(errors="replace")
-        assert "Traceback" not in text, f"{log.name}:\n{text[-3000:]}"
-
-
-async def _check_store(redis: aioredis.Redis, expected: list[str]) -> None:
-    streams = await stored_as_of(redis)
-    assert set(streams) == {f"gex:{{{s}}}:snap" for s in SYMBOLS}
-    for key, ms in streams.items():
-        assert ms == sorted(set(ms)), f"{key}: a snapshot stored twice or out of order"
-    enqueued = await outbox_ids(redis)
-    assert [i for i, n in Counter(enqueued).items() if n > 1] == [], "alert enqueued twice"
-    assert sorted(enqueued) == sorted(expected), "live alerts differ from replay of the data"
 
 
 async def test_daemon_sigkilled_at_random_moments_delivers_each_alert_once(
@@ -80,14 +64,14 @@ async def test_daemon_sigkilled_at_random_moments_delivers_each_alert_once(
         # on a slow machine the lives above may have spent most of their time starting up;
         # the last one runs until the history is rich enough to mean something
         await rx.wait_until_accepted(KILLS + 1)
-        expected = await finish(tmp_path, config, sim, daemon, rx)
+        expected = await finish(tmp_path, config, sim, [daemon], rx)
 
         assert len(expected) > KILLS, "the scenario should imply plenty of alerts"
         accepted = [d.webhook_id for d in rx.accepted]
         assert Counter(accepted) == Counter(expected)  # each expected alert, once, nothing else
         assert rx.bad_signatures == 0
-        await _check_store(redis, expected)
-        _no_tracebacks(tmp_path)
+        await assert_stored_once(redis, SYMBOLS, expected)
+        no_tracebacks(tmp_path)
         # at-least-once across SIGKILL: a send whose ack the kill prevented is repeated with
         # the same webhook-id, and the receiver drops it (Standard Webhooks idempotency)
         print(
@@ -122,14 +106,14 @@ async def test_redis_sigkilled_and_restarted_from_aof(
             private_redis.start()
         await rx.wait_more(3)  # reconnected: storing and delivering again
         assert daemon.alive
-        expected = await finish(tmp_path, config, sim, daemon, rx)
+        expected = await finish(tmp_path, config, sim, [daemon], rx)
 
         accepted = [d.webhook_id for d in rx.accepted]
         assert Counter(accepted) == Counter(expected)
         # the daemon never died, so nothing was sent twice, even to the network
         assert sum(rx.redeliveries.values()) == 0
-        await _check_store(redis, expected)
-        _no_tracebacks(tmp_path)
+        await assert_stored_once(redis, SYMBOLS, expected)
+        no_tracebacks(tmp_path)
         events = daemon.events()
         assert any(e.get("level") in ("warning", "error") for e in events)
         logged = " ".join(str(e.get("event")) for e in events).lower()
