@@ -29,8 +29,8 @@ async def test_a_silenced_alert_is_recorded_acked_and_not_sent(
     )
     await d.start()
     try:
-        await enqueue(redis, alert(1, "SPY"), ["ops", "desk"])
-        await enqueue(redis, alert(2, "QQQ"), ["ops"])
+        await enqueue(redis, alert(1, "SPY"), ["ops", "desk"], poke=[d])
+        await enqueue(redis, alert(2, "QQQ"), ["ops"], poke=[d])
         await desk.wait_for(1)
         await ops.wait_for(1)
 

@@ -266,8 +266,8 @@ async def test_dispatcher_records_silenced_alerts_and_sends_the_rest(
     try:
         s = await store.add(Matchers(rule="spy-flip", symbol="SPY"), 3600, comment="test")
         spy, qqq = alert(1), alert(2, symbol="QQQ")
-        await enqueue(redis, spy, ["ops"])
-        await enqueue(redis, qqq, ["ops"])
+        await enqueue(redis, spy, ["ops"], poke=[d])
+        await enqueue(redis, qqq, ["ops"], poke=[d])
         await rx.wait_for(1)
         assert rx.ids() == [qqq.id]
         # one outbox per symbol: SPY's may be dealt with after QQQ's went out
@@ -284,7 +284,7 @@ async def test_dispatcher_records_silenced_alerts_and_sends_the_rest(
 
         await store.expire(s.id)
         again = alert(3)
-        await enqueue(redis, again, ["ops"])
+        await enqueue(redis, again, ["ops"], poke=[d])
         await rx.wait_for(2)
         assert rx.ids() == [qqq.id, again.id]
         assert len(await sil.list_silenced(redis)) == 1
