@@ -245,31 +245,31 @@ def _packed_matrix(buf: bytes, n: int) -> np.ndarray | None:
     nils, odd = divmod(head + n * _ROW_BYTES - len(buf), 8)
     if odd or not 0 <= nils <= _NILS_MAX:
         return None
+    pad = bytes(8 * nils)
+    # the tag of each value (in row order) as it would sit after 0, 1, ... nils: the z-th nil
+    # is the first value after the previous one whose tag is not a float at shift z, and every
+    # value after the last one is a float at shift `nils` (copied first: numpy compares a
+    # strided view of bytes at a third of the speed)
+    shifted = _tags(pad + buf + pad, 8 * nils + head + 1, n, nils + 1).copy() != _F64
+    other = shifted.reshape(nils + 1, n * _WIDTH)
+    start = last = 0
+    parts: list[bytes] = []
     cells: list[tuple[int, int]] = []
+    for z in range(nils):
+        i = start + int(other[z, start:].argmax())  # `start` itself when there is none
+        row, col = divmod(i, _WIDTH)
+        at = head + 1 + row * _ROW_BYTES + col * 9 - 8 * z
+        if at >= len(buf) or buf[at] != _NIL:
+            return None
+        parts += (buf[last : at + 1], pad[:8])  # the nil as 9 bytes, like a float
+        last = at + 1
+        cells.append((col, row))
+        start = i + 1
+    if other[nils, start:].any():
+        return None
     if nils:
-        pad = bytes(8 * nils)
-        # the tag of each value (in row order) as it would sit after 0, 1, ... nils: the z-th
-        # nil is the first value after the previous one whose tag is not a float at shift z
-        # (copied first: numpy compares a strided view of bytes at a third of the speed)
-        shifted = _tags(pad + buf + pad, 8 * nils + head + 1, n, nils + 1).copy() != _F64
-        other = shifted.reshape(nils + 1, n * _WIDTH)
-        start = last = 0
-        parts: list[bytes] = []
-        for z in range(nils):
-            i = start + int(other[z, start:].argmax())
-            row, col = divmod(i, _WIDTH)
-            at = head + 1 + row * _ROW_BYTES + col * 9 - 8 * z
-            if buf[at] != _NIL:
-                return None
-            parts += (buf[last : at + 1], pad[:8])  # the nil as 9 bytes, like a float
-            last = at + 1
-            cells.append((col, row))
-            start = i + 1
         parts.append(buf[last:])
         buf = b"".join(parts)
-    # every tag a float but the nils found (whose own tags were checked above)
-    if np.count_nonzero(_tags(buf, head + 1, n, 1).copy() != _F64) != nils:
-        return None
     values = np.ndarray((_WIDTH, n), ">f8", buf, offset=head + 2, strides=(9, _ROW_BYTES))
     m = values.astype(np.float64, order="C")
     for col, row in cells:
