@@ -55,9 +55,24 @@ def _num(x: float | None) -> bytes:
 
 
 def _iso(ts: datetime) -> bytes:
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z").encode()
+    return _stamps(ts)[0]
+
+
+# an as_of's two spellings (`as_of` field, feeds stamp): the symbols of a watchlist are served
+# the same few as_of at a time, so each is formatted once instead of twice per snapshot
+_STAMPS: dict[datetime, tuple[bytes, str]] = {}
+_STAMPS_MAX = 256
+
+
+def _stamps(ts: datetime) -> tuple[bytes, str]:
+    found = _STAMPS.get(ts)  # equal datetimes are one instant, which is all both depend on
+    if found is None:
+        if len(_STAMPS) >= _STAMPS_MAX:
+            _STAMPS.clear()
+        utc = (ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)).astimezone(UTC)
+        iso = utc.isoformat().replace("+00:00", "Z").encode()
+        found = _STAMPS[ts] = (iso, iso_utc(utc))
+    return found
 
 
 def _pack_feeds(as_of: datetime, feeds: dict[str, str | None]) -> tuple[str, Any]:
@@ -66,7 +81,7 @@ def _pack_feeds(as_of: datetime, feeds: dict[str, str | None]) -> tuple[str, Any
     (other names, another order) is kept as the mapping it was."""
     if tuple(feeds) != FEEDS:
         return "data_as_of", feeds
-    stamp = iso_utc(as_of)
+    stamp = _stamps(as_of)[1]
     return "feeds", [1 if v == stamp else v for v in feeds.values()]
 
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import math
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
 import numpy as np
@@ -217,6 +217,25 @@ def test_documented_feeds_round_trip_exactly():
         back = store.decode_fields(store.encode_fields(s))
         assert back == s and back.data_as_of is not None
         assert list(back.data_as_of) == list(data)  # the order too
+
+
+def test_as_of_spellings_depend_on_the_instant_alone():
+    # the as_of field and the feeds' stamp are formatted once per instant (store._stamps):
+    # the same instant in another zone, naive (UTC), or after many others, spells the same
+    snap = make_snapshot(3)
+    utc = snap.as_of.astimezone(UTC)
+    stamp = "2026-11-24T15:30:00.123Z"
+    feeds = {name: stamp for name in store.FEEDS}
+    want = None
+    others = [utc + timedelta(seconds=i) for i in range(1, 400)]  # past the cache's bound
+    for as_of in (utc, utc.astimezone(timezone(timedelta(hours=-5))), utc.replace(tzinfo=None)):
+        for other in others:
+            store.encode_fields(msgspec.structs.replace(snap, as_of=other))
+        fields = store.encode_fields(msgspec.structs.replace(snap, as_of=as_of, data_as_of=feeds))
+        got = (fields[b"as_of"], store.decode_fields(fields).data_as_of)
+        assert got == (want or got)
+        want = got
+    assert want == (b"2026-11-24T15:30:00.123456Z", feeds)
 
 
 # --- the matrix path: what every stored snapshot goes through ----------------------------
