@@ -172,6 +172,7 @@ def _convert_struct(value: Any, tp: type[msgspec.Struct], path: str, problems: P
     # an unknown key does not stop the struct's own checks from running: report those too
     kwargs: dict[str, Any] = {}
     failed: set[str] = set()  # fields missing or of the wrong type (struct and YAML names)
+    unset: set[str] = set()  # those of them whose stand-in is None (YAML names)
     for enc, f in by_name.items():
         before = len(problems)
         if enc in value:
@@ -180,9 +181,11 @@ def _convert_struct(value: Any, tp: type[msgspec.Struct], path: str, problems: P
             problems.add(join(path, enc), "missing required key")
         if len(problems) > before:
             failed.update((f.name, enc))
-            kwargs[f.name] = _placeholder(f, hints[f.name])
+            kwargs[f.name] = stand_in = _placeholder(f, hints[f.name])
+            if stand_in is None:
+                unset.add(enc)
     if failed:
-        _check_partial(tp, kwargs, failed, path, problems)
+        _check_partial(tp, kwargs, failed, unset, path, problems)
         return None
     try:
         obj = tp(**kwargs)
@@ -193,13 +196,21 @@ def _convert_struct(value: Any, tp: type[msgspec.Struct], path: str, problems: P
     return obj
 
 
-def _check(obj: Any, path: str, problems: Problems, skip: Collection[str] = ()) -> None:
-    """The struct's own `problems()` (ranges, fields that go together), under `path`."""
+def _check(
+    obj: Any,
+    path: str,
+    problems: Problems,
+    skip: Collection[str] = (),
+    named: re.Pattern[str] | None = None,
+) -> None:
+    """The struct's own `problems()` (ranges, fields that go together), under `path`, but
+    those about a field in `skip` and those whose message `named` matches."""
     check = getattr(obj, "problems", None)
     if callable(check):
         for sub, msg in check():
-            if _FIELD_OF.split(sub, 1)[0] not in skip:
-                problems.add(join(path, sub) if sub else path, msg)
+            if _FIELD_OF.split(sub, 1)[0] in skip or (named is not None and named.search(msg)):
+                continue
+            problems.add(join(path, sub) if sub else path, msg)
 
 
 def _placeholder(f: msgspec.inspect.Field, tp: Any) -> Any:
@@ -221,6 +232,7 @@ def _check_partial(
     tp: type[msgspec.Struct],
     kwargs: dict[str, Any],
     failed: set[str],
+    unset: set[str],
     path: str,
     problems: Problems,
 ) -> None:
@@ -228,11 +240,16 @@ def _check_partial(
     run of `check` shows every problem (`rules[2].band_pct: must be >= 0` beside
     `rules[2].direction: expected one of ...`). The bad fields hold placeholders, so what the
     checks say about them is dropped (their own problem is already reported), and a check that
-    cannot run on a placeholder is passed over: it runs again once the field is fixed."""
+    cannot run on a placeholder is passed over: it runs again once the field is fixed. A bad
+    field that stands in as None looks unset to a check of fields that go together (`set above
+    and/or below` for a `below` of the wrong type): a message naming it is about it, dropped."""
+    named = None
+    if unset:
+        named = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(unset))) + r")\b")
     try:
         obj = tp(**kwargs)
         found = Problems()
-        _check(obj, path, found, skip=failed)
+        _check(obj, path, found, skip=failed, named=named)
     except Exception:  # the checks are written for valid values, not for placeholders
         return
     problems.extend(found)

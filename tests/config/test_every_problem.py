@@ -64,5 +64,25 @@ def test_a_field_that_failed_is_reported_once() -> None:
     ]
 
 
+def test_a_field_that_failed_is_not_taken_for_one_left_unset() -> None:
+    """The operator did set `below` (to a wrong type): its stand-in (None) must not make the
+    check on the field that goes with it say that neither is set."""
+    tree = {
+        "rules": [
+            {"name": "t", "type": "threshold", "field": "live_net_gex", "below": [1]},
+            {"name": "o", "type": "oi_change", "min_pct": "x"},
+            {"name": "r", "type": "repositioning", "min_strike_gex": "x", "top": 0},
+        ]
+    }
+    with pytest.raises(ConfigError) as err:
+        config.parse(tree)
+    assert err.value.problems == [
+        "rules[0].below: expected float, got array",
+        "rules[1].min_pct: expected float, got str",
+        "rules[2].min_strike_gex: expected float, got str",
+        "rules[2].top: must be within 1..50, got 0",  # a good field's own problem is still there
+    ]
+
+
 def test_check_exits_2_with_all_of_them(tmp_path: Path) -> None:
     assert_check_refuses(tmp_path, BAD, EXPECTED)
