@@ -65,13 +65,19 @@ _STAMPS_MAX = 256
 
 
 def _stamps(ts: datetime) -> tuple[bytes, str]:
-    found = _STAMPS.get(ts)  # equal datetimes are one instant, which is all both depend on
+    # equal datetimes are one instant, which is all both depend on; but for fold: the two
+    # instants of a repeated wall-clock hour (a zone leaving DST; fold 0 and 1) compare equal
+    # and hash alike, so a fold-1 datetime (only ever made in code: the wire's offsets are
+    # fixed) is neither looked up nor kept
+    found = None if ts.fold else _STAMPS.get(ts)
     if found is None:
         if len(_STAMPS) >= _STAMPS_MAX:
             _STAMPS.clear()
         utc = (ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)).astimezone(UTC)
         iso = utc.isoformat().replace("+00:00", "Z").encode()
-        found = _STAMPS[ts] = (iso, iso_utc(utc))
+        found = (iso, iso_utc(utc))
+        if not ts.fold:
+            _STAMPS[ts] = found
     return found
 
 

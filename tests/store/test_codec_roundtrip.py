@@ -7,6 +7,7 @@ import json
 import math
 import random
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import msgspec
 import numpy as np
@@ -236,6 +237,22 @@ def test_as_of_spellings_depend_on_the_instant_alone():
         assert got == (want or got)
         want = got
     assert want == (b"2026-11-24T15:30:00.123456Z", feeds)
+
+
+@pytest.mark.parametrize("first_fold", [0, 1])
+def test_as_of_spellings_of_the_two_instants_of_a_repeated_hour_differ(first_fold: int) -> None:
+    # 01:30 on the day New York leaves DST is two instants (fold 0: EDT, fold 1: EST), and
+    # Python calls the two datetimes equal with the same hash (one tzinfo: compared naive):
+    # neither may be served the other's spelling, whichever was formatted first
+    snap = make_snapshot(3)
+    ny = ZoneInfo("America/New_York")
+    stamps = {0: "2026-11-01T05:30:00.000Z", 1: "2026-11-01T06:30:00.000Z"}
+    for fold in (first_fold, 1 - first_fold):
+        as_of = datetime(2026, 11, 1, 1, 30, tzinfo=ny, fold=fold)
+        feeds = {name: stamps[fold] for name in store.FEEDS}
+        fields = store.encode_fields(msgspec.structs.replace(snap, as_of=as_of, data_as_of=feeds))
+        assert fields[b"as_of"] == stamps[fold].replace(".000", "").encode()
+        assert store.decode_fields(fields).data_as_of == feeds
 
 
 # --- the matrix path: what every stored snapshot goes through ----------------------------
