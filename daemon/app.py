@@ -537,6 +537,7 @@ class Daemon:
                 new.source.max_future_s, store.max_age_s(new.redis)
             )
         self.cfg = new
+        previous_committer = None
         if new.rules != old.rules or new.redis != old.redis:
             # a new engine; otherwise the committer keeps its cached rule state and previous
             # snapshots (a rebuild costs every target a state read and a snapshot read)
@@ -544,8 +545,8 @@ class Daemon:
             self.committer = self._build_committer(new)
         if new.rules != old.rules or new.ops.operator_channels != old.ops.operator_channels:
             self.operators = self._build_operators(new)  # their state is re-read from Redis
-            if previous_committer is not None:
-                await previous_committer.drain()  # its batches in flight still complete
+        if previous_committer is not None:
+            await previous_committer.drain()  # its batches in flight still complete
         if self.dispatcher is not None:
             await self.dispatcher.reload(new)
         if self.pool is not None and self.membership is not None:

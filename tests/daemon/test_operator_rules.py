@@ -249,3 +249,30 @@ async def test_open_episodes_are_listed_for_healthz(redis: aioredis.Redis) -> No
     assert ops.open_episodes()[0]["notified"] is True
     await ops.observe(SPY, _snap(), None)
     assert ops.open_episodes() == []
+
+
+async def test_a_reload_that_changes_only_the_operator_channels_applies_them(
+    redis_url: str,
+) -> None:
+    # the rules and the redis settings as they were: the committer is kept, the operator rules
+    # are rebuilt for the new channels (and nothing is left half applied)
+    from gex_alertd import config as config_mod
+    from gex_alertd.app import Daemon
+
+    def tree(operators: list[str]) -> dict[str, Any]:
+        return {
+            "redis": {"url": redis_url},
+            "watch": {"symbols": ["SPY"]},
+            "channels": {"ops": {"type": "console"}, "pager": {"type": "console"}},
+            "ops": {"listen": None, "operator_channels": operators},
+        }
+
+    daemon = Daemon(config_mod.parse(tree(["ops"]), "test"))
+    try:
+        new = config_mod.parse(tree(["ops", "pager"]), "test")
+        await daemon.reload(new)
+        assert daemon.cfg is new
+        assert daemon.operators.default_channels == ["ops", "pager"]
+        assert [r.channels for r in daemon.operators.rules] == [["ops", "pager"]]
+    finally:
+        await daemon.redis.aclose()
