@@ -152,6 +152,33 @@ def test_rows_matrix_with_a_few_nulls_anywhere_is_bit_for_bit_the_values(
     assert m.flags.c_contiguous and m.tobytes() == want.tobytes()
 
 
+# doubles whose bytes are msgpack's tags (nil 0xc0, float64 0xcb, the row header 0x9a, the
+# list headers 0xdc/0xdd): read at a wrong shift they would pass for a nil or a float
+tag_bytes = st.sampled_from([0xC0, 0xCB, 0x9A, 0xDC, 0xDD, 0x00, 0xFF])
+tag_double = st.lists(tag_bytes, min_size=8, max_size=8).map(
+    lambda b: float(np.frombuffer(bytes(b), ">f8")[0])
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(*[tag_double] * len(STRIKE_FIELDS)), min_size=1, max_size=20), st.data())
+def test_rows_matrix_of_doubles_made_of_tag_bytes_is_bit_for_bit_the_values(
+    values: list[tuple[float, ...]], data: st.DataObject
+) -> None:
+    # up to _NILS_MAX nulls (the packed path's search), each shifting what follows by 8 bytes,
+    # and now and then an int (rows made in code), packed in 1 to 9 bytes: never read as a nil
+    flat: list[float | int | None] = [v for row in values for v in row]
+    cells = st.sampled_from(range(len(flat)))
+    for i in data.draw(st.sets(cells, max_size=8)):
+        flat[i] = None
+    for i in data.draw(st.sets(cells, max_size=1)):
+        flat[i] = data.draw(st.sampled_from([7, -3, 200, -200, 2**40]))
+    width = len(STRIKE_FIELDS)
+    rows = [StrikeRow(*flat[i : i + width]) for i in range(0, len(flat), width)]  # type: ignore[arg-type]
+    want = np.array(flat, dtype=np.float64).reshape(len(rows), width).T
+    assert rows_matrix(rows).tobytes() == want.tobytes()
+
+
 @pytest.mark.parametrize("odd", [7, True, 2**63, "abcdefgh", b"12345678"])
 def test_rows_matrix_of_rows_made_in_code_with_other_values(odd: object) -> None:
     # not a float: packed, it is not 9 bytes tagged 0xcb (or it is 9 bytes with another tag),
