@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gex_alertd import store
 from gex_alertd.model import StrikeRow, decode_flow_gex
@@ -78,6 +80,27 @@ def test_walls_worked_out_together_are_the_walls_one_by_one() -> None:
     got = levels_many(batch)
     assert got == [*want, Levels(1.0, 2.0)]
     assert [levels(s) for s in batch] == got  # cached on each snapshot
+
+
+# few distinct values, so ties (also +0/-0 and a put at minus a call) are common; nulls too
+gex_st = st.sampled_from([None, 0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 7e8])
+profile_st = st.tuples(
+    st.sampled_from([99.5, 100.0, 101.0, 103.0]),  # spot: on a strike, between two, off the side
+    st.lists(st.tuples(gex_st, gex_st), max_size=5),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(profile_st, min_size=1, max_size=8))
+def test_walls_of_any_batch_are_the_walls_one_by_one(profiles: list[Any]) -> None:
+    # strikes 98, 99, ... (spot between two of them or on one): mixed strike counts, empty
+    # profiles, ties at equal distance on both sides of spot
+    def build(spot: float, gex: list[Any]) -> Any:
+        rows = [StrikeRow(98.0 + i, call_gex=c, put_gex=p) for i, (c, p) in enumerate(gex)]
+        return snap(spot=spot, strikes=rows)
+
+    want = [levels(build(*p)) for p in profiles]
+    assert levels_many([build(*p) for p in profiles]) == want
 
 
 def _rev(r: list[StrikeRow]) -> list[StrikeRow]:
