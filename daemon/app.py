@@ -439,10 +439,17 @@ class Daemon:
         # leaving 2 s, then the outbox its own drain_timeout
         loop = asyncio.get_running_loop()
         polls_until = loop.time() + self.cfg.outbox.drain_timeout
+        # no poll starts from here on, while the duties wind down (polls went on at full speed
+        # until the duties had stopped, and slowed the duty the stop was waiting for)
+        pool_stopped = None
+        if self.pool is not None:
+            pool_stopped = asyncio.ensure_future(self.pool.stop(grace_s=polls_until - loop.time()))
+        if self.outcomes is not None:
+            self.outcomes.halt()  # a long run stops at its next symbol
         if self.duties is not None:
             await self.duties.stop(grace_s=STOP_STEP_S)
-        if self.pool is not None:
-            await self.pool.stop(grace_s=max(0.0, polls_until - loop.time()))
+        if pool_stopped is not None:
+            await pool_stopped
         if self.committer is not None:
             try:
                 await asyncio.wait_for(

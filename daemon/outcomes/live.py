@@ -151,8 +151,19 @@ class OutcomeDuty:
         self.stored = 0
         self.followed_up = 0
         self._enqueue = EnqueueOnce(redis)  # a follow-up is enqueued at most once
+        self._halted = False
+
+    def halt(self) -> None:
+        """Stop at the next symbol, for good (a daemon stopping). A run over thousands of
+        symbols with pending alerts takes seconds, and cancelling it is not enough: a cancel
+        that lands inside a redis-py call can be swallowed there (measured: most of them), so
+        the stop waited for the whole run. What is left is measured by the next process (the
+        alerts are found again in the outboxes; what was stored is not stored twice)."""
+        self._halted = True
 
     async def run_once(self) -> None:
+        if self._halted:
+            return
         try:
             await self._run()
         except REDIS_DOWN as exc:  # one line per run, no traceback: the next run tries again
@@ -170,6 +181,8 @@ class OutcomeDuty:
         if by_stream and not await self._calendar_ready():
             return
         for stream, items in by_stream.items():
+            if self._halted:
+                return
             await self._stream(cfg, stream, items, now)
         lookback_ms = int(cfg.outcomes.lookback * 1000)
         for aid in [a for a, p in self.pending.items() if p.seen_ms < now - lookback_ms]:

@@ -235,6 +235,39 @@ async def test_two_daemons_split_the_symbols_by_ownership(redis: aioredis.Redis)
     assert sorted(e["symbol"] for e in sent) == sorted(symbols)
 
 
+async def test_a_halted_duty_stops_at_the_next_symbol_and_a_new_one_measures_the_rest(
+    redis: aioredis.Redis,
+) -> None:
+    symbols = ["SPY", "QQQ", "IWM", "DIA"]
+    cfg = flip_config(symbols, horizons=["5m"])
+    for sym in symbols:
+        await store_path(redis, sym, [T0 + i * MIN for i in range(8)], [100.0] * 8, strikes=3)
+        await fire(redis, alert(T0, symbol=sym), ["tty"])
+    at = clock_at(T0 + 8 * MIN)
+    calls = 0
+
+    def halting_clock() -> datetime:
+        # the first call starts the run, the second stamps its first stored outcome: the
+        # daemon stops right then
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            duty.halt()
+        return at()
+
+    duty = OutcomeDuty(redis, lambda: cfg, lambda _k: True, clock=halting_clock, calendar=CALENDAR)
+    await duty.run_once()
+    assert duty.stored == 1  # the symbol it was at, then no other
+    await duty.run_once()
+    assert duty.stored == 1 and calls == 2  # halted for good: a later run does nothing
+    # the next process finds the rest in the outboxes and stores each once
+    again = OutcomeDuty(redis, lambda: cfg, lambda _k: True, clock=at, calendar=CALENDAR)
+    await again.run_once()
+    assert again.stored == len(symbols) - 1
+    stored = [await redis.hlen(records.outcomes_key(sym)) for sym in symbols]
+    assert stored == [1] * len(symbols)
+
+
 async def test_each_owned_symbols_outbox_is_read_on_a_cluster(
     redis_cluster: RedisCluster,
 ) -> None:
