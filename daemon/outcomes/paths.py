@@ -11,7 +11,6 @@ from typing import NamedTuple
 
 import numpy as np
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
 
 from gex_alertd import keys
 
@@ -114,14 +113,24 @@ async def read_path(
     return path
 
 
+# KEYS[1] stream. Returns its last-generated-id, false when there is no such stream. XINFO
+# STREAM's reply holds the first and last entries too (two whole snapshots, strike blocks
+# included): read here, only the id crosses the wire (per symbol with pending alerts, every
+# run of the outcome duty)
+_LAST_ID = """
+local ok, info = pcall(redis.call, 'XINFO', 'STREAM', KEYS[1])
+if not ok then return false end
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then return info[i + 1] end
+end
+return false
+"""
+
+
 async def last_ms(redis: aioredis.Redis, symbol: str, expiry: str | None = None) -> int | None:
     """The as_of (ms) of the stream's newest entry: how far the stored data has reached."""
-    try:
-        reply = await redis.xinfo_stream(keys.snap(symbol, expiry))
-    except ResponseError:  # no such stream (yet)
-        return None
-    last = reply.get("last-generated-id")
-    if not last:
+    last = await redis.register_script(_LAST_ID)(keys=[keys.snap(symbol, expiry)])
+    if not last:  # no such stream (yet)
         return None
     text = last.decode() if isinstance(last, bytes) else str(last)
     ms = int(text.split("-", 1)[0])

@@ -32,6 +32,16 @@ async def test_path_is_the_stored_scalars_across_pages(
     assert len(await read_path(redis, "QQQ")) == 0
 
 
+async def test_last_ms_is_the_last_id_the_stream_ever_had(redis: aioredis.Redis) -> None:
+    times = [T0 + i * MIN for i in range(3)]
+    await store_path(redis, "DIA", times, [400.0] * 3, strikes=100)
+    assert await last_ms(redis, "DIA") == times[-1]
+    await redis.xtrim(keys.snap("DIA"), maxlen=0)  # trimmed empty: it still got that far
+    assert await last_ms(redis, "DIA") == times[-1]
+    await redis.set(keys.snap("XLE"), "not a stream")
+    assert await last_ms(redis, "XLE") is None
+
+
 async def test_other_field_order_and_unreadable_spot(redis: aioredis.Redis) -> None:
     key = keys.snap("IWM")
     await redis.xadd(key, {"as_of": "x", "net": "5", "spot": "200.5"}, id=f"{T0}-0")
