@@ -145,8 +145,9 @@ def _stop_check(
     setting started again on its Redis (its streams and rule state kept: a restart), run
     until it has stored one snapshot per symbol more and `busy_s` after that, then stopped.
     (The measured daemons are not the ones to judge the stop by: after SIGSTOP/SIGCONT cycles
-    their stop took 2-26 s here, commits stuck in a send, which no daemon that was never
-    paused showed.) The whole log of each run is scanned."""
+    their stop took 2-26 s here until 2026-11-30, when the stop waited for the outcome duty's
+    run over every alert of the paused phase while polls went on; see bench/README.md,
+    overload.) The whole log of each run is scanned."""
     daemons = {k: DaemonProcess(f"{k}-stop", t, tmp) for k, t in trees.items()}
     try:
         wanted = {k: d.stored() + len(d.symbols) for k, d in daemons.items()}
