@@ -132,8 +132,8 @@ class PendingArgs:
         self.snap = snap  # for its walls
 
     def finish(self, block: bytes, walls: Levels) -> list[Any]:
-        fields = self.fields
-        fields[_WALLS_AT:_WALLS_AT] = _packed_fields(store.wall_fields(walls))
+        at, walled = _WALLS_AT, _packed_fields(store.wall_fields(walls))
+        fields = [*self.fields[:at], *walled, *self.fields[at:]]  # self as it was: reusable
         return _argv(self.version, self.ms, self.trim, fields, self.state, self.alerts, block)
 
 

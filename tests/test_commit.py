@@ -517,6 +517,8 @@ def test_a_batch_encodes_its_strike_blocks_together_to_the_same_arguments() -> N
     eager = [build_args(c.engine, s, None, "7", o, CFG) for s, o in pairs]
     assert [names for names, _ in prepared] == [names for names, _ in eager]
     assert finish_batch([args for _, args in prepared]) == [args for _, args in eager]
+    # finishing leaves the prepared arguments as they were (a batch sent again finishes again)
+    assert finish_batch([args for _, args in prepared]) == [args for _, args in eager]
 
 
 async def test_a_commit_batch_that_fails_leaves_no_kept_state_or_previous_ahead_of_redis(
