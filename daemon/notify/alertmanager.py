@@ -32,11 +32,10 @@ import msgspec
 
 from gex_alertd import redaction
 from gex_alertd.model import AlertEvent
-from gex_alertd.notify.base import ChannelType, DeliveryOutcome, Notifier
+from gex_alertd.notify.base import ChannelType, DeliveryOutcome
 from gex_alertd.notify.channel import HttpChannel, Problem, url_problems
-from gex_alertd.notify.http import HttpPoster
+from gex_alertd.notify.http import HttpNotifier
 from gex_alertd.notify.render import context_line, key_numbers
-from gex_alertd.urls import host_port
 
 API_PATH = "/api/v2/alerts"
 MAX_ANNOTATION = 4000  # Alertmanager has no limit; receivers (PagerDuty, Slack) truncate anyway
@@ -121,10 +120,9 @@ def alerts_url(base: str) -> str:
     return base if base.endswith(API_PATH) else base + API_PATH
 
 
-class AlertmanagerNotifier(Notifier[AlertmanagerChannel]):
+class AlertmanagerNotifier(HttpNotifier[AlertmanagerChannel]):
     def __init__(self, name: str, cfg: AlertmanagerChannel) -> None:
-        super().__init__(name, cfg)
-        self.url = alerts_url(cfg.url)
+        super().__init__(name, cfg, alerts_url(cfg.url))
         self.headers = {"Content-Type": "application/json"}
         if cfg.basic_auth is not None:
             pair = f"{cfg.basic_auth.username}:{cfg.basic_auth.password}".encode()
@@ -133,21 +131,16 @@ class AlertmanagerNotifier(Notifier[AlertmanagerChannel]):
             self.headers["Authorization"] = f"Basic {token}"
         elif cfg.bearer_token is not None:
             self.headers["Authorization"] = f"Bearer {cfg.bearer_token}"
-        self._http = HttpPoster(cfg.timeout_s, on_redirect=cfg.on_redirect)
 
     @property
     def rate_key(self) -> str:
-        return f"alertmanager:{self.url}"  # channels posting to one Alertmanager share a budget
-
-    def probe_target(self) -> tuple[str, int] | None:
-        return host_port(self.url)
+        return (
+            f"alertmanager:{self.target}"  # channels posting to one Alertmanager share one budget
+        )
 
     async def send(self, alerts: Sequence[AlertEvent]) -> DeliveryOutcome:
         body = _encoder.encode(payload(alerts, self.cfg.external_url))
-        return await self._http.post(self.url, body, self.headers)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+        return await self.post(body, self.headers)
 
 
 CHANNEL = ChannelType("alertmanager", AlertmanagerChannel, AlertmanagerNotifier)

@@ -9,8 +9,9 @@ dead-lettered one by one).
 
 A channel type is one module: its config struct (a `notify.channel.ChannelBase` subclass), its
 renderer, a Notifier subclass declaring what the dispatcher asks of it (`rate_key`,
-`probe_target`), and a `CHANNEL` line for notify/registry.py. A chat channel that takes one JSON
-message at a webhook URL builds on notify/chat_webhook.py and writes only its renderer.
+`probe_target`), and a `CHANNEL` line for notify/registry.py. A channel that POSTs to one URL
+builds on notify/http.py's HttpNotifier; a chat channel that takes one JSON message at a
+webhook URL on notify/chat_webhook.py, and writes only its renderer.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ JSON message per delivery POSTed to it, and the receiver's answer classified by 
 A chat channel module keeps what is its own: its config struct (a `ChatChannel` subclass with
 its `tag` and defaults), its renderer (`payload`) and what its receiver does differently
 (`content_type`, a per-URL send budget, a wait in a 429's body). It must never build its own
-HTTP session or register the URL itself: the URL is registered for redaction here, before any
-request can carry it into an error text.
+HTTP session (notify/http.py's HttpNotifier holds it) or register the URL itself: the URL is
+registered for redaction here, before any request can carry it into an error text.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ import msgspec
 
 from gex_alertd import redaction
 from gex_alertd.model import AlertEvent
-from gex_alertd.notify.base import DeliveryOutcome, Notifier
+from gex_alertd.notify.base import DeliveryOutcome
 from gex_alertd.notify.channel import HttpChannel, Problem, url_problems
-from gex_alertd.notify.http import HttpPoster
-from gex_alertd.urls import host_port
+from gex_alertd.notify.http import HttpNotifier
 
 _encoder = msgspec.json.Encoder()
 
@@ -36,7 +35,7 @@ class ChatChannel(HttpChannel, kw_only=True):
 W = TypeVar("W", bound=ChatChannel)
 
 
-class ChatNotifier(Notifier[W]):
+class ChatNotifier(HttpNotifier[W]):
     """POSTs `payload(alerts)` as JSON to the channel's webhook URL."""
 
     content_type: ClassVar[str] = "application/json"
@@ -47,11 +46,9 @@ class ChatNotifier(Notifier[W]):
     body_wait: ClassVar[Callable[[str], float | None] | None] = None
 
     def __init__(self, name: str, cfg: W) -> None:
-        super().__init__(name, cfg)
         redaction.register(cfg.webhook_url)
         # read through the class: a function stored on it is not bound to the instance
-        wait = type(self).body_wait
-        self._http = HttpPoster(cfg.timeout_s, on_redirect=cfg.on_redirect, wait_from_body=wait)
+        super().__init__(name, cfg, cfg.webhook_url, wait_from_body=type(self).body_wait)
 
     @property
     def rate_key(self) -> str:
@@ -59,17 +56,10 @@ class ChatNotifier(Notifier[W]):
             return f"{self.cfg.__struct_config__.tag}:{self.cfg.webhook_url}"
         return super().rate_key
 
-    def probe_target(self) -> tuple[str, int] | None:
-        return host_port(self.cfg.webhook_url)
-
     @abc.abstractmethod
     def payload(self, alerts: Sequence[AlertEvent]) -> dict[str, Any]:
         """The channel's JSON message for `alerts` (one, or a group)."""
 
     async def send(self, alerts: Sequence[AlertEvent]) -> DeliveryOutcome:
         body = _encoder.encode(self.payload(alerts))
-        headers = {"Content-Type": self.content_type}
-        return await self._http.post(self.cfg.webhook_url, body, headers)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+        return await self.post(body, {"Content-Type": self.content_type})

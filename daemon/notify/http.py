@@ -1,15 +1,18 @@
 """The HTTP POST shared by the HTTP channels: one session per notifier, never a redirect
-followed, timeouts and connection errors mapped to Retry, every error text redacted."""
+followed, timeouts and connection errors mapped to Retry, every error text redacted; and
+`HttpNotifier`, what every channel that POSTs to one URL has (its poster, its probe target)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TypeVar
 
 import aiohttp
 
 from gex_alertd.notify.base import (
     DeliveryOutcome,
+    Notifier,
     OnRedirect,
     Retry,
     classify_http,
@@ -17,6 +20,8 @@ from gex_alertd.notify.base import (
     permanent,
     retry,
 )
+from gex_alertd.notify.channel import HttpChannel
+from gex_alertd.urls import host_port
 
 # only a snippet of a receiver's answer is ever used: read no more, counted after decompression
 # (a receiver answering with a gzip bomb must not cost the daemon its memory)
@@ -86,3 +91,36 @@ class HttpPoster:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+H = TypeVar("H", bound=HttpChannel)
+
+
+class HttpNotifier(Notifier[H]):
+    """A channel that POSTs to one URL, `target`: one HttpPoster (its session, the channel's
+    timeout and redirect policy), `check --probe` connects to the URL's host, the session is
+    closed with the notifier. Whether the URL is a secret is the channel's to say (register
+    it for redaction before it can reach an error)."""
+
+    def __init__(
+        self,
+        name: str,
+        cfg: H,
+        target: str,
+        *,
+        wait_from_body: Callable[[str], float | None] | None = None,
+    ) -> None:
+        super().__init__(name, cfg)
+        self.target = target
+        self._http = HttpPoster(
+            cfg.timeout_s, on_redirect=cfg.on_redirect, wait_from_body=wait_from_body
+        )
+
+    def probe_target(self) -> tuple[str, int] | None:
+        return host_port(self.target)
+
+    async def post(self, body: bytes, headers: dict[str, str]) -> DeliveryOutcome:
+        return await self._http.post(self.target, body, headers)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -22,11 +22,10 @@ from standardwebhooks.webhooks import Webhook
 
 from gex_alertd import redaction
 from gex_alertd.model import AlertEvent, encode_alert
-from gex_alertd.notify.base import ChannelType, DeliveryOutcome, Notifier, permanent
+from gex_alertd.notify.base import ChannelType, DeliveryOutcome, permanent
 from gex_alertd.notify.channel import HttpChannel, Problem, url_problems
-from gex_alertd.notify.http import HttpPoster
+from gex_alertd.notify.http import HttpNotifier
 from gex_alertd.notify.render import group_id, group_title, worst_severity
-from gex_alertd.urls import host_port
 
 USER_AGENT = "gex-alertd (+https://github.com/flashalpha)"
 
@@ -102,10 +101,10 @@ def webhook_body(alerts: Sequence[AlertEvent]) -> tuple[str, bytes]:
     return grp.id, _encoder.encode(grp)
 
 
-class WebhookNotifier(Notifier[WebhookChannel]):
+class WebhookNotifier(HttpNotifier[WebhookChannel]):
     def __init__(self, name: str, cfg: WebhookChannel) -> None:
-        super().__init__(name, cfg)
         redaction.register(cfg.url)  # header values: registered by the config loader
+        super().__init__(name, cfg, cfg.url)
         self._signers: list[Webhook] = []
         self._signer_error: str | None = None
         for i, secret in enumerate(cfg.signing_secrets()):
@@ -115,10 +114,6 @@ class WebhookNotifier(Notifier[WebhookChannel]):
                 self._signer_error = f"invalid signing secret #{i + 1}"
             else:
                 self._signers.append(signer)
-        self._http = HttpPoster(cfg.timeout_s, on_redirect=cfg.on_redirect)
-
-    def probe_target(self) -> tuple[str, int] | None:
-        return host_port(self.cfg.url)
 
     def headers(self, msg_id: str, body: bytes, now: datetime | None = None) -> dict[str, str]:
         headers = {"User-Agent": USER_AGENT, **self.cfg.headers, "Content-Type": "application/json"}
@@ -136,10 +131,7 @@ class WebhookNotifier(Notifier[WebhookChannel]):
         if self._signer_error:
             return permanent(self._signer_error)
         msg_id, body = webhook_body(alerts)
-        return await self._http.post(self.cfg.url, body, self.headers(msg_id, body))
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+        return await self.post(body, self.headers(msg_id, body))
 
 
 CHANNEL = ChannelType("webhook", WebhookChannel, WebhookNotifier)
