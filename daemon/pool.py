@@ -34,6 +34,7 @@ from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from gex_alertd.config import WatchTarget
 from gex_alertd.duequeue import DueQueue
+from gex_alertd.stopping import cancel_and_wait
 
 log = structlog.get_logger()
 
@@ -249,11 +250,10 @@ class PollPool:
         if not self._tasks:
             return
         _done, pending = await asyncio.wait(self._tasks, timeout=grace_s)
-        for task in pending:
-            task.cancel()
         if pending:
             log.warning("polls still running at stop were cancelled", polls=len(pending))
-            await asyncio.gather(*pending, return_exceptions=True)
+            if await cancel_and_wait(pending, timeout_s=grace_s):
+                log.warning("polls did not end when cancelled", timeout_s=grace_s)
         self._tasks.clear()
 
     async def _work(self) -> None:

@@ -57,6 +57,7 @@ from gex_alertd.notify.silences import Silence
 from gex_alertd.notify.streams import OutboxStreams
 from gex_alertd.notify.throttle import TokenBucket
 from gex_alertd.ops import metrics
+from gex_alertd.stopping import cancel_and_wait
 
 log = structlog.get_logger()
 
@@ -64,6 +65,7 @@ READ_COUNT = 100  # most entries per stream per XREADGROUP (see _read_new)
 MAX_BUFFER = 1000  # entries held in memory per channel; the rest wait unread in Redis
 MAX_GROUP = 100  # alerts per grouped message
 ACTIVE_S = 3600.0  # a stream read from within this long counts in the backlog figures
+RECORDER_STOP_S = 5.0  # past a write the cancel landed in (see stopping)
 BLOCK_S = 0.25  # longest wait for a poke; also bounds how long stop() waits for a reader
 
 
@@ -183,8 +185,8 @@ class ChannelWorker:
             await self._run()
             await self._until_recorded()  # drain: write what was sent before returning
         finally:
-            recorder.cancel()
-            await asyncio.gather(recorder, return_exceptions=True)
+            if await cancel_and_wait([recorder], timeout_s=RECORDER_STOP_S):
+                self.log.warning("delivery recorder did not stop", timeout_s=RECORDER_STOP_S)
 
     async def _until_recorded(self) -> None:
         while self.unrecorded:

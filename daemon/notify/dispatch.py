@@ -28,6 +28,7 @@ from gex_alertd.notify.sample import sample_alert
 from gex_alertd.notify.streams import OutboxStreams
 from gex_alertd.notify.throttle import TokenBucket
 from gex_alertd.ops import metrics
+from gex_alertd.stopping import cancel_and_wait
 
 log = structlog.get_logger()
 
@@ -126,10 +127,9 @@ class Dispatcher:
         tasks = [self.tasks[n] for n in names]
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=max(0.0, drain_timeout))
-            for t in pending:  # undelivered entries stay pending in Redis for the next run
-                t.cancel()
-            if pending:  # bounded: a cancel swallowed inside a Redis call must not hang stop()
-                await asyncio.wait(pending, timeout=5)
+            # undelivered entries stay pending in Redis for the next run; bounded: a cancel
+            # swallowed inside a Redis call must not hang stop()
+            await cancel_and_wait(pending, timeout_s=5)
         for n in names:
             worker = self.workers.pop(n)
             self.tasks.pop(n)

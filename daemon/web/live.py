@@ -21,7 +21,6 @@ Never writes to Redis.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,11 +37,13 @@ from gex_alertd.connections import (
     read_slot_groups,
     stream_tops,
 )
+from gex_alertd.stopping import cancel_and_wait
 from gex_alertd.web import history
 
 log = structlog.get_logger(__name__)
 
 BLOCK_MS = 2000  # under the client's 5 s socket timeout
+STOP_TIMEOUT_S = 10.0  # past a BLOCK that swallowed the cancel, and a reconnect
 QUEUE_FRAMES = 64  # per subscriber: ~16 min of one symbol at 15 s before it counts as stuck
 MAX_SUBSCRIBERS = 256
 READ_COUNT = 500  # entries per stream per XREAD
@@ -113,10 +114,11 @@ class Hub:
     async def stop(self) -> None:
         for sub in list(self._subs):
             sub.close()
+        self._subs.clear()  # the reader's loop ends at its next turn, if a cancel is swallowed
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            left = await cancel_and_wait([self._task], timeout_s=STOP_TIMEOUT_S)
+            if left:
+                log.warning("live page reader did not stop", timeout_s=STOP_TIMEOUT_S)
             self._task = None
 
     async def _read(self) -> None:

@@ -1,0 +1,40 @@
+"""Ending tasks that call Redis, whatever redis-py does with a cancel.
+
+A cancel that lands inside a redis-py 8.1 command is often swallowed there: the command
+returns as if nothing happened and the task goes on (measured: 16 of 20 cancels of a task
+looping over GET, the task still `cancelling()` and running). One `cancel()` followed by an
+unbounded wait can therefore hang a stop for ever, and has: the live page's reader in CI.
+So a task is asked first (a flag its loop checks, where it has one), and cancelled as a
+fallback by `cancel_and_wait`, which cancels again until the task ends, within a bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+RECANCEL_S = 0.05  # a swallowed cancel is retried this often (each one lands elsewhere)
+
+
+async def cancel_and_wait(
+    tasks: Iterable[asyncio.Task[Any]], *, timeout_s: float
+) -> set[asyncio.Task[Any]]:
+    """Cancel `tasks` and wait for them to end, cancelling again each RECANCEL_S while a
+    cancel is swallowed, for at most `timeout_s`. Returns the tasks still running then (the
+    caller says so in its log); their exceptions, cancellation included, are consumed."""
+    tasks = list(tasks)
+    pending = {t for t in tasks if not t.done()}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while pending:
+        for task in pending:
+            task.cancel()
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        _done, pending = await asyncio.wait(pending, timeout=min(RECANCEL_S, left))
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: no "exception was never retrieved" at exit
+    return pending
