@@ -21,12 +21,14 @@ async def cancel_and_wait(
     tasks: Iterable[asyncio.Task[Any]], *, timeout_s: float
 ) -> set[asyncio.Task[Any]]:
     """Cancel `tasks` and wait for them to end, cancelling again each RECANCEL_S while a
-    cancel is swallowed, for at most `timeout_s`. Returns the tasks still running then (the
-    caller says so in its log); their exceptions, cancellation included, are consumed."""
+    cancel is swallowed, for at most `timeout_s` (at least RECANCEL_S: a cancelled task ends
+    at its next turn of the loop, so a bound of 0, a stop without grace, must still wait that
+    turn). Returns the tasks still running then (the caller says so in its log); their
+    exceptions, cancellation included, are consumed."""
     tasks = list(tasks)
     pending = {t for t in tasks if not t.done()}
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
+    deadline = loop.time() + max(timeout_s, RECANCEL_S)
     while pending:
         for task in pending:
             task.cancel()

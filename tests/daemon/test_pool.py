@@ -293,6 +293,25 @@ async def test_stop_with_thousands_queued_is_clean():
     assert min(counts.values()) >= 1 and max(counts.values()) - min(counts.values()) <= 2
 
 
+async def test_a_stop_without_grace_still_sees_its_polls_end():
+    # outbox.drain_timeout: 0 gives the pool no grace: the running poll is cancelled at once,
+    # and it ends at its next turn of the loop; stop returns once it has, not before (and
+    # says nothing of polls that did not end)
+    pool, _clock, targets, log = make(2, 10.0, workers=2)
+    hold = asyncio.Event()  # never set: the polls run until they are cancelled
+    for t in targets:
+        t.hold = hold
+    pool.start()
+    pool.own([t.target.key for t in targets], delays={t.target.key: 0.0 for t in targets})
+    workers = list(pool._tasks)
+    await eventually(lambda: len(log) == 2, "both polls running")
+    with structlog.testing.capture_logs() as events:
+        await pool.stop(grace_s=0)
+    assert all(t.done() for t in workers)
+    assert [t.running for t in targets] == [0, 0]
+    assert not [e for e in events if "did not end" in e["event"]], events
+
+
 def test_targets_start_spread_over_their_first_interval():
     from gex_alertd.pool import STAGGER_MAX_S, stagger
 
