@@ -25,7 +25,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from gex_alertd.ops.calendar import NEW_YORK, MarketHours
-from gex_alertd.stopping import cancel_and_wait
+from gex_alertd.stopping import CANCELLED_END_S, cancel_and_wait
 
 log = structlog.get_logger()
 
@@ -90,8 +90,8 @@ class Duties:
         tasks = [t for t in self._running.values() if not t.done()]
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=grace_s)
-            if await cancel_and_wait(pending, timeout_s=grace_s):
-                log.warning("duties did not end when cancelled", timeout_s=grace_s)
+            if await cancel_and_wait(pending, timeout_s=CANCELLED_END_S):
+                log.warning("duties did not end when cancelled", timeout_s=CANCELLED_END_S)
 
 
 class SessionGate:

@@ -34,7 +34,7 @@ from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from gex_alertd.config import WatchTarget
 from gex_alertd.duequeue import DueQueue
-from gex_alertd.stopping import cancel_and_wait
+from gex_alertd.stopping import CANCELLED_END_S, cancel_and_wait
 
 log = structlog.get_logger()
 
@@ -252,8 +252,8 @@ class PollPool:
         _done, pending = await asyncio.wait(self._tasks, timeout=grace_s)
         if pending:
             log.warning("polls still running at stop were cancelled", polls=len(pending))
-            if await cancel_and_wait(pending, timeout_s=grace_s):
-                log.warning("polls did not end when cancelled", timeout_s=grace_s)
+            if await cancel_and_wait(pending, timeout_s=CANCELLED_END_S):
+                log.warning("polls did not end when cancelled", timeout_s=CANCELLED_END_S)
         self._tasks.clear()
 
     async def _work(self) -> None:

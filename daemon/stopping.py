@@ -15,6 +15,9 @@ from collections.abc import Iterable
 from typing import Any
 
 RECANCEL_S = 0.05  # a swallowed cancel is retried this often (each one lands elsewhere)
+# how long cancelled tasks get to end once their grace is over: a cancel not swallowed ends a
+# task at its next turn; this bounds the rare one that keeps landing inside Redis calls
+CANCELLED_END_S = 5.0
 
 
 async def cancel_and_wait(
