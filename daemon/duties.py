@@ -25,7 +25,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from gex_alertd.ops.calendar import NEW_YORK, MarketHours
-from gex_alertd.stopping import CANCELLED_END_S, cancel_and_wait
+from gex_alertd.stopping import CANCELLED_END_S, end_tasks
 
 log = structlog.get_logger()
 
@@ -87,11 +87,9 @@ class Duties:
         self._stopping = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
-        tasks = [t for t in self._running.values() if not t.done()]
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=grace_s)
-            if await cancel_and_wait(pending, timeout_s=CANCELLED_END_S):
-                log.warning("duties did not end when cancelled", timeout_s=CANCELLED_END_S)
+        _cancelled, left = await end_tasks(self._running.values(), grace_s=grace_s)
+        if left:
+            log.warning("duties did not end when cancelled", timeout_s=CANCELLED_END_S)
 
 
 class SessionGate:

@@ -34,7 +34,7 @@ from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from gex_alertd.config import WatchTarget
 from gex_alertd.duequeue import DueQueue
-from gex_alertd.stopping import CANCELLED_END_S, cancel_and_wait
+from gex_alertd.stopping import CANCELLED_END_S, end_tasks
 
 log = structlog.get_logger()
 
@@ -247,13 +247,11 @@ class PollPool:
             fut = self._idle.popleft()
             if not fut.done():
                 fut.set_result(None)
-        if not self._tasks:
-            return
-        _done, pending = await asyncio.wait(self._tasks, timeout=grace_s)
-        if pending:
-            log.warning("polls still running at stop were cancelled", polls=len(pending))
-            if await cancel_and_wait(pending, timeout_s=CANCELLED_END_S):
-                log.warning("polls did not end when cancelled", timeout_s=CANCELLED_END_S)
+        cancelled, left = await end_tasks(self._tasks, grace_s=grace_s)
+        if cancelled:
+            log.warning("polls still running at stop were cancelled", polls=len(cancelled))
+        if left:
+            log.warning("polls did not end when cancelled", timeout_s=CANCELLED_END_S)
         self._tasks.clear()
 
     async def _work(self) -> None:

@@ -43,3 +43,16 @@ async def cancel_and_wait(
         if task.done() and not task.cancelled():
             task.exception()  # retrieved: no "exception was never retrieved" at exit
     return pending
+
+
+async def end_tasks(
+    tasks: Iterable[asyncio.Task[Any]], *, grace_s: float
+) -> tuple[set[asyncio.Task[Any]], set[asyncio.Task[Any]]]:
+    """Let `tasks` end by themselves for up to `grace_s`, then `cancel_and_wait` the rest for
+    CANCELLED_END_S. Returns the tasks that had to be cancelled and those still running after
+    that (the caller says so in its log)."""
+    running = {t for t in tasks if not t.done()}
+    if not running:
+        return set(), set()
+    _done, pending = await asyncio.wait(running, timeout=max(0.0, grace_s))
+    return pending, await cancel_and_wait(pending, timeout_s=CANCELLED_END_S)

@@ -28,7 +28,7 @@ from gex_alertd.notify.sample import sample_alert
 from gex_alertd.notify.streams import OutboxStreams
 from gex_alertd.notify.throttle import TokenBucket
 from gex_alertd.ops import metrics
-from gex_alertd.stopping import CANCELLED_END_S, cancel_and_wait
+from gex_alertd.stopping import end_tasks
 
 log = structlog.get_logger()
 
@@ -124,12 +124,9 @@ class Dispatcher:
     async def _stop_channels(self, names: list[str], drain_timeout: float) -> None:
         for n in names:
             self.workers[n].stopping.set()
-        tasks = [self.tasks[n] for n in names]
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=max(0.0, drain_timeout))
-            # undelivered entries stay pending in Redis for the next run; bounded: a cancel
-            # swallowed inside a Redis call must not hang stop()
-            await cancel_and_wait(pending, timeout_s=CANCELLED_END_S)
+        # undelivered entries stay pending in Redis for the next run; bounded: a cancel
+        # swallowed inside a Redis call must not hang stop()
+        await end_tasks([self.tasks[n] for n in names], grace_s=drain_timeout)
         for n in names:
             worker = self.workers.pop(n)
             self.tasks.pop(n)
