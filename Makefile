@@ -23,7 +23,7 @@ run: deps system-deps
 	@bash scripts/run-demo.sh
 
 test: deps system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 bench: deps system-deps
 	$(BIN)/python -m bench.run_all
