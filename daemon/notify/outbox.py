@@ -43,7 +43,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from gex_alertd import keys, redaction
+from gex_alertd import keys, packed, redaction
 from gex_alertd.connections import as_str, entries, entry_key, is_cluster
 from gex_alertd.model import AlertEvent, decode_alert, decode_channels, encode_channels, iso_utc
 from gex_alertd.notify.silences import SILENCED_MAXLEN, Silence, silenced_fields
@@ -142,6 +142,8 @@ class Outbox:
         self._done = redis.register_script(LUA)
         self._claim = redis.register_script(AUTOCLAIM_LUA)
         self.acked_streams: set[str] = set()  # since the dispatcher's last trim
+        # the last sweep's streams, count and packed commands (_packed_read)
+        self._sweep: tuple[tuple[str, ...], int, bytes] | None = None
 
     # --- reading -------------------------------------------------------------------------
 
@@ -163,16 +165,7 @@ class Outbox:
                     )
                 replies = await pipe.execute(raise_on_error=False)
         else:
-            for chunk in chunks:
-                wanted: dict[Any, Any] = {s: ids[s] for s in chunk}
-                try:
-                    replies.append(
-                        await self.redis.xreadgroup(self.group, self.consumer, wanted, count=count)
-                    )
-                except ResponseError as exc:
-                    if not _is_nogroup(exc):
-                        raise
-                    replies.append(exc)
+            replies = await packed.exchange(self.redis, self._packed_read(ids, count), len(chunks))
         missing: list[str] = []
         out: list[Entry] = []
         for chunk, reply in zip(chunks, replies, strict=True):
@@ -181,13 +174,48 @@ class Outbox:
                     raise reply
                 missing += chunk
                 continue
-            out.extend(self._entries(reply))
+            if self.cluster:
+                out.extend(self._entries(reply))
+            else:
+                out.extend(self._raw_entries(reply))
         if missing:
             await ensure_groups(self.redis, missing, [self.channel])
             out.extend(await self._read({s: ids[s] for s in missing}, count))
         # oldest first across streams: within one read, alerts go out in the order they were
         # enqueued (each stream is in order already; the sort keeps that)
         out.sort(key=lambda e: entry_key(e.entry_id))
+        return out
+
+    def _packed_read(self, ids: dict[str, str], count: int) -> bytes:
+        """The XREADGROUP commands of a read on one node, KEYS_PER_READ streams each, as one
+        payload. A read of new entries on the same streams with the same count (the sweep
+        over every owned outbox, every 2 s) reuses the bytes of the last one."""
+        streams = tuple(ids)
+        sweep = len(streams) > 1 and all(i == ">" for i in ids.values())
+        if sweep and self._sweep is not None and self._sweep[:2] == (streams, count):
+            return self._sweep[2]
+        head: list[bytes | str | int] = [b"XREADGROUP", b"GROUP", self.group, self.consumer]
+        head += [b"COUNT", count, b"STREAMS"]
+        payload = b"".join(
+            packed.pack(*head, *chunk, *[ids[s] for s in chunk])
+            for chunk in (
+                streams[i : i + KEYS_PER_READ] for i in range(0, len(streams), KEYS_PER_READ)
+            )
+        )
+        if sweep:
+            self._sweep = (streams, count, payload)
+        return payload
+
+    @staticmethod
+    def _raw_entries(reply: Any) -> list[Entry]:
+        """Entries of a raw XREADGROUP reply: [[stream, [[id, [field, value, ...] or nil],
+        ...]], ...] (RESP3: a map of stream -> entries), or nil when nothing is new."""
+        out: list[Entry] = []
+        for name, items in reply.items() if isinstance(reply, dict) else reply or ():
+            stream = as_str(name)
+            for entry_id, flat in items:
+                fields = dict(zip(flat[::2], flat[1::2], strict=True)) if flat else None
+                out.append(Entry.parse(stream, entry_id, fields))
         return out
 
     @staticmethod

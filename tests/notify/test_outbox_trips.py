@@ -109,3 +109,72 @@ async def test_autoclaim_drops_deleted_entries_and_vanished_streams_and_claims_t
     other.cluster = cluster
     again = await other.autoclaim(streams, 0.0, count=1)
     assert sorted((e.stream, e.entry_id) for e in again) == sorted(want)
+
+
+async def test_the_one_node_read_packs_its_commands_and_reads_what_the_cluster_path_reads(
+    redis: aioredis.Redis, monkeypatch
+) -> None:
+    # 2 streams per XREADGROUP, all of them in one write (packed.exchange); a stream that has
+    # never had the group (NOGROUP: it gets one, then is read) and entries deleted while
+    # pending (nil fields: "entry deleted from the stream") come out as on a cluster's path
+    monkeypatch.setattr(outbox_mod, "KEYS_PER_READ", 2)
+    for s in SYMBOLS:
+        for i in range(2 if s == "IWM" else 1):
+            await enqueue(redis, alert(i, s), ["ops", "mirror"])
+    bare = keys.outbox("TLT")  # no group on it yet
+    await redis.xadd(bare, {"x": "1"})
+    streams = [keys.outbox(s) for s in SYMBOLS] + [bare]
+    await enqueue(redis, alert(5, "QQQ"), ["ops", "mirror"])
+    exchanges: list[int] = []
+    real = outbox_mod.packed.exchange
+
+    async def counting(r, payload, expected):
+        exchanges.append(expected)
+        return await real(r, payload, expected)
+
+    monkeypatch.setattr(outbox_mod.packed, "exchange", counting)
+    # the same reads by two channels' consumers (one per path), after the same deletion
+    one_node = Outbox(redis, "ops", "one-node", 3600)
+    cluster = Outbox(redis, "mirror", "cluster", 3600)
+    cluster.cluster = True
+    new = [await ob.read_new(streams, 10) for ob in (one_node, cluster)]
+    iwm = keys.outbox("IWM")
+    await redis.xdel(iwm, next(e.entry_id for e in new[0] if e.stream == iwm))
+    own = [await ob.read_own_pending(streams) for ob in (one_node, cluster)]
+
+    def seen(got: list) -> list:
+        return [(e.stream, e.entry_id, e.alert_id, e.problem, e.event) for e in got]
+
+    assert seen(new[0]) == seen(new[1])
+    assert len(new[0]) == 6 + 1  # every alert, and TLT's entry (no event in it)
+    assert seen(own[0]) == seen(own[1])
+    assert next(e.problem for e in own[0] if e.stream == iwm) == "entry deleted from the stream"
+    # one node: 3 commands of 2 streams in one exchange, and TLT read again after its group
+    assert exchanges[:2] == [3, 1]
+
+
+async def test_a_sweep_over_the_same_streams_reuses_its_packed_commands(
+    redis: aioredis.Redis, monkeypatch
+) -> None:
+    monkeypatch.setattr(outbox_mod, "KEYS_PER_READ", 2)
+    streams = [keys.outbox(s) for s in SYMBOLS]
+    for s in SYMBOLS:
+        await enqueue(redis, alert(0, s), ["ops"])
+    ob = Outbox(redis, "ops", "sweeper", 3600)
+    packs: list[int] = []
+    real = outbox_mod.packed.pack
+
+    def counting(*args):
+        packs.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(outbox_mod.packed, "pack", counting)
+    assert len(await ob.read_new(streams, 1)) == 5
+    assert len(packs) == 3
+    await enqueue(redis, alert(1, "DIA"), ["ops"])
+    got = await ob.read_new(streams, 1)  # the same sweep: packed before, sent as it was
+    assert [(e.stream, e.alert_id) for e in got] == [(keys.outbox("DIA"), alert(1, "DIA").id)]
+    assert len(packs) == 3
+    await ob.read_new(streams, 2)  # another count: packed anew
+    await ob.read_new(streams[:4], 2)  # other streams: packed anew
+    assert len(packs) == 3 + 3 + 2
