@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -46,11 +47,12 @@ from bench.replay_upstream import symbol_names
 from gex_alertd import keys
 
 
-def stored(r: redis.Redis, symbols: list[str]) -> int:
-    """Entries ever added to the symbols' streams (trimmed ones included)."""
+def stored(r: redis.Redis, symbols: list[str], key: Callable[[str], str] = keys.snap) -> int:
+    """Entries ever added to the symbols' streams (trimmed ones included); `key` names the
+    stream (keys.outbox: the alerts the commits enqueued)."""
     pipe = r.pipeline(transaction=False)
     for s in symbols:
-        pipe.xinfo_stream(keys.snap(s))
+        pipe.xinfo_stream(key(s))
     replies = pipe.execute(raise_on_error=False)
     return sum(int(x["entries-added"]) for x in replies if isinstance(x, dict))
 
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--native", action="store_true", help="with --py-spy: the C frames too")
     ap.add_argument("--strace", type=Path, default=None, help="strace -c table into this file")
     ap.add_argument("--top", type=int, default=40, help="with --py-spy: functions listed")
+    ap.add_argument("--cooldown", default=None, help="every rule's cooldown (default the bench's)")
     args = ap.parse_args(argv)
     symbols = symbol_names(args.symbols)
     with tempfile.TemporaryDirectory() as td:
@@ -124,13 +127,17 @@ def main(argv: list[str] | None = None) -> None:
         server = start_redis(tmp / "redis", cpu=0)
         try:
             tree = config_tree(server.url, base, symbols, args.interval, jitter_s=args.jitter)
+            if args.cooldown is not None:  # more or fewer alerts from the same snapshots
+                tree["rules"] = [{**rule, "cooldown": args.cooldown} for rule in tree["rules"]]
             daemon = DaemonProcess("daemon", tree, tmp)
             r = redis.Redis.from_url(server.url)
             try:
                 daemon.warm_up(max(120.0, 4 * args.interval), args.settle)
+                a0 = stored(r, symbols, keys.outbox)
                 cpu0, n0, t0 = proc_cpu(daemon.pid), stored(r, symbols), time.monotonic()
                 window(args, daemon.pid)
                 cpu1, n1, t1 = proc_cpu(daemon.pid), stored(r, symbols), time.monotonic()
+                a1 = stored(r, symbols, keys.outbox)
             finally:
                 daemon.proc.terminate()
                 daemon.proc.wait(30)
@@ -142,7 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"{args.symbols} symbols at {args.interval:g} s: {n} snapshots stored in {secs:.1f} s "
         f"({n / secs:,.0f}/s), daemon {cpu / secs:.2f} cores, "
-        f"{1000 * cpu / max(n, 1):.3f} ms of CPU per stored snapshot"
+        f"{1000 * cpu / max(n, 1):.3f} ms of CPU per stored snapshot, "
+        f"{1000 * (a1 - a0) / max(n, 1):.1f} alerts per 1,000 snapshots"
     )
     if args.py_spy is not None:
         summarize(args.py_spy, args.top)
