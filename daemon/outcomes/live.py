@@ -23,12 +23,14 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import NoScriptError
 
-from gex_alertd import keys
+from gex_alertd import keys, packed
 from gex_alertd.config import Config
 from gex_alertd.connections import (
     REDIS_DOWN,
@@ -52,7 +54,13 @@ from gex_alertd.outcomes.horizons import (
     parse_horizons,
 )
 from gex_alertd.outcomes.measure import Outcome, direction_sign, measure, measure_alert
-from gex_alertd.outcomes.paths import last_ms, read_path
+from gex_alertd.outcomes.paths import (
+    last_id_command,
+    last_ms,
+    load_last_id,
+    ms_of_last_id,
+    read_path,
+)
 from gex_alertd.outcomes.report import alert_ms, stream_of
 from gex_alertd.outcomes.stats import StreamKey
 from gex_alertd.rules.base import RuleBase
@@ -180,13 +188,47 @@ class OutcomeDuty:
                 by_stream[p.stream].append(p)
         if by_stream and not await self._calendar_ready():
             return
+        known = {} if is_cluster(self.redis) else await self._checks(by_stream)
         for stream, items in by_stream.items():
             if self._halted:
                 return
-            await self._stream(cfg, stream, items, now)
+            await self._stream(cfg, stream, items, now, known.get(stream))
         lookback_ms = int(cfg.outcomes.lookback * 1000)
         for aid in [a for a, p in self.pending.items() if p.seen_ms < now - lookback_ms]:
             del self.pending[aid]  # owned by someone else all along, or never reachable
+
+    async def _checks(
+        self, by_stream: dict[StreamKey, list[_Pending]]
+    ) -> dict[StreamKey, tuple[list[Any], int | None]]:
+        """On one node, what `_stream` asks each stream first, for OUTBOXES_PER_TRIP streams
+        per round trip: the outcome records of its pending alerts (HMGET) and its last id.
+        One by one that was two round trips per symbol with pending alerts on every run (5,000
+        symbols: 10,000 every 30 s, ~55 us of CPU each). Read before the run's first stream
+        rather than at its turn: a record another daemon stores meanwhile is refused by HSETNX
+        anyway, and a stream that grew meanwhile is measured at the next run."""
+        streams = list(by_stream)
+        out: dict[StreamKey, tuple[list[Any], int | None]] = {}
+        for at in range(0, len(streams), OUTBOXES_PER_TRIP):
+            if self._halted:
+                break
+            chunk = streams[at : at + OUTBOXES_PER_TRIP]
+            payload = b"".join(
+                packed.pack(
+                    "HMGET", records.outcomes_key(s[0]), *[p.event.id for p in by_stream[s]]
+                )
+                + last_id_command(*s)
+                for s in chunk
+            )
+            replies = await packed.exchange(self.redis, payload, 2 * len(chunk))
+            if any(isinstance(r, NoScriptError) for r in replies):
+                await load_last_id(self.redis)
+                replies = await packed.exchange(self.redis, payload, 2 * len(chunk))
+            for s, stored, last in zip(chunk, replies[0::2], replies[1::2], strict=True):
+                for reply in (stored, last):
+                    if isinstance(reply, Exception):
+                        raise reply
+                out[s] = (stored, ms_of_last_id(last))
+        return out
 
     async def _calendar_ready(self) -> bool:
         """Without the session table no horizon's end is known: the alerts wait (they stay
@@ -271,12 +313,21 @@ class OutcomeDuty:
             self.pending[ev.id] = _Pending(ev, stream_of(ev, streams), alert_ms(ev), seen)
 
     async def _stream(
-        self, cfg: Config, stream: StreamKey, items: list[_Pending], now: int
+        self,
+        cfg: Config,
+        stream: StreamKey,
+        items: list[_Pending],
+        now: int,
+        known: tuple[list[Any], int | None] | None = None,
     ) -> None:
+        """`known`: its records and last id as `_checks` read them (None: read them here)."""
         symbol = stream[0]
         key = records.outcomes_key(symbol)
         rules = {r.name: r for r in cfg.rules}
-        stored = await self.redis.hmget(key, [p.event.id for p in items])
+        if known is None:
+            stored = await self.redis.hmget(key, [p.event.id for p in items])
+        else:
+            stored = known[0]
         todo = []
         for p, raw in zip(items, stored, strict=True):
             p.stored = p.stored or raw is not None
@@ -286,7 +337,7 @@ class OutcomeDuty:
                 todo.append((p, p.stored))
         if not todo:
             return
-        top = await last_ms(self.redis, symbol, stream[1])
+        top = await last_ms(self.redis, symbol, stream[1]) if known is None else known[1]
         horizons = parse_horizons(cfg.outcomes.horizons)
         settle_ms = int(cfg.outcomes.settle * 1000)
 

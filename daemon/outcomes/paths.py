@@ -7,12 +7,13 @@ wire, not the ~kilobytes of compressed strikes per snapshot. The entry ID is the
 
 from __future__ import annotations
 
+import hashlib
 from typing import NamedTuple
 
 import numpy as np
 import redis.asyncio as aioredis
 
-from gex_alertd import keys
+from gex_alertd import keys, packed
 
 # Small pages: the script's cost per entry grows with the page (every entry of a page, strike
 # block included, becomes a Lua string held until the script ends): 10,000 entries took 0.13 s
@@ -127,9 +128,25 @@ return false
 """
 
 
+_LAST_ID_SHA = hashlib.sha1(_LAST_ID.encode()).hexdigest()
+
+
 async def last_ms(redis: aioredis.Redis, symbol: str, expiry: str | None = None) -> int | None:
     """The as_of (ms) of the stream's newest entry: how far the stored data has reached."""
-    last = await redis.register_script(_LAST_ID)(keys=[keys.snap(symbol, expiry)])
+    return ms_of_last_id(await redis.register_script(_LAST_ID)(keys=[keys.snap(symbol, expiry)]))
+
+
+def last_id_command(symbol: str, expiry: str | None = None) -> bytes:
+    """`last_ms`'s script call packed (packed.exchange; its reply goes to `ms_of_last_id`).
+    A NOSCRIPT reply (a fresh or restarted Redis) asks for `load_last_id` first."""
+    return packed.pack("EVALSHA", _LAST_ID_SHA, 1, keys.snap(symbol, expiry))
+
+
+async def load_last_id(redis: aioredis.Redis) -> None:
+    await redis.script_load(_LAST_ID)
+
+
+def ms_of_last_id(last: object) -> int | None:
     if not last:  # no such stream (yet)
         return None
     text = last.decode() if isinstance(last, bytes) else str(last)

@@ -370,3 +370,43 @@ async def test_on_one_node_the_lookback_starts_where_the_per_outbox_read_starts_
     duty = OutcomeDuty(redis, lambda: cfg, lambda key: True, clock=clock_at(now), calendar=CALENDAR)
     await duty._collect(cfg, now)
     assert sorted(duty.pending) == [at.id]
+
+
+async def test_on_one_node_each_runs_checks_go_a_bounded_number_of_streams_per_round_trip(
+    redis: aioredis.Redis, monkeypatch
+) -> None:
+    from gex_alertd.outcomes import live
+
+    # every symbol with pending alerts is asked for its records and its last id, 2 symbols
+    # per round trip (not 2 round trips per symbol); a fresh Redis (SCRIPT FLUSH: NOSCRIPT)
+    # loads the script and asks again; what is due is measured as before
+    monkeypatch.setattr(live, "OUTBOXES_PER_TRIP", 2)
+    symbols = ["SPY", "QQQ", "IWM", "DIA", "XLE"]
+    cfg = flip_config(symbols, horizons=["5m"])
+    for sym in symbols:
+        await store_path(redis, sym, [T0 + i * MIN for i in range(8)], [100.0] * 8, strikes=3)
+        await fire(redis, alert(T0, symbol=sym), ["tty"])
+        await fire(redis, alert(T0 + 5 * MIN, symbol=sym), ["tty"])  # its 5m is not reached
+    exchanges: list[int] = []
+    real = live.packed.exchange
+
+    async def counting(r, payload, expected):
+        exchanges.append(expected)
+        return await real(r, payload, expected)
+
+    monkeypatch.setattr(live.packed, "exchange", counting)
+    duty = OutcomeDuty(
+        redis, lambda: cfg, lambda key: True, clock=clock_at(T0 + 8 * MIN), calendar=CALENDAR
+    )
+    await redis.script_flush()
+    await redis.config_resetstat()
+    await duty.run_once()
+    assert duty.stored == len(symbols)  # the first alert of each: 5m reached (7 min stored)
+    assert len(duty.pending) == len(symbols)  # the second waits
+    stats = await redis.info("commandstats")
+    assert "cmdstat_hmget" in stats and "cmdstat_evalsha" in stats
+    assert exchanges == [4, 4, 4, 2]  # 2 commands a symbol, 2, 2 and 1 symbols; the first twice
+    exchanges.clear()
+    await duty.run_once()  # nothing due: 3 round trips for the 5 symbols, nothing else
+    assert exchanges == [4, 4, 2]
+    assert duty.stored == len(symbols) and len(duty.pending) == len(symbols)
