@@ -33,7 +33,15 @@ BLOCK_VERSION = 1
 _MAX_SCALE = 6
 _LIMIT = float(2**53)
 
-_cctx = zstandard.ZstdCompressor(level=3)
+ZSTD_LEVEL = 3
+# zstd's hash and chain tables at 2**12 entries each (16 KB each) instead of level 3's 2**15
+# and 2**14 for a 200-strike payload (128 and 64 KB): in the daemon, between two batches, the
+# decode of 16 bodies pushes the larger tables out of the CPU's caches, and each block paid for
+# it (zstd 13 us a block in a hot loop, 18 in the daemon). Everything else is level 3's, for
+# the payload's size; the blocks come out ~0.05% larger (5,006 -> 5,009 B on bench_storage's
+# late-session blocks), and decoding does not depend on it
+ZSTD_TABLE_LOG = 12
+_cctxs: dict[int, zstandard.ZstdCompressor] = {}
 _dctx = zstandard.ZstdDecompressor()
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
@@ -276,7 +284,28 @@ def _compress(columns: dict[str, Any], count: int, extra: dict[str, Any] | None)
     payload = {"v": BLOCK_VERSION, "n": count, "c": columns}
     if extra:
         payload["x"] = extra
-    return _cctx.compress(_enc.encode(payload))
+    raw = _enc.encode(payload)
+    return _compressor(len(raw)).compress(raw)
+
+
+def _compressor(size: int) -> zstandard.ZstdCompressor:
+    """The block compressor for a payload of `size` bytes: zstd level 3's parameters for that
+    size, which depend only on its rounded-up power of two, but for the tables (ZSTD_TABLE_LOG)."""
+    key = max(size - 1, 1).bit_length()
+    found = _cctxs.get(key)
+    if found is None:
+        level = zstandard.ZstdCompressionParameters.from_level(ZSTD_LEVEL, source_size=1 << key)
+        params = zstandard.ZstdCompressionParameters(
+            window_log=level.window_log,
+            hash_log=min(level.hash_log, ZSTD_TABLE_LOG),
+            chain_log=min(level.chain_log, ZSTD_TABLE_LOG),
+            search_log=level.search_log,
+            min_match=level.min_match,
+            target_length=level.target_length,
+            strategy=level.strategy,
+        )
+        found = _cctxs[key] = zstandard.ZstdCompressor(compression_params=params)
+    return found
 
 
 def _clean(m: np.ndarray, rows: Sequence[StrikeRow]) -> bool:

@@ -413,3 +413,48 @@ def test_many_large_blocks_are_encoded_a_few_at_a_time_to_the_same_bytes() -> No
     assert encode_matrices(items) == [
         codec._encode_rows(s.strikes, {"i": i}) for i, s in enumerate(snaps)
     ]
+
+
+# --- zstd: level 3 with smaller tables ------------------------------------------------------
+
+
+def _level_3(raw: bytes) -> bytes:
+    return zstandard.ZstdCompressor(level=codec.ZSTD_LEVEL).compress(raw)
+
+
+def test_blocks_are_level_3_in_all_but_the_table_sizes() -> None:
+    # a payload for which level 3's own tables are no larger is compressed exactly as level 3
+    # does it; a 200-strike one (larger tables at level 3) differs, with level 3's window and
+    # within 0.5% of its size; either way it decompresses to the payload
+    unpack = zstandard.ZstdDecompressor().decompress
+    small = unpack(encode_strikes(make_snapshot(12).strikes))
+    assert codec._compressor(len(small)).compress(small) == _level_3(small)
+    ours = theirs = 0
+    for seed in range(6):
+        rows = make_snapshot(200, seed=seed, nulls=seed % 2 == 0).strikes
+        blob = encode_matrix(rows_matrix(rows), {"endpoint_version": "v1"})
+        raw = unpack(blob)
+        level = _level_3(raw)
+        frame, level_frame = (
+            zstandard.get_frame_parameters(blob),
+            zstandard.get_frame_parameters(level),
+        )
+        assert (frame.window_size, frame.content_size) == (level_frame.window_size, len(raw))
+        ours, theirs = ours + len(blob), theirs + len(level)
+    assert ours <= theirs * 1.005, (ours, theirs)
+
+
+def test_a_compressor_is_kept_per_power_of_two_of_the_payload() -> None:
+    # level 3's parameters depend on the size only through its power of two (table classes at
+    # 16, 128 and 256 KB; windows at a power of two): one compressor serves a whole class
+    assert codec._compressor(14_600) is codec._compressor(16_384)
+    assert codec._compressor(16_384) is not codec._compressor(16_385)
+    for size in (16_385, 200_000):
+        raw = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        blob = codec._compressor(size).compress(raw)
+        frame, level = (
+            zstandard.get_frame_parameters(blob),
+            zstandard.get_frame_parameters(_level_3(raw)),
+        )
+        assert frame.window_size == level.window_size
+        assert zstandard.ZstdDecompressor().decompress(blob) == raw
