@@ -124,7 +124,7 @@ def decode_flow_gex(
         raise PayloadError(f"malformed Flow GEX payload: {exc}") from None
     except UnicodeDecodeError as exc:  # msgspec raises it for invalid UTF-8 inside a string
         raise PayloadError(f"malformed Flow GEX payload: invalid UTF-8 ({exc.reason})") from None
-    matrix = rows_matrix(snap.strikes)
+    matrix = _decoded_matrix(snap.strikes)
     problems = _scalar_problems(snap)
     order, strike_problem = _strike_order(matrix[0])
     if strike_problem:
@@ -216,13 +216,29 @@ def rows_matrix(rows: Sequence[StrikeRow]) -> np.ndarray:
         m = _packed_matrix(_row_packer.encode(tuples), n)
     except (TypeError, ValueError, OverflowError):  # not numbers (rows made in code): below
         m = None
-    if m is not None:
-        return m
+    return m if m is not None else _values_matrix(tuples, n)
+
+
+def _values_matrix(tuples: list[tuple[Any, ...]], n: int) -> np.ndarray:
     # one flat C-level pass over the values into one preallocated array (None -> nan, as
     # np.array does): np.array of the same values as a list first scans them for nesting and
     # then converts each one generically, 92 against 37 us at 200 strikes (numpy 2.4)
     flat = chain.from_iterable(tuples)
     return np.fromiter(flat, np.float64, count=n * _WIDTH).reshape(n, _WIDTH).T.copy()
+
+
+def _decoded_matrix(rows: list[StrikeRow]) -> np.ndarray:
+    """`rows_matrix` of rows that `_decoder` made just now, so every value is a float or None
+    (the struct's types, which msgspec enforces: a JSON int becomes a float, anything else is
+    refused): packed, each value is 9 bytes tagged float64 or one nil byte, so the tags need
+    no check (`_packed_matrix(..., typed=True)`): without a null the values are read at
+    once."""
+    n = len(rows)
+    if not n:
+        return np.empty((_WIDTH, 0), dtype=np.float64)
+    tuples = list(map(_astuple, rows))
+    m = _packed_matrix(_row_packer.encode(tuples), n, typed=True)
+    return m if m is not None else _values_matrix(tuples, n)
 
 
 # `rows_matrix`'s fast way: msgspec packs the rows' tuples as msgpack in C (~12 us at 200
@@ -239,13 +255,16 @@ _F64, _NIL = 0xCB, 0xC0
 _NILS_MAX = 8  # past this many nulls the search costs more than the per-value path
 
 
-def _packed_matrix(buf: bytes, n: int) -> np.ndarray | None:
+def _packed_matrix(buf: bytes, n: int, *, typed: bool = False) -> np.ndarray | None:
     """`rows_matrix` of the `n` rows whose tuples msgpack packed into `buf`, or None when they
-    are not all floats and nulls (or hold more than _NILS_MAX nulls)."""
+    are not all floats and nulls (or hold more than _NILS_MAX nulls). `typed`: the values are
+    known to be floats and nulls (`_decoded_matrix`), so their tags are not checked."""
     head = 1 if n < 16 else 3 if n < 2**16 else 5  # the list's array header
     nils, odd = divmod(head + n * _ROW_BYTES - len(buf), 8)
     if odd or not 0 <= nils <= _NILS_MAX:
         return None
+    if typed and not nils:  # every value a float: the fixed layout, nothing to look for
+        return _read(buf, n, head)
     pad = bytes(8 * nils)
     # the tag of each value (in row order) as it would sit after 0, 1, ... nils: the z-th nil
     # is the first value after the previous one whose tag is not a float at shift z, and every
@@ -260,22 +279,28 @@ def _packed_matrix(buf: bytes, n: int) -> np.ndarray | None:
         i = start + int(other[z, start:].argmax())  # `start` itself when there is none
         row, col = divmod(i, _WIDTH)
         at = head + 1 + row * _ROW_BYTES + col * 9 - 8 * z
-        if at >= len(buf) or buf[at] != _NIL:
+        if not typed and (at >= len(buf) or buf[at] != _NIL):
             return None
         parts += (buf[last : at + 1], pad[:8])  # the nil as 9 bytes, like a float
         last = at + 1
         cells.append((col, row))
         start = i + 1
-    if other[nils, start:].any():
+    if not typed and other[nils, start:].any():
         return None
     if nils:
         parts.append(buf[last:])
         buf = b"".join(parts)
-    values = np.ndarray((_WIDTH, n), ">f8", buf, offset=head + 2, strides=(9, _ROW_BYTES))
-    m = values.astype(np.float64, order="C")
+    m = _read(buf, n, head)
     for col, row in cells:
         m[col, row] = np.nan
     return m
+
+
+def _read(buf: bytes, n: int, head: int) -> np.ndarray:
+    """The (_WIDTH, n) float64 matrix of `n` packed rows of 9-byte values after a list header
+    of `head` bytes."""
+    values = np.ndarray((_WIDTH, n), ">f8", buf, offset=head + 2, strides=(9, _ROW_BYTES))
+    return values.astype(np.float64, order="C")
 
 
 def _tags(buf: bytes, offset: int, n: int, shifts: int) -> np.ndarray:

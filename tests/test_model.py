@@ -179,6 +179,39 @@ def test_rows_matrix_of_doubles_made_of_tag_bytes_is_bit_for_bit_the_values(
     assert rows_matrix(rows).tobytes() == want.tobytes()
 
 
+wire_value = (
+    st.floats(allow_nan=False, allow_infinity=False)
+    | tag_double.filter(math.isfinite)
+    | st.integers(-(2**53), 2**53)
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.tuples(*[wire_value] * len(STRIKE_FIELDS)), min_size=1, max_size=40), st.data())
+def test_the_decoded_matrix_is_bit_for_bit_the_bodys_values(
+    values: list[tuple[float | int, ...]], data: st.DataObject
+) -> None:
+    # decode_flow_gex reads its own rows without checking their tags (the struct's types make
+    # every value a float or a null): the same doubles as the checked path and as numpy's
+    # conversion of the body's values, JSON ints, -0.0, doubles made of tag bytes, nulls
+    # anywhere but the strike (past _NILS_MAX of them the per-value path)
+    width = len(STRIKE_FIELDS)
+    flat: list[float | int | None] = [v for row in values for v in row]
+    for i in range(0, len(flat), width):  # strictly increasing positive strikes
+        flat[i] = float(i + 1)
+    cells = [i for i in range(len(flat)) if i % width]
+    for i in data.draw(st.sets(st.sampled_from(cells), max_size=12)):
+        flat[i] = None
+    raw = msgspec.json.decode(body())
+    raw["strikes"] = [dict(zip(STRIKE_FIELDS, flat[i : i + width], strict=True))
+                      for i in range(0, len(flat), width)]  # fmt: skip
+    s = decode_flow_gex(msgspec.json.encode(raw))
+    m = strike_matrix(s)
+    want = np.array(flat, dtype=np.float64).reshape(len(values), width).T
+    assert m is not None and m.flags.c_contiguous
+    assert m.tobytes() == want.tobytes() == rows_matrix(s.strikes).tobytes()
+
+
 @pytest.mark.parametrize("odd", [7, True, 2**63, "abcdefgh", b"12345678"])
 def test_rows_matrix_of_rows_made_in_code_with_other_values(odd: object) -> None:
     # not a float: packed, it is not 9 bytes tagged 0xcb (or it is 9 bytes with another tag),
