@@ -8,6 +8,7 @@ would poison storage or rules (types, finiteness, a positive spot).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cached_property
@@ -208,23 +209,7 @@ def rows_matrix(rows: Sequence[StrikeRow]) -> np.ndarray:
     one row per column, in STRIKE_FIELDS order, NaN for null. `float(m[j, i])` is exactly the
     row's float. Raises TypeError, ValueError or OverflowError for values numpy cannot hold as
     a float64 (only rows built in code can have them)."""
-    n = len(rows)
-    if not n:
-        return np.empty((_WIDTH, 0), dtype=np.float64)
-    tuples = list(map(_astuple, rows))
-    try:
-        m = _packed_matrix(_row_packer.encode(tuples), n)
-    except (TypeError, ValueError, OverflowError):  # not numbers (rows made in code): below
-        m = None
-    return m if m is not None else _values_matrix(tuples, n)
-
-
-def _values_matrix(tuples: list[tuple[Any, ...]], n: int) -> np.ndarray:
-    # one flat C-level pass over the values into one preallocated array (None -> nan, as
-    # np.array does): np.array of the same values as a list first scans them for nesting and
-    # then converts each one generically, 92 against 37 us at 200 strikes (numpy 2.4)
-    flat = chain.from_iterable(tuples)
-    return np.fromiter(flat, np.float64, count=n * _WIDTH).reshape(n, _WIDTH).T.copy()
+    return _matrix(rows, typed=False)
 
 
 def _decoded_matrix(rows: list[StrikeRow]) -> np.ndarray:
@@ -233,15 +218,28 @@ def _decoded_matrix(rows: list[StrikeRow]) -> np.ndarray:
     refused): packed, each value is 9 bytes tagged float64 or one nil byte, so the tags need
     no check (`_packed_matrix(..., typed=True)`): without a null the values are read at
     once."""
+    return _matrix(rows, typed=True)
+
+
+def _matrix(rows: Sequence[StrikeRow], *, typed: bool) -> np.ndarray:
     n = len(rows)
     if not n:
         return np.empty((_WIDTH, 0), dtype=np.float64)
     tuples = list(map(_astuple, rows))
-    m = _packed_matrix(_row_packer.encode(tuples), n, typed=True)
-    return m if m is not None else _values_matrix(tuples, n)
+    try:
+        m = _packed_matrix(_pack(tuples), n, typed=typed)
+    except (TypeError, ValueError, OverflowError):  # not numbers (rows made in code): below
+        m = None
+    if m is not None:
+        return m
+    # one flat C-level pass over the values into one preallocated array (None -> nan, as
+    # np.array does): np.array of the same values as a list first scans them for nesting and
+    # then converts each one generically, 92 against 37 us at 200 strikes (numpy 2.4)
+    flat = chain.from_iterable(tuples)
+    return np.fromiter(flat, np.float64, count=n * _WIDTH).reshape(n, _WIDTH).T.copy()
 
 
-# `rows_matrix`'s fast way: msgspec packs the rows' tuples as msgpack in C (~12 us at 200
+# `rows_matrix`'s fast way: msgspec packs the rows' tuples as msgpack in C (~5 us at 200
 # strikes), every float as a float64 (the tag 0xcb and its 8 bytes, big-endian) and a null as
 # nil (the one byte 0xc0), so rows holding only floats are a fixed layout that numpy reads in
 # one strided cast: ~16 us against ~33 for numpy converting 2,000 Python floats one by one.
@@ -253,62 +251,98 @@ _row_packer = msgspec.msgpack.Encoder()
 _ROW_BYTES = 1 + 9 * _WIDTH  # a packed row: its array header (0x9a), then 10 values
 _F64, _NIL = 0xCB, 0xC0
 _NILS_MAX = 8  # past this many nulls the search costs more than the per-value path
+# The rows are packed into one buffer kept per thread, after _FRONT zero bytes: no new buffer
+# grown by reallocation per snapshot (18 KB at 200 strikes), and the tags at each shift read
+# in place (the zeros before, and 8 per null appended after, are what a shift reads past
+# either end: no float tag). 2 us of the 23 a snapshot's matrix cost with caches as cold as in
+# the daemon.
+_FRONT = 8 * _NILS_MAX
+_kept = threading.local()  # per thread: a matrix built in another thread never shares it
 
 
-def _packed_matrix(buf: bytes, n: int, *, typed: bool = False) -> np.ndarray | None:
-    """`rows_matrix` of the `n` rows whose tuples msgpack packed into `buf`, or None when they
-    are not all floats and nulls (or hold more than _NILS_MAX nulls). `typed`: the values are
-    known to be floats and nulls (`_decoded_matrix`), so their tags are not checked."""
+def _pack(tuples: list[tuple[Any, ...]]) -> bytearray | bytes:
+    """The tuples packed at `_FRONT` of this thread's kept buffer (truncated after them), or
+    into a new buffer of their own after _FRONT zeros while a view of the kept one is still
+    alive (an exception's frame holding one: it cannot be resized then)."""
+    buf = getattr(_kept, "buf", None)
+    if buf is None:
+        buf = _kept.buf = bytearray(_FRONT)
+    try:
+        _row_packer.encode_into(tuples, buf, _FRONT)
+    except BufferError:
+        return bytes(_FRONT) + _row_packer.encode(tuples)
+    return buf
+
+
+def _packed_matrix(buf: bytearray | bytes, n: int, *, typed: bool = False) -> np.ndarray | None:
+    """`rows_matrix` of the `n` rows whose tuples msgpack packed into `buf` after _FRONT
+    zeros (`_pack`), or None when they are not all floats and nulls (or hold more than
+    _NILS_MAX nulls). `typed`: the values are known to be floats and nulls (`_decoded_matrix`),
+    so their tags are not checked."""
     head = 1 if n < 16 else 3 if n < 2**16 else 5  # the list's array header
-    nils, odd = divmod(head + n * _ROW_BYTES - len(buf), 8)
+    size = len(buf) - _FRONT
+    nils, odd = divmod(head + n * _ROW_BYTES - size, 8)
     if odd or not 0 <= nils <= _NILS_MAX:
         return None
+    first = _FRONT + head + 1  # the first value's tag
     if typed and not nils:  # every value a float: the fixed layout, nothing to look for
-        return _read(buf, n, head)
-    pad = bytes(8 * nils)
+        return _read(buf, n, first)
+    if nils:
+        buf = buf + bytes(8 * nils) if isinstance(buf, bytes) else _grown(buf, 8 * nils)
     # the tag of each value (in row order) as it would sit after 0, 1, ... nils: the z-th nil
     # is the first value after the previous one whose tag is not a float at shift z, and every
     # value after the last one is a float at shift `nils` (copied first: numpy compares a
     # strided view of bytes at a third of the speed)
-    shifted = _tags(pad + buf + pad, 8 * nils + head + 1, n, nils + 1).copy() != _F64
+    shifted = _tags(buf, first, n, nils + 1).copy() != _F64
     other = shifted.reshape(nils + 1, n * _WIDTH)
-    start = last = 0
-    parts: list[bytes] = []
+    start, last = 0, _FRONT
+    parts: list[bytes | memoryview] = []
     cells: list[tuple[int, int]] = []
-    for z in range(nils):
-        i = start + int(other[z, start:].argmax())  # `start` itself when there is none
-        row, col = divmod(i, _WIDTH)
-        at = head + 1 + row * _ROW_BYTES + col * 9 - 8 * z
-        if not typed and (at >= len(buf) or buf[at] != _NIL):
+    with memoryview(buf) as view:  # released here: the kept buffer can be resized again
+        for z in range(nils):
+            i = start + int(other[z, start:].argmax())  # `start` itself when there is none
+            row, col = divmod(i, _WIDTH)
+            at = first + row * _ROW_BYTES + col * 9 - 8 * z
+            if not typed and (at >= _FRONT + size or buf[at] != _NIL):
+                return None
+            parts += (view[last : at + 1], _PAD)  # the nil as 9 bytes, like a float
+            last = at + 1
+            cells.append((col, row))
+            start = i + 1
+        if not typed and other[nils, start:].any():
             return None
-        parts += (buf[last : at + 1], pad[:8])  # the nil as 9 bytes, like a float
-        last = at + 1
-        cells.append((col, row))
-        start = i + 1
-    if not typed and other[nils, start:].any():
-        return None
-    if nils:
-        parts.append(buf[last:])
-        buf = b"".join(parts)
-    m = _read(buf, n, head)
+        if nils:
+            parts.append(view[last : _FRONT + size])
+            buf = b"".join(parts)
+    m = _read(buf, n, first if not nils else head + 1)
     for col, row in cells:
         m[col, row] = np.nan
     return m
 
 
-def _read(buf: bytes, n: int, head: int) -> np.ndarray:
-    """The (_WIDTH, n) float64 matrix of `n` packed rows of 9-byte values after a list header
-    of `head` bytes."""
-    values = np.ndarray((_WIDTH, n), ">f8", buf, offset=head + 2, strides=(9, _ROW_BYTES))
+_PAD = bytes(8)
+
+
+def _grown(buf: bytearray, by: int) -> bytearray | bytes:
+    """`buf` with `by` zeros appended, in place unless a view of it is still alive."""
+    try:
+        buf += bytes(by)
+    except BufferError:
+        return bytes(buf) + bytes(by)
+    return buf
+
+
+def _read(buf: bytearray | bytes, n: int, first: int) -> np.ndarray:
+    """The (_WIDTH, n) float64 matrix of `n` packed rows of 9-byte values, the first value's
+    tag at `first`."""
+    values = np.ndarray((_WIDTH, n), ">f8", buf, offset=first + 1, strides=(9, _ROW_BYTES))
     return values.astype(np.float64, order="C")
 
 
-def _tags(buf: bytes, offset: int, n: int, shifts: int) -> np.ndarray:
+def _tags(buf: bytearray | bytes, first: int, n: int, shifts: int) -> np.ndarray:
     """The tag byte of every packed value, (shift, row, column), at `shifts` layouts each 8
-    bytes before the previous one."""
-    return np.ndarray(
-        (shifts, n, _WIDTH), np.uint8, buf, offset=offset, strides=(-8, _ROW_BYTES, 9)
-    )
+    bytes before the previous one (the first value's tag at `first` at shift 0)."""
+    return np.ndarray((shifts, n, _WIDTH), np.uint8, buf, offset=first, strides=(-8, _ROW_BYTES, 9))
 
 
 def strike_matrix(snap: FlowGex) -> np.ndarray | None:

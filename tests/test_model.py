@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 
 import msgspec
 import numpy as np
@@ -210,6 +211,27 @@ def test_the_decoded_matrix_is_bit_for_bit_the_bodys_values(
     want = np.array(flat, dtype=np.float64).reshape(len(values), width).T
     assert m is not None and m.flags.c_contiguous
     assert m.tobytes() == want.tobytes() == rows_matrix(s.strikes).tobytes()
+
+
+def test_a_matrix_built_while_the_kept_buffer_is_held_or_in_another_thread_is_the_same() -> None:
+    # the rows are packed into a buffer kept per thread; one still viewed (an exception's
+    # frame holding a view) cannot be resized, and they are packed into a new one instead
+    from gex_alertd import model
+
+    raw = body()
+    want = strike_matrix(decode_flow_gex(raw))
+    assert want is not None
+    with memoryview(model._kept.buf):
+        with pytest.raises(BufferError):
+            model._kept.buf.append(0)
+        held = strike_matrix(decode_flow_gex(raw))
+    elsewhere: list[np.ndarray | None] = []
+    worker = threading.Thread(target=lambda: elsewhere.append(strike_matrix(decode_flow_gex(raw))))
+    worker.start()
+    worker.join()
+    for m in (held, *elsewhere):
+        assert m is not None and m.tobytes() == want.tobytes()
+    assert rows_matrix(decode_flow_gex(raw).strikes).tobytes() == want.tobytes()
 
 
 @pytest.mark.parametrize("odd", [7, True, 2**63, "abcdefgh", b"12345678"])
