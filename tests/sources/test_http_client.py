@@ -501,6 +501,35 @@ async def test_a_server_that_never_answers_times_out(
     assert (await get(client)).status == 200
 
 
+async def test_requests_in_flight_together_each_time_out_at_their_own_deadline(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    # one timer serves every response awaited: set for the earliest deadline, moved earlier
+    # for a shorter timeout sent later, set again for the next one after it fires; a request
+    # answered meanwhile, or still within its time, is not touched
+    async def silent(reader: asyncio.StreamReader, _: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    raw.script.extend([silent, silent, answer, silent])
+    client = client_for(made, raw.url, max_connections=4)
+    longer = asyncio.create_task(get(client, timeout_s=60))
+    await eventually(lambda: len(raw.requests) == 1, "the first request to arrive")
+    shorter = asyncio.create_task(get(client, timeout_s=0.3))
+    await eventually(lambda: len(raw.requests) == 2, "the second request to arrive")
+    assert (await get(client, timeout_s=30)).body == b"ok"
+    last = asyncio.create_task(get(client, timeout_s=0.6))
+    with pytest.raises(HttpTimeout, match=r"within 0\.3 s"):
+        await shorter
+    with pytest.raises(HttpTimeout, match=r"within 0\.6 s"):
+        await last
+    assert not longer.done()
+    longer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await longer
+    assert not client._awaited
+
+
 async def test_connection_refused(made: list[HttpClient]) -> None:
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
