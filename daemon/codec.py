@@ -19,6 +19,7 @@ tests pin both to the same bytes, and those bytes to what was stored before the 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -41,8 +42,10 @@ ZSTD_LEVEL = 3
 # the payload's size; the blocks come out ~0.05% larger (5,006 -> 5,009 B on bench_storage's
 # late-session blocks), and decoding does not depend on it
 ZSTD_TABLE_LOG = 12
-_cctxs: dict[int, zstandard.ZstdCompressor] = {}
-_dctx = zstandard.ZstdDecompressor()
+# per thread: python-zstandard runs a context without the GIL, and one context used by two
+# threads at once fails or returns wrong bytes (the live page decodes history in a worker
+# thread while the loop decodes too); also `_compress`'s payload buffer
+_local = threading.local()
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
 
@@ -284,7 +287,13 @@ def _compress(columns: dict[str, Any], count: int, extra: dict[str, Any] | None)
     payload = {"v": BLOCK_VERSION, "n": count, "c": columns}
     if extra:
         payload["x"] = extra
-    raw = _enc.encode(payload)
+    # packed into a buffer kept per thread: a fresh bytes object grew by realloc from a few
+    # bytes to ~15 KB per block, in memory gone cold since the last one (~1 us a block in the
+    # daemon)
+    raw = getattr(_local, "buf", None)
+    if raw is None:
+        raw = _local.buf = bytearray()
+    _enc.encode_into(payload, raw)
     return _compressor(len(raw)).compress(raw)
 
 
@@ -292,7 +301,10 @@ def _compressor(size: int) -> zstandard.ZstdCompressor:
     """The block compressor for a payload of `size` bytes: zstd level 3's parameters for that
     size, which depend only on its rounded-up power of two, but for the tables (ZSTD_TABLE_LOG)."""
     key = max(size - 1, 1).bit_length()
-    found = _cctxs.get(key)
+    cctxs: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "cctxs", None)
+    if cctxs is None:
+        cctxs = _local.cctxs = {}
+    found = cctxs.get(key)
     if found is None:
         level = zstandard.ZstdCompressionParameters.from_level(ZSTD_LEVEL, source_size=1 << key)
         params = zstandard.ZstdCompressionParameters(
@@ -304,7 +316,15 @@ def _compressor(size: int) -> zstandard.ZstdCompressor:
             target_length=level.target_length,
             strategy=level.strategy,
         )
-        found = _cctxs[key] = zstandard.ZstdCompressor(compression_params=params)
+        found = cctxs[key] = zstandard.ZstdCompressor(compression_params=params)
+    return found
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    """This thread's block decompressor."""
+    found: zstandard.ZstdDecompressor | None = getattr(_local, "dctx", None)
+    if found is None:
+        found = _local.dctx = zstandard.ZstdDecompressor()
     return found
 
 
@@ -435,7 +455,7 @@ def _decode_plain(cols: list[list[Any]], count: int) -> np.ndarray:
 def _open_block(blob: bytes) -> dict[str, Any]:
     """Decompress and unpack a block, checking its version."""
     try:
-        payload = _dec.decode(_dctx.decompress(blob))
+        payload = _dec.decode(_decompressor().decompress(blob))
         version = payload.get("v")
     except (zstandard.ZstdError, msgspec.DecodeError, AttributeError) as exc:
         raise BlockError(f"corrupt strike block: {exc}") from None
@@ -527,7 +547,7 @@ def _decode_window(blobs: Sequence[bytes], wanted: tuple[str, ...]) -> list[Arra
     groups: dict[tuple[Any, ...], list[tuple[int, list[list[Any]], dict[str, Any]]]] = {}
     for i, blob in enumerate(blobs):
         try:
-            payload = _dec.decode(_dctx.decompress(blob))
+            payload = _dec.decode(_decompressor().decompress(blob))
             version = payload.get("v")
             count, stored = payload["n"], payload["c"]
             picked = [stored.get(n, _ALL_NULL) for n in wanted]

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from gex_alertd import codec, keys, store
 from gex_alertd.codec import (
     BlockError,
+    decode_arrays,
     decode_columns,
     decode_strikes,
     encode_matrices,
@@ -458,3 +459,33 @@ def test_a_compressor_is_kept_per_power_of_two_of_the_payload() -> None:
         )
         assert frame.window_size == level.window_size
         assert zstandard.ZstdDecompressor().decompress(blob) == raw
+
+
+def test_a_block_after_a_larger_one_is_its_own_payload_alone() -> None:
+    # the payload is packed into a buffer kept between blocks: nothing of a larger block
+    # before it may remain at its end
+    encode_strikes(make_snapshot(400).strikes, {"pad": "x" * 5000})
+    blob = encode_strikes(_variants()["plain"], {"endpoint_version": "v1"})
+    assert (
+        hashlib.sha256(zstandard.ZstdDecompressor().decompress(blob)).hexdigest()
+        == (GOLDEN["plain"])
+    )
+
+
+def test_blocks_encoded_and_decoded_in_several_threads_at_once_are_each_their_own() -> None:
+    # zstd runs without the GIL: a context (or the payload buffer) shared by threads at once
+    # fails or mixes blocks up (the live page decodes history in worker threads); large
+    # blocks keep several threads inside zstd together
+    from concurrent.futures import ThreadPoolExecutor
+
+    items = [(rows_matrix(make_snapshot(2000, seed=i).strikes), {"i": i}) for i in range(16)]
+    blocks = [encode_matrix(m, extra) for m, extra in items]
+    names = ("strike", "call_oi", "put_gex")
+    columns = [decode_arrays(blob, names).cols for blob in blocks]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(6):
+            assert list(pool.map(lambda it: encode_matrix(*it), items)) == blocks
+            for got, want in zip(
+                pool.map(lambda blob: decode_arrays(blob, names).cols, blocks), columns, strict=True
+            ):
+                assert all(np.array_equal(got[n], want[n]) for n in names)
