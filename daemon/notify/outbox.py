@@ -41,7 +41,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from gex_alertd import keys, packed, redaction
 from gex_alertd.connections import as_str, entries, entry_key, is_cluster
@@ -332,27 +332,53 @@ class Outbox:
 
     # --- bookkeeping ---------------------------------------------------------------------
 
+    async def _packed(self, commands: list[bytes]) -> list[Any]:
+        """Commands packed by the caller, in one write on one node (packed.exchange: these
+        run for every alert, and redis-py's pipeline costs more than they do); an error reply
+        raises, as a pipeline's execute does."""
+        replies = await packed.exchange(self.redis, b"".join(commands), len(commands))
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
     async def ack(self, done: Iterable[Entry]) -> None:
         groups = _by_stream(done)
         if not groups:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for stream, es in groups.items():
-                pipe.xack(stream, self.group, *[e.entry_id for e in es])
-            await pipe.execute()
+        if self.cluster:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for stream, es in groups.items():
+                    pipe.xack(stream, self.group, *[e.entry_id for e in es])
+                await pipe.execute()
+        else:
+            await self._packed(
+                [
+                    packed.pack("XACK", stream, self.group, *[e.entry_id for e in es])
+                    for stream, es in groups.items()
+                ]
+            )
         self.acked_streams |= set(groups)
 
     async def sent_already(self, candidates: Sequence[Entry]) -> list[bool]:
         if not candidates:
             return []
+        markers = [keys.sent_marker(e.slot_symbol, e.alert_id, self.channel) for e in candidates]
+        if not self.cluster:
+            return [
+                bool(x) for x in await self._packed([packed.pack("EXISTS", m) for m in markers])
+            ]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for e in candidates:
-                pipe.exists(keys.sent_marker(e.slot_symbol, e.alert_id, self.channel))
+            for marker in markers:
+                pipe.exists(marker)
             return [bool(x) for x in await pipe.execute()]
 
     async def _finish(self, done: Sequence[Entry], *, delivered: bool) -> None:
-        """outbox.lua per stream: XACK, attempts dropped, sent markers when delivered."""
+        """outbox.lua per stream: XACK, attempts dropped, sent markers when delivered. On one
+        node every stream's call goes in one write (the script is idempotent: a resend after a
+        lost connection, or after NOSCRIPT, changes nothing already done)."""
         ttl = str(self.dedup_ttl_ms) if delivered else ""
+        calls: list[tuple[list[str], list[str]]] = []
         for stream, es in _by_stream(done).items():
             names = [stream]
             for e in es:
@@ -360,8 +386,20 @@ class Outbox:
                     keys.sent_marker(e.slot_symbol, e.alert_id, self.channel),
                     keys.attempts(e.slot_symbol, e.alert_id, self.channel),
                 ]
-            await self._done(keys=names, args=[self.group, ttl, *[e.entry_id for e in es]])
-            self.acked_streams.add(stream)
+            calls.append((names, [self.group, ttl, *[e.entry_id for e in es]]))
+        if not calls:
+            return
+        if self.cluster:
+            for names, args in calls:
+                await self._done(keys=names, args=args)
+        else:
+            commands = [packed.pack("EVALSHA", self._done.sha, len(n), *n, *a) for n, a in calls]
+            try:
+                await self._packed(commands)
+            except NoScriptError:  # a fresh or restarted Redis: load it, send them again
+                await self.redis.script_load(LUA)
+                await self._packed(commands)
+        self.acked_streams.update(names[0] for names, _args in calls)
 
     async def mark_sent(self, done: Sequence[Entry]) -> None:
         """Entries the receiver accepted: sent marker + XACK + attempts reset, per stream."""

@@ -34,7 +34,7 @@ import msgspec
 import redis.asyncio as aioredis
 import structlog
 
-from gex_alertd import keys
+from gex_alertd import keys, packed
 from gex_alertd.connections import as_str, entries, is_cluster
 from gex_alertd.model import AlertEvent, decode_alert
 
@@ -166,6 +166,8 @@ class SilenceStore:
         self._cached: list[Silence] | None = None
         self._cached_version: bytes | str | None = None
         self._cached_at = 0.0  # monotonic
+        # current()'s check on one node, packed once: GET of the version, then TIME
+        self._check = packed.pack("GET", self.version_key) + packed.pack("TIME")
 
     async def _write(
         self, *, hset: tuple[str, bytes] | None = None, hdel: Sequence[str] = ()
@@ -255,11 +257,12 @@ class SilenceStore:
             if is_cluster(self.redis):
                 version = await self.redis.get(self.version_key)
                 sec, usec = await self.redis.time()
-            else:  # one round trip: this runs before every delivery
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.get(self.version_key)
-                    pipe.time()
-                    version, (sec, usec) = await pipe.execute()
+            else:  # one round trip, packed once: this runs before every delivery
+                replies = await packed.exchange(self.redis, self._check, 2)
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+                version, (sec, usec) = replies[0], map(int, replies[1])
             if version == self._cached_version:
                 self.offset_s = sec + usec / 1e6 - time.time()
                 return self._cached

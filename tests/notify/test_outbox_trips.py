@@ -178,3 +178,40 @@ async def test_a_sweep_over_the_same_streams_reuses_its_packed_commands(
     await ob.read_new(streams, 2)  # another count: packed anew
     await ob.read_new(streams[:4], 2)  # other streams: packed anew
     assert len(packs) == 3 + 3 + 2
+
+
+async def test_on_one_node_the_per_alert_commands_go_in_one_write_and_do_what_they_did(
+    redis: aioredis.Redis, monkeypatch
+) -> None:
+    # sent markers checked, entries of two streams marked sent and acked (outbox.lua, loaded
+    # again after a SCRIPT FLUSH), others acked: one write each, the same keys as the
+    # per-stream calls of a cluster write
+    for s in ("SPY", "QQQ"):
+        for i in range(2):
+            await enqueue(redis, alert(i, s), ["ops"])
+    exchanges: list[int] = []
+    real = outbox_mod.packed.exchange
+
+    async def counting(r, payload, expected):
+        exchanges.append(expected)
+        return await real(r, payload, expected)
+
+    monkeypatch.setattr(outbox_mod.packed, "exchange", counting)
+    ob = Outbox(redis, "ops", "one", 3600)
+    got = await ob.read_new([keys.outbox("SPY"), keys.outbox("QQQ")], 10)
+    by_stream = [[e for e in got if e.stream == keys.outbox(s)] for s in ("SPY", "QQQ")]
+    first, rest = [es[0] for es in by_stream], [es[1] for es in by_stream]  # one of each
+    assert await ob.sent_already(got) == [False] * 4
+    await redis.script_flush()
+    exchanges.clear()
+    await ob.mark_sent(first)
+    assert exchanges == [2, 2]  # NOSCRIPT: loaded, then both streams' calls again
+    assert await ob.sent_already(first + rest) == [True, True, False, False]
+    await ob.ack(rest)
+    for s in ("SPY", "QQQ"):
+        pending = await redis.xpending(keys.outbox(s), keys.notify_group("ops"))
+        assert pending["pending"] == 0
+        for e in first:
+            marker = keys.sent_marker(e.slot_symbol, e.alert_id, "ops")
+            assert 0 < await redis.pttl(marker) <= 3600 * 1000
+    assert ob.acked_streams == {keys.outbox("SPY"), keys.outbox("QQQ")}
