@@ -18,7 +18,7 @@ active_hours (a receiver's incident must close), and it does not start a cooldow
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -94,6 +94,14 @@ def alert_id(
 _encoder = msgspec.msgpack.Encoder()
 
 
+class _Plan(NamedTuple):
+    rule: RuleBase
+    name: str
+    type: RuleType[Any, Any]
+    type_name: str
+    reads_rows: bool  # given the rows of a rowless snapshot (`with_rows`)
+
+
 class Engine:
     def __init__(self, rules: list[RuleBase]):
         # operator rules (stale_data, source_failing) are fed by polls, not snapshots
@@ -108,6 +116,23 @@ class Engine:
         self._rule_sets: dict[tuple[int, ...], list[RuleBase]] = {}  # one list per distinct set
         self._needs_prev: dict[str, bool] = {}
         self._needs_settled: dict[str, bool] = {}
+        # per rule, what `evaluate` looks up for it on every snapshot, looked up once
+        self._plans = {
+            r.name: _Plan(
+                r, r.name, self._types[r.name], self._types[r.name].name, r.name in self._reads_rows
+            )
+            for r in self.rules
+        }
+        # per distinct rule set (`applicable` shares one list per set, kept as long as the
+        # engine), not per symbol: 5,000 symbols hold no list of their own
+        self._plan_sets: dict[int, list[_Plan]] = {}
+
+    def _plans_for(self, symbol: str) -> list[_Plan]:
+        rules = self.applicable(symbol)
+        found = self._plan_sets.get(id(rules))
+        if found is None:
+            found = self._plan_sets[id(rules)] = [self._plans[r.name] for r in rules]
+        return found
 
     def applicable(self, symbol: str) -> list[RuleBase]:
         found = self._by_symbol.get(symbol)
@@ -184,19 +209,23 @@ class Engine:
         as_of_ms = snap.as_of_ms
         out = Outcome({}, [], [])
         whole: tuple[FlowGex, FlowGex | None] | None = None
-        for rule in self.applicable(snap.symbol):
-            t = self._types[rule.name]
-            slot = slots.get(rule.name)
+        for rule, name, t, type_name, reads_rows in self._plans_for(snap.symbol):
+            slot = slots.get(name)
             seen, seen_prev = snap, prev
-            if rule.name in self._reads_rows:
+            if reads_rows:
                 if whole is None:
                     whole = with_rows(snap), None if prev is None else with_rows(prev)
                 seen, seen_prev = whole
-            state, fired = t.evaluate(rule, slot.state if slot else None, seen, seen_prev)
-            last = slot.last_fired_ms if slot else None
-            is_open = slot.open if slot else False
             if slot is None:
-                fired = []  # the first snapshot a rule sees never fires
+                state, fired = t.evaluate(rule, None, seen, seen_prev)
+                # the first snapshot a rule sees never fires
+                out.slots[name] = RuleSlot(type_name, None, state, False)
+                continue
+            state, fired = t.evaluate(rule, slot.state, seen, seen_prev)
+            if not fired:
+                out.slots[name] = RuleSlot(type_name, slot.last_fired_ms, state, slot.open)
+                continue
+            last, is_open = slot.last_fired_ms, slot.open
             for f in fired:
                 event = self._event(rule, t, f, snap, expiry, as_of_ms)
                 if f.status != FIRING:
@@ -213,7 +242,7 @@ class Engine:
                     continue
                 last, is_open = as_of_ms, True
                 out.emitted.append(Emitted(event, list(rule.channels), int(rule.cooldown * 1000)))
-            out.slots[rule.name] = RuleSlot(t.name, last, state, is_open)
+            out.slots[name] = RuleSlot(type_name, last, state, is_open)
         return out
 
     @staticmethod

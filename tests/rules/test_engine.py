@@ -251,6 +251,26 @@ def test_no_resolved_event_for_a_firing_that_was_not_sent() -> None:
     assert held == [(3, "firing", "cooldown"), (4, "resolved", "firing_not_sent")]
 
 
+def test_snapshots_that_fire_nothing_keep_the_cooldown_and_what_was_sent() -> None:
+    # between two crosses, snapshots on the same side fire nothing: the cross back still falls
+    # in the first one's cooldown (its last firing time carried through them)
+    seq = [(0, 99.0), (10, 101.0), (20, 101.0), (30, 101.0), (40, 99.0), (700, 101.0)]
+    crosses = [snap(at=T0 + timedelta(seconds=s), spot=p, flip=100.0) for s, p in seq]
+    assert fired_at(make_rule(type="flip_cross", cooldown="10m"), crosses) == [1, 5]
+    # and whether the last firing was sent: an entry sent is resolved after snapshots inside
+    # the zone, one held back by the cooldown is not
+    engine = Engine([_zone()])
+    slots: dict = {}
+    sent, held = [], []
+    for i, s in enumerate([OUT, IN, IN, OUT, IN, IN, IN, OUT]):
+        outcome = engine.evaluate(slots, snap(at=i, spot=s), None, None)
+        slots = outcome.slots
+        sent += [(i, em.event.status) for em in outcome.emitted]
+        held += [(i, sup.event.status, sup.reason) for sup in outcome.suppressed]
+    assert sent == [(1, "firing"), (3, "resolved")]
+    assert held == [(4, "firing", "cooldown"), (7, "resolved", "firing_not_sent")]
+
+
 def test_a_resolved_event_after_active_hours_closes_what_was_sent() -> None:
     # entry at 15:59:45 New York (sent), exit at 16:00:00 (outside the window): still sent
     hours = {"start": "09:30", "end": "16:00"}
