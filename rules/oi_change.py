@@ -20,7 +20,7 @@ import numpy as np
 
 from gex_alertd.model import FlowGex, iso_utc
 from gex_alertd.rules.base import Fired, RuleBase, RuleType
-from gex_alertd.rules.columns import columns
+from gex_alertd.rules.columns import FIELDS, columns
 
 _EXCHANGE_TZ = ZoneInfo("America/New_York")
 
@@ -108,17 +108,28 @@ def _inside(rule: OiChange, strike: np.ndarray, spot: float) -> np.ndarray | boo
     return (strike >= lo) & (strike <= hi)
 
 
+# the same rows of the whole view matrix (`StrikeColumns.m`, FIELDS order, put OI right after
+# call OI as `StrikeColumns.oi` has them): one view per snapshot, not a view of a view
+_OI = FIELDS.index("call_oi")
+_OI_ROWS = {
+    "call": slice(_OI, _OI + 1),
+    "put": slice(_OI + 1, _OI + 2),
+    "both": slice(_OI, _OI + 2),
+}
+
+
 def _poll(rule: OiChange, snap: FlowGex, prev: FlowGex) -> list[_Hit]:
-    cur, old = columns(snap), columns(prev)
-    rows, sides = _ROWS[rule.side], _SIDES[rule.side]
+    cur, old = columns(snap).m, columns(prev).m
+    sides = _SIDES[rule.side]
     hits: list[_Hit] = []
-    strike, old_strike = cur.strike, old.strike
+    strike, old_strike = cur[0], old[0]
     # the usual case: the same strikes, in the same order (strikes are never null); equal
     # bytes is the quick proof, values the exact one (0.0 == -0.0)
     if strike.shape == old_strike.shape and (
         strike.tobytes() == old_strike.tobytes() or np.array_equal(strike, old_strike)
     ):
-        after_m, before_m = cur.oi[rows], old.oi[rows]
+        rows = _OI_ROWS[rule.side]
+        after_m, before_m = cur[rows], old[rows]
         # |after - before| > 0: both non-null (NaN fails any comparison) and different (for
         # finite floats a - b == 0 exactly when a == b); call and put in one go. At least
         # min_contracts too: `_passes` would refuse the others (the same float subtraction),
@@ -139,11 +150,11 @@ def _poll(rule: OiChange, snap: FlowGex, prev: FlowGex) -> list[_Hit]:
                 hits.append(_entry(k, sides[s], before, after, pct))
         return hits
     lo, hi = _window(rule, snap.underlying_price)  # the strike set moved: match by value
-    index = {k: j for j, k in enumerate(old.strike.tolist())}
+    index = {k: j for j, k in enumerate(old_strike.tolist())}
     strikes = strike.tolist()
     for side in sides:
-        row = 1 if side == "put" else 0
-        after_col, before_col = cur.oi[row], old.oi[row]
+        row = _OI + 1 if side == "put" else _OI
+        after_col, before_col = cur[row], old[row]
         for i, k in enumerate(strikes):
             j = index.get(k)
             if j is None:

@@ -107,6 +107,18 @@ CASES = [
         [1],
     ),
     (
+        "strike set shifts, side put sees puts",
+        {"min_contracts": 500, "side": "put"},
+        [BASE, {"s500": (1000.0, 1000.0), "s505": (1000.0, 3000.0), "s510": (9.0, 9.0)}],
+        [1],
+    ),
+    (
+        "strike set shifts, side put ignores calls",
+        {"min_contracts": 500, "side": "put"},
+        [BASE, {"s500": (1000.0, 1000.0), "s505": (3000.0, 1000.0), "s510": (9.0, 9.0)}],
+        [],
+    ),
+    (
         "same count, a strike in the middle replaced",
         {"min_contracts": 500},
         [BASE, {"s495": (1000.0, 1000.0), "s501": (9000.0, 1000.0), "s505": (1000.0, 1000.0)}],
