@@ -87,9 +87,10 @@ class ScriptBatcher:
         prepare: Callable[[list[Any]], list[Any]] | None = None,
     ) -> None:
         self.redis = redis
-        # the calls' ARGV as given -> as sent, for the whole batch at once (the commit encodes
-        # its batch's strike blocks together); it runs when the batch goes, and if it raises,
-        # every call of the batch fails with that error
+        # the calls' ARGV as given -> as sent, for the whole batch at once (the commit builds
+        # its batch's arguments together); it runs when the batch goes; an exception in the
+        # place of one call's ARGV fails that call alone, and if it raises, every call of the
+        # batch fails with that error
         self.prepare = prepare
         self.script = script
         self.max_batch = max_batch
@@ -145,8 +146,9 @@ class ScriptBatcher:
     async def _send(self, batch: list[_Call]) -> None:
         try:
             if self.prepare is not None:
-                for c, args in zip(batch, self.prepare([c.args for c in batch]), strict=True):
-                    c.args = args
+                batch = self._prepared(batch)
+                if not batch:
+                    return
             replies = await self._run(batch)
         except BaseException as exc:  # the connection, or a cancellation at shutdown
             for c in batch:
@@ -162,6 +164,20 @@ class ScriptBatcher:
                 c.future.set_exception(reply)
             else:
                 c.future.set_result(reply)
+
+    def _prepared(self, batch: list[_Call]) -> list[_Call]:
+        """The calls with their ARGV as `prepare` gives it; a call it gives an exception for
+        fails with it at once, alone, and is not sent."""
+        assert self.prepare is not None
+        kept = []
+        for c, args in zip(batch, self.prepare([c.args for c in batch]), strict=True):
+            if isinstance(args, BaseException):
+                if not c.future.done():
+                    c.future.set_exception(args)
+                continue
+            c.args = args
+            kept.append(c)
+        return kept
 
     async def _run(self, batch: list[_Call]) -> list[Any]:
         metrics.COMMIT_BATCH.observe(len(batch))

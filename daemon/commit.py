@@ -31,7 +31,7 @@ import zstandard
 
 from gex_alertd import keys, redaction, store
 from gex_alertd.batching import ScriptBatcher
-from gex_alertd.codec import encode_matrices, encode_matrix, shuffle, unshuffle
+from gex_alertd.codec import encode_matrices, shuffle, unshuffle
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import hash_fields
 from gex_alertd.model import AlertEvent, FlowGex, iso_utc, outbox_fields, strike_matrix
@@ -39,7 +39,7 @@ from gex_alertd.ops import metrics
 from gex_alertd.rules.base import RuleBase
 from gex_alertd.rules.columns import FIELDS, StrikeColumns, attach, columns
 from gex_alertd.rules.engine import Engine, Outcome, RuleSlot
-from gex_alertd.rules.levels import Levels, levels, levels_many
+from gex_alertd.rules.levels import Levels, levels_many
 from gex_alertd.rules.registry import columns_only
 
 log = structlog.get_logger()
@@ -103,16 +103,61 @@ def build_args(
     Everything but the version and the entry ms travels as one msgpack blob: redis-py packs
     each argument on its own (~25 us each in Python), and a commit has ~40 of them. Numbers go
     as strings, so Lua never formats a large one in exponent form."""
-    names, args = prepare_args(engine, snap, expiry, version, outcome, redis_cfg)
-    if isinstance(args, PendingArgs):
-        args = args.finish(encode_matrix(*args.block), levels(snap))
+    names, pending = prepare_args(engine, snap, expiry, version, outcome, redis_cfg)
+    [args] = finish_batch([pending])
+    if isinstance(args, BaseException):
+        raise args
     return names, args
 
 
 class PendingArgs:
-    """ARGV for commit.lua but for its snapshot's strike block and walls, which the commit
-    batch works out together with those of the other snapshots of the batch (`finish_batch`:
-    one numpy pass for all)."""
+    """What a commit's ARGV is made of, kept until its commit batch goes (`finish_batch`
+    builds them all there, one after the other: ~15 us of CPU a commit in the daemon against
+    ~23 built one at a time between the polls' other work, and the strike blocks and walls of
+    the whole batch in one numpy pass). Nothing it holds changes meanwhile: the engine makes
+    new slots, never changes one in place."""
+
+    __slots__ = ("engine", "expiry", "outcome", "redis_cfg", "snap", "version")
+
+    def __init__(
+        self,
+        engine: Engine,
+        snap: FlowGex,
+        expiry: str | None,
+        version: str,
+        outcome: Outcome,
+        redis_cfg: RedisConfig,
+    ) -> None:
+        self.engine, self.snap, self.expiry = engine, snap, expiry
+        self.version, self.outcome, self.redis_cfg = version, outcome, redis_cfg
+
+    def build(self) -> list[Any] | _Unfinished:
+        """The ARGV, or all of it but the strike block and walls (a decoded snapshot's: worked
+        out per batch)."""
+        snap = self.snap
+        # a decoded snapshot's walls are worked out with its strike block, per batch
+        scalars, block = store.scalar_fields(snap, walls=strike_matrix(snap) is None)
+        fields = _packed_fields(scalars)
+        state: list[Any] = []
+        for name, slot in self.outcome.slots.items():
+            state += (RULE_PREFIX + name, _lua_str(self.engine.encode_slot(slot)))
+        alerts: list[Any] = []
+        for em in self.outcome.emitted:
+            out: list[Any] = []
+            for field, value in outbox_fields(em.event, em.channels).items():
+                raw = value if isinstance(value, bytes) else str(value).encode()
+                out += (field, _lua_str(raw))
+            groups = [keys.notify_group(c) for c in em.channels]
+            alerts.append([str(DEDUP_TTL_MS), str(em.cooldown_ms), em.event.id, out, groups])
+        trim = store.trim_spec(self.redis_cfg)
+        ms = str(snap.as_of_ms)
+        if isinstance(block, bytes):  # rows made in code: their block is encoded already
+            return _argv(self.version, ms, trim, fields, state, alerts, block)
+        return _Unfinished(self.version, ms, trim, fields, state, alerts, block, snap)
+
+
+class _Unfinished:
+    """ARGV for commit.lua but for its snapshot's strike block and walls."""
 
     __slots__ = ("alerts", "block", "fields", "ms", "snap", "state", "trim", "version")
 
@@ -133,7 +178,7 @@ class PendingArgs:
 
     def finish(self, block: bytes, walls: Levels) -> list[Any]:
         at, walled = _WALLS_AT, _packed_fields(store.wall_fields(walls))
-        fields = [*self.fields[:at], *walled, *self.fields[at:]]  # self as it was: reusable
+        fields = [*self.fields[:at], *walled, *self.fields[at:]]
         return _argv(self.version, self.ms, self.trim, fields, self.state, self.alerts, block)
 
 
@@ -151,17 +196,29 @@ def _argv(
 
 
 def finish_batch(arglists: list[Any]) -> list[Any]:
-    """The ARGV of each call of a commit batch (`ScriptBatcher`'s `prepare`): the strike
-    blocks of its PendingArgs encoded together (`codec.encode_matrices`: the same bytes as one
-    at a time, at ~2/3 of the CPU for a batch of 16), any other ARGV as it is."""
-    pending = [i for i, a in enumerate(arglists) if isinstance(a, PendingArgs)]
-    if not pending:
-        return arglists
-    blocks = encode_matrices([arglists[i].block for i in pending])
-    walls = levels_many([arglists[i].snap for i in pending])
+    """The ARGV of each call of a commit batch (`ScriptBatcher`'s `prepare`): each PendingArgs
+    built, their strike blocks encoded together (`codec.encode_matrices`: the same bytes as
+    one at a time, at ~2/3 of the CPU for a batch of 16) and their walls worked out together;
+    any other ARGV as it is. A commit whose arguments cannot be built gets the error in its
+    place (that commit fails alone: `ScriptBatcher`)."""
     out = list(arglists)
-    for i, block, found in zip(pending, blocks, walls, strict=True):
-        out[i] = arglists[i].finish(block, found)
+    unfinished: list[tuple[int, _Unfinished]] = []
+    for i, args in enumerate(arglists):
+        if isinstance(args, PendingArgs):
+            try:
+                built = args.build()
+            except Exception as exc:  # that commit's error, as if built alone
+                out[i] = exc
+                continue
+            if isinstance(built, _Unfinished):
+                unfinished.append((i, built))
+            else:
+                out[i] = built
+    if unfinished:
+        blocks = encode_matrices([u.block for _, u in unfinished])
+        walls = levels_many([u.snap for _, u in unfinished])
+        for (i, u), block, found in zip(unfinished, blocks, walls, strict=True):
+            out[i] = u.finish(block, found)
     return out
 
 
@@ -172,33 +229,17 @@ def prepare_args(
     version: str,
     outcome: Outcome,
     redis_cfg: RedisConfig,
-) -> tuple[list[str], list[Any] | PendingArgs]:
-    """`build_args`, but for a decoded snapshot the ARGV comes as PendingArgs, its strike
-    block left for `finish_batch`."""
-    ms = snap.as_of_ms
+) -> tuple[list[str], PendingArgs]:
+    """`build_args`, but only the KEYS now (a batch on a cluster is routed by them); the ARGV
+    is built by `finish_batch` when the commit's batch goes."""
     names = [keys.snap(snap.symbol, expiry), keys.state(snap.symbol, expiry)]
     names.append(keys.outbox(snap.symbol))
-    # a decoded snapshot's walls are worked out with its strike block, per batch
-    scalars, block = store.scalar_fields(snap, walls=strike_matrix(snap) is None)
-    fields = _packed_fields(scalars)
-    state: list[Any] = []
-    for name, slot in outcome.slots.items():
-        state += (RULE_PREFIX + name, _lua_str(engine.encode_slot(slot)))
-    alerts: list[Any] = []
     for em in outcome.emitted:
         names += [
             keys.alert_dedup(snap.symbol, em.event.id),
             keys.cooldown(snap.symbol, em.event.rule, expiry),
         ]
-        out: list[Any] = []
-        for field, value in outbox_fields(em.event, em.channels).items():
-            out += (field, _lua_str(value if isinstance(value, bytes) else str(value).encode()))
-        groups = [keys.notify_group(c) for c in em.channels]
-        alerts.append([str(DEDUP_TTL_MS), str(em.cooldown_ms), em.event.id, out, groups])
-    trim = store.trim_spec(redis_cfg)
-    if isinstance(block, bytes):  # rows made in code: their block is encoded already
-        return names, _argv(version, str(ms), trim, fields, state, alerts, block)
-    return names, PendingArgs(version, str(ms), trim, fields, state, alerts, block, snap)
+    return names, PendingArgs(engine, snap, expiry, version, outcome, redis_cfg)
 
 
 def _packed_fields(scalars: dict[bytes, bytes]) -> list[Any]:

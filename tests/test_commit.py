@@ -513,12 +513,36 @@ def test_a_batch_encodes_its_strike_blocks_together_to_the_same_arguments() -> N
     outcomes = [c.engine.evaluate({}, s, None, None) for s in snaps]
     pairs = list(zip(snaps, outcomes, strict=True))
     prepared = [prepare_args(c.engine, s, None, "7", o, CFG) for s, o in pairs]
-    assert [isinstance(args, PendingArgs) for _, args in prepared] == [True] * 3 + [False]
+    # nothing is built until the batch goes
+    assert all(isinstance(args, PendingArgs) for _, args in prepared)
     eager = [build_args(c.engine, s, None, "7", o, CFG) for s, o in pairs]
     assert [names for names, _ in prepared] == [names for names, _ in eager]
     assert finish_batch([args for _, args in prepared]) == [args for _, args in eager]
     # finishing leaves the prepared arguments as they were (a batch sent again finishes again)
     assert finish_batch([args for _, args in prepared]) == [args for _, args in eager]
+
+
+def test_a_commit_whose_arguments_cannot_be_built_gets_the_error_in_its_place() -> None:
+    # built per batch, one commit's error stays that commit's: the others are built as alone
+    from gex_alertd.commit import finish_batch, prepare_args
+    from gex_alertd.rules.engine import Outcome
+
+    c = Committer(None, [flip_rule()], CFG)  # type: ignore[arg-type]  # no I/O here
+    good = [above(1), above(2)]
+    outcomes = [c.engine.evaluate({}, s, None, None) for s in good]
+    broken = Outcome(slots={"spy-flip": object()}, emitted=[], suppressed=[])  # type: ignore[dict-item]  # not a slot: no encoding
+    calls = [
+        prepare_args(c.engine, good[0], None, "7", outcomes[0], CFG)[1],
+        prepare_args(c.engine, above(3), None, "7", broken, CFG)[1],
+        prepare_args(c.engine, good[1], None, "7", outcomes[1], CFG)[1],
+    ]
+    first, failed, last = finish_batch(calls)
+    assert isinstance(failed, TypeError)
+    assert [first, last] == [
+        build_args(c.engine, s, None, "7", o, CFG)[1] for s, o in zip(good, outcomes, strict=True)
+    ]
+    with pytest.raises(TypeError):
+        build_args(c.engine, above(3), None, "7", broken, CFG)
 
 
 async def test_a_commit_batch_that_fails_leaves_no_kept_state_or_previous_ahead_of_redis(

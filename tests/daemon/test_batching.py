@@ -176,3 +176,18 @@ async def test_a_failing_prepare_fails_every_call_of_its_batch_and_sends_nothing
     )
     assert all(isinstance(r, ValueError) and "cannot prepare" in str(r) for r in results)
     assert await redis.get("n") is None
+
+
+async def test_an_exception_prepared_for_one_call_fails_that_call_alone_unsent(
+    redis: aioredis.Redis,
+):
+    def prepare(arglists: list[object]) -> list[object]:
+        return [ValueError(f"no args for {a}") if a == "1" else [a] for a in arglists]
+
+    b = ScriptBatcher(redis, SCRIPT, max_batch=3, prepare=prepare)
+    results = await asyncio.gather(
+        *(b.call(["n"], str(i)) for i in range(3)), return_exceptions=True
+    )
+    assert results[0] == b"0" and results[2] == b"2"
+    assert isinstance(results[1], ValueError) and str(results[1]) == "no args for 1"
+    assert await redis.get("n") == b"2"  # the other two ran, that one was never sent
