@@ -142,7 +142,7 @@ class Poller:
         # the rows dropped now, while still in cache: the commit reads the strike matrix
         # (model.rowless says why; the engine gives rows back to a rule type that reads them).
         # `fetched` goes too: it would hold the rows until the commit returns
-        snap, repeated = rowless(fetched.snapshot), fetched.repeated
+        snap, repeated = rowless(fetched.snapshot, in_place=True), fetched.repeated
         del fetched
         if self.observe is not None:
             await self.observe(self.target, snap, None)

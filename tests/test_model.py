@@ -81,6 +81,18 @@ def test_a_rowless_snapshot_gives_its_rows_back_exactly() -> None:
     assert encode_fields(lean) == encode_fields(full)  # the same stored entry
 
 
+def test_a_snapshot_made_rowless_in_place_is_the_rowless_copy() -> None:
+    # the poll path's way: the decoded snapshot itself loses its rows, no second snapshot
+    text = body()
+    copy_, mine = rowless(decode_flow_gex(text)), decode_flow_gex(text)
+    assert rowless(mine, in_place=True) is mine and mine.strikes == []
+    assert mine == copy_ and mine.__dict__.keys() == copy_.__dict__.keys()
+    m, m_copy = strike_matrix(mine), strike_matrix(copy_)
+    assert m is not None and m_copy is not None and m.tobytes() == m_copy.tobytes()
+    assert with_rows(mine) == decode_flow_gex(text)
+    assert encode_fields(mine) == encode_fields(decode_flow_gex(text))
+
+
 def test_rowless_matrix_checks() -> None:
     lean = rowless(decode_flow_gex(body()))
     assert lean.as_of_ms == decode_flow_gex(body()).as_of_ms

@@ -10,6 +10,7 @@ from gex_alertd.model import FlowGex
 
 
 class Fetched(msgspec.Struct, frozen=True):
+    # the fetch's own (no other holder): the poller drops its rows in place (model.rowless)
     snapshot: FlowGex
     repeated: bool  # same as_of as the previous fetch of this (symbol, expiry): not new data
     body_bytes: int  # size of the raw JSON body
