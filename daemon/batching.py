@@ -27,14 +27,13 @@ first write survived, a fresh commit when it did not: the as_of-derived ids keep
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError, RedisError
 
+from gex_alertd import packed
 from gex_alertd.connections import is_cluster
 from gex_alertd.ops import metrics
 
@@ -44,20 +43,6 @@ MAX_BATCH = 32
 class NotReplicated(RedisError):
     """The batch ran on the primary, but WAIT saw fewer replicas acknowledge it than asked:
     not acknowledged, the caller keeps its work pending and retries."""
-
-
-def _bulk(arg: object) -> tuple[int, bytes]:
-    """An argument as RESP bulk bytes: bytes as they are, str as UTF-8, int in decimal; anything
-    else is a caller's bug (a bool or a float would be sent as its Python repr)."""
-    if isinstance(arg, bytes):
-        raw = arg
-    elif isinstance(arg, str):
-        raw = arg.encode()
-    elif isinstance(arg, int) and not isinstance(arg, bool):
-        raw = str(arg).encode()
-    else:
-        raise TypeError(f"script argument of type {type(arg).__name__}: pass bytes, str or int")
-    return len(raw), raw
 
 
 def _acked(reply: object) -> int:
@@ -226,7 +211,7 @@ class ScriptBatcher:
         async with self.redis.pipeline(transaction=False) as pipe:
             for c in batch:
                 for arg in c.args:
-                    _bulk(arg)  # the same argument rule as on one node
+                    packed.bulk(arg)  # the same argument rule as on one node
                 # by name: redis-py blocks pipe.evalsha on a cluster, yet routes EVALSHA by
                 # its first key's slot (every key of a commit shares the symbol's hash tag)
                 pipe.execute_command("EVALSHA", self._sha, len(c.keys), *c.keys, *c.args)
@@ -253,55 +238,25 @@ class ScriptBatcher:
         assert self._sha is not None
         head = b"EVALSHA\r\n$" + str(len(self._sha)).encode() + b"\r\n" + self._sha.encode()
         chunks: list[bytes] = []
+        bulk = packed.bulk
         for c in batch:
             chunks.append(b"*%d\r\n$7\r\n%s\r\n" % (3 + len(c.keys) + len(c.args), head))
             for arg in (str(len(c.keys)), *c.keys, *c.args):
-                chunks.append(b"$%d\r\n%s\r\n" % _bulk(arg))
+                chunks.append(bulk(arg))
         if self.wait_replicas:  # on this connection, behind its scripts: WAIT covers them
             wait = (b"WAIT", str(self.wait_replicas), str(self.wait_timeout_ms))
-            chunks.append(b"*3\r\n" + b"".join(b"$%d\r\n%s\r\n" % _bulk(a) for a in wait))
+            chunks.append(packed.pack(*wait))
         payload = b"".join(chunks)
 
         expected = len(batch) + (1 if self.wait_replicas else 0)
-
-        async def exchange() -> tuple[list[Any], int]:
-            await conn.send_packed_command(payload, check_health=False)
-            replies: list[Any] = []
-            # one read deadline (the socket timeout) for the batch's replies, not one per reply:
-            # each is a timer and, on Python 3.11, three getpid() system calls (13.6 -> 10.0 us
-            # of CPU per call). `math.inf`: read_response sets none of its own; cancelled by
-            # ours, it drops the connection, as its own timeout would
-            try:
-                async with asyncio.timeout(conn.socket_timeout):
-                    for _ in range(expected):
-                        try:
-                            replies.append(await conn.read_response(timeout=math.inf))
-                        except ResponseError as exc:  # read whole: the connection stays in step
-                            replies.append(exc)
-            except TimeoutError:  # redis-py's own, which the client's retry policy knows
-                raise RedisTimeoutError(
-                    f"no reply to {expected - len(replies)} of {expected} command(s) of a commit "
-                    f"batch within {conn.socket_timeout} s"
-                ) from None
-            if not self.wait_replicas:
-                return replies, 0
-            return replies[:-1], _acked(replies[-1])
-
-        async def reconnect(_error: Exception) -> None:
-            await conn.disconnect()
-
-        pool = self.redis.connection_pool
-        conn = await pool.get_connection()
-        try:
-            # the client's own retry policy (a Redis restart, a socket timeout): sending the
-            # whole batch again is safe, every commit in it is idempotent
-            result: tuple[list[Any], int] = await conn.retry.call_with_retry(exchange, reconnect)
-            return result
-        except BaseException:
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
+        # the client's own retry policy (a Redis restart, a socket timeout): sending the whole
+        # batch again is safe, every commit in it is idempotent
+        replies = await packed.exchange(
+            self.redis, payload, expected, "command(s) of a commit batch"
+        )
+        if not self.wait_replicas:
+            return replies, 0
+        return replies[:-1], _acked(replies[-1])
 
     async def drain(self) -> None:
         """Send what is waiting now and wait for every batch in flight (shutdown)."""

@@ -45,9 +45,12 @@ def pack(*args: bytes | str | int) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(bulk(a) for a in args)
 
 
-async def exchange(redis: aioredis.Redis, payload: bytes, expected: int) -> list[Any]:
+async def exchange(
+    redis: aioredis.Redis, payload: bytes, expected: int, what: str = "command(s)"
+) -> list[Any]:
     """Write `payload` (`expected` packed commands) and read their `expected` replies, in
-    order, on one connection of the client's pool, under the client's retry policy."""
+    order, on one connection of the client's pool, under the client's retry policy; `what`
+    names the commands in the timeout's message."""
 
     async def attempt() -> list[Any]:
         await conn.send_packed_command(payload, check_health=False)
@@ -64,7 +67,7 @@ async def exchange(redis: aioredis.Redis, payload: bytes, expected: int) -> list
                         replies.append(exc)
         except TimeoutError:  # redis-py's own, which the client's retry policy knows
             raise RedisTimeoutError(
-                f"no reply to {expected - len(replies)} of {expected} command(s) "
+                f"no reply to {expected - len(replies)} of {expected} {what} "
                 f"within {conn.socket_timeout} s"
             ) from None
         return replies
