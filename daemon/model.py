@@ -265,6 +265,9 @@ _NILS_MAX = 8  # past this many nulls the search costs more than the per-value p
 # the daemon.
 _FRONT = 8 * _NILS_MAX
 _kept = threading.local()  # per thread: a matrix built in another thread never shares it
+# what the kept buffer may hold after a snapshot (~5,700 strikes): a larger one (a body of
+# many rows, up to source.max_body_bytes) is used once and let go, not kept for good
+_KEPT_MAX = 512 * 1024
 
 
 def _pack(tuples: list[tuple[Any, ...]]) -> bytearray | bytes:
@@ -278,6 +281,8 @@ def _pack(tuples: list[tuple[Any, ...]]) -> bytearray | bytes:
         _row_packer.encode_into(tuples, buf, _FRONT)
     except BufferError:
         return bytes(_FRONT) + _row_packer.encode(tuples)
+    if len(buf) > _KEPT_MAX:
+        _kept.buf = bytearray(_FRONT)  # this call still reads `buf`; the next gets a small one
     return buf
 
 

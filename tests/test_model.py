@@ -246,6 +246,26 @@ def test_a_matrix_built_while_the_kept_buffer_is_held_or_in_another_thread_is_th
     assert rows_matrix(decode_flow_gex(raw).strikes).tobytes() == want.tobytes()
 
 
+def test_the_kept_buffer_lets_a_huge_body_go() -> None:
+    # a body of many rows (up to source.max_body_bytes) is packed once and not kept: msgspec
+    # truncates the buffer without giving its memory back, which would hold it for good
+    import sys
+
+    from gex_alertd import model
+
+    raw = msgspec.json.decode(body())
+    row = raw["strikes"][0]
+    raw["strikes"] = [{**row, "strike": float(k + 1)} for k in range(8000)]
+    huge = decode_flow_gex(msgspec.json.encode(raw))
+    m = strike_matrix(huge)
+    assert m is not None and m.shape == (len(STRIKE_FIELDS), 8000)
+    assert m.tobytes() == rows_matrix(huge.strikes).tobytes()
+    assert sys.getsizeof(model._kept.buf) < 64 * 1024
+    normal = strike_matrix(decode_flow_gex(body()))
+    assert normal is not None and normal.shape == (len(STRIKE_FIELDS), 12)
+    assert sys.getsizeof(model._kept.buf) < model._KEPT_MAX
+
+
 @pytest.mark.parametrize("odd", [7, True, 2**63, "abcdefgh", b"12345678"])
 def test_rows_matrix_of_rows_made_in_code_with_other_values(odd: object) -> None:
     # not a float: packed, it is not 9 bytes tagged 0xcb (or it is 9 bytes with another tag),
