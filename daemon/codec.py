@@ -46,6 +46,10 @@ ZSTD_TABLE_LOG = 12
 # threads at once fails or returns wrong bytes (the live page decodes history in a worker
 # thread while the loop decodes too); also `_compress`'s payload buffer
 _local = threading.local()
+# what a thread keeps after a block (a payload of ~6,000 strikes): a larger one (a body of many
+# rows, up to source.max_body_bytes) gets a buffer and a compressor used once and let go, not
+# held for good (msgspec truncates a buffer without giving its memory back)
+_KEPT_MAX = 512 * 1024
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
 
@@ -294,12 +298,15 @@ def _compress(columns: dict[str, Any], count: int, extra: dict[str, Any] | None)
     if raw is None:
         raw = _local.buf = bytearray()
     _enc.encode_into(payload, raw)
+    if len(raw) > _KEPT_MAX:
+        _local.buf = None  # this call still reads `raw`; the next gets a small one
     return _compressor(len(raw)).compress(raw)
 
 
 def _compressor(size: int) -> zstandard.ZstdCompressor:
     """The block compressor for a payload of `size` bytes: zstd level 3's parameters for that
-    size, which depend only on its rounded-up power of two, but for the tables (ZSTD_TABLE_LOG)."""
+    size, which depend only on its rounded-up power of two, but for the tables (ZSTD_TABLE_LOG).
+    Kept by the thread for sizes up to _KEPT_MAX; a larger one is made for the call."""
     key = max(size - 1, 1).bit_length()
     cctxs: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "cctxs", None)
     if cctxs is None:
@@ -316,7 +323,9 @@ def _compressor(size: int) -> zstandard.ZstdCompressor:
             target_length=level.target_length,
             strategy=level.strategy,
         )
-        found = cctxs[key] = zstandard.ZstdCompressor(compression_params=params)
+        found = zstandard.ZstdCompressor(compression_params=params)
+        if 1 << key <= _KEPT_MAX:
+            cctxs[key] = found
     return found
 
 

@@ -27,7 +27,14 @@ from gex_alertd.codec import (
     encode_strikes,
 )
 from gex_alertd.config import RedisConfig
-from gex_alertd.model import FlowGex, StrikeRow, decode_flow_gex, rows_matrix, strike_matrix
+from gex_alertd.model import (
+    STRIKE_FIELDS,
+    FlowGex,
+    StrikeRow,
+    decode_flow_gex,
+    rows_matrix,
+    strike_matrix,
+)
 from gex_alertd.rules.duration import Duration
 from tests.rules.factory import chain
 
@@ -489,3 +496,21 @@ def test_blocks_encoded_and_decoded_in_several_threads_at_once_are_each_their_ow
                 pool.map(lambda blob: decode_arrays(blob, names).cols, blocks), columns, strict=True
             ):
                 assert all(np.array_equal(got[n], want[n]) for n in names)
+
+
+def test_a_huge_block_is_not_kept_by_its_thread() -> None:
+    # a body of many rows (up to source.max_body_bytes: ~80,000 strikes) is encoded once: its
+    # payload buffer (msgpack truncates it without giving the memory back) and its power of
+    # two's zstd context are let go, not held by the thread for good; the block is as before
+    import sys
+
+    huge = rows_matrix(make_snapshot(8000).strikes)
+    blob = encode_matrix(huge)
+    assert sys.getsizeof(codec._local.buf) < codec._KEPT_MAX
+    assert all(1 << key <= codec._KEPT_MAX for key in codec._local.cctxs)
+    raw = zstandard.ZstdDecompressor().decompress(blob)
+    assert len(raw) > codec._KEPT_MAX
+    assert blob == codec._compressor(len(raw)).compress(raw)
+    names = ("strike", "call_oi", "put_gex")
+    got = decode_arrays(blob, names).cols
+    assert all(np.array_equal(got[n], huge[STRIKE_FIELDS.index(n)], equal_nan=True) for n in names)
