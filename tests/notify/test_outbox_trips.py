@@ -156,7 +156,9 @@ async def test_the_one_node_read_packs_its_commands_and_reads_what_the_cluster_p
 async def test_a_sweep_over_the_same_streams_reuses_its_packed_commands(
     redis: aioredis.Redis, monkeypatch
 ) -> None:
-    monkeypatch.setattr(outbox_mod, "KEYS_PER_READ", 2)
+    # 12 streams per command (one command here), a read of 3 streams or more counts as a
+    # sweep: a poke's read of fewer is packed each time and does not take the sweep's place
+    monkeypatch.setattr(outbox_mod, "KEYS_PER_READ", 12)
     streams = [keys.outbox(s) for s in SYMBOLS]
     for s in SYMBOLS:
         await enqueue(redis, alert(0, s), ["ops"])
@@ -170,14 +172,16 @@ async def test_a_sweep_over_the_same_streams_reuses_its_packed_commands(
 
     monkeypatch.setattr(outbox_mod.packed, "pack", counting)
     assert len(await ob.read_new(streams, 1)) == 5
-    assert len(packs) == 3
+    assert len(packs) == 1
     await enqueue(redis, alert(1, "DIA"), ["ops"])
+    assert await ob.read_new(streams[:2], 1) == []  # a poke's read: packed, not kept
+    assert len(packs) == 2
     got = await ob.read_new(streams, 1)  # the same sweep: packed before, sent as it was
     assert [(e.stream, e.alert_id) for e in got] == [(keys.outbox("DIA"), alert(1, "DIA").id)]
-    assert len(packs) == 3
+    assert len(packs) == 2
     await ob.read_new(streams, 2)  # another count: packed anew
     await ob.read_new(streams[:4], 2)  # other streams: packed anew
-    assert len(packs) == 3 + 3 + 2
+    assert len(packs) == 4
 
 
 async def test_on_one_node_the_per_alert_commands_go_in_one_write_and_do_what_they_did(
