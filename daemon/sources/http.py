@@ -35,6 +35,7 @@ import re
 import ssl
 import time
 import zlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -416,6 +417,47 @@ def _parser_reason(exc: Exception) -> str:
     return text[:200]
 
 
+class _Slots:
+    """At most `n` requests in flight: a counting semaphore whose free permit is taken inline
+    (`if slots.free: slots.free -= 1`, no coroutine) and whose released permit goes straight to
+    the longest waiter. asyncio.Semaphore built a generator in every acquire (`locked()`) and a
+    coroutine for it, on every request.
+
+    A waiter cancelled before it got a permit leaves the queue; one cancelled after a release
+    handed it a permit (but before it ran) passes that permit on: none is lost or doubled."""
+
+    __slots__ = ("_waiters", "free")
+
+    def __init__(self, n: int) -> None:
+        self.free = n
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Take a permit when none is free now (the caller took a free one inline)."""
+        if self.free:
+            self.free -= 1
+            return
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed to us as we were cancelled: to the next one
+            else:
+                self._waiters.remove(fut)
+            raise
+
+    def release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the permit changes hands: `free` stays as it is
+                return
+        self.free += 1
+
+
 def _expire(waiter: asyncio.Future[Response], timeout_s: float) -> None:
     if not waiter.done():
         waiter.set_exception(HttpTimeout(f"no complete response within {timeout_s:g} s"))
@@ -454,7 +496,7 @@ class HttpClient:
             self._ssl = ssl_context if ssl_context is not None else ssl.create_default_context()
         self.max_connections = max_connections
         self._max_header_bytes = max_header_bytes
-        self._slots = asyncio.Semaphore(max_connections)
+        self._slots = _Slots(max_connections)
         self._idle: list[_Connection] = []
         self._busy: set[_Connection] = set()
         self._closed = False
@@ -500,7 +542,11 @@ class HttpClient:
         if loop is None:
             # looked up once: on Python 3.11 every get_running_loop() is a getpid() system call
             loop = self._loop = asyncio.get_running_loop()
-        await self._slots.acquire()
+        slots = self._slots
+        if slots.free:
+            slots.free -= 1
+        else:
+            await slots.wait(loop)
         try:
             started = loop.time()
             deadline = started + timeout_s

@@ -29,6 +29,7 @@ from gex_alertd.sources.http import (
     HttpTimeout,
     ProtocolError,
     UnsupportedEncoding,
+    _Slots,
     _token_ok,
     _value_ok,
 )
@@ -897,7 +898,7 @@ async def _cancelled_at_every_stage() -> tuple[int, int, int, int, bytes]:
             await eventually(in_body.is_set, "the response's head")
             await cancelled(mid)  # half read: that connection is closed, never pooled
             await eventually(lambda: raw.open == 0, "the cut connection closed")
-            free, busy = client._slots._value, len(client._busy)
+            free, busy = client._slots.free, len(client._busy)
             body = (await get(client)).body
             return free, busy, raw.open, raw.connections, body
         finally:
@@ -910,6 +911,33 @@ async def test_cancelled_requests_free_their_slot_and_never_reuse_a_cut_connecti
 
 def test_cancelled_requests_free_their_slot_on_uvloop() -> None:
     assert on_uvloop(_cancelled_at_every_stage()) == (1, 0, 1, 2, b'{"ok": true}')
+
+
+async def test_a_slot_goes_to_the_longest_waiter_and_a_cancelled_one_passes_it_on() -> None:
+    loop = asyncio.get_running_loop()
+    slots = _Slots(1)
+    await slots.wait(loop)  # the only slot, taken
+    order: list[str] = []
+
+    async def take(name: str) -> None:
+        await slots.wait(loop)
+        order.append(name)
+
+    first, second, third = (asyncio.ensure_future(take(n)) for n in ("first", "second", "third"))
+    await asyncio.sleep(0)
+    second.cancel()  # cancelled before a slot came: it leaves the queue
+    await asyncio.sleep(0)
+    slots.release()  # handed to `first`, which is cancelled before it runs: it passes it on
+    first.cancel()
+    for task in (first, second):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await asyncio.wait_for(third, WAIT_S)  # a lost slot would leave it waiting
+    assert order == ["third"] and slots.free == 0
+    slots.release()
+    assert slots.free == 1 and not slots._waiters  # nothing lost, nothing doubled
+    await slots.wait(loop)
+    assert slots.free == 0
 
 
 async def test_an_endless_content_encoding_is_named_clipped(
