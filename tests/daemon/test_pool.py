@@ -8,12 +8,16 @@ pool look at the queue after the test moved the clock.
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
+import json
+import logging
 from collections import Counter
 
 import structlog
 
 from gex_alertd.config import WatchTarget
+from gex_alertd.ops import logging as ops_logging
 from gex_alertd.pool import SLACK_MAX_S, TIMER_SLACK_S, PollPool, slack
 from tests.support.wait import WAIT_S, eventually
 
@@ -150,6 +154,39 @@ async def test_a_target_is_never_polled_twice_at_once():
         hold.set()
         await pool.stop(grace_s=WAIT_S)
     assert targets[0].max_running == 1
+
+
+async def test_log_lines_inside_a_poll_carry_its_symbol_and_none_after_it():
+    out = io.StringIO()
+    ops_logging.configure("json", "info", out)
+    pool, _clock, targets, _log = make(2, 10.0)
+    seen: list[object] = []
+
+    def poll_of(target: Target):
+        async def poll() -> str:
+            seen.append(structlog.contextvars.get_contextvars().get("symbol"))
+            logging.getLogger("aiohttp.client").warning("a library line")
+            target.disabled = "gone"  # the pool logs that after the poll, in the worker
+            return "stored"
+
+        return poll
+
+    for t in targets:
+        t.poll = poll_of(t)
+    pool.start()
+    pool.own(["S0000", "S0001"])
+    try:
+        await eventually(lambda: len(seen) == 2, "both polls")
+        await eventually(lambda: out.getvalue().count("no longer polled") == 2, "the pool's lines")
+    finally:
+        await pool.stop(grace_s=WAIT_S)
+        ops_logging.configure("json", "info", io.StringIO())
+    assert sorted(map(str, seen)) == ["S0000", "S0001"]
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    inside = [r for r in records if r["event"] == "a library line"]
+    assert sorted(str(r["symbol"]) for r in inside) == ["S0000", "S0001"]
+    after = [r for r in records if r["event"] == "watch target no longer polled"]
+    assert len(after) == 2 and all("symbol" not in r for r in after)
 
 
 async def test_backoff_and_disabled_targets():
