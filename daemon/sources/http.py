@@ -444,7 +444,7 @@ class _Slots:
         except BaseException:
             if fut.done() and not fut.cancelled():
                 self.release()  # handed to us as we were cancelled: to the next one
-            else:
+            elif fut in self._waiters:  # not when a release passed over it, cancelled, already
                 self._waiters.remove(fut)
             raise
 

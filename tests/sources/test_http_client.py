@@ -940,6 +940,31 @@ async def test_a_slot_goes_to_the_longest_waiter_and_a_cancelled_one_passes_it_o
     assert slots.free == 0
 
 
+async def test_a_waiter_cancelled_with_the_request_holding_the_slot_ends_cancelled(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    # a stop cancels every poll at once: the request in flight (holding the only slot) ends
+    # first and releases it, passing over the waiter's cancelled future; the waiter must then
+    # end cancelled (it raised ValueError from the queue it was no longer in), and the slot
+    # stays free for the next request
+    async def silent(reader: asyncio.StreamReader, _: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    raw.script.extend([silent, ok(b"ok")])
+    client = client_for(made, raw.url, max_connections=1)
+    holder = asyncio.create_task(get(client))
+    await eventually(lambda: len(raw.requests) == 1, "the first request to arrive")
+    waiter = asyncio.create_task(get(client))
+    await eventually(lambda: len(client._slots._waiters) == 1, "the second request to wait")
+    holder.cancel()  # woken first: its release finds the waiter's future cancelled already
+    waiter.cancel()
+    for task in (holder, waiter):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert client._slots.free == 1 and not client._slots._waiters
+    assert (await get(client)).body == b"ok"
+
+
 async def test_an_endless_content_encoding_is_named_clipped(
     raw: RawServer, made: list[HttpClient]
 ) -> None:
