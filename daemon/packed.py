@@ -53,13 +53,20 @@ async def exchange(
     names the commands in the timeout's message."""
 
     async def attempt() -> list[Any]:
-        await conn.send_packed_command(payload, check_health=False)
         replies: list[Any] = []
-        # one read deadline (the socket timeout) for all the replies, not one timer per reply
-        # (on Python 3.11 each is three getpid() system calls); `math.inf`: read_response sets
-        # none of its own, and cancelled by ours it drops the connection as its own would
+        # one deadline (the socket timeout) for the write and all the replies, not one timer per
+        # reply (on Python 3.11 each is three getpid() system calls); `math.inf`: read_response
+        # sets none of its own, and cancelled by ours it drops the connection as its own would
+        timeout_s = conn.socket_timeout
         try:
-            async with asyncio.timeout(conn.socket_timeout):
+            async with asyncio.timeout(timeout_s):
+                # with a socket timeout set, redis-py writes through asyncio.wait_for: a Task,
+                # a timer and a loop turn per exchange; the deadline above bounds the write
+                conn.socket_timeout = None
+                try:
+                    await conn.send_packed_command(payload, check_health=False)
+                finally:
+                    conn.socket_timeout = timeout_s
                 for _ in range(expected):
                     try:
                         replies.append(await conn.read_response(timeout=math.inf))

@@ -151,6 +151,43 @@ async def test_a_batch_whose_replies_do_not_come_times_out_and_drops_its_connect
         await redis.aclose()
 
 
+async def test_an_exchange_gives_its_connection_back_with_its_socket_timeout(private_redis):
+    # the write goes under the exchange's one deadline with redis-py's own write timeout off
+    # for it; the connection's later commands keep theirs, after a reply and after a timeout
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from gex_alertd import packed
+
+    redis = aioredis.Redis.from_url(
+        private_redis.url, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )
+    admin = aioredis.Redis.from_url(private_redis.url)
+    pool = redis.connection_pool
+
+    async def timeouts() -> float | None:
+        # the one the exchange gave back (the pool's only), as it is: not connected again
+        conn = pool.get_available_connection()
+        try:
+            return conn.socket_timeout
+        finally:
+            await pool.release(conn)
+
+    try:
+        assert await packed.exchange(redis, packed.pack("PING") * 2, 2) == [b"PONG"] * 2
+        assert await timeouts() == 0.5
+        await admin.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+        with pytest.raises(RedisTimeoutError, match=r"1 of 1 increments within 0\.5 s"):
+            await packed.exchange(redis, packed.pack("INCR", "n"), 1, "increments")
+        await admin.execute_command("CLIENT", "UNPAUSE")
+        assert await timeouts() == 0.5
+    finally:
+        await admin.execute_command("CLIENT", "UNPAUSE")
+        await admin.aclose()
+        await redis.aclose()
+
+
 async def test_prepare_turns_a_whole_batch_into_what_is_sent(redis: aioredis.Redis):
     seen: list[list[object]] = []
 
