@@ -160,14 +160,17 @@ async def test_an_exchange_gives_its_connection_back_with_its_socket_timeout(pri
 
     from gex_alertd import packed
 
-    redis = aioredis.Redis.from_url(
-        private_redis.url, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    # a reply that comes has a generous deadline (a loaded box is no failure); the one that
+    # must not come (writes paused) a short one
+    roomy, short = (
+        aioredis.Redis.from_url(private_redis.url, socket_timeout=t, retry=Retry(NoBackoff(), 0))
+        for t in (60.0, 0.5)
     )
     admin = aioredis.Redis.from_url(private_redis.url)
-    pool = redis.connection_pool
 
-    async def timeouts() -> float | None:
+    async def timeouts(redis: aioredis.Redis) -> float | None:
         # the one the exchange gave back (the pool's only), as it is: not connected again
+        pool = redis.connection_pool
         conn = pool.get_available_connection()
         try:
             return conn.socket_timeout
@@ -175,17 +178,17 @@ async def test_an_exchange_gives_its_connection_back_with_its_socket_timeout(pri
             await pool.release(conn)
 
     try:
-        assert await packed.exchange(redis, packed.pack("PING") * 2, 2) == [b"PONG"] * 2
-        assert await timeouts() == 0.5
+        assert await packed.exchange(roomy, packed.pack("PING") * 2, 2) == [b"PONG"] * 2
+        assert await timeouts(roomy) == 60.0
         await admin.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
         with pytest.raises(RedisTimeoutError, match=r"1 of 1 increments within 0\.5 s"):
-            await packed.exchange(redis, packed.pack("INCR", "n"), 1, "increments")
+            await packed.exchange(short, packed.pack("INCR", "n"), 1, "increments")
         await admin.execute_command("CLIENT", "UNPAUSE")
-        assert await timeouts() == 0.5
+        assert await timeouts(short) == 0.5
     finally:
         await admin.execute_command("CLIENT", "UNPAUSE")
-        await admin.aclose()
-        await redis.aclose()
+        for client in (admin, roomy, short):
+            await client.aclose()
 
 
 async def test_prepare_turns_a_whole_batch_into_what_is_sent(redis: aioredis.Redis):
