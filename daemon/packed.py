@@ -58,6 +58,10 @@ async def exchange(
         # reply (on Python 3.11 each is three getpid() system calls); `math.inf`: read_response
         # sets none of its own, and cancelled by ours it drops the connection as its own would
         timeout_s = conn.socket_timeout
+        if not conn.is_connected:
+            # outside the reply deadline: a connect has its own timeout and its own message
+            # (a host that never answers the connect is no "no reply")
+            await conn.connect()
         try:
             async with asyncio.timeout(timeout_s):
                 # with a socket timeout set, redis-py writes through asyncio.wait_for: a Task,
@@ -74,8 +78,8 @@ async def exchange(
                         replies.append(exc)
         except TimeoutError:  # redis-py's own, which the client's retry policy knows
             raise RedisTimeoutError(
-                f"no reply to {expected - len(replies)} of {expected} {what} "
-                f"within {conn.socket_timeout} s"
+                f"no reply from Redis at {_where(conn)} to {expected - len(replies)} of "
+                f"{expected} {what} within {conn.socket_timeout} s"
             ) from None
         return replies
 
@@ -92,3 +96,12 @@ async def exchange(
         raise
     finally:
         await pool.release(conn)
+
+
+def _where(conn: Any) -> str:
+    """The server a connection talks to, for an error message: host:port, or a unix socket's
+    path (never the URL: it may carry a password)."""
+    host = getattr(conn, "host", None)
+    if host is not None:
+        return f"{host}:{getattr(conn, 'port', '?')}"
+    return str(getattr(conn, "path", "?"))

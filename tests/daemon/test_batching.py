@@ -142,6 +142,8 @@ async def test_a_batch_whose_replies_do_not_come_times_out_and_drops_its_connect
         )
         assert all(isinstance(r, RedisTimeoutError) for r in results), results
         assert "commit batch within 0.5 s" in str(results[0])
+        kw = redis.connection_pool.connection_kwargs  # the message names the server
+        assert f"from Redis at {kw['host']}:{kw['port']} " in str(results[0]), results[0]
         await admin.execute_command("CLIENT", "UNPAUSE")
         # a fresh connection: no late reply of the timed-out batch is read as this one's
         assert await asyncio.gather(b.call(["n"], ["e"]), b.call(["n"], ["f"])) == [b"e", b"f"]
