@@ -131,6 +131,7 @@ class FlowGexClient:
         self._http: HttpClient | None = self._new_http()
         self._requests: dict[tuple[str, str | None], bytes] = {}
         self._last_as_of: dict[tuple[str, str | None], int] = {}
+        self._normalised: set[tuple[str, str | None]] = set()  # logged, still normalised
 
     @classmethod
     def from_config(
@@ -265,8 +266,18 @@ class FlowGexClient:
         except PayloadError as exc:
             # bounded, then redacted (_snippet): it may quote the body, of any length
             raise MalformedPayload(_snippet(str(exc)), symbol=symbol, status=status) from None
-        for note in notes:
-            log.warning("payload normalised", symbol=symbol, note=note)
+        # once per target while its payloads keep needing it, not once per poll (a line per
+        # poll at 200 symbols polled fast is thousands a minute); again after an orderly one
+        target = (symbol, expiry)
+        if notes and target not in self._normalised:
+            self._normalised.add(target)
+            for note in notes:
+                log.warning(
+                    "payload normalised", symbol=symbol, note=note,
+                    until="logged once until this target's payloads need no normalising",
+                )  # fmt: skip
+        elif not notes and target in self._normalised:
+            self._normalised.discard(target)
         if expiry is not None and snap.expiry is not None and snap.expiry != expiry:
             raise MalformedPayload(
                 f"invalid Flow GEX payload: expiry {quoted(snap.expiry)} does not match the "

@@ -4,7 +4,8 @@ bad strikes, look-alike symbols. Each reply goes through the daemon's own FlowGe
 from __future__ import annotations
 
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -19,6 +20,7 @@ from tests.hostile.upstream import (
     gzip_bomb,
     gzipped,
     lookalike_symbol,
+    recent,
     snapshot,
 )
 from tests.support.upstream import Reply, Upstream
@@ -132,6 +134,32 @@ async def test_unsorted_strikes_are_sorted_with_a_log_line(
     assert snap.strikes[0].strike == 480.0 and snap.strikes[0].call_volume == 0
     (line,) = [e for e in logs if e["event"] == "payload normalised"]
     assert line["symbol"] == "SPY" and "sorted by strike" in line["note"]
+
+
+async def test_unsorted_strikes_are_logged_once_until_they_come_in_order_again(
+    up: Upstream, client: FlowGexClient
+) -> None:
+    # a line per poll would be thousands a minute at 200 symbols polled fast
+    seconds_ago = iter(range(60, 0, -1))  # a fresh as_of for each reply
+
+    def unsorted() -> Reply:
+        return bad_strikes("SPY", "unsorted", as_of=recent(next(seconds_ago)))
+
+    def lines(logs: list[MutableMapping[str, Any]]) -> int:
+        return sum(e["event"] == "payload normalised" for e in logs)
+
+    with capture_logs() as logs:
+        for _ in range(3):
+            up.push(unsorted(), symbol="SPY")
+            await client.fetch("SPY")
+    assert lines(logs) == 1
+    with capture_logs() as logs:
+        up.push(snapshot("SPY", as_of=recent(next(seconds_ago))), symbol="SPY")
+        await client.fetch("SPY")  # in order: the next unsorted one is news again
+        up.push(unsorted(), symbol="SPY")
+        snap = (await client.fetch("SPY")).snapshot
+    assert lines(logs) == 1
+    assert [r.strike for r in snap.strikes] == sorted(r.strike for r in snap.strikes)
 
 
 async def test_a_lookalike_symbol_is_not_the_requested_one(
