@@ -58,10 +58,7 @@ async def exchange(
         # reply (on Python 3.11 each is three getpid() system calls); `math.inf`: read_response
         # sets none of its own, and cancelled by ours it drops the connection as its own would
         timeout_s = conn.socket_timeout
-        if not conn.is_connected:
-            # outside the reply deadline: a connect has its own timeout and its own message
-            # (a host that never answers the connect is no "no reply")
-            await conn.connect()
+        sent = False
         try:
             async with asyncio.timeout(timeout_s):
                 # with a socket timeout set, redis-py writes through asyncio.wait_for: a Task,
@@ -71,15 +68,21 @@ async def exchange(
                     await conn.send_packed_command(payload, check_health=False)
                 finally:
                     conn.socket_timeout = timeout_s
+                sent = True
                 for _ in range(expected):
                     try:
                         replies.append(await conn.read_response(timeout=math.inf))
                     except ResponseError as exc:  # read whole: the connection stays in step
                         replies.append(exc)
         except TimeoutError:  # redis-py's own, which the client's retry policy knows
+            # the deadline covers the connect (when the pool's connection was closed) and the
+            # write too: say which part did not finish
             raise RedisTimeoutError(
                 f"no reply from Redis at {_where(conn)} to {expected - len(replies)} of "
-                f"{expected} {what} within {conn.socket_timeout} s"
+                f"{expected} {what} within {timeout_s} s"
+                if sent
+                else f"could not connect to or write to Redis at {_where(conn)} within "
+                f"{timeout_s} s ({expected} {what} not sent)"
             ) from None
         return replies
 
