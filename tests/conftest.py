@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, settings
 
 from tests.support import process
+from tests.support.exchanges import exchanges  # noqa: F401  (a fixture for every test)
 from tests.support.redis_cluster import RedisCluster, SentinelSet
 from tests.support.redis_server import RedisServer
 

@@ -373,7 +373,7 @@ async def test_on_one_node_the_lookback_starts_where_the_per_outbox_read_starts_
 
 
 async def test_on_one_node_each_runs_checks_go_a_bounded_number_of_streams_per_round_trip(
-    redis: aioredis.Redis, monkeypatch
+    redis: aioredis.Redis, monkeypatch, exchanges: list[int]
 ) -> None:
     from gex_alertd.outcomes import live
 
@@ -387,14 +387,7 @@ async def test_on_one_node_each_runs_checks_go_a_bounded_number_of_streams_per_r
         await store_path(redis, sym, [T0 + i * MIN for i in range(8)], [100.0] * 8, strikes=3)
         await fire(redis, alert(T0, symbol=sym), ["tty"])
         await fire(redis, alert(T0 + 5 * MIN, symbol=sym), ["tty"])  # its 5m is not reached
-    exchanges: list[int] = []
-    real = live.packed.exchange
-
-    async def counting(r, payload, expected):
-        exchanges.append(expected)
-        return await real(r, payload, expected)
-
-    monkeypatch.setattr(live.packed, "exchange", counting)
+    exchanges.clear()
     duty = OutcomeDuty(
         redis, lambda: cfg, lambda key: True, clock=clock_at(T0 + 8 * MIN), calendar=CALENDAR
     )
