@@ -348,19 +348,21 @@ class Outbox:
         groups = _by_stream(done)
         if not groups:
             return
-        if self.cluster:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for stream, es in groups.items():
-                    pipe.xack(stream, self.group, *[e.entry_id for e in es])
-                await pipe.execute()
-        else:
-            await self._packed(
-                [
-                    packed.pack("XACK", stream, self.group, *[e.entry_id for e in es])
-                    for stream, es in groups.items()
-                ]
-            )
-        self.acked_streams |= set(groups)
+        try:
+            if self.cluster:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for stream, es in groups.items():
+                        pipe.xack(stream, self.group, *[e.entry_id for e in es])
+                    await pipe.execute()
+            else:
+                await self._packed(
+                    [
+                        packed.pack("XACK", stream, self.group, *[e.entry_id for e in es])
+                        for stream, es in groups.items()
+                    ]
+                )
+        finally:  # as in _finish
+            self.acked_streams |= set(groups)
 
     async def sent_already(self, candidates: Sequence[Entry]) -> list[bool]:
         if not candidates:
@@ -391,17 +393,23 @@ class Outbox:
             calls.append((names, [self.group, ttl, *[e.entry_id for e in es]]))
         if not calls:
             return
-        if self.cluster:
-            for names, args in calls:
-                await self._done(keys=names, args=args)
-        else:
-            commands = [packed.pack("EVALSHA", self._done.sha, len(n), *n, *a) for n, a in calls]
-            try:
-                await self._packed(commands)
-            except NoScriptError:  # a fresh or restarted Redis: load it, send them again
-                await self.redis.script_load(LUA)
-                await self._packed(commands)
-        self.acked_streams.update(names[0] for names, _args in calls)
+        try:
+            if self.cluster:
+                for names, args in calls:
+                    await self._done(keys=names, args=args)
+            else:
+                commands = [
+                    packed.pack("EVALSHA", self._done.sha, len(n), *n, *a) for n, a in calls
+                ]
+                try:
+                    await self._packed(commands)
+                except NoScriptError:  # a fresh or restarted Redis: load it, send them again
+                    await self.redis.script_load(LUA)
+                    await self._packed(commands)
+        finally:
+            # after the write (a trim in between would miss what it acks), even a failed one:
+            # it may have acked some streams (one counted but not acked costs the trim a look)
+            self.acked_streams.update(names[0] for names, _args in calls)
 
     async def mark_sent(self, done: Sequence[Entry]) -> None:
         """Entries the receiver accepted: sent marker + XACK + attempts reset, per stream."""

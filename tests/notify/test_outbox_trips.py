@@ -112,7 +112,7 @@ async def test_autoclaim_drops_deleted_entries_and_vanished_streams_and_claims_t
 
 
 async def test_the_one_node_read_packs_its_commands_and_reads_what_the_cluster_path_reads(
-    redis: aioredis.Redis, monkeypatch
+    redis: aioredis.Redis, monkeypatch, exchanges: list[int]
 ) -> None:
     # 2 streams per XREADGROUP, all of them in one write (packed.exchange); a stream that has
     # never had the group (NOGROUP: it gets one, then is read) and entries deleted while
@@ -125,14 +125,7 @@ async def test_the_one_node_read_packs_its_commands_and_reads_what_the_cluster_p
     await redis.xadd(bare, {"x": "1"})
     streams = [keys.outbox(s) for s in SYMBOLS] + [bare]
     await enqueue(redis, alert(5, "QQQ"), ["ops", "mirror"])
-    exchanges: list[int] = []
-    real = outbox_mod.packed.exchange
-
-    async def counting(r, payload, expected):
-        exchanges.append(expected)
-        return await real(r, payload, expected)
-
-    monkeypatch.setattr(outbox_mod.packed, "exchange", counting)
+    exchanges.clear()
     # the same reads by two channels' consumers (one per path), after the same deletion
     one_node = Outbox(redis, "ops", "one-node", 3600)
     cluster = Outbox(redis, "mirror", "cluster", 3600)
@@ -185,7 +178,7 @@ async def test_a_sweep_over_the_same_streams_reuses_its_packed_commands(
 
 
 async def test_on_one_node_the_per_alert_commands_go_in_one_write_and_do_what_they_did(
-    redis: aioredis.Redis, monkeypatch
+    redis: aioredis.Redis, exchanges: list[int]
 ) -> None:
     # sent markers checked, entries of two streams marked sent and acked (outbox.lua, loaded
     # again after a SCRIPT FLUSH), others acked: one write each, the same keys as the
@@ -193,14 +186,6 @@ async def test_on_one_node_the_per_alert_commands_go_in_one_write_and_do_what_th
     for s in ("SPY", "QQQ"):
         for i in range(2):
             await enqueue(redis, alert(i, s), ["ops"])
-    exchanges: list[int] = []
-    real = outbox_mod.packed.exchange
-
-    async def counting(r, payload, expected):
-        exchanges.append(expected)
-        return await real(r, payload, expected)
-
-    monkeypatch.setattr(outbox_mod.packed, "exchange", counting)
     ob = Outbox(redis, "ops", "one", 3600)
     got = await ob.read_new([keys.outbox("SPY"), keys.outbox("QQQ")], 10)
     by_stream = [[e for e in got if e.stream == keys.outbox(s)] for s in ("SPY", "QQQ")]
@@ -219,3 +204,26 @@ async def test_on_one_node_the_per_alert_commands_go_in_one_write_and_do_what_th
             marker = keys.sent_marker(e.slot_symbol, e.alert_id, "ops")
             assert 0 < await redis.pttl(marker) <= 3600 * 1000
     assert ob.acked_streams == {keys.outbox("SPY"), keys.outbox("QQQ")}
+
+
+@pytest.mark.parametrize("how", ["mark_sent", "ack"])
+@pytest.mark.parametrize("cluster", [False, True], ids=["one-write", "per-stream"])
+async def test_a_finish_that_fails_part_way_still_leaves_its_acked_streams_to_the_trim(
+    redis: aioredis.Redis, cluster: bool, how: str
+) -> None:
+    # SPY's call acks, QQQ's fails (its stream replaced by a string: WRONGTYPE): the write
+    # raises, and SPY, acked, is still among the streams the next trim looks at (the
+    # dispatcher's trim reads acked_streams)
+    for s in ("SPY", "QQQ"):
+        await enqueue(redis, alert(0, s), ["ops"])
+    ob = Outbox(redis, "ops", "one", 3600)
+    ob.cluster = cluster
+    got = await ob.read_new([keys.outbox("SPY"), keys.outbox("QQQ")], 10)
+    got.sort(key=lambda e: e.stream != keys.outbox("SPY"))  # SPY's call goes first
+    await redis.delete(keys.outbox("QQQ"))
+    await redis.set(keys.outbox("QQQ"), "not a stream")
+    with pytest.raises(aioredis.ResponseError, match="WRONGTYPE"):
+        await getattr(ob, how)(got)
+    pending = await redis.xpending(keys.outbox("SPY"), keys.notify_group("ops"))
+    assert pending["pending"] == 0
+    assert keys.outbox("SPY") in ob.acked_streams
