@@ -71,6 +71,9 @@ def describe_exc(exc: BaseException) -> str:
     return redaction.redact(f"{exc.__class__.__name__}: {text}")
 
 
+SNIPPET_CHARS = 200  # of a receiver's answer, in a failure's reason
+
+
 def classify_http(
     status: int,
     body: str,
@@ -87,7 +90,11 @@ def classify_http(
         where = shown(location) if location else "no Location"
         reason = f"HTTP {status} redirect to {where}; deliveries never follow redirects"
         return retry(reason) if on_redirect == "retry" else permanent(reason)
-    snippet = body.strip().replace("\n", " ")[:200]
+    # redacted before the cut: cut first, the part of an echoed secret that is kept (an error
+    # page quoting the webhook URL's path) no longer matched it and was logged; on a window,
+    # so a 64 KB body costs what a short one does
+    snippet = redaction.redact(body.strip()[: 4 * SNIPPET_CHARS].replace("\n", " "))
+    snippet = snippet[:SNIPPET_CHARS]
     reason = f"HTTP {status}" + (f": {snippet}" if snippet else "")
     if status in (408, 425, 429) or status >= 500:
         return retry(reason, parse_retry_after(retry_after), throttled=status == 429)

@@ -62,3 +62,18 @@ def test_exception_text_is_redacted() -> None:
     redaction.register("https://hooks.example.com/services/T1/B1/zzzzSECRETzzzz")
     exc = OSError("cannot reach https://hooks.example.com/services/T1/B1/zzzzSECRETzzzz")
     assert "zzzzSECRETzzzz" not in describe_exc(exc)
+
+
+def test_a_secret_echoed_across_the_snippet_cut_is_redacted_whole() -> None:
+    # an error page that echoes the request path (Express: "Cannot POST /path"), where a
+    # webhook URL keeps its secret, with the path across the reason's 200-character cut:
+    # cut first, the kept half no longer matched the registered secret and was logged
+    url = "https://hooks.example.com/services/T9QQ/B9QQ/" + "k3yPart" * 6
+    redaction.register(url)
+    path = url.split("hooks.example.com")[1]
+    body = "<pre>" + "x" * 170 + f" Cannot POST {path}</pre>"
+    for status in (404, 503):
+        outcome = classify_http(status, body, None)
+        reason = outcome.reason  # type: ignore[union-attr]  # Permanent and Retry have one
+        assert "services/T9QQ" not in reason, reason
+        assert "Cannot POST /***" in reason, reason
