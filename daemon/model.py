@@ -98,6 +98,20 @@ _MATRIX = "_strike_matrix"  # key in a snapshot's __dict__
 _ROWLESS = "_rowless"  # in a snapshot's __dict__: its rows were dropped, the matrix holds them
 
 
+# msgspec gives up on JSON nested deeper than ~1,000 levels (an unknown field it skips, an Any)
+# with a RecursionError, no DecodeError: from outside, that is one more malformed body
+TOO_DEEP = "JSON nested too deeply"
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """Untyped JSON from outside (an error body, a receiver's answer); nested too deeply it
+    raises msgspec.DecodeError like any other malformed body."""
+    try:
+        return msgspec.json.decode(raw)
+    except RecursionError:
+        raise msgspec.DecodeError(TOO_DEEP) from None
+
+
 def as_ms(ts: datetime) -> int:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
@@ -125,6 +139,8 @@ def decode_flow_gex(
         raise PayloadError(f"malformed Flow GEX payload: {exc}") from None
     except UnicodeDecodeError as exc:  # msgspec raises it for invalid UTF-8 inside a string
         raise PayloadError(f"malformed Flow GEX payload: invalid UTF-8 ({exc.reason})") from None
+    except RecursionError:  # an unknown field nested ~1,000 deep (TOO_DEEP)
+        raise PayloadError(f"malformed Flow GEX payload: {TOO_DEEP}") from None
     matrix = _decoded_matrix(snap.strikes)
     problems = _scalar_problems(snap)
     order, strike_problem = _strike_order(matrix[0])
@@ -483,7 +499,11 @@ def encode_alert(event: AlertEvent) -> bytes:
 
 
 def decode_alert(body: bytes | str) -> AlertEvent:
-    return _alert_decoder.decode(body)
+    """An outbox entry's event; msgspec.DecodeError (or ValidationError) when it is none."""
+    try:
+        return _alert_decoder.decode(body)
+    except RecursionError:  # written by hand, an unknown field nested ~1,000 deep (TOO_DEEP)
+        raise msgspec.DecodeError(TOO_DEEP) from None
 
 
 # Outbox entry layout on `gex:{SYM}:alerts` (shared by the rule commit and the notifiers):

@@ -31,7 +31,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from gex_alertd import keys
-from gex_alertd.model import FlowGex, PayloadError, decode_flow_gex
+from gex_alertd.model import FlowGex, PayloadError, decode_flow_gex, decode_json
 from gex_alertd.rules.repositioning import Settled, attach_settled, exchange_day, settled_from
 from gex_alertd.sources.errors import SourceError
 
@@ -60,7 +60,7 @@ FetchFn = Callable[[str, str | None], Awaitable[bytes]]
 def decode_settled(body: bytes, symbol: str) -> FlowGex:
     """Decode and validate a `/v1/exposure/gex` body; PayloadError names the problem."""
     try:
-        tree = msgspec.json.decode(body)
+        tree = decode_json(body)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise PayloadError(f"malformed settled GEX payload: {exc}") from None
     if not isinstance(tree, dict):

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from gex_alertd.model import AlertEvent
+from gex_alertd.model import AlertEvent, decode_json
 from gex_alertd.notify.base import ChannelType
 from gex_alertd.notify.chat_webhook import ChatChannel, ChatNotifier
 from gex_alertd.notify.render import (
@@ -82,7 +82,7 @@ def discord_payload(alerts: Sequence[AlertEvent]) -> dict[str, Any]:
 def wait_from_body(text: str) -> float | None:
     """`retry_after` (seconds) from a 429's JSON body, bounded like any wait from outside."""
     try:
-        body = msgspec.json.decode(text)
+        body = decode_json(text)
     except msgspec.DecodeError:
         return None
     value = body.get("retry_after") if isinstance(body, dict) else None

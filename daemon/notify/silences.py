@@ -36,7 +36,7 @@ import structlog
 
 from gex_alertd import keys, packed
 from gex_alertd.connections import as_str, entries, is_cluster
-from gex_alertd.model import AlertEvent, decode_alert
+from gex_alertd.model import TOO_DEEP, AlertEvent, decode_alert
 
 if TYPE_CHECKING:
     from redis.typing import EncodableT, FieldT
@@ -128,7 +128,10 @@ def encode(silence: Silence) -> bytes:
 
 
 def decode(raw: bytes | str) -> Silence:
-    return _decoder.decode(raw)
+    try:
+        return _decoder.decode(raw)
+    except RecursionError:  # written by hand, nested ~1,000 deep: unreadable like any other
+        raise msgspec.DecodeError(TOO_DEEP) from None
 
 
 def normalize(matchers: Matchers) -> Matchers:

@@ -47,7 +47,7 @@ from multidict import CIMultiDict
 
 from gex_alertd import __version__, redaction
 from gex_alertd.asof_window import AsOfWindow
-from gex_alertd.model import PayloadError, decode_flow_gex
+from gex_alertd.model import PayloadError, decode_flow_gex, decode_json
 from gex_alertd.ops.metrics import RATE_LIMIT_WAIT, REQUEST_LATENCY, SNAPSHOTS_REFUSED
 from gex_alertd.quoted import quoted
 from gex_alertd.sources.base import Fetched
@@ -370,7 +370,7 @@ def _snippet(text: str) -> str:
 def _server_message(body: bytes) -> tuple[str, dict[str, Any]]:
     """The human message of an error body and the body as a dict (empty if not JSON)."""
     try:
-        data = msgspec.json.decode(body)
+        data = decode_json(body)
     except msgspec.DecodeError:
         data = None
     if isinstance(data, dict):

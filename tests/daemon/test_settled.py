@@ -148,6 +148,9 @@ def test_both_wire_shapes_decode_and_problems_are_named() -> None:
         decode_settled(b"[1, 2]", "SPY")
     with pytest.raises(PayloadError, match="does not match"):
         decode_settled(flow_shaped, "QQQ")
+    # nested deeper than the parser goes: a PayloadError, not msgspec's RecursionError
+    with pytest.raises(PayloadError, match="malformed settled GEX payload: JSON nested too deeply"):
+        decode_settled(b'{"x": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", "SPY")
     assert decode_flow_gex(flow_shaped).symbol == "SPY"
 
 

@@ -7,13 +7,14 @@ import tracemalloc
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
+import msgspec
 import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
 from gex_alertd.notify.base import Ok
 from gex_alertd.notify.http import HttpPoster
-from gex_alertd.sources.errors import MalformedPayload
+from gex_alertd.sources.errors import MalformedPayload, TransientError
 from gex_alertd.sources.flowgex import FlowGexClient
 from tests.hostile.upstream import (
     bad_strikes,
@@ -23,7 +24,7 @@ from tests.hostile.upstream import (
     recent,
     snapshot,
 )
-from tests.support.upstream import Reply, Upstream
+from tests.support.upstream import Reply, Upstream, flow_gex_body
 
 KEY = "fgx_hostile_payload_key"
 LIMIT = 1 << 20
@@ -160,6 +161,27 @@ async def test_unsorted_strikes_are_logged_once_until_they_come_in_order_again(
         snap = (await client.fetch("SPY")).snapshot
     assert lines(logs) == 1
     assert [r.strike for r in snap.strikes] == sorted(r.strike for r in snap.strikes)
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"1" + b"]" * depth
+
+
+@pytest.mark.parametrize("status", [200, 500])
+async def test_json_nested_deeper_than_the_parser_goes_is_malformed(
+    up: Upstream, client: FlowGexClient, status: int
+) -> None:
+    # an unknown field (200) or an error body (500) nested 5,000 deep: msgspec gives up with a
+    # RecursionError, which left the client as it was (a 10 KB body): the pool logged "poll
+    # crashed" with a traceback on every poll, no backoff, nothing for source_failing
+    head = msgspec.json.encode(flow_gex_body("SPY", as_of=recent(), strikes=2))[:-1]
+    up.push(Reply(status, head + b',"extra":' + nested(5_000) + b"}"), symbol="SPY")
+    expected = MalformedPayload if status == 200 else TransientError
+    with pytest.raises(expected) as info:
+        await client.fetch("SPY")
+    assert "SPY" in str(info.value) and info.value.status == status
+    if status == 200:
+        assert "nested too deeply" in str(info.value)
 
 
 async def test_a_lookalike_symbol_is_not_the_requested_one(

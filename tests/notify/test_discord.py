@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
@@ -76,11 +77,15 @@ async def test_429_waits_the_retry_after_of_the_json_body() -> None:
         await rx.stop()
 
 
-async def test_a_nonsense_retry_after_in_the_body_falls_back_to_the_header() -> None:
+@pytest.mark.parametrize(
+    "body",
+    # nested deeper than the parser goes: msgspec's RecursionError left the notifier as it was
+    ['{"retry_after": "soon"}', '{"retry_after": 9, "x": ' + "[" * 5_000 + "]" * 5_000 + "}"],
+    ids=["not a number", "nested too deeply"],
+)
+async def test_a_nonsense_retry_after_in_the_body_falls_back_to_the_header(body: str) -> None:
     async def limited(_n: int, _r: web.Request) -> web.Response:
-        return web.Response(
-            status=429, text='{"retry_after": "soon"}', headers={"Retry-After": "2"}
-        )
+        return web.Response(status=429, text=body, headers={"Retry-After": "2"})
 
     rx = await Receiver(responder=limited).start()
     n = DiscordNotifier("chat", DiscordChannel(webhook_url=rx.url))

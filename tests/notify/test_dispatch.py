@@ -167,15 +167,21 @@ async def test_malformed_entry_goes_to_dead_letters(redis: aioredis.Redis, redis
         await redis.xadd(
             keys.outbox("SPY"), {"id": "x1", "channels": "ops", "symbol": "SPY", "event": "{"}
         )
+        # deeper than the parser goes: its RecursionError crashed the channel's worker
+        deep = '{"x": ' + "[" * 5_000 + "]" * 5_000 + "}"
+        await redis.xadd(
+            keys.outbox("SPY"), {"id": "x2", "channels": "ops", "symbol": "SPY", "event": deep}
+        )
         await enqueue(redis, alert(1), ["ops"])
         await rx.wait_for(1)
 
         async def dead() -> bool:
-            return await redis.xlen(keys.DEAD) == 1
+            return await redis.xlen(keys.DEAD) == 2
 
-        await eventually(dead, "1 dead letter")
-        (d1,) = await list_dead(redis)
+        await eventually(dead, "2 dead letters")
+        d1, d2 = await list_dead(redis)
         assert d1.alert_id == "x1" and "malformed event JSON" in d1.reason
+        assert d2.alert_id == "x2" and "malformed event JSON" in d2.reason
     finally:
         await d.stop()
         await rx.stop()
