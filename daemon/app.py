@@ -379,7 +379,7 @@ class Daemon:
             consumer=default_consumer()
             if "GEX_ALERTD_CONSUMER" in os.environ
             else self.instance_id,
-            silences=SilenceStore(self.redis).check_many,
+            silences=SilenceStore(self.redis),
             on_channel_disabled=self._operator_channel_gone,
             owns=self._owns_outbox,
         )

@@ -5,6 +5,10 @@ XAUTOCLAIM of dead consumers' entries)
 → route (entries not for this channel are acked at once) → min_severity filter → sent-marker
 check → group window → silence check → rate limit → send → the delivery policy's decision
 (notify/policy.py): ack + marker | retry later | dead letter | disable the channel.
+Entries read new (`>`: never delivered to this channel's group) have their sent marker checked
+in the silence check's round trip instead of one of their own (one node): the marker is then
+read later, right before the send, which can only see more of what was sent, and the silences
+are read exactly where they always were, by the last round trip before the send.
 
 Order is kept per symbol (per stream), in the order each was read. A channel handles its head
 first: while its head is in backoff (receiver down, 429),
@@ -24,7 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import structlog
@@ -69,8 +73,18 @@ RECORDER_STOP_S = 5.0  # past a write the cancel landed in (see stopping)
 BLOCK_S = 0.25  # longest wait for a poke; also bounds how long stop() waits for a reader
 
 
-# which silence (if any) holds each alert for a channel now: SilenceStore.check_many
-SilenceCheck = Callable[[Sequence[AlertEvent], str], Awaitable[list[Silence | None]]]
+class SilenceCheck(Protocol):
+    """Which silence (if any) holds each alert for a channel now: notify.silences.SilenceStore."""
+
+    async def check_many(
+        self, events: Sequence[AlertEvent], channel: str
+    ) -> list[Silence | None]: ...
+
+    async def check_many_with(
+        self, events: Sequence[AlertEvent], channel: str, commands: Sequence[bytes]
+    ) -> tuple[list[Silence | None], list[Any]]: ...
+
+
 # (channel, reason): the channel was disabled (a 410); the daemon raises an operator alert
 OnDisabled = Callable[[str, str], Awaitable[None]]
 
@@ -79,6 +93,8 @@ class _Held(msgspec.Struct):
     entry: Entry
     event: AlertEvent
     seen: float  # monotonic time it entered the buffer
+    # its sent marker was checked (False: read new, checked right before its first send)
+    checked: bool = True
 
 
 class ChannelWorker:
@@ -127,10 +143,15 @@ class ChannelWorker:
         self.log = log.bind(channel=name)
         self.grouping = cfg.group_wait > 0
         self.min_rank = SEVERITY_RANK.get(cfg.min_severity, 0)
+        # a new entry's marker rides on the silence check's round trip (one node only)
+        self.defer_markers = silences is not None and not outbox.cluster
 
     # --- reading -----------------------------------------------------------------------
 
-    async def admit(self, entries: Sequence[Entry]) -> None:
+    async def admit(self, entries: Sequence[Entry], *, new: bool = False) -> None:
+        """Buffer the entries this channel must send. `new`: read with `>` (never delivered
+        to this group), whose sent markers may be checked before their first send instead
+        (`defer_markers`); any other read (own PEL, claimed) is checked here."""
         skip: list[Entry] = []
         broken: list[Entry] = []
         candidates: list[Entry] = []
@@ -148,7 +169,8 @@ class ChannelWorker:
                 metrics.ALERTS_SENT.labels(self.name, "filtered").inc()
             else:
                 candidates.append(e)
-        done = await self.outbox.sent_already(candidates)
+        deferred = new and self.defer_markers
+        done = [False] * len(candidates) if deferred else await self.outbox.sent_already(candidates)
         now = time.monotonic()
         # an alert id held already: the same alert enqueued twice (a dead letter written twice
         # by a crash, both retried); the marker is only written after the held one is sent
@@ -160,7 +182,7 @@ class ChannelWorker:
                 metrics.ALERTS_SENT.labels(self.name, "duplicate_skipped").inc()
             else:
                 assert e.event is not None
-                self.buffer[e.key] = _Held(e, e.event, now)
+                self.buffer[e.key] = _Held(e, e.event, now, checked=not deferred)
                 held.add(e.alert_id)
         await self.outbox.ack(skip)
         for e in broken:
@@ -244,7 +266,7 @@ class ChannelWorker:
                         more = await self._read_new(sorted(set(owned) | set(self.pokes.take())))
                         if not more:
                             return
-                        await self.admit(more)
+                        await self.admit(more, new=True)
                         continue
                     now = time.monotonic()
                     if not self.stopping.is_set() and now >= next_claim:
@@ -265,12 +287,12 @@ class ChannelWorker:
                         continue
                     if now >= next_sweep:
                         every = sorted(set(owned) | set(self.pokes.take()))
-                        await self.admit(await self._read_new(every))
+                        await self.admit(await self._read_new(every), new=True)
                         next_sweep = now + self.streams.sweep_every(len(owned))
                         continue
                     poked = self.pokes.take()
                     if poked:
-                        await self.admit(await self._read_new(poked))
+                        await self.admit(await self._read_new(poked), new=True)
                         continue
                     wait = min(BLOCK_S, next_sweep - now)
                     if due is not None:
@@ -327,7 +349,7 @@ class ChannelWorker:
         if self.silences is None:
             return [None] * len(batch)
         try:
-            return await self.silences([h.event for h in batch], self.name)
+            return await self.silences.check_many([h.event for h in batch], self.name)
         except (RedisError, RedisClusterException, OSError) as exc:
             # cannot tell: deliver (a duplicate page beats a lost one)
             self.log.warning("silence check failed; delivering", error=describe_exc(exc))
@@ -365,13 +387,44 @@ class ChannelWorker:
             return batch
         held = list(self.buffer.values())
         candidates = held[:MAX_GROUP] if self.grouping else held[:1]
-        found = await self._silences_of(candidates)
+        if any(not h.checked for h in candidates):
+            candidates, found = await self._markers_and_silences(candidates)
+        else:
+            found = await self._silences_of(candidates)
         await self._record_silenced(
             [(h, s) for h, s in zip(candidates, found, strict=True) if s is not None]
         )
         batch = [h for h, s in zip(candidates, found, strict=True) if s is None]
         self.inflight = batch or None
         return batch
+
+    async def _markers_and_silences(
+        self, candidates: list[_Held]
+    ) -> tuple[list[_Held], list[Silence | None]]:
+        """The sent markers of the candidates not checked yet and the silence check, in one
+        round trip (`SilenceCheck.check_many_with`). Those sent already (by a previous owner,
+        or a copy of an alert that went out) are acked and dropped; the rest come back with the
+        silence holding each. A Redis error propagates: the markers are unknown, so nothing is
+        sent (as when the check at `admit` fails)."""
+        assert self.silences is not None  # defer_markers
+        unchecked = [h for h in candidates if not h.checked]
+        found, replies = await self.silences.check_many_with(
+            [h.event for h in candidates],
+            self.name,
+            self.outbox.marker_checks([h.entry for h in unchecked]),
+        )
+        sent = {h.entry.key for h, x in zip(unchecked, replies, strict=True) if x}
+        if sent:  # acked before anything counts as checked: a failed ack checks them again
+            await self.outbox.ack([h.entry for h in candidates if h.entry.key in sent])
+            for key in sent:
+                self.buffer.pop(key, None)
+        for h in unchecked:
+            h.checked = True
+        if not sent:
+            return candidates, found
+        metrics.ALERTS_SENT.labels(self.name, "duplicate_skipped").inc(len(sent))
+        kept = [(h, s) for h, s in zip(candidates, found, strict=True) if h.entry.key not in sent]
+        return [h for h, _ in kept], [s for _, s in kept]
 
     async def flush(self) -> None:
         batch = await self._batch()

@@ -364,14 +364,20 @@ class Outbox:
         finally:  # as in _finish
             self.acked_streams |= set(groups)
 
+    def marker_checks(self, candidates: Sequence[Entry]) -> list[bytes]:
+        """One packed EXISTS of its sent marker per entry (one node): `sent_already`'s
+        commands, for a caller that sends them in a round trip of its own."""
+        return [
+            packed.pack("EXISTS", keys.sent_marker(e.slot_symbol, e.alert_id, self.channel))
+            for e in candidates
+        ]
+
     async def sent_already(self, candidates: Sequence[Entry]) -> list[bool]:
         if not candidates:
             return []
-        markers = [keys.sent_marker(e.slot_symbol, e.alert_id, self.channel) for e in candidates]
         if not self.cluster:
-            return [
-                bool(x) for x in await self._packed([packed.pack("EXISTS", m) for m in markers])
-            ]
+            return [bool(x) for x in await self._packed(self.marker_checks(candidates))]
+        markers = [keys.sent_marker(e.slot_symbol, e.alert_id, self.channel) for e in candidates]
         async with self.redis.pipeline(transaction=False) as pipe:
             for marker in markers:
                 pipe.exists(marker)

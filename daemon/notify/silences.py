@@ -254,21 +254,34 @@ class SilenceStore:
         self._cached, self._cached_version, self._cached_at = out, version, time.monotonic()
         return list(out)
 
+    def _usable(self) -> bool:
+        return (
+            self._cached is not None and time.monotonic() - self._cached_at < self.cache_max_age_s
+        )
+
+    def _served(self, version: Any, time_reply: Any) -> list[Silence] | None:
+        """The cached silences when `version` (read just now) is the one they are filed under,
+        the server's clock taken from `time_reply`; None when they must be read again."""
+        if self._cached is None or version != self._cached_version:
+            return None
+        sec, usec = map(int, time_reply)
+        self.offset_s = sec + usec / 1e6 - time.time()
+        return self._cached
+
     async def current(self) -> list[Silence]:
         """`all()`, from the cache while the version has not moved (and the cache is young)."""
-        if self._cached is not None and time.monotonic() - self._cached_at < self.cache_max_age_s:
+        if self._usable():
             if is_cluster(self.redis):
                 version = await self.redis.get(self.version_key)
-                sec, usec = await self.redis.time()
+                found = self._served(version, await self.redis.time())
             else:  # one round trip, packed once: this runs before every delivery
                 replies = await packed.exchange(self.redis, self._check, 2)
                 for reply in replies:
                     if isinstance(reply, Exception):
                         raise reply
-                version, (sec, usec) = replies[0], map(int, replies[1])
-            if version == self._cached_version:
-                self.offset_s = sec + usec / 1e6 - time.time()
-                return self._cached
+                found = self._served(replies[0], replies[1])
+            if found is not None:
+                return found
         return await self.all()
 
     async def active(self) -> tuple[list[Silence], datetime]:
@@ -287,6 +300,30 @@ class SilenceStore:
         """`check` for a batch with one read of the silences: the dispatcher's silence check."""
         silences, now = await self.active()
         return [is_silenced(silences, e, channel, now) for e in events]
+
+    async def check_many_with(
+        self, events: Sequence[AlertEvent], channel: str, commands: Sequence[bytes]
+    ) -> tuple[list[Silence | None], list[Any]]:
+        """`check_many`, with other commands (packed, one node only) in the round trip of its
+        version check: the check's GET and TIME go after them, in the same write, so the
+        silences matched are exactly as new as `check_many`'s (taken by the caller's last round
+        trip before it sends). Returns the matches and the commands' replies in order (an error
+        reply raises). A cache that cannot serve (none yet, aged, the version moved) is read
+        again after that round trip, as `check_many` reads it."""
+        if not commands:
+            return await self.check_many(events, channel), []
+        replies = await packed.exchange(
+            self.redis, b"".join(commands) + self._check, len(commands) + 2
+        )
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        usable = self._usable()
+        found = self._served(replies[-2], replies[-1]) if usable else None
+        silences = found if found is not None else await self.all()
+        now = self.now()
+        active = [s for s in silences if s.ends_at > now]
+        return [is_silenced(active, e, channel, now) for e in events], replies[:-2]
 
     async def expire(self, silence_id: str) -> Silence:
         """End a silence now (server time). Expiring an expired silence changes nothing."""

@@ -24,9 +24,7 @@ async def test_a_silenced_alert_is_recorded_acked_and_not_sent(
         "ops": {"type": "webhook", "url": ops.url},
         "desk": {"type": "webhook", "url": desk.url},
     }
-    d = Dispatcher(
-        redis, make_config(channels, redis_url), consumer="t1", silences=store.check_many
-    )
+    d = Dispatcher(redis, make_config(channels, redis_url), consumer="t1", silences=store)
     await d.start()
     try:
         await enqueue(redis, alert(1, "SPY"), ["ops", "desk"], poke=[d])

@@ -263,7 +263,7 @@ async def test_dispatcher_records_silenced_alerts_and_sends_the_rest(
     rx = await Receiver().start()
     store = SilenceStore(redis)
     cfg = make_config({"ops": {"type": "webhook", "url": rx.url}}, redis_url)
-    d = Dispatcher(redis, cfg, consumer="t1", silences=store.check_many)
+    d = Dispatcher(redis, cfg, consumer="t1", silences=store)
     await d.start()
     try:
         s = await store.add(Matchers(rule="spy-flip", symbol="SPY"), 3600, comment="test")
