@@ -94,6 +94,14 @@ def alert_id(
 _encoder = msgspec.msgpack.Encoder()
 
 
+class _Shared(NamedTuple):
+    """The part of an event that is the snapshot's: its as_of (ISO) and its levels' details
+    (each event gets its own dict made from these)."""
+
+    as_of: str
+    levels: dict[str, Any]
+
+
 class _Plan(NamedTuple):
     rule: RuleBase
     name: str
@@ -209,6 +217,9 @@ class Engine:
         as_of_ms = snap.as_of_ms
         out = Outcome({}, [], [])
         whole: tuple[FlowGex, FlowGex | None] | None = None
+        # what every event of this snapshot shares (its as_of, its levels), worked out at its
+        # first event, once however many rules fire on it
+        shared: _Shared | None = None
         for rule, name, t, type_name, reads_rows in self._plans_for(snap.symbol):
             slot = slots.get(name)
             seen, seen_prev = snap, prev
@@ -226,8 +237,10 @@ class Engine:
                 out.slots[name] = RuleSlot(type_name, slot.last_fired_ms, state, slot.open)
                 continue
             last, is_open = slot.last_fired_ms, slot.open
+            if shared is None:
+                shared = _Shared(iso_utc(snap.as_of), level_details(snap))
             for f in fired:
-                event = self._event(rule, t, f, snap, expiry, as_of_ms)
+                event = self._event(rule, t, f, snap, expiry, as_of_ms, shared)
                 if f.status != FIRING:
                     if is_open:
                         out.emitted.append(Emitted(event, list(rule.channels), 0))
@@ -256,9 +269,15 @@ class Engine:
 
     @staticmethod
     def _event(
-        rule: RuleBase, t: RuleType[Any, Any], f: Fired, snap: FlowGex, expiry: str | None, ms: int
+        rule: RuleBase,
+        t: RuleType[Any, Any],
+        f: Fired,
+        snap: FlowGex,
+        expiry: str | None,
+        ms: int,
+        shared: _Shared,
     ) -> AlertEvent:
-        as_of = iso_utc(snap.as_of)
+        as_of = shared.as_of
         return AlertEvent(
             id=alert_id(rule.name, snap.symbol, expiry, ms, f.strikes, f.key, f.status),
             rule=rule.name,
@@ -272,5 +291,5 @@ class Engine:
             status=f.status,
             # the levels first, so a rule's own key of the same name (a wall rule's
             # `call_wall`) is what the alert says
-            details={**level_details(snap), **f.details},
+            details={**shared.levels, **f.details},
         )

@@ -5,7 +5,10 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
+from gex_alertd import model
 from gex_alertd.model import StrikeRow, decode_flow_gex, rowless, strike_rows
+from gex_alertd.rules import engine as engine_mod
+from gex_alertd.rules import levels as levels_mod
 from gex_alertd.rules import registry
 from gex_alertd.rules.base import ActiveHours, RuleBase, RuleType
 from gex_alertd.rules.engine import Engine, RuleSlot, alert_id
@@ -213,6 +216,36 @@ def test_every_event_carries_the_levels_in_its_details() -> None:
         rule, [snap(spot=99.0, flip=100.0), snap(at=1, spot=101.0, flip=100.0, strikes=rows)]
     )
     assert (event.details["call_wall"], event.details["put_wall"]) == (103.0, 98.0)
+
+
+def test_the_snapshots_part_of_its_events_is_worked_out_once(monkeypatch) -> None:
+    # three rules fire on one snapshot: its levels' details and its as_of are worked out once
+    # (they were once per event), and each event still carries them in a dict of its own
+    calls = {"levels": 0, "as_of": 0}
+    real_levels, real_iso = levels_mod.details, model.iso_utc  # what the engine imports
+
+    def counted_levels(s):
+        calls["levels"] += 1
+        return real_levels(s)
+
+    def counted_iso(ts):
+        calls["as_of"] += 1
+        return real_iso(ts)
+
+    monkeypatch.setattr(engine_mod, "level_details", counted_levels)
+    monkeypatch.setattr(engine_mod, "iso_utc", counted_iso)
+    rules = [make_rule(type="flip_cross", name=n) for n in ("a", "b", "c")]
+    engine = Engine(rules)
+    slots = engine.evaluate({}, snap(spot=99.0, flip=100.0), None, None).slots
+    assert calls == {"levels": 0, "as_of": 0}  # nothing fired, nothing worked out
+    outcome = engine.evaluate(slots, snap(at=1, spot=101.0, flip=100.0, net=-1), None, None)
+    events = [em.event for em in outcome.emitted]
+    assert [e.rule for e in events] == ["a", "b", "c"]
+    assert calls == {"levels": 1, "as_of": 1}
+    assert all(e.details["regime"] == "negative" for e in events)
+    assert all(e.as_of == e.fired_at == events[0].as_of for e in events)
+    events[0].details["regime"] = "changed"  # one event's dict is not another's
+    assert events[1].details["regime"] == "negative"
 
 
 def _zone(cooldown: str = "10m", hours: dict | None = None):
