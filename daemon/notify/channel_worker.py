@@ -1,7 +1,7 @@
 """One channel's delivery loop, one task per channel, over the outbox streams of the symbols
 this daemon owns (notify/streams.py):
 read (own PEL first, then new entries of poked streams, all owned streams on a sweep, then
-XAUTOCLAIM of dead consumers' entries)
+XAUTOCLAIM of dead consumers' entries; what it holds is touched by a task of its own)
 → route (entries not for this channel are acked at once) → min_severity filter → sent-marker
 check → group window → silence check → rate limit → send → the delivery policy's decision
 (notify/policy.py): ack + marker | retry later | dead letter | disable the channel.
@@ -203,11 +203,12 @@ class ChannelWorker:
 
     async def run(self) -> None:
         recorder = asyncio.create_task(self._recorder(), name=f"notify:{self.name}:ack")
+        toucher = asyncio.create_task(self._toucher(), name=f"notify:{self.name}:touch")
         try:
             await self._run()
             await self._until_recorded()  # drain: write what was sent before returning
         finally:
-            if await cancel_and_wait([recorder], timeout_s=RECORDER_STOP_S):
+            if await cancel_and_wait([recorder, toucher], timeout_s=RECORDER_STOP_S):
                 self.log.warning("delivery recorder did not stop", timeout_s=RECORDER_STOP_S)
 
     async def _until_recorded(self) -> None:
@@ -235,6 +236,21 @@ class ChannelWorker:
                 self.unrecorded.pop(e.key, None)
             self._recorded.set()
 
+    async def _toucher(self) -> None:
+        """Every claim_idle/3, whatever the loop is doing, what this channel holds (waiting in
+        a group window or a backoff, in the send, sent but not recorded) gets its idle time in
+        the group's PEL reset, so no other daemon's XAUTOCLAIM takes it and sends it again. Its
+        own task: touched from the loop, a send that outlasted claim_idle (a channel's
+        timeout_s may exceed it; an email's is per SMTP step) let another daemon claim it."""
+        while True:
+            await asyncio.sleep(max(0.2, self.claim_idle / 3))
+            held = [h.entry for h in self.buffer.values()] + list(self.unrecorded.values())
+            try:
+                await self.outbox.touch(held)
+            except (RedisError, RedisClusterException, OSError) as exc:
+                # Redis away: the loop says so; nobody else can claim them meanwhile either
+                self.log.debug("could not touch held entries", error=describe_exc(exc))
+
     async def _run(self) -> None:
         """The loop: recover own PEL, claim stuck entries, keep held ones ours, flush what is
         due, read more (poked streams at once, every owned stream on a sweep). Longer than 60
@@ -243,7 +259,6 @@ class ChannelWorker:
         recovered = -1  # the streams' version whose own PEL was read
         next_claim = 0.0
         next_sweep = 0.0
-        next_touch = time.monotonic() + self.claim_idle / 3
         try:
             while True:
                 try:
@@ -275,9 +290,6 @@ class ChannelWorker:
                             self.log.info("claimed stuck entries", count=len(claimed))
                         await self.admit(claimed)
                         next_claim = now + max(0.5, self.claim_idle / 2)
-                    if now >= next_touch:
-                        await self.outbox.touch([h.entry for h in self.buffer.values()])
-                        next_touch = now + max(0.2, self.claim_idle / 3)
                     due = self.due_at()
                     if due is not None and due <= time.monotonic():
                         await self.flush()

@@ -211,6 +211,47 @@ async def test_stuck_entries_of_a_dead_consumer_are_claimed(
         await rx.stop()
 
 
+async def test_alerts_held_through_a_slow_send_are_not_claimed_and_sent_again_elsewhere(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    # d1's first send hangs in the receiver until released. Meanwhile d1 keeps what it holds
+    # (that alert, and the one queued behind it) fresh in the group's PEL, so d2's XAUTOCLAIM
+    # leaves them be. Only the sending loop touched them: a send that outlasted claim_idle (an
+    # email's timeout_s is per SMTP step, so a tarpitting server makes one send minutes long)
+    # let another daemon claim both and send them too
+    release = asyncio.Event()
+
+    async def hold_the_first(n: int, _r: web.Request) -> None:
+        if n == 1:
+            await release.wait()
+
+    rx = await Receiver(responder=hold_the_first).start()
+    cfg = make_config({"ops": hook(rx.url, timeout_s=300)}, redis_url, claim_idle="2s")
+    await enqueue(redis, alert(1), ["ops"])
+    await enqueue(redis, alert(2), ["ops"])
+    d1, d2 = Dispatcher(redis, cfg, consumer="d1"), Dispatcher(redis, cfg, consumer="d2")
+    await d1.start()
+    try:
+        await rx.wait_for(1, status=None)  # d1's send of alert 1 is in the receiver, held
+        await redis.config_resetstat()
+        await d2.start()
+
+        async def looked() -> bool:  # d2's passes of autoclaim.lua, one a second
+            stats = await redis.info("commandstats")
+            return int(stats.get("cmdstat_evalsha", {}).get("calls", 0)) >= 5
+
+        await eventually(looked, "five XAUTOCLAIM passes of d2: twice claim_idle")
+        assert len(rx.hits) == 1, rx.ids(None)
+        release.set()
+        await rx.wait_for(2)
+        assert sorted(rx.ids()) == sorted(alert(i).id for i in (1, 2))
+    finally:
+        release.set()
+        await d2.stop()
+        await d1.stop()
+        await rx.stop()
+
+
 async def test_stop_leaves_undelivered_entries_for_the_next_run(
     redis: aioredis.Redis, redis_url: str
 ) -> None:
