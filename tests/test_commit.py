@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import msgspec
 import numpy as np
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.exceptions import ResponseError
 
 from gex_alertd import keys, store
@@ -602,3 +605,57 @@ async def test_a_commit_batch_that_fails_leaves_no_kept_state_or_previous_ahead_
         assert c._thaw(c._state[(sym, None)]) == decode_state(
             c.engine, hash_fields(await redis.hgetall(keys.state(sym)))
         )
+
+
+_FIELD_SETS = [("strike", "call_oi", "put_oi"), ("strike", "put_oi", "call_gex"), FIELDS, ()]
+
+
+@st.composite
+def _cache_runs(draw: st.DrawFn) -> tuple[tuple[str, ...], int, int, list[tuple[int, int, int]]]:
+    fields = draw(st.sampled_from(_FIELD_SETS))
+    max_compact = draw(st.integers(1, 5))
+    max_raw = draw(st.integers(0, 6))
+    steps = draw(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3), st.integers(0, 2)),
+                          max_size=30))  # fmt: skip
+    return fields, max_compact, max_raw, steps
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(run=_cache_runs())
+def test_the_previous_snapshot_cache_gives_back_what_it_was_given_or_nothing(
+    run: tuple[tuple[str, ...], int, int, list[tuple[int, int, int]]],
+) -> None:
+    # any sequence of puts over a few streams, with any bounds and row sets: a get gives the
+    # stream's last snapshot (the scalars the rules read, the kept rows exact, the others NaN)
+    # for the as_of it was taken at, or None (another as_of, or dropped, oldest first), and it
+    # never holds more streams than its bound
+    fields, max_compact, max_raw, steps = run
+    cache = PrevCache(max_compact=max_compact, max_raw=max_raw, fields=fields)
+    kept_rows = [i for i, f in enumerate(FIELDS) if f in {"strike", *fields}]
+    model: dict[str, object] = {}  # the reference: insertion order, oldest dropped first
+    sizes = (0, 1, 7, 200)
+    for n, (key_i, size_i, nulls) in enumerate(steps):
+        rows = chain(500.0, n=sizes[size_i], rng=random.Random(n))
+        for j in range(min(nulls, len(rows))):
+            rows[j] = msgspec.structs.replace(rows[j], call_oi=None, put_oi=None)
+        s = snap(at=n, strikes=rows)
+        key = (f"S{key_i}", None)
+        model.pop(key[0], None)
+        while len(model) >= max_compact:
+            model.pop(next(iter(model)))
+        model[key[0]] = s
+        cache.put(key, s, compact=True)
+        assert len(cache) == len(model) <= max_compact
+        for name, want in model.items():
+            assert isinstance(want, type(s))
+            assert cache.get((name, None), want.as_of_ms - 1) is None
+            back = cache.get((name, None), want.as_of_ms)
+            assert back is not None and back.strikes == []
+            assert back == msgspec.structs.replace(want, strikes=[], data_as_of=None)
+            m, full = columns(back).m, columns(want).m
+            assert m.shape == full.shape
+            assert np.array_equal(m[kept_rows], full[kept_rows], equal_nan=True)
+            for i in range(len(FIELDS)):  # a row no rule reads: NaN when packed
+                assert np.isnan(m[i]).all() or np.array_equal(m[i], full[i], equal_nan=True)
+        for gone in {f"S{i}" for i in range(7)} - set(model):
+            assert cache.get((gone, None), s.as_of_ms) is None
