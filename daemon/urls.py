@@ -49,7 +49,8 @@ def host_port(url: str) -> tuple[str, int] | None:
 
 def shown(url: str) -> str:
     """An URL as a log line may show it: scheme, host and path; user info and query dropped
-    (they are where credentials travel). Callers still pass the result through redaction."""
+    (they are where credentials travel), of a relative URL (a Location may be one) too.
+    Callers still pass the result through redaction."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -57,4 +58,7 @@ def shown(url: str) -> str:
     except ValueError:
         return "<unparsable URL>"
     query = "?…" if parts.query else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}{query}" if parts.scheme else url[:200]
+    if parts.scheme:
+        return f"{parts.scheme}://{host}{port}{parts.path}{query}"
+    # whole, not cut: a cut before the caller's redaction keeps a part of a secret in the path
+    return f"{'//' + host + port if parts.netloc else ''}{parts.path}{query}"

@@ -77,3 +77,16 @@ def test_a_secret_echoed_across_the_snippet_cut_is_redacted_whole() -> None:
         reason = outcome.reason  # type: ignore[union-attr]  # Permanent and Retry have one
         assert "services/T9QQ" not in reason, reason
         assert "Cannot POST /***" in reason, reason
+
+
+def test_a_relative_redirect_loses_its_query_like_an_absolute_one() -> None:
+    # an auth proxy in front of the receiver sends the hook to its login with the hook's path
+    # (the secret, percent-encoded: no registered form matches it) in the query; shown()
+    # dropped the query of an absolute Location only, and kept a relative one whole
+    redaction.register("https://hooks.example.com/services/T7/B7/rel4tiveT0ken")
+    rd = "%2Fservices%2FT7%2FB7%2Frel4tiveT0ken"
+    for location in (f"/oauth2/start?rd={rd}", f"https://sso.example.com/start?rd={rd}"):
+        outcome = classify_http(302, "", None, location=location)
+        assert isinstance(outcome, Permanent)
+        assert "rel4tiveT0ken" not in outcome.reason, outcome.reason
+        assert "start?…" in outcome.reason, outcome.reason
