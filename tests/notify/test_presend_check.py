@@ -1,6 +1,7 @@
-"""On one node a new alert's sent marker is checked in the silence check's round trip, right
-before its send (notify/channel_worker.py): one round trip less an alert, a marker written
-meanwhile still stops the send, and a silence added meanwhile still holds it."""
+"""An alert's round trips after its read, on one node (notify/channel_worker.py): a new alert's
+sent marker is checked in the silence check's round trip, right before its send (one round trip
+less an alert; a marker written meanwhile still stops the send, a silence added meanwhile still
+holds it), and the send is recorded by the worker itself (no hop through the recorder task)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from gex_alertd.notify.outbox import Outbox
 from gex_alertd.notify.silences import Matchers, SilenceStore, list_silenced
 from gex_alertd.notify.streams import OutboxStreams
 from tests.notify.support import alert, enqueue
+from tests.support.redis_server import RedisServer
+from tests.support.wait import WAIT_S
 
 CHANNEL = "tty"
 
@@ -126,3 +129,57 @@ async def test_a_silence_added_while_a_new_alert_waits_holds_it_in_the_folded_ch
     assert (record.alert_id, record.silence) == (alert(1).id, silence.id)
     pending = await redis.xpending(keys.outbox("SPY"), keys.notify_group(CHANNEL))
     assert pending["pending"] == 0
+
+
+async def test_a_send_is_recorded_by_the_worker_itself_when_nothing_else_waits(
+    redis: aioredis.Redis,
+) -> None:
+    # no recorder task here: the flush returns once the marker and the XACK are written
+    store = SilenceStore(redis)
+    w = Worker(redis, store)
+    await enqueue(redis, alert(1), [CHANNEL])
+    await w.read_new()
+    await asyncio.wait_for(w.w.flush(), WAIT_S)
+    assert w.sent() == [alert(1).id]
+    assert w.w.unrecorded == {}
+    assert await redis.exists(keys.sent_marker("SPY", alert(1).id, CHANNEL))
+    pending = await redis.xpending(keys.outbox("SPY"), keys.notify_group(CHANNEL))
+    assert pending["pending"] == 0
+
+
+async def test_a_record_that_fails_is_written_by_the_recorder_once_redis_is_back(
+    private_redis: RedisServer,
+) -> None:
+    client = aioredis.Redis.from_url(private_redis.url)
+    store = SilenceStore(client)
+    w = Worker(client, store)
+    real_send, real_until = w.w.notifier.send, w.w._until_recorded
+    handed_over = asyncio.Event()
+
+    async def send_then_redis_goes(alerts: Any) -> Any:
+        out = await real_send(alerts)
+        private_redis.kill()  # after the receiver took it, before its record
+        return out
+
+    async def until_recorded() -> None:
+        handed_over.set()
+        await real_until()
+
+    w.w.notifier.send = send_then_redis_goes  # type: ignore[method-assign]
+    w.w._until_recorded = until_recorded  # type: ignore[method-assign]
+    recorder = asyncio.create_task(w.w._recorder())
+    try:
+        await enqueue(client, alert(1), [CHANNEL])
+        await w.read_new()
+        flush = asyncio.create_task(w.w.flush())
+        await asyncio.wait_for(handed_over.wait(), WAIT_S)  # the worker's own write failed
+        assert not flush.done()  # no next send before the record is written
+        private_redis.start()
+        await asyncio.wait_for(flush, WAIT_S)
+        assert w.sent() == [alert(1).id]
+        assert await client.exists(keys.sent_marker("SPY", alert(1).id, CHANNEL))
+        pending = await client.xpending(keys.outbox("SPY"), keys.notify_group(CHANNEL))
+        assert pending["pending"] == 0
+    finally:
+        recorder.cancel()
+        await client.aclose()
