@@ -4,6 +4,7 @@ is recognisable as the same message."""
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import hashlib
 import html
@@ -143,8 +144,17 @@ class EmailNotifier(Notifier[EmailChannel]):
         return (self.cfg.host, self.cfg.port) if self.cfg.host else None
 
     async def send(self, alerts: Sequence[AlertEvent]) -> DeliveryOutcome:
+        # the whole send within timeout_s, as an HTTP channel's POST: aiosmtplib's own timeout
+        # is per step (~8-12 of them), so a server answering each just in time held the
+        # channel (and what it holds, past claim_idle) for many times timeout_s
+        try:
+            async with asyncio.timeout(self.cfg.timeout_s):
+                return await self._send(build_message(self.cfg, alerts))
+        except TimeoutError:
+            return retry(f"timeout after {self.cfg.timeout_s:g}s")
+
+    async def _send(self, msg: EmailMessage) -> DeliveryOutcome:
         cfg = self.cfg
-        msg = build_message(cfg, alerts)
         try:
             await aiosmtplib.send(
                 msg,

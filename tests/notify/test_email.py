@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import ssl
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
@@ -172,3 +174,54 @@ async def test_server_without_starttls_is_permanent(tls: tuple[ssl.SSLContext, s
 async def test_server_down_is_a_retry(tls: tuple[ssl.SSLContext, str]) -> None:
     n = EmailNotifier("mail", _channel(free_port(), tls[1]))
     assert isinstance(await n.send([alert(1)]), Retry)
+
+
+@dataclass
+class SlowInbox(Inbox):
+    """Answers each step of a mail (EHLO, MAIL, each RCPT, DATA) `delay_s` late: within any
+    one step's timeout, but not the whole send's."""
+
+    delay_s: float = 0.5
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        await asyncio.sleep(self.delay_s)
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        await asyncio.sleep(self.delay_s)
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        await asyncio.sleep(self.delay_s)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.delay_s)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_timeout_s_bounds_the_whole_send_not_each_smtp_step(
+    tls: tuple[ssl.SSLContext, str],
+) -> None:
+    # aiosmtplib's timeout is per step (~8-12 of them): a server that answers each one just in
+    # time (a tarpit) held a send, and the channel with it, for many times timeout_s, past
+    # claim_idle (another daemon then claims what the channel holds)
+    inbox = SlowInbox()
+    ctl = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    ctl.start()
+    try:
+        cfg = _channel(ctl.port, tls[1], starttls=False, username=None, password=None)
+        cfg = msgspec.structs.replace(cfg, timeout_s=1.2)  # 5 steps of 0.5 s: 2.5 s in all
+        out = await EmailNotifier("mail", cfg).send([alert(1)])
+        assert isinstance(out, Retry) and "timeout after 1.2s" in out.reason, out
+    finally:
+        ctl.stop()
