@@ -35,7 +35,7 @@ from gex_alertd.ops.calendar import MarketHours
 from gex_alertd.ops.calendar_load import CalendarUnavailable, NyseCalendar
 from gex_alertd.ops.reload_status import ReloadStatus
 from gex_alertd.ops.reload_status import default_path as reload_status_path
-from gex_alertd.ownership import HEARTBEAT_S, Membership, assign, owner
+from gex_alertd.ownership import FENCE_S, HEARTBEAT_S, Membership, assign, owner
 from gex_alertd.pipeline import Poller
 from gex_alertd.pool import PollPool
 from gex_alertd.redis_errors import RedisTrouble, classify
@@ -84,6 +84,10 @@ class Daemon:
         self._polled: dict[str, None] = {}
         self._alerts_at_beat = 0
         self._last_beat: float | None = None  # wall time of the last membership heartbeat
+        self.beat_s = HEARTBEAT_S
+        self.fence_s = FENCE_S  # see ownership: no beat for this long, others known: stop polling
+        self.fenced = False
+        self._fence_timer: asyncio.TimerHandle | None = None
         self.reload_status = ReloadStatus(reload_status_path())
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Future[bool]] = set()
@@ -113,7 +117,7 @@ class Daemon:
         self.duties = Duties()
         self._arm_gate(self.cfg)
         self.pool.start()
-        self.duties.every("heartbeat", HEARTBEAT_S, self._beat)
+        self.duties.every("heartbeat", self.beat_s, self._beat)
         self.duties.every("gauges", GAUGES_S, self._gauges)
         self._arm_outcomes(self.cfg)
         self._arm_alive(self.cfg)
@@ -349,6 +353,13 @@ class Daemon:
             if joining:
                 self._own(before, before)
             return
+        self._arm_fence()
+        if self.fenced:
+            self.fenced = False
+            log.warning("membership heartbeat reached Redis again; polling resumes")
+            # our entry expired meanwhile if it was added again: the others took our targets
+            # and let go of them when they see us, as for a member joining
+            joining = True
         if joining and not self.membership.was_member:
             # new here: what we take, live members were polling until they see us
             before = tuple(m for m in after if m != self.instance_id)
@@ -357,8 +368,35 @@ class Daemon:
                 log.info("members changed", members=len(after), before=len(before))
             self._own(before, after)
 
+    def _arm_fence(self) -> None:
+        """(Re)start the countdown to `_fence` from the beat that just succeeded. A timer, not
+        the beat's failure path: a beat that hangs on a Redis failover never fails in time."""
+        assert self.membership is not None and self.membership.beat_at is not None
+        if self._fence_timer is not None:
+            self._fence_timer.cancel()
+        left = self.fence_s - (time.monotonic() - self.membership.beat_at)
+        self._fence_timer = asyncio.get_running_loop().call_later(max(0.0, left), self._fence)
+
+    def _fence(self) -> None:
+        self._fence_timer = None
+        if self.fenced or self.pool is None or self._stop.is_set():
+            return
+        if self.membership is None or not self.membership.stale(time.monotonic(), self.fence_s):
+            return  # alone: nobody takes our targets, keep polling (the next beat re-arms)
+        self.fenced = True
+        log.warning(
+            "membership heartbeat stale: stopped polling until it reaches Redis again, so a "
+            "target is not polled by this daemon and the one the others give it to",
+            heartbeat_age_s=round(time.monotonic() - (self.membership.beat_at or 0.0), 3),
+            owned=len(self.pool.owned),
+        )
+        self.pool.own(())
+
     def _own(self, before: tuple[str, ...], after: tuple[str, ...]) -> None:
         assert self.pool is not None
+        if self.fenced:
+            self.pool.own(())  # a reload while fenced: still nothing until a beat succeeds
+            return
         intervals = {k: p.target.interval_s for k, p in self.pool.pollers.items()}
         plan = assign(self.instance_id, intervals, before, after, intervals, HEARTBEAT_S)
         self.pool.own(plan.owned, delays=plan.delays)
@@ -457,6 +495,8 @@ class Daemon:
                 )
             except TimeoutError:
                 log.warning("commits still in flight at stop were abandoned")
+        if self._fence_timer is not None:
+            self._fence_timer.cancel()
         if self.membership is not None:
             try:  # the others take our targets at their next beat instead of after the timeout
                 await asyncio.wait_for(self.membership.leave(), STOP_STEP_S)
@@ -652,6 +692,8 @@ class Daemon:
         if not redis_ok:
             out.append("redis does not answer PING")
         out += self.trouble.problems()
+        if self.fenced:
+            out.append("membership heartbeat stale: polling stopped until it reaches Redis")
         if self.pool is not None:
             polled = [
                 p
@@ -676,6 +718,7 @@ class Daemon:
             if self._last_beat is None
             else round(time.time() - self._last_beat, 3),
             "members": list(self.membership.members) if self.membership else [],
+            "fenced": self.fenced,
             "queued": st.queued,
             "running": st.running,
             "paused": st.paused,

@@ -18,12 +18,17 @@ Hand-over rules (see `Handover`):
   - a daemon that restarts before its entry expired (same instance name) takes its own targets
     back at once: nobody else polled them meanwhile;
   - Redis unreachable: the last known member list stands (the stream IDs, derived from
-    `as_of`, make a double write harmless anyway).
+    `as_of`, make a double write harmless anyway), but not for ever: a daemon whose heartbeat
+    has not reached Redis for `FENCE_S` while it knew of other members stops polling (it is
+    fenced), because the others drop its entry `timeout_s` after its last beat and take its
+    targets at once. It polls again from its next beat that succeeds: its own targets at once
+    if its entry was still there (nobody took them), else as a member joining.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 import redis.asyncio as aioredis
@@ -33,6 +38,9 @@ from gex_alertd import keys
 
 HEARTBEAT_S = 5.0
 TIMEOUT_S = 15.0
+# the others drop our entry TIMEOUT_S after the server took our last beat; we count from before
+# we sent it, and one beat's margin covers a poll that had already started when the fence fell
+FENCE_S = TIMEOUT_S - HEARTBEAT_S
 
 # ARGV: member, timeout ms, now ms ('' = the server's clock). Returns {1 if our entry was new,
 # the live members}.
@@ -112,11 +120,13 @@ class Membership:
         self.key = key
         self.members: tuple[str, ...] = (me,)
         self.was_member = False
+        self.beat_at: float | None = None  # time.monotonic() when the last good beat was sent
         self._script = redis.register_script(_BEAT)
 
     async def beat(self, now_ms: int | None = None) -> tuple[str, ...]:
         """Refresh our entry, expire the dead, return the live members (sorted). `now_ms`
         replaces the server clock (tests)."""
+        sent = time.monotonic()
         added, reply = await self._script(
             keys=[self.key],
             args=[self.me, int(self.timeout_s * 1000), "" if now_ms is None else now_ms],
@@ -126,7 +136,16 @@ class Membership:
         self.was_member = not added
         live = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in reply)
         self.members = tuple(live)
+        self.beat_at = sent
         return self.members
+
+    def stale(self, now: float, fence_s: float = FENCE_S) -> bool:
+        """True when the others may have dropped our entry by now (no beat of ours reached
+        Redis for `fence_s`) and there are others to take our targets. A daemon alone keeps
+        polling through a Redis outage: nobody else would poll its targets."""
+        if self.beat_at is None or now - self.beat_at < fence_s:
+            return False
+        return any(m != self.me for m in self.members)
 
     async def leave(self) -> None:
         """Remove our entry so the others take our targets at their next beat."""
