@@ -263,7 +263,8 @@ def replay(
     )
     if opts.start_ms is not None and opts.end_ms is not None and opts.start_ms > opts.end_ms:
         raise click.BadParameter("--from is after --to")
-    console, err = Console(), Console(stderr=True)
+    # soft_wrap: a file:line or a path stays on one line, however long (copied, grepped)
+    console, err = Console(), Console(stderr=True, soft_wrap=True)
     started = time.perf_counter()
     try:
         stats = asyncio.run(run_replay(opts, console, err))
@@ -272,5 +273,5 @@ def replay(
     console.print(summary_table(stats))
     console.print(summary_line(stats, time.perf_counter() - started), soft_wrap=True)
     if out is not None:
-        console.print(f"alerts written to {out}", highlight=False)
+        console.print(f"alerts written to {out}", highlight=False, soft_wrap=True)
     sys.stdout.flush()

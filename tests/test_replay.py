@@ -68,14 +68,18 @@ def test_jsonl_replay_reports_bad_lines_and_writes_alerts(tmp_path: Path, redis_
     lines.insert(2, '{"symbol": "SPY", "as_of": "nope"}')
     lines.insert(4, "not json at all")
     lines.append(lines[-1])  # a repeat of the same as_of
-    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n\n")
+    # paths longer than a terminal line: each file:line and path is still printed whole
+    deep = tmp_path / ("d" * 90)
+    deep.mkdir()
+    (deep / "in.jsonl").write_text("\n".join(lines) + "\n\n")
     cfg = write_config(tmp_path, redis_url)
-    out = tmp_path / "alerts.jsonl"
+    out = deep / "alerts.jsonl"
     res = CliRunner().invoke(
-        main, ["replay", "-c", str(cfg), "--input", str(tmp_path / "in.jsonl"), "--out", str(out)]
+        main, ["replay", "-c", str(cfg), "--input", str(deep / "in.jsonl"), "--out", str(out)]
     )
     assert res.exit_code == 0, res.output
-    assert "in.jsonl:3" in res.output and "in.jsonl:5" in res.output
+    assert f"{deep}/in.jsonl:3" in res.output and f"{deep}/in.jsonl:5" in res.output
+    assert f"alerts written to {out}" in res.output
     events = [decode_alert(line) for line in out.read_text().splitlines()]
     assert [(e.rule, e.as_of[-13:]) for e in events] == [
         ("flip", "14:00:15.000Z"),

@@ -183,7 +183,8 @@ def outcomes(
         max_gap_s=gap,
         baseline_n=baseline_n,
     )
-    console, err = Console(), Console(stderr=True)
+    # soft_wrap: a file:line or a path stays on one line, however long (copied, grepped)
+    console, err = Console(), Console(stderr=True, soft_wrap=True)
     try:
         report, dist = asyncio.run(build_report(cfg, opts, err))
     except (OSError, RedisError, CalendarUnavailable) as exc:

@@ -96,7 +96,9 @@ def test_alerts_from_a_replay_file_and_bad_input(tmp_path: Path, redis_url: str)
     asyncio.run(_populate(redis_url))
     cfg = _config(tmp_path, redis_url)
     ev = alert(T0 + 60 * MIN, rule="filed", details={"direction": "down"})
-    jsonl = tmp_path / "alerts.jsonl"
+    # a path longer than a terminal line: the file:line is still printed whole
+    jsonl = tmp_path / ("d" * 90) / "alerts.jsonl"
+    jsonl.parent.mkdir()
     jsonl.write_bytes(msgspec.json.encode(ev) + b"\nnot json\n")
     runner = CliRunner()
     out = runner.invoke(main, ["outcomes", "--config", str(cfg), "--alerts", str(jsonl), "--json"])
