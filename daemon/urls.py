@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
+
+# an HTTP header name: visible ASCII but the separators (RFC 9110 tchar)
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def header_name_ok(name: str) -> bool:
+    """A valid HTTP header name (the upstream client's request, a channel's `headers`)."""
+    return _HEADER_NAME.fullmatch(name) is not None
 
 
 def is_http_url(value: str) -> bool:

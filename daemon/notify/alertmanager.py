@@ -33,7 +33,7 @@ import msgspec
 from gex_alertd import redaction
 from gex_alertd.model import AlertEvent
 from gex_alertd.notify.base import ChannelType, DeliveryOutcome
-from gex_alertd.notify.channel import HttpChannel, Problem, url_problems
+from gex_alertd.notify.channel import HttpChannel, Problem, header_problems, url_problems
 from gex_alertd.notify.http import HttpNotifier
 from gex_alertd.notify.render import context_line, key_numbers
 
@@ -60,6 +60,8 @@ class AlertmanagerChannel(HttpChannel, tag="alertmanager", kw_only=True):
             out.append(("bearer_token", "choose one of basic_auth and bearer_token"))
         if self.external_url is not None:
             out += url_problems("external_url", self.external_url)
+        if self.bearer_token is not None:
+            out += header_problems("bearer_token", self.bearer_token)
         return out
 
 

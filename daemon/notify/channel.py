@@ -7,12 +7,13 @@ them. This module must not import the channel modules or the config loader (they
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import msgspec
 
 from gex_alertd.rules.duration import Duration
-from gex_alertd.urls import is_http_url
+from gex_alertd.urls import header_name_ok, is_http_url
 
 Severity = Literal["info", "warning", "critical"]
 Problem = tuple[str, str]
@@ -63,3 +64,18 @@ class HttpChannel(ChannelBase, kw_only=True):
 
 def url_problems(field: str, value: str) -> list[Problem]:
     return [] if is_http_url(value) else [(field, "expected an http(s) URL")]
+
+
+# what aiohttp refuses in a header (C0 controls but tab, and DEL): such a value failed every
+# send with a ValueError, `check` saying ok (a YAML block scalar ends a value with a newline)
+_HEADER_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def header_problems(field: str, value: str, name: str | None = None) -> list[Problem]:
+    """Why a header (`name`, when the config gives it, and `value`) cannot go in a request;
+    the value is never quoted (it is often a credential)."""
+    if name is not None and not header_name_ok(name):
+        return [(field, "not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)")]
+    if _HEADER_CONTROL.search(value):
+        return [(field, "holds a control character (a line break?): no request can carry it")]
+    return []

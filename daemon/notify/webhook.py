@@ -23,7 +23,7 @@ from standardwebhooks.webhooks import Webhook
 from gex_alertd import redaction
 from gex_alertd.model import AlertEvent, encode_alert
 from gex_alertd.notify.base import ChannelType, DeliveryOutcome, permanent
-from gex_alertd.notify.channel import HttpChannel, Problem, url_problems
+from gex_alertd.notify.channel import HttpChannel, Problem, header_problems, url_problems
 from gex_alertd.notify.http import HttpNotifier
 from gex_alertd.notify.render import group_id, group_title, worst_severity
 
@@ -47,6 +47,8 @@ class WebhookChannel(HttpChannel, tag="webhook", kw_only=True):
         for i, s in enumerate(self.signing_secrets()):
             if why := secret_problem(s):
                 out.append((f"secrets[{i}]" if self.secrets else "secret", why))
+        for name, value in self.headers.items():
+            out += header_problems(f"headers.{name}", value, name)
         return out
 
 

@@ -44,6 +44,7 @@ import httptools
 from multidict import CIMultiDict
 
 from gex_alertd.quoted import quoted
+from gex_alertd.urls import header_name_ok as _token_ok
 from gex_alertd.urls import origin_refusal
 
 __all__ = [
@@ -682,14 +683,9 @@ class HttpClient:
 
 # one regex each, not a Python test per character: past the flowgex client's cache of built
 # requests (512 targets) every poll builds its request, and the per-character checks were ~15 us
-# of it. A token: visible ASCII but the separators (RFC 9110 tchar); a value or path: tab,
-# visible ASCII and space, Latin-1 above 0xa0 (no controls, so no CR/LF)
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# of it. A token: urls.header_name_ok; a value or path: tab, visible ASCII and space, Latin-1
+# above 0xa0 (no controls, so no CR/LF)
 _VALUE = re.compile(r"[\t\x20-\x7e\xa0-\xff]*")
-
-
-def _token_ok(name: str) -> bool:
-    return _TOKEN.fullmatch(name) is not None
 
 
 def _value_ok(value: str) -> bool:

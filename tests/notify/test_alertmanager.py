@@ -193,3 +193,11 @@ def test_config_problems_name_the_key() -> None:
     assert "channels.am.url: expected an http(s) URL" in text
     assert "channels.am.bearer_token: choose one of basic_auth and bearer_token" in text
     assert "channels.am.external_url: expected an http(s) URL" in text
+    # a token with a line break (a YAML block scalar) would fail every send, not shown
+    with pytest.raises(config_mod.ConfigError) as err:
+        make_config(
+            {"am": {"type": "alertmanager", "url": "http://am:9093", "bearer_token": "t0k3n\n"}},
+            "redis://x",
+        )
+    assert any(p.startswith("channels.am.bearer_token:") for p in err.value.problems)
+    assert "t0k3n" not in str(err.value)

@@ -4,6 +4,7 @@ import asyncio
 from typing import Any
 
 import msgspec
+import pytest
 from aiohttp import web
 
 from gex_alertd import redaction
@@ -179,3 +180,25 @@ def test_secret_and_secrets_are_checked_without_echoing_them() -> None:
     # `secret:` alone keeps working
     cfg = config_mod.parse({"channels": {"ops": {**hook, "secret": SECRET}}})
     assert cfg.channels["ops"].signing_secrets() == [SECRET]  # type: ignore[attr-defined]  # a WebhookChannel
+
+
+def test_headers_that_no_request_can_carry_are_config_problems_never_echoed() -> None:
+    # a YAML block scalar (`Authorization: |`) ends its value with a newline: aiohttp refuses
+    # it on every send (ValueError, "notifier raised", each alert retried to a dead letter)
+    # while `check` said ok; a name that is no token made every receiver answer 400
+    from gex_alertd import config as config_mod
+
+    hook = {"type": "webhook", "url": "http://127.0.0.1:9/h"}
+    for headers, expected in (
+        ({"Authorization": "Bearer s3kr1t-v4lue\n"}, "channels.ops.headers.Authorization:"),
+        ({"X-Token": "s3kr1t-v4lue\x00"}, "channels.ops.headers.X-Token:"),
+        ({"X Token": "s3kr1t-v4lue"}, "channels.ops.headers.X Token: not a valid header name"),
+    ):
+        with pytest.raises(config_mod.ConfigError) as err:
+            config_mod.parse({"channels": {"ops": {**hook, "headers": headers}}})
+        assert any(p.startswith(expected) for p in err.value.problems), err.value.problems
+        assert "s3kr1t-v4lue" not in str(err.value)
+    # a tab, Latin-1 or any other text still goes as it did
+    ok = {"X-A": "a\tb", "X-B": "caf\u00e9 \u20ac"}
+    cfg = config_mod.parse({"channels": {"ops": {**hook, "headers": ok}}})
+    assert cfg.channels["ops"].headers == ok  # type: ignore[attr-defined]  # a WebhookChannel
