@@ -50,7 +50,10 @@ VERSION_FIELD, LAST_FIELD = b"_v", b"_last"
 RULE_PREFIX = "r:"
 PREV_CACHE_MAX = 20_000  # compact previous snapshots kept for oi_change (basis poll)
 PREV_FULL_MAX = 64  # whole previous snapshots, when a rule type reads rows
-PREV_RAW_MAX = 256  # up to this many streams, compact entries stay unpacked (~5.5 KB each)
+PREV_RAW_MAX = 256  # up to this many streams, compact entries stay the snapshot's own view
+# past that, the rows the rules read stay unpacked up to this many bytes of them (float32 where
+# that is exact: 2.4 KB a 200-strike oi_change entry, so ~2,100 streams), packed beyond
+PREV_ROWS_BYTES = 5 * 2**20
 KEPT_RAW_MAX = 256  # up to this many streams, the kept rule state stays as objects (~1 KB each)
 DEAD_KIND_SNAPSHOT = "snapshot"  # a gex:dead entry that is a snapshot, not an alert
 # a fast level: on the byte-shuffled rows -1 packs within 1 % of level 1's size in less than
@@ -445,6 +448,9 @@ class Committer:
             self._prev.put(stream, snap, compact=self._columns_only)
 
 
+_Kept = StrikeColumns | np.ndarray  # an unpacked entry's rows: the snapshot's view, or a copy
+
+
 class PrevCache:
     """The previous snapshot per stream, small enough to keep for every watched target.
 
@@ -452,16 +458,23 @@ class PrevCache:
     rules read a previous snapshot only through its column view, and of that view only the
     columns their types name (`RuleType.prev_columns`, `fields` here: oi_change basis poll reads
     strike, call and put OI, 3 of the 7 rows). The cache keeps those rows and the snapshot's
-    scalars; a packed view given back has NaN in the other rows. While it holds fewer than
-    `max_raw` streams, it keeps the snapshot's own column view (read-only, all 7 rows, ~11 KB at
-    200 strikes) and a bare snapshot as they are (no work per snapshot, not even a copy: the hot
-    path of a short, fast watchlist); past that an entry is one bytes object: the as_of, then
-    the bare snapshot's fields and the byte-shuffled rows zstd-compressed together (~1 KB at 200
-    strikes, against ~1.6 KB with the bare snapshot kept as objects; ~11 us per snapshot to
-    pack and unpack, against a read from Redis), which keeps a 5,000-symbol
-    watchlist's memory flat (an unpacked entry is packed at its stream's next snapshot). Rule sets
-    with a type that reads rows keep whole snapshots, a few of them. An entry is valid only
-    for the `as_of` it was taken at.
+    scalars; a view given back has NaN in the other rows. An entry is one of three forms:
+      - while the cache holds fewer than `max_raw` streams, the snapshot's own column view
+        (read-only, all 7 rows, ~11 KB at 200 strikes) and a bare snapshot, as they are: no
+        work per snapshot, not even a copy (the hot path of a short, fast watchlist);
+      - past that, while the kept rows of such entries take at most `max_rows_bytes`, the rows
+        the rules read, copied (float32 when every value survives the round trip exactly, as
+        strikes and contract counts do: 2.4 KB at 200 strikes, else float64), and the bare
+        snapshot: ~3 us a snapshot to copy and spread back into a view;
+      - beyond that budget one bytes object: the as_of, then the bare snapshot's fields and the
+        byte-shuffled rows zstd-compressed together (~1 KB at 200 strikes; ~11 us per snapshot
+        to pack and unpack, against a read from Redis), which keeps a 5,000-symbol watchlist's
+        memory flat.
+    The budget is in bytes, not streams: what it holds does not depend on the rows' count, and
+    a watchlist of thousands takes as many as fit and packs the rest. An entry of one stream is
+    replaced (its bytes given back first) at the stream's next snapshot. Rule sets with a type
+    that reads rows keep whole snapshots, a few of them. An entry is valid only for the `as_of`
+    it was taken at.
     """
 
     def __init__(
@@ -470,35 +483,40 @@ class PrevCache:
         max_full: int = PREV_FULL_MAX,
         max_raw: int = PREV_RAW_MAX,
         fields: Sequence[str] = FIELDS,
+        max_rows_bytes: int = PREV_ROWS_BYTES,
     ) -> None:
         self.max_compact = max_compact
         self.max_full = max_full
         self.max_raw = max_raw
+        self.max_rows_bytes = max_rows_bytes
         wanted = {"strike", *fields}  # the strike row gives a packed view its length
         self._rows = np.array([i for i, f in enumerate(FIELDS) if f in wanted], dtype=np.intp)
-        self._every_row = len(self._rows) == len(FIELDS)
         # the kept rows are the view's first ones (oi_change: strike, call and put OI)
         self._prefix = self._rows.tolist() == list(range(len(self._rows)))
         # value: packed (bytes), or the snapshot (rows) or its bare copy with its column view
-        self._entries: dict[tuple[str, str | None], bytes | tuple[FlowGex, StrikeColumns | None]]
+        # or with its kept rows (an array)
+        self._entries: dict[tuple[str, str | None], bytes | tuple[FlowGex, _Kept | None]]
         self._entries = {}
-        self._raw = 0  # entries holding unpacked rows
+        self._raw = 0  # entries holding the snapshot's own view
+        self._rows_bytes = 0  # bytes of the kept rows held by the entries of the second form
 
-    @staticmethod
-    def _is_raw(entry: bytes | tuple[FlowGex, StrikeColumns | None]) -> bool:
-        return isinstance(entry, tuple) and entry[1] is not None
+    def _forget(self, entry: bytes | tuple[FlowGex, _Kept | None]) -> None:
+        if isinstance(entry, tuple):
+            held = entry[1]
+            if isinstance(held, StrikeColumns):
+                self._raw -= 1
+            elif held is not None:
+                self._rows_bytes -= held.nbytes
 
     def put(self, key: tuple[str, str | None], snap: FlowGex, *, compact: bool) -> None:
         old = self._entries.pop(key, None)
-        if old is not None and self._is_raw(old):
-            self._raw -= 1
+        if old is not None:
+            self._forget(old)
         limit = self.max_compact if compact else self.max_full
         if limit <= 0:
             return
         while len(self._entries) >= limit:
-            dropped = self._entries.pop(next(iter(self._entries)))  # oldest insertion first
-            if self._is_raw(dropped):
-                self._raw -= 1
+            self._forget(self._entries.pop(next(iter(self._entries))))  # oldest insertion first
         if not compact:
             self._entries[key] = (snap, None)
             return
@@ -510,8 +528,18 @@ class PrevCache:
             self._entries[key] = (bare, view)
             self._raw += 1
             return
-        # the named rows only (the first ones: a view of them, shuffling copies anyway)
+        # the named rows only (the first ones: a view of them, copied below anyway)
         kept = view.m[: len(self._rows)] if self._prefix else view.m.take(self._rows, axis=0)
+        if self._rows_bytes + kept.nbytes // 2 <= self.max_rows_bytes:
+            small = kept.astype(np.float32)
+            # exact when the round trip gives the same bits (a NaN's too); else as they are
+            rows = small if small.astype(np.float64).tobytes() == kept.tobytes() else None
+            if rows is None:
+                rows = kept.copy() if self._prefix else kept
+            if self._rows_bytes + rows.nbytes <= self.max_rows_bytes:
+                self._entries[key] = (bare, rows)
+                self._rows_bytes += rows.nbytes
+                return
         # its fields in order, msgpack (77 B, against 289 as JSON); as_of comes back in UTC
         scalars = _bare_encoder.encode(msgspec.structs.astuple(bare))
         packed = _prev_cctx.compress(scalars + shuffle(kept))
@@ -539,19 +567,23 @@ class PrevCache:
                 return out
             kept = unshuffle(raw[n:], count, "<f8").reshape(len(self._rows), -1)
         else:
-            snap, view = entry
+            snap, held = entry
             if snap.as_of_ms != as_of_ms:
                 return None
-            if view is None:
+            if held is None:
                 return snap
             # a fresh object each time: what a rule attaches to it is not kept in the cache
             out = msgspec.structs.replace(snap, strikes=[])
-            attach(out, view)
-            return out
-        if self._every_row:
-            m = kept
+            if isinstance(held, StrikeColumns):
+                attach(out, held)
+                return out
+            kept = held
+        m = np.empty((len(FIELDS), kept.shape[1]))
+        if self._prefix:
+            m[: len(self._rows)] = kept
+            m[len(self._rows) :] = np.nan
         else:
-            m = np.full((len(FIELDS), kept.shape[1]), np.nan)
+            m.fill(np.nan)
             m[self._rows] = kept
         attach(out, StrikeColumns(m))
         return out

@@ -17,7 +17,7 @@ from gex_alertd.config import RedisConfig
 from gex_alertd.connections import entries, hash_fields
 from gex_alertd.model import decode_alert, decode_flow_gex, rowless
 from gex_alertd.ops import metrics
-from gex_alertd.rules.columns import FIELDS, columns
+from gex_alertd.rules.columns import FIELDS, StrikeColumns, columns
 from tests.rules.factory import chain, row, snap
 from tests.rules.helpers import make_rule
 from tests.support.upstream import flow_gex_body
@@ -340,7 +340,9 @@ async def test_previous_snapshot_cache_is_compact_and_gives_the_same_alerts(
 
     cached = Committer(redis, [oi_rule()], CFG)
     assert cached._prev._rows.tolist() == [0, 1, 2]  # oi_change reads strike, call and put OI
-    cached._prev = PrevCache(max_raw=0, fields=cached.engine.prev_columns)  # every view packed
+    cached._prev = PrevCache(
+        max_raw=0, max_rows_bytes=0, fields=cached.engine.prev_columns
+    )  # every view packed
     fired_cached = []
     for s in oi_snaps():
         fired_cached += [e.id for e in (await cached.commit(s, None)).alerts]
@@ -355,7 +357,9 @@ async def test_previous_snapshot_cache_is_compact_and_gives_the_same_alerts(
     assert back == msgspec.structs.replace(last, strikes=[], data_as_of=None)
     assert np.array_equal(columns(back).m[:3], columns(last).m[:3], equal_nan=True)
     assert np.isnan(columns(back).m[3:]).all()  # the rows no rule reads of a previous snapshot
-    everything = PrevCache(max_raw=0)  # a cache for a type reading every column keeps them all
+    everything = PrevCache(
+        max_raw=0, max_rows_bytes=0
+    )  # a cache for a type reading every column keeps them all
     everything.put(("SPY", None), last, compact=True)
     back = everything.get(("SPY", None), last.as_of_ms)
     assert back is not None
@@ -381,6 +385,17 @@ async def test_previous_snapshot_cache_is_compact_and_gives_the_same_alerts(
         fired_raw += [e.id for e in (await raw.commit(s, None)).alerts]
     assert fired_raw == fired_cached and raw._prev._raw == 1
 
+    # and so do the kept rows past max_raw streams (copied, float32 where exact)
+    await redis.flushall()
+    rows = Committer(redis, [oi_rule()], CFG)
+    rows._prev = PrevCache(max_raw=0, fields=rows.engine.prev_columns)
+    fired_rows = []
+    for s in oi_snaps():
+        fired_rows += [e.id for e in (await rows.commit(s, None)).alerts]
+    (_bare, kept) = rows._prev._entries[("SPY", None)]
+    assert isinstance(kept, np.ndarray) and kept.dtype == np.float32
+    assert fired_rows == fired_cached
+
 
 async def test_any_bytes_reach_lua_intact_at_every_msgpack_size_boundary(
     redis: aioredis.Redis,
@@ -400,7 +415,7 @@ def test_previous_snapshot_cache_stays_bounded_and_counts_its_unpacked_views() -
     snaps = oi_snaps(2)
     for i in range(7):
         cache.put((f"S{i % 5}", None), snaps[i % 2], compact=True)
-        raw = [v for v in cache._entries.values() if isinstance(v, tuple)]
+        raw = [v for v in cache._entries.values() if isinstance(v[1], StrikeColumns)]
         assert len(cache) <= 3 and cache._raw == len(raw) <= 2
     assert cache.get(("S4", None), snaps[0].as_of_ms) is not None  # the newest is kept
 
@@ -414,8 +429,10 @@ def test_only_a_short_watchlist_keeps_its_previous_views_unpacked() -> None:
         for i in range(5):
             long.put((f"S{i}", None), s, compact=True)
     assert short._raw == 3 and all(isinstance(v, tuple) for v in short._entries.values())
-    # past max_raw streams every entry is packed at its stream's next snapshot
-    assert long._raw == 0 and all(isinstance(v, bytes) for v in long._entries.values())
+    # past max_raw streams no entry keeps the snapshot's view at its stream's next snapshot
+    assert long._raw == 0 and all(
+        not isinstance(v[1], StrikeColumns) for v in long._entries.values() if isinstance(v, tuple)
+    )
     for cache in (short, long):
         back = cache.get(("S2", None), snaps[1].as_of_ms)
         assert back is not None
@@ -431,12 +448,48 @@ def test_only_a_short_watchlist_keeps_its_previous_views_unpacked() -> None:
     assert not columns(first).m.flags.writeable
 
 
+def test_past_max_raw_streams_the_kept_rows_stay_unpacked_within_their_byte_budget() -> None:
+    snaps = oi_snaps(2)
+    one = 3 * 200 * 4  # strike, call and put OI of 200 strikes, as float32
+    cache = PrevCache(max_raw=0, fields=("strike", "call_oi", "put_oi"), max_rows_bytes=3 * one)
+
+    def forms() -> list[str]:
+        return [
+            str(v[1].dtype) if isinstance(v, tuple) and isinstance(v[1], np.ndarray) else "packed"
+            for v in cache._entries.values()
+        ]
+
+    for s in snaps:
+        for i in range(5):
+            cache.put((f"S{i}", None), s, compact=True)
+        # the first three fit (their bytes given back when their stream's next one comes)
+        assert forms() == ["float32"] * 3 + ["packed"] * 2
+        assert cache._rows_bytes == 3 * one
+        for i in range(5):
+            back = cache.get((f"S{i}", None), s.as_of_ms)
+            assert back is not None and back.strikes == [] and back.as_of == s.as_of
+            m, want = columns(back).m, columns(s).m
+            assert np.array_equal(m[:3], want[:3], equal_nan=True)  # the null too
+            assert np.isnan(m[3:]).all()
+    # a value float32 cannot hold exactly keeps its rows as float64, within the same budget
+    odd = msgspec.structs.replace(snaps[0], strikes=[row(500.1, call_oi=16_777_217)])
+    cache.put(("S0", None), odd, compact=True)
+    assert forms()[-1] == "float64" and cache._rows_bytes == 2 * one + 3 * 8
+    back = cache.get(("S0", None), odd.as_of_ms)
+    assert back is not None and columns(back).m[:3, 0].tolist() == [500.1, 16_777_217, 1000.0]
+    # dropped entries give their bytes back too
+    small = PrevCache(max_compact=2, max_raw=0, fields=("strike", "call_oi", "put_oi"))
+    for i in range(5):
+        small.put((f"S{i}", None), snaps[0], compact=True)
+    assert len(small) == 2 and small._rows_bytes == 2 * one
+
+
 def test_packed_previous_views_come_back_exact_whichever_rows_are_kept() -> None:
     # the first rows (oi_change: strike, call and put OI) unpack straight into the view; any
     # other set through a copy; either way the kept rows exact and the others NaN
     snaps = oi_snaps(2)
     for fields in (("strike", "call_oi", "put_oi"), ("strike", "put_oi", "call_gex"), FIELDS):
-        cache = PrevCache(max_raw=0, fields=fields)
+        cache = PrevCache(max_raw=0, max_rows_bytes=0, fields=fields)
         kept = [i for i, f in enumerate(FIELDS) if f in {"strike", *fields}]
         for s in snaps:
             cache.put(("SPY", None), s, compact=True)
@@ -457,7 +510,7 @@ def test_a_packed_previous_snapshot_keeps_an_as_of_served_with_an_offset() -> No
     (s,) = oi_snaps(1)
     ny = datetime(2026, 5, 11, 10, 0, 15, 250_000, tzinfo=timezone(timedelta(hours=-4)))
     s = msgspec.structs.replace(s, as_of=ny)
-    cache = PrevCache(max_raw=0)
+    cache = PrevCache(max_raw=0, max_rows_bytes=0)
     cache.put(("SPY", None), s, compact=True)
     back = cache.get(("SPY", None), s.as_of_ms)
     assert back is not None and back.as_of == ny and back.as_of_ms == s.as_of_ms
@@ -483,11 +536,13 @@ def test_a_packed_previous_view_takes_a_few_kb_of_memory() -> None:
     # the view is ~11 KB unpacked (7 columns x 200 strikes); zstd's worst-case output buffer
     # kept it at more than that once
     unpacked = columns(oi_snaps(1)[0]).m.nbytes
-    per_entry = _bytes_per_entry(PrevCache(max_raw=0))
+    per_entry = _bytes_per_entry(PrevCache(max_raw=0, max_rows_bytes=0))
     assert per_entry < unpacked / 2, (per_entry, unpacked)
     # what oi_change keeps (3 rows of random, poorly compressible OI, and the scalars in the
     # same bytes): ~1.6 KB, against ~5.3 KB with all 7 rows
-    per_entry = _bytes_per_entry(PrevCache(max_raw=0, fields=("strike", "call_oi", "put_oi")))
+    per_entry = _bytes_per_entry(
+        PrevCache(max_raw=0, max_rows_bytes=0, fields=("strike", "call_oi", "put_oi"))
+    )
     assert per_entry < unpacked / 5, (per_entry, unpacked)
 
 
