@@ -50,9 +50,10 @@ VERSION_FIELD, LAST_FIELD = b"_v", b"_last"
 RULE_PREFIX = "r:"
 PREV_CACHE_MAX = 20_000  # compact previous snapshots kept for oi_change (basis poll)
 PREV_FULL_MAX = 64  # whole previous snapshots, when a rule type reads rows
-PREV_RAW_MAX = 256  # up to this many streams, compact entries stay the snapshot's own view
-# past that, the rows the rules read stay unpacked up to this many bytes of them (float32 where
-# that is exact: 2.4 KB a 200-strike oi_change entry, so ~2,100 streams), packed beyond
+PREV_RAW_MAX = 256  # up to this many streams, compact entries may be the snapshot's own view
+# the unpacked rows kept, in bytes: the views above (11.2 KB at 200 strikes) and past them the
+# rows the rules read (float32 where exact: 2.4 KB a 200-strike oi_change entry, so ~2,100
+# streams); entries beyond it are packed
 PREV_ROWS_BYTES = 5 * 2**20
 KEPT_RAW_MAX = 256  # up to this many streams, the kept rule state stays as objects (~1 KB each)
 DEAD_KIND_SNAPSHOT = "snapshot"  # a gex:dead entry that is a snapshot, not an alert
@@ -462,17 +463,19 @@ class PrevCache:
       - while the cache holds fewer than `max_raw` streams, the snapshot's own column view
         (read-only, all 7 rows, ~11 KB at 200 strikes) and a bare snapshot, as they are: no
         work per snapshot, not even a copy (the hot path of a short, fast watchlist);
-      - past that, while the kept rows of such entries take at most `max_rows_bytes`, the rows
-        the rules read, copied (float32 when every value survives the round trip exactly, as
-        strikes and contract counts do: 2.4 KB at 200 strikes, else float64), and the bare
-        snapshot: ~3 us a snapshot to copy and spread back into a view;
+      - past that, the rows the rules read, copied (float32 when every value survives the
+        round trip exactly, as strikes and contract counts do: 2.4 KB at 200 strikes, else
+        float64), and the bare snapshot: ~3 us a snapshot to copy and spread back into a view;
+      both only while the unpacked rows held (views and copies alike) fit in `max_rows_bytes`;
       - beyond that budget one bytes object: the as_of, then the bare snapshot's fields and the
         byte-shuffled rows zstd-compressed together (~1 KB at 200 strikes; ~11 us per snapshot
         to pack and unpack, against a read from Redis), which keeps a 5,000-symbol watchlist's
         memory flat.
-    The budget is in bytes, not streams: what it holds does not depend on the rows' count, and
-    a watchlist of thousands takes as many as fit and packs the rest. An entry of one stream is
-    replaced (its bytes given back first) at the stream's next snapshot. Rule sets with a type
+    The budget is in bytes, not streams: a watchlist of wide chains keeps fewer unpacked, one of
+    thousands takes as many as fit and packs the rest, and the views its first streams get in
+    their first cycle count in it (so what a 5,000-symbol watchlist's memory peaks at does not
+    grow with it). An entry of one stream is replaced (its bytes given back first) at the
+    stream's next snapshot. Rule sets with a type
     that reads rows keep whole snapshots, a few of them. An entry is valid only for the `as_of`
     it was taken at.
     """
@@ -498,13 +501,14 @@ class PrevCache:
         self._entries: dict[tuple[str, str | None], bytes | tuple[FlowGex, _Kept | None]]
         self._entries = {}
         self._raw = 0  # entries holding the snapshot's own view
-        self._rows_bytes = 0  # bytes of the kept rows held by the entries of the second form
+        self._rows_bytes = 0  # bytes of the unpacked rows held (views and kept rows)
 
     def _forget(self, entry: bytes | tuple[FlowGex, _Kept | None]) -> None:
         if isinstance(entry, tuple):
             held = entry[1]
             if isinstance(held, StrikeColumns):
                 self._raw -= 1
+                self._rows_bytes -= held.m.nbytes
             elif held is not None:
                 self._rows_bytes -= held.nbytes
 
@@ -523,20 +527,22 @@ class PrevCache:
         # no rows, and none of the provenance the rules never read of a previous snapshot
         bare = msgspec.structs.replace(snap, strikes=[], data_as_of=None)
         view = columns(snap)  # built by the rules already; a copy of the matrix's rows
-        if len(self._entries) < self.max_raw:
+        room = self.max_rows_bytes - self._rows_bytes
+        if len(self._entries) < self.max_raw and view.m.nbytes <= room:
             view.m.flags.writeable = False  # given to every rule that reads it as `prev`
             self._entries[key] = (bare, view)
             self._raw += 1
+            self._rows_bytes += view.m.nbytes
             return
         # the named rows only (the first ones: a view of them, copied below anyway)
         kept = view.m[: len(self._rows)] if self._prefix else view.m.take(self._rows, axis=0)
-        if self._rows_bytes + kept.nbytes // 2 <= self.max_rows_bytes:
+        if kept.nbytes // 2 <= room:
             small = kept.astype(np.float32)
             # exact when the round trip gives the same bits (a NaN's too); else as they are
             rows = small if small.astype(np.float64).tobytes() == kept.tobytes() else None
             if rows is None:
                 rows = kept.copy() if self._prefix else kept
-            if self._rows_bytes + rows.nbytes <= self.max_rows_bytes:
+            if rows.nbytes <= room:
                 self._entries[key] = (bare, rows)
                 self._rows_bytes += rows.nbytes
                 return

@@ -484,6 +484,21 @@ def test_past_max_raw_streams_the_kept_rows_stay_unpacked_within_their_byte_budg
     assert len(small) == 2 and small._rows_bytes == 2 * one
 
 
+def test_the_views_of_a_short_watchlist_count_in_the_same_byte_budget() -> None:
+    snaps = oi_snaps(2)
+    view = columns(snaps[0]).m.nbytes  # all 7 rows: wide chains make these large
+    cache = PrevCache(max_raw=10, fields=("strike", "call_oi", "put_oi"), max_rows_bytes=2 * view)
+    for s in snaps:
+        for i in range(3):
+            cache.put((f"S{i}", None), s, compact=True)
+        assert cache._raw == 2 and cache._rows_bytes == 2 * view
+        assert isinstance(cache._entries[("S2", None)], bytes)  # no room left: packed
+        for i in range(3):
+            back = cache.get((f"S{i}", None), s.as_of_ms)
+            assert back is not None
+            assert np.array_equal(columns(back).m[:3], columns(s).m[:3], equal_nan=True)
+
+
 def test_packed_previous_views_come_back_exact_whichever_rows_are_kept() -> None:
     # the first rows (oi_change: strike, call and put OI) unpack straight into the view; any
     # other set through a copy; either way the kept rows exact and the others NaN
