@@ -52,9 +52,10 @@ PREV_CACHE_MAX = 20_000  # compact previous snapshots kept for oi_change (basis 
 PREV_FULL_MAX = 64  # whole previous snapshots, when a rule type reads rows
 PREV_RAW_MAX = 256  # up to this many streams, compact entries may be the snapshot's own view
 # the unpacked rows kept, in bytes: the views above (11.2 KB at 200 strikes) and past them the
-# rows the rules read (float32 where exact: 2.4 KB a 200-strike oi_change entry, so ~2,100
-# streams); entries beyond it are packed
-PREV_ROWS_BYTES = 5 * 2**20
+# rows the rules read (float32 where exact: 2.4 KB a 200-strike oi_change entry, so ~1,250
+# streams; ~2.7 KB with the rest of the entry, against ~1.1 KB packed); entries beyond it are
+# packed. Sized for the RSS goal at 5,000 symbols
+PREV_ROWS_BYTES = 3 * 2**20
 KEPT_RAW_MAX = 256  # up to this many streams, the kept rule state stays as objects (~1 KB each)
 DEAD_KIND_SNAPSHOT = "snapshot"  # a gex:dead entry that is a snapshot, not an alert
 # a fast level: on the byte-shuffled rows -1 packs within 1 % of level 1's size in less than
@@ -497,13 +498,14 @@ class PrevCache:
         # the kept rows are the view's first ones (oi_change: strike, call and put OI)
         self._prefix = self._rows.tolist() == list(range(len(self._rows)))
         # value: packed (bytes), or the snapshot (rows) or its bare copy with its column view
-        # or with its kept rows (an array)
-        self._entries: dict[tuple[str, str | None], bytes | tuple[FlowGex, _Kept | None]]
+        # or with its kept rows (an array), and its as_of ms (asking the bare copy would give
+        # it a __dict__ of its own, ~0.3 KB)
+        self._entries: dict[tuple[str, str | None], bytes | tuple[FlowGex, _Kept | None, int]]
         self._entries = {}
         self._raw = 0  # entries holding the snapshot's own view
         self._rows_bytes = 0  # bytes of the unpacked rows held (views and kept rows)
 
-    def _forget(self, entry: bytes | tuple[FlowGex, _Kept | None]) -> None:
+    def _forget(self, entry: bytes | tuple[FlowGex, _Kept | None, int]) -> None:
         if isinstance(entry, tuple):
             held = entry[1]
             if isinstance(held, StrikeColumns):
@@ -522,7 +524,7 @@ class PrevCache:
         while len(self._entries) >= limit:
             self._forget(self._entries.pop(next(iter(self._entries))))  # oldest insertion first
         if not compact:
-            self._entries[key] = (snap, None)
+            self._entries[key] = (snap, None, snap.as_of_ms)
             return
         # no rows, and none of the provenance the rules never read of a previous snapshot
         bare = msgspec.structs.replace(snap, strikes=[], data_as_of=None)
@@ -530,7 +532,7 @@ class PrevCache:
         room = self.max_rows_bytes - self._rows_bytes
         if len(self._entries) < self.max_raw and view.m.nbytes <= room:
             view.m.flags.writeable = False  # given to every rule that reads it as `prev`
-            self._entries[key] = (bare, view)
+            self._entries[key] = (bare, view, snap.as_of_ms)
             self._raw += 1
             self._rows_bytes += view.m.nbytes
             return
@@ -543,7 +545,7 @@ class PrevCache:
             if rows is None:
                 rows = kept.copy() if self._prefix else kept
             if rows.nbytes <= room:
-                self._entries[key] = (bare, rows)
+                self._entries[key] = (bare, rows, snap.as_of_ms)
                 self._rows_bytes += rows.nbytes
                 return
         # its fields in order, msgpack (77 B, against 289 as JSON); as_of comes back in UTC
@@ -573,8 +575,8 @@ class PrevCache:
                 return out
             kept = unshuffle(raw[n:], count, "<f8").reshape(len(self._rows), -1)
         else:
-            snap, held = entry
-            if snap.as_of_ms != as_of_ms:
+            snap, held, ms = entry
+            if ms != as_of_ms:
                 return None
             if held is None:
                 return snap

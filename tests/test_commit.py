@@ -392,7 +392,7 @@ async def test_previous_snapshot_cache_is_compact_and_gives_the_same_alerts(
     fired_rows = []
     for s in oi_snaps():
         fired_rows += [e.id for e in (await rows.commit(s, None)).alerts]
-    (_bare, kept) = rows._prev._entries[("SPY", None)]
+    (_bare, kept, _ms) = rows._prev._entries[("SPY", None)]
     assert isinstance(kept, np.ndarray) and kept.dtype == np.float32
     assert fired_rows == fired_cached
 
