@@ -10,6 +10,8 @@ condition itself.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -59,10 +61,20 @@ async def other_member(server: RedisServer) -> Membership:
     return other
 
 
+async def keep_beating(other: Membership) -> None:
+    """The second daemon stays alive for the whole test, however long the machine takes: its
+    one beat expired TIMEOUT_S (15 s) later, and the test's last steps then found it gone
+    (every target ours). Frozen with Redis, a beat waits and goes on after SIGCONT."""
+    while True:
+        await other.beat()
+        await asyncio.sleep(0.5)
+
+
 async def test_a_daemon_whose_beats_stop_reaching_redis_stops_polling_until_one_does(
     private_redis: RedisServer,
 ) -> None:
     other = await other_member(private_redis)
+    keeper = asyncio.create_task(keep_beating(other))
     async with running(private_redis) as daemon:
         assert daemon.pool is not None and daemon.membership is not None
         pool = daemon.pool
@@ -87,7 +99,10 @@ async def test_a_daemon_whose_beats_stop_reaching_redis_stops_polling_until_one_
         await eventually(
             lambda: all(_polls(pool, k) > polls[k] + 1 for k in mine), "every owned target polled"
         )
-        await other.redis.aclose()
+    keeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await keeper
+    await other.redis.aclose()
 
 
 async def test_a_daemon_alone_keeps_polling_while_redis_does_not_answer(
