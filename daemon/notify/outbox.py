@@ -55,6 +55,7 @@ KEYS_PER_READ = 256  # streams per XREADGROUP on one node (a cluster reads one p
 STREAMS_PER_TRIP = 250
 LUA = resources.files("gex_alertd.notify").joinpath("outbox.lua").read_text()
 AUTOCLAIM_LUA = resources.files("gex_alertd.notify").joinpath("autoclaim.lua").read_text()
+BACKLOG_LUA = resources.files("gex_alertd.notify").joinpath("backlog.lua").read_text()
 
 
 def id_ms(entry_id: str) -> int:
@@ -505,12 +506,32 @@ async def group_stats(
     redis: aioredis.Redis, channel: str, streams: Iterable[str]
 ) -> tuple[int, float]:
     """(entries of these streams not yet acknowledged by this channel, age in seconds of the
-    oldest). One XINFO per stream, pipelined (healthz and the gauges read thousands of streams
-    every few seconds: one round trip each cost ~0.2 ms, a second per 5,000 streams)."""
-    group = keys.notify_group(channel)
+    oldest). healthz and the gauges read thousands of streams every few seconds: `backlog`."""
+    total, oldest = await backlog(
+        redis, keys.notify_group(channel), list(streams), cluster=is_cluster(redis)
+    )
+    age = max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0
+    return total, age
+
+
+async def backlog(
+    redis: aioredis.Redis, group: str, streams: list[str], *, cluster: bool
+) -> tuple[int, int | None]:
+    """(entries of `streams` not yet acknowledged by `group`, the ms of the oldest or None).
+    On one node one script call per STREAMS_PER_TRIP streams (backlog.lua: ~1 ms of client
+    CPU per 1,000 streams, against ~23 ms for the pipelined commands); on a cluster one XINFO
+    GROUPS per stream, pipelined, then an XPENDING or XRANGE per stream with a backlog."""
     total = 0
     oldest: int | None = None
-    streams = list(streams)
+    if not cluster:
+        script = redis.register_script(BACKLOG_LUA)
+        for i in range(0, len(streams), STREAMS_PER_TRIP):
+            count, top = await script(keys=streams[i : i + STREAMS_PER_TRIP], args=[group])
+            total += int(count)
+            if top:
+                ms = id_ms(as_str(top))
+                oldest = ms if oldest is None else min(oldest, ms)
+        return total, oldest
     for i in range(0, len(streams), STREAMS_PER_TRIP):
         chunk = streams[i : i + STREAMS_PER_TRIP]
         async with redis.pipeline(transaction=False) as pipe:
@@ -547,8 +568,7 @@ async def group_stats(
                 first = id_ms(as_str(reply[0][0]))
             if first is not None:
                 oldest = first if oldest is None else min(oldest, first)
-    age = max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0
-    return total, age
+    return total, oldest
 
 
 async def trim(

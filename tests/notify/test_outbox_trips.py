@@ -76,6 +76,47 @@ async def test_backlog_figures_count_every_stream_a_few_per_round_trip(
     assert pending == len(ids) + 1
 
 
+async def test_on_one_node_the_backlog_is_one_script_call_per_few_streams_and_the_same(
+    redis: aioredis.Redis, monkeypatch
+) -> None:
+    # pending entries (read by a consumer gone), unread ones behind them, a stream never read,
+    # one without the group, a missing key and a key that is no stream: one script call per 2
+    # streams (backlog.lua), no pipeline, and what the per-stream commands of a cluster count
+    monkeypatch.setattr(outbox_mod, "STREAMS_PER_TRIP", 2)
+    ids = await _held_by_a_dead_consumer(redis)
+    await enqueue(redis, alert(9, "XLE"), ["ops"])
+    await enqueue(redis, alert(8, "TLT"), ["ops"])
+    await redis.xadd(keys.outbox("GLD"), {"x": "1"})  # no group on it
+    await redis.set(keys.outbox("BAD"), "not a stream")
+    streams = [keys.outbox(s) for s in [*SYMBOLS, "TLT", "GLD", "BAD", "NONE"]]
+    sent: list[int] = []
+    real_execute = aioredis.client.Pipeline.execute
+
+    async def counting_execute(self, *args, **kwargs):
+        sent.append(len(self.command_stack))
+        return await real_execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(aioredis.client.Pipeline, "execute", counting_execute)
+    group = keys.notify_group("ops")
+    await redis.config_resetstat()
+    scripted = await outbox_mod.backlog(redis, group, streams, cluster=False)
+    calls = (await redis.info("commandstats"))["cmdstat_evalsha"]["calls"]
+    assert sent == [] and calls == 5  # 9 streams, 2 a call
+    per_stream = await outbox_mod.backlog(redis, group, streams, cluster=True)
+    assert sent  # the cluster's path pipelines per stream
+    oldest = min(outbox_mod.id_ms(i) for i in ids)
+    assert scripted == per_stream == (len(ids) + 2, oldest)
+    # all read and acknowledged: nothing left, no oldest
+    live = Outbox(redis, "ops", "live-host", 3600)
+    got = await live.autoclaim(streams[:5], 0.0) + await live.read_new(streams[:6], 10)
+    for s in streams:
+        mine = [e.entry_id for e in got if e.stream == s]
+        if mine:
+            await redis.xack(s, group, *mine)
+    assert await outbox_mod.backlog(redis, group, streams, cluster=False) == (0, None)
+    assert await outbox_mod.backlog(redis, group, streams, cluster=True) == (0, None)
+
+
 def as_consumer(name: object) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
