@@ -678,34 +678,42 @@ async def test_a_commit_batch_that_fails_leaves_no_kept_state_or_previous_ahead_
 
 
 _FIELD_SETS = [("strike", "call_oi", "put_oi"), ("strike", "put_oi", "call_gex"), FIELDS, ()]
+_CacheRun = tuple[tuple[str, ...], int, int, int, list[tuple[int, int, int, bool]]]
 
 
 @st.composite
-def _cache_runs(draw: st.DrawFn) -> tuple[tuple[str, ...], int, int, list[tuple[int, int, int]]]:
+def _cache_runs(draw: st.DrawFn) -> _CacheRun:
     fields = draw(st.sampled_from(_FIELD_SETS))
     max_compact = draw(st.integers(1, 5))
     max_raw = draw(st.integers(0, 6))
-    steps = draw(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3), st.integers(0, 2)),
-                          max_size=30))  # fmt: skip
-    return fields, max_compact, max_raw, steps
+    # no room, a few 200-strike entries' rows, all of them
+    max_rows_bytes = draw(st.sampled_from([0, 5_000, 12_000, 40_000, 3 * 2**20]))
+    # (stream, size, rows with null OI, OI with a fraction: not exact as float32)
+    step = st.tuples(st.integers(0, 6), st.integers(0, 3), st.integers(0, 2), st.booleans())
+    steps = draw(st.lists(step, max_size=30))
+    return fields, max_compact, max_raw, max_rows_bytes, steps
 
 
 @settings(max_examples=150, deadline=None, derandomize=True)
 @given(run=_cache_runs())
 def test_the_previous_snapshot_cache_gives_back_what_it_was_given_or_nothing(
-    run: tuple[tuple[str, ...], int, int, list[tuple[int, int, int]]],
+    run: _CacheRun,
 ) -> None:
     # any sequence of puts over a few streams, with any bounds and row sets: a get gives the
     # stream's last snapshot (the scalars the rules read, the kept rows exact, the others NaN)
     # for the as_of it was taken at, or None (another as_of, or dropped, oldest first), and it
-    # never holds more streams than its bound
-    fields, max_compact, max_raw, steps = run
-    cache = PrevCache(max_compact=max_compact, max_raw=max_raw, fields=fields)
+    # never holds more streams than its bound, nor more unpacked rows than its byte budget
+    fields, max_compact, max_raw, max_rows_bytes, steps = run
+    cache = PrevCache(
+        max_compact=max_compact, max_raw=max_raw, fields=fields, max_rows_bytes=max_rows_bytes
+    )
     kept_rows = [i for i, f in enumerate(FIELDS) if f in {"strike", *fields}]
     model: dict[str, object] = {}  # the reference: insertion order, oldest dropped first
     sizes = (0, 1, 7, 200)
-    for n, (key_i, size_i, nulls) in enumerate(steps):
+    for n, (key_i, size_i, nulls, fraction) in enumerate(steps):
         rows = chain(500.0, n=sizes[size_i], rng=random.Random(n))
+        if fraction:
+            rows = [msgspec.structs.replace(r, call_oi=(r.call_oi or 0) + 0.1) for r in rows]
         for j in range(min(nulls, len(rows))):
             rows[j] = msgspec.structs.replace(rows[j], call_oi=None, put_oi=None)
         s = snap(at=n, strikes=rows)
@@ -716,6 +724,11 @@ def test_the_previous_snapshot_cache_gives_back_what_it_was_given_or_nothing(
         model[key[0]] = s
         cache.put(key, s, compact=True)
         assert len(cache) == len(model) <= max_compact
+        held = 0
+        for entry in cache._entries.values():
+            kept = entry[1] if isinstance(entry, tuple) else None
+            held += kept.m.nbytes if isinstance(kept, StrikeColumns) else getattr(kept, "nbytes", 0)
+        assert held <= max_rows_bytes
         for name, want in model.items():
             assert isinstance(want, type(s))
             assert cache.get((name, None), want.as_of_ms - 1) is None
