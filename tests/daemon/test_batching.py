@@ -171,7 +171,10 @@ async def test_an_exchange_gives_its_connection_back_with_its_socket_timeout(pri
     admin = aioredis.Redis.from_url(private_redis.url)
 
     async def timeouts(redis: aioredis.Redis) -> float | None:
-        # the one the exchange gave back (the pool's only), as it is: not connected again
+        # the one the exchange kept for the next one, or after a failure gave back to the pool
+        # (the pool's only), as it is: not connected again
+        for conn in packed.kept(redis):
+            return conn.socket_timeout
         pool = redis.connection_pool
         conn = pool.get_available_connection()
         try:
@@ -186,6 +189,7 @@ async def test_an_exchange_gives_its_connection_back_with_its_socket_timeout(pri
         with pytest.raises(RedisTimeoutError, match=r"1 of 1 increments within 0\.5 s"):
             await packed.exchange(short, packed.pack("INCR", "n"), 1, "increments")
         await admin.execute_command("CLIENT", "UNPAUSE")
+        assert packed.kept(short) == []  # a failed exchange's connection is not kept
         assert await timeouts(short) == 0.5
     finally:
         await admin.execute_command("CLIENT", "UNPAUSE")
@@ -233,3 +237,48 @@ async def test_an_exception_prepared_for_one_call_fails_that_call_alone_unsent(
     assert results[0] == b"0" and results[2] == b"2"
     assert isinstance(results[1], ValueError) and str(results[1]) == "no args for 1"
     assert await redis.get("n") == b"2"  # the other two ran, that one was never sent
+
+
+async def test_an_exchange_keeps_its_connection_for_the_next_one(redis: aioredis.Redis):
+    # the pool's checkout is skipped while a kept connection is free; exchanges at once each
+    # take their own, and no more than KEPT_MAX are kept
+    from gex_alertd import packed
+
+    checkouts = 0
+    pool = redis.connection_pool
+    real = pool.get_connection
+
+    async def counting(*args, **kwargs):
+        nonlocal checkouts
+        checkouts += 1
+        return await real(*args, **kwargs)
+
+    pool.get_connection = counting  # type: ignore[method-assign]
+    for i in range(5):
+        assert await packed.exchange(redis, packed.pack("INCR", "n"), 1) == [i + 1]
+    assert checkouts == 1 and len(packed.kept(redis)) == 1
+    many = packed.KEPT_MAX + 2
+    got = await asyncio.gather(
+        *(packed.exchange(redis, packed.pack("INCR", "n"), 1) for _ in range(many))
+    )
+    assert sorted(x for [x] in got) == list(range(6, 6 + many))
+    assert checkouts == many  # one kept, the others from the pool
+    assert len(packed.kept(redis)) == packed.KEPT_MAX
+
+
+async def test_a_kept_connection_the_server_closed_is_connected_again(private_redis):
+    from gex_alertd import packed
+    from gex_alertd.connections import connect
+
+    redis = connect(private_redis.url)  # the daemon's retry policy
+    admin = aioredis.Redis.from_url(private_redis.url)
+    try:
+        [client_id] = await packed.exchange(redis, packed.pack("CLIENT", "ID"), 1)
+        assert await admin.client_kill_filter(_id=client_id) == 1
+        assert await packed.exchange(redis, packed.pack("SET", "k", "v"), 1) == [b"OK"]
+        assert await admin.get("k") == b"v"
+        [again] = await packed.exchange(redis, packed.pack("CLIENT", "ID"), 1)
+        assert again != client_id and len(packed.kept(redis)) == 1
+    finally:
+        await admin.aclose()
+        await redis.aclose()
