@@ -15,12 +15,14 @@ import msgspec
 from gex_alertd import config as config_mod
 from gex_alertd.connections import connect_config, describe, wait_until_reachable
 from gex_alertd.notify.dispatch import Dispatcher
+from gex_alertd.notify.silences import SilenceStore
 
 
 async def serve(cfg: config_mod.Config, consumer: str | None) -> None:
     client = connect_config(cfg.redis, client_name="gex-alertd-notify")
     await wait_until_reachable(client, describe(cfg.redis))
-    dispatcher = Dispatcher(client, cfg, consumer=consumer)
+    # the silences every daemon holds back are held back here too (matched at delivery)
+    dispatcher = Dispatcher(client, cfg, consumer=consumer, silences=SilenceStore(client))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -156,3 +156,41 @@ async def test_sigkill_mid_send_redelivers_with_the_same_webhook_id(
             async with asyncio.timeout(WAIT_S):
                 assert await proc.wait() == 0
         await rx.stop()
+
+
+async def test_the_delivery_only_worker_honours_silences(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    # `python -m gex_alertd.notify.worker` (a delivery-only process, handy to drain an outbox)
+    # built its dispatcher without the silences: it sent what every daemon holds back
+    from gex_alertd.notify.silences import Matchers, SilenceStore, list_silenced
+
+    rx = await Receiver().start()
+    config = tmp_path / "worker.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "redis": {"url": redis_url},
+                "watch": {"symbols": ["SPY", "QQQ"]},
+                "channels": {"ops": {"type": "webhook", "url": rx.url}},
+            }
+        )
+    )
+    await SilenceStore(redis).add(Matchers(symbol="QQQ"), 3600)
+    await enqueue(redis, alert(1, symbol="QQQ"), ["ops"])
+    await enqueue(redis, alert(2), ["ops"])
+    proc = await _start_worker(config, "drain")
+    try:
+
+        async def both_handled() -> bool:
+            return len(rx.hits) + len(await list_silenced(redis)) >= 2
+
+        await eventually(both_handled, "both alerts sent or silenced")
+        assert rx.ids(None) == [alert(2).id]
+        [record] = await list_silenced(redis)
+        assert record.alert_id == alert(1, symbol="QQQ").id
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(WAIT_S):
+            assert await proc.wait() == 0
+        await rx.stop()
