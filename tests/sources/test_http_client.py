@@ -187,6 +187,35 @@ def test_header_injection_and_bad_urls_are_refused() -> None:
     )
 
 
+def test_the_header_lines_are_checked_once_per_set_of_headers(monkeypatch) -> None:
+    # a client of thousands of targets builds a request per poll: the headers, the same for
+    # all, are checked and joined once; the path of each is still checked, a bad header still
+    # refused every time
+    from gex_alertd.sources import http
+
+    checked: list[str] = []
+    token_ok = http._token_ok
+
+    def counting(name: str) -> bool:
+        checked.append(name)
+        return token_ok(name)
+
+    monkeypatch.setattr(http, "_token_ok", counting)
+    client = HttpClient("http://127.0.0.1:1/base")
+    headers = {"X-Api-Key": "k", "User-Agent": "t/1"}
+    for i in range(50):
+        assert client.request_bytes(f"/v/S{i}", dict(headers)) == (
+            f"GET /base/v/S{i} HTTP/1.1\r\nHost: 127.0.0.1:1\r\n".encode()
+            + b"X-Api-Key: k\r\nUser-Agent: t/1\r\nAccept-Encoding: gzip, deflate\r\n\r\n"
+        )
+    assert checked == ["X-Api-Key", "User-Agent", "Accept-Encoding"]
+    with pytest.raises(ValueError, match="path"):
+        client.request_bytes("/v/a b", headers)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="X-Api-Key"):
+            client.request_bytes("/v/S1", {"X-Api-Key": "k\r\nEvil: 1"})
+
+
 # --- the pool ---------------------------------------------------------------------------------
 
 
