@@ -132,7 +132,8 @@ def decode_flow_gex(
     one strike is right cannot be known, and a repeat made oi_change compare a strike with
     itself); rows out of order are sorted by strike, and `notes` (when given) gets a line
     saying so, for the caller to log. The body's symbol must equal the requested one after
-    upper-casing ASCII letters only (`ıwm` is not IWM: str.upper() maps the dotless i to I)."""
+    upper-casing ASCII letters only (`ıwm` is not IWM: str.upper() maps the dotless i to I);
+    the snapshot then carries the requested symbol, upper-cased."""
     try:
         snap = _decoder.decode(body)
     except msgspec.DecodeError as exc:
@@ -161,6 +162,11 @@ def decode_flow_gex(
         problems.append(f"as_of {iso_utc(snap.as_of)} is not after 1970-01-01")
     if problems:
         raise PayloadError("invalid Flow GEX payload: " + "; ".join(problems))
+    if symbol is not None and snap.symbol != symbol:
+        # the requested symbol in another ASCII case (checked above): its upper-case spelling,
+        # the one the keys, the rules, the alert ids and the silences' matchers use (an alert
+        # that said `iwm` was not held by a silence on IWM)
+        snap = msgspec.structs.replace(snap, symbol=ascii_upper(symbol))
     if order is not None:
         matrix = np.ascontiguousarray(matrix[:, order])
         snap = msgspec.structs.replace(snap, strikes=[snap.strikes[i] for i in order])

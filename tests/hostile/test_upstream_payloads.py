@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from gex_alertd.model import strike_matrix
 from gex_alertd.notify.base import Ok
 from gex_alertd.notify.http import HttpPoster
 from gex_alertd.sources.errors import MalformedPayload, TransientError
@@ -192,9 +193,13 @@ async def test_a_lookalike_symbol_is_not_the_requested_one(
     up.push(snapshot("IWM", body_symbol=fake), symbol="IWM")
     with pytest.raises(MalformedPayload, match="does not match the requested 'IWM'"):
         await client.fetch("IWM")
-    # plain ASCII case differences are still the same symbol
+    # plain ASCII case differences are still the same symbol, under the requested spelling:
+    # the body's ("iwm") reached the alerts, whose symbol a silence on IWM (matchers are
+    # upper-cased) then did not match, and the alert ids (rule + symbol + as_of)
     up.push(snapshot("IWM", body_symbol="iwm"), symbol="IWM")
-    assert (await client.fetch("IWM")).snapshot.symbol == "iwm"
+    snap = (await client.fetch("IWM")).snapshot
+    assert snap.symbol == "IWM"
+    assert strike_matrix(snap) is not None  # still the decoded snapshot, its matrix with it
 
 
 async def test_a_huge_symbol_in_the_body_gives_a_bounded_message(
