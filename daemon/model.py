@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from itertools import chain
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 import numpy as np
@@ -53,6 +53,14 @@ class StrikeRow(msgspec.Struct, frozen=True, omit_defaults=False, gc=False):
 STRIKE_FIELDS: tuple[str, ...] = StrikeRow.__struct_fields__
 
 
+# A text field of the body, bounded far past any real value (a status reason is < 32
+# characters, a feed's timestamp ~33, an expiry 10): each is stored as it came with every
+# snapshot and some ride in alerts, so a value of megabytes is refused when decoding (msgspec
+# checks the length in C) instead of bloating every entry. The provider's feeds: at most 64
+Text = Annotated[str, msgspec.Meta(max_length=128)]
+Feeds = Annotated[dict[Text, Text | None], msgspec.Meta(max_length=64)]
+
+
 class FlowGex(msgspec.Struct, frozen=True, dict=True):
     """A `GET /v1/flow/gex/{symbol}` response (also the shape of `/v1/exposure/gex`).
 
@@ -64,13 +72,13 @@ class FlowGex(msgspec.Struct, frozen=True, dict=True):
     as_of: datetime
     underlying_price: float
     live_net_gex: float
-    live_net_gex_label: str | None = None
+    live_net_gex_label: Text | None = None
     live_gamma_flip: float | None = None
-    gamma_flip_status: str | None = None
-    expiry: str | None = None
+    gamma_flip_status: Text | None = None
+    expiry: Text | None = None
     strikes: list[StrikeRow] = []
-    endpoint_version: str | None = None
-    data_as_of: dict[str, str | None] | None = None
+    endpoint_version: Text | None = None
+    data_as_of: Feeds | None = None
 
     @property
     def flip(self) -> float | None:

@@ -185,6 +185,30 @@ async def test_json_nested_deeper_than_the_parser_goes_is_malformed(
         assert "nested too deeply" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("gamma_flip_status", "x" * 500_000),
+        ("live_net_gex_label", "x" * 500_000),
+        ("endpoint_version", "x" * 500_000),
+        ("expiry", "x" * 500_000),
+        ("data_as_of", {"node": "x" * 500_000}),
+        ("data_as_of", {f"feed_{i}": None for i in range(20_000)}),
+    ],
+    ids=["status", "label", "version", "expiry", "feed value", "feeds"],
+)
+async def test_a_text_field_far_past_any_real_one_is_refused_not_stored(
+    up: Upstream, client: FlowGexClient, field: str, value: Any
+) -> None:
+    # each is stored as it came with every snapshot (an entry's plain field, the block's
+    # extra) and flip_guard's alerts carry the status: one 500 KB value was 500 KB more in
+    # Redis a poll, and in each such alert's outbox entry and webhook body
+    up.push(snapshot("SPY", **{field: value}), symbol="SPY")
+    with pytest.raises(MalformedPayload, match=field) as info:
+        await client.fetch("SPY")
+    assert len(info.value.message) <= 300
+
+
 async def test_a_lookalike_symbol_is_not_the_requested_one(
     up: Upstream, client: FlowGexClient
 ) -> None:
@@ -218,9 +242,13 @@ async def test_a_huge_expiry_in_the_body_gives_a_bounded_message(
     up: Upstream, client: FlowGexClient
 ) -> None:
     up.push(snapshot("SPY", expiry="A" * 100_000), symbol="SPY")
-    with pytest.raises(MalformedPayload, match="does not match the requested") as info:
+    # refused by its length when decoded, before it is compared with the requested one
+    with pytest.raises(MalformedPayload, match=r"length <= 128 - at `\$\.expiry`") as info:
         await client.fetch("SPY", "2026-01-02")
     assert len(info.value.message) <= 300
+    up.push(snapshot("SPY", expiry="2026-01-03"), symbol="SPY")
+    with pytest.raises(MalformedPayload, match="does not match the requested"):
+        await client.fetch("SPY", "2026-01-02")
 
 
 async def test_a_strike_block_is_never_stored_from_a_refused_body(
