@@ -51,11 +51,12 @@ RULE_PREFIX = "r:"
 PREV_CACHE_MAX = 20_000  # compact previous snapshots kept for oi_change (basis poll)
 PREV_FULL_MAX = 64  # whole previous snapshots, when a rule type reads rows
 PREV_RAW_MAX = 256  # up to this many streams, compact entries may be the snapshot's own view
-# the unpacked rows kept, in bytes: the views above (11.2 KB at 200 strikes) and past them the
-# rows the rules read (float32 where exact: 2.4 KB a 200-strike oi_change entry, so ~1,250
-# streams; ~2.7 KB with the rest of the entry, against ~1.1 KB packed); entries beyond it are
-# packed. Sized for the RSS goal at 5,000 symbols
-PREV_ROWS_BYTES = 3 * 2**20
+# the cache's bytes: every entry counted at its packed size (~1 KB at 200 strikes), the
+# unpacked rows (the views above, 11.2 KB at 200 strikes, and past them the rows the rules read,
+# float32 where exact: 2.4 KB a 200-strike oi_change entry) get what is left. 2,000 streams keep
+# all their rows unpacked (~2 MB packed, 4.8 MB of rows), 5,000 about 1,350 (~5.1 MB packed, the
+# rest of 8 MiB in rows: what the earlier 3 MiB of rows alone gave there, for the RSS goal)
+PREV_ROWS_BYTES = 8 * 2**20
 KEPT_RAW_MAX = 256  # up to this many streams, the kept rule state stays as objects (~1 KB each)
 DEAD_KIND_SNAPSHOT = "snapshot"  # a gex:dead entry that is a snapshot, not an alert
 # a fast level: on the byte-shuffled rows -1 packs within 1 % of level 1's size in less than
@@ -467,16 +468,19 @@ class PrevCache:
       - past that, the rows the rules read, copied (float32 when every value survives the
         round trip exactly, as strikes and contract counts do: 2.4 KB at 200 strikes, else
         float64), and the bare snapshot: ~3 us a snapshot to copy and spread back into a view;
-      both only while the unpacked rows held (views and copies alike) fit in `max_rows_bytes`;
+      both only while the unpacked rows held (views and copies alike) fit in what is left of
+      `max_rows_bytes` once every entry is counted at its packed size (the packed entries'
+      average, or a quarter of the rows before any is packed), and the second form not for a
+      stream's first entry;
       - beyond that budget one bytes object: the as_of, then the bare snapshot's fields and the
         byte-shuffled rows zstd-compressed together (~1 KB at 200 strikes; ~11 us per snapshot
         to pack and unpack, against a read from Redis), which keeps a 5,000-symbol watchlist's
         memory flat.
     The budget is in bytes, not streams: a watchlist of wide chains keeps fewer unpacked, one of
-    thousands takes as many as fit and packs the rest, and the views its first streams get in
-    their first cycle count in it (so what a 5,000-symbol watchlist's memory peaks at does not
-    grow with it). An entry of one stream is replaced (its bytes given back first) at the
-    stream's next snapshot. Rule sets with a type
+    thousands takes as many as fit and packs the rest (the more streams, the less is left for
+    rows), and the views its first streams get in their first cycle count in it (so what a
+    5,000-symbol watchlist's memory peaks at does not grow with it). An entry of one stream is
+    replaced (its bytes given back first) at the stream's next snapshot. Rule sets with a type
     that reads rows keep whole snapshots, a few of them. An entry is valid only for the `as_of`
     it was taken at.
     """
@@ -504,6 +508,7 @@ class PrevCache:
         self._entries = {}
         self._raw = 0  # entries holding the snapshot's own view
         self._rows_bytes = 0  # bytes of the unpacked rows held (views and kept rows)
+        self._packed = self._packed_bytes = 0  # packed entries, and their bytes
 
     def _forget(self, entry: bytes | tuple[FlowGex, _Kept | None, int]) -> None:
         if isinstance(entry, tuple):
@@ -513,6 +518,9 @@ class PrevCache:
                 self._rows_bytes -= held.m.nbytes
             elif held is not None:
                 self._rows_bytes -= held.nbytes
+        else:
+            self._packed -= 1
+            self._packed_bytes -= len(entry)
 
     def put(self, key: tuple[str, str | None], snap: FlowGex, *, compact: bool) -> None:
         old = self._entries.pop(key, None)
@@ -529,7 +537,13 @@ class PrevCache:
         # no rows, and none of the provenance the rules never read of a previous snapshot
         bare = msgspec.structs.replace(snap, strikes=[], data_as_of=None)
         view = columns(snap)  # built by the rules already; a copy of the matrix's rows
-        room = self.max_rows_bytes - self._rows_bytes
+        # every other entry at its packed size (their average; before any, a quarter of what
+        # its rows would be: ~1 KB at 200 strikes either way), the rows get the rest
+        if self._packed:
+            each = self._packed_bytes // self._packed
+        else:
+            each = len(self._rows) * view.m.shape[1] * 2
+        room = self.max_rows_bytes - self._rows_bytes - len(self._entries) * each
         if len(self._entries) < self.max_raw and view.m.nbytes <= room:
             view.m.flags.writeable = False  # given to every rule that reads it as `prev`
             self._entries[key] = (bare, view, snap.as_of_ms)
@@ -538,7 +552,11 @@ class PrevCache:
             return
         # the named rows only (the first ones: a view of them, copied below anyway)
         kept = view.m[: len(self._rows)] if self._prefix else view.m.take(self._rows, axis=0)
-        if kept.nbytes // 2 <= room:
+        # a stream's first entry is packed: in a watchlist's first cycle the cache cannot tell
+        # how many streams are still to come (rows given to the first ones would have to be
+        # packed again, and the memory would peak above the budget); from the second on every
+        # stream is counted
+        if old is not None and kept.nbytes // 2 <= room:
             small = kept.astype(np.float32)
             # exact when the round trip gives the same bits (a NaN's too); else as they are
             rows = small if small.astype(np.float64).tobytes() == kept.tobytes() else None
@@ -553,7 +571,9 @@ class PrevCache:
         packed = _prev_cctx.compress(scalars + shuffle(kept))
         # a new, right-sized bytes object: the compressor's own output sits in a buffer sized
         # for the worst case, which a kept bytes object would hold on to
-        self._entries[key] = _PACKED_HEAD.pack(snap.as_of_ms, len(scalars)) + packed
+        entry = self._entries[key] = _PACKED_HEAD.pack(snap.as_of_ms, len(scalars)) + packed
+        self._packed += 1
+        self._packed_bytes += len(entry)
 
     def get(self, key: tuple[str, str | None], as_of_ms: int) -> FlowGex | None:
         entry = self._entries.get(key)

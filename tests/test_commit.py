@@ -448,10 +448,27 @@ def test_only_a_short_watchlist_keeps_its_previous_views_unpacked() -> None:
     assert not columns(first).m.flags.writeable
 
 
+def _packed_len(snaps: list, fields: tuple[str, ...]) -> int:
+    """The largest packed entry of these snapshots (~1-1.5 KB at 200 strikes)."""
+    probe = PrevCache(max_raw=0, fields=fields, max_rows_bytes=0)
+    sizes = []
+    for s in snaps:
+        probe.put(("S", None), s, compact=True)
+        blob = probe._entries[("S", None)]
+        assert isinstance(blob, bytes)
+        sizes.append(len(blob))
+    return max(sizes)
+
+
 def test_past_max_raw_streams_the_kept_rows_stay_unpacked_within_their_byte_budget() -> None:
-    snaps = oi_snaps(2)
+    # a stream's first entry is packed (the cache cannot tell how many streams are to come);
+    # from its second on the rows stay unpacked while they fit in what the budget leaves once
+    # every other entry is counted at its packed size: here 3 streams' rows and 4 packed
+    snaps = oi_snaps(3)
+    fields = ("strike", "call_oi", "put_oi")
     one = 3 * 200 * 4  # strike, call and put OI of 200 strikes, as float32
-    cache = PrevCache(max_raw=0, fields=("strike", "call_oi", "put_oi"), max_rows_bytes=3 * one)
+    budget = 3 * one + 4 * _packed_len(snaps, fields) + one // 2
+    cache = PrevCache(max_raw=0, fields=fields, max_rows_bytes=budget)
 
     def forms() -> list[str]:
         return [
@@ -459,12 +476,14 @@ def test_past_max_raw_streams_the_kept_rows_stay_unpacked_within_their_byte_budg
             for v in cache._entries.values()
         ]
 
-    for s in snaps:
+    for n, s in enumerate(snaps):
         for i in range(5):
             cache.put((f"S{i}", None), s, compact=True)
-        # the first three fit (their bytes given back when their stream's next one comes)
-        assert forms() == ["float32"] * 3 + ["packed"] * 2
-        assert cache._rows_bytes == 3 * one
+        if n == 0:
+            assert forms() == ["packed"] * 5 and cache._rows_bytes == 0
+        else:  # the first three fit (their bytes given back when their stream's next one comes)
+            assert forms() == ["float32"] * 3 + ["packed"] * 2
+            assert cache._rows_bytes == 3 * one
         for i in range(5):
             back = cache.get((f"S{i}", None), s.as_of_ms)
             assert back is not None and back.strikes == [] and back.as_of == s.as_of
@@ -478,16 +497,22 @@ def test_past_max_raw_streams_the_kept_rows_stay_unpacked_within_their_byte_budg
     back = cache.get(("S0", None), odd.as_of_ms)
     assert back is not None and columns(back).m[:3, 0].tolist() == [500.1, 16_777_217, 1000.0]
     # dropped entries give their bytes back too
-    small = PrevCache(max_compact=2, max_raw=0, fields=("strike", "call_oi", "put_oi"))
-    for i in range(5):
-        small.put((f"S{i}", None), snaps[0], compact=True)
-    assert len(small) == 2 and small._rows_bytes == 2 * one
+    small = PrevCache(max_compact=2, max_raw=0, fields=fields)
+    for s in snaps[:2]:
+        for i in range(2):
+            small.put((f"S{i}", None), s, compact=True)
+    assert small._rows_bytes == 2 * one
+    small.put(("S2", None), snaps[2], compact=True)  # drops S0; a first entry: packed
+    assert len(small) == 2 and small._rows_bytes == one and small._packed == 1
+    assert small._packed_bytes == len(small._entries[("S2", None)])
 
 
 def test_the_views_of_a_short_watchlist_count_in_the_same_byte_budget() -> None:
     snaps = oi_snaps(2)
+    fields = ("strike", "call_oi", "put_oi")
     view = columns(snaps[0]).m.nbytes  # all 7 rows: wide chains make these large
-    cache = PrevCache(max_raw=10, fields=("strike", "call_oi", "put_oi"), max_rows_bytes=2 * view)
+    budget = 2 * view + 2 * _packed_len(snaps, fields) + 100
+    cache = PrevCache(max_raw=10, fields=fields, max_rows_bytes=budget)
     for s in snaps:
         for i in range(3):
             cache.put((f"S{i}", None), s, compact=True)
