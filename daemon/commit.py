@@ -54,9 +54,9 @@ PREV_RAW_MAX = 256  # up to this many streams, compact entries may be the snapsh
 # the cache's bytes: every entry counted at its packed size (~1 KB at 200 strikes), the
 # unpacked rows (the views above, 11.2 KB at 200 strikes, and past them the rows the rules read,
 # float32 where exact: 2.4 KB a 200-strike oi_change entry) get what is left. 2,000 streams keep
-# all their rows unpacked (~2 MB packed, 4.8 MB of rows), 5,000 about 1,350 (~5.1 MB packed, the
-# rest of 8 MiB in rows: what the earlier 3 MiB of rows alone gave there, for the RSS goal)
-PREV_ROWS_BYTES = 8 * 2**20
+# all their rows unpacked (~2 MB packed, 4.8 MB of rows), 5,000 about 900 (~5.1 MB packed, the
+# rest of 7 MiB in rows; 8 MiB cost ~1 MB more RSS there: sized for the RSS goal)
+PREV_ROWS_BYTES = 7 * 2**20
 KEPT_RAW_MAX = 256  # up to this many streams, the kept rule state stays as objects (~1 KB each)
 DEAD_KIND_SNAPSHOT = "snapshot"  # a gex:dead entry that is a snapshot, not an alert
 # a fast level: on the byte-shuffled rows -1 packs within 1 % of level 1's size in less than
