@@ -75,34 +75,39 @@ async def test_a_daemon_whose_beats_stop_reaching_redis_stops_polling_until_one_
 ) -> None:
     other = await other_member(private_redis)
     keeper = asyncio.create_task(keep_beating(other))
-    async with running(private_redis) as daemon:
-        assert daemon.pool is not None and daemon.membership is not None
-        pool = daemon.pool
-        assert daemon.membership.members == tuple(sorted(("other-host:0000", daemon.instance_id)))
-        mine = pool.owned
-        assert mine and len(mine) < len(SYMBOLS)  # the other member owns the rest
-        await eventually(lambda: sum(_polls(pool, k) for k in mine) >= len(mine), "polls")
-        assert not daemon.fenced and not daemon._problems(True)
+    try:
+        async with running(private_redis) as daemon:
+            assert daemon.pool is not None and daemon.membership is not None
+            pool = daemon.pool
+            assert daemon.membership.members == tuple(
+                sorted(("other-host:0000", daemon.instance_id))
+            )
+            mine = pool.owned
+            assert mine and len(mine) < len(SYMBOLS)  # the other member owns the rest
+            await eventually(lambda: sum(_polls(pool, k) for k in mine) >= len(mine), "polls")
+            assert not daemon.fenced and not daemon._problems(True)
 
-        assert private_redis.proc is not None
-        private_redis.proc.send_signal(signal.SIGSTOP)
-        await eventually(lambda: daemon.fenced, "fenced once no beat reached Redis for fence_s")
-        assert pool.owned == frozenset() and pool.stats().queued == 0
-        assert "membership heartbeat stale" in " ".join(daemon._problems(True))
+            assert private_redis.proc is not None
+            private_redis.proc.send_signal(signal.SIGSTOP)
+            await eventually(lambda: daemon.fenced, "fenced once no beat reached Redis for fence_s")
+            assert pool.owned == frozenset() and pool.stats().queued == 0
+            assert "membership heartbeat stale" in " ".join(daemon._problems(True))
 
-        private_redis.proc.send_signal(signal.SIGCONT)
-        await eventually(lambda: not daemon.fenced, "polling again after a beat reached Redis")
-        # our entry was still there (nobody dropped it): our own targets back, polled again
-        assert pool.owned == mine
-        polls = {k: _polls(pool, k) for k in mine}
-        # + 1: a poll in flight when the fence fell may end after this
-        await eventually(
-            lambda: all(_polls(pool, k) > polls[k] + 1 for k in mine), "every owned target polled"
-        )
-    keeper.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await keeper
-    await other.redis.aclose()
+            private_redis.proc.send_signal(signal.SIGCONT)
+            await eventually(lambda: not daemon.fenced, "polling again after a beat reached Redis")
+            # our entry was still there (nobody dropped it): our own targets back, polled again
+            assert pool.owned == mine
+            polls = {k: _polls(pool, k) for k in mine}
+            # + 1: a poll in flight when the fence fell may end after this
+            await eventually(
+                lambda: all(_polls(pool, k) > polls[k] + 1 for k in mine),
+                "every owned target polled",
+            )
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        await other.redis.aclose()
 
 
 async def test_a_daemon_alone_keeps_polling_while_redis_does_not_answer(
