@@ -305,6 +305,7 @@ def _print_entry(fields: dict[bytes, bytes], alerts: bool) -> None:
     # imported here, as in _tail: the store pulls in numpy, which other commands do not need
     from gex_alertd import store
     from gex_alertd.model import decode_alert
+    from gex_alertd.quoted import printable  # the entries hold the upstream's text
 
     if alerts:
         try:
@@ -313,7 +314,10 @@ def _print_entry(fields: dict[bytes, bytes], alerts: bool) -> None:
             click.echo(f"(an outbox entry that is no alert event: {exc})", err=True)
             return
         click.echo(
-            f"{event.as_of}  {event.severity:<8} {event.symbol:<6} {event.rule}: {event.summary}"
+            printable(
+                f"{event.as_of}  {event.severity:<8} {event.symbol:<6} {event.rule}: "
+                f"{event.summary}"
+            )
         )
         return
     snap = store.decode_fields(fields)
@@ -321,7 +325,9 @@ def _print_entry(fields: dict[bytes, bytes], alerts: bool) -> None:
         f"{snap.live_gamma_flip:.2f}" if snap.flip is not None else f"- ({snap.gamma_flip_status})"
     )
     click.echo(
-        f"{snap.as_of.isoformat()}  {snap.symbol:<6} spot {snap.underlying_price:>10.2f}  "
-        f"net {snap.live_net_gex:>+16,.0f} ({snap.live_net_gex_label})  flip {flip}  "
-        f"{len(snap.strikes)} strikes"
+        printable(
+            f"{snap.as_of.isoformat()}  {snap.symbol:<6} spot {snap.underlying_price:>10.2f}  "
+            f"net {snap.live_net_gex:>+16,.0f} ({snap.live_net_gex_label})  flip {flip}  "
+            f"{len(snap.strikes)} strikes"
+        )
     )

@@ -49,7 +49,7 @@ from gex_alertd import __version__, redaction
 from gex_alertd.asof_window import AsOfWindow
 from gex_alertd.model import PayloadError, decode_flow_gex, decode_json
 from gex_alertd.ops.metrics import RATE_LIMIT_WAIT, REQUEST_LATENCY, SNAPSHOTS_REFUSED
-from gex_alertd.quoted import quoted
+from gex_alertd.quoted import printable, quoted
 from gex_alertd.sources.base import Fetched
 from gex_alertd.sources.errors import (
     AuthError,
@@ -82,9 +82,6 @@ DEFAULT_RETRY_AFTER_S = 1.0
 MAX_MESSAGE_CHARS = 300
 _REQUEST_CACHE_MAX = 512  # requests kept built (~200 bytes each); past it built per poll
 _WS = re.compile(r"\s+")
-# C0/C1 controls, DEL: a terminal escape or a NUL from the upstream must not reach `check`'s
-# output, the console channel or an alert through the message
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 log = structlog.get_logger()
 
@@ -360,7 +357,7 @@ def _snippet(text: str) -> str:
     # URL with a query) and before the cut (after it, the half of an echoed key that is kept
     # leaked), but on a window only, so a 16 MB error body costs what a short one does; a key
     # straddling the window's end is past the cut anyway
-    window = _CONTROL.sub("?", _WS.sub(" ", text)[: 4 * MAX_MESSAGE_CHARS])
+    window = printable(_WS.sub(" ", text)[: 4 * MAX_MESSAGE_CHARS])
     text = redaction.redact(window).strip()
     if len(text) > MAX_MESSAGE_CHARS:
         text = text[: MAX_MESSAGE_CHARS - 3] + "..."

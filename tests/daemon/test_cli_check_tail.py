@@ -141,3 +141,19 @@ async def test_tail_alerts_follows_every_outbox(tmp_path, redis, redis_url):
         await proc.wait()
     assert proc.stderr is not None
     assert "no alert event" in (await proc.stderr.read()).decode()
+
+
+def test_tail_never_prints_the_upstreams_control_characters(capsys) -> None:
+    # the body's flip status (and label) are printed by tail: an OSC 52 sequence there wrote
+    # the operator's clipboard (`check` and the alerts' messages already made them '?')
+    from gex_alertd.commands import _print_entry
+
+    body = flow_gex_body(
+        "SPY",
+        as_of=datetime(2026, 11, 24, 15, 0, tzinfo=UTC),
+        flip_status="\x1b]52;c;cHduZWQ=\x07",
+    )
+    _print_entry(store.encode_fields(decode_flow_gex(msgspec.json.encode(body))), False)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out, repr(out)
+    assert "?]52;c;cHduZWQ=?" in out
