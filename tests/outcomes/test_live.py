@@ -403,3 +403,37 @@ async def test_on_one_node_each_runs_checks_go_a_bounded_number_of_streams_per_r
     await duty.run_once()  # nothing due: 3 round trips for the 5 symbols, nothing else
     assert exchanges == [4, 4, 2]
     assert duty.stored == len(symbols) and len(duty.pending) == len(symbols)
+
+
+async def test_a_run_asks_nothing_of_streams_whose_alerts_cannot_be_due_yet(
+    redis: aioredis.Redis, exchanges: list[int]
+) -> None:
+    # horizons ending later than now + source.max_future_s (+ slack): no stream id can reach
+    # them yet, so the run asks those streams nothing; once they come near, the streams are
+    # asked again, and what has elapsed is measured as before
+    symbols = ["SPY", "QQQ", "IWM"]
+    cfg = flip_config(symbols, horizons=["1h"])
+    assert cfg.source.max_future_s == 300
+    for sym in symbols:
+        await store_path(redis, sym, [T0 + i * MIN for i in range(8)], [100.0] * 8, strikes=3)
+        await fire(redis, alert(T0, symbol=sym), ["tty"])  # 1h ends at 11:00
+    at = [T0 + 1 * MIN]
+    duty = OutcomeDuty(
+        redis, lambda: cfg, lambda key: True, clock=lambda: clock_at(at[0])(), calendar=CALENDAR
+    )
+    await duty.run_once()  # reads the outboxes, then asks no stream anything
+    assert len(duty.pending) == len(symbols)
+    exchanges.clear()
+    await redis.config_resetstat()
+    await duty.run_once()
+    assert exchanges == [] and duty.stored == 0
+    assert "cmdstat_hmget" not in await redis.info("commandstats")
+    at[0] = T0 + 55 * MIN  # 11:00 is within max_future_s + slack (6 min): asked, not yet due
+    await duty.run_once()
+    # one round trip for the 3 streams (sent again once: the last-id script loads at first use)
+    assert set(exchanges) == {2 * len(symbols)} and duty.stored == 0
+    await store_path(redis, "SPY", [T0 + i * MIN for i in range(8, 62)], [101.0] * 54, strikes=3)
+    at[0] = T0 + 62 * MIN  # SPY's stream passed 11:00: measured; the others wait for settle
+    await duty.run_once()
+    assert duty.stored == 1 and await redis.hlen(records.outcomes_key("SPY")) == 1
+    assert len(duty.pending) == len(symbols) - 1
