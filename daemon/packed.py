@@ -23,6 +23,7 @@ import weakref
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -93,7 +94,7 @@ async def exchange(
     pool = redis.connection_pool
     idle = _kept.get(pool)
     if idle is None:
-        idle = _kept[pool] = []
+        idle = _kept[pool] = [] if keeps(pool) else _NOT_KEPT
     conn = idle.pop() if idle else await pool.get_connection()
     try:
         out: list[Any] = await conn.retry.call_with_retry(attempt, reconnect)
@@ -101,7 +102,7 @@ async def exchange(
         await conn.disconnect()
         await pool.release(conn)  # the pool connects it again when it is next taken
         raise
-    if len(idle) < KEPT_MAX:
+    if idle is not _NOT_KEPT and len(idle) < KEPT_MAX:
         idle.append(conn)
     else:
         await pool.release(conn)
@@ -117,6 +118,14 @@ async def exchange(
 # connection did too). The pool still counts them as in use, and closes them with the rest.
 KEPT_MAX = 4
 _kept: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
+_NOT_KEPT: list[Any] = []  # a pool whose connections go back to it (`keeps`); never appended to
+
+
+def keeps(pool: Any) -> bool:
+    """Whether an exchange keeps `pool`'s connections. Not a Sentinel-managed pool's: when it
+    learns of a new primary it drops its idle connections so they reach that one, which kept
+    connections would miss (a read-only exchange would go on reading the demoted one)."""
+    return not isinstance(pool, SentinelConnectionPool)
 
 
 def kept(redis: aioredis.Redis) -> list[Any]:

@@ -282,3 +282,15 @@ async def test_a_kept_connection_the_server_closed_is_connected_again(private_re
     finally:
         await admin.aclose()
         await redis.aclose()
+
+
+def test_a_sentinel_managed_pool_keeps_no_connection(redis: aioredis.Redis):
+    # after a failover such a pool drops its idle connections so they reach the new primary;
+    # kept ones would miss that, so its connections go back to it after each exchange
+    from redis.asyncio.sentinel import Sentinel
+
+    from gex_alertd import packed
+
+    managed = Sentinel([("127.0.0.1", 1)]).master_for("primary")  # no connection made here
+    assert not packed.keeps(managed.connection_pool)
+    assert packed.keeps(redis.connection_pool)
