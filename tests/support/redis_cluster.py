@@ -8,11 +8,9 @@ binary raises RuntimeError with the install hint (the fixtures turn it into a fa
 
 from __future__ import annotations
 
-import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +18,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from tests.support import process
-from tests.support.redis_server import INSTALL_HINT, RedisServer
+from tests.support.redis_server import INSTALL_HINT, RedisServer, free_ports
 
 CLI_HINT = (
     "redis-cli not found on PATH: install it with `apt-get install -y redis-tools` "
@@ -31,24 +29,9 @@ FAST_SYNC = ("--repl-diskless-sync-delay", "0")
 START_S = 60.0  # a bound a healthy start never gets near (a busy 2-core box: a few seconds)
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def cluster_ports(n: int) -> list[int]:
     """n ports whose cluster-bus port (port + 10000) is free as well."""
-    rng = random.Random()
-    out: list[int] = []
-    while len(out) < n:
-        p = rng.randrange(20000, 55000)
-        if p not in out and _free(p) and _free(p + 10000):
-            out.append(p)
-    return out
+    return free_ports(n, with_offset=10000)
 
 
 def cli(*args: str, port: int | None = None, timeout: float = 20.0) -> str:

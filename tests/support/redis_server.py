@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -15,10 +16,52 @@ INSTALL_HINT = (
 )
 
 
-def free_port() -> int:
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out to bind(0) and to outgoing connections."""
+    try:
+        lo, hi = (int(x) for x in EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return lo, hi
+
+
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST = 10000  # above the well-known and registered ports services tend to sit on
+
+
+def port_is_free(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(n: int, *, with_offset: int = 0) -> list[int]:
+    """`n` distinct loopback ports free now (and each `port + with_offset` too: a cluster
+    node's bus port), drawn at random outside the kernel's ephemeral range. A port the kernel
+    gave out (bind(0) returns one that was free) can be given out again before the server meant
+    for it binds: to an embedded simulator, an outgoing connection, a server of another test
+    running beside. A port outside that range is only ever someone's by choice, and the random
+    draw makes two tests choosing the same one in the same moment unlikely."""
+    lo, hi = _ephemeral_range()
+    spans = [(LOWEST, lo - 1 - with_offset), (hi + 1, 65535 - with_offset)]
+    pool = [p for first, last in spans if first <= last for p in range(first, last + 1)]
+    if len(pool) < 100 * n:  # an unusual ephemeral range: take our chances inside it
+        pool = list(range(LOWEST, 65536 - with_offset))
+    rng = random.Random()
+    out: list[int] = []
+    while len(out) < n:
+        p = rng.choice(pool)
+        if p not in out and port_is_free(p) and (not with_offset or port_is_free(p + with_offset)):
+            out.append(p)
+    return out
+
+
+def free_port() -> int:
+    """A loopback port free now, for a server started on it a moment later (`free_ports`)."""
+    return free_ports(1)[0]
 
 
 class RedisServer:
