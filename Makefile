@@ -23,7 +23,7 @@ run: deps system-deps
 	@bash scripts/run-demo.sh
 
 test: deps system-deps
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 -n 2 --dist loadgroup
 
 bench: deps system-deps
 	$(BIN)/python -m bench.run_all
