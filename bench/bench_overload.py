@@ -183,9 +183,13 @@ def measure(args: argparse.Namespace, plan: dict[str, tuple[int, float]]) -> dic
         try:
             for name, (n, interval) in plan.items():
                 servers.append(start_redis(tmp / f"redis-{name}"))
+                # a key each: one daemon's polls do not advance the as_of another sees (the
+                # best's fast polls made the first 200 symbols' as_of jump ~20 s between two
+                # polls of the overload daemon, so its 1 m cooldowns ran out ~2x as often)
                 trees[name] = config_tree(
-                    servers[-1].url, base_url, symbol_names(n), interval, max_len=None
-                )
+                    servers[-1].url, base_url, symbol_names(n), interval, max_len=None,
+                    api_key=f"bench-key-{name}",
+                )  # fmt: skip
                 prof = args.profile / f"{name}.prof" if args.profile else None
                 daemons[name] = DaemonProcess(name, trees[name], tmp, profile=prof)
             out["covered"] = {n: d.warm_up(WARM_UP_S, then_s=0) for n, d in daemons.items()}

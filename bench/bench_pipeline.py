@@ -157,10 +157,13 @@ def config_tree(
     max_concurrency: int = MAX_CONCURRENCY,
     max_len: int | None = MAXLEN,
     jitter_s: float = 0.0,
+    api_key: str = KEY,
 ) -> dict[str, Any]:
-    """A `gex-alertd run` config for a bench: no trimming when `max_len` is None."""
+    """A `gex-alertd run` config for a bench: no trimming when `max_len` is None. A key of
+    its own gives the daemon its own as_of count at the replay upstream (it needs a Redis of its
+    own then: another client's snapshots would be ahead of its as_of)."""
     return {
-        "source": {"kind": "flowgex", "base_url": base_url, "api_key": KEY,
+        "source": {"kind": "flowgex", "base_url": base_url, "api_key": api_key,
                    "requests_per_min": REQUESTS_PER_MIN, "max_concurrency": max_concurrency,
                    "timeout_s": 30},
         "redis": {"url": redis_url, "retention": None, "max_len": max_len},

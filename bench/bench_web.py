@@ -84,7 +84,7 @@ window.EventSource = function (url) {
 def _next(bodies: Bodies) -> FlowGex:
     """The next snapshot of the day: as_of 15 s after the previous one from the open (the
     simulated market moves 15 s per chain too)."""
-    n = bodies.count[SYMBOL]
+    n = bodies.count.get(("", SYMBOL), 0)
     body = bodies.next(SYMBOL)
     assert body is not None
     snap = decode_flow_gex(body, symbol=SYMBOL)

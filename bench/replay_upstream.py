@@ -5,7 +5,10 @@ bench_simulator), so with caching off it alone would cap every contender at ~150
 one core and hide the differences between them. This server computes a few consecutive ticks
 per symbol with the same simulator model once at start, then serves them round-robin with the
 `as_of` advanced by one second per request and symbol: every response is a valid, new snapshot
-(caching off, as far as any client can tell), and serving it costs a copy.
+(caching off, as far as any client can tell), and serving it costs a copy. The count is kept per
+API key too: clients with keys of their own each see their symbols advance by their own requests
+alone (several daemons of one bench, each on a Redis of its own, do not speed up each other's
+as_of, hence their cooldowns and alert rates); clients sharing a key share the count.
 
     python -m bench.replay_upstream --port P --symbols 16 [--ticks 4] [--strikes 200]
                                     [--latency-ms 0]
@@ -51,7 +54,7 @@ class Bodies:
 
     def __init__(self, symbols: list[str], ticks: int, strikes: int, share: int) -> None:
         self.parts: dict[str, list[tuple[bytes, bytes]]] = {}
-        self.count: dict[str, int] = {}
+        self.count: dict[tuple[str, str], int] = {}  # (API key, symbol) -> requests served
         self.served = 0
         self.start = rebased_start()
         params = {s: SymbolParams(spot=500.0, strikes=strikes) for s in symbols[:share]}
@@ -73,14 +76,13 @@ class Bodies:
                 head, tail = text.split(f'"as_of":"{as_of}"'.encode(), 1)
                 out.append((head + b'"as_of":"', b'"' + tail))
             self.parts[sym] = out
-            self.count[sym] = 0
 
-    def next(self, symbol: str) -> bytes | None:
+    def next(self, symbol: str, key: str = "") -> bytes | None:
         parts = self.parts.get(symbol)
         if parts is None:
             return None
-        n = self.count[symbol]
-        self.count[symbol] = n + 1
+        n = self.count.get((key, symbol), 0)
+        self.count[key, symbol] = n + 1
         head, tail = parts[n % len(parts)]
         self.served += 1
         return head + iso(self.start + timedelta(seconds=n)).encode() + tail
@@ -90,7 +92,7 @@ def build_app(bodies: Bodies, latency_s: float = 0.0) -> web.Application:
     async def flow(request: web.Request) -> web.Response:
         if latency_s:
             await asyncio.sleep(latency_s)  # a provider across the internet, not on loopback
-        body = bodies.next(request.match_info["symbol"])
+        body = bodies.next(request.match_info["symbol"], request.headers.get("X-Api-Key", ""))
         if body is None:
             return web.json_response({"message": "unknown symbol"}, status=404)
         return web.Response(body=body, content_type="application/json")
