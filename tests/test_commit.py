@@ -132,6 +132,29 @@ async def test_a_short_watchlist_keeps_its_rule_state_as_objects(redis: aioredis
     assert fired[3] and fired[3] == fired[2]
 
 
+async def test_a_streams_first_state_is_kept_encoded_and_a_long_watchlist_keeps_no_objects(
+    redis: aioredis.Redis,
+) -> None:
+    """The first cycle of a watchlist cannot know how many streams are to come: each stream's
+    first state is kept encoded, and as objects from its next commit on only while at most
+    kept_raw_max streams are kept. A watchlist longer than that never holds objects, not even in
+    its first cycle (5,000 streams of ~0.9 KB slot objects would be its RSS budget's margin)."""
+    rules = [flip_rule(), oi_rule()]
+    symbols = ("SPY", "QQQ", "IWM")
+    snaps = oi_snaps(3)
+    for raw_max, kinds in ((3, [bytes, StoredState, StoredState]), (2, [bytes, bytes, bytes])):
+        await redis.flushall()
+        c = Committer(redis, rules, CFG, kept_raw_max=raw_max)
+        for s, kind in zip(snaps, kinds, strict=True):
+            for sym in symbols:
+                assert (await c.commit(msgspec.structs.replace(s, symbol=sym), None)).stored
+            for sym in symbols:
+                assert isinstance(c._state[(sym, None)], kind), (raw_max, s.as_of, sym)
+                assert c._thaw(c._state[(sym, None)]) == decode_state(
+                    c.engine, hash_fields(await redis.hgetall(keys.state(sym)))
+                )
+
+
 async def test_restart_reads_state_from_redis(redis: aioredis.Redis) -> None:
     await Committer(redis, [flip_rule()], CFG).commit(below(0), None)
     # the daemon was down while spot crossed; a new process sees it once
