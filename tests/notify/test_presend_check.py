@@ -67,25 +67,13 @@ async def worker(redis: aioredis.Redis) -> AsyncIterator[Worker]:
     w.recorder.cancel()
 
 
-def count_exchanges(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The commands of each packed round trip the outbox and the silence check make."""
-    trips: list[int] = []
-    real = outbox_mod.packed.exchange
-
-    async def counting(r: aioredis.Redis, payload: bytes, expected: int, *a: Any) -> list[Any]:
-        trips.append(expected)
-        return await real(r, payload, expected, *a)
-
-    monkeypatch.setattr(outbox_mod.packed, "exchange", counting)
-    assert silences_mod.packed is outbox_mod.packed  # the same module: both counted
-    return trips
-
-
 async def test_a_new_alert_is_checked_and_sent_in_two_round_trips_after_its_read(
-    redis: aioredis.Redis, worker: Worker, monkeypatch: pytest.MonkeyPatch
+    redis: aioredis.Redis, worker: Worker, exchanges: list[int]
 ) -> None:
+    assert silences_mod.packed is outbox_mod.packed  # the same module: both counted
     await enqueue(redis, alert(1), [CHANNEL])
-    trips = count_exchanges(monkeypatch)
+    trips = exchanges
+    trips.clear()
     await worker.read_new()
     assert trips == [1]  # the read (XREADGROUP); no marker check of its own
     trips.clear()
