@@ -83,7 +83,6 @@ class Daemon:
         # targets polled successfully since the last heartbeat (a dict: a fifth of a set's size)
         self._polled: dict[str, None] = {}
         self._alerts_at_beat = 0
-        self._last_beat: float | None = None  # wall time of the last membership heartbeat
         self.beat_s = HEARTBEAT_S
         self.fence_s = FENCE_S  # see ownership: no beat for this long, others known: stop polling
         self.fenced = False
@@ -342,7 +341,6 @@ class Daemon:
         before = self.membership.members
         try:
             after = await self.membership.beat()
-            self._last_beat = time.time()
         except (*REDIS_DOWN, RedisError) as exc:
             # also a Redis that answers but refuses (OOM, READONLY): one line per beat, every 5 s
             log.warning(
@@ -371,23 +369,25 @@ class Daemon:
     def _arm_fence(self) -> None:
         """(Re)start the countdown to `_fence` from the beat that just succeeded. A timer, not
         the beat's failure path: a beat that hangs on a Redis failover never fails in time."""
-        assert self.membership is not None and self.membership.beat_at is not None
+        assert self.membership is not None
+        age = self.membership.age()
+        assert age is not None
         if self._fence_timer is not None:
             self._fence_timer.cancel()
-        left = self.fence_s - (time.monotonic() - self.membership.beat_at)
+        left = self.fence_s - age
         self._fence_timer = asyncio.get_running_loop().call_later(max(0.0, left), self._fence)
 
     def _fence(self) -> None:
         self._fence_timer = None
         if self.fenced or self.pool is None or self._stop.is_set():
             return
-        if self.membership is None or not self.membership.stale(time.monotonic(), self.fence_s):
+        if self.membership is None or not self.membership.stale(fence_s=self.fence_s):
             return  # alone: nobody takes our targets, keep polling (the next beat re-arms)
         self.fenced = True
         log.warning(
             "membership heartbeat stale: stopped polling until it reaches Redis again, so a "
             "target is not polled by this daemon and the one the others give it to",
-            heartbeat_age_s=round(time.monotonic() - (self.membership.beat_at or 0.0), 3),
+            heartbeat_age_s=round(self.membership.age() or 0.0, 3),
             owned=len(self.pool.owned),
         )
         self.pool.own(())
@@ -709,14 +709,13 @@ class Daemon:
     def _engine_health(self) -> dict[str, Any]:
         assert self.pool is not None
         st = self.pool.stats()
+        age = self.membership.age() if self.membership else None
         return {
             "targets": st.targets,
             "owned": st.owned,
             "instance": self.instance_id,
             # a stale beat means the others may have taken our targets (timeout 15 s)
-            "heartbeat_age_s": None
-            if self._last_beat is None
-            else round(time.time() - self._last_beat, 3),
+            "heartbeat_age_s": None if age is None else round(age, 3),
             "members": list(self.membership.members) if self.membership else [],
             "fenced": self.fenced,
             "queued": st.queued,

@@ -139,11 +139,19 @@ class Membership:
         self.beat_at = sent
         return self.members
 
-    def stale(self, now: float, fence_s: float = FENCE_S) -> bool:
+    def age(self, now: float | None = None) -> float | None:
+        """Seconds since the last beat that reached Redis was sent (`now`: time.monotonic()
+        by default); None before the first."""
+        if self.beat_at is None:
+            return None
+        return (time.monotonic() if now is None else now) - self.beat_at
+
+    def stale(self, now: float | None = None, fence_s: float = FENCE_S) -> bool:
         """True when the others may have dropped our entry by now (no beat of ours reached
         Redis for `fence_s`) and there are others to take our targets. A daemon alone keeps
         polling through a Redis outage: nobody else would poll its targets."""
-        if self.beat_at is None or now - self.beat_at < fence_s:
+        age = self.age(now)
+        if age is None or age < fence_s:
             return False
         return any(m != self.me for m in self.members)
 
