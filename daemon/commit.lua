@@ -30,6 +30,11 @@ if (version or '') ~= ARGV[1] then
   return {'conflict', version or ''}
 end
 
+-- a version edited by hand into something HINCRBY refuses ('', '1.5', past 64 bits) would fail
+-- the script after its first writes, the snapshot and the state saying the alert fired, and
+-- lose the alert: such a version starts again at 1 (it still differed from any other writer's)
+local counted = not version or (string.match(version, '^%-?%d+$') ~= nil and #version < 19)
+
 local payload = cmsgpack.unpack(ARGV[3])
 local trim, fields, state_fields, alerts = payload[1], payload[2], payload[3], payload[4]
 
@@ -70,7 +75,12 @@ if #state_fields > 0 then
   redis.call(unpack(hset))
 end
 redis.call('HSET', state, '_last', ARGV[2])
-local newv = redis.call('HINCRBY', state, '_v', 1)
+local newv = 1
+if counted then
+  newv = redis.call('HINCRBY', state, '_v', 1)
+else
+  redis.call('HSET', state, '_v', '1')
+end
 
 local enqueued = {}
 for a = 1, #alerts do

@@ -95,7 +95,10 @@ def decode_state(engine: Engine, raw: dict[bytes, bytes]) -> StoredState:
             if slot is not None:
                 slots[name[len(RULE_PREFIX) :]] = slot
     last = raw.get(LAST_FIELD)
-    return StoredState(raw.get(VERSION_FIELD, b"").decode(), int(last) if last else None, slots)
+    # a `_last` edited by hand into no number counts as none (the script's stream-top check
+    # still refuses a repeat), not a ValueError that crashed every poll of the symbol
+    last_ms = int(last) if last and last.isdigit() else None
+    return StoredState(raw.get(VERSION_FIELD, b"").decode(), last_ms, slots)
 
 
 def build_args(
