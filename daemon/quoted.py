@@ -1,16 +1,22 @@
 """How a message quotes a value that came from outside (a body's symbol, a header, a data
-file's field): repr'd and clipped, so a hostile 100 KB value makes a short message whose
-redaction costs nothing. Never used for our own values, which messages show whole."""
+file's field): redacted, repr'd and clipped, so a hostile 100 KB value makes a short message whose
+redaction costs little. Never used for our own values, which messages show whole."""
 
 from __future__ import annotations
 
 import re
 
 QUOTE_MAX = 40  # characters of the value kept: enough to recognise it, never a whole body
+# redacted before the clip, on a window that holds any secret starting inside the quote: a
+# secret cut by the clip no longer matches itself, and the log line's redaction missed it
+_REDACT_WINDOW = QUOTE_MAX + 1024
 
 
 def quoted(value: str) -> str:
-    return repr(value[:QUOTE_MAX])
+    # imported here: the rule engine loads this module (model) and nothing of the daemon's
+    from gex_alertd.redaction import redact
+
+    return repr(redact(value[:_REDACT_WINDOW])[:QUOTE_MAX])
 
 
 # C0/C1 controls and DEL: a terminal escape or a NUL from outside must not reach a terminal
