@@ -266,7 +266,8 @@ class PollPool:
             if key is None:
                 return
             poller = self._pollers.get(key)
-            if poller is None:
+            # let go (a fence, a hand-over) between being handed to us and our wake-up
+            if poller is None or key not in self._owned:
                 continue
             self._running.add(key)
             started = self.now()

@@ -404,3 +404,23 @@ async def test_a_target_changed_by_a_reload_while_it_polls_is_queued_again():
     finally:
         hold.set()
         await pool.stop(grace_s=WAIT_S)
+
+
+async def test_a_target_let_go_in_the_turn_it_was_handed_to_a_worker_is_not_polled():
+    # a fence (or a hand-over) drops the targets while a worker has just been handed one
+    # (its wake-up is still to come): the worker polled it anyway, for a daemon that had
+    # let it go, beside the member now owning it
+    pool, _clock, _targets, log = make(1, 10.0)
+    pool.start()
+    try:
+        for _ in range(5):
+            await asyncio.sleep(0)  # the worker waits for a target
+        pool.own(["S0000"], delays={"S0000": 0.0})  # due now: handed to the idle worker
+        pool.own(())  # let go in the same turn
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert log == [] and pool.stats().running == 0
+        pool.own(["S0000"], delays={"S0000": 0.0})  # owned again: polled
+        await eventually(lambda: len(log) == 1, "polled once owned again")
+    finally:
+        await pool.stop(grace_s=WAIT_S)
