@@ -130,6 +130,10 @@ class ChannelWorker:
         # sent OK, marker + XACK not yet written: the recorder task writes them (retrying while
         # Redis is away) and flush() waits for it before the next send
         self.unrecorded: dict[tuple[str, str], Entry] = {}
+        # when the last touch of what the buffer holds was sent (see `_lapsed`), and whether
+        # the buffer must be read again from this consumer's PEL
+        self._touched_at = time.monotonic()
+        self._reread = False
         self._recorded = asyncio.Event()
         self._to_record = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -244,12 +248,37 @@ class ChannelWorker:
         timeout_s may exceed it; an email's is per SMTP step) let another daemon claim it."""
         while True:
             await asyncio.sleep(max(0.2, self.claim_idle / 3))
-            held = [h.entry for h in self.buffer.values()] + list(self.unrecorded.values())
+            started = time.monotonic()
+            # lapsed: the buffer is left for the loop to read again; touched (XCLAIM), what
+            # another daemon claimed meanwhile would be taken back from it
+            lapsed = self._lapsed()
+            held = [] if lapsed else [h.entry for h in self.buffer.values()]
             try:
-                await self.outbox.touch(held)
+                await self.outbox.touch(held + list(self.unrecorded.values()))
             except (RedisError, RedisClusterException, OSError) as exc:
-                # Redis away: the loop says so; nobody else can claim them meanwhile either
+                # Redis away: the loop says so, and past claim_idle lets go of the buffer
                 self.log.debug("could not touch held entries", error=describe_exc(exc))
+                continue
+            if not lapsed:
+                self._touched_at = started
+
+    def _lapsed(self) -> bool:
+        """No touch of what the buffer holds has landed for claim_idle (Redis away from this
+        daemon, or its loop stalled): another daemon's XAUTOCLAIM may have taken any of it and
+        sent it already. Held on, a backoff's end or a group window sent it again."""
+        return bool(self.buffer) and time.monotonic() - self._touched_at > self.claim_idle
+
+    def _let_go(self) -> None:
+        """Drop the buffer (and the message formed from it); the loop reads this consumer's
+        PEL again: what is still ours comes back (that read resets its idle time), what another
+        daemon claimed does not. The backoff (`retry_at`) and the attempts (in Redis) stay."""
+        self.log.warning(
+            "held alerts not kept fresh for claim_idle; reading them again from the outbox",
+            held=len(self.buffer),
+        )
+        self.buffer.clear()
+        self.inflight = None
+        self._reread = True
 
     async def _run(self) -> None:
         """The loop: recover own PEL, claim stuck entries, keep held ones ours, flush what is
@@ -263,15 +292,21 @@ class ChannelWorker:
             while True:
                 try:
                     owned = self.streams.owned()
-                    if recovered != self.streams.version:
+                    if self._lapsed():
+                        self._let_go()
+                    if recovered != self.streams.version or self._reread:
                         # at start, and when streams moved to us: what this consumer name
                         # holds there from before (a crash, an earlier ownership)
                         version = self.streams.version
+                        read_at = time.monotonic()
                         own = await self.outbox.read_own_pending(owned)
                         if own:
                             self.log.info("redelivering own pending entries", count=len(own))
                         await self.admit(own)
                         recovered = version
+                        if self._reread:
+                            self._reread = False
+                            self._touched_at = read_at
                         next_claim = next_sweep = 0.0
                     if self.stopping.is_set() and (not self.buffer or self.disabled is not None):
                         if self.disabled is not None:
@@ -439,6 +474,9 @@ class ChannelWorker:
         return [h for h, _ in kept], [s for _, s in kept]
 
     async def flush(self) -> None:
+        if self._lapsed():
+            self._let_go()
+            return
         batch = await self._batch()
         if not batch:
             return

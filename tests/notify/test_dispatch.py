@@ -514,3 +514,51 @@ async def test_stop_drains_alerts_not_read_yet(redis: aioredis.Redis, redis_url:
         assert pending["pending"] == 0
     finally:
         await rx.stop()
+
+
+async def test_alerts_another_daemon_claimed_while_this_one_was_cut_off_are_not_sent_again(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    # d1 holds alert 1 in a backoff (its first send got a 503) and loses Redis (here: its
+    # user is switched off) for longer than claim_idle, so its touches stop landing; d2
+    # claims the alert and delivers it. When d1 is back it sent the alert again from its
+    # buffer at the backoff's end, unchecked: delivered twice
+    await redis.execute_command("ACL", "SETUSER", "d1", "on", ">d1-pw", "~*", "&*", "+@all")
+    cut_off = aioredis.Redis.from_url(redis_url.replace("redis://", "redis://d1:d1-pw@", 1))
+
+    async def fail_the_first(n: int, _r: web.Request) -> web.Response | None:
+        return web.Response(status=503) if n == 1 else None
+
+    rx = await Receiver(responder=fail_the_first).start()
+    cfg = make_config(
+        {"ops": hook(rx.url, retry_base_s=20, retry_max_s=20)}, redis_url, claim_idle="2s"
+    )
+    await enqueue(redis, alert(1), ["ops"])
+    d1, d2 = Dispatcher(cut_off, cfg, consumer="d1"), Dispatcher(redis, cfg, consumer="d2")
+    await d1.start()
+    try:
+        await rx.wait_for(1, status=503)  # d1 waits 10-20 s to try again
+        await redis.execute_command("ACL", "SETUSER", "d1", "off")
+        await redis.execute_command("CLIENT", "KILL", "USER", "d1")
+        await d2.start()
+        await rx.wait_for(1)  # d2 claimed it (idle past claim_idle) and delivered it
+
+        async def recorded() -> bool:
+            return (await redis.xpending(keys.outbox("SPY"), keys.notify_group("ops")))[
+                "pending"
+            ] == 0
+
+        await eventually(recorded, "d2 recorded its delivery")
+        await redis.execute_command("ACL", "SETUSER", "d1", "on")
+        worker = d1.workers["ops"]
+        await eventually(
+            lambda: not worker.buffer and worker.inflight is None, "d1 holds nothing any more"
+        )
+        assert rx.ids() == [alert(1).id]
+    finally:
+        await redis.execute_command("ACL", "SETUSER", "d1", "on")
+        await d2.stop()
+        await d1.stop()
+        await cut_off.aclose()
+        await redis.execute_command("ACL", "DELUSER", "d1")
+        await rx.stop()
