@@ -276,3 +276,21 @@ async def test_a_reload_that_changes_only_the_operator_channels_applies_them(
         assert [r.channels for r in daemon.operators.rules] == [["ops", "pager"]]
     finally:
         await daemon.redis.aclose()
+
+
+async def test_an_outbox_key_of_another_type_refuses_the_transition_before_any_write(
+    redis: aioredis.Redis,
+) -> None:
+    # the dedup key was set, then the XADD failed (WRONGTYPE): the event was never enqueued,
+    # and once the key was fixed every later try found the dedup key and skipped it, while the
+    # state moved on: the alert was lost (commit.lua checks the outbox's type first)
+    clock = Clock()
+    await redis.set(keys.outbox("SPY"), "not a stream")
+    ops = OperatorRules(redis, [failing_rule(**{"for": 0})], clock=clock)
+    await ops.observe(SPY, None, boom())
+    assert await redis.keys("*alert*") == [keys.outbox("SPY").encode()]
+    assert not await redis.exists(keys.operator_state("SPY"))
+    await redis.delete(keys.outbox("SPY"))
+    await ops.observe(SPY, None, boom())
+    [(channels, event)] = await outbox(redis)
+    assert channels == ["ops"] and event.type == "source_failing"
