@@ -93,6 +93,8 @@ def outbox(ctx: click.Context, config_path: Path, redis_url: str | None) -> None
 @click.pass_context
 def list_cmd(ctx: click.Context, limit: int = 50) -> None:
     """List pending entries per channel, the dead letters and the latest silenced deliveries."""
+    from gex_alertd.quoted import printable  # a reason quotes a receiver's answer
+
     config_path, redis_url = ctx.obj
     cfg = _load(config_path)
 
@@ -115,14 +117,14 @@ def list_cmd(ctx: click.Context, limit: int = 50) -> None:
             for d in dead:
                 click.echo(
                     f"  {d.dead_id}  {d.channel:<10} {d.alert_id}  attempts={d.attempts}"
-                    f"  at {d.failed_at}\n      reason: {redaction.redact(d.reason)}"
+                    f"  at {d.failed_at}\n      reason: {printable(redaction.redact(d.reason))}"
                 )
             silenced = await list_silenced(client, limit)
             click.echo(f"SILENCED ({len(silenced)} most recent)")
             for r in silenced:
                 click.echo(
                     f"  {r.record_id}  {r.channel:<10} {r.alert_id}  silence={r.silence}"
-                    f"  at {r.at}\n      {redaction.redact(r.summary)}"
+                    f"  at {r.at}\n      {printable(redaction.redact(r.summary))}"
                 )
         finally:
             await client.aclose()

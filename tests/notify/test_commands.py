@@ -170,3 +170,24 @@ async def test_check_probe_asks_each_channel_where_it_connects(
     assert "channel tty: ok (ConsoleChannel)" in out
     assert f"FAIL channel chat: cannot connect to 127.0.0.1:{closed}" in out
     assert f"FAIL channel mail: cannot connect to 127.0.0.1:{closed}" in out
+
+
+async def test_outbox_list_never_prints_a_receivers_control_characters(
+    tmp_path: Path, redis: aioredis.Redis, redis_url: str
+) -> None:
+    # a dead letter's reason quotes the receiver's answer (notify.base.classify_http): an OSC
+    # 52 sequence in an error page wrote the clipboard of the operator running `outbox list`
+    # (tail, check and the console were made safe: quoted.printable)
+    cfg = write_config(
+        tmp_path, redis_url, {"ops": {"type": "webhook", "url": "http://127.0.0.1:9/x"}}
+    )
+    await redis.xadd(
+        keys.DEAD,
+        {"id": alert(3).id, "channel": "ops", "symbol": "SPY",
+         "reason": "HTTP 400: \x1b]52;c;cHduZWQ=\x07 bad request", "attempts": "1",
+         "entry": "1-0", "failed_at": "2026-11-24T15:00:00.000Z", "event": b'{"id":"x"}'},
+    )  # fmt: skip
+    rc, out = await cli("outbox", "-c", cfg)
+    assert rc == 0, out
+    assert "\x1b" not in out and "\x07" not in out, repr(out)
+    assert "reason: HTTP 400: ?]52;c;cHduZWQ=? bad request" in out
