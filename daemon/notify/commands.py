@@ -31,7 +31,9 @@ def _load(config_path: Path) -> config_mod.Config:
 
 
 def _fail(msg: str) -> None:
-    raise click.ClickException(redaction.redact(msg))
+    from gex_alertd.quoted import printable  # a failure's reason quotes the receiver's answer
+
+    raise click.ClickException(printable(redaction.redact(msg)))
 
 
 @click.command("notify-test")

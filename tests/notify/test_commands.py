@@ -191,3 +191,20 @@ async def test_outbox_list_never_prints_a_receivers_control_characters(
     assert rc == 0, out
     assert "\x1b" not in out and "\x07" not in out, repr(out)
     assert "reason: HTTP 400: ?]52;c;cHduZWQ=? bad request" in out
+
+
+async def test_notify_test_never_prints_a_receivers_control_characters(
+    tmp_path: Path, redis_url: str
+) -> None:
+    async def hostile(_n: int, _r: web.Request) -> web.Response:
+        return web.Response(status=400, text="\x1b]52;c;cHduZWQ=\x07 no")
+
+    rx = await Receiver(responder=hostile).start()
+    cfg = write_config(tmp_path, redis_url, {"ops": {"type": "webhook", "url": rx.url}})
+    try:
+        rc, out = await cli("notify-test", "--channel", "ops", "-c", cfg)
+        assert rc == 1
+        assert "\x1b" not in out and "\x07" not in out, repr(out)
+        assert "ops: permanent failure: HTTP 400: ?]52;c;cHduZWQ=? no" in out
+    finally:
+        await rx.stop()
