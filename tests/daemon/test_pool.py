@@ -390,6 +390,42 @@ async def test_the_pool_keeps_one_timer_however_often_targets_are_requeued():
     assert pending_timers(pool) == 0
 
 
+def cancelled_timers(pool: PollPool) -> int:
+    """Timers of this pool cancelled but still in the loop's heap (asyncio drops them lazily)."""
+    loop = asyncio.get_running_loop()
+    scheduled = loop._scheduled  # type: ignore[attr-defined]
+    return sum(
+        1 for h in scheduled if h.cancelled() and getattr(h._callback, "__self__", None) is pool
+    )
+
+
+async def test_a_requeue_that_leaves_the_next_due_time_alone_keeps_the_pending_timer():
+    # each poll's requeue re-dispatches; when the earliest due time is still the one the timer
+    # was set for, that timer stays: no new timer and no cancelled one left in the loop's heap
+    # per poll (5,000 targets every 15 s made one of each per poll)
+    pool, clock, targets, log = make(3, 10.0, workers=2)
+    targets[0].hold = hold = asyncio.Event()
+    pool.start()
+    pool.own([t.target.key for t in targets], delays={"S0000": 0.0, "S0001": 5.0, "S0002": 8.0})
+    try:
+        await eventually(lambda: targets[0].running == 1, "S0000 polling")
+        timer = pool._timer
+        assert timer is not None and pool._timer_due == clock.t + 5.0  # S0001's
+        hold.set()  # S0000 ends and is requeued 10 s on: S0001 is still the next
+        await eventually(lambda: pool.stats().queued == 3, "S0000 requeued")
+        assert pool._timer is timer and not timer.cancelled()
+        assert pending_timers(pool) == 1 and cancelled_timers(pool) == 0
+        clock.t += 5.0  # S0001 due: it is taken, and the timer moves on to S0002
+        pool.kick()
+        await eventually(lambda: len(log) == 2, "S0001 polled")
+        assert pool._timer is not timer and pool._timer_due == clock.t + 3.0
+        assert pending_timers(pool) == 1
+    finally:
+        hold.set()
+        await pool.stop(grace_s=WAIT_S)
+    assert pending_timers(pool) == 0 and log == [("S0000", 1000.0), ("S0001", 1005.0)]
+
+
 async def test_a_target_changed_by_a_reload_while_it_polls_is_queued_again():
     pool, clock, _targets, log, hold = await first_poll_held(10.0, workers=2)
     try:
