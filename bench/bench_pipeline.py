@@ -284,6 +284,7 @@ class DaemonProcess:
         *,
         profile: Path | None = None,
         extra: tuple[str, ...] = (),
+        wrap: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.symbols: list[str] = list(tree["watch"]["symbols"])
@@ -298,7 +299,9 @@ class DaemonProcess:
             cmd = [sys.executable, "-c", _PROFILED, str(self.config), str(profile)]
         self.started = time.monotonic()
         with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen([*pinned(1), *cmd], stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [*pinned(1), *wrap, *cmd], stdout=log, stderr=subprocess.STDOUT
+            )
         self.paused = False
 
     @property

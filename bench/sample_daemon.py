@@ -3,7 +3,7 @@ over one window, optionally sampled by py-spy or counted by strace.
 
     python -m bench.sample_daemon [--symbols 200] [--interval 0.02] [--jitter 0] [--seconds 8]
                                   [--settle 2] [--py-spy OUT.txt [--native] [--top 40]]
-                                  [--strace OUT.txt]
+                                  [--strace OUT.txt] [--valgrind OUT [--ll-bytes N]]
 
 Same upstream (`bench.replay_upstream`, on CPU 0 with redis-server), same config and rules
 (`bench_pipeline.config_tree`), the daemon on CPU 1, never paused. After every symbol is stored
@@ -15,6 +15,16 @@ at the end; with `--strace` an `strace -c -f` of it (system calls by count: getp
 asyncio.get_running_loop() on Python 3.11). Neither tool is a dependency: py-spy is
 `pip install py-spy`, strace the Debian package. Both slow the daemon down: take its rate and
 CPU from a plain run.
+
+With `--valgrind OUT` the daemon runs under `valgrind --tool=callgrind --cache-sim=yes` with
+instrumentation off until it is warm (every symbol stored once), then on for `--settle`
+seconds (caches warm), then the counts are zeroed and dumped after the window into OUT.<pid>.1:
+instructions (Ir) and simulated D1/LL misses, which the load on the box does not move. Divide
+by the snapshots stored in the window (printed) and compare two runs with `callgrind_annotate
+--inclusive=yes`. Everything runs 100-200x slower under it while the daemon's periodic work
+keeps its wall-clock periods (so it weighs 100-200x more per snapshot): `--hot-path` runs the
+poll path alone (`bench.hot_path`) in place of the daemon. Give a window of a few hundred
+snapshots.
 
 Not a `bench_*` module (run_all does not run it): a tool for looking, not a figure for
 `make bench`. bench/README.md (pipeline) has what it found.
@@ -92,8 +102,30 @@ def tool(name: str) -> str:
     return found
 
 
+def callgrind(pid: int, *flags: str) -> None:
+    subprocess.run([tool("callgrind_control"), *flags, str(pid)], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def wrap(args: argparse.Namespace) -> tuple[str, ...]:
+    """What the daemon's command line is run by: callgrind, and the poll path alone
+    (`bench.hot_path`, which takes the daemon's own words and reads only `--config`)."""
+    out: tuple[str, ...] = ()
+    if args.valgrind is not None:
+        ll = f"--LL={args.ll_bytes},16,64"
+        out = (tool("valgrind"), "--tool=callgrind", "--cache-sim=yes", "--instr-atstart=no",
+               "--D1=32768,8,64", ll, f"--callgrind-out-file={args.valgrind}.%p")  # fmt: skip
+    if args.hot_path:
+        out += (sys.executable, "-m", "bench.hot_path")
+    return out
+
+
 def window(args: argparse.Namespace, pid: int) -> None:
-    if args.py_spy is not None:
+    if args.valgrind is not None:  # the counts of the window alone (zeroed at its start)
+        callgrind(pid, "-z")
+        time.sleep(args.seconds)
+        callgrind(pid, "-d")
+    elif args.py_spy is not None:
         cmd = [tool("py-spy"), "record", "-p", str(pid), "-d", str(int(args.seconds)), "-r"]
         cmd += ["250", "-f", "raw", "-o", str(args.py_spy)] + (["--native"] if args.native else [])
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -118,6 +150,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--native", action="store_true", help="with --py-spy: the C frames too")
     ap.add_argument("--strace", type=Path, default=None, help="strace -c table into this file")
     ap.add_argument("--top", type=int, default=40, help="with --py-spy: functions listed")
+    ap.add_argument("--valgrind", type=Path, default=None, help="callgrind counts into OUT.<pid>.1")
+    ap.add_argument("--ll-bytes", type=int, default=2 << 20, help="with --valgrind: the LL cache")
+    ap.add_argument(
+        "--warm-cycles",
+        type=int,
+        default=4,
+        help="with --valgrind: snapshots every stream has before counting",
+    )
+    ap.add_argument("--hot-path", action="store_true", help="the poll path alone (bench.hot_path)")
     ap.add_argument("--cooldown", default=None, help="every rule's cooldown (default the bench's)")
     args = ap.parse_args(argv)
     symbols = symbol_names(args.symbols)
@@ -129,10 +170,18 @@ def main(argv: list[str] | None = None) -> None:
             tree = config_tree(server.url, base, symbols, args.interval, jitter_s=args.jitter)
             if args.cooldown is not None:  # more or fewer alerts from the same snapshots
                 tree["rules"] = [{**rule, "cooldown": args.cooldown} for rule in tree["rules"]]
-            daemon = DaemonProcess("daemon", tree, tmp)
+            daemon = DaemonProcess("daemon", tree, tmp, wrap=wrap(args))
             r = redis.Redis.from_url(server.url)
             try:
-                daemon.warm_up(max(120.0, 4 * args.interval), args.settle)
+                if args.valgrind is not None:  # slow: warm up uninstrumented, then count
+                    daemon.warm_up(1800.0, 0.0)
+                    while min(daemon.lengths()) < args.warm_cycles:  # past a stream's first
+                        daemon.check()
+                        time.sleep(1.0)
+                    callgrind(daemon.pid, "-i", "on")
+                    time.sleep(args.settle)
+                else:
+                    daemon.warm_up(max(120.0, 4 * args.interval), args.settle)
                 a0 = stored(r, symbols, keys.outbox)
                 cpu0, n0, t0 = proc_cpu(daemon.pid), stored(r, symbols), time.monotonic()
                 window(args, daemon.pid)

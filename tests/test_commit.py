@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import weakref
 
 import msgspec
 import numpy as np
@@ -12,7 +13,14 @@ from hypothesis import strategies as st
 from redis.exceptions import ResponseError
 
 from gex_alertd import keys, store
-from gex_alertd.commit import Committer, PrevCache, StoredState, build_args, decode_state
+from gex_alertd.commit import (
+    PREV_ROWS_BYTES,
+    Committer,
+    PrevCache,
+    StoredState,
+    build_args,
+    decode_state,
+)
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import entries, hash_fields
 from gex_alertd.model import decode_alert, decode_flow_gex, rowless
@@ -563,6 +571,43 @@ def test_packed_previous_views_come_back_exact_whichever_rows_are_kept() -> None
             assert np.array_equal(m[kept], want[kept], equal_nan=True), fields
             others = [i for i in range(len(FIELDS)) if i not in kept]
             assert np.isnan(m[others]).all(), fields
+
+
+def test_a_previous_view_is_filled_into_the_last_ones_matrix_only_when_nothing_holds_it() -> None:
+    # past max_raw a view is filled into a matrix; the last one given back is reused when
+    # nothing refers to it any more (its reference count), never while a rule (or anyone)
+    # still holds it or a slice of it; kept and packed entries alike
+    a, b = oi_snaps(2)
+    for budget in (PREV_ROWS_BYTES, 0):  # rows kept unpacked, then packed
+        cache = PrevCache(max_raw=0, max_rows_bytes=budget, fields=("call_oi", "put_oi"))
+        for key, s in ((("A", None), a), (("B", None), b)):
+            assert cache.stage(key, s) is None  # a stream's first entry is packed
+            cache.put(key, s, compact=True)
+            staged = cache.stage(key, s)  # worked out before the commit's round trip
+            assert (staged is not None) == (budget > 0)
+            cache.put(key, s, compact=True, staged=staged)  # past the first entry: rows kept
+            if staged is not None:
+                assert cache._entries[key][1] is staged and staged.dtype == np.float32
+        first = cache.get(("A", None), a.as_of_ms)
+        assert first is not None
+        held = columns(first).m
+        assert not held.flags.writeable and np.isnan(held[3:]).all()
+        kept_a = held[:3].copy()
+        second = cache.get(("B", None), b.as_of_ms)  # `first` still held: a new matrix
+        assert second is not None and columns(second).m is not held
+        assert np.array_equal(held[:3], kept_a, equal_nan=True)  # untouched
+        slice_b = columns(second).m[1]
+        del first, held, second
+        third = cache.get(("A", None), a.as_of_ms)  # B's view gone, but a slice of it held
+        assert third is not None and columns(third).m.base is None
+        assert np.array_equal(slice_b, columns(b).m[1], equal_nan=True)
+        spare = weakref.ref(columns(third).m)  # not a reference that counts
+        del third, slice_b
+        again = cache.get(("B", None), b.as_of_ms)  # nothing holds A's: reused, B's rows in it
+        assert again is not None and columns(again).m is spare()
+        m = columns(again).m
+        assert np.array_equal(m[:3], columns(b).m[:3], equal_nan=True)
+        assert np.isnan(m[3:]).all() and not m.flags.writeable
 
 
 def test_a_packed_previous_snapshot_keeps_an_as_of_served_with_an_offset() -> None:
