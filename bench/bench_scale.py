@@ -12,6 +12,14 @@ them, ~2,500 snapshots; no marginal figure then); `problems` counts the daemon's
 log lines over the whole run (bench_pipeline.scan_log: warning and error lines, skipped /
 missed / "Error running job" lines, tracebacks).
 
+`alerts/1k` is the alerts the commits enqueued in the window per 1,000 stored snapshots. The
+window holds the symbols' second polls (and third ones in a 30 s window), not a steady state
+for alerts: the replay upstream's market crosses `spot`'s 500.5 on 6 of its 32 chains within
+their first four polls (1 at the second, 3 at the third, 2 at the fourth), with nothing in
+cooldown yet; its as_of advances 1 s a request, so the rules' 1 m cooldowns then hold for 60
+polls (15 min at 15 s) and the rate is ~3 per 1,000 over a whole cycle of them (what the
+pipeline bench's fast polls see). bench/README.md (scale) has the figures.
+
 Goals (issue 12), reported as met or not met (a missed goal does not fail the bench): CPU per
 stored snapshot <= 0.45 ms (the daemon's CPU over the window divided by the snapshots it
 stored in it: polling, commit, delivery, duties, everything); at 5,000 symbols every 15 s
@@ -54,6 +62,8 @@ from bench.bench_pipeline import (
     stream_lengths,
 )
 from bench.replay_upstream import symbol_names
+from bench.sample_daemon import stored as added
+from gex_alertd import keys
 from tests.support.redis_server import RedisServer
 
 FULL_SIZES = "50,500,5000"
@@ -111,6 +121,7 @@ def measure(
             time.sleep(0.5)
         first_cycle_s = time.monotonic() - t_start
         time.sleep(settle)
+        a0 = added(r, symbols, keys.outbox)  # alerts enqueued so far (delivery trims none)
         cpu0, s0, n0 = proc_cpu(proc.pid), served(base_url), stored(r, symbols)
         t0 = time.monotonic()
         rss: list[float] = []
@@ -119,6 +130,7 @@ def measure(
             time.sleep(1.0)
         cpu1, s1, n1 = proc_cpu(proc.pid), served(base_url), stored(r, symbols)
         t1 = time.monotonic()
+        a1 = added(r, symbols, keys.outbox)
         if proc.poll() is not None:
             raise RuntimeError(f"daemon exited with {proc.returncode}")
     finally:
@@ -136,6 +148,7 @@ def measure(
         "rss_mb_end": rss[-1],
         "cpu_cores": (cpu1 - cpu0) / took,
         "cpu_ms_per_snapshot": 1000 * (cpu1 - cpu0) / max(n1 - n0, 1),
+        "alerts_per_1000_snapshots": 1000 * (a1 - a0) / max(n1 - n0, 1),
         "polls_per_s": (s1 - s0) / took,
         "snapshots_per_s": (n1 - n0) / took,
         "expected_per_s": n / interval,
@@ -227,7 +240,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{args.window:g} s window after warm-up"
     )
     cols = ("symbols", "RSS MB", "CPU cores", "CPU ms/snap", "snapshots/s", "of expected",
-            "full cover s", "problems", "wall s")  # fmt: skip
+            "alerts/1k", "full cover s", "problems", "wall s")  # fmt: skip
     for col in cols:
         table.add_column(col, justify="right")
     for r in rows:
@@ -235,6 +248,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{r['symbols']:,}", f"{r['rss_mb_max']:.0f}", f"{r['cpu_cores']:.3f}",
             f"{r['cpu_ms_per_snapshot']:.2f}", f"{r['snapshots_per_s']:.1f}",
             f"{r['snapshots_per_s'] / r['expected_per_s']:.2f}",
+            f"{r['alerts_per_1000_snapshots']:.0f}",
             f"{r['startup_to_full_coverage_s']:.1f}", str(r["log_problem_lines"]),
             f"{r['wall_s']:.0f}",
         )  # fmt: skip
