@@ -26,6 +26,7 @@ from gex_alertd.commit import Committer
 from gex_alertd.ops.logging import configure
 from gex_alertd.pipeline import Poller
 from gex_alertd.pool import PollPool
+from gex_alertd.redis_errors import RedisTrouble
 from gex_alertd.sources.backoff import Backoff
 from gex_alertd.sources.flowgex import FlowGexClient
 
@@ -36,8 +37,17 @@ async def run(path: str) -> None:
     redis = connections.connect_config(cfg.redis)
     client = FlowGexClient.from_config(cfg.source, max_age_s=store.max_age_s(cfg.redis))
     committer = Committer(redis, list(cfg.rules), cfg.redis)
+    # as the daemon builds them (app._build_pollers): one bound commit and one RedisTrouble
+    # shared by every poller, not one object each per target
+    commit, trouble = committer.commit, RedisTrouble()
     pollers = [
-        Poller(t, client, committer.commit, backoff=Backoff(cfg.source.backoff_base_s, 1.0))
+        Poller(
+            t,
+            client,
+            commit,
+            backoff=Backoff(cfg.source.backoff_base_s, cfg.source.backoff_max_s),
+            trouble=trouble,
+        )
         for t in cfg.watch.entries()
     ]
     pool = PollPool(workers=2 * cfg.source.max_concurrency)
