@@ -13,6 +13,7 @@ from tests.support import process
 from tests.support.exchanges import exchanges  # noqa: F401  (a fixture for every test)
 from tests.support.redis_cluster import RedisCluster, SentinelSet
 from tests.support.redis_server import RedisServer
+from tests.support.wait import WAIT_S
 
 # On a busy CI machine an example, or drawing its data, takes as long as the machine makes it:
 # no per-example deadline, and slow data generation is not a failure of the code under test.
@@ -77,6 +78,22 @@ DAEMON_RUNS = ("tests/e2e/", "tests/reliability/")
 # one daemon at the shipped simulation speed, idle but for a poll every 2 s: it waits its ~35 s
 # beside the group, not in it
 BESIDE_DAEMON_RUNS = ("tests/e2e/test_demo.py::",)
+
+
+# pyproject's `timeout` (120 s) catches a hang in an ordinary test. A whole-daemon run is a
+# chain of waits on real time (joins wait an interval plus a beat, a SIGKILLed member's targets
+# move 15-20 s later, 20 daemon lives start one after another, the demo's alerts come ~60 s in),
+# each bounded on its own by tests.support.wait.WAIT_S: 60-75 s on an idle box, 75 s at load 10
+# (make test beside 8 busy loops), so a box 3x slower than that cut the test short at 120 s,
+# mid-way through a wait that was still within its own bound. These get a bound past their
+# steps' own (a hang still fails, naming what it waited for); a file's own mark stands.
+DAEMON_RUN_TIMEOUT_S = 6 * WAIT_S
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(DAEMON_RUNS) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(DAEMON_RUN_TIMEOUT_S))
 
 
 def daemon_runs_scope(nodeid: str) -> str | None:
