@@ -17,6 +17,7 @@ from gex_alertd import redaction
 from gex_alertd.commands import CONFIG_OPTION
 from gex_alertd.connections import open_client
 from gex_alertd.notify import silences as sil
+from gex_alertd.quoted import printable
 from gex_alertd.rules.duration import parse_duration
 
 
@@ -137,8 +138,9 @@ def list_cmd(ctx: click.Context, all_: bool, as_json: bool) -> None:
         for s in shown:
             left = (s.ends_at - now).total_seconds()
             until = f"ends {s.ends_at.isoformat()}" + (f" (in {left:.0f}s)" if left > 0 else "")
-            click.echo(f"{s.id}  {s.status(now):<8} {s.matchers.describe()}")
-            click.echo(f"    {until}  by {s.created_by or '-'}: {s.comment}")
+            # the comment, author and matchers come from any client of the silences API
+            click.echo(printable(f"{s.id}  {s.status(now):<8} {s.matchers.describe()}"))
+            click.echo(printable(f"    {until}  by {s.created_by or '-'}: {s.comment}"))
 
     _store_run(ctx, go)
 

@@ -4,6 +4,7 @@ listed by `outbox list`) against a real redis-server and a real webhook receiver
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -238,6 +239,25 @@ def test_cli_add_list_expire(tmp_path: Path, redis_url: str) -> None:
     assert f"{sid} expired at" in _cli("silence", "-c", cfg, "expire", sid)
     assert sid not in _cli("silence", "-c", cfg, "list")
     assert "expired" in _cli("silence", "-c", cfg, "list", "--all")
+
+
+async def test_cli_list_never_prints_control_characters_of_a_silence(
+    tmp_path: Path, redis: aioredis.Redis, redis_url: str
+) -> None:
+    # a silence's comment, author and matcher values come through the token-protected API
+    # from any client holding the token: an OSC 52 sequence in them wrote the clipboard of
+    # the operator running `silence list` (tail, outbox list, check: quoted.printable)
+    await redis.delete(sil.KEY)
+    store = SilenceStore(redis)
+    osc = "\x1b]52;c;cHduZWQ=\x07"
+    await store.add(Matchers(rule=f"r{osc}"), 3600, comment=f"hi{osc}", created_by=f"bot{osc}")
+    # the command runs its own loop: off this one
+    listed = await asyncio.to_thread(
+        _cli, "silence", "-c", str(_config(tmp_path, redis_url)), "list"
+    )
+    assert "\x1b" not in listed and "\x07" not in listed, repr(listed)
+    assert "by bot?]52;c;cHduZWQ=?: hi?]52;c;cHduZWQ=?" in listed
+    assert "rule=r?]52;c;cHduZWQ=?" in listed
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, redis_url: str) -> None:
