@@ -38,7 +38,9 @@ interval, and a whole period averages out. Commits are the growth of the snapsho
 (XLEN, untrimmed); CPU is the daemon's utime + stime over the window.
 
 Settings: the four rules of bench_pipeline on every symbol, `source.requests_per_min`
-10,000,000, `max_concurrency` 16 (32 poll workers), `jitter_s` 0, JSON log at warning level.
+10,000,000, `max_concurrency` 16 (32 poll workers), `jitter_s` 0, JSON log at warning level,
+the live outcome duty off (`outcomes.enabled` false: the best's as_of runs ~20x faster, and
+its duty's first run fell in the best's last window).
 Problem lines (bench_pipeline.scan_log) over each daemon's whole run, start and stop included:
 warning, error and critical lines, any line with "skipped", "missed", "Error running job",
 "raised an exception" or "Traceback", and any line that is neither JSON log nor alert. At the
@@ -186,9 +188,14 @@ def measure(args: argparse.Namespace, plan: dict[str, tuple[int, float]]) -> dic
                 # a key each: one daemon's polls do not advance the as_of another sees (the
                 # best's fast polls made the first 200 symbols' as_of jump ~20 s between two
                 # polls of the overload daemon, so its 1 m cooldowns ran out ~2x as often)
+                # no outcome duty: the replay upstream advances a symbol's as_of by 1 s a
+                # poll, so the best's as_of runs ~20x faster than the others' and its duty's
+                # first run (30 s in, over horizons that elapsed in as_of) took half of the
+                # best's last window in every run: a per-round ratio of 3.5-4 that lifted the
+                # median (bench/README, overload, 2026-11-30 15:20)
                 trees[name] = config_tree(
                     servers[-1].url, base_url, symbol_names(n), interval, max_len=None,
-                    api_key=f"bench-key-{name}",
+                    api_key=f"bench-key-{name}", outcomes=False,
                 )  # fmt: skip
                 prof = args.profile / f"{name}.prof" if args.profile else None
                 daemons[name] = DaemonProcess(name, trees[name], tmp, profile=prof)

@@ -158,10 +158,12 @@ def config_tree(
     max_len: int | None = MAXLEN,
     jitter_s: float = 0.0,
     api_key: str = KEY,
+    outcomes: bool = True,
 ) -> dict[str, Any]:
     """A `gex-alertd run` config for a bench: no trimming when `max_len` is None. A key of
     its own gives the daemon its own as_of count at the replay upstream (it needs a Redis of its
-    own then: another client's snapshots would be ahead of its as_of)."""
+    own then: another client's snapshots would be ahead of its as_of). `outcomes` False turns
+    the live outcome duty off (bench_overload: see there)."""
     return {
         "source": {"kind": "flowgex", "base_url": base_url, "api_key": api_key,
                    "requests_per_min": REQUESTS_PER_MIN, "max_concurrency": max_concurrency,
@@ -172,6 +174,7 @@ def config_tree(
         "channels": {"tty": {"type": "console"}},
         "rules": RULES,
         "ops": {"listen": None, "log_level": "warning", "log_format": "json"},
+        "outcomes": {"enabled": outcomes},
     }  # fmt: skip
 
 
