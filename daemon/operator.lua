@@ -21,15 +21,13 @@ end
 
 local enqueued = 0
 local n = tonumber(ARGV[5] or '0')
--- the dedup key is written before the outbox: a key of another type there would fail the
--- script after it and lose the event for good (later tries find the dedup key); refused here
 if #ARGV > 5 + n then
+  -- the dedup key is written before the outbox: a key of another type there would fail the
+  -- script after it and lose the event for good (later tries find the dedup key); refused here
   local kind = redis.call('TYPE', KEYS[2]).ok
   if kind ~= 'stream' and kind ~= 'none' then
     return redis.error_reply('WRONGTYPE ' .. KEYS[2] .. ' holds a ' .. kind .. ', not the outbox stream')
   end
-end
-if #ARGV > 5 + n then
   -- an event id is enqueued once, whoever commits it and however often
   if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[4]) then
     -- each channel's group exists before its entry does (see commit.lua)

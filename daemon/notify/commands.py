@@ -20,6 +20,7 @@ from gex_alertd.notify.base import DeliveryOutcome, Ok, Permanent
 from gex_alertd.notify.registry import build_notifier
 from gex_alertd.notify.sample import sample_alert
 from gex_alertd.notify.silences import list_silenced
+from gex_alertd.quoted import printable  # a reason quotes a receiver's answer
 
 redis_option = click.option("--redis", "redis_url", default=None, help="Override redis.url.")
 
@@ -31,8 +32,6 @@ def _load(config_path: Path) -> config_mod.Config:
 
 
 def _fail(msg: str) -> None:
-    from gex_alertd.quoted import printable  # a failure's reason quotes the receiver's answer
-
     raise click.ClickException(printable(redaction.redact(msg)))
 
 
@@ -95,8 +94,6 @@ def outbox(ctx: click.Context, config_path: Path, redis_url: str | None) -> None
 @click.pass_context
 def list_cmd(ctx: click.Context, limit: int = 50) -> None:
     """List pending entries per channel, the dead letters and the latest silenced deliveries."""
-    from gex_alertd.quoted import printable  # a reason quotes a receiver's answer
-
     config_path, redis_url = ctx.obj
     cfg = _load(config_path)
 
