@@ -14,7 +14,8 @@ What it guarantees (tests/sources/test_http_client.py):
   (a 3xx is returned like any status: the caller decides);
 - a response's body by Content-Length, chunked or read to the close; gzip/deflate inflated in
   bounded steps, `max_body_bytes` counted AFTER inflating (a bomb is refused at the bound, not
-  inflated whole); a Content-Length above the bound is refused before reading; another
+  inflated whole; bytes after the compressed stream's end refused, not held); a
+  Content-Length above the bound is refused before reading; another
   Content-Encoding is `UnsupportedEncoding`; 1xx responses skipped; headers bounded;
 - `Connection: close`, HTTP/1.0, leftover bytes after a response, a parse error, an error or a
   timeout: the connection is closed, never reused;
@@ -363,6 +364,10 @@ class _Connection(asyncio.Protocol):
             except zlib.error as exc:
                 raise self._set_error(ProtocolError(f"cannot decompress the body: {exc}")) from None
             self._take(out)
+        if inflater.unused_data:
+            # zlib keeps what follows the stream's end in `unused_data`, counted by no bound:
+            # 16 MB behind a 9-byte gzip body were held whole, and the body taken as complete
+            raise self._set_error(ProtocolError("bytes after the end of the compressed body"))
 
     def _deflate_start(self, data: bytes) -> bytes:
         """The body's first bytes once two are in: RFC 9110's deflate is zlib-wrapped, some

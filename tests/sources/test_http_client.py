@@ -1004,3 +1004,44 @@ async def test_an_endless_content_encoding_is_named_clipped(
     with pytest.raises(UnsupportedEncoding) as info:
         await get(client)
     assert len(str(info.value)) < 100
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [
+        ("gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", lambda b: zlib.compress(b)[2:-4]),
+    ],
+)
+async def test_bytes_after_the_end_of_a_compressed_body_are_refused_not_held(
+    raw: RawServer, made: list[HttpClient], encoding: str, compress: Callable[[bytes], bytes]
+) -> None:
+    # the bound counts inflated bytes; what followed the compressed stream's end went to zlib's
+    # `unused_data`, counted by nothing: 16 MB of trailing bytes behind a tiny gzip body were
+    # held whole (peak 33 MB with a 1 MB bound) and the body returned as if nothing was wrong
+    packed = compress(b'{"ok": 1}')
+
+    async def trailing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = f"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: {encoding}"
+        writer.write(f"{head}\r\n\r\n{len(packed):x}\r\n".encode() + packed + b"\r\n")
+        piece = f"{1 << 20:x}\r\n".encode() + b"z" * (1 << 20) + b"\r\n"
+        for _ in range(8):  # one piece at a time: the server's buffer is not the client's
+            writer.write(piece)
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+
+    raw.script.append(trailing)
+    raw.script.append(ok(packed + b"garbage", f"Content-Encoding: {encoding}"))
+    client = client_for(made, raw.url)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProtocolError, match="bytes after the end of the compressed body"):
+            await get(client)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * LIMIT, f"peak {peak} bytes for 8 MB after a 9-byte gzip body"
+    with pytest.raises(ProtocolError, match="bytes after the end of the compressed body"):
+        await get(client)
+    assert (await get(client)).status == 200  # a new connection for the next one
