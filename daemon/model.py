@@ -59,6 +59,11 @@ STRIKE_FIELDS: tuple[str, ...] = StrikeRow.__struct_fields__
 # checks the length in C) instead of bloating every entry. The provider's feeds: at most 64
 Text = Annotated[str, msgspec.Meta(max_length=128)]
 Feeds = Annotated[dict[Text, Text | None], msgspec.Meta(max_length=64)]
+# Strike rows of one body, bounded far past any real chain (every expiry of SPX is a few
+# thousand strikes): tiny rows fit ~900,000 in the 16 MB body bound, and each poll of such a
+# body spent ~1.3 s of the loop decoding and encoding them, ran every rule over each row and
+# stored the block. msgspec checks the length while decoding, before the rows are built.
+MAX_STRIKES = 20_000
 
 
 class FlowGex(msgspec.Struct, frozen=True, dict=True):
@@ -76,7 +81,7 @@ class FlowGex(msgspec.Struct, frozen=True, dict=True):
     live_gamma_flip: float | None = None
     gamma_flip_status: Text | None = None
     expiry: Text | None = None
-    strikes: list[StrikeRow] = []
+    strikes: Annotated[list[StrikeRow], msgspec.Meta(max_length=MAX_STRIKES)] = []
     endpoint_version: Text | None = None
     data_as_of: Feeds | None = None
 

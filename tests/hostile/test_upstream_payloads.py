@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from gex_alertd.model import strike_matrix
+from gex_alertd.model import MAX_STRIKES, strike_matrix, strike_rows
 from gex_alertd.notify.base import Ok
 from gex_alertd.notify.http import HttpPoster
 from gex_alertd.sources.errors import MalformedPayload, TransientError
@@ -207,6 +207,21 @@ async def test_a_text_field_far_past_any_real_one_is_refused_not_stored(
     with pytest.raises(MalformedPayload, match=field) as info:
         await client.fetch("SPY")
     assert len(info.value.message) <= 300
+
+
+async def test_a_strike_array_far_past_any_real_chain_is_refused_not_stored(
+    up: Upstream, client: FlowGexClient
+) -> None:
+    # tiny rows fit ~900,000 strikes in the 16 MB body bound: each poll of such a body took
+    # ~0.8 s of the loop to decode and ~0.5 s to encode, the rules ran over every row, and the
+    # block went to Redis; a real chain (every expiry of SPX) has a few thousand strikes
+    body = flow_gex_body("SPY", as_of=recent(60))
+    rows = [{"strike": float(k)} for k in range(1, MAX_STRIKES + 2)]
+    up.push(Reply.json({**body, "strikes": rows}), symbol="SPY")
+    with pytest.raises(MalformedPayload, match=rf"length <= {MAX_STRIKES} - at `\$.strikes`"):
+        await client.fetch("SPY")
+    up.push(Reply.json({**body, "as_of": recent(), "strikes": rows[:MAX_STRIKES]}), symbol="SPY")
+    assert len(strike_rows((await client.fetch("SPY")).snapshot)) == MAX_STRIKES
 
 
 async def test_a_lookalike_symbol_is_not_the_requested_one(
