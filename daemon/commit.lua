@@ -26,14 +26,18 @@ if #top > 0 then
 end
 
 local version = redis.call('HGET', state, '_v')
-if (version or '') ~= ARGV[1] then
+-- a version HINCRBY counts on: what Redis reads as an integer (no leading zero, no '-0') and
+-- short enough that the reply's tostring (14 digits) gives it back in digits. Any other one was
+-- edited by hand ('', '1.5', '01', bytes that are no text): counted on, it would fail the script
+-- after the snapshot and the state were written (fired), losing the alert; instead it starts
+-- again at this entry's ms, a value no daemon keeps (kept versions of the stream's count are
+-- small; an earlier restart's were at most its own, older, entry ms). A daemon that cannot
+-- read it as text sends '' for it (commit.decode_state), taken here as it is for no version
+local counted = version and #version < 14
+  and (version == '0' or string.match(version, '^%-?[1-9]%d*$') ~= nil)
+if (version or '') ~= ARGV[1] and not (version and not counted and ARGV[1] == '') then
   return {'conflict', version or ''}
 end
-
--- a version edited by hand into something HINCRBY refuses ('', '1.5', past 64 bits) would fail
--- the script after its first writes, the snapshot and the state saying the alert fired, and
--- lose the alert: such a version starts again at 1 (it still differed from any other writer's)
-local counted = not version or (string.match(version, '^%-?%d+$') ~= nil and #version < 19)
 
 local payload = cmsgpack.unpack(ARGV[3])
 local trim, fields, state_fields, alerts = payload[1], payload[2], payload[3], payload[4]
@@ -75,11 +79,11 @@ if #state_fields > 0 then
   redis.call(unpack(hset))
 end
 redis.call('HSET', state, '_last', ARGV[2])
-local newv = 1
-if counted then
+local newv = ARGV[2]
+if not version or counted then
   newv = redis.call('HINCRBY', state, '_v', 1)
 else
-  redis.call('HSET', state, '_v', '1')
+  redis.call('HSET', state, '_v', newv)
 end
 
 local enqueued = {}

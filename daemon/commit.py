@@ -90,7 +90,7 @@ class StoredState(msgspec.Struct):
 def decode_state(engine: Engine, raw: dict[bytes, bytes]) -> StoredState:
     slots: dict[str, RuleSlot] = {}
     for k, v in raw.items():
-        name = k.decode()
+        name = k.decode(errors="replace")  # a field added by hand may be no text
         if name.startswith(RULE_PREFIX):
             slot = engine.decode_slot(name[len(RULE_PREFIX) :], v)
             if slot is not None:
@@ -99,7 +99,11 @@ def decode_state(engine: Engine, raw: dict[bytes, bytes]) -> StoredState:
     # a `_last` edited by hand into no number counts as none (the script's stream-top check
     # still refuses a repeat), not a ValueError that crashed every poll of the symbol
     last_ms = int(last) if last and last.isdigit() else None
-    return StoredState(raw.get(VERSION_FIELD, b"").decode(), last_ms, slots)
+    try:
+        version = raw.get(VERSION_FIELD, b"").decode()
+    except UnicodeDecodeError:  # edited by hand: commit.lua takes '' for it and counts anew,
+        version = ""  # not an error that crashed every poll of the symbol
+    return StoredState(version, last_ms, slots)
 
 
 def build_args(

@@ -837,7 +837,9 @@ def test_the_previous_snapshot_cache_gives_back_what_it_was_given_or_nothing(
             assert cache.get((gone, None), s.as_of_ms) is None
 
 
-@pytest.mark.parametrize("edited", [b"", b"v7", b"1.5", b"99999999999999999999"])
+@pytest.mark.parametrize(
+    "edited", [b"", b"v7", b"1.5", b"99999999999999999999", b"01", b"-0", b"\xff\xfe7"]
+)
 async def test_a_hand_edited_version_neither_loses_the_alert_nor_stops_the_commits(
     redis: aioredis.Redis, edited: bytes
 ) -> None:
@@ -850,6 +852,9 @@ async def test_a_hand_edited_version_neither_loses_the_alert_nor_stops_the_commi
     r = await c.commit(above(1), None)
     assert r.stored and len(r.alerts) == 1
     assert [decode_alert(e[b"event"]).id for e in await outbox(redis)] == [r.alerts[0].id]
+    # counted again from the entry's ms, not from 1: another daemon may still keep version 1
+    # of the stream's first commit, and would match it with that old state
+    assert await redis.hget(keys.state("SPY"), "_v") == str(above(1).as_of_ms).encode()
     r = await c.commit(below(2), None)
     assert r.stored and len(r.alerts) == 1 and len(await outbox(redis)) == 2
 
@@ -863,3 +868,14 @@ async def test_a_hand_edited_last_as_of_does_not_stop_the_commits(redis: aioredi
     r = await c.commit(above(1), None)
     assert r.stored and len(r.alerts) == 1
     assert await redis.hget(keys.state("SPY"), "_last") == str(above(1).as_of_ms).encode()
+
+
+async def test_a_hand_added_field_that_is_no_text_does_not_stop_the_commits(
+    redis: aioredis.Redis,
+) -> None:
+    c = Committer(redis, [flip_rule()], CFG)
+    await c.commit(below(0), None)
+    await redis.hset(keys.state("SPY"), b"\xff\xfe", b"x")
+    c = Committer(redis, [flip_rule()], CFG)
+    r = await c.commit(above(1), None)
+    assert r.stored and len(r.alerts) == 1
