@@ -11,6 +11,7 @@ from typing import TypeVar
 import aiohttp
 
 from gex_alertd.notify.base import (
+    SNIPPET_CHARS,
     DeliveryOutcome,
     Notifier,
     OnRedirect,
@@ -80,6 +81,11 @@ class HttpPoster:
                 return outcome
         except aiohttp.InvalidURL as exc:  # the config is wrong; retrying cannot help
             return permanent(describe_exc(exc))
+        except aiohttp.ClientResponseError as exc:  # a malformed answer, mostly
+            # its text quotes the URL as yarl spells it (`%7e` as `~`, `:80` dropped), not as
+            # the config does, so redaction missed it and a query token reached the dead letter
+            why = " ".join(exc.message.split())[:SNIPPET_CHARS]
+            return retry(f"{exc.__class__.__name__}: {exc.status}, {why}")
         except TimeoutError:
             return retry(f"timeout after {self._timeout.total:g}s")
         except (aiohttp.ClientError, OSError) as exc:

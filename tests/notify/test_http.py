@@ -3,6 +3,7 @@ Retry-After values from outside are bounded (defect 2)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import redis.asyncio as aioredis
@@ -135,3 +136,39 @@ async def test_retry_after_answers_are_finite_and_bounded() -> None:
     finally:
         await n.aclose()
         await rx.stop()
+
+
+async def test_a_malformed_answer_never_puts_the_webhook_urls_token_in_the_reason() -> None:
+    # aiohttp's ClientResponseError quotes the URL as yarl spells it (`%7e` as `~`, `:80`
+    # dropped, `HTTP` lower-cased, a space as `+`): the config's spelling, the one registered
+    # for redaction, no longer matched, and the token went into the log line and dead letter
+    answer = [b""]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer[0])
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    urls = [
+        f"http://127.0.0.1:{port}/hook?token=tok%7eMALFORMEDSECRET1",
+        f"HTTP://127.0.0.1:{port}/hook?token=MALFORMEDSECRET2",
+        f"http://127.0.0.1:{port}/a/../hook?token=MALFORMEDSECRET3",
+    ]
+    try:
+        for url in urls:
+            for answer[0] in (b"HTTP/1.1 999999 X\r\n\r\n", b"garbage\r\n\r\n"):
+                n = WebhookNotifier("ops", WebhookChannel(url=url))
+                try:
+                    outcome = await n.send([alert(1)])
+                finally:
+                    await n.aclose()
+                assert isinstance(outcome, Retry), outcome
+                assert "MALFORMEDSECRET" not in outcome.reason, outcome.reason
+                assert "status line" in outcome.reason, outcome.reason  # the cause, one line
+                assert "\n" not in outcome.reason
+    finally:
+        server.close()
+        await server.wait_closed()
