@@ -28,6 +28,7 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+import structlog
 from aiohttp import web
 
 from gex_alertd import keys
@@ -36,8 +37,13 @@ from gex_alertd.connections import entries
 from gex_alertd.web import history
 from gex_alertd.web.live import Hub, target_key
 
+log = structlog.get_logger(__name__)
+
 STATIC = Path(__file__).with_name("static")
 PING_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
+# a page whose client cannot take one frame in this long has stopped reading: its connection
+# is closed (a peer that ACKs with a zero window never times out in TCP)
+WRITE_TIMEOUT_S = 30.0
 _SYMBOL = re.compile(r"[A-Za-z0-9.^_-]{1,16}")
 _EXPIRY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _json = msgspec.json.Encoder()
@@ -230,7 +236,17 @@ class LivePage:
                     data = b": ping\n\n"
                 if data is None:  # dropped for falling behind: the browser reconnects
                     break
-                await resp.write(data)
+                try:
+                    async with asyncio.timeout(WRITE_TIMEOUT_S):
+                        await resp.write(data)
+                except TimeoutError:
+                    # dropped by the hub, its handler still waited here forever with its
+                    # frames in the transport's buffer, and dropped pages no longer count
+                    # against MAX_SUBSCRIBERS: such connections piled up without bound
+                    log.info("live page stopped reading; closed", write_timeout_s=WRITE_TIMEOUT_S)
+                    if request.transport is not None:
+                        request.transport.abort()
+                    break
         except ConnectionResetError:  # the page was closed
             pass
         finally:

@@ -5,17 +5,21 @@ the SSE endpoint delivers a stored snapshot and an alert to a real HTTP client."
 from __future__ import annotations
 
 import asyncio
+import socket
 from functools import partial
 from typing import Any
 
 import aiohttp
 import msgspec
+import pytest
 import redis.asyncio as aioredis
+from structlog.testing import capture_logs
 
 from gex_alertd import keys
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import connect_config
 from gex_alertd.model import outbox_fields
+from gex_alertd.web import routes
 from gex_alertd.web.live import QUEUE_FRAMES, Hub, Subscriber
 from tests.support.redis_cluster import RedisCluster
 from tests.support.wait import eventually
@@ -159,3 +163,43 @@ async def test_the_sse_endpoint_streams_snapshots_and_alerts(
             assert snap["key"] == "SPY" and len(snap["net_gex"]) == 40
             assert alert["summary"] == "SPY alert 7"
     await eventually(lambda: page.page.hub.subscribers == 0, "the closed page unsubscribed")
+
+
+async def test_a_page_that_stops_reading_is_disconnected_not_held_forever(
+    redis: aioredis.Redis, page: Page, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dropped from the hub (its queue full), its handler still waited in `resp.write` for a
+    # client that never reads, forever (the peer ACKs with a zero window: no TCP timeout), with
+    # its frames in the transport's buffer; and a dropped page no longer counts against
+    # MAX_SUBSCRIBERS, so such connections piled up without any bound
+    monkeypatch.setattr(routes, "WRITE_TIMEOUT_S", 0.5)
+    port = int(page.url.rsplit(":", 1)[1])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    try:
+        sock.sendall(b"GET /api/live?symbol=SPY HTTP/1.1\r\nHost: t\r\n\r\n")
+        hub = page.page.hub
+        await eventually(lambda: hub.subscribers == 1 and _started(hub, redis), "subscribed")
+        with capture_logs() as logs:
+            i = 0
+            # big frames (900 strikes) until the kernel's buffers and the transport's are full
+            # and the page falls QUEUE_FRAMES behind; it is never read from
+            while hub.subscribers:
+                await put(redis, i, strikes=900, step=1.0)
+                i += 1
+                await asyncio.sleep(0.01)
+            await eventually(
+                lambda: any(e["event"] == "live page stopped reading; closed" for e in logs),
+                "the stuck page's connection closed",
+            )
+        sock.setblocking(False)
+        got = b""
+        while True:  # what the kernel holds, then the end: the server closed the connection
+            chunk = await asyncio.get_running_loop().sock_recv(sock, 1 << 16)
+            if not chunk:
+                break
+            got += chunk
+        assert not got.endswith(b"0\r\n\r\n")  # cut, not a stream that ended in order
+    finally:
+        sock.close()
