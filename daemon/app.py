@@ -33,6 +33,7 @@ from gex_alertd.operator_rules import OperatorRules, with_defaults
 from gex_alertd.ops import metrics
 from gex_alertd.ops.calendar import MarketHours
 from gex_alertd.ops.calendar_load import CalendarUnavailable, NyseCalendar
+from gex_alertd.ops.logging import output_problem
 from gex_alertd.ops.reload_status import ReloadStatus
 from gex_alertd.ops.reload_status import default_path as reload_status_path
 from gex_alertd.ownership import FENCE_S, HEARTBEAT_S, Membership, assign, owner
@@ -694,6 +695,9 @@ class Daemon:
         out += self.trouble.problems()
         if self.fenced:
             out.append("membership heartbeat stale: polling stopped until it reaches Redis")
+        lost = output_problem()  # stdout's reader gone: nothing the daemon does is logged
+        if lost:
+            out.append(lost)
         if self.pool is not None:
             polled = [
                 p

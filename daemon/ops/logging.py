@@ -95,6 +95,51 @@ class _JournalPriority:
         return f"<{_JOURNAL_PRIORITY.get(level, 6)}>{rendered}"
 
 
+class _Output:
+    """The log's stream as structlog's PrintLogger and the stdlib handler write to it: a line
+    the stream cannot take (its reader went away: a pipe nobody reads any more, journald gone,
+    EPIPE; a full disk) is dropped and counted, not raised into the code that logged it.
+    Raised, it came out of every log call: SIGTERM's own log line kept the daemon from
+    stopping, the simulator answered 500 to every poll. /healthz says so (`output_problem`)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.dropped = 0  # lines the stream refused
+        self.failing: str | None = None  # why the last line was refused; None once one goes
+        self._line_failed = False  # a write of this line failed (a flush after it may not)
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError as exc:
+            self._line_failed = True
+            self.failing = exc.strerror or type(exc).__name__
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            self._line_failed = True
+            self.failing = exc.strerror or type(exc).__name__
+        if self._line_failed:
+            self.dropped += 1
+        else:
+            self.failing = None
+        self._line_failed = False
+
+
+_output: _Output | None = None  # the configured one
+
+
+def output_problem() -> str | None:
+    """Why log lines are being lost now (for /healthz), or None."""
+    out = _output
+    if out is None or out.failing is None:
+        return None
+    return f"log output refused ({out.failing}): {out.dropped} log lines lost so far"
+
+
 class _OurHandler(logging.StreamHandler):
     """Marks the handler we installed so a second configure() replaces it instead of adding one."""
 
@@ -113,6 +158,8 @@ def configure(fmt: Format = "auto", level: str = "info", stream: TextIO | None =
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     tail: list[Processor] = [*pre_render, redact_event, renderer, redact_rendered]
+    global _output
+    output = _output = _Output(out)
 
     structlog.configure(
         processors=[
@@ -121,7 +168,7 @@ def configure(fmt: Format = "auto", level: str = "info", stream: TextIO | None =
             *tail,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=structlog.PrintLoggerFactory(output),  # type: ignore[arg-type]  # a file enough for print()
         # False so a later configure() (tests, a reload changing the format) takes effect on
         # module-level loggers that were already used
         cache_logger_on_first_use=False,
@@ -131,7 +178,7 @@ def configure(fmt: Format = "auto", level: str = "info", stream: TextIO | None =
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
     )
-    handler = _OurHandler(out)
+    handler = _OurHandler(output)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:

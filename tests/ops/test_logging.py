@@ -146,3 +146,33 @@ def test_journal_priority_prefix_only_on_the_journal_stream(
     assert [ln[:3] for ln in got] == ["<4>", "<3>", "<7>"]
     assert json.loads(got[0][3:])["event"] == "careful"
     assert json.loads(plain[0])["event"] == "careful"
+
+
+class Refusing(io.StringIO):
+    """A stream whose reader went away (EPIPE), until `refuse` is cleared."""
+
+    refuse = True
+
+    def write(self, s: str) -> int:
+        if self.refuse:
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(s)
+
+
+def test_a_stream_that_refuses_lines_loses_them_without_raising_and_health_says_so() -> None:
+    # raised, the error came out of every log call in the daemon (SIGTERM's own log line)
+    saved = ops_logging._output
+    out = Refusing()
+    try:
+        ops_logging.configure("json", "info", out)
+        structlog.get_logger().info("lost")
+        logging.getLogger("somelib").warning("lost too")
+        problem = ops_logging.output_problem()
+        assert problem is not None and "log output refused (Broken pipe)" in problem
+        assert "2 log lines lost" in problem
+        out.refuse = False  # e.g. a full disk with room again
+        structlog.get_logger().info("kept")
+        assert ops_logging.output_problem() is None
+        assert [e["event"] for e in lines(out)] == ["kept"]
+    finally:
+        ops_logging._output = saved

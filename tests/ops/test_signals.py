@@ -211,7 +211,9 @@ outbox: {{drain_timeout: 15s}}
 ops: {{listen: "127.0.0.1:{self.ops_port}", log_format: json, log_level: debug}}
 """
 
-    async def start(self, notify: Notifications, log_name: str = "daemon.log") -> Daemon:
+    async def start(
+        self, notify: Notifications, log_name: str = "daemon.log", stdout: int | None = None
+    ) -> Daemon:
         env = {
             k: v
             for k, v in os.environ.items()
@@ -227,7 +229,9 @@ ops: {{listen: "127.0.0.1:{self.ops_port}", log_format: json, log_level: debug}}
         with log.open("wb") as out:
             proc = await asyncio.create_subprocess_exec(
                 GEX_ALERTD, "run", "--config", str(self.config), "--no-uvloop",
-                stdout=out, stderr=asyncio.subprocess.STDOUT, env=env, cwd=self.tmp,
+                stdout=out if stdout is None else stdout,
+                stderr=out if stdout is not None else asyncio.subprocess.STDOUT,
+                env=env, cwd=self.tmp,
             )  # fmt: skip
         return Daemon(proc, log, self.ops_port)
 
@@ -365,6 +369,35 @@ async def test_lifecycle_notify_metrics_drain_and_no_secrets(
     for name, value in setup.secrets.items():
         assert value not in text, f"{name} leaked into the log"
     assert f"http://127.0.0.1:{receiver.port}/hooks/" not in text.replace("/hooks/***", "")
+
+
+async def test_a_stdout_nobody_reads_any_more_neither_stops_the_daemon_nor_its_exit(
+    setup: Setup, notify: Notifications, receiver: Receiver
+) -> None:
+    # `gex-alertd run | something` whose reader exits, or journald gone: every write to stdout
+    # fails (EPIPE). The log's write raised into every caller that logged: the simulator
+    # answered 500 to each poll and SIGTERM's own log line kept the daemon from stopping
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    loop = asyncio.get_running_loop()
+    loop.add_reader(read_end, lambda: os.read(read_end, 1 << 16))  # read until READY
+    d = await setup.start(notify, stdout=write_end)
+    os.close(write_end)
+    try:
+        await notify.wait_for("READY=1")
+        await eventually(lambda: len(receiver.ids) >= 1, "an alert delivered")
+        loop.remove_reader(read_end)
+        os.close(read_end)  # the reader goes away
+        delivered = len(receiver.ids)
+        await eventually(lambda: len(receiver.ids) >= delivered + 3, "alerts delivered after")
+        code, health = await d.health()  # polls and deliveries go on; the lost log is told
+        assert [p for p in health["problems"] if "log output refused" in p], health
+        code = await d.signal_and_wait(signal.SIGTERM)
+        assert code == 0, d.output()[-3000:]
+    finally:
+        if d.proc.returncode is None:
+            d.proc.kill()
+            await d.proc.wait()
 
 
 async def test_sighup_refuses_a_broken_config_and_applies_a_good_one(
