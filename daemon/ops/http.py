@@ -27,6 +27,10 @@ HealthFn = Callable[[], Awaitable[dict[str, Any]]]
 # a probe that cannot answer in this time counts as unhealthy (a wedged Redis call, for example)
 HEALTH_TIMEOUT_S = 5.0
 Mount = Callable[[web.Application], None]
+# a connection with no request under way is closed after this long, also one whose request's
+# headers are still coming in (a byte at a time): aiohttp's own default, 3,630 s, let each
+# idle or dripping client hold one of the file descriptors Redis and the upstream need
+KEEPALIVE_S = 75.0
 
 
 class OpsServer:
@@ -61,7 +65,11 @@ class OpsServer:
         # handler_cancellation: a closed page's event stream ends at once (its subscription
         # is released) instead of at its next write
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, handler_cancellation=True
+            app,
+            access_log=None,
+            handle_signals=False,
+            handler_cancellation=True,
+            keepalive_timeout=KEEPALIVE_S,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self._requested_port, reuse_address=True)

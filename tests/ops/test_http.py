@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import platform
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,9 +17,11 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from gex_alertd import __version__, redaction
+from gex_alertd.ops import http as ops_http
 from gex_alertd.ops import metrics
 from gex_alertd.ops.http import OpsServer
 from gex_alertd.ops.listen import parse_listen
+from tests.support.wait import WAIT_S
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
@@ -181,3 +185,55 @@ def test_parse_listen() -> None:
     assert parse_listen(":9108") == ("127.0.0.1", 9108)
     with pytest.raises(ValueError, match=r"ops\.listen: expected host:port, got 'localhost'"):
         parse_listen("localhost")
+
+
+async def _closed_by_server(sock: socket.socket) -> bool:
+    """Read what comes until the server closes the connection (True), or it resets it."""
+    loop = asyncio.get_running_loop()
+    try:
+        while await loop.sock_recv(sock, 4096):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+async def test_an_idle_or_dripping_connection_is_closed_not_held_for_an_hour(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # aiohttp's request handler keeps a connection that sends no request (or a request's
+    # headers a byte at a time) for its default keep-alive of 3,630 s: each such client held
+    # one of the daemon's file descriptors, which Redis and the upstream also need
+    monkeypatch.setattr(ops_http, "KEEPALIVE_S", 0.5)
+
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    server = OpsServer("127.0.0.1:0", health)
+    await server.start()
+    idle, dripping = socket.socket(), socket.socket()
+    try:
+        for sock in (idle, dripping):
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+        await asyncio.get_running_loop().sock_sendall(dripping, b"GET /healthz HTTP/1.1\r\nX-A: ")
+
+        async def drip() -> None:
+            while True:
+                await asyncio.sleep(0.1)
+                try:
+                    dripping.send(b"a")
+                except OSError:
+                    return
+
+        dripper = asyncio.create_task(drip())
+        try:
+            async with asyncio.timeout(WAIT_S):
+                assert await _closed_by_server(idle)
+                assert await _closed_by_server(dripping)
+        finally:
+            dripper.cancel()
+    finally:
+        idle.close()
+        dripping.close()
+        await server.stop()
