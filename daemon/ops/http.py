@@ -9,11 +9,13 @@ Loopback by default (config `ops.listen`); any other bind needs `ops.auth_token`
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from gex_alertd.ops.auth import middlewares
@@ -31,6 +33,24 @@ Mount = Callable[[web.Application], None]
 # headers are still coming in (a byte at a time): aiohttp's own default, 3,630 s, let each
 # idle or dripping client hold one of the file descriptors Redis and the upstream need
 KEEPALIVE_S = 75.0
+
+
+class _ClientErrors(logging.Filter):
+    """A client's malformed request (a bad header byte, a line too long, a bad chunk size:
+    aiohttp answers it 400 and closes) is a debug line here, not aiohttp's ERROR with a
+    traceback: anyone who can connect (the ops token is checked after the request is parsed)
+    wrote those to the journal at will, quoting their own bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True  # our own handler failing: a 500, with the traceback that explains it
+        log.debug("malformed request refused", error=" ".join(str(exc).split())[:200])
+        return False
+
+
+_REQUEST_LOG = logging.getLogger("gex_alertd.ops.requests")
+_REQUEST_LOG.addFilter(_ClientErrors())
 
 
 class OpsServer:
@@ -70,6 +90,7 @@ class OpsServer:
             handle_signals=False,
             handler_cancellation=True,
             keepalive_timeout=KEEPALIVE_S,
+            logger=_REQUEST_LOG,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self._requested_port, reuse_address=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import platform
 import socket
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
 from prometheus_client.parser import text_string_to_metric_families
@@ -237,3 +239,48 @@ async def test_an_idle_or_dripping_connection_is_closed_not_held_for_an_hour(
         idle.close()
         dripping.close()
         await server.stop()
+
+
+async def test_a_malformed_request_is_a_400_with_no_traceback_in_the_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # aiohttp logged each one as an ERROR with a traceback ("Error handling request"), for
+    # anyone who can connect (the ops token is checked after the request is parsed): a journal
+    # flooded with tracebacks at a client's will, quoting the client's bytes
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    bad = [
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-A: a\x00b\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
+        b"POST /healthz HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    ]
+
+    async def boom(_: web.Request) -> web.Response:
+        raise RuntimeError("a bug of ours")
+
+    def mount(app: web.Application) -> None:
+        app.router.add_get("/boom", boom)
+
+    server = OpsServer("127.0.0.1:0", health, mounts=(mount,))
+    await server.start()
+    try:
+        with caplog.at_level(logging.DEBUG):
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{server.port}/boom") as resp:
+                    assert resp.status == 500
+            ours = [r for r in caplog.records if r.exc_info]
+            assert [type(r.exc_info[1]) for r in ours if r.exc_info] == [RuntimeError]
+            caplog.clear()  # a bug of ours keeps its traceback; a client's garbage gets none
+            for request in bad:
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                writer.write(request)
+                async with asyncio.timeout(WAIT_S):
+                    answer = await reader.read()  # to the close: aiohttp closes after a 400
+                writer.close()
+                assert answer.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request"), answer[:80]
+    finally:
+        await server.stop()
+    noisy = [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING]
+    assert noisy == [], [r.getMessage() for r in noisy]
