@@ -40,6 +40,7 @@ from gex_alertd.notify.render import (
     subject,
     title,
 )
+from gex_alertd.quoted import quoted
 
 _ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;.][^@\s<>,;]*")
 
@@ -174,6 +175,11 @@ class EmailNotifier(Notifier[EmailChannel]):
             reason = "all recipients refused: " + describe_exc(exc)
             return retry(reason) if all(400 <= c < 500 for c in codes) else permanent(reason)
         except aiosmtplib.SMTPResponseException as exc:
+            if exc.code < 0:
+                # aiosmtplib's code for an answer it could not parse (a garbage line, one too
+                # long): it says nothing of whether the mail can go, so it is retried, as an
+                # HTTP receiver's garbage is; permanent, one bad line dead-lettered the alert
+                return retry(f"malformed SMTP answer: {quoted(exc.message)}")
             reason = f"SMTP {exc.code}: {redaction.redact(exc.message)}"
             return retry(reason) if 400 <= exc.code < 500 else permanent(reason)
         except ssl.SSLCertVerificationError as exc:

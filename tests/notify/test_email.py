@@ -225,3 +225,33 @@ async def test_timeout_s_bounds_the_whole_send_not_each_smtp_step(
         assert isinstance(out, Retry) and "timeout after 1.2s" in out.reason, out
     finally:
         ctl.stop()
+
+
+async def test_a_malformed_smtp_answer_is_retried_not_dead_lettered() -> None:
+    # aiosmtplib reports an answer it cannot parse as code -1, which fell in "not 4xx:
+    # permanent": one garbage line (a proxy's error page during a relay's restart) sent the
+    # alert to the dead letters at its first try, while an HTTP receiver's garbage is retried
+    answers = [b"HELLO garbage\r\n", b"250-ok\r\n250-\x1b[31mX\r\nzzz\r\n"]
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 127.0.0.1 ESMTP\r\n")
+        await reader.readline()  # EHLO
+        writer.write(answers.pop(0))
+        await writer.drain()
+        await reader.read(1024)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = EmailChannel(
+        host="127.0.0.1", port=port, starttls=False, from_="a@example.com",
+        to=["b@example.com"], timeout_s=WAIT_S,
+    )  # fmt: skip
+    try:
+        for _ in range(2):
+            out = await EmailNotifier("mail", cfg).send([alert(1)])
+            assert isinstance(out, Retry), out
+            assert "malformed" in out.reason.lower() and "\x1b" not in out.reason, out
+    finally:
+        server.close()
+        await server.wait_closed()
