@@ -33,6 +33,10 @@ Mount = Callable[[web.Application], None]
 # headers are still coming in (a byte at a time): aiohttp's own default, 3,630 s, let each
 # idle or dripping client hold one of the file descriptors Redis and the upstream need
 KEEPALIVE_S = 75.0
+# connections open at once; past it a new one is closed unanswered. aiohttp takes any number,
+# and ~1,000 idle clients (systemd's default soft limit is 1,024 descriptors) left none for
+# Redis, the upstream and the receivers. Live pages are fewer still (web.live.MAX_SUBSCRIBERS)
+MAX_CONNECTIONS = 512
 
 
 class _ClientErrors(logging.Filter):
@@ -47,6 +51,13 @@ class _ClientErrors(logging.Filter):
             return True  # our own handler failing: a 500, with the traceback that explains it
         log.debug("malformed request refused", error=" ".join(str(exc).split())[:200])
         return False
+
+
+class _Refused(asyncio.Protocol):
+    """A connection past MAX_CONNECTIONS: closed at once, unanswered."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
 
 
 _REQUEST_LOG = logging.getLogger("gex_alertd.ops.requests")
@@ -70,6 +81,7 @@ class OpsServer:
         self._health = health
         self._mounts = mounts
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
@@ -93,9 +105,18 @@ class OpsServer:
             logger=_REQUEST_LOG,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self._requested_port, reuse_address=True)
+        server = self._runner.server
+        assert server is not None  # set up above
+        bound = MAX_CONNECTIONS  # read once, at the start
+
+        def connection() -> asyncio.BaseProtocol:
+            # aiohttp's low-level server is the protocol factory (its documented use)
+            return server() if len(server.connections) < bound else _Refused()
+
         try:
-            await site.start()
+            self._listener = await asyncio.get_running_loop().create_server(
+                connection, self.host, self._requested_port, reuse_address=True
+            )
         except OSError as exc:
             await self._runner.cleanup()
             self._runner = None
@@ -103,10 +124,13 @@ class OpsServer:
                 exc.errno,
                 f"ops endpoint cannot listen on {self.host}:{self._requested_port}: {exc.strerror}",
             ) from None
-        self.port = self._runner.addresses[0][1]
+        self.port = self._listener.sockets[0].getsockname()[1]
         log.info("ops endpoint listening", host=self.host, port=self.port)
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()  # no new connection while the open ones are shut
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

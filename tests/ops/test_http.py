@@ -23,7 +23,7 @@ from gex_alertd.ops import http as ops_http
 from gex_alertd.ops import metrics
 from gex_alertd.ops.http import OpsServer
 from gex_alertd.ops.listen import parse_listen
-from tests.support.wait import WAIT_S
+from tests.support.wait import WAIT_S, eventually
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
@@ -284,3 +284,40 @@ async def test_a_malformed_request_is_a_400_with_no_traceback_in_the_log(
         await server.stop()
     noisy = [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING]
     assert noisy == [], [r.getMessage() for r in noisy]
+
+
+async def test_connections_past_the_bound_are_closed_at_once_and_others_still_served(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # aiohttp accepts any number of connections: each idle or slow client held a file
+    # descriptor (for KEEPALIVE_S), and ~1,000 of them (systemd's default soft limit is 1,024)
+    # left none for Redis, the upstream and the receivers
+    monkeypatch.setattr(ops_http, "MAX_CONNECTIONS", 3)
+
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    server = OpsServer("127.0.0.1:0", health)
+    await server.start()
+    held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(3)]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        async with asyncio.timeout(WAIT_S):
+            assert await reader.read() == b""  # closed unanswered: the bound is reached
+        writer.close()
+        held.pop()[1].close()  # one leaves: a place is free again
+
+        async def served() -> bool:
+            try:
+                async with aiohttp.ClientSession() as http:
+                    async with http.get(f"http://127.0.0.1:{server.port}/healthz") as resp:
+                        return resp.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(served, "a request served once a place is free")
+    finally:
+        for _, w in held:
+            w.close()
+        await server.stop()
