@@ -682,6 +682,11 @@ class Daemon:
                 out["ok"] = False
                 out["channels_disabled"] = gone
                 problems += [f"channel {n} disabled: {out['outbox'][n]['disabled']}" for n in gone]
+            problems += [
+                f"outbox {s} holds a {t}, not a stream: its alerts are not delivered"
+                for s, t in sorted(self.dispatcher.streams.refused.items())
+            ]
+            out["ok"] = not problems
         return out
 
     def _problems(self, redis_ok: bool) -> list[str]:

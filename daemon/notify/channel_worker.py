@@ -47,7 +47,7 @@ from gex_alertd.notify.base import (
     retry,
 )
 from gex_alertd.notify.channel import ChannelBase
-from gex_alertd.notify.outbox import Entry, Outbox
+from gex_alertd.notify.outbox import Entry, Outbox, is_wrongtype, refuse_wrong_types
 from gex_alertd.notify.policy import (
     Ack,
     DeadLetter,
@@ -352,6 +352,9 @@ class ChannelWorker:
                     # Redis away: keep what we hold, try again; nothing is acked meanwhile
                     self.last_error = describe_exc(exc)
                     self.log.warning("outbox unavailable", error=self.last_error)
+                    if is_wrongtype(exc):  # one outbox key of another type: read without it
+                        with contextlib.suppress(RedisError, RedisClusterException, OSError):
+                            await refuse_wrong_types(self.outbox.redis, self.streams)
                     await asyncio.sleep(0.5)
         finally:
             self.streams.drop_reader(self.pokes)

@@ -22,7 +22,16 @@ from gex_alertd.config import ChannelConfig, Config
 from gex_alertd.connections import is_cluster
 from gex_alertd.notify.base import DeliveryOutcome, Notifier, describe_exc
 from gex_alertd.notify.channel_worker import ChannelWorker, OnDisabled, SilenceCheck
-from gex_alertd.notify.outbox import Outbox, all_streams, ensure_groups, group_stats, trim
+from gex_alertd.notify.outbox import (
+    Outbox,
+    all_streams,
+    ensure_groups,
+    group_stats,
+    is_wrongtype,
+    recheck_refused,
+    refuse_wrong_types,
+    trim,
+)
 from gex_alertd.notify.registry import build_notifier
 from gex_alertd.notify.sample import sample_alert
 from gex_alertd.notify.streams import OutboxStreams
@@ -83,7 +92,7 @@ class Dispatcher:
     async def _start_channel(self, name: str, ch: ChannelConfig) -> None:
         notifier = build_notifier(name, ch)
         outbox = Outbox(self.redis, name, self.consumer, self.cfg.outbox.dedup_ttl)
-        await ensure_groups(self.redis, self.streams.all(), [name])
+        await self._ensure_groups([name])
         worker = ChannelWorker(
             name,
             ch,
@@ -98,6 +107,17 @@ class Dispatcher:
         )
         self.workers[name] = worker
         self.tasks[name] = asyncio.create_task(self._guard(worker), name=f"notify:{name}")
+
+    async def _ensure_groups(self, channels: list[str]) -> None:
+        """The channels' groups on every known outbox; an outbox key of another type is left
+        out (named in an error line), not a WRONGTYPE that stopped the daemon's start."""
+        try:
+            await ensure_groups(self.redis, self.streams.all(), channels)
+        except RedisError as exc:
+            if not is_wrongtype(exc):
+                raise
+            await refuse_wrong_types(self.redis, self.streams)
+            await ensure_groups(self.redis, self.streams.all(), channels)
 
     async def _guard(self, worker: ChannelWorker) -> None:
         structlog.contextvars.bind_contextvars(channel=worker.name)  # ops: for library log lines
@@ -160,7 +180,7 @@ class Dispatcher:
         )
         self.cfg = cfg
         self.streams.set_symbols(_symbols(cfg))
-        await ensure_groups(self.redis, self.streams.all(), list(self.workers))
+        await self._ensure_groups(list(self.workers))
         for name, ch in new.items():
             if name not in self.workers:
                 await self._start_channel(name, ch)
@@ -234,6 +254,8 @@ class Dispatcher:
                 if now >= next_scan:
                     next_scan = now + SCAN_EVERY_S
                     self.streams.add_found(await all_streams(self.redis))
+                if self.streams.refused:
+                    await recheck_refused(self.redis, self.streams)
                 if now >= next_trim:
                     next_trim = now + TRIM_EVERY_S
                     full = now >= next_full

@@ -41,12 +41,16 @@ from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
+import structlog
 from redis.exceptions import NoScriptError, ResponseError
 
 from gex_alertd import keys, packed, redaction
 from gex_alertd.connections import as_str, entries, entry_key, is_cluster
 from gex_alertd.model import AlertEvent, decode_alert, decode_channels, encode_channels, iso_utc
 from gex_alertd.notify.silences import SILENCED_MAXLEN, Silence, silenced_fields
+from gex_alertd.notify.streams import OutboxStreams
+
+log = structlog.get_logger()
 
 ATTEMPTS_TTL_MS = 7 * 86_400_000
 KEYS_PER_READ = 256  # streams per XREADGROUP on one node (a cluster reads one per command)
@@ -128,6 +132,44 @@ def _by_stream(items: Iterable[Entry]) -> dict[str, list[Entry]]:
 
 def _is_nogroup(exc: BaseException) -> bool:
     return isinstance(exc, ResponseError) and "NOGROUP" in str(exc)
+
+
+def is_wrongtype(exc: BaseException) -> bool:
+    return isinstance(exc, ResponseError) and str(exc).startswith("WRONGTYPE")
+
+
+async def _types(redis: aioredis.Redis, names: list[str]) -> dict[str, str]:
+    """Each key's type (pipelined TYPE, one per key)."""
+    out: dict[str, str] = {}
+    for i in range(0, len(names), 1000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for name in names[i : i + 1000]:
+                pipe.type(name)
+            replies = await pipe.execute()
+        out.update(zip(names[i : i + 1000], map(as_str, replies), strict=True))
+    return out
+
+
+async def refuse_wrong_types(redis: aioredis.Redis, streams: OutboxStreams) -> None:
+    """A read failed with WRONGTYPE: find the outbox keys that hold another type (by hand, or
+    another program's key of that name) and leave them out of every read, each named in an
+    error line (the symbol's commits refuse its alerts too: commit.lua), so the other
+    symbols' alerts go on. `recheck_refused` reads them again once they are streams."""
+    wrong = {s: t for s, t in (await _types(redis, streams.all())).items() if t != "stream"}
+    wrong = {s: t for s, t in wrong.items() if t != "none"}
+    for stream, kind in wrong.items():
+        log.error(
+            "outbox key holds another type: its alerts are not read until it is a stream",
+            stream=stream,
+            type=kind,
+        )
+    streams.refuse(wrong)
+
+
+async def recheck_refused(redis: aioredis.Redis, streams: OutboxStreams) -> None:
+    """The refused keys that are streams again (or gone) are read again."""
+    types = await _types(redis, sorted(streams.refused))
+    streams.forgive(s for s, t in types.items() if t in ("stream", "none"))
 
 
 class Outbox:

@@ -54,6 +54,11 @@ class OutboxStreams:
         # a dict, not a set: 5,000 keys are a 104 KB dict but a 524 KB set (issue 12)
         self.watched: dict[str, None] = dict.fromkeys(keys.outbox(s) for s in symbols)
         self.found: set[str] = set()  # seen by SCAN, not watched
+        # outbox keys that hold another type (made by hand, or by another program sharing the
+        # Redis), with that type: read by no channel until they are streams again. One such
+        # key in a multi-stream read (XREADGROUP, the autoclaim script) failed it whole, and
+        # no channel delivered anything for any symbol (notify.outbox.refuse_wrong_types)
+        self.refused: dict[str, str] = {}
         self._readers: list[Pokes] = []
         self.version = 0  # bumped when the set may have changed (members, watchlist, SCAN)
         self._owned: tuple[int, list[str]] = (-1, [])  # (version, streams): hashing 5,000
@@ -77,7 +82,20 @@ class OutboxStreams:
 
     def all(self) -> list[str]:
         """Every stream known here, owned or not (the groups to create before reading)."""
-        return sorted(self.watched.keys() | self.found | {keys.outbox(keys.OPS_SYMBOL)})
+        known = self.watched.keys() | self.found | {keys.outbox(keys.OPS_SYMBOL)}
+        return sorted(known - self.refused.keys())
+
+    def refuse(self, wrong: dict[str, str]) -> None:
+        """These keys hold another type than a stream: leave them out of every read."""
+        if wrong.items() - self.refused.items():
+            self.refused.update(wrong)
+            self.changed()
+
+    def forgive(self, streams: Iterable[str]) -> None:
+        """These keys are streams again (or gone): read them again."""
+        back = [s for s in streams if self.refused.pop(s, None) is not None]
+        if back:
+            self.changed()
 
     def owned(self) -> list[str]:
         """The streams this daemon reads; recomputed only after `changed()` (the daemon calls

@@ -562,3 +562,36 @@ async def test_alerts_another_daemon_claimed_while_this_one_was_cut_off_are_not_
         await cut_off.aclose()
         await redis.execute_command("ACL", "DELUSER", "d1")
         await rx.stop()
+
+
+async def test_an_outbox_key_of_another_type_does_not_stop_the_other_symbols_alerts(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    # a watched symbol's outbox key made into something else (by hand, or another program
+    # sharing the Redis): commit.lua refuses that symbol's alerts, naming the key; the other
+    # symbols' alerts read with it (one XREADGROUP, one autoclaim) must still go out
+    rx = await Receiver().start()
+    cfg = make_config({"ops": hook(rx.url)}, redis_url, claim_idle="200ms")
+    await redis.set(keys.outbox("QQQ"), "not a stream")
+    d = Dispatcher(redis, cfg, consumer="t1")
+    await d.start()
+    try:
+        await enqueue(redis, alert(1), ["ops"], poke=[d])
+        await enqueue(redis, alert(2, "IWM"), ["ops"])  # found by the sweep
+        await rx.wait_for(2)
+        assert sorted(rx.ids()) == sorted([alert(1).id, alert(2, "IWM").id])
+        assert d.streams.refused == {keys.outbox("QQQ"): "string"}
+        # fixed by hand: its alerts are read again
+        await redis.delete(keys.outbox("QQQ"))
+        await enqueue(redis, alert(3, "QQQ"), ["ops"])
+        await rx.wait_for(3)
+        assert alert(3, "QQQ").id in rx.ids() and not d.streams.refused
+        # made so while running: found at the read that fails
+        await redis.delete(keys.outbox("IWM"))
+        await redis.set(keys.outbox("IWM"), "not a stream")
+        await enqueue(redis, alert(4), ["ops"])
+        await rx.wait_for(4)
+        assert d.streams.refused == {keys.outbox("IWM"): "string"}
+    finally:
+        await d.stop()
+        await rx.stop()
