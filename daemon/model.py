@@ -64,6 +64,10 @@ Feeds = Annotated[dict[Text, Text | None], msgspec.Meta(max_length=64)]
 # body spent ~1.3 s of the loop decoding and encoding them, ran every rule over each row and
 # stored the block. msgspec checks the length while decoding, before the rows are built.
 MAX_STRIKES = 20_000
+# msgspec builds a list before it checks its length (900,000 tiny rows: ~110 MB for a moment),
+# so a large body has its rows counted first, one C scan; a body this small cannot hold
+# MAX_STRIKES rows (~40 bytes each at least), and a real one (~42 KB) pays nothing
+_COUNT_ROWS_PAST = 512 * 1024
 
 
 class FlowGex(msgspec.Struct, frozen=True, dict=True):
@@ -147,6 +151,10 @@ def decode_flow_gex(
     saying so, for the caller to log. The body's symbol must equal the requested one after
     upper-casing ASCII letters only (`ıwm` is not IWM: str.upper() maps the dotless i to I);
     the snapshot then carries the requested symbol, upper-cased."""
+    if len(body) > _COUNT_ROWS_PAST and body.count(b'"strike"') > MAX_STRIKES:
+        # an upper bound of the rows (each needs its "strike"); an escaped key gets past it,
+        # and then msgspec's own bound refuses the list
+        raise PayloadError(f"malformed Flow GEX payload: more than {MAX_STRIKES} strike rows")
     try:
         snap = _decoder.decode(body)
     except msgspec.DecodeError as exc:

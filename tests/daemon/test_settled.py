@@ -4,6 +4,7 @@ cached in a real Redis per symbol and day with a TTL, bounded, retried, never ye
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -152,6 +153,23 @@ def test_both_wire_shapes_decode_and_problems_are_named() -> None:
     with pytest.raises(PayloadError, match="malformed settled GEX payload: JSON nested too deeply"):
         decode_settled(b'{"x": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", "SPY")
     assert decode_flow_gex(flow_shaped).symbol == "SPY"
+
+
+def test_a_settled_body_of_many_tiny_rows_is_refused_without_building_them() -> None:
+    # the body was decoded whole into Python objects first (to rename the SDK's fields): 1M
+    # tiny rows, a 17 MB body inside the 16 MB-ish bound, peaked at 351 MB and held the loop
+    # ~2.7 s before the strike bound (model.MAX_STRIKES) could refuse it
+    rows = b",".join(b'{"strike":%d}' % (i + 1) for i in range(100_000))
+    body = b'{"symbol":"SPY","as_of":"2026-03-02T14:30:00Z","underlying_price":600,'
+    body += b'"net_gex":1,"strikes":[' + rows + b"]}"
+    tracemalloc.start()
+    try:
+        with pytest.raises(PayloadError, match="settled GEX payload: more than 20000 strike rows"):
+            decode_settled(body, "SPY")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * len(body), f"peak {peak} bytes for a {len(body)}-byte body"
 
 
 GOOD = {

@@ -220,6 +220,11 @@ async def test_a_strike_array_far_past_any_real_chain_is_refused_not_stored(
     up.push(Reply.json({**body, "strikes": rows}), symbol="SPY")
     with pytest.raises(MalformedPayload, match=rf"length <= {MAX_STRIKES} - at `\$.strikes`"):
         await client.fetch("SPY")
+    # a large body has its rows counted before msgspec builds them (it checks a list's length
+    # only once the list is built: ~110 MB for a moment at 900,000 rows)
+    up.push(Reply.json({**body, "strikes": rows * 2}), symbol="SPY")
+    with pytest.raises(MalformedPayload, match=f"more than {MAX_STRIKES} strike rows"):
+        await client.fetch("SPY")
     up.push(Reply.json({**body, "as_of": recent(), "strikes": rows[:MAX_STRIKES]}), symbol="SPY")
     assert len(strike_rows((await client.fetch("SPY")).snapshot)) == MAX_STRIKES
 
