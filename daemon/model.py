@@ -59,6 +59,11 @@ STRIKE_FIELDS: tuple[str, ...] = StrikeRow.__struct_fields__
 # checks the length in C) instead of bloating every entry. The provider's feeds: at most 64
 Text = Annotated[str, msgspec.Meta(max_length=128)]
 Feeds = Annotated[dict[Text, Text | None], msgspec.Meta(max_length=64)]
+# `expiry`, the filter echoed (yyyy-MM-dd): checked against the requested one only when one was
+# requested, so for an aggregated target the body's text became each alert's expiry (its title,
+# a markdown link in a Teams card, its id, Alertmanager's label). ASCII digits (`\d` takes any
+# script's), and `\Z`: `$` lets a trailing newline through
+Date = Annotated[str, msgspec.Meta(max_length=128, pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")]
 # Strike rows of one body, bounded far past any real chain (every expiry of SPX is a few
 # thousand strikes): tiny rows fit ~900,000 in the 16 MB body bound, and each poll of such a
 # body spent ~1.3 s of the loop decoding and encoding them, ran every rule over each row and
@@ -84,7 +89,7 @@ class FlowGex(msgspec.Struct, frozen=True, dict=True):
     live_net_gex_label: Text | None = None
     live_gamma_flip: float | None = None
     gamma_flip_status: Text | None = None
-    expiry: Text | None = None
+    expiry: Date | None = None
     strikes: Annotated[list[StrikeRow], msgspec.Meta(max_length=MAX_STRIKES)] = []
     endpoint_version: Text | None = None
     data_as_of: Feeds | None = None

@@ -271,6 +271,22 @@ async def test_a_huge_expiry_in_the_body_gives_a_bounded_message(
         await client.fetch("SPY", "2026-01-02")
 
 
+@pytest.mark.parametrize(
+    "expiry", ["[reset your key](https://evil.example)", "<!channel>", "2026-05-15\n", "١٢٣٤-05-15"]
+)
+async def test_an_expiry_that_is_no_date_is_refused_also_for_an_aggregated_target(
+    up: Upstream, client: FlowGexClient, expiry: str
+) -> None:
+    # compared with the requested expiry only when one was requested: for an aggregated
+    # target the body's free text (128 characters) became every alert's expiry, in its title
+    # (a markdown link in a Teams or Discord card), its id and Alertmanager's expiry label
+    up.push(snapshot("SPY", expiry=expiry), symbol="SPY")
+    with pytest.raises(MalformedPayload, match=r"regex .* - at `\$\.expiry`"):
+        await client.fetch("SPY")
+    up.push(snapshot("SPY", expiry="2026-05-15"), symbol="SPY")
+    assert (await client.fetch("SPY")).snapshot.expiry == "2026-05-15"
+
+
 async def test_a_strike_block_is_never_stored_from_a_refused_body(
     up: Upstream, client: FlowGexClient
 ) -> None:
