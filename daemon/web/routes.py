@@ -80,7 +80,7 @@ def _time_param(query: Any, name: str) -> int | None:
         return None
     if len(raw) > 40:
         raise history.BadQuery(f"{name}: too long")
-    if raw.isdigit():
+    if raw.isascii() and raw.isdigit():  # isdigit() alone takes '²', which int() refuses
         ms = int(raw)
     else:
         try:

@@ -120,6 +120,9 @@ async def test_the_settled_profile_comes_along_when_stored(
         ("/api/SPY/snapshots?from=0001-01-01", 400, "from: expected a time from 1970"),
         ("/api/SPY/alerts?from=" + "9" * 25, 400, "from: expected a time from 1970"),
         ("/api/SPY/snapshots?expiry=soon", 400, "expiry: expected YYYY-MM-DD"),
+        # digits to str.isdigit(), not to int(): a 500 with a traceback in the log
+        ("/api/SPY/snapshots?from=%C2%B2", 400, "from: expected ms since the epoch"),
+        ("/api/SPY/alerts?to=%E2%91%A0", 400, "to: expected ms since the epoch"),
         ("/api/NOPE/snapshots", 404, "NOPE is not watched"),
         ("/api/SPX/alerts", 404, "SPX is not watched"),  # only its expiry entry is
         ("/static/../routes.py", 404, ""),
