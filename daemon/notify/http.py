@@ -66,7 +66,10 @@ class HttpPoster:
             async with self.session().post(
                 url, data=body, headers=headers, allow_redirects=False
             ) as resp:
-                text = await _read_head(resp)
+                # a 2xx is delivered, whatever its body does next: only an error's body is read
+                # (its snippet). Read for a 200 too, a body stalled after the status turned the
+                # delivery into a timeout, and the alert was sent again until dead-lettered
+                text = "" if 200 <= resp.status < 300 else await _read_head(resp)
                 outcome = classify_http(
                     resp.status,
                     text,

@@ -172,3 +172,24 @@ async def test_a_malformed_answer_never_puts_the_webhook_urls_token_in_the_reaso
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_2xx_whose_body_never_ends_is_delivered_not_retried() -> None:
+    # the answer's body was read (for a snippet) whatever the status: a receiver that said 200
+    # and then stalled its body ran into the timeout, a Retry, so the alert it had taken was
+    # sent again and again, and dead-lettered as failed at the end of the retry budget
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+        await writer.drain()
+        await reader.read()  # holds the rest of the body until the client goes
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    n = WebhookNotifier("ops", WebhookChannel(url=f"http://127.0.0.1:{port}/hook", timeout_s=2))
+    try:
+        assert await n.send([alert(1)]) == Ok("HTTP 200")
+    finally:
+        await n.aclose()
+        server.close()
+        await server.wait_closed()
