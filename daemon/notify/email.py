@@ -42,6 +42,7 @@ from gex_alertd.notify.render import (
 )
 from gex_alertd.quoted import quoted
 
+QUIT_TIMEOUT_S = 5.0  # the QUIT after an accepted mail (see _quit)
 _ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;.][^@\s<>,;]*")
 
 
@@ -148,28 +149,37 @@ class EmailNotifier(Notifier[EmailChannel]):
         # the whole send within timeout_s, as an HTTP channel's POST: aiosmtplib's own timeout
         # is per step (~8-12 of them), so a server answering each just in time held the
         # channel (and what it holds, past claim_idle) for many times timeout_s
-        try:
-            async with asyncio.timeout(self.cfg.timeout_s):
-                return await self._send(build_message(self.cfg, alerts))
-        except TimeoutError:
-            return retry(f"timeout after {self.cfg.timeout_s:g}s")
-
-    async def _send(self, msg: EmailMessage) -> DeliveryOutcome:
         cfg = self.cfg
+        client = aiosmtplib.SMTP(
+            hostname=cfg.host,
+            port=cfg.port,
+            username=cfg.username,
+            password=cfg.password,
+            use_tls=cfg.ssl,
+            # True = STARTTLS required (never send credentials in clear); False = plain
+            start_tls=cfg.starttls if not cfg.ssl else False,
+            validate_certs=cfg.validate_certs,
+            tls_context=self._tls,
+            timeout=cfg.timeout_s,
+        )
         try:
-            await aiosmtplib.send(
-                msg,
-                hostname=cfg.host,
-                port=cfg.port,
-                username=cfg.username,
-                password=cfg.password,
-                use_tls=cfg.ssl,
-                # True = STARTTLS required (never send credentials in clear); False = plain
-                start_tls=cfg.starttls if not cfg.ssl else False,
-                validate_certs=cfg.validate_certs,
-                tls_context=self._tls,
-                timeout=cfg.timeout_s,
-            )
+            async with asyncio.timeout(cfg.timeout_s):
+                outcome = await self._send(client, build_message(cfg, alerts))
+            if isinstance(outcome, Ok):
+                await _quit(client)
+            return outcome
+        except TimeoutError:
+            return retry(f"timeout after {cfg.timeout_s:g}s")
+        finally:
+            client.close()
+
+    async def _send(self, client: aiosmtplib.SMTP, msg: EmailMessage) -> DeliveryOutcome:
+        """Connect (STARTTLS, AUTH) and send, without the QUIT aiosmtplib.send() ends with:
+        a server that took the mail and then stalled its QUIT answer turned a delivered mail
+        into a timeout, and the mail was sent again at each retry."""
+        try:
+            await client.connect()
+            await client.send_message(msg)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             reason = "all recipients refused: " + describe_exc(exc)
@@ -196,7 +206,17 @@ class EmailNotifier(Notifier[EmailChannel]):
             # the rest says the server cannot do what the config asks (no STARTTLS, no AUTH):
             # retrying will not change that
             return permanent(describe_exc(exc))
-        return Ok(f"accepted for {len(cfg.to)} recipient(s)")
+        return Ok(f"accepted for {len(self.cfg.to)} recipient(s)")
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    """QUIT, a courtesy once the mail is accepted: bounded, and whatever the server does with it
+    (no answer, an error, a close) the mail stays delivered."""
+    try:
+        async with asyncio.timeout(QUIT_TIMEOUT_S):
+            await client.quit()
+    except (TimeoutError, aiosmtplib.SMTPException, OSError):
+        pass
 
 
 CHANNEL = ChannelType("email", EmailChannel, EmailNotifier)

@@ -15,6 +15,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from gex_alertd.notify import email as email_channel
 from gex_alertd.notify.base import Ok, Permanent, Retry
 from gex_alertd.notify.email import EmailChannel, EmailNotifier
 from tests.notify.support import alert
@@ -252,6 +253,45 @@ async def test_a_malformed_smtp_answer_is_retried_not_dead_lettered() -> None:
             out = await EmailNotifier("mail", cfg).send([alert(1)])
             assert isinstance(out, Retry), out
             assert "malformed" in out.reason.lower() and "\x1b" not in out.reason, out
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_mail_the_server_accepted_is_delivered_even_if_it_then_stalls_on_quit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # aiosmtplib.send() QUITs inside the send: a server that answered 250 to the message and
+    # then never answered QUIT ran the whole send into its timeout, a Retry: the mail it had
+    # taken was sent again at every retry, and the alert dead-lettered as failed at the end
+    monkeypatch.setattr(email_channel, "QUIT_TIMEOUT_S", 0.2)
+    taken: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 127.0.0.1 ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"DATA":
+                writer.write(b"354 go on\r\n")
+                await writer.drain()
+                taken.append(await reader.readuntil(b"\r\n.\r\n"))
+                writer.write(b"250 queued\r\n")
+            elif verb == b"QUIT":
+                await reader.read()  # never answers: stalls until the client goes
+            else:
+                writer.write(b"250 ok\r\n")
+            await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = EmailChannel(
+        host="127.0.0.1", port=port, starttls=False, from_="a@example.com",
+        to=["b@example.com"], timeout_s=WAIT_S,
+    )  # fmt: skip
+    try:
+        out = await EmailNotifier("mail", cfg).send([alert(1)])
+        assert isinstance(out, Ok), out
+        assert len(taken) == 1
     finally:
         server.close()
         await server.wait_closed()
