@@ -473,6 +473,13 @@ class Daemon:
         if self.notifier is not None:
             self.notifier.stopping()  # ops: STOPPING=1 as soon as we begin to stop
         self._stop.set()
+        # a reload in flight would go on behind the stop: it and the stop both stopped a
+        # channel it changed (the second's KeyError ended the stop: exit 1), or it started
+        # channels after the stop's; a SIGHUP from here on is refused (reload_from_disk)
+        for task in list(self._reloads):
+            task.cancel()
+        if self._reloads:
+            await asyncio.wait(set(self._reloads), timeout=STOP_STEP_S)
         # bounded step by step, so the whole stop fits systemd's TimeoutStopSec (30 s) even with
         # Redis black-holed: duties 2 s, polls and their commits one drain_timeout together,
         # leaving 2 s, then the outbox its own drain_timeout
@@ -523,7 +530,14 @@ class Daemon:
         """One reload at a time; its outcome goes to the reload status (`reload --wait`)."""
         async with self._reload_lock:
             began_at = self.reload_status.begin()
-            problems = await self._reload_from_disk()
+            if self._stop.is_set():
+                problems = ["the daemon is stopping"]
+            else:
+                try:
+                    problems = await self._reload_from_disk()
+                except asyncio.CancelledError:  # by the stop: `reload --wait` is told
+                    self.reload_status.finish(began_at, "refused", ["the daemon stopped"])
+                    raise
             self.reload_status.finish(began_at, "refused" if problems else "applied", problems)
             return not problems
 
@@ -594,7 +608,8 @@ class Daemon:
         if new.rules != old.rules or new.ops.operator_channels != old.ops.operator_channels:
             self.operators = self._build_operators(new)  # their state is re-read from Redis
         if previous_committer is not None:
-            await previous_committer.drain()  # its batches in flight still complete
+            # its batches in flight still complete, even when a stop cancels this reload
+            await asyncio.shield(previous_committer.drain())
         if self.dispatcher is not None:
             await self.dispatcher.reload(new)
         if self.pool is not None and self.membership is not None:

@@ -454,6 +454,43 @@ async def test_sighup_refuses_a_broken_config_and_applies_a_good_one(
     assert await daemon.signal_and_wait(signal.SIGTERM) == 0
 
 
+async def test_sigterm_during_a_reload_stops_once_and_exits_0(
+    setup: Setup,
+    daemon: Daemon,
+    notify: Notifications,
+    receiver: Receiver,
+    redis: aioredis.Redis,
+) -> None:
+    # `systemctl reload` then `stop`: the reload (restarting a changed channel) and the stop
+    # both stopped that channel's worker, and the second found it gone (KeyError): exit
+    # status 1 and the rest of the stop skipped, or a channel restarted behind the stop
+    await notify.wait_for("READY=1")
+    receiver.release.clear()  # a delivery in flight: a stop of the channel waits for it
+    await daemon.wait_log(lambda e: e.get("event") == "alert_fired")
+    text = setup.config_text().replace(
+        "secret: ${WEBHOOK_SECRET}", "secret: ${WEBHOOK_SECRET}\n    timeout_s: 9"
+    )
+    assert "timeout_s: 9" in text
+    setup.config.write_text(text)  # the ops channel changed: the reload restarts it
+    mark = len(notify.messages)
+    daemon.proc.send_signal(signal.SIGHUP)
+    await notify.wait_for("RELOADING=1", after=mark)
+    daemon.proc.send_signal(signal.SIGTERM)
+    await notify.wait_for("STOPPING=1", after=mark)
+
+    async def left() -> bool:  # the stop's last step before the channels
+        return await redis.zcard("gex:members") == 0
+
+    await eventually(left, "the daemon to leave the membership")
+    receiver.release.set()
+    code = await asyncio.wait_for(daemon.proc.wait(), WAIT_S)
+    out = daemon.output()
+    assert code == 0, out[-3000:]
+    for sign in ("Traceback", "never retrieved", "destroyed but it is pending"):
+        assert sign not in out, out[-3000:]
+    assert any(e.get("event") == "gex-alertd stopped" for e in daemon.events())
+
+
 async def test_sighup_rereads_rule_files(
     setup: Setup, notify: Notifications, redis: aioredis.Redis
 ) -> None:
