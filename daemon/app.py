@@ -90,6 +90,7 @@ class Daemon:
         self._fence_timer: asyncio.TimerHandle | None = None
         self.reload_status = ReloadStatus(reload_status_path())
         self._reload_lock = asyncio.Lock()
+        self._started = asyncio.Event()  # start() has finished: a reload may apply
         self._reloads: set[asyncio.Future[bool]] = set()
         # Redis error episodes on the poll/commit path, shared by every poller (redis_errors)
         self.trouble = RedisTrouble()
@@ -139,6 +140,7 @@ class Daemon:
             channels=sorted(self.cfg.channels),
         )
         self._log_capacity(self.cfg)
+        self._started.set()
 
     async def _migrate_legacy_outbox(self) -> None:
         """What the single outbox of an earlier release still owes moves onto the per-symbol
@@ -528,6 +530,10 @@ class Daemon:
 
     async def reload_from_disk(self) -> bool:
         """One reload at a time; its outcome goes to the reload status (`reload --wait`)."""
+        # a SIGHUP during the start is applied after it: in the middle, it found the pool
+        # without its duties (AssertionError, half applied) or started the channels the start
+        # was starting
+        await self._started.wait()
         async with self._reload_lock:
             began_at = self.reload_status.begin()
             if self._stop.is_set():
