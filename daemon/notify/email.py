@@ -16,6 +16,7 @@ from email.utils import formatdate
 
 import aiosmtplib
 import msgspec
+import structlog
 
 from gex_alertd import redaction
 from gex_alertd.model import AlertEvent
@@ -41,6 +42,8 @@ from gex_alertd.notify.render import (
     title,
 )
 from gex_alertd.quoted import quoted
+
+log = structlog.get_logger(__name__)
 
 QUIT_TIMEOUT_S = 5.0  # the QUIT after an accepted mail (see _quit)
 _ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;.][^@\s<>,;]*")
@@ -179,7 +182,7 @@ class EmailNotifier(Notifier[EmailChannel]):
         into a timeout, and the mail was sent again at each retry."""
         try:
             await client.connect()
-            await client.send_message(msg)
+            refused, _ = await client.send_message(msg)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             reason = "all recipients refused: " + describe_exc(exc)
@@ -206,7 +209,15 @@ class EmailNotifier(Notifier[EmailChannel]):
             # the rest says the server cannot do what the config asks (no STARTTLS, no AUTH):
             # retrying will not change that
             return permanent(describe_exc(exc))
-        return Ok(f"accepted for {len(self.cfg.to)} recipient(s)")
+        if refused:
+            # aiosmtplib raises only when every recipient is refused: the others have the mail
+            # (a retry would repeat it to them), but the refused ones must not go unsaid
+            log.warning(
+                "mail refused for some recipients",
+                channel=self.name,
+                refused={addr: f"{r.code} {quoted(r.message)}" for addr, r in refused.items()},
+            )
+        return Ok(f"accepted for {len(self.cfg.to) - len(refused)} recipient(s)")
 
 
 async def _quit(client: aiosmtplib.SMTP) -> None:

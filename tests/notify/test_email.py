@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import structlog
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -292,6 +293,44 @@ async def test_a_mail_the_server_accepted_is_delivered_even_if_it_then_stalls_on
         out = await EmailNotifier("mail", cfg).send([alert(1)])
         assert isinstance(out, Ok), out
         assert len(taken) == 1
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_recipient_the_server_refuses_is_named_in_a_warning_not_dropped_silently() -> None:
+    # aiosmtplib raises only when every recipient is refused; one refused of two came back as
+    # a plain success, so that desk got no alert again and nothing said so
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 127.0.0.1 ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"RCPT" and b"gone@" in line:
+                writer.write(b"550 5.1.1 no such user\r\n")
+            elif verb == b"DATA":
+                writer.write(b"354 go on\r\n")
+                await writer.drain()
+                await reader.readuntil(b"\r\n.\r\n")
+                writer.write(b"250 queued\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+            else:
+                writer.write(b"250 ok\r\n")
+            await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = EmailChannel(
+        host="127.0.0.1", port=port, starttls=False, from_="a@example.com",
+        to=["desk@example.com", "gone@example.com"], timeout_s=WAIT_S,
+    )  # fmt: skip
+    try:
+        with structlog.testing.capture_logs() as logs:
+            out = await EmailNotifier("mail", cfg).send([alert(1)])
+        assert isinstance(out, Ok), out  # the other recipient has it: a retry would repeat it
+        [line] = [e for e in logs if e["event"] == "mail refused for some recipients"]
+        assert line["log_level"] == "warning" and line["channel"] == "mail"
+        assert "gone@example.com" in str(line["refused"]) and "550" in str(line["refused"])
     finally:
         server.close()
         await server.wait_closed()
