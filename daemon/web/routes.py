@@ -44,6 +44,10 @@ PING_S = 15.0  # a comment line this often keeps proxies from closing an idle st
 # a page whose client cannot take one frame in this long has stopped reading: its connection
 # is closed (a peer that ACKs with a zero window never times out in TCP)
 WRITE_TIMEOUT_S = 30.0
+# heatmap frames read and built at once: each is up to history.MAX_SNAPSHOTS entries (~24 MB of
+# blocks) read, decoded and encoded; with no bound, every reload in every tab (or any client
+# of the ops port) held that much at the same time. The others wait their turn
+FRAMES_AT_ONCE = 4
 _SYMBOL = re.compile(r"[A-Za-z0-9.^_-]{1,16}")
 _EXPIRY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _json = msgspec.json.Encoder()
@@ -112,6 +116,7 @@ class LivePage:
         self._redis = redis
         self._targets = targets
         self.hub = Hub(redis, lambda: [(t.symbol, t.expiry) for t in targets()])
+        self._frames = asyncio.Semaphore(FRAMES_AT_ONCE)
         self._static = _load_static()
 
     def mount(self, app: web.Application) -> None:
@@ -172,6 +177,15 @@ class LivePage:
             window = _window_param(request.query)
         except history.BadQuery as exc:
             raise web.HTTPBadRequest(text=f"400: {exc}\n") from None
+        async with self._frames:
+            body, accepts_gzip = await self._frame(request, target, lo, hi, window)
+        return _prepared(body, "application/json", gzipped=accepts_gzip)
+
+    async def _frame(
+        self, request: web.Request, target: WatchTarget, lo: int | None, hi: int | None,
+        window: float,
+    ) -> tuple[bytes, bool]:  # fmt: skip
+        """The heatmap frame's body (gzipped when the client accepts it), and whether it is."""
         key = keys.snap(target.symbol, target.expiry)
         if lo is None:
             lo = await self._day_start(key, hi)
@@ -188,8 +202,7 @@ class LivePage:
             body = _json.encode(frame)
             return gzip.compress(body, GZIP_LEVEL) if accepts_gzip else body
 
-        body = await asyncio.to_thread(render)
-        return _prepared(body, "application/json", gzipped=accepts_gzip)
+        return await asyncio.to_thread(render), accepts_gzip
 
     async def _day_start(self, key: str, hi: int | None) -> int | None:
         """Midnight New York of the trading day of the newest entry at or before `hi`."""

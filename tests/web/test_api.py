@@ -4,6 +4,7 @@ alerts by symbol, the index rows with health, gzip, and bad queries refused by n
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from typing import Any
 
@@ -11,15 +12,18 @@ import aiohttp
 import msgspec
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
 
 from gex_alertd import keys
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import connect_config, entries
 from gex_alertd.model import AlertEvent, decode_flow_gex, outbox_fields
+from gex_alertd.ops.http import OpsServer
 from gex_alertd.rules.levels import levels
-from gex_alertd.web import history
+from gex_alertd.web import history, routes
 from tests.support.redis_cluster import RedisCluster
-from tests.web.conftest import DAY_START, Page, body, put, store_settled
+from tests.support.wait import eventually
+from tests.web.conftest import DAY_START, TARGETS, Page, body, put, store_settled
 
 
 async def _get(page: Page, path: str, **headers: str) -> tuple[int, Any]:
@@ -238,3 +242,55 @@ async def test_history_reads_each_symbols_outbox_on_a_cluster(redis_cluster: Red
         for sym in symbols:  # the session's cluster is shared: leave nothing behind
             await client.delete(keys.snap(sym), keys.outbox(sym), keys.outcomes(sym))
         await client.aclose()
+
+
+async def test_heavy_frames_are_read_a_few_at_a_time_however_many_are_asked(
+    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each frame reads up to MAX_SNAPSHOTS entries (~24 MB of a day's blocks) and decodes them:
+    # any number of them at once, so a page reloaded in many tabs (or any client of the ops
+    # port) held that much per request, all together
+    n = routes.FRAMES_AT_ONCE + 3
+    arrived, inside, most = [0], [0], [0]
+    release = asyncio.Event()
+    real = history.read_entries
+
+    async def counted(*args: Any) -> Any:
+        inside[0] += 1  # before any await: a handler that reached the call is counted
+        most[0] = max(most[0], inside[0])
+        await release.wait()
+        try:
+            return await real(*args)
+        finally:
+            inside[0] -= 1
+
+    monkeypatch.setattr(history, "read_entries", counted)
+
+    @web.middleware
+    async def arrival(request: web.Request, handler: Any) -> web.StreamResponse:
+        arrived[0] += 1  # the handler runs from here to its first await
+        return await handler(request)
+
+    live = routes.LivePage(redis, lambda: TARGETS)
+
+    def mount(app: web.Application) -> None:
+        app.middlewares.append(arrival)
+        live.mount(app)
+
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    server = OpsServer("127.0.0.1:0", health, mounts=(mount,))
+    await server.start()
+    try:
+        await put(redis, 1)
+        page = Page(f"http://127.0.0.1:{server.port}", live)
+        asks = [asyncio.create_task(_get(page, "/api/SPY/snapshots?from=0")) for _ in range(n)]
+        await eventually(lambda: arrived[0] == n, "every request at its handler")
+        assert inside[0] == routes.FRAMES_AT_ONCE  # the others wait their turn
+        release.set()
+        assert [status for status, _ in await asyncio.gather(*asks)] == [200] * n
+        assert most[0] == routes.FRAMES_AT_ONCE
+    finally:
+        release.set()
+        await server.stop()
