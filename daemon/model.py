@@ -59,11 +59,6 @@ STRIKE_FIELDS: tuple[str, ...] = StrikeRow.__struct_fields__
 # checks the length in C) instead of bloating every entry. The provider's feeds: at most 64
 Text = Annotated[str, msgspec.Meta(max_length=128)]
 Feeds = Annotated[dict[Text, Text | None], msgspec.Meta(max_length=64)]
-# `expiry`, the filter echoed (yyyy-MM-dd): checked against the requested one only when one was
-# requested, so for an aggregated target the body's text became each alert's expiry (its title,
-# a markdown link in a Teams card, its id, Alertmanager's label). ASCII digits (`\d` takes any
-# script's), and `\Z`: `$` lets a trailing newline through
-Date = Annotated[str, msgspec.Meta(max_length=128, pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")]
 # Strike rows of one body, bounded far past any real chain (every expiry of SPX is a few
 # thousand strikes): tiny rows fit ~900,000 in the 16 MB body bound, and each poll of such a
 # body spent ~1.3 s of the loop decoding and encoding them, ran every rule over each row and
@@ -89,7 +84,7 @@ class FlowGex(msgspec.Struct, frozen=True, dict=True):
     live_net_gex_label: Text | None = None
     live_gamma_flip: float | None = None
     gamma_flip_status: Text | None = None
-    expiry: Date | None = None
+    expiry: Text | None = None
     strikes: Annotated[list[StrikeRow], msgspec.Meta(max_length=MAX_STRIKES)] = []
     endpoint_version: Text | None = None
     data_as_of: Feeds | None = None
@@ -143,7 +138,11 @@ def as_ms(ts: datetime) -> int:
 
 
 def decode_flow_gex(
-    body: bytes, *, symbol: str | None = None, notes: list[str] | None = None
+    body: bytes,
+    *,
+    symbol: str | None = None,
+    notes: list[str] | None = None,
+    aggregated: bool = False,
 ) -> FlowGex:
     """Decode and validate one response body; raise PayloadError naming the problem.
 
@@ -155,7 +154,13 @@ def decode_flow_gex(
     itself); rows out of order are sorted by strike, and `notes` (when given) gets a line
     saying so, for the caller to log. The body's symbol must equal the requested one after
     upper-casing ASCII letters only (`ıwm` is not IWM: str.upper() maps the dotless i to I);
-    the snapshot then carries the requested symbol, upper-cased."""
+    the snapshot then carries the requested symbol, upper-cased.
+
+    `aggregated`: the request had no `expiry`. The body's `expiry` is then the echo of a filter
+    that was not sent, and whatever it holds (null as documented, a date, "", free text) is
+    dropped, with a note: not refused, since the snapshot is the aggregated one asked for, and
+    not kept, since it would become each alert's expiry (its title, id and Alertmanager label)
+    for an upstream that sends any text there. With an expiry requested, the caller compares."""
     if len(body) > _COUNT_ROWS_PAST and body.count(b'"strike"') > MAX_STRIKES:
         # an upper bound of the rows (each needs its "strike"); an escaped key gets past it,
         # and then msgspec's own bound refuses the list
@@ -193,6 +198,12 @@ def decode_flow_gex(
         # the one the keys, the rules, the alert ids and the silences' matchers use (an alert
         # that said `iwm` was not held by a silence on IWM)
         snap = msgspec.structs.replace(snap, symbol=ascii_upper(symbol))
+    if aggregated and snap.expiry is not None:
+        if notes is not None:
+            notes.append(
+                f"expiry {quoted(snap.expiry)} in the body of an aggregated request: dropped"
+            )
+        snap = msgspec.structs.replace(snap, expiry=None)
     if order is not None:
         matrix = np.ascontiguousarray(matrix[:, order])
         snap = msgspec.structs.replace(snap, strikes=[snap.strikes[i] for i in order])

@@ -259,7 +259,7 @@ class FlowGexClient:
     ) -> Fetched:
         notes: list[str] = []
         try:
-            snap = decode_flow_gex(body, symbol=symbol, notes=notes)
+            snap = decode_flow_gex(body, symbol=symbol, notes=notes, aggregated=expiry is None)
         except PayloadError as exc:
             # bounded, then redacted (_snippet): it may quote the body, of any length
             raise MalformedPayload(_snippet(str(exc)), symbol=symbol, status=status) from None

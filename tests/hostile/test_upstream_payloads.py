@@ -272,19 +272,32 @@ async def test_a_huge_expiry_in_the_body_gives_a_bounded_message(
 
 
 @pytest.mark.parametrize(
-    "expiry", ["[reset your key](https://evil.example)", "<!channel>", "2026-05-15\n", "١٢٣٤-05-15"]
+    "expiry",
+    [
+        "[reset your key](https://evil.example)",
+        "<!channel>",
+        "2026-05-15\n",
+        "١٢٣٤-05-15",
+        "",
+        "2026-05-15",
+    ],
 )
-async def test_an_expiry_that_is_no_date_is_refused_also_for_an_aggregated_target(
+async def test_the_expiry_echoed_for_an_aggregated_request_is_dropped_not_trusted(
     up: Upstream, client: FlowGexClient, expiry: str
 ) -> None:
-    # compared with the requested expiry only when one was requested: for an aggregated
-    # target the body's free text (128 characters) became every alert's expiry, in its title
-    # (a markdown link in a Teams or Discord card), its id and Alertmanager's expiry label
+    # the body's free text (128 characters) became every alert's expiry, in its title (a
+    # markdown link in a Teams or Discord card), its id and Alertmanager's expiry label; the
+    # snapshot itself is the aggregated one asked for, so it is kept, without that text
     up.push(snapshot("SPY", expiry=expiry), symbol="SPY")
-    with pytest.raises(MalformedPayload, match=r"regex .* - at `\$\.expiry`"):
-        await client.fetch("SPY")
-    up.push(snapshot("SPY", expiry="2026-05-15"), symbol="SPY")
-    assert (await client.fetch("SPY")).snapshot.expiry == "2026-05-15"
+    with capture_logs() as logs:
+        fetched = await client.fetch("SPY")
+    assert fetched.snapshot.expiry is None
+    (line,) = [e for e in logs if e["event"] == "payload normalised"]
+    assert "in the body of an aggregated request: dropped" in line["note"]
+    # a requested expiry is still compared: the same text refused there
+    up.push(snapshot("SPY", expiry=expiry), symbol="SPY")
+    with pytest.raises(MalformedPayload, match="does not match the requested"):
+        await client.fetch("SPY", "2026-01-02")
 
 
 async def test_a_strike_block_is_never_stored_from_a_refused_body(
