@@ -44,9 +44,10 @@ PING_S = 15.0  # a comment line this often keeps proxies from closing an idle st
 # a page whose client cannot take one frame in this long has stopped reading: its connection
 # is closed (a peer that ACKs with a zero window never times out in TCP)
 WRITE_TIMEOUT_S = 30.0
-# heatmap frames read and built at once: each is up to history.MAX_SNAPSHOTS entries (~24 MB of
-# blocks) read, decoded and encoded; with no bound, every reload in every tab (or any client
-# of the ops port) held that much at the same time. The others wait their turn
+# heavy reads served at once (a heatmap frame: up to history.MAX_SNAPSHOTS entries, ~24 MB of
+# blocks read, decoded and encoded; a symbol's alerts or the index: up to 20,000 outbox
+# entries): with no bound, every reload in every tab (or any client of the ops port) held that
+# much at the same time. The others wait their turn
 FRAMES_AT_ONCE = 4
 _SYMBOL = re.compile(r"[A-Za-z0-9.^_-]{1,16}")
 _EXPIRY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -167,7 +168,8 @@ class LivePage:
     async def _symbols(self, request: web.Request) -> web.Response:
         targets = [(t.symbol, t.expiry, t.interval_s) for t in self._targets()]
         now_ms = int(datetime.now(UTC).timestamp() * 1000)
-        rows = await history.index_rows(self._redis, targets, now_ms)
+        async with self._frames:  # up to history.FAILING_SCAN outbox entries
+            rows = await history.index_rows(self._redis, targets, now_ms)
         return _gzip_response(request, _json.encode({"symbols": rows}), "application/json")
 
     async def _snapshots(self, request: web.Request) -> web.Response:
@@ -218,7 +220,8 @@ class LivePage:
             lo, hi = _time_param(request.query, "from"), _time_param(request.query, "to")
         except history.BadQuery as exc:
             raise web.HTTPBadRequest(text=f"400: {exc}\n") from None
-        items = await history.read_alerts(self._redis, target.symbol, target.expiry, lo, hi)
+        async with self._frames:  # up to history.ALERT_SCAN outbox entries
+            items = await history.read_alerts(self._redis, target.symbol, target.expiry, lo, hi)
         return _gzip_response(request, _json.encode({"alerts": items}), "application/json")
 
     # --- SSE ---------------------------------------------------------------------------

@@ -244,8 +244,16 @@ async def test_history_reads_each_symbols_outbox_on_a_cluster(redis_cluster: Red
         await client.aclose()
 
 
+@pytest.mark.parametrize(
+    ("reader", "path"),
+    [
+        ("read_entries", "/api/SPY/snapshots?from=0"),
+        ("read_alerts", "/api/SPY/alerts"),  # up to ALERT_SCAN outbox entries each
+        ("index_rows", "/api/symbols"),  # up to FAILING_SCAN outbox entries each
+    ],
+)
 async def test_heavy_frames_are_read_a_few_at_a_time_however_many_are_asked(
-    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch, reader: str, path: str
 ) -> None:
     # each frame reads up to MAX_SNAPSHOTS entries (~24 MB of a day's blocks) and decodes them:
     # any number of them at once, so a page reloaded in many tabs (or any client of the ops
@@ -253,7 +261,7 @@ async def test_heavy_frames_are_read_a_few_at_a_time_however_many_are_asked(
     n = routes.FRAMES_AT_ONCE + 3
     arrived, inside, most = [0], [0], [0]
     release = asyncio.Event()
-    real = history.read_entries
+    real = getattr(history, reader)
 
     async def counted(*args: Any) -> Any:
         inside[0] += 1  # before any await: a handler that reached the call is counted
@@ -264,7 +272,7 @@ async def test_heavy_frames_are_read_a_few_at_a_time_however_many_are_asked(
         finally:
             inside[0] -= 1
 
-    monkeypatch.setattr(history, "read_entries", counted)
+    monkeypatch.setattr(history, reader, counted)
 
     @web.middleware
     async def arrival(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -285,7 +293,7 @@ async def test_heavy_frames_are_read_a_few_at_a_time_however_many_are_asked(
     try:
         await put(redis, 1)
         page = Page(f"http://127.0.0.1:{server.port}", live)
-        asks = [asyncio.create_task(_get(page, "/api/SPY/snapshots?from=0")) for _ in range(n)]
+        asks = [asyncio.create_task(_get(page, path)) for _ in range(n)]
         await eventually(lambda: arrived[0] == n, "every request at its handler")
         assert inside[0] == routes.FRAMES_AT_ONCE  # the others wait their turn
         release.set()
