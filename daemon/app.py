@@ -102,6 +102,8 @@ class Daemon:
 
         self.notifier = SystemdNotifier()
         await wait_until_reachable(self.redis, describe(self.cfg.redis), stop=self._stop)
+        if self._stop.is_set():  # stopped while Redis was still away: nothing started yet
+            return
         if self.cfg.watch.market_hours == "nyse":
             await self.calendar.ensure()  # CalendarUnavailable: a startup error (exit 2)
         await self._migrate_legacy_outbox()

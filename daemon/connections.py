@@ -201,7 +201,8 @@ def is_cluster(redis: object) -> bool:
 async def wait_until_reachable(
     redis: aioredis.Redis, url: str, *, stop: asyncio.Event | None = None, max_wait: float = 30.0
 ) -> None:
-    """Ping with backoff until Redis answers; raise after max_wait (0 = forever)."""
+    """Ping with backoff until Redis answers; raise after max_wait (0 = forever). Returns
+    without an answer once `stop` is set (the caller checks it)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_wait if max_wait else None
     delay = 0.1
@@ -220,7 +221,7 @@ async def wait_until_reachable(
                 ) from None
             log.warning("redis unreachable, retrying", error=str(exc), retry_in=round(delay, 2))
             if stop is not None and stop.is_set():
-                raise
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

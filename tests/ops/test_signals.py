@@ -491,6 +491,25 @@ async def test_sigterm_during_a_reload_stops_once_and_exits_0(
     assert any(e.get("event") == "gex-alertd stopped" for e in daemon.events())
 
 
+async def test_sigterm_while_waiting_for_redis_at_start_exits_0(
+    tmp_path: Path, notify: Notifications, receiver: Receiver
+) -> None:
+    # `systemctl stop` while Redis is still down at boot: the wait re-raised Redis' own
+    # ConnectionError, which the command did not catch (a traceback, exit status 1)
+    setup = Setup(tmp_path, f"redis://127.0.0.1:{free_port()}/0", receiver)  # nothing there
+    setup.config.write_text(setup.config_text())
+    d = await setup.start(notify)
+    try:
+        await d.wait_log(lambda e: e.get("event") == "redis unreachable, retrying")
+        code = await d.signal_and_wait(signal.SIGTERM)
+        assert code == 0, d.output()[-3000:]
+        assert "Traceback" not in d.output()
+    finally:
+        if d.proc.returncode is None:
+            d.proc.kill()
+            await d.proc.wait()
+
+
 async def test_sighup_rereads_rule_files(
     setup: Setup, notify: Notifications, redis: aioredis.Redis
 ) -> None:
