@@ -589,6 +589,14 @@ class Daemon:
             # url, cluster, sentinel or credentials: the open client cannot follow
             log.warning("redis endpoint changed: takes effect after a restart")
             new = msgspec.structs.replace(new, redis=old.redis)
+        ops = msgspec.structs.replace(old.ops, operator_channels=new.ops.operator_channels)
+        if new.ops != ops:
+            # the ops server (its bind, its token) and the log are set up once, at the start:
+            # applied silently, a rotated auth_token left the old one the one checked
+            log.warning(
+                "ops.listen, auth_token, log_format, log_level: take effect after a restart"
+            )
+            new = msgspec.structs.replace(new, ops=ops)
         if new.source != old.source:
             if new.source.kind != old.source.kind or new.source.kind == "simulator":
                 log.warning("source changed: takes effect after a restart")
