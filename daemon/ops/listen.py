@@ -15,7 +15,7 @@ TOKEN_RE = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
 def parse_listen(listen: str) -> tuple[str, int]:
     """`host:port`, `[v6]:port` or `:port` (loopback); a clear error naming the value otherwise."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ValueError(f"ops.listen: expected host:port, got {listen!r}")
     host = host.strip("[]") or "127.0.0.1"
     return host, int(port)

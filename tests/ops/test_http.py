@@ -187,6 +187,10 @@ def test_parse_listen() -> None:
     assert parse_listen(":9108") == ("127.0.0.1", 9108)
     with pytest.raises(ValueError, match=r"ops\.listen: expected host:port, got 'localhost'"):
         parse_listen("localhost")
+    # digits to str.isdigit(), not to int(): the error named int(), not what to write
+    for port in ("²", "٩١٠٨"):
+        with pytest.raises(ValueError, match=r"ops\.listen: expected host:port"):
+            parse_listen(f"127.0.0.1:{port}")
 
 
 async def _closed_by_server(sock: socket.socket) -> bool:
