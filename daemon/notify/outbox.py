@@ -150,13 +150,21 @@ async def _types(redis: aioredis.Redis, names: list[str]) -> dict[str, str]:
     return out
 
 
+TYPES_EVERY_S = 10.0
+
+
 async def refuse_wrong_types(redis: aioredis.Redis, streams: OutboxStreams) -> None:
     """A read failed with WRONGTYPE: find the outbox keys that hold another type (by hand, or
     another program's key of that name) and leave them out of every read, each named in an
     error line (the symbol's commits refuse its alerts too: commit.lua), so the other
     symbols' alerts go on. `recheck_refused` reads them again once they are streams."""
+    now = time.monotonic()
+    if now < streams.types_check_after:
+        return  # a WRONGTYPE no outbox key causes (gex:dead made a string) found nothing
     wrong = {s: t for s, t in (await _types(redis, streams.all())).items() if t != "stream"}
     wrong = {s: t for s, t in wrong.items() if t != "none"}
+    if not wrong:  # not again for a while: one TYPE per stream, every channel, every turn
+        streams.types_check_after = now + TYPES_EVERY_S
     for stream, kind in wrong.items():
         log.error(
             "outbox key holds another type: its alerts are not read until it is a stream",

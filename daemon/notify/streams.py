@@ -59,6 +59,7 @@ class OutboxStreams:
         # key in a multi-stream read (XREADGROUP, the autoclaim script) failed it whole, and
         # no channel delivered anything for any symbol (notify.outbox.refuse_wrong_types)
         self.refused: dict[str, str] = {}
+        self.types_check_after = 0.0  # monotonic: refuse_wrong_types found none before it
         self._readers: list[Pokes] = []
         self.version = 0  # bumped when the set may have changed (members, watchlist, SCAN)
         self._owned: tuple[int, list[str]] = (-1, [])  # (version, streams): hashing 5,000
