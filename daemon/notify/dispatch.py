@@ -19,7 +19,7 @@ import structlog
 from redis.exceptions import RedisClusterException, RedisError
 
 from gex_alertd.config import ChannelConfig, Config
-from gex_alertd.connections import is_cluster
+from gex_alertd.connections import REDIS_DOWN, is_cluster
 from gex_alertd.notify.base import DeliveryOutcome, Notifier, describe_exc
 from gex_alertd.notify.channel_worker import ChannelWorker, OnDisabled, SilenceCheck
 from gex_alertd.notify.outbox import (
@@ -110,14 +110,25 @@ class Dispatcher:
 
     async def _ensure_groups(self, channels: list[str]) -> None:
         """The channels' groups on every known outbox; an outbox key of another type is left
-        out (named in an error line), not a WRONGTYPE that stopped the daemon's start."""
+        out (named in an error line), not a WRONGTYPE that stopped the daemon's start. Redis
+        away (a reload during an outage) is no reason to keep a channel stopped: a stream gets
+        the reader's group when read (Outbox._read), and a writer makes the groups of the
+        channels it names before their entry (commit.lua); raised, the reload left the
+        channel it had stopped without a worker for good."""
         try:
-            await ensure_groups(self.redis, self.streams.all(), channels)
-        except RedisError as exc:
-            if not is_wrongtype(exc):
-                raise
-            await refuse_wrong_types(self.redis, self.streams)
-            await ensure_groups(self.redis, self.streams.all(), channels)
+            try:
+                await ensure_groups(self.redis, self.streams.all(), channels)
+            except RedisError as exc:
+                if not is_wrongtype(exc):
+                    raise
+                await refuse_wrong_types(self.redis, self.streams)
+                await ensure_groups(self.redis, self.streams.all(), channels)
+        except REDIS_DOWN as exc:
+            log.warning(
+                "could not create the channels' groups now; they are made when read",
+                channels=channels,
+                error=describe_exc(exc),
+            )
 
     async def _guard(self, worker: ChannelWorker) -> None:
         structlog.contextvars.bind_contextvars(channel=worker.name)  # ops: for library log lines

@@ -595,3 +595,32 @@ async def test_an_outbox_key_of_another_type_does_not_stop_the_other_symbols_ale
     finally:
         await d.stop()
         await rx.stop()
+
+
+async def test_a_channel_changed_by_a_reload_while_redis_is_away_delivers_once_it_is_back(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    # the reload stops the changed channel and starts it again; starting it created its groups
+    # first, which raised while Redis was away: the channel stayed stopped (no worker) for
+    # good, the reload half applied, and nothing said so
+    await redis.execute_command("ACL", "SETUSER", "d3", "on", ">d3-pw", "~*", "&*", "+@all")
+    away = aioredis.Redis.from_url(redis_url.replace("redis://", "redis://d3:d3-pw@", 1))
+    rx = await Receiver().start()
+    cfg = make_config({"ops": hook(rx.url)}, redis_url)
+    d = Dispatcher(away, cfg, consumer="d3")
+    await d.start()
+    try:
+        await redis.execute_command("ACL", "SETUSER", "d3", "off")
+        await redis.execute_command("CLIENT", "KILL", "USER", "d3")
+        await d.reload(make_config({"ops": hook(rx.url, timeout_s=9)}, redis_url))
+        assert "ops" in d.workers
+        await redis.execute_command("ACL", "SETUSER", "d3", "on")
+        await enqueue(redis, alert(1), ["ops"], poke=[d])
+        await rx.wait_for(1)
+        assert rx.ids() == [alert(1).id]
+    finally:
+        await redis.execute_command("ACL", "SETUSER", "d3", "on")
+        await d.stop()
+        await away.aclose()
+        await redis.execute_command("ACL", "DELUSER", "d3")
+        await rx.stop()
