@@ -66,6 +66,7 @@ INFLATE_STEP = 64 * 1024
 ACCEPT_ENCODING = "gzip, deflate"
 _HEADER_BLOCKS_MAX = 8  # sets of request headers kept joined (a client uses one or two)
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
+_GZIP_MAGIC = b"\x1f\x8b"  # a gzip member's first two bytes
 
 
 class HttpError(Exception):
@@ -158,6 +159,7 @@ class _Connection(asyncio.Protocol):
         self._chunks: list[bytes] = []
         self._size = 0
         self._inflater: Any = None  # zlib decompress object, or None for identity
+        self._gzip = False  # gzip: a body of several members is one body
         self._deflate = False  # deflate, zlib-wrapped or raw not known yet
         self._fed = False  # a compressed byte came
         self._to_eof = False  # body delimited by the connection's close
@@ -329,6 +331,7 @@ class _Connection(asyncio.Protocol):
     def _set_inflater(self, encoding: str, status: int) -> None:
         if encoding in ("gzip", "x-gzip"):
             self._inflater = zlib.decompressobj(_GZIP_WBITS)
+            self._gzip = True
         elif encoding == "deflate":
             # zlib-wrapped or raw: told by the first two bytes (_deflate_start)
             self._inflater = zlib.decompressobj()
@@ -353,21 +356,29 @@ class _Connection(asyncio.Protocol):
             if not data:
                 return
         inflater = self._inflater
+        self._feed(inflater, data)
+        while inflater.unused_data:
+            rest = inflater.unused_data
+            # zlib keeps what follows the stream's end in `unused_data`, counted by no bound:
+            # 16 MB behind a 9-byte gzip body were held whole, and the body taken as complete.
+            # A gzip body may be several members one after another (RFC 1952 2.2): the next
+            # one is inflated like the first, into the same bound; anything else is refused
+            if not self._gzip or not _GZIP_MAGIC.startswith(rest[:2]):
+                raise self._set_error(ProtocolError("bytes after the end of the compressed body"))
+            inflater = self._inflater = zlib.decompressobj(_GZIP_WBITS)
+            self._feed(inflater, rest)
+
+    def _feed(self, inflater: Any, data: bytes) -> None:
+        """`data` into `inflater`, its output taken INFLATE_STEP bytes at a time (a bomb is
+        refused at the bound, not inflated whole)."""
         try:
             out = inflater.decompress(data, INFLATE_STEP)
+            self._take(out)
+            while inflater.unconsumed_tail:
+                out = inflater.decompress(inflater.unconsumed_tail, INFLATE_STEP)
+                self._take(out)
         except zlib.error as exc:
             raise self._set_error(ProtocolError(f"cannot decompress the body: {exc}")) from None
-        self._take(out)
-        while inflater.unconsumed_tail:
-            try:
-                out = inflater.decompress(inflater.unconsumed_tail, INFLATE_STEP)
-            except zlib.error as exc:
-                raise self._set_error(ProtocolError(f"cannot decompress the body: {exc}")) from None
-            self._take(out)
-        if inflater.unused_data:
-            # zlib keeps what follows the stream's end in `unused_data`, counted by no bound:
-            # 16 MB behind a 9-byte gzip body were held whole, and the body taken as complete
-            raise self._set_error(ProtocolError("bytes after the end of the compressed body"))
 
     def _deflate_start(self, data: bytes) -> bytes:
         """The body's first bytes once two are in: RFC 9110's deflate is zlib-wrapped, some

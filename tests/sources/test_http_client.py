@@ -1045,3 +1045,33 @@ async def test_bytes_after_the_end_of_a_compressed_body_are_refused_not_held(
     with pytest.raises(ProtocolError, match="bytes after the end of the compressed body"):
         await get(client)
     assert (await get(client)).status == 200  # a new connection for the next one
+
+
+async def test_a_gzip_body_of_several_members_is_one_body(
+    raw: RawServer, made: list[HttpClient]
+) -> None:
+    # RFC 1952: a gzip file (and body) may be members one after another, as concatenating
+    # gzip output or a streaming compressor makes them; the next member is inflated like the
+    # first (into the same bound), and what is no member after one is still refused
+    first, second = gzip.compress(b'{"ok": '), gzip.compress(b"1}")
+    both = first + second
+
+    async def split(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # cut one byte into the second member: its first magic byte alone in a chunk
+        head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip"
+        cut = len(first) + 1
+        pieces = (both[:cut], both[cut:])
+        writer.write(f"{head}\r\n\r\n".encode())
+        for piece in pieces:
+            writer.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+
+    raw.script.append(ok(both, "Content-Encoding: gzip"))
+    raw.script.append(split)
+    raw.script.append(ok(first + b"\x1fz" + second, "Content-Encoding: gzip"))
+    client = client_for(made, raw.url)
+    assert (await get(client)).body == b'{"ok": 1}'
+    assert (await get(client)).body == b'{"ok": 1}'
+    with pytest.raises(ProtocolError, match="bytes after the end of the compressed body"):
+        await get(client)
