@@ -346,9 +346,20 @@ class Committer:
         cached = self._prev.get((snap.symbol, expiry), last_ms)
         if cached is not None:
             return cached
-        if self._columns_only:
-            return await store.latest_columns(self.redis, snap.symbol, expiry)
-        return await store.latest(self.redis, snap.symbol, expiry)
+        try:
+            if self._columns_only:
+                return await store.latest_columns(self.redis, snap.symbol, expiry)
+            return await store.latest(self.redis, snap.symbol, expiry)
+        except store.StoredEntryError as exc:
+            # the top written by something this build cannot read (a newer build's block after
+            # a rollback, an entry made by hand): compared with none, as a stream's first
+            # snapshot is, not an error before every commit of the symbol for good
+            log.warning(
+                "previous snapshot undecodable; this one is compared with none",
+                stream=keys.snap(snap.symbol, expiry),
+                error=str(exc),
+            )
+            return None
 
     async def commit(self, snap: FlowGex, expiry: str | None) -> CommitResult:
         started = time.perf_counter()

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.exceptions import ResponseError
+from redis.typing import EncodableT, FieldT
 
 from gex_alertd import keys, store
 from gex_alertd.commit import (
@@ -879,3 +880,22 @@ async def test_a_hand_added_field_that_is_no_text_does_not_stop_the_commits(
     c = Committer(redis, [flip_rule()], CFG)
     r = await c.commit(above(1), None)
     assert r.stored and len(r.alerts) == 1
+
+
+async def test_an_undecodable_stream_top_does_not_stop_the_commits(redis: aioredis.Redis) -> None:
+    # the top entry written by something this build cannot read (a newer build's strike
+    # block after a rollback, an entry made by hand): reading it as the previous snapshot
+    # raised StoredEntryError before the commit, on every poll of the symbol, for good
+    rule = make_rule(type="oi_change", name="oi", min_contracts=500)
+    rows = [row(500.0, 1000.0, 1000.0), row(505.0, 1000.0, 1000.0)]
+    await Committer(redis, [rule], CFG).commit(snap(at=0, strikes=rows), None)
+    [(_id, fields)] = entries(await redis.xrevrange(keys.snap("SPY"), count=1))
+    ms = snap(at=0).as_of_ms + 500
+    made: dict[FieldT, EncodableT] = dict(fields.items())
+    made[b"strikes"] = b"not a block"
+    await redis.xadd(keys.snap("SPY"), made, id=f"{ms}-0")
+    await redis.hset(keys.state("SPY"), "_last", str(ms))
+    c = Committer(redis, [rule], CFG)  # a restart: nothing in memory
+    assert (await c.commit(snap(at=1, strikes=rows), None)).stored  # compared with none
+    jumped = [row(500.0, 1000.0, 1000.0), row(505.0, 3000.0, 1000.0)]
+    assert len((await c.commit(snap(at=2, strikes=jumped), None)).alerts) == 1
