@@ -14,8 +14,8 @@ What it guarantees (tests/sources/test_http_client.py):
   (a 3xx is returned like any status: the caller decides);
 - a response's body by Content-Length, chunked or read to the close; gzip/deflate inflated in
   bounded steps, `max_body_bytes` counted AFTER inflating (a bomb is refused at the bound, not
-  inflated whole; bytes after the compressed stream's end refused, not held); a
-  Content-Length above the bound is refused before reading; another
+  inflated whole; bytes after the compressed stream's end dropped and counted, as urllib3
+  does); a Content-Length above the bound is refused before reading; another
   Content-Encoding is `UnsupportedEncoding`; 1xx responses skipped; headers bounded;
 - `Connection: close`, HTTP/1.0, leftover bytes after a response, a parse error, an error or a
   timeout: the connection is closed, never reused;
@@ -160,6 +160,8 @@ class _Connection(asyncio.Protocol):
         self._size = 0
         self._inflater: Any = None  # zlib decompress object, or None for identity
         self._gzip = False  # gzip: a body of several members is one body
+        self._member_out = -1  # bytes a gzip member after the first gave; -1: the first's
+        self._trailing = False  # the compressed stream has ended: what follows is dropped
         self._deflate = False  # deflate, zlib-wrapped or raw not known yet
         self._fed = False  # a compressed byte came
         self._to_eof = False  # body delimited by the connection's close
@@ -351,22 +353,36 @@ class _Connection(asyncio.Protocol):
 
     def _inflate(self, data: bytes) -> None:
         self._fed = True
+        if self._trailing:
+            self._drop(data)
+            return
         if self._deflate:
             data = self._deflate_start(data)
             if not data:
                 return
         inflater = self._inflater
         self._feed(inflater, data)
-        while inflater.unused_data:
+        while inflater.unused_data and not self._trailing:
             rest = inflater.unused_data
             # zlib keeps what follows the stream's end in `unused_data`, counted by no bound:
-            # 16 MB behind a 9-byte gzip body were held whole, and the body taken as complete.
-            # A gzip body may be several members one after another (RFC 1952 2.2): the next
-            # one is inflated like the first, into the same bound; anything else is refused
+            # 16 MB behind a 9-byte gzip body were held whole. A gzip body may be several
+            # members one after another (RFC 1952 2.2): the next one is inflated like the
+            # first, into the same bound. Anything else (zero padding, a proxy's stray bytes)
+            # is dropped, counted in the bound, as the provider's SDK (urllib3), aiohttp,
+            # browsers and gzip(1) do: refused, such an upstream stored nothing, ever
             if not self._gzip or not _GZIP_MAGIC.startswith(rest[:2]):
-                raise self._set_error(ProtocolError("bytes after the end of the compressed body"))
+                self._drop(rest)
+                break
             inflater = self._inflater = zlib.decompressobj(_GZIP_WBITS)
+            self._member_out = 0
             self._feed(inflater, rest)
+
+    def _drop(self, data: bytes) -> None:
+        """Bytes after the compressed stream's end: counted in the bound, never kept."""
+        self._trailing = True
+        self._size += len(data)
+        if self._size > self._limit:
+            raise self._set_error(BodyTooLarge(self._limit, self._status))
 
     def _feed(self, inflater: Any, data: bytes) -> None:
         """`data` into `inflater`, its output taken INFLATE_STEP bytes at a time (a bomb is
@@ -378,6 +394,9 @@ class _Connection(asyncio.Protocol):
                 out = inflater.decompress(inflater.unconsumed_tail, INFLATE_STEP)
                 self._take(out)
         except zlib.error as exc:
+            if self._member_out == 0:  # no member after all (`\x1f` then garbage): dropped
+                self._drop(data)
+                return
             raise self._set_error(ProtocolError(f"cannot decompress the body: {exc}")) from None
 
     def _deflate_start(self, data: bytes) -> bytes:
@@ -396,6 +415,8 @@ class _Connection(asyncio.Protocol):
 
     def _take(self, out: bytes) -> None:
         if out:
+            if self._member_out >= 0:
+                self._member_out += len(out)
             self._size += len(out)
             if self._size > self._limit:
                 raise self._set_error(BodyTooLarge(self._limit, self._status))
@@ -410,7 +431,8 @@ class _Connection(asyncio.Protocol):
     def _finish(self, *, keep: bool) -> None:
         inflater = self._inflater
         # no body byte at all (a 204, an empty error page labelled gzip) is an empty body
-        if inflater is not None and not inflater.eof and self._fed:
+        # (a member after the first that gave nothing yet is no member: dropped bytes)
+        if inflater is not None and not inflater.eof and self._fed and self._member_out != 0:
             raise self._set_error(ProtocolError("the compressed body ends before its end"))
         chunks = self._chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
