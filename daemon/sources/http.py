@@ -368,8 +368,9 @@ class _Connection(asyncio.Protocol):
             # 16 MB behind a 9-byte gzip body were held whole. A gzip body may be several
             # members one after another (RFC 1952 2.2): the next one is inflated like the
             # first, into the same bound. Anything else (zero padding, a proxy's stray bytes)
-            # is dropped, counted in the bound, as the provider's SDK (urllib3), aiohttp,
-            # browsers and gzip(1) do: refused, such an upstream stored nothing, ever
+            # is dropped, counted in the bound, as the provider's SDK (requests: urllib3's
+            # decoders) and browsers do (curl and aiohttp 3.14 refuse it): refused, such an
+            # upstream, which the SDK reads, stored nothing here, ever
             if not self._gzip or not _GZIP_MAGIC.startswith(rest[:2]):
                 self._drop(rest)
                 break

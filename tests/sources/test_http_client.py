@@ -1057,8 +1057,8 @@ async def test_a_few_bytes_after_the_end_of_a_compressed_body_are_dropped_as_the
     raw: RawServer, made: list[HttpClient], encoding: str, compress: Callable[[bytes], bytes]
 ) -> None:
     # zero padding or stray bytes after the compressed stream (a proxy's, a server's): the
-    # provider's SDK (requests, urllib3's decoders), aiohttp, browsers and gzip(1) read the body
-    # and drop them; refused, every poll of such an upstream failed and nothing was stored
+    # provider's SDK (requests: urllib3's decoders) and browsers read the body and drop them
+    # (curl and aiohttp 3.14 refuse them); refused, every poll of such an upstream failed
     packed = compress(b'{"ok": 1}')
     for tail in (b"\0" * 8, b"garbage", b"\x1f"):
         raw.script.append(ok(packed + tail, f"Content-Encoding: {encoding}"))
