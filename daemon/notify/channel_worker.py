@@ -34,7 +34,7 @@ import msgspec
 import structlog
 from redis.exceptions import RedisClusterException, RedisError
 
-from gex_alertd import redaction
+from gex_alertd import keys, redaction
 from gex_alertd.model import AlertEvent, iso_utc
 from gex_alertd.notify.base import (
     SEVERITY_RANK,
@@ -591,7 +591,22 @@ class ChannelWorker:
 
     async def _dead(self, entries: list[Entry], reason: str, attempts: int) -> None:
         reason = redaction.redact(reason)
-        await self.outbox.dead_letter(entries, reason, attempts)
+        try:
+            await self.outbox.dead_letter(entries, reason, attempts)
+        except RedisError as exc:
+            if not is_wrongtype(exc):
+                raise  # Redis away: the entries stay held, tried again
+            # gex:dead holds another type (made by hand): raised, the entries stayed held and
+            # were sent again every turn, the channel stuck behind them. Left pending in the
+            # outbox instead (not acked: claimed and tried again after claim_idle)
+            self.log.error(
+                "dead letter not written: the dead-letter stream holds another type; the "
+                "alerts stay pending in the outbox",
+                key=keys.DEAD,
+                alert_ids=[e.alert_id for e in entries],
+                reason=reason,
+            )
+            return
         self.dead += len(entries)
         metrics.DEAD_LETTERS.labels(self.name).inc(len(entries))
         metrics.ALERTS_SENT.labels(self.name, "dead").inc(len(entries))

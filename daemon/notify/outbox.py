@@ -135,7 +135,8 @@ def _is_nogroup(exc: BaseException) -> bool:
 
 
 def is_wrongtype(exc: BaseException) -> bool:
-    return isinstance(exc, ResponseError) and str(exc).startswith("WRONGTYPE")
+    # anywhere in the text: a pipeline's raised error starts "Command # 1 (...) of pipeline"
+    return isinstance(exc, ResponseError) and "WRONGTYPE" in str(exc)
 
 
 async def _types(redis: aioredis.Redis, names: list[str]) -> dict[str, str]:

@@ -624,3 +624,33 @@ async def test_a_channel_changed_by_a_reload_while_redis_is_away_delivers_once_i
         await away.aclose()
         await redis.execute_command("ACL", "DELUSER", "d3")
         await rx.stop()
+
+
+async def test_a_dead_letter_stream_of_another_type_does_not_stop_the_channel(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    # gex:dead made another type by hand: writing a dead letter raised, the entry stayed held
+    # and was sent again on every turn (the receiver's 400 twice a second), and nothing else
+    # of the channel went out. Now it is left pending in the outbox, named in an error line
+    async def refuse_the_first(_n: int, r: web.Request) -> web.Response | None:
+        body = await r.json()
+        return web.Response(status=400, text="bad") if body["id"] == alert(0).id else None
+
+    rx = await Receiver(responder=refuse_the_first).start()
+    await redis.set(keys.DEAD, "not a stream")
+    d = Dispatcher(redis, make_config({"ops": hook(rx.url)}, redis_url), consumer="t1")
+    await d.start()
+    try:
+        await enqueue(redis, alert(0), ["ops"], poke=[d])
+        await rx.wait_for(1, status=400)
+        for i in range(1, 4):
+            await enqueue(redis, alert(i), ["ops"], poke=[d])
+        await rx.wait_for(3)
+        assert sorted(rx.ids()) == sorted(alert(i).id for i in range(1, 4))
+        pending = await redis.xpending_range(
+            keys.outbox("SPY"), keys.notify_group("ops"), "-", "+", 10
+        )
+        assert len(pending) == 1  # alert 0, not lost: claimed and tried again after claim_idle
+    finally:
+        await d.stop()
+        await rx.stop()
