@@ -1,4 +1,5 @@
-"""The operations endpoint: `/healthz` for liveness probes and `/metrics` for Prometheus
+"""The operations endpoint: `/healthz` (is everything working?), `/livez` (is the process
+alive?) and `/metrics` for Prometheus
 (text format or OpenMetrics by `Accept`, gzip by `Accept-Encoding`), plus the routes other
 parts mount on it (the live page).
 
@@ -87,6 +88,7 @@ class OpsServer:
     async def start(self) -> None:
         app = web.Application(middlewares=self._middlewares)
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/livez", self._livez)
         # prometheus-client's own handler: Accept picks the text format or OpenMetrics, and
         # aiohttp gzips when the scraper asks. It renders on the event loop, which is fine
         # because no metric carries a per-symbol label: a scrape is a few hundred series at most.
@@ -144,6 +146,14 @@ class OpsServer:
             body = {"ok": False, "error": redact(f"{type(exc).__name__}: {exc}")}
         status = 200 if body.get("ok") else 503
         return web.json_response(body, status=status, dumps=_dumps)
+
+    async def _livez(self, _: web.Request) -> web.Response:
+        # For a probe that restarts the process (a container's liveness probe): an answer at all
+        # means the event loop runs, and that is all a restart can fix. /healthz's 503s (Redis
+        # down, a key refused, a channel answering 410, an outbox key of another type) are
+        # states a restart does not change: probing them for liveness restarts a daemon that
+        # still delivers everything else, in a loop. Under systemd the watchdog does this job.
+        return web.json_response({"ok": True, "loop": True})
 
 
 def _dumps(obj: Any) -> str:

@@ -73,6 +73,10 @@ async def test_healthz_and_metrics() -> None:
             state["ok"] = False
             async with http.get(f"{base}/healthz") as r:
                 assert r.status == 503
+            # liveness: the loop answers, whatever /healthz reports (a restart fixes neither
+            # a Redis outage nor a channel's 410)
+            async with http.get(f"{base}/livez") as r:
+                assert r.status == 200 and (await r.json()) == {"ok": True, "loop": True}
 
             async with http.get(f"{base}/metrics") as r:
                 assert r.status == 200
