@@ -15,7 +15,8 @@ What it guarantees (tests/sources/test_http_client.py):
 - a response's body by Content-Length, chunked or read to the close; gzip/deflate inflated in
   bounded steps, `max_body_bytes` counted AFTER inflating (a bomb is refused at the bound, not
   inflated whole; bytes after the compressed stream's end dropped and counted, as urllib3
-  does); a Content-Length above the bound is refused before reading; another
+  does); the compressed bytes too are bounded by it (empty members or stored blocks inflate to
+  nothing); a Content-Length above the bound is refused before reading; another
   Content-Encoding is `UnsupportedEncoding`; 1xx responses skipped; headers bounded;
 - `Connection: close`, HTTP/1.0, leftover bytes after a response, a parse error, an error or a
   timeout: the connection is closed, never reused;
@@ -164,6 +165,7 @@ class _Connection(asyncio.Protocol):
         self._trailing = False  # the compressed stream has ended: what follows is dropped
         self._deflate = False  # deflate, zlib-wrapped or raw not known yet
         self._fed = False  # a compressed byte came
+        self._wire = 0  # compressed bytes fed
         self._to_eof = False  # body delimited by the connection's close
         self._error: BaseException | None = None
 
@@ -353,6 +355,12 @@ class _Connection(asyncio.Protocol):
 
     def _inflate(self, data: bytes) -> None:
         self._fed = True
+        # counted as they come too: empty gzip members or empty stored blocks inflate to
+        # nothing, and were read without end (timeout_s the only bound); no larger than a
+        # Content-Length this bound lets through
+        self._wire += len(data)
+        if self._wire > self._limit:
+            raise self._set_error(BodyTooLarge(self._limit, self._status))
         if self._trailing:
             self._drop(data)
             return

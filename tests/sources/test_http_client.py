@@ -1045,6 +1045,44 @@ async def test_bytes_after_the_end_of_a_compressed_body_are_counted_in_the_bound
     assert (await get(client)).body == b'{"ok": 2}'  # a new connection for the next one
 
 
+_EMPTY_STORED = b"\0\0\0\xff\xff"  # a deflate stored block, not the last, of no bytes
+
+
+@pytest.mark.parametrize(
+    ("encoding", "opening", "filler"),
+    [
+        # a flood of empty gzip members after a real one (each inflates to nothing)
+        ("gzip", gzip.compress(b'{"ok": 1}'), gzip.compress(b"")),
+        # one gzip member of empty stored blocks, never ending
+        ("gzip", gzip.compress(b"")[:10], _EMPTY_STORED),
+        ("deflate", b"", _EMPTY_STORED),
+    ],
+    ids=["empty-gzip-members", "empty-stored-blocks-gzip", "empty-stored-blocks-deflate"],
+)
+async def test_compressed_bytes_that_inflate_to_nothing_are_counted_in_the_bound(
+    raw: RawServer, made: list[HttpClient], encoding: str, opening: bytes, filler: bytes
+) -> None:
+    # the bound counted only inflated bytes: compressed input giving none (empty members,
+    # empty stored blocks) was read without end, bounded by timeout_s alone
+    piece = opening + filler * ((1 << 20) // len(filler))
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = f"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: {encoding}"
+        writer.write(f"{head}\r\n\r\n".encode())
+        for i in range(3):
+            chunk = piece if i == 0 else piece[len(opening) :]
+            writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+
+    raw.script.append(endless)
+    raw.script.append(ok(b'{"ok": 2}'))
+    client = client_for(made, raw.url)
+    with pytest.raises(BodyTooLarge):
+        await get(client)
+    assert (await get(client)).body == b'{"ok": 2}'  # a new connection for the next one
+
+
 @pytest.mark.parametrize(
     ("encoding", "compress"),
     [
