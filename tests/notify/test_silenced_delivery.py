@@ -7,6 +7,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from gex_alertd import keys
 from gex_alertd.notify.dispatch import Dispatcher
 from gex_alertd.notify.silences import Matchers, SilenceStore, list_silenced
 from tests.notify.support import Receiver, alert, enqueue, make_config
@@ -53,3 +54,33 @@ async def test_a_silenced_alert_is_recorded_acked_and_not_sent(
     rc, out = await cli("outbox", "-c", write_config(tmp_path, redis_url, channels), "list")
     assert rc == 0, out
     assert "SILENCED (1 most recent)" in out and f"silence={silence.id}" in out
+
+
+async def test_a_silenced_record_stream_of_another_type_does_not_stop_the_channel(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    # gex:silenced made another type by hand: recording the silenced alert raised, it stayed
+    # at the head of the channel's buffer and every turn failed on it, so nothing else of the
+    # channel went out. Now it is left pending in the outbox, named in an error line
+    ops = await Receiver().start()
+    store = SilenceStore(redis)
+    await store.add(Matchers(symbol="SPY", channel="ops"), 3600, comment="maintenance")
+    await redis.set(keys.SILENCED, "not a stream")
+    d = Dispatcher(
+        redis, make_config({"ops": {"type": "webhook", "url": ops.url}}, redis_url),
+        consumer="t1", silences=store,
+    )  # fmt: skip
+    await d.start()
+    try:
+        await enqueue(redis, alert(1, "SPY"), ["ops"], poke=[d])
+        for i in range(2, 5):
+            await enqueue(redis, alert(i, "QQQ"), ["ops"], poke=[d])
+        await ops.wait_for(3)
+        assert sorted(ops.ids()) == sorted(alert(i, "QQQ").id for i in range(2, 5))
+        pending = await redis.xpending_range(
+            keys.outbox("SPY"), keys.notify_group("ops"), "-", "+", 10
+        )
+        assert len(pending) == 1  # the silenced one, not lost: claimed again after claim_idle
+    finally:
+        await d.stop()
+        await ops.stop()
