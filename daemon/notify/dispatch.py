@@ -121,7 +121,7 @@ class Dispatcher:
             except RedisError as exc:
                 if not is_wrongtype(exc):
                     raise
-                await refuse_wrong_types(self.redis, self.streams)
+                await refuse_wrong_types(self.redis, self.streams, force=True)
                 await ensure_groups(self.redis, self.streams.all(), channels)
         except REDIS_DOWN as exc:
             log.warning(

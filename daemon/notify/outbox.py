@@ -154,13 +154,16 @@ async def _types(redis: aioredis.Redis, names: list[str]) -> dict[str, str]:
 TYPES_EVERY_S = 10.0
 
 
-async def refuse_wrong_types(redis: aioredis.Redis, streams: OutboxStreams) -> None:
+async def refuse_wrong_types(
+    redis: aioredis.Redis, streams: OutboxStreams, *, force: bool = False
+) -> None:
     """A read failed with WRONGTYPE: find the outbox keys that hold another type (by hand, or
     another program's key of that name) and leave them out of every read, each named in an
     error line (the symbol's commits refuse its alerts too: commit.lua), so the other
-    symbols' alerts go on. `recheck_refused` reads them again once they are streams."""
+    symbols' alerts go on. `recheck_refused` reads them again once they are streams. `force`:
+    a WRONGTYPE only an outbox key causes (creating groups), searched whatever the last found."""
     now = time.monotonic()
-    if now < streams.types_check_after:
+    if now < streams.types_check_after and not force:
         return  # a WRONGTYPE no outbox key causes (gex:dead made a string) found nothing
     wrong = {s: t for s, t in (await _types(redis, streams.all())).items() if t != "stream"}
     wrong = {s: t for s, t in wrong.items() if t != "none"}

@@ -14,7 +14,7 @@ from gex_alertd.connections import entries, entry_key, read_entries
 from gex_alertd.model import outbox_fields
 from gex_alertd.notify.base import Ok
 from gex_alertd.notify.dispatch import Dispatcher
-from gex_alertd.notify.outbox import list_dead
+from gex_alertd.notify.outbox import list_dead, refuse_wrong_types
 from gex_alertd.ops import metrics
 from tests.notify.support import SECRET, Receiver, alert, enqueue, enqueue_together, make_config
 from tests.support.wait import eventually
@@ -654,3 +654,28 @@ async def test_a_dead_letter_stream_of_another_type_does_not_stop_the_channel(
     finally:
         await d.stop()
         await rx.stop()
+
+
+async def test_a_reload_finds_an_outbox_key_of_another_type_soon_after_a_search_found_none(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    # a WRONGTYPE no outbox key causes (a key made by hand) makes a channel search the outbox
+    # keys, and not again for 10 s once one found none (90ba545); the reload's group creation,
+    # whose WRONGTYPE only an outbox key causes, was held to that too: it raised out of the
+    # reload, and the channel the reload had stopped stayed without a worker
+    old, new = await Receiver().start(), await Receiver().start()
+    d = Dispatcher(redis, make_config({"ops": hook(old.url)}, redis_url), consumer="t1")
+    await d.start()
+    try:
+        await refuse_wrong_types(redis, d.streams)  # a channel's search: none found
+        await redis.delete(keys.outbox("QQQ"))
+        await redis.set(keys.outbox("QQQ"), "not a stream")
+        await d.reload(make_config({"ops": hook(new.url)}, redis_url))
+        assert d.streams.refused == {keys.outbox("QQQ"): "string"}
+        await enqueue(redis, alert(1), ["ops"], poke=[d])
+        await new.wait_for(1)
+        assert new.ids() == [alert(1).id]
+    finally:
+        await d.stop()
+        await old.stop()
+        await new.stop()
