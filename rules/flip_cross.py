@@ -14,6 +14,7 @@ import msgspec
 
 from gex_alertd.model import FlowGex
 from gex_alertd.rules.base import Fired, RuleBase, RuleType
+from gex_alertd.rules.words import label_word
 
 
 class FlipCross(RuleBase, tag="flip_cross", kw_only=True):
@@ -67,7 +68,7 @@ def evaluate(
         "previous_flip": old.flip,
         "band_pct": rule.band_pct,
         "live_net_gex": snap.live_net_gex,
-        "live_net_gex_label": snap.live_net_gex_label,
+        "live_net_gex_label": label_word(snap.live_net_gex_label),
     }
     return new, [Fired(summary, details)]
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import msgspec
 
-from gex_alertd.model import FLIP_AVAILABLE, RESOLVED, FlowGex
+from gex_alertd.model import RESOLVED, FlowGex
 from gex_alertd.rules.base import Fired, RuleBase, RuleType
 from gex_alertd.rules.duration import Duration
 from gex_alertd.rules.levels import flip_distance_pct
+from gex_alertd.rules.words import flip_status_word
 
 
 class FlipGuard(RuleBase, tag="flip_guard", kw_only=True):
@@ -81,7 +82,7 @@ def evaluate(
     details = {
         "reason": reason if bad else old.reason,
         "flip": snap.live_gamma_flip,
-        "gamma_flip_status": snap.gamma_flip_status or FLIP_AVAILABLE,
+        "gamma_flip_status": flip_status_word(snap.gamma_flip_status),
         "spot": spot,
         "distance_pct": dist,
         "max_distance_pct": rule.max_distance_pct,

@@ -13,6 +13,7 @@ import msgspec
 
 from gex_alertd.model import FlowGex
 from gex_alertd.rules.base import Fired, RuleBase, RuleType, fmt_money
+from gex_alertd.rules.words import label_word
 
 _NAMES = {1: "positive", -1: "negative", 0: None}
 
@@ -67,7 +68,7 @@ def evaluate(
         "previous_sign": _NAMES[old.sign],
         "sign": _NAMES[s],
         "live_net_gex": net,
-        "live_net_gex_label": snap.live_net_gex_label,
+        "live_net_gex_label": label_word(snap.live_net_gex_label),
         "spot": snap.underlying_price,
         "flip": snap.flip,
         "min_abs": rule.min_abs,
