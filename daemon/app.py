@@ -717,6 +717,11 @@ class Daemon:
                 f"outbox {s} holds a {t}, not a stream: its alerts are not delivered"
                 for s, t in sorted(self.dispatcher.streams.refused.items())
             ]
+            problems += [
+                f"channel {n}: {why}"
+                for n, ch in sorted(out["outbox"].items())
+                for why in ch.get("blocked", [])
+            ]
             out["ok"] = not problems
         return out
 

@@ -141,6 +141,10 @@ class ChannelWorker:
         self.last_flush = -1e18
         self.last_error: str | None = None
         self.disabled: str | None = None  # why, when a 410 disabled the channel
+        # key -> why: a stream this channel must write (gex:dead, gex:silenced) holds another
+        # type (made by hand), so its alerts wait in the outbox; cleared by the next write that
+        # lands there. /healthz lists it: nothing heals it but an operator
+        self.blocked: dict[str, str] = {}
         self.sent = 0
         self.dead = 0
         self.silenced = 0
@@ -428,9 +432,11 @@ class ChannelWorker:
                 key=keys.SILENCED,
                 alert_ids=[h.entry.alert_id for h, _ in held],
             )
+            self.blocked[keys.SILENCED] = "holds another type than a stream: silenced alerts wait"
             for h, _ in held:
                 self.buffer.pop(h.entry.key, None)
             return
+        self.blocked.pop(keys.SILENCED, None)
         for h, silence in held:
             self.buffer.pop(h.entry.key, None)
             self.log.info("alert silenced", alert_id=h.entry.alert_id, silence=silence.id)
@@ -622,7 +628,9 @@ class ChannelWorker:
                 alert_ids=[e.alert_id for e in entries],
                 reason=reason,
             )
+            self.blocked[keys.DEAD] = "holds another type than a stream: dead letters wait"
             return
+        self.blocked.pop(keys.DEAD, None)
         self.dead += len(entries)
         metrics.DEAD_LETTERS.labels(self.name).inc(len(entries))
         metrics.ALERTS_SENT.labels(self.name, "dead").inc(len(entries))

@@ -215,7 +215,8 @@ class Dispatcher:
     async def health(self) -> dict[str, dict[str, Any]]:
         """Per channel: pending (unacked incl. unread), lag_s (age of the oldest), buffered,
         sent/dead/silenced counts of this process, `disabled` (why, after a 410; else null),
-        last error (redacted). Also updates the gauges."""
+        `blocked` (a stream it must write holds another type), last error (redacted). Also
+        updates the gauges."""
         out: dict[str, dict[str, Any]] = {}
         for name, w in list(self.workers.items()):
             pending, lag = await group_stats(self.redis, name, w.active_streams())
@@ -230,6 +231,7 @@ class Dispatcher:
                 "silenced": w.silenced,
                 "retrying": w.retry_at > time.monotonic(),
                 "disabled": w.disabled,
+                "blocked": [f"{k} {why}" for k, why in sorted(w.blocked.items())],
                 "last_error": w.last_error,
             }
         return out

@@ -656,6 +656,42 @@ async def test_a_dead_letter_stream_of_another_type_does_not_stop_the_channel(
         await rx.stop()
 
 
+async def test_a_dead_letter_stream_of_another_type_is_blocked_in_health_until_it_is_a_stream(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    # the alert waits in the outbox (above) and only an operator can heal the key: /healthz
+    # must say so while it lasts (it was an error line every claim_idle, and /healthz ok)
+    async def refuse(_n: int, _r: web.Request) -> web.Response:
+        return web.Response(status=400, text="bad")
+
+    rx = await Receiver(responder=refuse).start()
+    await redis.set(keys.DEAD, "not a stream")
+    cfg = make_config({"ops": hook(rx.url)}, redis_url, claim_idle="200ms")
+    d = Dispatcher(redis, cfg, consumer="t1")
+    await d.start()
+
+    async def blocked() -> list[str]:
+        return list((await d.health())["ops"]["blocked"])
+
+    async def is_blocked() -> bool:
+        return bool(await blocked())
+
+    async def is_clear() -> bool:
+        return not await blocked()
+
+    try:
+        await enqueue(redis, alert(0), ["ops"], poke=[d])
+        await eventually(is_blocked, "the channel blocked on gex:dead")
+        want = f"{keys.DEAD} holds another type than a stream: dead letters wait"
+        assert await blocked() == [want]
+        await redis.delete(keys.DEAD)  # healed: the alert is claimed again and dead-lettered
+        await eventually(is_clear, "the block cleared by a dead letter written")
+        assert [e.alert_id for e in await list_dead(redis)] == [alert(0).id]
+    finally:
+        await d.stop()
+        await rx.stop()
+
+
 async def test_a_reload_finds_an_outbox_key_of_another_type_soon_after_a_search_found_none(
     redis: aioredis.Redis, redis_url: str
 ) -> None:

@@ -81,6 +81,9 @@ async def test_a_silenced_record_stream_of_another_type_does_not_stop_the_channe
             keys.outbox("SPY"), keys.notify_group("ops"), "-", "+", 10
         )
         assert len(pending) == 1  # the silenced one, not lost: claimed again after claim_idle
+        # and /healthz says why, until the key is a stream again
+        want = f"{keys.SILENCED} holds another type than a stream: silenced alerts wait"
+        assert (await d.health())["ops"]["blocked"] == [want]
     finally:
         await d.stop()
         await ops.stop()
