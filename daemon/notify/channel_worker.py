@@ -418,25 +418,16 @@ class ChannelWorker:
                 Silenced(silence.id), attempts=0, failing_since=None, now=0.0, policy=self.policy
             )
             assert isinstance(decision, Ack) and decision.kind == "silenced"
-        try:
-            await self.outbox.record_silenced([(h.entry, s) for h, s in held])
-        except RedisError as exc:
-            if not is_wrongtype(exc):
-                raise  # Redis away: the entries stay held, checked again
-            # gex:silenced holds another type (made by hand): raised, the alert stayed at the
-            # buffer's head and every turn failed on it, the channel stuck behind it. Left
-            # pending in the outbox instead (not acked: claimed and checked after claim_idle)
-            self.log.error(
-                "silenced alert not recorded: the silenced-record stream holds another type; "
-                "the alerts stay pending in the outbox",
-                key=keys.SILENCED,
-                alert_ids=[h.entry.alert_id for h, _ in held],
-            )
-            self.blocked[keys.SILENCED] = "holds another type than a stream: silenced alerts wait"
+        recorded = await self._write_shared(
+            keys.SILENCED,
+            "silenced alerts",
+            self.outbox.record_silenced([(h.entry, s) for h, s in held]),
+            [h.entry.alert_id for h, _ in held],
+        )
+        if not recorded:
             for h, _ in held:
                 self.buffer.pop(h.entry.key, None)
             return
-        self.blocked.pop(keys.SILENCED, None)
         for h, silence in held:
             self.buffer.pop(h.entry.key, None)
             self.log.info("alert silenced", alert_id=h.entry.alert_id, silence=silence.id)
@@ -611,26 +602,48 @@ class ChannelWorker:
             self.log.error("notifier raised", error=describe_exc(exc))
             return retry(describe_exc(exc))
 
-    async def _dead(self, entries: list[Entry], reason: str, attempts: int) -> None:
-        reason = redaction.redact(reason)
+    async def _write_shared(
+        self,
+        key: str,
+        what: str,
+        write: Awaitable[Any],
+        alert_ids: list[str],
+        **fields: Any,
+    ) -> bool:
+        """Run `write` to a stream every channel shares (`gex:dead`, `gex:silenced`); False
+        when that key holds another type (made by hand). Raised, the entries stayed held and
+        every turn failed on them again, the channel stuck behind them; instead they are left
+        pending in the outbox (not acked: claimed and tried again after claim_idle), named in
+        an error line, and the key stays in `blocked` (/healthz) until a write there lands.
+        Any other Redis error (Redis away) propagates: the entries stay held, tried again."""
         try:
-            await self.outbox.dead_letter(entries, reason, attempts)
+            await write
         except RedisError as exc:
             if not is_wrongtype(exc):
-                raise  # Redis away: the entries stay held, tried again
-            # gex:dead holds another type (made by hand): raised, the entries stayed held and
-            # were sent again every turn, the channel stuck behind them. Left pending in the
-            # outbox instead (not acked: claimed and tried again after claim_idle)
+                raise
             self.log.error(
-                "dead letter not written: the dead-letter stream holds another type; the "
-                "alerts stay pending in the outbox",
-                key=keys.DEAD,
-                alert_ids=[e.alert_id for e in entries],
-                reason=reason,
+                f"{what} not written: {key} holds another type; the alerts stay pending in "
+                "the outbox",
+                key=key,
+                alert_ids=alert_ids,
+                **fields,
             )
-            self.blocked[keys.DEAD] = "holds another type than a stream: dead letters wait"
+            self.blocked[key] = f"holds another type than a stream: {what} wait"
+            return False
+        self.blocked.pop(key, None)
+        return True
+
+    async def _dead(self, entries: list[Entry], reason: str, attempts: int) -> None:
+        reason = redaction.redact(reason)
+        written = await self._write_shared(
+            keys.DEAD,
+            "dead letters",
+            self.outbox.dead_letter(entries, reason, attempts),
+            [e.alert_id for e in entries],
+            reason=reason,
+        )
+        if not written:
             return
-        self.blocked.pop(keys.DEAD, None)
         self.dead += len(entries)
         metrics.DEAD_LETTERS.labels(self.name).inc(len(entries))
         metrics.ALERTS_SENT.labels(self.name, "dead").inc(len(entries))
