@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> None:
         help="with --valgrind: snapshots every stream has before counting",
     )
     ap.add_argument("--hot-path", action="store_true", help="the poll path alone (bench.hot_path)")
+    ap.add_argument(
+        "--no-outcomes", action="store_true", help="the live outcome duty off (as bench_overload)"
+    )
     ap.add_argument("--cooldown", default=None, help="every rule's cooldown (default the bench's)")
     args = ap.parse_args(argv)
     symbols = symbol_names(args.symbols)
@@ -167,7 +170,10 @@ def main(argv: list[str] | None = None) -> None:
         upstream, base = start_upstream(args.symbols, cpu=0)
         server = start_redis(tmp / "redis", cpu=0)
         try:
-            tree = config_tree(server.url, base, symbols, args.interval, jitter_s=args.jitter)
+            tree = config_tree(
+                server.url, base, symbols, args.interval, jitter_s=args.jitter,
+                outcomes=not args.no_outcomes,
+            )  # fmt: skip
             if args.cooldown is not None:  # more or fewer alerts from the same snapshots
                 tree["rules"] = [{**rule, "cooldown": args.cooldown} for rule in tree["rules"]]
             daemon = DaemonProcess("daemon", tree, tmp, wrap=wrap(args))
