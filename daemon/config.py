@@ -10,7 +10,7 @@ import threading
 from datetime import date
 from pathlib import Path
 from types import GenericAlias
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 from urllib.parse import urlsplit
 
 import msgspec
@@ -272,6 +272,8 @@ class WatchConfig(Strict):
             if isinstance(item, WatchEntry):
                 if item.interval_s is not None and item.interval_s <= 0:
                     out.append((f"{path}.interval_s", f"must be > 0, got {item.interval_s}"))
+                if item.jitter_s is not None and item.jitter_s < 0:
+                    out.append((f"{path}.jitter_s", f"must be >= 0, got {item.jitter_s}"))
             key = (
                 sym.upper(),
                 None if isinstance(item, str) or not item.expiry else str(item.expiry),
@@ -310,6 +312,11 @@ class OutboxConfig(Strict):
     claim_idle: Duration = Duration(30.0)  # XAUTOCLAIM entries stuck this long
     drain_timeout: Duration = Duration(10.0)  # on SIGTERM
     dedup_ttl: Duration = Duration(7 * 86400)  # per-(alert, channel) sent markers
+
+    def problems(self) -> list[tuple[str, str]]:
+        # 0 would reclaim every delivery in flight at once (a double send per alert), or keep
+        # a sent marker 1 ms (a redelivery sent again)
+        return [(k, "must be > 0") for k in ("claim_idle", "dedup_ttl") if getattr(self, k) <= 0]
 
 
 class OutcomesConfig(Strict):
@@ -386,7 +393,9 @@ class Config(Strict):
     outcomes: OutcomesConfig = msgspec.field(default_factory=OutcomesConfig)
     ops: OpsConfig = msgspec.field(default_factory=OpsConfig)
     heartbeat: HeartbeatConfig | None = None
-    path: str | None = None  # where it was loaded from (not a YAML key)
+    path: str | None = None  # where it was loaded from (set by `parse`, not a YAML key)
+
+    NOT_YAML: ClassVar[frozenset[str]] = frozenset({"path"})  # typedconfig: unknown in a file
 
 
 class ConfigError(Exception):

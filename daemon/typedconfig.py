@@ -152,7 +152,9 @@ def _convert_struct(value: Any, tp: type[msgspec.Struct], path: str, problems: P
     info = msgspec.inspect.type_info(tp)
     assert isinstance(info, msgspec.inspect.StructType)
     cfg = tp.__struct_config__
-    by_name = {f.encode_name: f for f in info.fields}
+    # a field the loader sets (`Config.path`) is no YAML key: `path:` in a file is unknown
+    not_yaml: frozenset[str] = getattr(tp, "NOT_YAML", frozenset())
+    by_name = {f.encode_name: f for f in info.fields if f.name not in not_yaml}
     hints = typing.get_type_hints(tp)
     known = set(by_name)
     if cfg.tag_field:

@@ -191,3 +191,37 @@ def test_a_base_url_the_client_cannot_use_is_a_problem(tmp_path, url, fragment):
     with pytest.raises(ConfigError) as err:
         config.load(p)
     assert any(fragment in problem for problem in err.value.problems), err.value.problems
+
+
+def test_path_is_no_yaml_key(tmp_path):
+    """`path` is set by the loader (where the file is); written in a file it was taken silently
+    and then overwritten: an unknown key like any other, and not offered as a known one."""
+    p = tmp_path / "c.yaml"
+    p.write_text("path: /etc/elsewhere.yaml\nsorce: {}\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(p)
+    problems = err.value.problems
+    assert problems[0].startswith("path: unknown key (expected one of channels, heartbeat,")
+    assert not any("path," in p or "path)" in p for p in problems), problems
+
+
+def test_a_watch_entrys_jitter_must_not_be_negative(tmp_path):
+    """A negative per-entry `jitter_s` was accepted (only the section's was checked)."""
+    p = tmp_path / "c.yaml"
+    p.write_text("watch:\n  symbols: [QQQ, {symbol: SPY, jitter_s: -3}]\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(p)
+    assert err.value.problems == ["watch.symbols[1].jitter_s: must be >= 0, got -3.0"]
+
+
+def test_outbox_claim_idle_and_dedup_ttl_must_be_positive(tmp_path):
+    """0 reclaimed every delivery in flight at once (each alert sent twice), or kept the sent
+    marker 1 ms (a redelivery sent again); both were accepted."""
+    p = tmp_path / "c.yaml"
+    p.write_text("outbox: {claim_idle: 0, dedup_ttl: 0s, drain_timeout: 0}\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(p)
+    assert err.value.problems == [
+        "outbox.claim_idle: must be > 0",
+        "outbox.dedup_ttl: must be > 0",
+    ]
