@@ -157,3 +157,28 @@ def test_tail_never_prints_the_upstreams_control_characters(capsys) -> None:
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out, repr(out)
     assert "?]52;c;cHduZWQ=?" in out
+
+
+async def test_the_shipped_config_and_rule_files_pass_check(redis_url):
+    """What a newcomer runs first: `check --strict` on config.example.yaml (with its rules.d/
+    files), against a real Redis, says ok; every rule of every shipped rule file is loaded."""
+    example, n_rules = _shipped()
+    rc, out, err = await run_cli(
+        "check", "--strict", "--config", example, env={"REDIS_URL": redis_url}
+    )
+    assert rc == 0, out + err
+    assert f"{n_rules} rules" in out and "warning" not in out + err
+    assert "redis" in out
+
+
+def _shipped() -> tuple[str, int]:
+    """config.example.yaml's path and the number of rules in the shipped rule files."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    rule_files = sorted((root / "rules.d").glob("*.yaml"))
+    assert rule_files
+    n_rules = sum(len(yaml.safe_load(f.read_text())) for f in rule_files)
+    return str(root / "config.example.yaml"), n_rules
