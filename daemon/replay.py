@@ -224,7 +224,11 @@ async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Sta
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write alerts as JSONL."
 )
-@click.option("--send", is_flag=True, help="Enqueue the alerts onto gex:alerts for delivery.")
+@click.option(
+    "--send",
+    is_flag=True,
+    help="Enqueue the alerts onto their symbols' outboxes (gex:{SYM}:alerts) for delivery.",
+)
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
 )
