@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 from gex_alertd.retry_timing import equal_jitter
-from gex_alertd.sources.errors import SourceError
+from gex_alertd.sources.errors import RateLimited, SourceError
 
 
 class Backoff:
@@ -20,8 +20,11 @@ class Backoff:
     grows (a full-jitter draw can be ~0 and retry hot), the other half spreads a fleet of
     watchers that failed together so they do not come back in lockstep.
 
-    - An error carrying `retry_after` (RateLimited, or a 503 with Retry-After) never yields less
-      than that, even above `max_s`: the provider said so.
+    - A 429 (RateLimited) waits exactly its Retry-After (flowgex-api.md: "honour Retry-After
+      exactly"), even above `max_s`, and is not counted as a failed attempt: the key was busy,
+      the target is not failing, so neither this wait nor a later error's grows from it.
+    - Another error carrying `retry_after` (a 503 with Retry-After) never yields less than
+      that, even above `max_s`: the provider said so.
     - A non-retryable SourceError (400/401/403/404/other 4xx) waits the maximum straight away:
       retrying those hot only burns the key's budget.
     """
@@ -39,6 +42,8 @@ class Backoff:
 
     def failure(self, err: BaseException | None = None) -> float:
         """Record one failure; return the delay in seconds before the next attempt."""
+        if isinstance(err, RateLimited):
+            return float(err.retry_after)
         self.attempts += 1
         if isinstance(err, SourceError) and not err.retryable:
             delay = equal_jitter(1, self.max_s, self.max_s, self.rng)

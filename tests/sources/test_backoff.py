@@ -68,6 +68,19 @@ def test_rate_limited_never_less_than_retry_after(retry_after: float) -> None:
         assert delay <= max(60.0, retry_after)
 
 
+@pytest.mark.parametrize("retry_after", [0.1, 5.0, 90.0])
+def test_rate_limited_waits_exactly_retry_after_and_does_not_grow(retry_after: float) -> None:
+    """flowgex-api.md: a 429's Retry-After is honoured exactly. The backoff grew with every
+    429 (the 6th waited 16-32 s for a Retry-After of 0.1 s), and the attempts it counted made
+    the next 5xx wait longer too: a 429 is no failure of the target."""
+    b = Backoff(1.0, 60.0, rng=random.Random(5))
+    b.failure(TransientError("boom", status=502))
+    for _ in range(6):
+        assert b.failure(RateLimited("slow", retry_after=retry_after, status=429)) == retry_after
+    assert b.attempts == 1
+    assert b.failure(TransientError("boom", status=502)) <= 2.0  # attempt 2: at most base * 2
+
+
 def test_transient_with_retry_after_is_respected() -> None:
     err = TransientError("maintenance", status=503)
     err.retry_after = 42.0  # the client sets it from a 503
