@@ -311,3 +311,30 @@ async def test_unsupported_or_corrupt_encodings_are_named(
     with pytest.raises(TransientError, match="cannot decompress the body"):
         await client.fetch("SPY")
     assert (await client.fetch("SPY")).snapshot.symbol == "SPY"  # the next one is fine
+
+
+@pytest.mark.parametrize("field", ["symbol", "as_of", "underlying_price", "live_net_gex"])
+async def test_a_body_without_a_required_field_is_malformed(
+    upstream: Upstream, make_client: ClientFactory, field: str
+) -> None:
+    """What the README says a body must hold: without it nothing can be stored or judged."""
+    raw = body()
+    del raw[field]
+    upstream.push(Reply.json(raw))
+    with pytest.raises(MalformedPayload) as info:
+        await make_client().fetch("SPY")
+    assert field in str(info.value)
+
+
+async def test_absent_label_flip_status_and_strikes_mean_none_not_zero(
+    upstream: Upstream, make_client: ClientFactory
+) -> None:
+    """The fields the README lists as may-be-absent: an absent flip is no flip (never 0), an
+    absent label is no regime, absent rows an empty profile; the snapshot is still stored."""
+    raw = body()
+    for field in ("live_net_gex_label", "live_gamma_flip", "gamma_flip_status", "strikes"):
+        del raw[field]
+    upstream.push(Reply.json(raw))
+    snap = (await make_client().fetch("SPY")).snapshot
+    assert snap.flip is None and snap.live_net_gex_label is None and snap.strikes == []
+    assert snap.live_net_gex == raw["live_net_gex"]
