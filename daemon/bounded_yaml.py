@@ -234,14 +234,21 @@ def describe_error(exc: Exception) -> str:
     return f"{where}invalid YAML: {problem}"
 
 
-def parse(text: str) -> Any:
-    """The YAML document in `text`; YamlRefused listing every problem otherwise."""
+# where each key and list item of a document starts: its path as the config loader names it
+# (`rules[2].direction`) -> its 1-based line, so a problem can say where to look
+Lines = dict[str, int]
+
+
+def parse(text: str, lines: Lines | None = None) -> Any:
+    """The YAML document in `text`; YamlRefused listing every problem otherwise. `lines`, when
+    given, is filled with the line of every mapping key and list item (`Lines`)."""
     try:
         loader = _Loader(text)
     except UnicodeEncodeError as exc:  # a lone surrogate: only from a str not read from a file
         raise YamlRefused([f"not UTF-8 text (character {exc.start})"]) from None
     try:
-        tree = loader.get_single_data()
+        node = loader.get_single_node()
+        tree = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise YamlRefused([describe_error(exc)]) from None
     except RecursionError:  # the depth bound should make this unreachable; never a traceback
@@ -250,9 +257,28 @@ def parse(text: str) -> Any:
         loader.dispose()
     if loader.duplicates:
         raise YamlRefused([problem for *_at, problem in sorted(loader.duplicates)])
+    if lines is not None and node is not None:
+        _note_lines(node, "", lines)
     return tree
 
 
-def load(path: str | os.PathLike[str], limit: int | None = None) -> Any:
-    """Read (bounded) and parse one YAML file."""
-    return parse(read_text(path, limit))
+def _note_lines(node: Node, path: str, lines: Lines) -> None:
+    """The line of each key and item under `node`. Merge keys were flattened into the mapping
+    by the constructor, so a merged key points at the line it was written on (its anchor's);
+    aliases are walked as often as they are used, which the alias bound keeps small."""
+    if isinstance(node, MappingNode):
+        for key, value in node.value:
+            if isinstance(key, ScalarNode) and key.value != "<<":
+                at = f"{path}.{key.value}" if path else str(key.value)
+                lines.setdefault(at, key.start_mark.line + 1)
+                _note_lines(value, at, lines)
+    elif isinstance(node, SequenceNode):
+        for i, item in enumerate(node.value):
+            at = f"{path}[{i}]"
+            lines.setdefault(at, item.start_mark.line + 1)
+            _note_lines(item, at, lines)
+
+
+def load(path: str | os.PathLike[str], limit: int | None = None, lines: Lines | None = None) -> Any:
+    """Read (bounded) and parse one YAML file (`lines`: as for `parse`)."""
+    return parse(read_text(path, limit), lines)

@@ -23,7 +23,7 @@ from gex_alertd.ops.listen import bind_problem, parse_listen, token_problem
 from gex_alertd.outcomes.horizons import DEFAULT_HORIZONS, parse_horizon
 from gex_alertd.rules.duration import Duration
 from gex_alertd.rules.registry import rule_config_union
-from gex_alertd.typedconfig import Problems, convert
+from gex_alertd.typedconfig import Problems, convert, placed
 from gex_alertd.urls import host_encodable, is_http_url, origin_refusal
 
 
@@ -515,9 +515,16 @@ def _register_secrets(tree: Any, under_secret: bool = False) -> None:
         redaction.register(str(tree))
 
 
-def parse(tree: Any, source: str = "config", base_dir: Path | None = None) -> Config:
+def parse(
+    tree: Any,
+    source: str = "config",
+    base_dir: Path | None = None,
+    lines: bounded_yaml.Lines | None = None,
+) -> Config:
     """The typed config from a YAML tree; `rule_files` globs are relative to `base_dir` (the
-    config file's folder; the working directory when the tree did not come from a file)."""
+    config file's folder; the working directory when the tree did not come from a file).
+    `lines`: where the tree's keys are in its file; each problem then ends with its line (in
+    the config file, or in the rule file it names)."""
     problems = Problems()
     if tree is None:
         tree = {}
@@ -528,7 +535,8 @@ def parse(tree: Any, source: str = "config", base_dir: Path | None = None) -> Co
     cfg = convert({k: v for k, v in tree.items() if k != "rules"}, Config, "", problems)
     # inline rules first, then each rule file; problems name the file (`rules.d/x.yaml[1].type`)
     groups: list[tuple[str, Any]] = [("rules", tree.get("rules", []))]
-    for f in rule_files.read(tree.get("rule_files"), base_dir or Path.cwd(), problems):
+    files = rule_files.read(tree.get("rule_files"), base_dir or Path.cwd(), problems)
+    for f in files:
         groups.append((f.label, expand(f.rules, f.label, problems)))
     rules: list[Any] = []
     # list[...] of a union built at run time, spelled so that a type checker reads it as a value
@@ -538,9 +546,31 @@ def parse(tree: Any, source: str = "config", base_dir: Path | None = None) -> Co
             rules.extend(convert(raw, rule_list, label, problems) or [])
     _cross_check(tree, groups, problems)
     if problems:
-        raise ConfigError(list(problems), source)
+        raise ConfigError(_placed(problems, lines, files), source)
     assert cfg is not None
     return msgspec.structs.replace(cfg, rules=rules, path=source)
+
+
+def _placed(
+    problems: Problems, lines: bounded_yaml.Lines | None, files: list[rule_files.RuleFile]
+) -> list[str]:
+    """Each problem with the line of what it is about: in the rule file its path starts with
+    (the longest label first: `rules.d/a.yaml` is not `rules.d/a.yaml.bak`'s), else in the
+    config file when its lines are known."""
+    by_label = sorted(files, key=lambda f: len(f.label), reverse=True)
+    out = []
+    for problem in problems:
+        found = next(
+            (p for f in by_label if (p := placed(problem, f.lines, f.label)) is not None), None
+        )
+        if (
+            found is None
+            and lines is not None
+            and not any(problem.startswith(f.label) for f in by_label)
+        ):
+            found = placed(problem, lines)
+        out.append(found or problem)
+    return out
 
 
 def _cross_check(tree: dict[str, Any], groups: list[tuple[str, Any]], problems: Problems) -> None:
@@ -591,11 +621,12 @@ def _cross_check(tree: dict[str, Any], groups: list[tuple[str, Any]], problems: 
 def load(path: str | os.PathLike[str]) -> Config:
     """The config file, read and parsed within bounds (`bounded_yaml`), then validated."""
     p = Path(path)
+    lines: bounded_yaml.Lines = {}
     try:
-        tree = bounded_yaml.load(p)
+        tree = bounded_yaml.load(p, lines=lines)
     except bounded_yaml.YamlRefused as exc:
         raise ConfigError(exc.problems, str(p)) from None
-    return parse(tree, str(p), p.resolve().parent)
+    return parse(tree, str(p), p.resolve().parent, lines)
 
 
 RELOAD_TIMEOUT_S = 30.0

@@ -29,6 +29,7 @@ MAX_FILES = 256
 class RuleFile(NamedTuple):
     label: str  # how problems name the file: relative to the config's folder when inside it
     rules: list[Any]  # the raw YAML items, converted and checked by the config loader
+    lines: bounded_yaml.Lines  # where each rule and key is in the file (`[0].direction`)
 
 
 def read(patterns: Any, base_dir: Path, problems: Problems) -> list[RuleFile]:
@@ -66,9 +67,10 @@ def read(patterns: Any, base_dir: Path, problems: Problems) -> list[RuleFile]:
                 return out
             seen.add(resolved)
             label = _label(path, base_dir)
-            items = _read_one(path, label, problems)
+            lines: bounded_yaml.Lines = {}
+            items = _read_one(path, label, problems, lines)
             if items is not None:
-                out.append(RuleFile(label, items))
+                out.append(RuleFile(label, items, lines))
     return out
 
 
@@ -79,9 +81,11 @@ def _label(path: Path, base_dir: Path) -> str:
         return str(path)
 
 
-def _read_one(path: Path, label: str, problems: Problems) -> list[Any] | None:
+def _read_one(
+    path: Path, label: str, problems: Problems, lines: bounded_yaml.Lines
+) -> list[Any] | None:
     try:
-        tree = bounded_yaml.load(path)
+        tree = bounded_yaml.load(path, lines=lines)
     except bounded_yaml.YamlRefused as exc:
         for problem in exc.problems:
             problems.add(label, problem)

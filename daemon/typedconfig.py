@@ -34,6 +34,27 @@ class Problems(list[str]):
         self.append(f"{path}: {msg}" if path else msg)
 
 
+_LAST_STEP = re.compile(r"(?:\.[^.\[]*|\[\d+\])$")
+
+
+def placed(problem: str, lines: dict[str, int], prefix: str = "") -> str | None:
+    """`problem` ("<path>: <what>") with the line of its path, or of the nearest enclosing key
+    the file has (a missing key: its section's), appended: `... (line 12)`. None when the path
+    does not start with `prefix` (a rule file's label) or nothing of it is in `lines`."""
+    path = problem.split(": ", 1)[0]
+    if not path.startswith(prefix):
+        return None
+    path = path[len(prefix) :]
+    while path:
+        if path in lines:
+            return f"{problem} (line {lines[path]})"
+        cut = _LAST_STEP.search(path)
+        if cut is None:
+            return None
+        path = path[: cut.start()]
+    return None
+
+
 def join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"

@@ -211,7 +211,7 @@ def test_a_watch_entrys_jitter_must_not_be_negative(tmp_path):
     p.write_text("watch:\n  symbols: [QQQ, {symbol: SPY, jitter_s: -3}]\n")
     with pytest.raises(ConfigError) as err:
         config.load(p)
-    assert err.value.problems == ["watch.symbols[1].jitter_s: must be >= 0, got -3.0"]
+    assert err.value.problems == ["watch.symbols[1].jitter_s: must be >= 0, got -3.0 (line 2)"]
 
 
 def test_outbox_claim_idle_and_dedup_ttl_must_be_positive(tmp_path):
@@ -222,6 +222,47 @@ def test_outbox_claim_idle_and_dedup_ttl_must_be_positive(tmp_path):
     with pytest.raises(ConfigError) as err:
         config.load(p)
     assert err.value.problems == [
-        "outbox.claim_idle: must be > 0",
-        "outbox.dedup_ttl: must be > 0",
+        "outbox.claim_idle: must be > 0 (line 1)",
+        "outbox.dedup_ttl: must be > 0 (line 1)",
     ]
+
+
+def test_every_problem_names_its_line_in_the_config_or_rule_file(tmp_path):
+    """A newcomer's editor jumps to `(line N)`: the key's own line, its section's for a missing
+    key, and for a rule file the line in that file (which its path names). Red before: no
+    problem of the typed config said where in the file it was."""
+    (tmp_path / "rules.d").mkdir()
+    (tmp_path / "rules.d" / "a.yaml").write_text(
+        "# flip rules\n- name: a\n  type: flip_cross\n  direction: sideways\n  channels: [tty]\n"
+    )
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        "source:\n"
+        "  kind: simulator\n"
+        "  timeot_s: 3\n"
+        "watch:\n"
+        "  symbols:\n"
+        "    - SPY\n"
+        "    - {symbol: QQQ, interval_s: -1}\n"
+        "heartbeat: {every: 5m}\n"
+        "channels:\n"
+        "  tty: {type: console}\n"
+        'rule_files: ["rules.d/*.yaml"]\n'
+        "rules:\n"
+        "  - name: b\n"
+        "    type: net_gex_sign\n"
+        "    channels: [tty, pager]\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        config.load(p)
+    assert sorted(err.value.problems) == sorted(
+        [
+            "source.timeot_s: unknown key (expected one of api_key, backoff_base_s,"
+            " backoff_max_s, base_url, kind, max_body_bytes, max_concurrency, max_future_s,"
+            " requests_per_min, simulator, timeout_s) (line 3)",
+            "watch.symbols[1].interval_s: must be > 0, got -1.0 (line 7)",
+            "heartbeat.channel: missing required key (line 8)",
+            "rules[0].channels[1]: unknown channel 'pager' (channels: tty) (line 15)",
+            "rules.d/a.yaml[0].direction: expected one of up, down, any, got 'sideways' (line 4)",
+        ]
+    )

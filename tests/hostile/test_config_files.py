@@ -193,7 +193,7 @@ def test_rule_file_globs_are_bounded_in_count(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text('rule_files: ["rules.d/*.yaml"]\n')
     with pytest.raises(ConfigError) as err:
         config_mod.load(tmp_path / "config.yaml")
-    assert err.value.problems == ["rule_files[0]: matches more than 256 files"]
+    assert err.value.problems == ["rule_files[0]: matches more than 256 files (line 1)"]
     (many / "r0000.yaml").unlink()  # exactly at the cap: fine
     config_mod.load(tmp_path / "config.yaml")
 
@@ -220,3 +220,18 @@ def test_integers_within_64_bits_still_load() -> None:
 def test_a_lone_surrogate_is_refused() -> None:
     with pytest.raises(bounded_yaml.YamlRefused, match="not UTF-8 text"):
         bounded_yaml.parse("a: \ud800\n")
+
+
+def test_lines_follow_merge_keys_and_stay_bounded_with_aliases() -> None:
+    """The key lines the config loader appends to problems: a merged key points at the line it
+    was written on; a document at the alias bound is walked in bounded time, like the tree."""
+    lines: bounded_yaml.Lines = {}
+    tree = bounded_yaml.parse("d: &d {x: 1}\ne:\n  <<: *d\n  y: [1, {z: 2}]\n", lines)
+    assert tree == {"d": {"x": 1}, "e": {"x": 1, "y": [1, {"z": 2}]}}
+    assert lines == {
+        "d": 1, "d.x": 1, "e": 2, "e.x": 1, "e.y": 4, "e.y[0]": 4, "e.y[1]": 4, "e.y[1].z": 4,
+    }  # fmt: skip
+    wide = "a: &a [" + ", ".join(["1"] * 99) + "]\nb: [" + ", ".join(["*a"] * 99) + "]\n"
+    lines = {}
+    bounded_yaml.parse(wide, lines)
+    assert len(lines) == 2 + 99 + 99 + 99 * 99

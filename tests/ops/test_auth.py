@@ -50,6 +50,7 @@ def test_a_bind_beyond_loopback_without_a_token_is_refused(tmp_path: Path) -> No
         config.load(p)
     assert err.value.problems == [
         "ops.auth_token: required when listening on 0.0.0.0, which is not a loopback address"
+        " (line 2)"
     ]
     proc = subprocess.run(
         [sys.executable, "-m", "gex_alertd", "check", "--offline", "--config", str(p)],
@@ -68,7 +69,7 @@ def test_loopback_needs_no_token_and_a_bad_listen_or_token_is_a_problem(tmp_path
     assert "short" not in err.value.problems[0]
     with pytest.raises(ConfigError) as err:
         config.load(_write(tmp_path, '{listen: "nowhere"}'))
-    assert err.value.problems == ["ops.listen: expected host:port, got 'nowhere'"]
+    assert err.value.problems == ["ops.listen: expected host:port, got 'nowhere' (line 2)"]
 
 
 def test_the_token_comes_from_a_variable_and_is_redacted(
