@@ -34,6 +34,16 @@ class Problems(list[str]):
         self.append(f"{path}: {msg}" if path else msg)
 
 
+_EXPECTED = re.compile(r"Expected `([^`]+)`, got `[^`]+`$")
+# msgspec's type names as a YAML writer knows them
+_YAML_NAMES = {
+    "float": "a number",
+    "int": "an integer",
+    "str": "a string",
+    "bool": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+}
 _LAST_STEP = re.compile(r"(?:\.[^.\[]*|\[\d+\])$")
 
 
@@ -123,8 +133,11 @@ def convert(value: Any, tp: Any, path: str, problems: Problems) -> Any:
         out = msgspec.convert(value, tp, strict=False, dec_hook=_dec_hook)
     except (msgspec.ValidationError, ValueError) as exc:
         msg = str(exc).split(" - at `", 1)[0]
-        if msg.startswith("Expected"):
-            msg = "expected" + msg[len("Expected") :].replace("`", "")
+        if (m := _EXPECTED.match(msg)) is not None:
+            # in YAML's words, with the value given (`watch.interval_s: expected a number,
+            # got 'fast'`); msgspec says `Expected `float`, got `str``
+            want = _YAML_NAMES.get(m.group(1), m.group(1))
+            msg = f"expected {want}, got {_describe(value, path)}"
         elif msg.startswith("Invalid") and isinstance(value, str):  # `Invalid ... date`
             msg = f"i{msg[1:]}, got {_describe(value, path)}"
         problems.add(path, msg)

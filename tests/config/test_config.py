@@ -266,3 +266,15 @@ def test_every_problem_names_its_line_in_the_config_or_rule_file(tmp_path):
             "rules.d/a.yaml[0].direction: expected one of up, down, any, got 'sideways' (line 4)",
         ]
     )
+
+
+def test_a_value_of_the_wrong_type_is_named_in_yaml_words_with_the_value(tmp_path):
+    """Red before: `watch.interval_s: expected float, got str` (msgspec's words, no value)."""
+    p = tmp_path / "c.yaml"
+    p.write_text("watch: {interval_s: fast, premarket: maybe, symbols: [SPY]}\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(p)
+    assert err.value.problems == [
+        "watch.interval_s: expected a number, got 'fast' (line 1)",
+        "watch.premarket: expected true or false, got 'maybe' (line 1)",
+    ]

@@ -33,12 +33,12 @@ EXPECTED = [
     "rules[0].direction: expected one of up, down, any, got 'sideways'",
     "rules[0].follow_up[0]: must be longer than 0, got 0",
     "rules[0].band_pct: must be >= 0 and < 100 (percent of spot), got -1.0",
-    "rules[1].name: expected str, got array",
+    "rules[1].name: expected a string, got a list",
     "rules[1].cooldown: expected a duration such as 30s, 10m, 7d, got 'soon'",
     'rules[1].symbols: empty list: the rule would never run (use "*" for all)',
     "rules[1].band_pct: must be >= 0 and < 100 (percent of spot), got 120.0",
     "rules[2].field: expected one of live_net_gex, underlying_price, flip_distance_pct, got 'nope'",
-    "rules[2].above: expected float, got str",
+    "rules[2].above: expected a number, got 'x'",
     "rules[3].cooldown: expected a duration such as 30s, 10m, 7d, got '3x'",
     "rules[3].above: the price is always > 0, so -5.0 can never be crossed",
 ]
@@ -60,7 +60,7 @@ def test_a_field_that_failed_is_reported_once() -> None:
     assert err.value.problems == [
         "rules[0].field: expected one of live_net_gex, underlying_price, flip_distance_pct, "
         "got 'nope'",
-        "rules[0].above: expected float, got array",
+        "rules[0].above: expected a number, got a list",
     ]
 
 
@@ -77,9 +77,9 @@ def test_a_field_that_failed_is_not_taken_for_one_left_unset() -> None:
     with pytest.raises(ConfigError) as err:
         config.parse(tree)
     assert err.value.problems == [
-        "rules[0].below: expected float, got array",
-        "rules[1].min_pct: expected float, got str",
-        "rules[2].min_strike_gex: expected float, got str",
+        "rules[0].below: expected a number, got a list",
+        "rules[1].min_pct: expected a number, got 'x'",
+        "rules[2].min_strike_gex: expected a number, got 'x'",
         "rules[2].top: must be within 1..50, got 0",  # a good field's own problem is still there
     ]
 
