@@ -12,7 +12,7 @@ import click
 from gex_alertd import capacity, keys, redaction
 from gex_alertd import config as config_mod
 from gex_alertd.config import Config, ConfigError
-from gex_alertd.connections import RedisAuthRefused, describe_redis_error
+from gex_alertd.connections import AUTH_REFUSED, RedisAuthRefused, describe_redis_error
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -105,7 +105,11 @@ def check(config_path: Path, probe: bool, offline: bool, strict: bool) -> None:
     _report_capacity(cfg)
     if offline:
         return
-    failures = asyncio.run(_check_live(cfg, probe))
+    try:
+        failures = asyncio.run(_check_live(cfg, probe))
+    except RedisAuthRefused as exc:  # exit 2 like any bad config (README "Configuration")
+        click.echo(f"FAIL {exc}", err=True)
+        sys.exit(2)
     if failures:
         for f in failures:
             click.echo(f"FAIL {redaction.redact(f)}", err=True)
@@ -135,7 +139,10 @@ async def _check_live(cfg: Config, probe: bool) -> list[str]:
         info = await asyncio.wait_for(redis.info("server"), timeout=5)
         click.echo(f"redis {where}: ok (redis {info.get('redis_version')})")
     except Exception as exc:
-        failures.append(f"redis {where}: {redaction.redact(describe_redis_error(exc))}")
+        line = f"redis {where}: {redaction.redact(describe_redis_error(exc))}"
+        if isinstance(exc, AUTH_REFUSED):  # redis.url's credentials: a bad config, as in `run`
+            raise RedisAuthRefused(line) from None
+        failures.append(line)
         return failures
     finally:
         await redis.aclose()

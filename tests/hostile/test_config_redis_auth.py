@@ -42,16 +42,17 @@ def test_run_exits_2_when_redis_refuses_the_password(
 
 
 def test_check_prints_why_redis_refused(tmp_path: Path, locked_redis: RedisServer) -> None:
+    """Exit 2, a bad config, as `run` and the README say (it was 1, the status of an outage)."""
     missing = write_config(tmp_path, f"redis://127.0.0.1:{locked_redis.port}/0")
     proc = gex_alertd("check", "--config", str(missing))
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "authentication required: the server has a password and redis.url gives none" in (
         proc.stderr
     ), proc.stderr
 
     wrong = write_config(tmp_path, f"redis://:wrong-password@127.0.0.1:{locked_redis.port}/0")
     proc = gex_alertd("check", "--config", str(wrong))
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "authentication refused: invalid username-password pair" in proc.stderr, proc.stderr
     assert "wrong-password" not in proc.stdout + proc.stderr
 
