@@ -309,3 +309,46 @@ def test_the_stated_range_is_what_check_enforces(key: str, low: float, high: flo
     for outside in (low - step, high + step):
         problems = _problems(_tree(key, type(step)(outside)))
         assert any(p.startswith(f"{key}: ") for p in problems), (key, outside, problems)
+
+
+def _choices() -> list[tuple[str, tuple[str, ...], Row]]:
+    """(key, the values the code accepts, its row) for every key with a fixed set of values."""
+    plain, channels = documented()
+    out = []
+
+    def literal(tp: msgspec.inspect.Type) -> tuple[str, ...] | None:
+        kinds = tp.types if isinstance(tp, msgspec.inspect.UnionType) else (tp,)
+        for t in kinds:
+            if isinstance(t, msgspec.inspect.LiteralType):
+                return tuple(str(v) for v in t.values)
+        return None
+
+    def walk(tp: type[msgspec.Struct], prefix: str, rows: dict[str, Row]) -> None:
+        info = msgspec.inspect.type_info(tp)
+        assert isinstance(info, msgspec.inspect.StructType)
+        for f in info.fields:
+            key = f"{prefix}{f.encode_name}"
+            if (values := literal(f.type)) is not None and key in rows:
+                out.append((key, values, rows[key]))
+            if (sub := _struct_of(f.type)) is not None and f.encode_name not in ("rules",):
+                walk(sub, key + ".", rows)
+
+    walk(Config, "", plain)
+    for kind in BY_NAME:
+        walk(BY_NAME[kind].config, "channels.*.", channels[kind])
+    return out
+
+
+CHOICES = _choices()
+
+
+def test_choices_are_found() -> None:
+    assert {"source.kind", "ops.log_level", "channels.*.color"} <= {k for k, _, _ in CHOICES}
+
+
+@pytest.mark.parametrize(("key", "values", "row"), CHOICES, ids=[c[0] for c in CHOICES])
+def test_every_accepted_value_is_told(key: str, values: tuple[str, ...], row: Row) -> None:
+    """A key with a fixed set of values names each of them in its row (`ops.log_level`)."""
+    told = set(re.findall(r"`([^`]+)`", row.default + " " + row.meaning))
+    told |= {w for t in list(told) for w in re.split(r"[\s|,/]+", t)}
+    assert sorted(set(values) - told) == [], f"{key}: values the README does not name"
