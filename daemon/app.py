@@ -42,6 +42,7 @@ from gex_alertd.pool import PollPool
 from gex_alertd.redis_errors import RedisTrouble, classify
 from gex_alertd.sources.backoff import Backoff
 from gex_alertd.sources.flowgex import FlowGexClient
+from gex_alertd.stopping import cancel_and_wait
 
 log = structlog.get_logger()
 
@@ -91,7 +92,7 @@ class Daemon:
         self.reload_status = ReloadStatus(reload_status_path())
         self._reload_lock = asyncio.Lock()
         self._started = asyncio.Event()  # start() has finished: a reload may apply
-        self._reloads: set[asyncio.Future[bool]] = set()
+        self._reloads: set[asyncio.Task[bool]] = set()
         # Redis error episodes on the poll/commit path, shared by every poller (redis_errors)
         self.trouble = RedisTrouble()
 
@@ -456,7 +457,7 @@ class Daemon:
 
     def _on_sighup(self) -> None:
         self.reload_status.requested()  # ops: counted before the reload runs (reload --wait)
-        task = asyncio.ensure_future(self.reload_from_disk())
+        task = asyncio.create_task(self.reload_from_disk())
         self._reloads.add(task)  # a reference, so the task is not collected mid-reload
         task.add_done_callback(self._reloads.discard)
 
@@ -479,11 +480,11 @@ class Daemon:
         self._stop.set()
         # a reload in flight would go on behind the stop: it and the stop both stopped a
         # channel it changed (the second's KeyError ended the stop: exit 1), or it started
-        # channels after the stop's; a SIGHUP from here on is refused (reload_from_disk)
-        for task in list(self._reloads):
-            task.cancel()
+        # channels after the stop's; a SIGHUP from here on is refused (reload_from_disk). A
+        # cancel that lands inside a Redis call can be swallowed (stopping.py): cancelled again
+        # until the reload ends, within the step's bound
         if self._reloads:
-            await asyncio.wait(set(self._reloads), timeout=STOP_STEP_S)
+            await cancel_and_wait(set(self._reloads), timeout_s=STOP_STEP_S)
         # bounded step by step, so the whole stop fits systemd's TimeoutStopSec (30 s) even with
         # Redis black-holed: duties 2 s, polls and their commits one drain_timeout together,
         # leaving 2 s, then the outbox its own drain_timeout

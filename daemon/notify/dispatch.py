@@ -79,6 +79,9 @@ class Dispatcher:
         self._limiters: dict[str, TokenBucket] = {}
         self._stats_task: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
+        # set by stop(): a reload still running then (`systemctl reload` then `stop`) starts
+        # no channel behind the stop
+        self._stopped = False
 
     def _limiter(self, notifier: Notifier[Any], cfg: ChannelConfig) -> TokenBucket | None:
         if cfg.rate_per_s is None:
@@ -146,6 +149,7 @@ class Dispatcher:
         """Create every channel's group on every known outbox, then spawn one delivery task
         per channel. (Writers create the groups of the channels they name too, see
         commit.lua, so the order of start and first commit does not matter.)"""
+        self._stopped = False
         self.streams.add_found(await all_streams(self.redis))
         for name, ch in self.cfg.channels.items():
             await self._start_channel(name, ch)
@@ -159,14 +163,17 @@ class Dispatcher:
         # swallowed inside a Redis call must not hang stop()
         await end_tasks([self.tasks[n] for n in names], grace_s=drain_timeout)
         for n in names:
-            worker = self.workers.pop(n)
-            self.tasks.pop(n)
+            worker = self.workers.pop(n, None)
+            self.tasks.pop(n, None)
+            if worker is None:  # stopped meanwhile by an overlapping reload or stop
+                continue
             if worker.buffer:
                 worker.log.warning("left undelivered for the next run", pending=len(worker.buffer))
             metrics.CHANNEL_DISABLED.labels(n).set(0)  # a restarted channel tries again
             await worker.notifier.aclose()
 
     async def stop(self, drain_timeout: float | None = None) -> None:
+        self._stopped = True
         if self._stats_task is not None:
             # ask first, cancel only as a fallback: a cancel that lands inside a redis-py call
             # can be swallowed there, and the loop would then never end
@@ -189,6 +196,8 @@ class Dispatcher:
         await self._stop_channels(
             [n for n in changed if n in self.workers], cfg.outbox.drain_timeout
         )
+        if self._stopped:  # a stop began meanwhile: nothing starts behind it
+            return
         self.cfg = cfg
         self.streams.set_symbols(_symbols(cfg))
         await self._ensure_groups(list(self.workers))

@@ -1,0 +1,33 @@
+"""A reload and a stop that overlap (`systemctl reload` then `stop`) both stop a changed
+channel: the second must find it stopped, not fail (a KeyError ended the daemon's stop with
+exit status 1: tests/ops/test_signals.py::test_sigterm_during_a_reload_stops_once_and_exits_0
+caught it now and then)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from gex_alertd.notify.dispatch import Dispatcher
+from tests.notify.support import Receiver, make_config
+
+
+def hook(url: str, **kw: object) -> dict[str, object]:
+    return {"type": "webhook", "url": url, "retry_base_s": 0.05, "retry_max_s": 0.2, **kw}
+
+
+async def test_a_reload_and_a_stop_of_the_same_channel_overlap(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    rx = await Receiver().start()
+    d = Dispatcher(redis, make_config({"ops": hook(rx.url)}, redis_url), consumer="t1")
+    await d.start()
+    try:
+        changed = make_config({"ops": hook(rx.url, timeout_s=9)}, redis_url)
+        results = await asyncio.gather(d.reload(changed), d.stop(), return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        assert d.workers == {} and d.tasks == {}  # and the reload started nothing behind it
+    finally:
+        await d.stop()
+        await rx.stop()
