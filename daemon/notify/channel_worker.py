@@ -428,6 +428,7 @@ class ChannelWorker:
             for h, _ in held:
                 self.buffer.pop(h.entry.key, None)
             return
+        self._finished([h.entry for h, _ in held])
         for h, silence in held:
             self.buffer.pop(h.entry.key, None)
             self.log.info("alert silenced", alert_id=h.entry.alert_id, silence=silence.id)
@@ -507,8 +508,11 @@ class ChannelWorker:
         attempts, since = 0, None
         if not (isinstance(outcome, Retry) and outcome.throttled) and not isinstance(outcome, Gone):
             counted = await self.outbox.bump_attempts([h.entry for h in batch], self.clock())
-            attempts = max(n for n, _ in counted)
-            since = min(s for _, s in counted)
+            batch, known = self._uncounted_left_pending(batch, counted)
+            if not batch:
+                return
+            attempts = max(n for n, _ in known)
+            since = min(s for _, s in known)
         now = self.clock()
         decision = decide(
             outcome, attempts=attempts, failing_since=since, now=now, policy=self.policy
@@ -532,6 +536,7 @@ class ChannelWorker:
         # the sent marker is durable before the next send, so a crash re-sends at most the
         # message that was in flight (same webhook-id), never a run of already-sent ones
         await self._record([h.entry for h in batch])
+        self._finished([h.entry for h in batch])
         self.retry_at = 0.0
         self.sent += len(batch)
         metrics.ALERTS_SENT.labels(self.name, "ok").inc(len(batch))
@@ -552,6 +557,35 @@ class ChannelWorker:
                     self.unrecorded.pop(e.key, None)
                 return
         await self._until_recorded()
+
+    def _uncounted_left_pending(
+        self, batch: list[_Held], counted: list[tuple[int, float] | None]
+    ) -> tuple[list[_Held], list[tuple[int, float]]]:
+        """The members of a failed message whose attempts were counted, with their counts. One
+        whose attempts key holds another type (made by hand) raised out of the flush, and the
+        loop sent the same message again every 0.5 s, the channel stuck behind it: it is left
+        pending in the outbox instead (claimed and tried again after claim_idle), as a shared
+        stream of another type is (`_write_shared`), until an attempt is counted or it is done."""
+        kept = [(h, c) for h, c in zip(batch, counted, strict=True) if c is not None]
+        self._finished([h.entry for h, _ in kept])
+        if len(kept) == len(batch):
+            return batch, [c for _, c in kept]
+        for h, c in zip(batch, counted, strict=True):
+            if c is None:
+                self.buffer.pop(h.entry.key, None)
+                key = keys.attempts(h.entry.slot_symbol, h.entry.alert_id, self.outbox.channel)
+                self._blocked_by(key, "retries", "hash", [h.entry.alert_id])
+        self.inflight = [h for h, _ in kept] or None
+        return [h for h, _ in kept], [c for _, c in kept]
+
+    def _finished(self, entries: Sequence[Entry]) -> None:
+        """Their attempts key was written (counted, or deleted with the XACK): any of them that
+        blocked the channel (`_uncounted_left_pending`) no longer does."""
+        if not self.blocked:
+            return
+        for e in entries:
+            key = keys.attempts(e.slot_symbol, e.alert_id, self.outbox.channel)
+            self.blocked.pop(key, None)
 
     def _retry_later(
         self,
@@ -621,17 +655,23 @@ class ChannelWorker:
         except RedisError as exc:
             if not is_wrongtype(exc):
                 raise
-            self.log.error(
-                f"{what} not written: {key} holds another type; the alerts stay pending in "
-                "the outbox",
-                key=key,
-                alert_ids=alert_ids,
-                **fields,
-            )
-            self.blocked[key] = f"holds another type than a stream: {what} wait"
+            self._blocked_by(key, what, "stream", alert_ids, **fields)
             return False
         self.blocked.pop(key, None)
         return True
+
+    def _blocked_by(
+        self, key: str, what: str, kind: str, alert_ids: list[str], **fields: Any
+    ) -> None:
+        """A key this channel must write holds another type than `kind`: one error line naming
+        it, and `blocked` (/healthz, 503) says so until a write there lands."""
+        self.log.error(
+            f"{what} not written: {key} holds another type; the alerts stay pending in the outbox",
+            key=key,
+            alert_ids=alert_ids,
+            **fields,
+        )
+        self.blocked[key] = f"holds another type than a {kind}: {what} wait"
 
     async def _dead(self, entries: list[Entry], reason: str, attempts: int) -> None:
         reason = redaction.redact(reason)
@@ -644,6 +684,7 @@ class ChannelWorker:
         )
         if not written:
             return
+        self._finished(entries)
         self.dead += len(entries)
         metrics.DEAD_LETTERS.labels(self.name).inc(len(entries))
         metrics.ALERTS_SENT.labels(self.name, "dead").inc(len(entries))

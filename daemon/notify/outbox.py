@@ -476,9 +476,13 @@ class Outbox:
         """Entries the receiver accepted: sent marker + XACK + attempts reset, per stream."""
         await self._finish(done, delivered=True)
 
-    async def bump_attempts(self, failed: Sequence[Entry], now: float) -> list[tuple[int, float]]:
+    async def bump_attempts(
+        self, failed: Sequence[Entry], now: float
+    ) -> list[tuple[int, float] | None]:
         """Count one failed attempt per alert; (attempts so far, wall time of the first failure)
-        each. Both live in Redis so a restart neither resets the count nor the retry budget."""
+        each. Both live in Redis so a restart neither resets the count nor the retry budget.
+        None for an alert whose attempts key holds another type (made by hand): its count is
+        unknown, and the others' replies are still read (raised, the whole message failed)."""
         now_ms = str(int(now * 1000))
         async with self.redis.pipeline(transaction=False) as pipe:
             for e in failed:
@@ -487,10 +491,17 @@ class Outbox:
                 pipe.hsetnx(key, "since_ms", now_ms)
                 pipe.hget(key, "since_ms")
                 pipe.pexpire(key, ATTEMPTS_TTL_MS)
-            res = await pipe.execute()
-        out = []
+            res = await pipe.execute(raise_on_error=False)
+        out: list[tuple[int, float] | None] = []
         for i in range(len(failed)):
-            n, _, since, _ = res[4 * i : 4 * i + 4]
+            replies = res[4 * i : 4 * i + 4]
+            errors = [x for x in replies if isinstance(x, Exception)]
+            if errors and all(is_wrongtype(x) for x in errors):
+                out.append(None)
+                continue
+            if errors:
+                raise errors[0]
+            n, _, since, _ = replies
             out.append((int(n), int(as_str(since or now_ms)) / 1000))
         return out
 

@@ -715,3 +715,89 @@ async def test_a_reload_finds_an_outbox_key_of_another_type_soon_after_a_search_
         await d.stop()
         await old.stop()
         await new.stop()
+
+
+async def test_an_attempts_key_of_another_type_leaves_the_alert_pending_not_a_hot_loop(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    # an alert's attempts key (keys.attempts) made another type by hand: counting a failed send
+    # raised WRONGTYPE out of the flush, and the loop sent the same message again every 0.5 s
+    # (a warning each time), every later alert of the channel stuck behind it. Now it is left
+    # pending (claimed and tried again after claim_idle), named in one error line per attempt,
+    # and the channel says so in /healthz, as for gex:dead of another type
+    from structlog.testing import capture_logs
+
+    async def fail_the_first(_n: int, r: web.Request) -> web.Response | None:
+        body = await r.json()
+        return web.Response(status=500, text="down") if body["id"] == alert(0).id else None
+
+    rx = await Receiver(responder=fail_the_first).start()
+    bad = keys.attempts("SPY", alert(0).id, "ops")
+    await redis.set(bad, "not a hash")
+    d = Dispatcher(redis, make_config({"ops": hook(rx.url)}, redis_url), consumer="t1")
+
+    async def blocked() -> list[str]:
+        return list((await d.health())["ops"]["blocked"])
+
+    with capture_logs() as logs:
+        await d.start()
+        try:
+            await enqueue(redis, alert(0), ["ops"], poke=[d])
+            await rx.wait_for(1, status=500)
+            for i in range(1, 4):
+                await enqueue(redis, alert(i), ["ops"], poke=[d])
+            await rx.wait_for(3)
+            assert sorted(rx.ids()) == sorted(alert(i).id for i in range(1, 4))
+            assert await blocked() == [f"{bad} holds another type than a hash: retries wait"]
+            pending = await redis.xpending_range(
+                keys.outbox("SPY"), keys.notify_group("ops"), "-", "+", 10
+            )
+            assert len(pending) == 1  # alert 0, not lost
+            assert await redis.get(bad) == b"not a hash"  # an operator's key is left alone
+        finally:
+            await d.stop()
+            await rx.stop()
+    tries = len(rx.ids(status=500))
+    named = [e for e in logs if e.get("key") == bad and e["log_level"] == "error"]
+    assert len(named) == tries  # one error line per attempt, no loop of warnings
+    assert not [e for e in logs if e.get("event") == "outbox unavailable"]
+
+
+async def test_an_attempts_key_of_another_type_is_blocked_in_health_until_it_is_removed(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    # the alert is tried again on the claim_idle cadence; once the operator removes the key,
+    # its attempts are counted again: dead-lettered after its 400, and the block cleared
+    async def refuse(_n: int, _r: web.Request) -> web.Response:
+        return web.Response(status=400, text="bad")
+
+    rx = await Receiver(responder=refuse).start()
+    bad = keys.attempts("SPY", alert(0).id, "ops")
+    await redis.rpush(bad, "not a hash")
+    cfg = make_config({"ops": hook(rx.url)}, redis_url, claim_idle="200ms")
+    d = Dispatcher(redis, cfg, consumer="t1")
+    await d.start()
+
+    async def blocked() -> list[str]:
+        return list((await d.health())["ops"]["blocked"])
+
+    async def is_blocked() -> bool:
+        return bool(await blocked())
+
+    async def is_clear() -> bool:
+        return not await blocked()
+
+    try:
+        await enqueue(redis, alert(0), ["ops"], poke=[d])
+        await eventually(is_blocked, "the channel blocked on the attempts key")
+        assert await blocked() == [f"{bad} holds another type than a hash: retries wait"]
+        await rx.wait_for(2, status=400)  # tried again after claim_idle, still blocked
+        assert await blocked() == [f"{bad} holds another type than a hash: retries wait"]
+        await redis.delete(bad)
+        await eventually(is_clear, "the block cleared by an attempt counted")
+        await eventually(lambda: d.workers["ops"].dead == 1, "alert 0 dead-lettered")
+        assert [e.alert_id for e in await list_dead(redis)] == [alert(0).id]
+        assert set(rx.ids(status=400)) == {alert(0).id}
+    finally:
+        await d.stop()
+        await rx.stop()
