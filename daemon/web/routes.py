@@ -36,6 +36,7 @@ from gex_alertd.config import WatchTarget
 from gex_alertd.connections import entries
 from gex_alertd.web import history
 from gex_alertd.web.live import Hub, target_key
+from gex_alertd.web.slots import Slot, Slots
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +48,8 @@ WRITE_TIMEOUT_S = 30.0
 # heavy reads served at once (a heatmap frame: up to history.MAX_SNAPSHOTS entries, ~24 MB of
 # blocks read, decoded and encoded; a symbol's alerts or the index: up to 20,000 outbox
 # entries): with no bound, every reload in every tab (or any client of the ops port) held that
-# much at the same time. The others wait their turn
+# much at the same time. The others wait their turn; a frame's slot is held until its render
+# returns, even when its client has gone (web/slots.py)
 FRAMES_AT_ONCE = 4
 _SYMBOL = re.compile(r"[A-Za-z0-9.^_-]{1,16}")
 _EXPIRY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -117,7 +119,7 @@ class LivePage:
         self._redis = redis
         self._targets = targets
         self.hub = Hub(redis, lambda: [(t.symbol, t.expiry) for t in targets()])
-        self._frames = asyncio.Semaphore(FRAMES_AT_ONCE)
+        self._frames = Slots(FRAMES_AT_ONCE)
         self._static = _load_static()
 
     def mount(self, app: web.Application) -> None:
@@ -168,7 +170,7 @@ class LivePage:
     async def _symbols(self, request: web.Request) -> web.Response:
         targets = [(t.symbol, t.expiry, t.interval_s) for t in self._targets()]
         now_ms = int(datetime.now(UTC).timestamp() * 1000)
-        async with self._frames:  # up to history.FAILING_SCAN outbox entries
+        async with self._frames.slot():  # up to history.FAILING_SCAN outbox entries
             rows = await history.index_rows(self._redis, targets, now_ms)
         return _gzip_response(request, _json.encode({"symbols": rows}), "application/json")
 
@@ -179,13 +181,13 @@ class LivePage:
             window = _window_param(request.query)
         except history.BadQuery as exc:
             raise web.HTTPBadRequest(text=f"400: {exc}\n") from None
-        async with self._frames:
-            body, accepts_gzip = await self._frame(request, target, lo, hi, window)
+        async with self._frames.slot() as slot:
+            body, accepts_gzip = await self._frame(request, slot, target, lo, hi, window)
         return _prepared(body, "application/json", gzipped=accepts_gzip)
 
     async def _frame(
-        self, request: web.Request, target: WatchTarget, lo: int | None, hi: int | None,
-        window: float,
+        self, request: web.Request, slot: Slot, target: WatchTarget, lo: int | None,
+        hi: int | None, window: float,
     ) -> tuple[bytes, bool]:  # fmt: skip
         """The heatmap frame's body (gzipped when the client accepts it), and whether it is."""
         key = keys.snap(target.symbol, target.expiry)
@@ -204,7 +206,7 @@ class LivePage:
             body = _json.encode(frame)
             return gzip.compress(body, GZIP_LEVEL) if accepts_gzip else body
 
-        return await asyncio.to_thread(render), accepts_gzip
+        return await slot.to_thread(render), accepts_gzip
 
     async def _day_start(self, key: str, hi: int | None) -> int | None:
         """Midnight New York of the trading day of the newest entry at or before `hi`."""
@@ -220,7 +222,7 @@ class LivePage:
             lo, hi = _time_param(request.query, "from"), _time_param(request.query, "to")
         except history.BadQuery as exc:
             raise web.HTTPBadRequest(text=f"400: {exc}\n") from None
-        async with self._frames:  # up to history.ALERT_SCAN outbox entries
+        async with self._frames.slot():  # up to history.ALERT_SCAN outbox entries
             items = await history.read_alerts(self._redis, target.symbol, target.expiry, lo, hi)
         return _gzip_response(request, _json.encode({"alerts": items}), "application/json")
 

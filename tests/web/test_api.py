@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import threading
 from typing import Any
 
 import aiohttp
@@ -220,6 +221,75 @@ async def test_the_page_only_reads(redis: aioredis.Redis, page: Page) -> None:
     writes = used & {"xadd", "hset", "set", "del", "xtrim", "xack", "xgroup", "expire", "unlink"}
     assert not writes, writes
     assert "xrevrange" in used
+
+
+async def test_a_render_whose_client_left_still_holds_its_slot(
+    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a frame's render runs in a thread, which a gone client cannot stop: the handler was
+    # cancelled (handler_cancellation) and released its slot while the render went on, so new
+    # frames started beside it: up to the thread pool's size at once, not FRAMES_AT_ONCE
+    n = routes.FRAMES_AT_ONCE
+    arrived, ended, reads, rendering, most = [0], [0], [0], [0], [0]
+    lock, release = threading.Lock(), threading.Event()
+    real_read, real_render = history.read_entries, history.heat_frame
+
+    async def read(*args: Any) -> Any:
+        reads[0] += 1  # before any await: a handler that got a slot is counted
+        return await real_read(*args)
+
+    def render(*args: Any) -> Any:  # in the worker thread
+        with lock:
+            rendering[0] += 1
+            most[0] = max(most[0], rendering[0])
+        try:
+            release.wait(timeout=120)
+            return real_render(*args)
+        finally:
+            with lock:
+                rendering[0] -= 1
+
+    monkeypatch.setattr(history, "read_entries", read)
+    monkeypatch.setattr(history, "heat_frame", render)
+
+    @web.middleware
+    async def arrival(request: web.Request, handler: Any) -> web.StreamResponse:
+        arrived[0] += 1  # the handler runs from here to its first await
+        try:
+            return await handler(request)
+        finally:
+            ended[0] += 1  # answered, or cancelled by its client's disconnect
+
+    live = routes.LivePage(redis, lambda: TARGETS)
+
+    def mount(app: web.Application) -> None:
+        app.middlewares.append(arrival)
+        live.mount(app)
+
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    server = OpsServer("127.0.0.1:0", health, mounts=(mount,))
+    await server.start()
+    try:
+        await put(redis, 1)
+        page = Page(f"http://127.0.0.1:{server.port}", live)
+        path = "/api/SPY/snapshots?from=0"
+        gone = [asyncio.create_task(_get(page, path)) for _ in range(n)]
+        await eventually(lambda: rendering[0] == n, "every slot's frame rendering")
+        for ask in gone:  # their clients disconnect while the renders run
+            ask.cancel()
+        await asyncio.gather(*gone, return_exceptions=True)
+        await eventually(lambda: ended[0] == n, "the gone clients' handlers cancelled")
+        asks = [asyncio.create_task(_get(page, path)) for _ in range(2)]
+        await eventually(lambda: arrived[0] == n + 2, "the new requests at their handler")
+        assert reads[0] == n  # they wait for a slot: the renders still run
+        release.set()
+        assert [status for status, _ in await asyncio.gather(*asks)] == [200, 200]
+        assert most[0] == n
+    finally:
+        release.set()
+        await server.stop()
 
 
 async def test_history_reads_each_symbols_outbox_on_a_cluster(redis_cluster: RedisCluster) -> None:
