@@ -30,7 +30,7 @@ from gex_alertd.duties import Duties, SessionGate
 from gex_alertd.enqueue_once import EnqueueOnce
 from gex_alertd.model import AlertEvent, iso_utc
 from gex_alertd.operator_rules import OperatorRules, with_defaults
-from gex_alertd.ops import metrics
+from gex_alertd.ops import early_sighup, metrics
 from gex_alertd.ops.calendar import MarketHours
 from gex_alertd.ops.calendar_load import CalendarUnavailable, NyseCalendar
 from gex_alertd.ops.logging import output_problem
@@ -454,6 +454,10 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        early = early_sighup.take()  # after ours is in: a SIGHUP from here on reaches _on_sighup
+        if early:
+            log.info("reload requested during start-up: runs once the start is done", signals=early)
+            self._on_sighup()  # one reload reads the newest file for all of them
 
     def _on_sighup(self) -> None:
         self.reload_status.requested()  # ops: counted before the reload runs (reload --wait)
@@ -536,7 +540,11 @@ class Daemon:
         # a SIGHUP during the start is applied after it: in the middle, it found the pool
         # without its duties (AssertionError, half applied) or started the channels the start
         # was starting
-        await self._started.wait()
+        try:
+            await self._started.wait()
+        except asyncio.CancelledError:
+            log.warning("reload not applied: the daemon stopped before its start was done")
+            raise
         async with self._reload_lock:
             began_at = self.reload_status.begin()
             if self._stop.is_set():

@@ -212,8 +212,16 @@ ops: {{listen: "127.0.0.1:{self.ops_port}", log_format: json, log_level: debug}}
 """
 
     async def start(
-        self, notify: Notifications, log_name: str = "daemon.log", stdout: int | None = None
+        self,
+        notify: Notifications,
+        log_name: str = "daemon.log",
+        stdout: int | None = None,
+        *,
+        hup_blocked: bool = False,
     ) -> Daemon:
+        """`gex-alertd run`; `hup_blocked`: with SIGHUP blocked from its first instruction (the
+        mask is inherited across fork and exec), so a SIGHUP sent at once waits, pending, until
+        the daemon lets it through, however slowly the interpreter starts."""
         env = {
             k: v
             for k, v in os.environ.items()
@@ -226,13 +234,17 @@ ops: {{listen: "127.0.0.1:{self.ops_port}", log_format: json, log_level: debug}}
             CREDENTIALS_DIRECTORY=str(self.creds),
         )
         log = self.tmp / log_name
-        with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                GEX_ALERTD, "run", "--config", str(self.config), "--no-uvloop",
-                stdout=out if stdout is None else stdout,
-                stderr=out if stdout is not None else asyncio.subprocess.STDOUT,
-                env=env, cwd=self.tmp,
-            )  # fmt: skip
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP} if hup_blocked else ())
+        try:
+            with log.open("wb") as out:
+                proc = await asyncio.create_subprocess_exec(
+                    GEX_ALERTD, "run", "--config", str(self.config), "--no-uvloop",
+                    stdout=out if stdout is None else stdout,
+                    stderr=out if stdout is not None else asyncio.subprocess.STDOUT,
+                    env=env, cwd=self.tmp,
+                )  # fmt: skip
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return Daemon(proc, log, self.ops_port)
 
 
@@ -454,6 +466,38 @@ async def test_sighup_refuses_a_broken_config_and_applies_a_good_one(
     assert await daemon.signal_and_wait(signal.SIGTERM) == 0
 
 
+async def test_sighup_during_start_up_neither_ends_the_daemon_nor_is_lost(
+    setup: Setup, notify: Notifications
+) -> None:
+    # until the loop's handler was in (~0.5 s of imports), SIGHUP's default action ended the
+    # process, and systemd counts a death by SIGHUP as a clean exit: no restart. Sent at once
+    # after the spawn (held pending by the blocked mask until the daemon's first line takes it)
+    # and again and again until READY, it must be recorded and the reload run after the start
+    d = await setup.start(notify, hup_blocked=True)
+    try:
+        setup.config.write_text(setup.config_text(symbols="[SPY, QQQ]"))  # read by that reload
+        d.proc.send_signal(signal.SIGHUP)
+        ready = asyncio.create_task(notify.wait_for("READY=1"))
+        while not ready.done():
+            assert d.proc.returncode is None, d.output()[-3000:]
+            d.proc.send_signal(signal.SIGHUP)
+            await asyncio.sleep(0.1)
+        await ready
+        await d.wait_log(lambda e: e.get("event") == "config reloaded")
+
+        async def watching_both() -> bool:
+            return set((await d.health())[1]["symbols"]) == {"SPY", "QQQ"}
+
+        await eventually(watching_both, "health to list SPY and QQQ")
+        assert d.proc.returncode is None
+        assert await d.signal_and_wait(signal.SIGTERM) == 0, d.output()[-3000:]
+        assert "Traceback" not in d.output()
+    finally:
+        if d.proc.returncode is None:
+            d.proc.kill()
+            await d.proc.wait()
+
+
 async def test_sigterm_during_a_reload_stops_once_and_exits_0(
     setup: Setup,
     daemon: Daemon,
@@ -504,6 +548,27 @@ async def test_sigterm_while_waiting_for_redis_at_start_exits_0(
         code = await d.signal_and_wait(signal.SIGTERM)
         assert code == 0, d.output()[-3000:]
         assert "Traceback" not in d.output()
+    finally:
+        if d.proc.returncode is None:
+            d.proc.kill()
+            await d.proc.wait()
+
+
+async def test_a_stop_before_the_start_is_done_says_the_early_reload_was_not_applied(
+    tmp_path: Path, notify: Notifications, receiver: Receiver
+) -> None:
+    # the reload a SIGHUP asked for waits for the start; a stop first cancels it: say so
+    setup = Setup(tmp_path, f"redis://127.0.0.1:{free_port()}/0", receiver)  # nothing there
+    setup.config.write_text(setup.config_text())
+    d = await setup.start(notify, hup_blocked=True)
+    try:
+        d.proc.send_signal(signal.SIGHUP)
+        await d.wait_log(lambda e: e.get("event") == "redis unreachable, retrying")
+        code = await d.signal_and_wait(signal.SIGTERM)
+        assert code == 0, d.output()[-3000:]
+        events = [e.get("event") for e in d.events()]
+        assert "reload requested during start-up: runs once the start is done" in events
+        assert "reload not applied: the daemon stopped before its start was done" in events
     finally:
         if d.proc.returncode is None:
             d.proc.kill()
