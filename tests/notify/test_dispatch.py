@@ -801,3 +801,38 @@ async def test_an_attempts_key_of_another_type_is_blocked_in_health_until_it_is_
     finally:
         await d.stop()
         await rx.stop()
+
+
+async def test_a_reload_and_a_stop_at_once_stop_a_changed_channel_once_and_start_nothing_after(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    # `systemctl reload` then `stop` with a delivery in flight: the reload's stop of the changed
+    # channel and the daemon's stop both waited for its worker, and the second to resume found
+    # it gone (KeyError: exit status 1, the rest of the stop skipped); the reload then started
+    # the channel again behind the stop. The daemon cancels a reload at its stop, but a cancel
+    # that redis-py swallows (daemon/stopping.py) leaves it running: the dispatcher must cope
+    release = asyncio.Event()
+
+    async def hold(_n: int, _r: web.Request) -> web.Response | None:
+        await release.wait()
+        return None
+
+    rx = await Receiver(responder=hold).start()
+    d = Dispatcher(redis, make_config({"ops": hook(rx.url)}, redis_url), consumer="t1")
+    await d.start()
+    try:
+        await enqueue(redis, alert(0), ["ops"], poke=[d])
+        await eventually(lambda: len(rx.hits) == 1, "a delivery in flight")
+        changed = make_config({"ops": hook(rx.url, timeout_s=9)}, redis_url)
+        reload = asyncio.create_task(d.reload(changed))
+        stop = asyncio.create_task(d.stop(drain_timeout=30))
+        await eventually(lambda: d.workers["ops"].stopping.is_set(), "the channel asked to stop")
+        await eventually(lambda: d._stats_task is None, "the stop at its channels")
+        release.set()
+        await asyncio.gather(reload, stop)
+        assert d.workers == {} and d.tasks == {}
+        assert rx.ids() == [alert(0).id]
+    finally:
+        release.set()
+        await d.stop()
+        await rx.stop()
