@@ -472,11 +472,21 @@ class ChannelWorker:
         sent (as when the check at `admit` fails)."""
         assert self.silences is not None  # defer_markers
         unchecked = [h for h in candidates if not h.checked]
-        found, replies = await self.silences.check_many_with(
-            [h.event for h in candidates],
-            self.name,
-            self.outbox.marker_checks([h.entry for h in unchecked]),
-        )
+        try:
+            found, replies = await self.silences.check_many_with(
+                [h.event for h in candidates],
+                self.name,
+                self.outbox.marker_checks([h.entry for h in unchecked]),
+            )
+        except RedisError as exc:
+            if not is_wrongtype(exc):
+                raise
+            # a silences key of another type (made by hand; EXISTS never says WRONGTYPE):
+            # raised, every turn failed on it every 0.5 s and nothing was delivered. The
+            # markers on their own, and the silences as any send judges them: cannot tell,
+            # deliver (with a warning)
+            replies = await self.outbox.sent_already([h.entry for h in unchecked])
+            found = await self._silences_of(candidates)
         sent = {h.entry.key for h, x in zip(unchecked, replies, strict=True) if x}
         if sent:  # acked before anything counts as checked: a failed ack checks them again
             await self.outbox.ack([h.entry for h in candidates if h.entry.key in sent])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
 from gex_alertd import keys
@@ -87,3 +88,32 @@ async def test_a_silenced_record_stream_of_another_type_does_not_stop_the_channe
     finally:
         await d.stop()
         await ops.stop()
+
+
+@pytest.mark.parametrize("key", [keys.SILENCES, keys.SILENCES_VERSION])
+async def test_silence_keys_of_another_type_neither_stop_delivery_nor_loop(
+    redis: aioredis.Redis, redis_url: str, key: str
+) -> None:
+    # gex:silences (or its version key) made another type by hand: the delivery's silence
+    # check cannot tell, so it delivers with a warning (_silences_of); but a new alert's check,
+    # which rides with its sent marker's (check_many_with), raised WRONGTYPE out of the flush:
+    # tried again every 0.5 s ('outbox unavailable'), nothing of the channel ever delivered
+    from structlog.testing import capture_logs
+
+    ops = await Receiver().start()
+    store = SilenceStore(redis)
+    await redis.rpush(key, "not a hash, nor a string")
+    channels = {"ops": {"type": "webhook", "url": ops.url}}
+    d = Dispatcher(redis, make_config(channels, redis_url), consumer="t1", silences=store)
+    with capture_logs() as logs:
+        await d.start()
+        try:
+            for i in range(3):
+                await enqueue(redis, alert(i), ["ops"], poke=[d])
+            await ops.wait_for(3)
+            assert sorted(ops.ids()) == sorted(alert(i).id for i in range(3))
+        finally:
+            await d.stop()
+            await ops.stop()
+    assert not [e for e in logs if e.get("event") == "outbox unavailable"]
+    assert [e for e in logs if e.get("event") == "silence check failed; delivering"]
