@@ -54,6 +54,12 @@ _DATA_MARKERS = ("WRONGTYPE", "Invalid stream ID", "must be greater than 0-0")
 _AUTH_PREFIXES = ("NOAUTH", "WRONGPASS", "NOPERM")
 
 
+def is_wrongtype(exc: BaseException) -> bool:
+    """A key holds another type than the command needs (made by hand, or another program's)."""
+    # anywhere in the text: a pipeline's raised error starts "Command # 1 (...) of pipeline"
+    return isinstance(exc, ResponseError) and "WRONGTYPE" in str(exc)
+
+
 def classify(exc: BaseException) -> str:
     """The class of an error raised by a commit (or any Redis call on the poll path)."""
     from gex_alertd.commit import CommitConflict  # commit imports the batcher, not us

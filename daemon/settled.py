@@ -29,9 +29,11 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import ResponseError
 
 from gex_alertd import keys
 from gex_alertd.model import TOO_DEEP, FlowGex, PayloadError, decode_flow_gex
+from gex_alertd.redis_errors import is_wrongtype
 from gex_alertd.rules.repositioning import Settled, attach_settled, exchange_day, settled_from
 from gex_alertd.sources.errors import SourceError
 
@@ -118,6 +120,8 @@ class SettledProfiles:
         # per target, the Redis key (one day) and when it may be fetched again: one entry per
         # target, so a day whose profile never came is not remembered forever
         self._next_try: dict[tuple[str, str | None], tuple[str, float]] = {}
+        # per target, the cache key of another type last said so (one line, not one per poll)
+        self._wrong_type: dict[tuple[str, str | None], str] = {}
 
     async def attach(self, snap: FlowGex, expiry: str | None) -> None:
         """Attach today's settled profile to `snap` when there is one (else nothing)."""
@@ -132,13 +136,34 @@ class SettledProfiles:
         if hit is not None and hit[0] == day:
             return hit[1]
         key = keys.settled(symbol, day, expiry)
-        raw = await self.redis.get(key)
-        found = decode_cached(raw) if raw is not None else None
+        found = await self._stored(key, target=(symbol, expiry))
         if found is None:
             found = await self._fetch(symbol, expiry, day, key, snap.as_of_ms)
         if found is not None or self.fetch is None:
             self._mem[(symbol, expiry)] = (day, found)
         return found
+
+    async def _stored(
+        self, key: str, target: tuple[str, str | None] | None = None
+    ) -> CachedSettled | None:
+        """The cached profile at `key`, None when there is none. A key of another type (made
+        by hand) is none, with one error line per target and key: raised, it was a snapshot
+        that can never commit, and every one of the symbol was set aside to gex:dead all day.
+        The profile fetched then is kept in this process's memory for the day; the key is
+        left alone."""
+        try:
+            raw = await self.redis.get(key)
+        except ResponseError as exc:
+            if not is_wrongtype(exc):
+                raise
+            if target is not None and self._wrong_type.get(target) != key:
+                self._wrong_type[target] = key
+                log.error(
+                    "settled profile cache key holds another type; not cached there",
+                    key=key,
+                )
+            return None
+        return decode_cached(raw) if raw is not None else None
 
     async def _fetch(
         self, symbol: str, expiry: str | None, day: str, key: str, as_of_ms: int
@@ -166,8 +191,6 @@ class SettledProfiles:
         fresh = CachedSettled(as_of_ms, profile)
         # NX: of several daemons the first one's copy (and from_ms) wins; all use it
         if not await self.redis.set(key, encode_cached(fresh), nx=True, ex=self.ttl_s):
-            raw = await self.redis.get(key)
-            other = decode_cached(raw) if raw is not None else None
-            fresh = other if other is not None else fresh
+            fresh = await self._stored(key) or fresh
         bound.info("settled profile cached", day=day, strikes=len(profile.strike))
         return fresh

@@ -47,7 +47,7 @@ from gex_alertd.notify.base import (
     retry,
 )
 from gex_alertd.notify.channel import ChannelBase
-from gex_alertd.notify.outbox import Entry, Outbox, is_wrongtype, refuse_wrong_types
+from gex_alertd.notify.outbox import Entry, Outbox, refuse_wrong_types
 from gex_alertd.notify.policy import (
     Ack,
     DeadLetter,
@@ -61,6 +61,7 @@ from gex_alertd.notify.silences import Silence
 from gex_alertd.notify.streams import OutboxStreams
 from gex_alertd.notify.throttle import TokenBucket
 from gex_alertd.ops import metrics
+from gex_alertd.redis_errors import is_wrongtype
 from gex_alertd.stopping import cancel_and_wait
 
 log = structlog.get_logger()

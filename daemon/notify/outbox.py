@@ -49,6 +49,7 @@ from gex_alertd.connections import as_str, entries, entry_key, is_cluster
 from gex_alertd.model import AlertEvent, decode_alert, decode_channels, encode_channels, iso_utc
 from gex_alertd.notify.silences import SILENCED_MAXLEN, Silence, silenced_fields
 from gex_alertd.notify.streams import OutboxStreams
+from gex_alertd.redis_errors import is_wrongtype
 
 log = structlog.get_logger()
 
@@ -132,11 +133,6 @@ def _by_stream(items: Iterable[Entry]) -> dict[str, list[Entry]]:
 
 def _is_nogroup(exc: BaseException) -> bool:
     return isinstance(exc, ResponseError) and "NOGROUP" in str(exc)
-
-
-def is_wrongtype(exc: BaseException) -> bool:
-    # anywhere in the text: a pipeline's raised error starts "Command # 1 (...) of pipeline"
-    return isinstance(exc, ResponseError) and "WRONGTYPE" in str(exc)
 
 
 async def _types(redis: aioredis.Redis, names: list[str]) -> dict[str, str]:

@@ -271,3 +271,39 @@ async def test_a_new_day_is_fetched_at_once_and_failed_days_are_not_remembered(
         await profiles.attach(snap, None)  # the same day within retry_s: not again
     assert calls == ["SPY"] * 3
     assert len(profiles._next_try) == 1  # one entry per target, not one per failed day
+
+
+async def test_a_cache_key_of_another_type_is_one_error_line_and_the_profile_kept_in_memory(
+    sim: tuple[EmbeddedSimulator, ManualClock], redis: aioredis.Redis
+) -> None:
+    # the day's cache key made another type by hand: its GET raised WRONGTYPE out of attach,
+    # which the poller counts as a snapshot that can never commit ('data'): every snapshot of
+    # the symbol set aside to gex:dead all day, no rule of it evaluated, a line per poll
+    handle, _clock = sim
+    async with FlowGexClient(handle.base_url, KEY) as client:
+        first = (await client.fetch("SPY")).snapshot
+        key = keys.settled("SPY", exchange_day(first))
+        await redis.rpush(key, "not a cached profile")
+        profiles = SettledProfiles(redis, client.fetch_settled)
+        with structlog.testing.capture_logs() as logs:
+            await profiles.attach(first, None)
+            second = (await client.fetch("SPY")).snapshot
+            await profiles.attach(second, None)
+        got = settled_of(first)
+        assert got is not None and settled_of(second) == got  # fetched, kept in memory
+        named = [e for e in logs if e.get("key") == key]
+        assert [e["log_level"] for e in named] == ["error"], logs
+        assert await redis.lrange(key, 0, -1) == [b"not a cached profile"]  # left alone
+        replay = SettledProfiles(redis, None)  # replay reads the cache only: none there
+        third = (await client.fetch("SPY")).snapshot
+        await replay.attach(third, None)
+        assert settled_of(third) is None
+
+    async def down(symbol: str, expiry: str | None) -> bytes:
+        raise TransientError("upstream 503", symbol=symbol)
+
+    failing = SettledProfiles(redis, down)  # nothing kept in memory: read again every poll
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(3):
+            await failing.attach(first, None)
+    assert len([e for e in logs if e.get("key") == key]) == 1  # not one line per poll
