@@ -233,6 +233,18 @@ def entry_key(entry_id: bytes | str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+async def key_types(redis: aioredis.Redis, names: list[str]) -> dict[str, str]:
+    """Each key's type (pipelined TYPE, one per key; "none" for a missing one)."""
+    out: dict[str, str] = {}
+    for i in range(0, len(names), 1000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for name in names[i : i + 1000]:
+                pipe.type(name)
+            replies = await pipe.execute()
+        out.update(zip(names[i : i + 1000], map(as_str, replies), strict=True))
+    return out
+
+
 async def stream_tops(redis: aioredis.Redis, names: list[str]) -> dict[str, str]:
     """The newest entry ID of each stream ("0-0" for one that is empty or missing): a reader
     that starts from now reads after these. One XREVRANGE per stream, pipelined (a cluster

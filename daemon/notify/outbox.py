@@ -45,7 +45,7 @@ import structlog
 from redis.exceptions import NoScriptError, ResponseError
 
 from gex_alertd import keys, packed, redaction
-from gex_alertd.connections import as_str, entries, entry_key, is_cluster
+from gex_alertd.connections import as_str, entries, entry_key, is_cluster, key_types
 from gex_alertd.model import AlertEvent, decode_alert, decode_channels, encode_channels, iso_utc
 from gex_alertd.notify.silences import SILENCED_MAXLEN, Silence, silenced_fields
 from gex_alertd.notify.streams import OutboxStreams
@@ -135,18 +135,6 @@ def _is_nogroup(exc: BaseException) -> bool:
     return isinstance(exc, ResponseError) and "NOGROUP" in str(exc)
 
 
-async def _types(redis: aioredis.Redis, names: list[str]) -> dict[str, str]:
-    """Each key's type (pipelined TYPE, one per key)."""
-    out: dict[str, str] = {}
-    for i in range(0, len(names), 1000):
-        async with redis.pipeline(transaction=False) as pipe:
-            for name in names[i : i + 1000]:
-                pipe.type(name)
-            replies = await pipe.execute()
-        out.update(zip(names[i : i + 1000], map(as_str, replies), strict=True))
-    return out
-
-
 TYPES_EVERY_S = 10.0
 
 
@@ -161,7 +149,7 @@ async def refuse_wrong_types(
     now = time.monotonic()
     if now < streams.types_check_after and not force:
         return  # a WRONGTYPE no outbox key causes (gex:dead made a string) found nothing
-    wrong = {s: t for s, t in (await _types(redis, streams.all())).items() if t != "stream"}
+    wrong = {s: t for s, t in (await key_types(redis, streams.all())).items() if t != "stream"}
     wrong = {s: t for s, t in wrong.items() if t != "none"}
     if not wrong:  # not again for a while: one TYPE per stream, every channel, every turn
         streams.types_check_after = now + TYPES_EVERY_S
@@ -176,7 +164,7 @@ async def refuse_wrong_types(
 
 async def recheck_refused(redis: aioredis.Redis, streams: OutboxStreams) -> None:
     """The refused keys that are streams again (or gone) are read again."""
-    types = await _types(redis, sorted(streams.refused))
+    types = await key_types(redis, sorted(streams.refused))
     streams.forgive(s for s, t in types.items() if t in ("stream", "none"))
 
 

@@ -34,9 +34,11 @@ from gex_alertd.connections import (
     REDIS_DOWN,
     describe_redis_error,
     is_cluster,
+    key_types,
     read_slot_groups,
     stream_tops,
 )
+from gex_alertd.redis_errors import is_wrongtype
 from gex_alertd.stopping import cancel_and_wait
 from gex_alertd.web import history
 
@@ -48,6 +50,7 @@ QUEUE_FRAMES = 64  # per subscriber: ~16 min of one symbol at 15 s before it cou
 MAX_SUBSCRIBERS = 256
 READ_COUNT = 500  # entries per stream per XREAD
 CLUSTER_POLL_S = 1.0  # on a cluster: the pause after a round that found nothing new
+REFUSED_RECHECK_S = 30.0  # how often a key left out for its type is looked at again
 _json = msgspec.json.Encoder()
 
 Targets = Callable[[], Sequence[tuple[str, str | None]]]
@@ -94,6 +97,11 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self.frames_built = 0  # events encoded (one per entry read, not per subscriber)
         self.rounds = 0  # reads done (each from the cursors of the one before)
+        # stream key -> its type: a watched key made another type by hand failed the one XREAD
+        # over every stream, round after round, and no page got anything; left out instead,
+        # looked at again every REFUSED_RECHECK_S
+        self.refused: dict[str, str] = {}
+        self.recheck_at = 0.0  # monotonic
 
     @property
     def subscribers(self) -> int:
@@ -125,9 +133,14 @@ class Hub:
         cursors: dict[str, str] = {}
         delay = 0.5
         cluster = is_cluster(self._redis)
+        streams: dict[str, str | None] = {}
         while self._subs:
             try:
-                groups = self._streams()
+                await self._recheck_refused()
+                groups = {
+                    sym: {k: t for k, t in group.items() if k not in self.refused}
+                    for sym, group in self._streams().items()
+                }
                 streams = {k: t for group in groups.values() for k, t in group.items()}
                 # a stream no page wants any more is forgotten: a page opened later starts
                 # from then, not with what was written meanwhile
@@ -144,6 +157,8 @@ class Hub:
                 delay = 0.5
                 self.rounds += 1
             except (*REDIS_DOWN, RedisError) as exc:  # down, or refusing
+                if is_wrongtype(exc) and await self._refuse(list(streams)):
+                    continue  # read again at once without it
                 log.warning("live page reader: redis unavailable", error=describe_redis_error(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -155,6 +170,35 @@ class Hub:
                     self._publish(streams[key], entry_id, fields)
             if not reply and (cluster or not streams):  # no BLOCK waited for us
                 await asyncio.sleep(CLUSTER_POLL_S)
+
+    async def _refuse(self, names: list[str]) -> bool:
+        """Leave out the keys among `names` that hold another type than a stream, each named
+        in one error line; whether there was any (False: the WRONGTYPE came from elsewhere, or
+        their types could not be read)."""
+        try:
+            types = await key_types(self._redis, names)
+        except (*REDIS_DOWN, RedisError):
+            return False
+        wrong = {k: t for k, t in types.items() if t not in ("stream", "none")}
+        for key, kind in wrong.items():
+            log.error(
+                "live page: key holds another type than a stream; left out until it is one",
+                key=key,
+                type=kind,
+            )
+        self.refused.update(wrong)
+        return bool(wrong)
+
+    async def _recheck_refused(self) -> None:
+        """The refused keys that are streams again (or gone) are read again."""
+        now = asyncio.get_running_loop().time()
+        if not self.refused or now < self.recheck_at:
+            return
+        self.recheck_at = now + REFUSED_RECHECK_S
+        types = await key_types(self._redis, sorted(self.refused))
+        for key, kind in types.items():
+            if kind in ("stream", "none"):
+                del self.refused[key]
 
     def _streams(self) -> dict[str, dict[str, str | None]]:
         """symbol -> {stream key -> target key (None for the outbox)}: the streams the open

@@ -64,6 +64,36 @@ async def test_one_reader_builds_each_event_once_for_every_page(redis: aioredis.
         await hub.stop()
 
 
+async def test_a_stream_of_another_type_is_left_out_not_the_whole_feed(
+    redis: aioredis.Redis,
+) -> None:
+    # one watched stream made another type by hand: the one XREAD over every stream failed
+    # with WRONGTYPE, round after round (a warning each, backing off to 5 s), and no page got
+    # anything of any symbol. Now that key is left out, named in one error line, read again
+    # once it is a stream
+    hub = Hub(redis, lambda: [("SPY", None), ("QQQ", None)])
+    await redis.set(keys.snap("QQQ"), "not a stream")
+    with capture_logs() as logs:
+        index = hub.subscribe(None)
+        try:
+            await eventually(lambda: _started(hub, redis), "the reader's XREAD without it")
+            await put(redis, 1)
+            await eventually(lambda: index.queue.qsize() == 1, "SPY's summary on the index")
+            assert hub.refused == {keys.snap("QQQ"): "string"}
+            await redis.delete(keys.snap("QQQ"))
+            hub.recheck_at = 0.0  # due now (every REFUSED_RECHECK_S)
+            await eventually(lambda: not hub.refused, "QQQ read again")
+            rounds = hub.rounds
+            await eventually(lambda: hub.rounds > rounds, "a read with QQQ's cursor")
+            await put(redis, 1, "QQQ")
+            await eventually(lambda: index.queue.qsize() == 2, "QQQ's summary on the index")
+        finally:
+            await hub.stop()
+    named = [e for e in logs if e.get("key") == keys.snap("QQQ")]
+    assert [e["log_level"] for e in named] == ["error"]
+    assert not [e for e in logs if e.get("event") == "live page reader: redis unavailable"]
+
+
 def test_only_the_streams_of_open_pages_are_read(redis: aioredis.Redis) -> None:
     hub = Hub(redis, lambda: [("SPY", None), ("QQQ", None), ("SPX", "2026-05-15")])
     hub._subs.add(Subscriber("SPX:2026-05-15"))
