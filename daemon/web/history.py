@@ -22,12 +22,14 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from gex_alertd import keys, store
 from gex_alertd.codec import BlockError, decode_arrays, decode_arrays_many
 from gex_alertd.connections import Fields, entries
 from gex_alertd.model import decode_alert, iso_utc
 from gex_alertd.outcomes import records
+from gex_alertd.redis_errors import is_wrongtype
 from gex_alertd.rules.columns import FIELDS, Arrays, from_block
 from gex_alertd.rules.levels import compute_levels, distance_pct, regime_of
 from gex_alertd.settled import decode_cached
@@ -265,7 +267,12 @@ async def read_settled(
 ) -> dict[str, Any] | None:
     """The day's settled profile as the daemon caches it (`keys.settled`, see
     `gex_alertd.settled`), or None when there is none or it cannot be read."""
-    raw = await redis.get(keys.settled(symbol, day.isoformat(), expiry))
+    try:
+        raw = await redis.get(keys.settled(symbol, day.isoformat(), expiry))
+    except ResponseError as exc:  # a key of another type (made by hand): none to show
+        if not is_wrongtype(exc):
+            raise
+        return None
     cached = decode_cached(raw) if raw is not None else None
     if cached is None:
         return None
@@ -299,7 +306,7 @@ async def index_rows(
     async with redis.pipeline(transaction=False) as pipe:  # one command per key: cluster-safe
         for symbol, expiry, _ in targets:
             pipe.xrevrange(keys.snap(symbol, expiry), count=1)
-        tops = await pipe.execute()
+        tops = _but_wrong_types(await pipe.execute(raise_on_error=False))
     failing = await _failing_symbols(redis, sorted({symbol for symbol, _, _ in targets}))
     rows = []
     for (symbol, expiry, interval_s), top in zip(targets, tops, strict=True):
@@ -316,6 +323,15 @@ async def index_rows(
     return rows
 
 
+def _but_wrong_types(replies: list[Any]) -> list[Any]:
+    """A pipeline's replies with a key of another type (made by hand) read as empty: one such
+    key failed the whole index, every symbol's row with it. Any other error is raised."""
+    for reply in replies:
+        if isinstance(reply, Exception) and not is_wrongtype(reply):
+            raise reply
+    return [[] if isinstance(reply, Exception) else reply for reply in replies]
+
+
 async def _failing_symbols(redis: aioredis.Redis, symbols: Sequence[str]) -> set[str]:
     """The symbols whose newest `source_failing` event (among the newest entries of their
     outbox: FAILING_SCAN shared out, at least FAILING_SCAN_MIN each) is firing."""
@@ -325,7 +341,7 @@ async def _failing_symbols(redis: aioredis.Redis, symbols: Sequence[str]) -> set
     async with redis.pipeline(transaction=False) as pipe:
         for symbol in symbols:
             pipe.xrevrange(keys.outbox(symbol), count=count)
-        replies = await pipe.execute()
+        replies = _but_wrong_types(await pipe.execute(raise_on_error=False))
     failing: set[str] = set()
     for symbol, reply in zip(symbols, replies, strict=True):
         for _eid, fields in entries(reply):  # newest first: the symbol's first one wins

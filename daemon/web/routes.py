@@ -30,10 +30,12 @@ import msgspec
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
+from redis.exceptions import ResponseError
 
 from gex_alertd import keys
 from gex_alertd.config import WatchTarget
-from gex_alertd.connections import entries
+from gex_alertd.connections import entries, key_types
+from gex_alertd.redis_errors import is_wrongtype
 from gex_alertd.web import history
 from gex_alertd.web.live import Hub, target_key
 from gex_alertd.web.slots import Slot, Slots
@@ -182,7 +184,11 @@ class LivePage:
         except history.BadQuery as exc:
             raise web.HTTPBadRequest(text=f"400: {exc}\n") from None
         async with self._frames.slot() as slot:
-            body, accepts_gzip = await self._frame(request, slot, target, lo, hi, window)
+            try:
+                body, accepts_gzip = await self._frame(request, slot, target, lo, hi, window)
+            except ResponseError as exc:
+                snap = keys.snap(target.symbol, target.expiry)
+                raise await self._wrong_type(exc, {snap: "stream"}) from None
         return _prepared(body, "application/json", gzipped=accepts_gzip)
 
     async def _frame(
@@ -223,8 +229,24 @@ class LivePage:
         except history.BadQuery as exc:
             raise web.HTTPBadRequest(text=f"400: {exc}\n") from None
         async with self._frames.slot():  # up to history.ALERT_SCAN outbox entries
-            items = await history.read_alerts(self._redis, target.symbol, target.expiry, lo, hi)
+            try:
+                items = await history.read_alerts(self._redis, target.symbol, target.expiry, lo, hi)
+            except ResponseError as exc:
+                read = {keys.outbox(target.symbol): "stream", keys.outcomes(target.symbol): "hash"}
+                raise await self._wrong_type(exc, read) from None
         return _gzip_response(request, _json.encode({"alerts": items}), "application/json")
+
+    async def _wrong_type(self, exc: ResponseError, read: dict[str, str]) -> web.HTTPException:
+        """A key the request read holds another type (made by hand): a 500 naming it, and one
+        error line (it was aiohttp's bare 500 and a traceback). `read`: key -> its type."""
+        if not is_wrongtype(exc):
+            raise exc
+        found = await key_types(self._redis, list(read))
+        wrong = [f"{k} holds another type ({t}, not a {read[k]})" for k, t in found.items()
+                 if t not in (read[k], "none")]  # fmt: skip
+        why = "; ".join(wrong) or str(exc)
+        log.error("live page: a key it reads holds another type", problem=why)
+        return web.HTTPInternalServerError(text=f"500: {why}\n")
 
     # --- SSE ---------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from gex_alertd.connections import connect_config, entries
 from gex_alertd.model import AlertEvent, decode_flow_gex, outbox_fields
 from gex_alertd.ops.http import OpsServer
 from gex_alertd.rules.levels import levels
+from gex_alertd.rules.repositioning import exchange_day
 from gex_alertd.web import history, routes
 from tests.support.redis_cluster import RedisCluster
 from tests.support.wait import eventually
@@ -221,6 +222,31 @@ async def test_the_page_only_reads(redis: aioredis.Redis, page: Page) -> None:
     writes = used & {"xadd", "hset", "set", "del", "xtrim", "xack", "xgroup", "expire", "unlink"}
     assert not writes, writes
     assert "xrevrange" in used
+
+
+async def test_keys_of_another_type_are_named_not_a_traceback_and_the_index_goes_on(
+    redis: aioredis.Redis, page: Page, caplog: pytest.LogCaptureFixture
+) -> None:
+    # QQQ's snapshot stream and outbox made another type by hand: every JSON endpoint that
+    # read one answered aiohttp's bare 500 with a traceback in the log, the index page's
+    # /api/symbols too, so one bad key blanked the rows of every symbol
+    await put(redis, 1)
+    await redis.set(keys.snap("QQQ"), "not a stream")
+    await redis.set(keys.outbox("QQQ"), "not a stream")
+    code, got = await _get(page, "/api/symbols")
+    assert code == 200, got
+    rows = {r["symbol"]: r for r in got["symbols"]}
+    assert rows["SPY"]["t"] is not None and rows["QQQ"]["t"] is None
+    assert rows["QQQ"]["health"] == "stale"  # nothing of it can be stored or read
+    code, text = await _get(page, "/api/QQQ/snapshots?from=0")
+    assert code == 500 and f"{keys.snap('QQQ')} holds another type" in text, text
+    day = exchange_day(decode_flow_gex(msgspec.json.encode(body(1))))
+    await redis.set(keys.settled("SPY", day), "not a cached profile")  # the frame goes on
+    code, frame = await _get(page, "/api/SPY/snapshots?from=0")
+    assert code == 200 and frame["settled"] is None, frame
+    code, text = await _get(page, "/api/QQQ/alerts")
+    assert code == 500 and f"{keys.outbox('QQQ')} holds another type" in text, text
+    assert "Traceback" not in caplog.text and "Error handling request" not in caplog.text
 
 
 async def test_a_render_whose_client_left_still_holds_its_slot(
