@@ -30,9 +30,10 @@ from redis.exceptions import RedisError
 from gex_alertd import keys, redaction
 from gex_alertd.commit import DEDUP_TTL_MS
 from gex_alertd.config import WatchTarget
-from gex_alertd.connections import REDIS_DOWN, as_str
+from gex_alertd.connections import REDIS_DOWN, as_str, key_types
 from gex_alertd.model import AlertEvent, FlowGex, as_ms, outbox_fields
 from gex_alertd.ops import metrics
+from gex_alertd.redis_errors import is_wrongtype
 from gex_alertd.rules.base import RuleBase
 from gex_alertd.rules.engine import alert_id
 from gex_alertd.rules.operator import Episode, FailureKind, Observation, OpFired, iso_ms
@@ -142,6 +143,8 @@ class OperatorRules:
         # one list per distinct set of rules, not per symbol
         self._rule_sets: dict[tuple[int, ...], list[RuleBase]] = {}
         self.enqueued = 0  # events this process enqueued (the heartbeat reports it)
+        # targets whose state or outbox key holds another type, said once (`_wrong_type`)
+        self._wrong_type_targets: set[tuple[str, str | None]] = set()
 
     def forget(self) -> None:
         """Drop the remembered states: another daemon may have written them (targets moved
@@ -223,16 +226,44 @@ class OperatorRules:
                     await self._guarded(rule, source_wide)
 
     async def _guarded(self, rule: RuleBase, obs: Observation) -> None:
+        target = (obs.symbol, obs.expiry)
         try:
             await self._apply(rule, obs)
         except (*REDIS_DOWN, RedisError) as err:
             self._stored.pop((rule.name, obs.symbol, obs.expiry), None)  # read it again
+            if is_wrongtype(err):
+                await self._wrong_type(target, err)
+                return
             log.warning(
                 "operator rule not committed; judged again at the next poll",
                 rule=rule.name,
                 symbol=obs.symbol,
                 error=redaction.redact(f"{type(err).__name__}: {err}"),
             )
+        else:
+            if target in self._wrong_type_targets:
+                self._wrong_type_targets.discard(target)
+                log.info("operator rules judged again", symbol=obs.symbol, expiry=obs.expiry)
+
+    async def _wrong_type(self, target: tuple[str, str | None], err: Exception) -> None:
+        """A key of the target's operator rules holds another type (made by hand): one error
+        line naming it, not a warning every poll for ever; judged again at every poll."""
+        if target in self._wrong_type_targets:
+            return
+        self._wrong_type_targets.add(target)
+        read = {keys.operator_state(*target): "hash", keys.outbox(target[0]): "stream"}
+        try:
+            found = await key_types(self.redis, list(read))
+        except (*REDIS_DOWN, RedisError):
+            found = {}
+        wrong = [k for k, t in found.items() if t not in (read[k], "none")]
+        log.error(
+            "operator rules not judged: a key holds another type; judged again every poll",
+            key=wrong[0] if len(wrong) == 1 else wrong or None,
+            symbol=target[0],
+            expiry=target[1],
+            error=redaction.redact(str(err)),
+        )
 
     async def _apply(self, rule: RuleBase, obs: Observation) -> None:
         slot = (rule.name, obs.symbol, obs.expiry)

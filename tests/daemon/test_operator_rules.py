@@ -294,3 +294,31 @@ async def test_an_outbox_key_of_another_type_refuses_the_transition_before_any_w
     await ops.observe(SPY, None, boom())
     [(channels, event)] = await outbox(redis)
     assert channels == ["ops"] and event.type == "source_failing"
+
+
+@pytest.mark.parametrize("bad", ["state", "outbox"])
+async def test_a_key_of_another_type_is_one_error_line_not_one_per_poll(
+    redis: aioredis.Redis, bad: str
+) -> None:
+    # the target's operator state (or its outbox) made another type by hand: every poll
+    # logged a warning ('not committed; judged again at the next poll') for ever. Now one
+    # error line naming the key, judged again every poll, and one line once it works again
+    from structlog.testing import capture_logs
+
+    key = keys.operator_state("SPY") if bad == "state" else keys.outbox("SPY")
+    await redis.rpush(key, "not a hash, nor a stream")
+    clock = Clock()
+    ops = OperatorRules(redis, [failing_rule(**{"for": 0})], clock=clock)
+    with capture_logs() as logs:
+        for _ in range(3):
+            await ops.observe(SPY, None, boom())
+            clock.t += 15
+        await redis.delete(key)
+        await ops.observe(SPY, None, boom())
+    assert [(e["log_level"], e.get("key")) for e in logs if "event" in e and e.get("key")] == [
+        ("error", key)
+    ]
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == []
+    assert [e for e in logs if e["event"] == "operator rules judged again"]
+    [(_channels, event)] = await outbox(redis)  # not lost: fired once the key was fixed
+    assert event.type == "source_failing"
