@@ -41,6 +41,7 @@ from gex_alertd.pipeline import Poller
 from gex_alertd.pool import PollPool
 from gex_alertd.redis_errors import RedisTrouble, classify
 from gex_alertd.sources.backoff import Backoff
+from gex_alertd.sources.errors import AuthError, BadRequest, MalformedPayload, UnknownSymbol
 from gex_alertd.sources.flowgex import FlowGexClient
 from gex_alertd.stopping import cancel_and_wait
 
@@ -48,6 +49,8 @@ log = structlog.get_logger()
 
 GAUGES_S = 5.0  # engine figures into /metrics and the systemd status line
 CALENDAR_CHECK_S = 3600.0  # the NYSE table's runway (a refresh only when it runs short)
+# answers that prove the upstream took the key: it looked past it at the symbol, or sent a 200
+TAKES_THE_KEY = (UnknownSymbol, BadRequest, MalformedPayload)
 STOP_STEP_S = 2.0  # the short steps of a stop (duties, leaving the membership)
 
 
@@ -84,6 +87,10 @@ class Daemon:
         self.operators = self._build_operators(cfg)
         # targets polled successfully since the last heartbeat (a dict: a fifth of a set's size)
         self._polled: dict[str, None] = {}
+        # flowgex-api.md: a refused key (401/403) is fatal at start-up: refused before the
+        # upstream ever took the key in this run, the daemon stops and `run` exits 2
+        self._key_taken = False
+        self.refused_at_start: AuthError | None = None
         self._alerts_at_beat = 0
         self.beat_s = HEARTBEAT_S
         self.fence_s = FENCE_S  # see ownership: no beat for this long, others known: stop polling
@@ -222,10 +229,29 @@ class Daemon:
         return self.gate is None or bool(self.gate.open)
 
     async def _observe(self, target: Any, snap: Any, exc: Any) -> None:
-        """Every fetch's outcome: the operator rules, and the heartbeat's count."""
+        """Every fetch's outcome: the operator rules, the heartbeat's count, and the start-up
+        key check."""
         if exc is None:
             self._polled[target.key] = None
+        if exc is None or isinstance(exc, TAKES_THE_KEY):
+            self._key_taken = True
+        elif isinstance(exc, AuthError) and not self._key_taken:
+            self._refused_at_start(exc)
         await self.operators.observe(target, snap, exc)
+
+    def _refused_at_start(self, exc: AuthError) -> None:
+        """The first answer about the key in this run is a refusal: a configuration problem
+        (the key, or its plan), which polling on would not mend. Polls that were already out
+        may add theirs; the first one is kept."""
+        if self.refused_at_start is not None:
+            return
+        self.refused_at_start = exc
+        log.error(
+            "upstream refused the API key at start-up; stopping (exit 2)",
+            error=str(exc),
+            status=exc.status,
+        )
+        self._stop.set()
 
     def _arm_alive(self, cfg: Config) -> None:
         assert self.duties is not None
@@ -477,6 +503,8 @@ class Daemon:
             await self._stop.wait()
         finally:
             await self.shutdown()
+        if self.refused_at_start is not None:
+            raise self.refused_at_start
 
     async def shutdown(self) -> None:
         if self.notifier is not None:

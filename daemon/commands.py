@@ -68,11 +68,19 @@ def run(config_path: Path, uvloop: bool) -> None:
     configure(cfg.ops.log_format, cfg.ops.log_level)
     from gex_alertd.app import run_daemon
     from gex_alertd.ops.calendar_load import CalendarUnavailable
+    from gex_alertd.sources.errors import AuthError
 
     try:
         _run_loop(run_daemon(cfg), uvloop)
     except RedisAuthRefused as exc:  # a configuration problem: systemd must not restart it
         click.echo(f"error: {redaction.redact(str(exc))}", err=True)
+        sys.exit(2)
+    except AuthError as exc:  # the key refused before it was ever taken (Daemon._observe)
+        click.echo(
+            f"error: {config_path}: source.api_key: {cfg.source.base_url} refused it at "
+            f"start-up: {redaction.redact(str(exc))}",
+            err=True,
+        )
         sys.exit(2)
     except CalendarUnavailable as exc:  # market_hours: nyse with no NYSE table to answer from
         click.echo(f"error: {config_path}: watch.market_hours: nyse: {exc}", err=True)

@@ -17,10 +17,16 @@ from tests.support.upstream import Reply, Upstream
 from tests.support.wait import eventually
 
 
+def fresh(request: aiohttp.web.Request) -> Reply:
+    return snapshot(request.path.rsplit("/", 1)[-1], as_of=recent())
+
+
 async def test_healthz_not_ok_while_every_symbol_gets_401_and_the_key_never_shows(
     private_redis: RedisServer, tmp_path: Path
 ) -> None:
-    async with Upstream(default=echo_headers) as up:
+    # the key accepted at start-up (a refusal then ends the start: test_keycheck.py), refused
+    # at run time, as a key revoked while the daemon runs
+    async with Upstream(default=fresh) as up:
         port = free_port()
         config = tmp_path / "config.yaml"
         config.write_text(f"""
@@ -33,6 +39,14 @@ ops: {{listen: "127.0.0.1:{port}", log_format: json}}
         daemon = await start_daemon(tmp_path, config)
         r = aioredis.Redis.from_url(private_redis.url)
         try:
+            await daemon.wait_log("gex-alertd started")
+
+            async def taken() -> bool:
+                assert daemon.alive, daemon.output()[-3000:]
+                return int(await r.xlen(keys.snap("SPY"))) > 0
+
+            await eventually(taken, "the key taken: SPY stored")
+            up.set_default(echo_headers)
             async with aiohttp.ClientSession() as session:
 
                 async def health() -> tuple[int, str]:
@@ -53,9 +67,7 @@ ops: {{listen: "127.0.0.1:{port}", log_format: json}}
                 assert API_KEY not in body  # echoed by the upstream, redacted here
 
                 # the key works again: fetching resumes and /healthz is ok
-                def fresh(request: aiohttp.web.Request) -> Reply:
-                    return snapshot(request.path.rsplit("/", 1)[-1], as_of=recent())
-
+                await r.delete(keys.snap("SPY"))
                 up.set_default(fresh)
 
                 async def recovered() -> bool:
