@@ -143,8 +143,10 @@ class OperatorRules:
         # one list per distinct set of rules, not per symbol
         self._rule_sets: dict[tuple[int, ...], list[RuleBase]] = {}
         self.enqueued = 0  # events this process enqueued (the heartbeat reports it)
-        # targets whose state or outbox key holds another type, said once (`_wrong_type`)
-        self._wrong_type_targets: set[tuple[str, str | None]] = set()
+        # targets whose state or outbox key holds another type, said once (`_wrong_type`), with
+        # the rules that failed on it: only their success says it works again (another rule's,
+        # cached and unchanged, touches no key)
+        self._wrong_type_targets: dict[tuple[str, str | None], set[str]] = {}
 
     def forget(self) -> None:
         """Drop the remembered states: another daemon may have written them (targets moved
@@ -232,7 +234,7 @@ class OperatorRules:
         except (*REDIS_DOWN, RedisError) as err:
             self._stored.pop((rule.name, obs.symbol, obs.expiry), None)  # read it again
             if is_wrongtype(err):
-                await self._wrong_type(target, err)
+                await self._wrong_type(target, rule.name, err)
                 return
             log.warning(
                 "operator rule not committed; judged again at the next poll",
@@ -241,16 +243,21 @@ class OperatorRules:
                 error=redaction.redact(f"{type(err).__name__}: {err}"),
             )
         else:
-            if target in self._wrong_type_targets:
-                self._wrong_type_targets.discard(target)
-                log.info("operator rules judged again", symbol=obs.symbol, expiry=obs.expiry)
+            failing = self._wrong_type_targets.get(target)
+            if failing is not None and rule.name in failing:
+                failing.discard(rule.name)
+                if not failing:
+                    del self._wrong_type_targets[target]
+                    log.info("operator rules judged again", symbol=obs.symbol, expiry=obs.expiry)
 
-    async def _wrong_type(self, target: tuple[str, str | None], err: Exception) -> None:
+    async def _wrong_type(self, target: tuple[str, str | None], rule: str, err: Exception) -> None:
         """A key of the target's operator rules holds another type (made by hand): one error
         line naming it, not a warning every poll for ever; judged again at every poll."""
-        if target in self._wrong_type_targets:
+        failing = self._wrong_type_targets.get(target)
+        if failing is not None:
+            failing.add(rule)
             return
-        self._wrong_type_targets.add(target)
+        self._wrong_type_targets[target] = {rule}
         read = {keys.operator_state(*target): "hash", keys.outbox(target[0]): "stream"}
         try:
             found = await key_types(self.redis, list(read))

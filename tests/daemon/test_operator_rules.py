@@ -322,3 +322,34 @@ async def test_a_key_of_another_type_is_one_error_line_not_one_per_poll(
     assert [e for e in logs if e["event"] == "operator rules judged again"]
     [(_channels, event)] = await outbox(redis)  # not lost: fired once the key was fixed
     assert event.type == "source_failing"
+
+
+async def test_a_key_of_another_type_stays_one_line_beside_a_rule_that_touches_no_key(
+    redis: aioredis.Redis,
+) -> None:
+    # a second operator rule whose state is cached and unchanged touches no key and succeeds:
+    # it said 'judged again' every poll, and the first rule's next failure logged the error
+    # line again - two lines per poll for ever. Only the rules that failed say it works again
+    from structlog.testing import capture_logs
+
+    clock = Clock()
+    stale = op_rule(StaleData, name="stale", type="stale_data", max_age="5m", channels=["ops"])
+    ops = OperatorRules(redis, [failing_rule(**{"for": 0}), stale], clock=clock)
+    fresh = datetime.fromtimestamp(T0, UTC)
+    await ops.observe(SPY, _snap(flow_feed=fresh), None)  # both clean, and remembered
+    assert not await redis.exists(keys.operator_state("SPY"))
+    await redis.rpush(keys.operator_state("SPY"), "not a hash")
+    with capture_logs() as logs:
+        for _ in range(3):
+            await ops.observe(SPY, None, boom())
+            clock.t += 15
+    assert [e["log_level"] for e in logs if e.get("key")] == ["error"]
+    assert [e for e in logs if e["event"] == "operator rules judged again"] == []
+    await redis.delete(keys.operator_state("SPY"))
+    with capture_logs() as logs:
+        await ops.observe(SPY, None, boom())
+    assert [e["event"] for e in logs if e["event"] == "operator rules judged again"] == [
+        "operator rules judged again"
+    ]
+    fired = [(e.type, e.status) for _, e in await outbox(redis)]
+    assert ("source_failing", "firing") in fired  # not lost: fired once the key was fixed
