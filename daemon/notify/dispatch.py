@@ -96,6 +96,8 @@ class Dispatcher:
         notifier = build_notifier(name, ch)
         outbox = Outbox(self.redis, name, self.consumer, self.cfg.outbox.dedup_ttl)
         await self._ensure_groups([name])
+        if self._stopped:  # a stop began while a reload started it: the stop did not see it
+            return
         worker = ChannelWorker(
             name,
             ch,

@@ -31,3 +31,23 @@ async def test_a_reload_and_a_stop_of_the_same_channel_overlap(
     finally:
         await d.stop()
         await rx.stop()
+
+
+async def test_a_reload_adding_channels_starts_none_once_a_stop_began(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    # the reload looked at the stop once, before its channels' starts: each start awaits its
+    # groups (a Redis round trip), the stop took its list of workers meanwhile, and the
+    # channels started after that were left running behind the stop
+    rx = await Receiver().start()
+    d = Dispatcher(redis, make_config({"ops": hook(rx.url)}, redis_url), consumer="t1")
+    await d.start()
+    try:
+        more = {f"p{i}": hook(rx.url) for i in range(5)}
+        added = make_config({"ops": hook(rx.url), **more}, redis_url)
+        results = await asyncio.gather(d.reload(added), d.stop(), return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        assert d.workers == {} and d.tasks == {}
+    finally:
+        await d.stop()
+        await rx.stop()
