@@ -50,6 +50,8 @@ log = structlog.get_logger()
 GAUGES_S = 5.0  # engine figures into /metrics and the systemd status line
 CALENDAR_CHECK_S = 3600.0  # the NYSE table's runway (a refresh only when it runs short)
 # answers that prove the upstream took the key: it looked past it at the symbol, or sent a 200
+# (a MalformedPayload of another status is an error body too large or in an encoding not read:
+# a 401's too, `_takes_the_key`)
 TAKES_THE_KEY = (UnknownSymbol, BadRequest, MalformedPayload)
 STOP_STEP_S = 2.0  # the short steps of a stop (duties, leaving the membership)
 
@@ -233,7 +235,7 @@ class Daemon:
         key check."""
         if exc is None:
             self._polled[target.key] = None
-        if exc is None or isinstance(exc, TAKES_THE_KEY):
+        if exc is None or _takes_the_key(exc):
             self._key_taken = True
         elif isinstance(exc, AuthError) and not self._key_taken:
             self._refused_at_start(exc)
@@ -839,6 +841,12 @@ def instance_id(cfg: Config) -> str:
     where = f"{os.path.abspath(cfg.path) if cfg.path else '-'}\x1f{redis}"
     digest = hashlib.blake2b(where.encode(), digest_size=4).hexdigest()
     return f"{socket.gethostname()}:{digest}"
+
+
+def _takes_the_key(exc: Any) -> bool:
+    if not isinstance(exc, TAKES_THE_KEY):
+        return False
+    return not isinstance(exc, MalformedPayload) or 200 <= (exc.status or 0) < 300
 
 
 def _round(x: float | None) -> float | None:

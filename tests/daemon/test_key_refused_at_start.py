@@ -92,3 +92,25 @@ async def test_an_upstream_failing_at_start_up_is_no_reason_to_stop(
         finally:
             await r.aclose()
             daemon.kill()
+
+
+async def test_an_error_body_too_large_to_read_does_not_count_as_the_key_taken() -> None:
+    # a 401 (or a proxy's 5xx page) whose body passes max_body_bytes, or comes in an encoding
+    # the client does not read, is a MalformedPayload carrying that status: it counted as a 200
+    # that did not decode, the key as taken, and the 401s after it as run-time refusals
+    from gex_alertd import config as config_mod
+    from gex_alertd.app import Daemon
+    from gex_alertd.config import WatchTarget
+    from gex_alertd.sources.errors import AuthError, MalformedPayload
+
+    spy = WatchTarget("SPY", None, 15.0, 0.0)
+    refused = AuthError("Invalid API key", symbol="SPY", status=401)
+    for status, taken in ((401, False), (502, False), (200, True)):
+        daemon = Daemon(config_mod.parse({}, "test"))
+        try:
+            too_large = MalformedPayload("response body larger than 1024 bytes", status=status)
+            await daemon._observe(spy, None, too_large)
+            await daemon._observe(spy, None, refused)
+            assert (daemon.refused_at_start is None) is taken, status
+        finally:
+            await daemon.redis.aclose()
