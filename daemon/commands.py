@@ -41,15 +41,23 @@ def load_or_exit(path: Path) -> Config:
 
 
 def _run_loop(coro: Any, use_uvloop: bool) -> Any:
-    if use_uvloop:
-        try:
-            import uvloop
-        except ImportError:
-            raise click.ClickException(
-                "uvloop is not installed (pip install gex-alertd[fast])"
-            ) from None
-        return uvloop.run(coro)
-    return asyncio.run(coro)
+    try:
+        if use_uvloop:
+            try:
+                import uvloop
+            except ImportError:
+                raise click.ClickException(
+                    "uvloop is not installed (pip install gex-alertd[fast])"
+                ) from None
+            return uvloop.run(coro)
+        return asyncio.run(coro)
+    finally:
+        # closing the loop gave SIGHUP back its default action, the process's end: a reload
+        # sent while `run` exits must not turn its exit status (1: restart) into that death
+        # by signal, which systemd counts as clean (ops/early_sighup.py)
+        from gex_alertd.ops import early_sighup
+
+        early_sighup.install()
 
 
 @click.command()

@@ -614,3 +614,22 @@ async def test_sighup_rereads_rule_files(
         if daemon.proc.returncode is None:
             daemon.proc.kill()
             await daemon.proc.wait()
+
+
+def test_a_sighup_once_the_loop_is_closed_does_not_end_the_process() -> None:
+    # closing the loop gives SIGHUP back its default action: one sent while `run` exits (its
+    # stop done, a `systemctl reload` racing it) ended the process by signal instead of its
+    # exit status, which systemd counts as clean (an exit 1 was not restarted)
+    import subprocess
+
+    code = (
+        "import asyncio, os, signal\n"
+        "from gex_alertd.commands import _run_loop\n"
+        "async def serve():\n"
+        "    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: None)\n"
+        "_run_loop(serve(), False)\n"
+        "os.kill(os.getpid(), signal.SIGHUP)\n"
+        "raise SystemExit(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], timeout=120, check=False)
+    assert done.returncode == 3
