@@ -24,6 +24,23 @@ def hook(url: str, **kw: object) -> dict[str, object]:
     return {"type": "webhook", "url": url, "retry_base_s": 0.05, "retry_max_s": 0.2, **kw}
 
 
+async def _refuse(_n: int, _r: web.Request) -> web.Response:
+    return web.Response(status=400, text="bad")
+
+
+async def _blocked(d: Dispatcher) -> list[str]:
+    """The keys of another type the channel `ops` waits on (/healthz)."""
+    return list((await d.health())["ops"]["blocked"])
+
+
+async def _is_blocked(d: Dispatcher) -> bool:
+    return bool(await _blocked(d))
+
+
+async def _clear(d: Dispatcher) -> bool:
+    return not await _blocked(d)
+
+
 async def test_routes_filters_and_delivers_each_alert_once(
     redis: aioredis.Redis, redis_url: str
 ) -> None:
@@ -661,31 +678,19 @@ async def test_a_dead_letter_stream_of_another_type_is_blocked_in_health_until_i
 ) -> None:
     # the alert waits in the outbox (above) and only an operator can heal the key: /healthz
     # must say so while it lasts (it was an error line every claim_idle, and /healthz ok)
-    async def refuse(_n: int, _r: web.Request) -> web.Response:
-        return web.Response(status=400, text="bad")
-
-    rx = await Receiver(responder=refuse).start()
+    rx = await Receiver(responder=_refuse).start()
     await redis.set(keys.DEAD, "not a stream")
     cfg = make_config({"ops": hook(rx.url)}, redis_url, claim_idle="200ms")
     d = Dispatcher(redis, cfg, consumer="t1")
     await d.start()
 
-    async def blocked() -> list[str]:
-        return list((await d.health())["ops"]["blocked"])
-
-    async def is_blocked() -> bool:
-        return bool(await blocked())
-
-    async def is_clear() -> bool:
-        return not await blocked()
-
     try:
         await enqueue(redis, alert(0), ["ops"], poke=[d])
-        await eventually(is_blocked, "the channel blocked on gex:dead")
+        await eventually(lambda: _is_blocked(d), "the channel blocked on gex:dead")
         want = f"{keys.DEAD} holds another type than a stream: dead letters wait"
-        assert await blocked() == [want]
+        assert await _blocked(d) == [want]
         await redis.delete(keys.DEAD)  # healed: the alert is claimed again and dead-lettered
-        await eventually(is_clear, "the block cleared by a dead letter written")
+        await eventually(lambda: _clear(d), "the block cleared by a dead letter written")
         assert [e.alert_id for e in await list_dead(redis)] == [alert(0).id]
     finally:
         await d.stop()
@@ -736,9 +741,6 @@ async def test_an_attempts_key_of_another_type_leaves_the_alert_pending_not_a_ho
     await redis.set(bad, "not a hash")
     d = Dispatcher(redis, make_config({"ops": hook(rx.url)}, redis_url), consumer="t1")
 
-    async def blocked() -> list[str]:
-        return list((await d.health())["ops"]["blocked"])
-
     with capture_logs() as logs:
         await d.start()
         try:
@@ -748,7 +750,7 @@ async def test_an_attempts_key_of_another_type_leaves_the_alert_pending_not_a_ho
                 await enqueue(redis, alert(i), ["ops"], poke=[d])
             await rx.wait_for(3)
             assert sorted(rx.ids()) == sorted(alert(i).id for i in range(1, 4))
-            assert await blocked() == [f"{bad} holds another type than a hash: retries wait"]
+            assert await _blocked(d) == [f"{bad} holds another type than a hash: retries wait"]
             pending = await redis.xpending_range(
                 keys.outbox("SPY"), keys.notify_group("ops"), "-", "+", 10
             )
@@ -768,33 +770,21 @@ async def test_an_attempts_key_of_another_type_is_blocked_in_health_until_it_is_
 ) -> None:
     # the alert is tried again on the claim_idle cadence; once the operator removes the key,
     # its attempts are counted again: dead-lettered after its 400, and the block cleared
-    async def refuse(_n: int, _r: web.Request) -> web.Response:
-        return web.Response(status=400, text="bad")
-
-    rx = await Receiver(responder=refuse).start()
+    rx = await Receiver(responder=_refuse).start()
     bad = keys.attempts("SPY", alert(0).id, "ops")
     await redis.rpush(bad, "not a hash")
     cfg = make_config({"ops": hook(rx.url)}, redis_url, claim_idle="200ms")
     d = Dispatcher(redis, cfg, consumer="t1")
     await d.start()
 
-    async def blocked() -> list[str]:
-        return list((await d.health())["ops"]["blocked"])
-
-    async def is_blocked() -> bool:
-        return bool(await blocked())
-
-    async def is_clear() -> bool:
-        return not await blocked()
-
     try:
         await enqueue(redis, alert(0), ["ops"], poke=[d])
-        await eventually(is_blocked, "the channel blocked on the attempts key")
-        assert await blocked() == [f"{bad} holds another type than a hash: retries wait"]
+        await eventually(lambda: _is_blocked(d), "the channel blocked on the attempts key")
+        assert await _blocked(d) == [f"{bad} holds another type than a hash: retries wait"]
         await rx.wait_for(2, status=400)  # tried again after claim_idle, still blocked
-        assert await blocked() == [f"{bad} holds another type than a hash: retries wait"]
+        assert await _blocked(d) == [f"{bad} holds another type than a hash: retries wait"]
         await redis.delete(bad)
-        await eventually(is_clear, "the block cleared by an attempt counted")
+        await eventually(lambda: _clear(d), "the block cleared by an attempt counted")
         await eventually(lambda: d.workers["ops"].dead == 1, "alert 0 dead-lettered")
         assert [e.alert_id for e in await list_dead(redis)] == [alert(0).id]
         assert set(rx.ids(status=400)) == {alert(0).id}
