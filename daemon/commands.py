@@ -77,6 +77,7 @@ def run(config_path: Path, uvloop: bool) -> None:
     from gex_alertd.app import run_daemon
     from gex_alertd.ops.calendar_load import CalendarUnavailable
     from gex_alertd.sources.errors import AuthError
+    from gex_alertd.sources.simulator.scenario import ScenarioError
 
     try:
         _run_loop(run_daemon(cfg), uvloop)
@@ -87,6 +88,12 @@ def run(config_path: Path, uvloop: bool) -> None:
         click.echo(
             f"error: {config_path}: source.api_key: {cfg.source.base_url} refused it at "
             f"start-up: {redaction.redact(str(exc))}",
+            err=True,
+        )
+        sys.exit(2)
+    except ScenarioError as exc:  # the embedded simulator's scenario file: a bad config too
+        click.echo(
+            f"error: {config_path}: source.simulator.scenario: {redaction.redact(str(exc))}",
             err=True,
         )
         sys.exit(2)

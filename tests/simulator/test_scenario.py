@@ -88,3 +88,23 @@ def test_semantic_checks_and_bad_yaml(tmp_path: Path) -> None:
         loads_scenario("events:\n  - {at: 1\n")
     with pytest.raises(ScenarioError, match="cannot read"):
         load_scenario("missing.yaml", tmp_path)
+
+
+async def test_run_with_a_bad_scenario_file_exits_2_naming_it(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """`run` on the embedded simulator with a scenario file it cannot use: a bad config (exit
+    2, the key and the file named), not a traceback and exit 1."""
+    from tests.daemon.test_cli_check_tail import run_cli
+
+    (tmp_path / "bad.yaml").write_text("tick_s: -1\nsymbols: {SPY: {spot: 0}}\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "source: {kind: simulator, simulator: {scenario: bad.yaml}}\n"
+        f"redis: {{url: '{redis_url}'}}\n"
+        "watch: {symbols: [SPY], market_hours: always}\n"
+    )
+    rc, out, err = await run_cli("run", "--config", str(cfg))
+    assert rc == 2, out + err
+    assert "source.simulator.scenario" in err and "bad.yaml" in err, err
+    assert "tick_s" in err and "Traceback" not in out + err
