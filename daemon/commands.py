@@ -82,27 +82,25 @@ def run(config_path: Path, uvloop: bool) -> None:
     try:
         _run_loop(run_daemon(cfg), uvloop)
     except RedisAuthRefused as exc:  # a configuration problem: systemd must not restart it
-        click.echo(f"error: {redaction.redact(str(exc))}", err=True)
-        sys.exit(2)
+        _exit(str(exc), 2)
     except AuthError as exc:  # the key refused before it was ever taken (Daemon._observe)
-        click.echo(
-            f"error: {config_path}: source.api_key: {cfg.source.base_url} refused it at "
-            f"start-up: {redaction.redact(str(exc))}",
-            err=True,
+        _exit(
+            f"{config_path}: source.api_key: {cfg.source.base_url} refused it at start-up: {exc}",
+            2,
         )
-        sys.exit(2)
     except ScenarioError as exc:  # the embedded simulator's scenario file: a bad config too
-        click.echo(
-            f"error: {config_path}: source.simulator.scenario: {redaction.redact(str(exc))}",
-            err=True,
-        )
-        sys.exit(2)
+        _exit(f"{config_path}: source.simulator.scenario: {exc}", 2)
     except CalendarUnavailable as exc:  # market_hours: nyse with no NYSE table to answer from
-        click.echo(f"error: {config_path}: watch.market_hours: nyse: {exc}", err=True)
-        sys.exit(2)
+        _exit(f"{config_path}: watch.market_hours: nyse: {exc}", 2)
     except ConnectionError as exc:
-        click.echo(f"error: {redaction.redact(str(exc))}", err=True)
-        sys.exit(1)
+        _exit(str(exc), 1)
+
+
+def _exit(message: str, code: int) -> NoReturn:
+    """`run` ends on a start-up error: one line, redacted; 2 for a bad config (systemd's
+    RestartPreventExitStatus), 1 for what a restart may mend."""
+    click.echo(f"error: {redaction.redact(message)}", err=True)
+    sys.exit(code)
 
 
 @click.command()
