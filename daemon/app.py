@@ -49,10 +49,6 @@ log = structlog.get_logger()
 
 GAUGES_S = 5.0  # engine figures into /metrics and the systemd status line
 CALENDAR_CHECK_S = 3600.0  # the NYSE table's runway (a refresh only when it runs short)
-# answers that prove the upstream took the key: it looked past it at the symbol, or sent a 200
-# (a MalformedPayload of another status is an error body too large or in an encoding not read:
-# a 401's too, `_takes_the_key`)
-TAKES_THE_KEY = (UnknownSymbol, BadRequest, MalformedPayload)
 STOP_STEP_S = 2.0  # the short steps of a stop (duties, leaving the membership)
 
 
@@ -844,9 +840,12 @@ def instance_id(cfg: Config) -> str:
 
 
 def _takes_the_key(exc: Any) -> bool:
-    if not isinstance(exc, TAKES_THE_KEY):
-        return False
-    return not isinstance(exc, MalformedPayload) or 200 <= (exc.status or 0) < 300
+    """The answer proves the upstream took the key: it looked past it at the symbol (404, 400),
+    or sent a 200 whose body is refused. A MalformedPayload of another status is an error body
+    too large or in an encoding not read: a 401's too."""
+    if isinstance(exc, UnknownSymbol | BadRequest):
+        return True
+    return isinstance(exc, MalformedPayload) and 200 <= (exc.status or 0) < 300
 
 
 def _round(x: float | None) -> float | None:
