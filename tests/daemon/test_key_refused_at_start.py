@@ -32,17 +32,22 @@ watch: {{interval_s: 0.2, jitter_s: 0, market_hours: always, symbols: [SPY, QQQ]
     return path
 
 
+async def _run_to_exit(tmp: Path, url: str, redis_url: str) -> tuple[int, str]:
+    """`run` against the upstream at `url` until it exits: its code and its output."""
+    daemon = await start_daemon(tmp, _config(tmp, url, redis_url))
+    try:
+        code = await asyncio.wait_for(daemon.proc.wait(), EXIT_WAIT_S)
+    finally:
+        daemon.kill()
+    return code, daemon.output()
+
+
 async def test_run_exits_2_when_the_key_is_refused_at_start_up(
     private_redis: RedisServer, tmp_path: Path
 ) -> None:
     # the upstream echoes the request's headers (the key among them) into its message
     async with Upstream(default=echo_headers) as up:
-        daemon = await start_daemon(tmp_path, _config(tmp_path, up.url, private_redis.url))
-        try:
-            code = await asyncio.wait_for(daemon.proc.wait(), EXIT_WAIT_S)
-        finally:
-            daemon.kill()
-        out = daemon.output()
+        code, out = await _run_to_exit(tmp_path, up.url, private_redis.url)
         assert code == 2, out[-3000:]
         assert "source.api_key" in out and "refused it at start-up" in out, out[-3000:]
         assert "401" in out
@@ -61,12 +66,7 @@ async def test_a_plan_without_the_endpoint_is_named_when_run_stops(
 ) -> None:
     body = {"message": "upgrade required", "current_plan": "basic", "required_plan": "growth"}
     async with Upstream(default=Reply.json(body, status=403)) as up:
-        daemon = await start_daemon(tmp_path, _config(tmp_path, up.url, private_redis.url))
-        try:
-            code = await asyncio.wait_for(daemon.proc.wait(), EXIT_WAIT_S)
-        finally:
-            daemon.kill()
-        out = daemon.output()
+        code, out = await _run_to_exit(tmp_path, up.url, private_redis.url)
         assert code == 2, out[-3000:]
         assert "refused it at start-up" in out and "basic" in out and "growth" in out, out[-3000:]
 
