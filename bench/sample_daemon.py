@@ -9,7 +9,8 @@ Same upstream (`bench.replay_upstream`, on CPU 0 with redis-server), same config
 (`bench_pipeline.config_tree`), the daemon on CPU 1, never paused. After every symbol is stored
 once and `--settle` seconds more, it prints the snapshots stored in the window (XINFO STREAM
 entries-added, which trimming does not hide), the daemon's cores and its CPU ms per stored
-snapshot (utime + stime from /proc). With `--py-spy` the window is a `py-spy record` of the
+snapshot (utime + stime from /proc), and of that the system CPU and the minor page faults per
+stored snapshot (the kernel's side, which callgrind does not count). With `--py-spy` the window is a `py-spy record` of the
 process (raw collapsed stacks, 250 Hz; `--native` adds the C frames), summarized by function
 at the end; with `--strace` an `strace -c -f` of it (system calls by count: getpid() is every
 asyncio.get_running_loop() on Python 3.11). Neither tool is a dependency: py-spy is
@@ -46,6 +47,7 @@ import redis
 
 from bench.bench_pipeline import (
     FAST_INTERVAL_S,
+    TICK,
     DaemonProcess,
     config_tree,
     proc_cpu,
@@ -65,6 +67,13 @@ def stored(r: redis.Redis, symbols: list[str], key: Callable[[str], str] = keys.
         pipe.xinfo_stream(key(s))
     replies = pipe.execute(raise_on_error=False)
     return sum(int(x["entries-added"]) for x in replies if isinstance(x, dict))
+
+
+def kernel_side(pid: int) -> tuple[int, float]:
+    """(minor page faults, system CPU seconds) of a process so far: what callgrind, which
+    counts user space only, cannot see."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[7]), int(fields[12]) / TICK
 
 
 def _name(frame: str) -> str:
@@ -190,8 +199,10 @@ def main(argv: list[str] | None = None) -> None:
                     daemon.warm_up(max(120.0, 4 * args.interval), args.settle)
                 a0 = stored(r, symbols, keys.outbox)
                 cpu0, n0, t0 = proc_cpu(daemon.pid), stored(r, symbols), time.monotonic()
+                k0 = kernel_side(daemon.pid)
                 window(args, daemon.pid)
                 cpu1, n1, t1 = proc_cpu(daemon.pid), stored(r, symbols), time.monotonic()
+                k1 = kernel_side(daemon.pid)
                 a1 = stored(r, symbols, keys.outbox)
             finally:
                 daemon.proc.terminate()
@@ -206,6 +217,11 @@ def main(argv: list[str] | None = None) -> None:
         f"({n / secs:,.0f}/s), daemon {cpu / secs:.2f} cores, "
         f"{1000 * cpu / max(n, 1):.3f} ms of CPU per stored snapshot, "
         f"{1000 * (a1 - a0) / max(n, 1):.1f} alerts per 1,000 snapshots"
+    )
+    faults, sys_s = k1[0] - k0[0], k1[1] - k0[1]
+    print(
+        f"kernel side: {1000 * sys_s / max(n, 1):.3f} ms of system CPU and "
+        f"{faults / max(n, 1):.2f} minor page faults per stored snapshot"
     )
     if args.py_spy is not None:
         summarize(args.py_spy, args.top)
