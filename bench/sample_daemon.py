@@ -8,13 +8,13 @@ over one window, optionally sampled by py-spy or counted by strace.
 Same upstream (`bench.replay_upstream`, on CPU 0 with redis-server), same config and rules
 (`bench_pipeline.config_tree`), the daemon on CPU 1, never paused. After every symbol is stored
 once and `--settle` seconds more, it prints the snapshots stored in the window (XINFO STREAM
-entries-added, which trimming does not hide), the daemon's cores and its CPU ms per stored
-snapshot (utime + stime from /proc), and of that the system CPU and the minor page faults per
-stored snapshot (the kernel's side, which callgrind does not count). With `--py-spy` the window is a `py-spy record` of the
-process (raw collapsed stacks, 250 Hz; `--native` adds the C frames), summarized by function
-at the end; with `--strace` an `strace -c -f` of it (system calls by count: getpid() is every
-asyncio.get_running_loop() on Python 3.11). Neither tool is a dependency: py-spy is
-`pip install py-spy`, strace the Debian package. Both slow the daemon down: take its rate and
+entries-added, which trimming does not hide), the daemon's cores and its CPU ms per stored snapshot
+(utime + stime from /proc), and of that the system CPU and the minor page faults per stored
+snapshot (the kernel's side, which callgrind does not count). With `--py-spy` the window is a
+`py-spy record` of the process (raw collapsed stacks, 250 Hz; `--native` adds the C frames),
+summarized by function at the end; with `--strace` an `strace -c -f` of it (system calls by count:
+getpid() is every asyncio.get_running_loop() on Python 3.11). Neither tool is a dependency: py-spy
+is `pip install py-spy`, strace the Debian package. Both slow the daemon down: take its rate and
 CPU from a plain run.
 
 With `--valgrind OUT` the daemon runs under `valgrind --tool=callgrind --cache-sim=yes` with
