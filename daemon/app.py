@@ -28,6 +28,7 @@ from gex_alertd.config import Config, ConfigError
 from gex_alertd.connections import REDIS_DOWN, connect_config, describe, wait_until_reachable
 from gex_alertd.duties import Duties, SessionGate
 from gex_alertd.enqueue_once import EnqueueOnce
+from gex_alertd.member import Member
 from gex_alertd.model import AlertEvent, iso_utc
 from gex_alertd.operator_rules import OperatorRules, with_defaults
 from gex_alertd.ops import early_sighup, metrics
@@ -36,10 +37,10 @@ from gex_alertd.ops.calendar_load import CalendarUnavailable, NyseCalendar
 from gex_alertd.ops.logging import output_problem
 from gex_alertd.ops.reload_status import ReloadStatus
 from gex_alertd.ops.reload_status import default_path as reload_status_path
-from gex_alertd.ownership import FENCE_S, HEARTBEAT_S, Membership, assign, owner
+from gex_alertd.ownership import FENCE_S, HEARTBEAT_S, Membership
 from gex_alertd.pipeline import Poller
 from gex_alertd.pool import PollPool
-from gex_alertd.redis_errors import RedisTrouble, classify
+from gex_alertd.redis_errors import RedisTrouble
 from gex_alertd.sources.backoff import Backoff
 from gex_alertd.sources.errors import AuthError, BadRequest, MalformedPayload, UnknownSymbol
 from gex_alertd.sources.flowgex import FlowGexClient
@@ -72,6 +73,7 @@ class Daemon:
         self.pool: PollPool | None = None
         self.duties: Duties | None = None
         self.membership: Membership | None = None
+        self.member: Member | None = None  # made with the membership and the pool, in start()
         self.gate: SessionGate | None = None
         # the NYSE session table, exported out of process (no pandas in the daemon)
         self.calendar = NyseCalendar(self.redis)
@@ -92,8 +94,6 @@ class Daemon:
         self._alerts_at_beat = 0
         self.beat_s = HEARTBEAT_S
         self.fence_s = FENCE_S  # see ownership: no beat for this long, others known: stop polling
-        self.fenced = False
-        self._fence_timer: asyncio.TimerHandle | None = None
         self.reload_status = ReloadStatus(reload_status_path())
         self._reload_lock = asyncio.Lock()
         self._started = asyncio.Event()  # start() has finished: a reload may apply
@@ -118,15 +118,22 @@ class Daemon:
         self.membership = Membership(self.redis, self.instance_id)
         # workers beyond the HTTP concurrency overlap one poll's commit with others' fetches
         self.pool = PollPool(workers=2 * self.cfg.source.max_concurrency)
+        self.member = Member(
+            self.membership,
+            self.pool,
+            on_moved=self._targets_moved,
+            stopping=self._stop.is_set,
+            fence_s=self.fence_s,
+        )
         self.pool.replace(self._build_pollers(self.cfg))
         # the first beat before any poll: a daemon joining others must not poll their targets,
         # and before delivery starts: nor read the outboxes they own
-        await self._beat(joining=True)
+        await self.member.beat(joining=True)
         await self._start_dispatcher()
         self.duties = Duties()
         self._arm_gate(self.cfg)
         self.pool.start()
-        self.duties.every("heartbeat", self.beat_s, self._beat)
+        self.duties.every("heartbeat", self.beat_s, self.member.beat)
         self.duties.every("gauges", GAUGES_S, self._gauges)
         self._arm_outcomes(self.cfg)
         self._arm_alive(self.cfg)
@@ -154,7 +161,7 @@ class Daemon:
         """What the single outbox of an earlier release still owes moves onto the per-symbol
         outboxes before the first poll (`gex-alertd migrate`, exactly once however many
         daemons start), so an upgrade loses nothing even if nobody ran the command."""
-        from gex_alertd import keys, migrate
+        from gex_alertd import migrate
 
         try:
             if not await self.redis.exists(keys.LEGACY_ALERTS):
@@ -327,7 +334,7 @@ class Daemon:
 
     def _arm_outcomes(self, cfg: Config) -> None:
         """Alert outcomes and follow-ups (gex_alertd.outcomes.live), for the symbols we own."""
-        assert self.duties is not None
+        assert self.duties is not None and self.member is not None
         self.duties.cancel("outcomes")
         if not cfg.outcomes.enabled:
             return
@@ -335,22 +342,13 @@ class Daemon:
             from gex_alertd.outcomes.live import OutcomeDuty
 
             self.outcomes = OutcomeDuty(
-                self.redis, lambda: self.cfg, self._owns, calendar=self.calendar
+                self.redis, lambda: self.cfg, self.member.owns, calendar=self.calendar
             )
         self.duties.every("outcomes", cfg.outcomes.interval, self.outcomes.run_once)
 
-    def _owns(self, key: str) -> bool:
-        assert self.membership is not None
-        return owner(key, self.membership.members) == self.instance_id
-
     def _owns_outbox(self, stream: str) -> bool:
-        # before the first heartbeat (or without one) nobody is known: read everything, the
-        # consumer groups still hand each entry to one consumer
-        if self.membership is None or not self.membership.members:
-            return True
-        # owned like the symbol's (expiry-less) watch target, so the daemon that polls a
-        # symbol also reads its outbox: its own commits' alerts never wait for a sweep
-        return self._owns(keys.symbol_of_outbox(stream) or stream)
+        # before the first heartbeat (or without one) nobody is known: read everything
+        return self.member is None or self.member.owns_outbox(stream)
 
     def _log_capacity(self, cfg: Config) -> None:
         from gex_alertd import capacity
@@ -365,71 +363,7 @@ class Daemon:
         else:
             log.info("request budget", plan=capacity.describe(plan), **fields)
 
-    async def _beat(self, *, joining: bool = False) -> None:
-        """Heartbeat: refresh our membership and queue exactly the targets we own."""
-        assert self.membership is not None and self.pool is not None
-        before = self.membership.members
-        try:
-            after = await self.membership.beat()
-        except (*REDIS_DOWN, RedisError) as exc:
-            # also a Redis that answers but refuses (OOM, READONLY): one line per beat, every 5 s
-            log.warning(
-                "membership heartbeat failed; keeping the last member list",
-                error_class=classify(exc),
-                error=redaction.redact(str(exc)),
-            )
-            if joining:
-                self._own(before, before)
-            return
-        self._arm_fence()
-        if self.fenced:
-            self.fenced = False
-            log.warning("membership heartbeat reached Redis again; polling resumes")
-            # our entry expired meanwhile if it was added again: the others took our targets
-            # and let go of them when they see us, as for a member joining
-            joining = True
-        if joining and not self.membership.was_member:
-            # new here: what we take, live members were polling until they see us
-            before = tuple(m for m in after if m != self.instance_id)
-        if after != before or joining:
-            if not joining:
-                log.info("members changed", members=len(after), before=len(before))
-            self._own(before, after)
-
-    def _arm_fence(self) -> None:
-        """(Re)start the countdown to `_fence` from the beat that just succeeded. A timer, not
-        the beat's failure path: a beat that hangs on a Redis failover never fails in time."""
-        assert self.membership is not None
-        age = self.membership.age()
-        assert age is not None
-        if self._fence_timer is not None:
-            self._fence_timer.cancel()
-        left = self.fence_s - age
-        self._fence_timer = asyncio.get_running_loop().call_later(max(0.0, left), self._fence)
-
-    def _fence(self) -> None:
-        self._fence_timer = None
-        if self.fenced or self.pool is None or self._stop.is_set():
-            return
-        if self.membership is None or not self.membership.stale(fence_s=self.fence_s):
-            return  # alone: nobody takes our targets, keep polling (the next beat re-arms)
-        self.fenced = True
-        log.warning(
-            "membership heartbeat stale: stopped polling until it reaches Redis again, so a "
-            "target is not polled by this daemon and the one the others give it to",
-            heartbeat_age_s=round(self.membership.age() or 0.0, 3),
-            owned=len(self.pool.owned),
-        )
-        self.pool.own(())
-
-    def _own(self, before: tuple[str, ...], after: tuple[str, ...]) -> None:
-        assert self.pool is not None
-        if self.fenced:
-            self.pool.own(())  # a reload while fenced: still nothing until a beat succeeds
-            return
-        intervals = {k: p.target.interval_s for k, p in self.pool.pollers.items()}
-        plan = assign(self.instance_id, intervals, before, after, intervals, HEARTBEAT_S)
-        self.pool.own(plan.owned, delays=plan.delays)
+    def _targets_moved(self) -> None:
         # targets may have moved: an operator rule state another daemon wrote is read again
         self.operators.forget()
         if self.dispatcher is not None:
@@ -538,13 +472,8 @@ class Daemon:
                 )
             except TimeoutError:
                 log.warning("commits still in flight at stop were abandoned")
-        if self._fence_timer is not None:
-            self._fence_timer.cancel()
-        if self.membership is not None:
-            try:  # the others take our targets at their next beat instead of after the timeout
-                await asyncio.wait_for(self.membership.leave(), STOP_STEP_S)
-            except (TimeoutError, *REDIS_DOWN) as exc:
-                log.warning("could not leave the membership", error=str(exc) or "timed out")
+        if self.member is not None:
+            await self.member.leave(STOP_STEP_S)
         if self.dispatcher is not None:
             await self.dispatcher.stop(drain_timeout=self.cfg.outbox.drain_timeout)
         for task in self._background:
@@ -671,8 +600,9 @@ class Daemon:
                 if isinstance(current, Poller) and current.target == p.target:
                     current.source = p.source
             self.pool.replace(pollers)
+            assert self.member is not None
             members = self.membership.members
-            self._own(members, members)
+            self.member.own(members, members)
             self._arm_gate(new)
         if self.duties is not None and new.outcomes != old.outcomes:
             self._arm_outcomes(new)
@@ -769,7 +699,7 @@ class Daemon:
         if not redis_ok:
             out.append("redis does not answer PING")
         out += self.trouble.problems()
-        if self.fenced:
+        if self.member is not None and self.member.fenced:
             out.append("membership heartbeat stale: polling stopped until it reaches Redis")
         lost = output_problem()  # stdout's reader gone: nothing the daemon does is logged
         if lost:
@@ -797,7 +727,7 @@ class Daemon:
             # a stale beat means the others may have taken our targets (timeout 15 s)
             "heartbeat_age_s": None if age is None else round(age, 3),
             "members": list(self.membership.members) if self.membership else [],
-            "fenced": self.fenced,
+            "fenced": self.member is not None and self.member.fenced,
             "queued": st.queued,
             "running": st.running,
             "paused": st.paused,

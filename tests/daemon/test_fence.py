@@ -85,16 +85,18 @@ async def test_a_daemon_whose_beats_stop_reaching_redis_stops_polling_until_one_
             mine = pool.owned
             assert mine and len(mine) < len(SYMBOLS)  # the other member owns the rest
             await eventually(lambda: sum(_polls(pool, k) for k in mine) >= len(mine), "polls")
-            assert not daemon.fenced and not daemon._problems(True)
+            assert daemon.member is not None
+            member = daemon.member
+            assert not member.fenced and not daemon._problems(True)
 
             assert private_redis.proc is not None
             private_redis.proc.send_signal(signal.SIGSTOP)
-            await eventually(lambda: daemon.fenced, "fenced once no beat reached Redis for fence_s")
+            await eventually(lambda: member.fenced, "fenced once no beat reached Redis for fence_s")
             assert pool.owned == frozenset() and pool.stats().queued == 0
             assert "membership heartbeat stale" in " ".join(daemon._problems(True))
 
             private_redis.proc.send_signal(signal.SIGCONT)
-            await eventually(lambda: not daemon.fenced, "polling again after a beat reached Redis")
+            await eventually(lambda: not member.fenced, "polling again after a beat reached Redis")
             # our entry was still there (nobody dropped it): our own targets back, polled again
             assert pool.owned == mine
             polls = {k: _polls(pool, k) for k in mine}
@@ -115,6 +117,8 @@ async def test_a_daemon_alone_keeps_polling_while_redis_does_not_answer(
 ) -> None:
     async with running(private_redis) as daemon:
         assert daemon.pool is not None and daemon.membership is not None
+        assert daemon.member is not None
+        member = daemon.member
         assert daemon.membership.members == (daemon.instance_id,)
         owned = daemon.pool.owned
         assert owned == frozenset(SYMBOLS)
@@ -123,11 +127,11 @@ async def test_a_daemon_alone_keeps_polling_while_redis_does_not_answer(
         beat_at = daemon.membership.beat_at
         assert beat_at is not None
         await eventually(
-            lambda: time.monotonic() - beat_at > daemon.fence_s and daemon._fence_timer is None,
+            lambda: time.monotonic() - beat_at > member.fence_s and member._fence_timer is None,
             "the fence's time has come and its check ran",
         )
         assert daemon.membership.beat_at == beat_at  # no beat reached Redis meanwhile
-        assert not daemon.fenced and daemon.pool.owned == owned
+        assert not member.fenced and daemon.pool.owned == owned
 
 
 def _polls(pool: object, key: str) -> int:
