@@ -42,8 +42,8 @@ from gex_alertd.pipeline import Poller
 from gex_alertd.pool import PollPool
 from gex_alertd.redis_errors import RedisTrouble
 from gex_alertd.sources.backoff import Backoff
-from gex_alertd.sources.errors import AuthError, BadRequest, MalformedPayload, UnknownSymbol
 from gex_alertd.sources.flowgex import FlowGexClient
+from gex_alertd.startup_key import StartupKey
 from gex_alertd.stopping import cancel_and_wait
 
 log = structlog.get_logger()
@@ -87,10 +87,8 @@ class Daemon:
         self.operators = self._build_operators(cfg)
         # targets polled successfully since the last heartbeat (a dict: a fifth of a set's size)
         self._polled: dict[str, None] = {}
-        # flowgex-api.md: a refused key (401/403) is fatal at start-up: refused before the
-        # upstream ever took the key in this run, the daemon stops and `run` exits 2
-        self._key_taken = False
-        self.refused_at_start: AuthError | None = None
+        # flowgex-api.md: a key refused before the upstream ever took it stops the daemon
+        self.startup_key = StartupKey(stop=self._stop.set)
         self._alerts_at_beat = 0
         self.beat_s = HEARTBEAT_S
         self.fence_s = FENCE_S  # see ownership: no beat for this long, others known: stop polling
@@ -238,25 +236,8 @@ class Daemon:
         key check."""
         if exc is None:
             self._polled[target.key] = None
-        if exc is None or _takes_the_key(exc):
-            self._key_taken = True
-        elif isinstance(exc, AuthError) and not self._key_taken:
-            self._refused_at_start(exc)
+        self.startup_key.seen(exc)
         await self.operators.observe(target, snap, exc)
-
-    def _refused_at_start(self, exc: AuthError) -> None:
-        """The first answer about the key in this run is a refusal: a configuration problem
-        (the key, or its plan), which polling on would not mend. Polls that were already out
-        may add theirs; the first one is kept."""
-        if self.refused_at_start is not None:
-            return
-        self.refused_at_start = exc
-        log.error(
-            "upstream refused the API key at start-up; stopping (exit 2)",
-            error=str(exc),
-            status=exc.status,
-        )
-        self._stop.set()
 
     def _arm_alive(self, cfg: Config) -> None:
         assert self.duties is not None
@@ -435,8 +416,8 @@ class Daemon:
             await self._stop.wait()
         finally:
             await self.shutdown()
-        if self.refused_at_start is not None:
-            raise self.refused_at_start
+        if self.startup_key.refused is not None:
+            raise self.startup_key.refused
 
     async def shutdown(self) -> None:
         if self.notifier is not None:
@@ -767,15 +748,6 @@ def instance_id(cfg: Config) -> str:
     where = f"{os.path.abspath(cfg.path) if cfg.path else '-'}\x1f{redis}"
     digest = hashlib.blake2b(where.encode(), digest_size=4).hexdigest()
     return f"{socket.gethostname()}:{digest}"
-
-
-def _takes_the_key(exc: Any) -> bool:
-    """The answer proves the upstream took the key: it looked past it at the symbol (404, 400),
-    or sent a 200 whose body is refused. A MalformedPayload of another status is an error body
-    too large or in an encoding not read: a 401's too."""
-    if isinstance(exc, UnknownSymbol | BadRequest):
-        return True
-    return isinstance(exc, MalformedPayload) and 200 <= (exc.status or 0) < 300
 
 
 def _round(x: float | None) -> float | None:

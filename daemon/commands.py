@@ -83,7 +83,7 @@ def run(config_path: Path, uvloop: bool) -> None:
         _run_loop(run_daemon(cfg), uvloop)
     except RedisAuthRefused as exc:  # a configuration problem: systemd must not restart it
         _exit(str(exc), 2)
-    except AuthError as exc:  # the key refused before it was ever taken (Daemon._observe)
+    except AuthError as exc:  # the key refused before it was ever taken (startup_key.py)
         _exit(
             f"{config_path}: source.api_key: {cfg.source.base_url} refused it at start-up: {exc}",
             2,

@@ -1,8 +1,9 @@
-"""A key refused at start-up (Daemon._observe): flowgex-api.md makes a 401/403 fatal at
-start-up and, at run time, an alert and a back-off (tests/hostile/test_upstream_auth.py).
-`run` against a real upstream that refuses the key before ever taking it ends with exit 2 and a
-line that names the cause (never the key), having stored nothing; an upstream that is down or
-failing at start-up is no reason to stop, and polling goes on as usual."""
+"""A key refused at start-up (startup_key.py, told by Daemon._observe): flowgex-api.md makes a
+401/403 fatal at start-up and, at run time, an alert and a back-off
+(tests/hostile/test_upstream_auth.py). `run` against a real upstream that refuses the key before
+ever taking it ends with exit 2 and a line that names the cause (never the key), having stored
+nothing; an upstream that is down or failing at start-up is no reason to stop, and polling goes
+on as usual."""
 
 from __future__ import annotations
 
@@ -111,6 +112,6 @@ async def test_an_error_body_too_large_to_read_does_not_count_as_the_key_taken()
             too_large = MalformedPayload("response body larger than 1024 bytes", status=status)
             await daemon._observe(spy, None, too_large)
             await daemon._observe(spy, None, refused)
-            assert (daemon.refused_at_start is None) is taken, status
+            assert (daemon.startup_key.refused is None) is taken, status
         finally:
             await daemon.redis.aclose()
