@@ -29,6 +29,7 @@ source: {{kind: flowgex, base_url: "{url}", api_key: {API_KEY}, requests_per_min
           backoff_base_s: 0.05, backoff_max_s: 0.2}}
 redis: {{url: "{redis_url}"}}
 watch: {{interval_s: 0.2, jitter_s: 0, market_hours: always, symbols: [SPY, QQQ]}}
+ops: {{listen: null}}  # not the default port: another daemon on the machine may hold it
 """)
     return path
 
