@@ -32,9 +32,9 @@ from gex_alertd.member import Member
 from gex_alertd.model import AlertEvent, iso_utc
 from gex_alertd.operator_rules import OperatorRules, with_defaults
 from gex_alertd.ops import early_sighup, metrics
+from gex_alertd.ops import health as ops_health
 from gex_alertd.ops.calendar import MarketHours
 from gex_alertd.ops.calendar_load import CalendarUnavailable, NyseCalendar
-from gex_alertd.ops.logging import output_problem
 from gex_alertd.ops.reload_status import ReloadStatus
 from gex_alertd.ops.reload_status import default_path as reload_status_path
 from gex_alertd.ownership import FENCE_S, HEARTBEAT_S, Membership
@@ -132,7 +132,7 @@ class Daemon:
         self._arm_gate(self.cfg)
         self.pool.start()
         self.duties.every("heartbeat", self.beat_s, self.member.beat)
-        self.duties.every("gauges", GAUGES_S, self._gauges)
+        self.duties.every("gauges", GAUGES_S, lambda: ops_health.gauges(self))
         self._arm_outcomes(self.cfg)
         self._arm_alive(self.cfg)
         self.duties.start()
@@ -140,7 +140,7 @@ class Daemon:
         self.reload_status.start()  # ops: `reload --wait` finds this pid from here on
         # ops: READY only once Redis answers and the targets are queued
         self.notifier.ready()
-        self.notifier.status(self._status_line())
+        self.notifier.status(ops_health.status_line(self))
         self._background.append(asyncio.create_task(self.notifier.run_watchdog(self._stop)))
         log.info(
             "gex-alertd started",
@@ -623,119 +623,11 @@ class Daemon:
             log.warning("could not enqueue operator alert", error=str(err))
 
     async def health(self) -> dict[str, Any]:
-        try:
-            await asyncio.wait_for(self.redis.ping(), timeout=2)
-            redis_ok = True
-        except (TimeoutError, *REDIS_DOWN):
-            redis_ok = False
-        now = time.time()
-        symbols: dict[str, Any] = {}
-        engine: dict[str, Any] = {}
-        if self.pool is not None:
-            for k, p in self.pool.pollers.items():
-                entry = self.pool.timing(k)
-                if isinstance(p, Poller):
-                    entry.update(p.health(now))
-                symbols[k] = entry
-            engine = self._engine_health()
-        problems = self._problems(redis_ok)
-        out: dict[str, Any] = {
-            "ok": not problems,
-            "problems": problems,
-            "loop": True,  # answering at all means the loop runs
-            "redis": redis_ok,
-            "uptime_s": round(now - self.stats.started_at, 1),
-            "engine": engine,
-            "symbols": symbols,
-            "alerts_fired": self.stats.alerts_fired,
-            # stale_data / source_failing episodes open now (as this daemon last saw them)
-            "operator": self.operators.open_episodes(),
-            "redis_errors": self.trouble.health(),
-        }
-        if self.dispatcher is not None:
-            out["outbox"] = await self.dispatcher.health()
-            gone = sorted(n for n, ch in out["outbox"].items() if ch.get("disabled"))
-            if gone:  # a disabled channel delivers nothing: not ok until it is fixed
-                out["ok"] = False
-                out["channels_disabled"] = gone
-                problems += [f"channel {n} disabled: {out['outbox'][n]['disabled']}" for n in gone]
-            problems += [
-                f"outbox {s} holds a {t}, not a stream: its alerts are not delivered"
-                for s, t in sorted(self.dispatcher.streams.refused.items())
-            ]
-            problems += [
-                f"channel {n}: {why}"
-                for n, ch in sorted(out["outbox"].items())
-                for why in ch.get("blocked", [])
-            ]
-            out["ok"] = not problems
-        return out
+        return await ops_health.report(self)
 
-    def _problems(self, redis_ok: bool) -> list[str]:
-        """Why /healthz is not ok (empty: ok). Conditions that persist, not single events: a
-        refused snapshot or one set aside shows in its symbol's entry, not here."""
-        out = []
-        if self._stop.is_set():
-            out.append("stopping")
-        if not redis_ok:
-            out.append("redis does not answer PING")
-        out += self.trouble.problems()
-        if self.member is not None and self.member.fenced:
-            out.append("membership heartbeat stale: polling stopped until it reaches Redis")
-        lost = output_problem()  # stdout's reader gone: nothing the daemon does is logged
-        if lost:
-            out.append(lost)
-        if self.pool is not None:
-            polled = [
-                p
-                for k, p in self.pool.pollers.items()
-                if k in self.pool.owned and isinstance(p, Poller) and not p.disabled
-            ]
-            failing = [p.auth_failing for p in polled if p.auth_failing]
-            if polled and len(failing) == len(polled):
-                # every symbol refused: nothing is fetched at all, however alive the loop is
-                out.append(f"upstream refuses the API key for every symbol: {failing[0]}")
-        return out
-
-    def _engine_health(self) -> dict[str, Any]:
-        assert self.pool is not None
-        st = self.pool.stats()
-        age = self.membership.age() if self.membership else None
-        return {
-            "targets": st.targets,
-            "owned": st.owned,
-            "instance": self.instance_id,
-            # a stale beat means the others may have taken our targets (timeout 15 s)
-            "heartbeat_age_s": None if age is None else round(age, 3),
-            "members": list(self.membership.members) if self.membership else [],
-            "fenced": self.member is not None and self.member.fenced,
-            "queued": st.queued,
-            "running": st.running,
-            "paused": st.paused,
-            "market_open": None if self.gate is None else self.gate.open,
-            "overdue_s": round(st.overdue_s, 3),
-            "target_interval_s": _round(st.target_interval_s),
-            "achieved_interval_s": _round(st.achieved_interval_s),
-        }
-
-    async def _gauges(self) -> None:
-        if self.pool is None:
-            return
-        st = self.pool.stats()
-        metrics.WATCH_TARGETS.set(st.owned)
-        metrics.POLL_OVERDUE.set(st.overdue_s)
-        if st.target_interval_s is not None:
-            metrics.POLL_INTERVAL_TARGET.set(st.target_interval_s)
-        if st.achieved_interval_s is not None:
-            metrics.POLL_INTERVAL_ACHIEVED.set(st.achieved_interval_s)
-        if self.membership is not None:
-            metrics.MEMBERS.set(len(self.membership.members))
-        if self.notifier is not None:
-            self.notifier.status(self._status_line())  # ops: STATUS=
-
-    def _status_line(self) -> str:
-        n = len(self.pool.owned) if self.pool else 0
-        return f"watching {n} symbols, {self.stats.alerts_fired} alerts fired"
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
 
 def instance_id(cfg: Config) -> str:
@@ -748,10 +640,6 @@ def instance_id(cfg: Config) -> str:
     where = f"{os.path.abspath(cfg.path) if cfg.path else '-'}\x1f{redis}"
     digest = hashlib.blake2b(where.encode(), digest_size=4).hexdigest()
     return f"{socket.gethostname()}:{digest}"
-
-
-def _round(x: float | None) -> float | None:
-    return None if x is None else round(x, 3)
 
 
 async def run_daemon(cfg: Config) -> None:

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 
 from gex_alertd import config as config_mod
 from gex_alertd.app import Daemon
+from gex_alertd.ops import health
 from gex_alertd.ownership import Membership
 from tests.support.redis_server import RedisServer
 from tests.support.wait import eventually
@@ -87,13 +88,13 @@ async def test_a_daemon_whose_beats_stop_reaching_redis_stops_polling_until_one_
             await eventually(lambda: sum(_polls(pool, k) for k in mine) >= len(mine), "polls")
             assert daemon.member is not None
             member = daemon.member
-            assert not member.fenced and not daemon._problems(True)
+            assert not member.fenced and not health.problems(daemon, True)
 
             assert private_redis.proc is not None
             private_redis.proc.send_signal(signal.SIGSTOP)
             await eventually(lambda: member.fenced, "fenced once no beat reached Redis for fence_s")
             assert pool.owned == frozenset() and pool.stats().queued == 0
-            assert "membership heartbeat stale" in " ".join(daemon._problems(True))
+            assert "membership heartbeat stale" in " ".join(health.problems(daemon, True))
 
             private_redis.proc.send_signal(signal.SIGCONT)
             await eventually(lambda: not member.fenced, "polling again after a beat reached Redis")
