@@ -24,27 +24,25 @@ from redis.exceptions import RedisError
 from gex_alertd import config as config_mod
 from gex_alertd import keys, redaction, store
 from gex_alertd.asof_window import AsOfWindow
-from gex_alertd.config import Config, ConfigError
+from gex_alertd.config import Config
 from gex_alertd.connections import REDIS_DOWN, connect_config, describe, wait_until_reachable
 from gex_alertd.duties import Duties, SessionGate
 from gex_alertd.enqueue_once import EnqueueOnce
 from gex_alertd.member import Member
 from gex_alertd.model import AlertEvent, iso_utc
 from gex_alertd.operator_rules import OperatorRules, with_defaults
-from gex_alertd.ops import early_sighup, metrics
+from gex_alertd.ops import early_sighup
 from gex_alertd.ops import health as ops_health
 from gex_alertd.ops.calendar import MarketHours
 from gex_alertd.ops.calendar_load import CalendarUnavailable, NyseCalendar
-from gex_alertd.ops.reload_status import ReloadStatus
-from gex_alertd.ops.reload_status import default_path as reload_status_path
 from gex_alertd.ownership import FENCE_S, HEARTBEAT_S, Membership
 from gex_alertd.pipeline import Poller
 from gex_alertd.pool import PollPool
 from gex_alertd.redis_errors import RedisTrouble
+from gex_alertd.reload import Reloader, restart_only
 from gex_alertd.sources.backoff import Backoff
 from gex_alertd.sources.flowgex import FlowGexClient
 from gex_alertd.startup_key import StartupKey
-from gex_alertd.stopping import cancel_and_wait
 
 log = structlog.get_logger()
 
@@ -92,10 +90,13 @@ class Daemon:
         self._alerts_at_beat = 0
         self.beat_s = HEARTBEAT_S
         self.fence_s = FENCE_S  # see ownership: no beat for this long, others known: stop polling
-        self.reload_status = ReloadStatus(reload_status_path())
-        self._reload_lock = asyncio.Lock()
-        self._started = asyncio.Event()  # start() has finished: a reload may apply
-        self._reloads: set[asyncio.Task[bool]] = set()
+        self.reloader = Reloader(
+            config=lambda: self.cfg,
+            apply=self.reload,
+            calendar=self.calendar,
+            notifier=lambda: self.notifier,
+            stopping=self._stop.is_set,
+        )
         # Redis error episodes on the poll/commit path, shared by every poller (redis_errors)
         self.trouble = RedisTrouble()
 
@@ -137,7 +138,7 @@ class Daemon:
         self._arm_alive(self.cfg)
         self.duties.start()
         await self._start_ops_server()
-        self.reload_status.start()  # ops: `reload --wait` finds this pid from here on
+        self.reloader.status.start()  # ops: `reload --wait` finds this pid from here on
         # ops: READY only once Redis answers and the targets are queued
         self.notifier.ready()
         self.notifier.status(ops_health.status_line(self))
@@ -153,7 +154,7 @@ class Daemon:
             channels=sorted(self.cfg.channels),
         )
         self._log_capacity(self.cfg)
-        self._started.set()
+        self.reloader.started()
 
     async def _migrate_legacy_outbox(self) -> None:
         """What the single outbox of an earlier release still owes moves onto the per-symbol
@@ -301,7 +302,7 @@ class Daemon:
             cfg.watch.market_hours,
             cfg.watch.premarket,
             cfg.watch.postmarket,
-            table=self.calendar.current,  # loaded before (start, _reload_from_disk)
+            table=self.calendar.current,  # loaded before (start, Reloader._calendar_for)
         )
         self.duties.every("calendar", CALENDAR_CHECK_S, self._refresh_calendar)
         self.gate = SessionGate(self.duties, hours, pause=self.pool.pause, resume=self.pool.resume)
@@ -392,17 +393,11 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
-        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
-        early = early_sighup.take()  # after ours is in: a SIGHUP from here on reaches _on_sighup
+        loop.add_signal_handler(signal.SIGHUP, self.reloader.request)
+        early = early_sighup.take()  # after ours is in: a SIGHUP from here on reaches the reloader
         if early:
             log.info("reload requested during start-up: runs once the start is done", signals=early)
-            self._on_sighup()  # one reload reads the newest file for all of them
-
-    def _on_sighup(self) -> None:
-        self.reload_status.requested()  # ops: counted before the reload runs (reload --wait)
-        task = asyncio.create_task(self.reload_from_disk())
-        self._reloads.add(task)  # a reference, so the task is not collected mid-reload
-        task.add_done_callback(self._reloads.discard)
+            self.reloader.request()  # one reload reads the newest file for all of them
 
     def request_stop(self, why: str = "request") -> None:
         if not self._stop.is_set():
@@ -425,11 +420,8 @@ class Daemon:
         self._stop.set()
         # a reload in flight would go on behind the stop: it and the stop both stopped a
         # channel it changed (the second's KeyError ended the stop: exit 1), or it started
-        # channels after the stop's; a SIGHUP from here on is refused (reload_from_disk). A
-        # cancel that lands inside a Redis call can be swallowed (stopping.py): cancelled again
-        # until the reload ends, within the step's bound
-        if self._reloads:
-            await cancel_and_wait(set(self._reloads), timeout_s=STOP_STEP_S)
+        # channels after the stop's; a SIGHUP from here on is refused (reload.py)
+        await self.reloader.cancel(STOP_STEP_S)
         # bounded step by step, so the whole stop fits systemd's TimeoutStopSec (30 s) even with
         # Redis black-holed: duties 2 s, polls and their commits one drain_timeout together,
         # leaving 2 s, then the outbox its own drain_timeout
@@ -472,89 +464,21 @@ class Daemon:
     # --- reload --------------------------------------------------------------------------
 
     async def reload_from_disk(self) -> bool:
-        """One reload at a time; its outcome goes to the reload status (`reload --wait`)."""
-        # a SIGHUP during the start is applied after it: in the middle, it found the pool
-        # without its duties (AssertionError, half applied) or started the channels the start
-        # was starting
-        try:
-            await self._started.wait()
-        except asyncio.CancelledError:
-            log.warning("reload not applied: the daemon stopped before its start was done")
-            raise
-        async with self._reload_lock:
-            began_at = self.reload_status.begin()
-            if self._stop.is_set():
-                problems = ["the daemon is stopping"]
-            else:
-                try:
-                    problems = await self._reload_from_disk()
-                except asyncio.CancelledError:  # by the stop: `reload --wait` is told
-                    self.reload_status.finish(began_at, "refused", ["the daemon stopped"])
-                    raise
-            self.reload_status.finish(began_at, "refused" if problems else "applied", problems)
-            return not problems
-
-    async def _reload_from_disk(self) -> list[str]:
-        """The problems that refused the new config; empty when it was applied."""
-        if self.cfg.path is None:
-            log.warning("reload ignored: the config was not loaded from a file")
-            return ["the config was not loaded from a file"]
-        if self.notifier is not None:
-            self.notifier.reloading()  # ops: RELOADING=1 ... READY=1
-        try:
-            new = await config_mod.load_off_loop(self.cfg.path)  # the loop keeps serving
-            await self._calendar_for(new)
-        except ConfigError as exc:
-            log.error(
-                "reload refused: invalid config, the old one keeps running", problems=exc.problems
-            )
-            metrics.CONFIG_RELOADS.labels(outcome="refused").inc()  # ops: reload outcome
-            if self.notifier is not None:
-                self.notifier.ready()
-            return exc.problems or ["invalid config"]
-        await self.reload(new)
-        metrics.CONFIG_RELOADS.labels(outcome="applied").inc()  # ops: reload outcome
-        if self.notifier is not None:
-            self.notifier.ready()
-        return []
-
-    async def _calendar_for(self, new: Config) -> None:
-        """A config asking for NYSE hours is refused while there is no session table."""
-        if new.watch.market_hours != "nyse":
-            return
-        try:
-            await self.calendar.ensure()
-        except CalendarUnavailable as exc:
-            raise ConfigError([f"watch.market_hours: nyse: {exc}"], str(new.path)) from None
+        return await self.reloader.from_disk()
 
     async def reload(self, new: Config) -> None:
         """Apply a validated config without dropping state (rule state lives in Redis)."""
         old = self.cfg
-        if new.redis.endpoint() != old.redis.endpoint():
-            # url, cluster, sentinel or credentials: the open client cannot follow
-            log.warning("redis endpoint changed: takes effect after a restart")
-            new = msgspec.structs.replace(new, redis=old.redis)
-        ops = msgspec.structs.replace(old.ops, operator_channels=new.ops.operator_channels)
-        if new.ops != ops:
-            # the ops server (its bind, its token) and the log are set up once, at the start:
-            # applied silently, a rotated auth_token left the old one the one checked
-            log.warning(
-                "ops.listen, auth_token, log_format, log_level: take effect after a restart"
+        new = restart_only(old, new)
+        if new.source != old.source:  # of the same kind, not the simulator: a new client
+            previous = self.client
+            self.client = FlowGexClient.from_config(
+                new.source, max_age_s=store.max_age_s(new.redis)
             )
-            new = msgspec.structs.replace(new, ops=ops)
-        if new.source != old.source:
-            if new.source.kind != old.source.kind or new.source.kind == "simulator":
-                log.warning("source changed: takes effect after a restart")
-                new = msgspec.structs.replace(new, source=old.source)
-            else:
-                previous = self.client
-                self.client = FlowGexClient.from_config(
-                    new.source, max_age_s=store.max_age_s(new.redis)
+            if previous is not None:
+                asyncio.get_running_loop().call_later(
+                    30, lambda: asyncio.ensure_future(previous.close())
                 )
-                if previous is not None:
-                    asyncio.get_running_loop().call_later(
-                        30, lambda: asyncio.ensure_future(previous.close())
-                    )
         if self.client is not None:  # the retention bounds the as_of accepted
             self.client.as_of_window = AsOfWindow(
                 new.source.max_future_s, store.max_age_s(new.redis)
