@@ -14,7 +14,6 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -24,12 +23,11 @@ from redis.exceptions import RedisError
 from gex_alertd import config as config_mod
 from gex_alertd import keys, redaction, store
 from gex_alertd.asof_window import AsOfWindow
+from gex_alertd.channel_gone import tell_channel_gone
 from gex_alertd.config import Config
 from gex_alertd.connections import REDIS_DOWN, connect_config, describe, wait_until_reachable
 from gex_alertd.duties import Duties, SessionGate
-from gex_alertd.enqueue_once import EnqueueOnce
 from gex_alertd.member import Member
-from gex_alertd.model import AlertEvent, iso_utc
 from gex_alertd.operator_rules import OperatorRules, with_defaults
 from gex_alertd.ops import early_sighup
 from gex_alertd.ops import health as ops_health
@@ -519,32 +517,8 @@ class Daemon:
     # --- operator alerts, health, status -------------------------------------------------
 
     async def _operator_channel_gone(self, channel: str, reason: str) -> None:
-        """A receiver answered 410 Gone and its channel stopped: tell the operator on the
-        other operator channels (once per channel and hour)."""
-        channels = [c for c in self.cfg.ops.operator_channels if c != channel]
-        if not channels:
-            return
-        hour = datetime.now(UTC).strftime("%Y-%m-%dT%H")
-        alert_id = f"operator:channel-gone:{channel}:{hour}"
-        now = iso_utc(datetime.now(UTC))
-        event = AlertEvent(
-            id=alert_id,
-            rule="channel-gone",
-            type="operator",
-            symbol="*",
-            expiry=None,
-            severity="critical",
-            as_of=now,
-            fired_at=now,
-            summary=f"channel {channel} disabled: its receiver is gone ({reason}); "
-            "its alerts wait in the outbox until its config is fixed and reloaded",
-            details={"channel": channel, "reason": reason},
-        )
-        try:
-            # once per channel and hour (the id), however many daemons see the 410
-            await EnqueueOnce(self.redis)(event, channels)
-        except REDIS_DOWN as err:
-            log.warning("could not enqueue operator alert", error=str(err))
+        # the operator channels of the config in force: a reload may have changed them
+        await tell_channel_gone(self.redis, self.cfg.ops.operator_channels, channel, reason)
 
     async def health(self) -> dict[str, Any]:
         return await ops_health.report(self)
