@@ -27,6 +27,7 @@ from gex_alertd.channel_gone import tell_channel_gone
 from gex_alertd.config import Config
 from gex_alertd.connections import REDIS_DOWN, connect_config, describe, wait_until_reachable
 from gex_alertd.duties import Duties, SessionGate
+from gex_alertd.heartbeat import Alive
 from gex_alertd.member import Member
 from gex_alertd.operator_rules import OperatorRules, with_defaults
 from gex_alertd.ops import early_sighup
@@ -81,11 +82,9 @@ class Daemon:
         self._background: list[asyncio.Task[Any]] = []
         self._api_key: str | None = None
         self.operators = self._build_operators(cfg)
-        # targets polled successfully since the last heartbeat (a dict: a fifth of a set's size)
-        self._polled: dict[str, None] = {}
+        self.alive = Alive(self.redis, self.instance_id)  # the dead-man's switch (heartbeat:)
         # flowgex-api.md: a key refused before the upstream ever took it stops the daemon
         self.startup_key = StartupKey(stop=self._stop.set)
-        self._alerts_at_beat = 0
         self.beat_s = HEARTBEAT_S
         self.fence_s = FENCE_S  # see ownership: no beat for this long, others known: stop polling
         self.reloader = Reloader(
@@ -234,7 +233,7 @@ class Daemon:
         """Every fetch's outcome: the operator rules, the heartbeat's count, and the start-up
         key check."""
         if exc is None:
-            self._polled[target.key] = None
+            self.alive.polled(target.key)
         self.startup_key.seen(exc)
         await self.operators.observe(target, snap, exc)
 
@@ -246,27 +245,9 @@ class Daemon:
 
     async def _alive(self) -> None:
         """The dead-man's switch (daemon/heartbeat.py): one message per daemon per interval."""
-        beat = self.cfg.heartbeat
-        if beat is None:
-            return
-        from gex_alertd.heartbeat import HeartbeatSender, heartbeat_event
-
-        fired = self.stats.alerts_fired + self.operators.enqueued
-        polled, self._polled = len(self._polled), {}
-        event = heartbeat_event(
-            self.instance_id,
-            int(time.time() * 1000),
-            beat.every,
-            polled,
-            fired - self._alerts_at_beat,
-            beat.severity,
-        )
-        self._alerts_at_beat = fired
-        try:
-            await HeartbeatSender(self.redis).send(event, beat.channel)
-        except REDIS_DOWN as exc:
-            # the receiver notices the missing beat: that is the point of it
-            log.warning("heartbeat not enqueued", error=str(exc))
+        if self.cfg.heartbeat is not None:
+            fired = self.stats.alerts_fired + self.operators.enqueued
+            await self.alive.send(self.cfg.heartbeat, fired)
 
     async def _set_aside(self, snap: Any, expiry: str | None, reason: str) -> None:
         await self.committer.set_aside(snap, expiry, reason)

@@ -7,19 +7,28 @@ by someone who is not the daemon. With several daemons, each sends its own, name
 instance id (`details.instance`, and in the summary): the receiver expects one per daemon.
 
 The id hashes the instance and the interval's slot (`now // every`), so a restart inside an
-interval does not send the slot twice (`enqueue_once` enqueues an id once). This module only
-builds the event and commits it; the duty that calls it lives in the daemon.
+interval does not send the slot twice (`enqueue_once` enqueues an id once). `Alive` keeps the
+counts between two messages and sends each; the daemon arms the duty (and re-arms it when a
+reload changes `heartbeat:`). Redis down: the message is not sent, a warning says so, and the
+receiver notices the missing beat, which is the point of it.
 """
 
 from __future__ import annotations
 
+import time
+
 import redis.asyncio as aioredis
+import structlog
 
 from gex_alertd import keys
+from gex_alertd.config import HeartbeatConfig
+from gex_alertd.connections import REDIS_DOWN
 from gex_alertd.enqueue_once import EnqueueOnce
 from gex_alertd.model import AlertEvent
 from gex_alertd.rules.engine import alert_id
 from gex_alertd.rules.operator import fmt_age, iso_ms
+
+log = structlog.get_logger()
 
 RULE = "heartbeat"
 
@@ -58,3 +67,35 @@ class HeartbeatSender:
     async def send(self, event: AlertEvent, channel: str) -> bool:
         """Enqueue the event for the channel; False when this id was enqueued before."""
         return await self._enqueue(event, [channel], dedup=keys.heartbeat_sent(event.id))
+
+
+class Alive:
+    """What this daemon did since its last message, and the message."""
+
+    def __init__(self, redis: aioredis.Redis, instance: str) -> None:
+        self._redis = redis
+        self._instance = instance
+        # targets polled successfully since the last message (a dict: a fifth of a set's size)
+        self._polled: dict[str, None] = {}
+        self._alerts_at_beat = 0
+
+    def polled(self, key: str) -> None:
+        self._polled[key] = None
+
+    async def send(self, beat: HeartbeatConfig, fired: int) -> None:
+        """One message; `fired`: the alerts this daemon enqueued since it started."""
+        polled, self._polled = len(self._polled), {}
+        event = heartbeat_event(
+            self._instance,
+            int(time.time() * 1000),
+            beat.every,
+            polled,
+            fired - self._alerts_at_beat,
+            beat.severity,
+        )
+        self._alerts_at_beat = fired
+        try:
+            await HeartbeatSender(self._redis).send(event, beat.channel)
+        except REDIS_DOWN as exc:
+            # the receiver notices the missing beat: that is the point of it
+            log.warning("heartbeat not enqueued", error=str(exc))
