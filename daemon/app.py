@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +27,7 @@ from gex_alertd.config import Config
 from gex_alertd.connections import REDIS_DOWN, connect_config, describe, wait_until_reachable
 from gex_alertd.duties import Duties, SessionGate
 from gex_alertd.heartbeat import Alive
-from gex_alertd.member import Member
+from gex_alertd.member import Member, instance_id
 from gex_alertd.operator_rules import OperatorRules, with_defaults
 from gex_alertd.ops import early_sighup
 from gex_alertd.ops import health as ops_health
@@ -507,18 +506,6 @@ class Daemon:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
-
-
-def instance_id(cfg: Config) -> str:
-    """This daemon's name among the members: stable across restarts (a restarted daemon takes
-    its own targets back at once instead of waiting for its old entry to expire), distinct for
-    two daemons on one host with different config files."""
-    import hashlib
-
-    redis = cfg.redis.url or describe(cfg.redis)  # cluster/sentinel: their node lists
-    where = f"{os.path.abspath(cfg.path) if cfg.path else '-'}\x1f{redis}"
-    digest = hashlib.blake2b(where.encode(), digest_size=4).hexdigest()
-    return f"{socket.gethostname()}:{digest}"
 
 
 async def run_daemon(cfg: Config) -> None:

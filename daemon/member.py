@@ -12,24 +12,39 @@ in `gex:members`; this module acts on it for one running daemon, on its poll poo
   - while fenced, nothing is owned, whatever asks (a reload included);
   - every change of what is owned is told (`on_moved`): an operator rule state or an outbox
     another daemon wrote may be ours now.
-It never polls and never reads an outbox itself.
+It never polls and never reads an outbox itself. `instance_id` is this daemon's name among
+the members.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import socket
 from collections.abc import Callable
 
 import structlog
 from redis.exceptions import RedisError
 
 from gex_alertd import keys, redaction
-from gex_alertd.connections import REDIS_DOWN
+from gex_alertd.config import Config
+from gex_alertd.connections import REDIS_DOWN, describe
 from gex_alertd.ownership import FENCE_S, HEARTBEAT_S, Membership, assign, owner
 from gex_alertd.pool import PollPool
 from gex_alertd.redis_errors import classify
 
 log = structlog.get_logger()
+
+
+def instance_id(cfg: Config) -> str:
+    """This daemon's name among the members: stable across restarts (a restarted daemon takes
+    its own targets back at once instead of waiting for its old entry to expire), distinct for
+    two daemons on one host with different config files."""
+    redis = cfg.redis.url or describe(cfg.redis)  # cluster/sentinel: their node lists
+    where = f"{os.path.abspath(cfg.path) if cfg.path else '-'}\x1f{redis}"
+    digest = hashlib.blake2b(where.encode(), digest_size=4).hexdigest()
+    return f"{socket.gethostname()}:{digest}"
 
 
 class Member:

@@ -89,7 +89,7 @@ def test_a_url_override_replaces_the_cluster(tmp_path: Path) -> None:
 def test_the_instance_name_tells_redis_deployments_apart() -> None:
     # a daemon's member name hashes its config path and where Redis is: two Sentinel sets (or
     # clusters) from one config path are two names, one URL stays the name it always was
-    from gex_alertd.app import instance_id
+    from gex_alertd.member import instance_id
 
     def named(rc: RedisConfig) -> str:
         return instance_id(config.Config(redis=rc, path="/etc/gex-alertd/config.yaml"))

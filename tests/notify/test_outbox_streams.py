@@ -246,7 +246,8 @@ async def test_a_starting_daemon_does_not_read_the_outboxes_live_members_own(
     the outboxes meanwhile: their first sweep took the new alerts of every symbol, the live
     members' too (two readers of one symbol: its order lost, see the poke test)."""
     from gex_alertd import config as config_mod
-    from gex_alertd.app import Daemon, instance_id
+    from gex_alertd.app import Daemon
+    from gex_alertd.member import instance_id
     from gex_alertd.ownership import Membership, owner
 
     rx = await Receiver().start()
