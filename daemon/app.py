@@ -4,6 +4,12 @@ Lifecycle: start() brings Redis, the source, the membership and the poll engine 
 READY=1); SIGTERM stops new polls, lets in-flight commits finish, leaves the membership, drains
 the outbox up to a timeout and returns; SIGHUP re-reads the config and applies it only when it
 is valid.
+
+The Daemon builds the parts, starts and stops them and wires them together; each concept lives
+in its own module: the membership, the fence and what is owned (member.py), the start-up key
+refusal (startup_key.py), the reload protocol and what only a restart changes (reload.py),
+/healthz, the gauges and STATUS= (ops/health.py), the dead-man's switch (heartbeat.py), the
+410 operator alert (channel_gone.py).
 """
 
 from __future__ import annotations
