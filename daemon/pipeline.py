@@ -38,6 +38,9 @@ log = structlog.get_logger()
 
 _POLL_COUNTERS: dict[str, Any] = {}
 MAX_PENDING = 240  # one hour at 15 s: beyond that the oldest snapshots are dropped, loudly
+# this many snapshots of one target set aside in a row is a condition that lasts (a key of
+# another type made by hand), not one odd snapshot: /healthz lists it until one commits
+ASIDE_PERSISTS = 3
 
 
 class CommitOutcome(Protocol):
@@ -59,6 +62,7 @@ SetAsideFn = Callable[[FlowGex, str | None, str], Awaitable[None]]
 class Poller:
     # one per watch target: no per-instance dict (~0.3 MB at 5,000 targets)
     __slots__ = (
+        "aside_streak",
         "auth_failing",
         "backoff",
         "commit",
@@ -106,6 +110,7 @@ class Poller:
         self.last_error: str | None = None
         self.refused = 0  # snapshots refused for their as_of (asof_window)
         self.set_aside_count = 0  # snapshots that could never commit, moved to gex:dead
+        self.aside_streak = 0  # of those, how many in a row since this target's last commit
         self.auth_failing: str | None = None  # the upstream's 401/403 while it lasts
 
     @property
@@ -189,6 +194,7 @@ class Poller:
                 )
                 return False
             self.pending.pop(0)
+            self.aside_streak = 0
             self.trouble.succeeded()
         return True
 
@@ -204,6 +210,7 @@ class Poller:
             return False
         self.pending.pop(0)
         self.set_aside_count += 1
+        self.aside_streak += 1
         self.last_error = reason
         metrics.SNAPSHOTS_SET_ASIDE.inc()
         self._log.error(
@@ -256,4 +263,5 @@ class Poller:
             "last_error": self.last_error,
             "refused": self.refused,
             "set_aside": self.set_aside_count,
+            "set_aside_in_a_row": self.aside_streak,
         }

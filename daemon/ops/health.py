@@ -3,8 +3,9 @@
 All read the running daemon's parts (`Parts`: what they need of it, nothing more) and change
 nothing but the gauges. /healthz is `ok` exactly when `problems` is empty, and a problem is a
 condition that persists, not a single event: a refused snapshot or one set aside shows in its
-symbol's entry, not among the problems. Its keys and the wording of each problem are what
-operators and their probes read: they change only with the README.
+symbol's entry, not among the problems (three set aside in a row do: a condition). Its keys
+and the wording of each problem are what operators and their probes read: they change only
+with the README.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from gex_alertd.operator_rules import OperatorRules
 from gex_alertd.ops import metrics
 from gex_alertd.ops.logging import output_problem
 from gex_alertd.ownership import Membership
-from gex_alertd.pipeline import Poller
+from gex_alertd.pipeline import ASIDE_PERSISTS, Poller
 from gex_alertd.pool import PollPool
 from gex_alertd.redis_errors import RedisTrouble
 
@@ -134,7 +135,26 @@ def problems(d: Parts, redis_ok: bool) -> list[str]:
         if polled and len(failing) == len(polled):
             # every symbol refused: nothing is fetched at all, however alive the loop is
             out.append(f"upstream refuses the API key for every symbol: {failing[0]}")
+        out += _set_aside(polled)
     return out
+
+
+def _set_aside(polled: list[Poller]) -> list[str]:
+    """Targets whose snapshots keep being set aside to gex:dead: their rules see nothing while
+    it lasts. A few are named (each with its reason); past that they are counted, so that a
+    key of another type under every symbol makes a bounded body."""
+    stuck = [p for p in polled if p.aside_streak >= ASIDE_PERSISTS]
+    out = [
+        f"snapshots of {p.target.key} cannot be committed ({p.aside_streak} in a row set "
+        f"aside to gex:dead): {p.last_error}"
+        for p in stuck[:_NAMED]
+    ]
+    if len(stuck) > _NAMED:
+        out.append(f"and {len(stuck) - _NAMED} more targets whose snapshots are set aside")
+    return out
+
+
+_NAMED = 5
 
 
 def engine(d: Parts) -> dict[str, Any]:

@@ -128,6 +128,7 @@ async def test_snapshot_that_can_never_commit_is_set_aside_not_retried_forever(
     )
     assert await poller.poll() == "set_aside"
     assert poller.pending == [] and poller.set_aside_count == 1
+    assert poller.health()["set_aside_in_a_row"] == 1
     assert not trouble.episodes  # a data error is per snapshot: no episode stays open
     (dead,) = entries(await redis.xrange(keys.DEAD))
     fields = dead[1]
@@ -138,6 +139,7 @@ async def test_snapshot_that_can_never_commit_is_set_aside_not_retried_forever(
     assert await poller.poll() == "stored"
     assert await redis.xlen(keys.snap("SPY")) == 1
     assert poller.health()["set_aside"] == 1
+    assert poller.health()["set_aside_in_a_row"] == 0  # a commit ends the run
     # the alert dead-letter tools do not mistake it for an alert
     assert await outbox.list_dead(redis) == []
 
@@ -217,6 +219,69 @@ ops: {{listen: "127.0.0.1:{port}", log_format: json}}
         finally:
             await session.close()
             await r.config_set("maxmemory", 0)
+            await r.aclose()
+            if daemon.alive:
+                daemon.kill()
+
+
+async def test_a_target_whose_snapshots_keep_being_set_aside_makes_healthz_not_ok(
+    private_redis: RedisServer, tmp_path: Path
+) -> None:
+    """A snapshot stream made a string by hand: every SPY snapshot is set aside to gex:dead
+    (its rules see nothing) while the other symbols go on. One such snapshot is an event; three
+    in a row are a condition, and /healthz says which target and why until one commits."""
+    async with Upstream() as up:
+        up.set_default(lambda req: snapshot(req.path.rsplit("/", 1)[-1], as_of=recent()))
+        port = free_port()
+        config = tmp_path / "config.yaml"
+        config.write_text(f"""
+source: {{kind: flowgex, base_url: "{up.url}", api_key: {API_KEY}, requests_per_min: 100000}}
+redis: {{url: "{private_redis.url}"}}
+watch: {{interval_s: 0.05, jitter_s: 0, market_hours: always, symbols: [SPY, QQQ, IWM]}}
+ops: {{listen: "127.0.0.1:{port}", log_format: json}}
+""")
+        r = aioredis.Redis.from_url(private_redis.url)
+        daemon = await start_daemon(tmp_path, config)
+        session = aiohttp.ClientSession()
+        try:
+
+            async def stored(symbol: str, n: int) -> bool:
+                assert daemon.alive, daemon.output()[-3000:]
+                return int(await r.xlen(keys.snap(symbol))) >= n
+
+            for s in ("SPY", "QQQ", "IWM"):
+                await eventually(lambda s=s: stored(s, 2), f"{s} snapshots stored")
+            await r.delete(keys.snap("SPY"))
+            await r.set(keys.snap("SPY"), "made by hand")
+
+            async def unhealthy() -> bool:
+                status, body = await _health(session, port)
+                return status == 503 and any(
+                    p.startswith("snapshots of SPY cannot be committed") for p in body["problems"]
+                )
+
+            await eventually(unhealthy, "/healthz not ok, naming SPY")
+            _, body = await _health(session, port)
+            (line,) = [p for p in body["problems"] if "SPY" in p]
+            assert "WRONGTYPE" in line and "gex:dead" in line, line
+            assert body["symbols"]["SPY"]["set_aside_in_a_row"] >= 3
+            assert body["symbols"]["QQQ"]["set_aside_in_a_row"] == 0
+            assert int(await r.xlen(keys.DEAD)) >= 3  # nothing lost: each one is there
+            qqq = int(await r.xlen(keys.snap("QQQ")))
+            await eventually(lambda: stored("QQQ", qqq + 2), "the other symbols go on")
+
+            await r.delete(keys.snap("SPY"))
+            await eventually(lambda: stored("SPY", 1), "SPY committed again")
+
+            async def healthy() -> bool:
+                status, _ = await _health(session, port)
+                return status == 200
+
+            await eventually(healthy, "/healthz ok again")
+            assert "Traceback" not in daemon.output()
+            assert await daemon.stop() == 0
+        finally:
+            await session.close()
             await r.aclose()
             if daemon.alive:
                 daemon.kill()
