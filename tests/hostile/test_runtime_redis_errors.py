@@ -249,8 +249,10 @@ ops: {{listen: "127.0.0.1:{port}", log_format: json}}
                 assert daemon.alive, daemon.output()[-3000:]
                 return int(await r.xlen(keys.snap(symbol))) >= n
 
-            for s in ("SPY", "QQQ", "IWM"):
-                await eventually(lambda s=s: stored(s, 2), f"{s} snapshots stored")
+            async def every_symbol_stored() -> bool:
+                return all([await stored(s, 2) for s in ("SPY", "QQQ", "IWM")])
+
+            await eventually(every_symbol_stored, "snapshots stored for every symbol")
             await r.delete(keys.snap("SPY"))
             await r.set(keys.snap("SPY"), "made by hand")
 
