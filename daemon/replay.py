@@ -42,10 +42,16 @@ from gex_alertd.rules.engine import Emitted
 
 # --- option parsing ------------------------------------------------------------------------
 
+DAY_MS = 86_400_000
 
-def parse_time(text: str, now: datetime | None = None) -> int:
-    """ISO 8601 (naive means UTC), a date, or a duration ago (`2h`, `7d`) -> epoch ms."""
+
+def parse_time(text: str, now: datetime | None = None, *, end: bool = False) -> int:
+    """ISO 8601 (naive means UTC), a date, or a duration ago (`2h`, `7d`) -> epoch ms. With
+    `end` (an inclusive `--to`), a bare date is its last millisecond: `--from D --to D` is day D,
+    where its midnight would have left the whole day out."""
     now = now or datetime.now(UTC)
+    if end and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+        return parse_time(text.strip()) + DAY_MS - 1
     try:
         return as_ms(now) - int(parse_duration(text) * 1000)
     except ValueError:
@@ -215,7 +221,9 @@ async def run_replay(opts: ReplayOptions, console: Console, err: Console) -> Sta
 @click.command()
 @CONFIG_OPTION
 @click.option("--from", "start", metavar="T", help="Start: ISO time, date, or a duration ago (7d).")
-@click.option("--to", "end", metavar="T", help="End (inclusive), same formats.")
+@click.option(
+    "--to", "end", metavar="T", help="End (inclusive), same formats; a date: its whole day."
+)
 @click.option("--symbols", multiple=True, metavar="SYM[,SYM]", help="SPY,QQQ or SPX:2026-05-15.")
 @click.option(
     "--input", "input_", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -258,7 +266,7 @@ def replay(
         redis_url=cfg.redis,
         targets=targets,
         start_ms=parse_time(start) if start else None,
-        end_ms=parse_time(end) if end else None,
+        end_ms=parse_time(end, end=True) if end else None,
         input=input_,
         out=out,
         send=send,

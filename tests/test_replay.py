@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -163,6 +164,31 @@ def test_parse_helpers() -> None:
     now = datetime(2026, 5, 11, 14, 0, tzinfo=UTC)
     assert parse_time("2h", now) == parse_time("2026-05-11T12:00:00Z")
     assert parse_time("2026-05-11T12:00:00") == parse_time("2026-05-11T08:00:00-04:00")
+
+
+def test_a_date_as_the_end_takes_in_that_whole_day() -> None:
+    """`--to` is inclusive: `--from 2026-05-11 --to 2026-05-11` is that day, not its first
+    instant (a bare date ended the window at 00:00 UTC, so the day's snapshots were left out)."""
+    day = parse_time("2026-05-11")
+    assert parse_time("2026-05-11", end=True) == parse_time("2026-05-12") - 1
+    assert parse_time("2026-05-11T16:00:00Z", end=True) == day + 16 * 3600 * 1000
+    assert parse_time("2h", datetime(2026, 5, 11, 14, 0, tzinfo=UTC), end=True) == parse_time(
+        "2026-05-11T12:00:00Z"
+    )
+
+
+async def test_replay_to_a_date_replays_that_day(
+    tmp_path: Path, redis: aioredis.Redis, redis_url: str
+) -> None:
+    """The CLI: the same day as --from and --to replays that day's snapshots (all six of
+    `scripted()`, 2026-05-11 from 14:00 UTC), and its alerts."""
+    cfg = write_config(tmp_path, redis_url)
+    for s in scripted():
+        await store.write_snapshot(redis, s, None, RedisConfig(retention=None))
+    args = ["replay", "-c", str(cfg), "--symbols", "SPY", "--from", "2026-05-11"]
+    res = await asyncio.to_thread(CliRunner().invoke, main, [*args, "--to", "2026-05-11"])
+    assert res.exit_code == 0, res.output
+    assert "6 snapshots" in res.output, res.output
 
 
 # --- property tests ---------------------------------------------------------------------------

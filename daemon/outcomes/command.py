@@ -36,10 +36,9 @@ from gex_alertd.outcomes.report import (
     to_json,
 )
 from gex_alertd.outcomes.stats import StreamKey
-from gex_alertd.replay import parse_targets, parse_time
+from gex_alertd.replay import DAY_MS, parse_targets, parse_time
 from gex_alertd.rules.duration import parse_duration
 
-DAY_MS = 86_400_000
 MAX_WINDOW = timedelta(days=MAX_SPAN_DAYS)
 
 
@@ -120,7 +119,12 @@ def _names(values: tuple[str, ...]) -> frozenset[str]:
 @click.command()
 @CONFIG_OPTION
 @click.option("--from", "start", metavar="T", help="Alerts from: ISO time, date, or 7d ago.")
-@click.option("--to", "end", metavar="T", help="Alerts up to (inclusive), same formats.")
+@click.option(
+    "--to",
+    "end",
+    metavar="T",
+    help="Alerts up to (inclusive), same formats; a date: its whole day.",
+)
 @click.option("--rules", multiple=True, metavar="NAME[,NAME]", help="Only these rules.")
 @click.option("--symbols", multiple=True, metavar="SYM[,SYM]", help="SPY,QQQ or SPX:2026-05-15.")
 @click.option("--horizons", metavar="H[,H]", help="5m,30m,close (default: outcomes.horizons).")
@@ -166,7 +170,7 @@ def outcomes(
         raise click.BadParameter(str(exc)) from None
     targets = parse_targets(symbols)
     start_ms = parse_time(start) if start else None
-    end_ms = parse_time(end) if end else None
+    end_ms = parse_time(end, end=True) if end else None
     if start_ms is not None and end_ms is not None and start_ms > end_ms:
         raise click.BadParameter("--from is after --to")
     opts = ReportOptions(

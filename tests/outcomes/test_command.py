@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import date
 from pathlib import Path
 
 import msgspec
@@ -119,3 +120,15 @@ def test_alerts_from_a_replay_file_and_bad_input(tmp_path: Path, redis_url: str)
     )
     assert replayed.exit_code == 0, replayed.output
     assert all(a["rule"] in ("flip", "sign") for a in json.loads(replayed.stdout)["alerts"])
+
+
+def test_one_date_as_from_and_to_reports_that_day(tmp_path: Path, redis_url: str) -> None:
+    """`--to` is inclusive: a date there takes in its whole day (its midnight left out every
+    alert of the day that `--from` names)."""
+    ids = asyncio.run(_populate(redis_url))
+    cfg = _config(tmp_path, redis_url)
+    day = date(*MONDAY).isoformat()
+    args = ["outcomes", "--config", str(cfg), "--from", day, "--to", day, "--baseline", "0"]
+    out = CliRunner().invoke(main, [*args, "--json"])
+    assert out.exit_code == 0, out.output
+    assert {a["id"] for a in json.loads(out.stdout)["alerts"]} == set(ids)
