@@ -198,8 +198,15 @@ def outcomes(
     elif as_csv:
         sys.stdout.write(to_csv(report))
     else:
-        console.print(table(report))
-        console.print(regime_table(report))
+        tables = (table(report), regime_table(report))
+        # at their own width, never cut to the terminal's (or a pipe's 80 columns): a cell
+        # shown as '-0.…' is a figure lost, a wrapped line is not
+        wide = console.options.update_width(10_000)
+        console.width = max(
+            console.width, *(console.measure(t, options=wide).maximum for t in tables)
+        )
+        for t in tables:
+            console.print(t)
         console.print(
             f"{len(report.alerts)} alerts; dir: s(igned in the alert's direction) or p(lain); "
             f"only `ok` outcomes count (gaps over {gap:g} s are left out). On the simulator "

@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import msgspec
+import pytest
 import redis.asyncio as aioredis
 from click.testing import CliRunner
 
@@ -132,3 +133,19 @@ def test_one_date_as_from_and_to_reports_that_day(tmp_path: Path, redis_url: str
     out = CliRunner().invoke(main, [*args, "--json"])
     assert out.exit_code == 0, out.output
     assert {a["id"] for a in json.loads(out.stdout)["alerts"]} == set(ids)
+
+
+def test_the_table_is_whole_on_a_pipe_or_a_narrow_terminal(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`outcomes > report.txt` (no terminal: 80 columns) or an 80-column terminal printed the
+    127-column table with cells cut to '…' (`-0.…`): figures lost. It is printed at its own
+    width; a terminal's line wrap is the reader's to undo, an ellipsis is not."""
+    asyncio.run(_populate(redis_url))
+    cfg = _config(tmp_path, redis_url)
+    monkeypatch.setenv("COLUMNS", "80")
+    out = CliRunner().invoke(main, ["outcomes", "--config", str(cfg), "--baseline", "100"])
+    assert out.exit_code == 0, out.output
+    assert "…" not in out.stdout, out.stdout
+    (header,) = [ln for ln in out.stdout.splitlines() if "base mean" in ln]
+    assert "vol a/b" in header and "gaps" in header
