@@ -17,7 +17,7 @@ from gex_alertd import store
 from gex_alertd.commands import CONFIG_OPTION, load_or_exit
 from gex_alertd.config import Config
 from gex_alertd.connections import open_client
-from gex_alertd.model import AlertEvent
+from gex_alertd.model import AlertEvent, as_ms
 from gex_alertd.ops.calendar_load import CalendarUnavailable, export
 from gex_alertd.ops.calendar_table import MAX_SPAN_DAYS, NEW_YORK
 from gex_alertd.outcomes import alerts as sources
@@ -92,6 +92,8 @@ async def build_report(
         opts.horizons,
         seed=opts.seed,
         max_gap_s=opts.max_gap_s,
+        # a window still running is left out: its figures would change (status `open`)
+        now_ms=as_ms(datetime.now(UTC)),
         baseline_n=opts.baseline_n,
         window=(lo, hi),
         sessions=Sessions(lambda: table),
@@ -110,6 +112,12 @@ def _days_of(events: list[AlertEvent], paths: dict[StreamKey, SpotPath]) -> tupl
     last = max(days, default=now.date()) + timedelta(days=1)
     first = max(min(days, default=now.date()) - timedelta(days=1), last - MAX_WINDOW)
     return first, last
+
+
+def _open(report: Report) -> str:
+    """The footnote's count of outcomes whose window has not ended yet (none: nothing)."""
+    n = sum(r.open for r in report.rows)
+    return f", and {n} whose window has not ended yet" if n else ""
 
 
 def _names(values: tuple[str, ...]) -> frozenset[str]:
@@ -209,8 +217,8 @@ def outcomes(
             console.print(t)
         console.print(
             f"{len(report.alerts)} alerts; dir: s(igned in the alert's direction) or p(lain); "
-            f"only `ok` outcomes count (gaps over {gap:g} s are left out). On the simulator "
-            "these figures describe the simulator, not markets.",
+            f"only `ok` outcomes count (gaps over {gap:g} s are left out{_open(report)}). On "
+            "the simulator these figures describe the simulator, not markets.",
             highlight=False,
         )
     sys.stdout.flush()  # the report before the plot's line on stderr

@@ -20,8 +20,10 @@ Definitions (README "Outcome statistics"):
   - status: `ok`; `gap` when the window has a hole longer than `max_gap_s` between snapshots
     (or before its end): the values are still computed with the last price carried forward but
     the report leaves them out of the statistics (stored history cannot tell a trading halt
-    from a daemon that was down); `no_data` when no snapshot is at or before the alert;
-    `no_session` for `close` outside a session.
+    from a daemon that was down); `open` when the window ends after `now_ms` (the report's
+    time): it has not ended, so later snapshots can still change every figure, and it is left
+    out like a gap (the live duty stores an outcome only once its window has ended); `no_data`
+    when no snapshot is at or before the alert; `no_session` for `close` outside a session.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from gex_alertd.outcomes.paths import SpotPath
 TRADING_YEAR_S = 252 * 6.5 * 3600  # regular-session seconds in a trading year
 DEFAULT_MAX_GAP_S = 600.0
 
-Status = Literal["ok", "gap", "no_data", "no_session"]
+Status = Literal["ok", "gap", "open", "no_data", "no_session"]
 
 _SIGNS: dict[tuple[str, str], int] = {
     ("flip_cross", "up"): 1,
@@ -131,8 +133,10 @@ def measure(
     sign: int = 0,
     level: float | None = None,
     max_gap_s: float = DEFAULT_MAX_GAP_S,
+    now_ms: int | None = None,
 ) -> Outcome:
-    """The outcome of an alert at `at_ms` on `path` (see the module docstring)."""
+    """The outcome of an alert at `at_ms` on `path` (see the module docstring); `now_ms`: the
+    time it is measured at, None when the caller knows the window has ended."""
     t, spot = path.t, path.spot
     i0 = int(np.searchsorted(t, at_ms, side="right")) - 1
     if i0 < 0:
@@ -141,6 +145,8 @@ def measure(
     if end.ms is None:
         return Outcome(horizon.label, "no_session")
     te = end.ms
+    if now_ms is not None and te > now_ms:
+        return Outcome(horizon.label, "open", end_ms=te, capped=end.capped)
     i1 = max(i0, int(np.searchsorted(t, te, side="right")) - 1)
     window = spot[i0 : i1 + 1]
     s0 = float(window[0])
@@ -182,12 +188,20 @@ def measure_alert(
     horizons: list[Horizon],
     close_ms: int | None,
     max_gap_s: float = DEFAULT_MAX_GAP_S,
+    now_ms: int | None = None,
 ) -> dict[str, Outcome]:
     """Every horizon of one alert, keyed by the horizon's label."""
     sign, level = direction_sign(event), level_of(event)
     return {
         h.label: measure(
-            path, at_ms, h, close_ms=close_ms, sign=sign, level=level, max_gap_s=max_gap_s
+            path,
+            at_ms,
+            h,
+            close_ms=close_ms,
+            sign=sign,
+            level=level,
+            max_gap_s=max_gap_s,
+            now_ms=now_ms,
         )
         for h in horizons
     }

@@ -2,7 +2,8 @@
 Pure: alerts and spot paths in, a `Report` out; rendering as a rich table, JSON or CSV.
 
 Only `ok` outcomes count (README "Outcome statistics"): `gaps` says how many were left out for
-a hole in the stored history, `no_session` how many had no close to measure to.
+a hole in the stored history, `open` how many for a window that has not ended yet (at the
+report's `now_ms`), `no_session` how many had no close to measure to.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class Row(msgspec.Struct, frozen=True):
     no_session: int
     held_rate: float | None = None  # level rules: share of counted alerts whose level held
     vol_ratio: float | None = None  # mean vol after / mean vol before (counted alerts)
+    open: int = 0  # windows not ended at the report's time: left out, their figures would move
 
 
 class Report(msgspec.Struct, frozen=True):
@@ -103,6 +105,7 @@ def compute_report(
     *,
     seed: int = 0,
     max_gap_s: float = DEFAULT_MAX_GAP_S,
+    now_ms: int | None = None,
     baseline_n: int = BASELINE_N,
     window: tuple[int | None, int | None] = (None, None),
     sessions: Sessions,
@@ -119,7 +122,7 @@ def compute_report(
         key = stream_of(ev, streams)
         at = alert_ms(ev)
         path = paths.get(key, SpotPath.empty())
-        outs = measure_alert(path, ev, at, horizons, sessions.close_ms(at), max_gap_s)
+        outs = measure_alert(path, ev, at, horizons, sessions.close_ms(at), max_gap_s, now_ms)
         per_alert.append(
             AlertOutcomes(ev.id, ev.rule, ev.type, ev.symbol, ev.expiry, ev.as_of, outs)
         )
@@ -142,7 +145,9 @@ def compute_report(
             moments, candidates, excl, baseline_n, rng_for(seed, "baseline", rule)
         )
         for h in horizons:
-            rows.append(_row(rule, items, h, base, paths, sessions, seed, max_gap_s, dist))
+            rows.append(
+                _row(rule, items, h, base, paths, sessions, seed, max_gap_s, dist, now_ms=now_ms)
+            )
     regime = [
         regime_vol(_clip(paths[k], window), k[0], k[1], max_gap_s)
         for k in sorted(paths, key=lambda k: (k[0], k[1] or ""))
@@ -178,6 +183,8 @@ def _row(
     seed: int,
     max_gap_s: float,
     dist: Distributions,
+    *,
+    now_ms: int | None,
 ) -> Row:
     outs = [o[h.label] for _e, _k, _a, o in items]
     counted = [o for o in outs if o.counted]
@@ -186,7 +193,7 @@ def _row(
     for m in base:
         o = measure(
             paths[m.stream], m.at_ms, h, close_ms=sessions.close_ms(m.at_ms), sign=m.sign,
-            max_gap_s=max_gap_s,
+            max_gap_s=max_gap_s, now_ms=now_ms,
         )  # fmt: skip
         if o.counted:
             base_moves.append(o.move_pct)
@@ -206,6 +213,7 @@ def _row(
         baseline=summarize(bm, rng_for(seed, "base", rule, h.label)),
         gaps=sum(o.status == "gap" for o in outs),
         no_session=sum(o.status == "no_session" for o in outs),
+        open=sum(o.status == "open" for o in outs),
         held_rate=float(np.mean(held)) if held else None,
         vol_ratio=float(np.mean(after) / np.mean(before)) if after and before else None,
     )
@@ -274,7 +282,7 @@ def to_json(report: Report) -> bytes:
 CSV_COLUMNS = (
     "rule", "type", "horizon", "signed", "n", "hit_rate", "mean", "median", "ci_low", "ci_high",
     "mean_abs", "baseline_n", "baseline_hit_rate", "baseline_mean", "baseline_median",
-    "baseline_mean_abs", "held_rate", "vol_ratio", "gaps", "no_session",
+    "baseline_mean_abs", "held_rate", "vol_ratio", "gaps", "no_session", "open",
 )  # fmt: skip
 
 
@@ -306,6 +314,7 @@ def to_csv(report: Report) -> str:
                 r.vol_ratio,
                 r.gaps,
                 r.no_session,
+                r.open,
             ]
         )
     return buf.getvalue()

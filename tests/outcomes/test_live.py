@@ -94,6 +94,18 @@ async def test_outcome_once_when_elapsed_equal_to_the_report_and_one_follow_up(
     assert sent[0]["details"]["alert_id"] == ev.id
     await duty.run_once()
     assert len([e for e in await outbox(redis) if e["type"] == "outcome"]) == 1
+    # a report made now leaves out the windows still running: figures that would move later
+    # are no figures; the 5m one has ended and is the follow-up's
+    now = compute_report(
+        [ev], {("SPY", None): await read_path(redis, "SPY")}, parse_horizons("5m,30m,close"),
+        sessions=nyse_sessions(), now_ms=T0 + 11 * MIN,
+    )[0]  # fmt: skip
+    outs = now.alerts[0].outcomes
+    assert {h: o.status for h, o in outs.items()} == {"5m": "ok", "30m": "open", "close": "open"}
+    assert outs["5m"].move_pct == sent[0]["details"]["outcome"]["move_pct"]
+    by_horizon = {r.horizon: r for r in now.rows}
+    assert by_horizon["30m"].alerts.n == 0 and by_horizon["30m"].open == 1
+    assert by_horizon["5m"].alerts.n == 1 and by_horizon["5m"].open == 0
 
     # the day goes on to the close and one snapshot after it: every horizon has elapsed
     later = [T0 + i * MIN for i in range(11, 361)]

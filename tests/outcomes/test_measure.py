@@ -228,3 +228,17 @@ def test_horizon_parsing() -> None:
 def test_which_alerts_are_signals(type_: str, status: str, signal: bool) -> None:
     ev = msgspec.structs.replace(event(type_, {}), status=status)
     assert is_signal(ev) is signal
+
+
+def test_a_window_not_ended_at_the_time_of_measuring_is_open() -> None:
+    t0 = et(*MONDAY, 10, 0)
+    path = minutes_path(t0, [100.0, 101.0, 102.0, 103.0])  # to 10:03
+    close = SESSIONS.close_ms(t0)
+    running = measure(path, t0, H5, close_ms=close, now_ms=t0 + 4 * MIN)
+    assert running.status == "open" and not running.counted
+    assert running.end_ms == t0 + 5 * MIN and running.move_pct is None
+    # at its end it has ended: the figures can no longer change
+    ended = measure(path, t0, H5, close_ms=close, now_ms=t0 + 5 * MIN)
+    assert ended.status == "ok" and ended.change_pct == pytest.approx(3.0)
+    assert measure(path, t0, H5, close_ms=close) == ended  # no time given: measured as ended
+    assert measure(path, t0, CLOSE, close_ms=close, now_ms=t0 + 5 * MIN).status == "open"
