@@ -155,20 +155,27 @@ async def _health(session: aiohttp.ClientSession, port: int) -> tuple[int, dict]
         return 0, {"problems": [], "redis_errors": {}}  # not listening yet
 
 
+def _three_symbols(tmp_path: Path, up: Upstream, server: RedisServer, port: int) -> Path:
+    """A daemon's config: SPY, QQQ and IWM polled every 0.05 s from `up` (which serves each a
+    fresh snapshot), short back-offs, /healthz on `port`."""
+    up.set_default(lambda req: snapshot(req.path.rsplit("/", 1)[-1], as_of=recent()))
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+source: {{kind: flowgex, base_url: "{up.url}", api_key: {API_KEY}, requests_per_min: 100000,
+          backoff_base_s: 0.05, backoff_max_s: 0.2}}
+redis: {{url: "{server.url}"}}
+watch: {{interval_s: 0.05, jitter_s: 0, market_hours: always, symbols: [SPY, QQQ, IWM]}}
+ops: {{listen: "127.0.0.1:{port}", log_format: json}}
+""")
+    return config
+
+
 async def test_oom_backs_off_with_one_line_per_episode_and_healthz_says_why(
     private_redis: RedisServer, tmp_path: Path
 ) -> None:
     async with Upstream() as up:
-        up.set_default(lambda req: snapshot(req.path.rsplit("/", 1)[-1], as_of=recent()))
         port = free_port()
-        config = tmp_path / "config.yaml"
-        config.write_text(f"""
-source: {{kind: flowgex, base_url: "{up.url}", api_key: {API_KEY}, requests_per_min: 100000,
-          backoff_base_s: 0.05, backoff_max_s: 0.2}}
-redis: {{url: "{private_redis.url}"}}
-watch: {{interval_s: 0.05, jitter_s: 0, market_hours: always, symbols: [SPY, QQQ, IWM]}}
-ops: {{listen: "127.0.0.1:{port}", log_format: json}}
-""")
+        config = _three_symbols(tmp_path, up, private_redis, port)
         r = aioredis.Redis.from_url(private_redis.url)
         daemon = await start_daemon(tmp_path, config)
         session = aiohttp.ClientSession()
@@ -231,15 +238,8 @@ async def test_a_target_whose_snapshots_keep_being_set_aside_makes_healthz_not_o
     (its rules see nothing) while the other symbols go on. One such snapshot is an event; three
     in a row are a condition, and /healthz says which target and why until one commits."""
     async with Upstream() as up:
-        up.set_default(lambda req: snapshot(req.path.rsplit("/", 1)[-1], as_of=recent()))
         port = free_port()
-        config = tmp_path / "config.yaml"
-        config.write_text(f"""
-source: {{kind: flowgex, base_url: "{up.url}", api_key: {API_KEY}, requests_per_min: 100000}}
-redis: {{url: "{private_redis.url}"}}
-watch: {{interval_s: 0.05, jitter_s: 0, market_hours: always, symbols: [SPY, QQQ, IWM]}}
-ops: {{listen: "127.0.0.1:{port}", log_format: json}}
-""")
+        config = _three_symbols(tmp_path, up, private_redis, port)
         r = aioredis.Redis.from_url(private_redis.url)
         daemon = await start_daemon(tmp_path, config)
         session = aiohttp.ClientSession()
