@@ -62,6 +62,7 @@ SetAsideFn = Callable[[FlowGex, str | None, str], Awaitable[None]]
 class Poller:
     # one per watch target: no per-instance dict (~0.3 MB at 5,000 targets)
     __slots__ = (
+        "aside_reason",
         "aside_streak",
         "auth_failing",
         "backoff",
@@ -111,6 +112,9 @@ class Poller:
         self.refused = 0  # snapshots refused for their as_of (asof_window)
         self.set_aside_count = 0  # snapshots that could never commit, moved to gex:dead
         self.aside_streak = 0  # of those, how many in a row since this target's last commit
+        # why the last one was set aside: `last_error` is the last poll's, and a repeat (the
+        # upstream's same snapshot) or a failed fetch after it says nothing about the commit
+        self.aside_reason: str | None = None
         self.auth_failing: str | None = None  # the upstream's 401/403 while it lasts
 
     @property
@@ -211,7 +215,7 @@ class Poller:
         self.pending.pop(0)
         self.set_aside_count += 1
         self.aside_streak += 1
-        self.last_error = reason
+        self.last_error = self.aside_reason = reason
         metrics.SNAPSHOTS_SET_ASIDE.inc()
         self._log.error(
             "snapshot can never commit; set aside to gex:dead",

@@ -146,7 +146,7 @@ def _set_aside(polled: list[Poller]) -> list[str]:
     stuck = [p for p in polled if p.aside_streak >= ASIDE_PERSISTS]
     out = [
         f"snapshots of {p.target.key} cannot be committed ({p.aside_streak} in a row set "
-        f"aside to gex:dead): {p.last_error}"
+        f"aside to gex:dead): {p.aside_reason}"
         for p in stuck[:_NAMED]
     ]
     if len(stuck) > _NAMED:

@@ -10,6 +10,7 @@ import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -281,6 +282,63 @@ async def test_a_target_whose_snapshots_keep_being_set_aside_makes_healthz_not_o
 
             await eventually(healthy, "/healthz ok again")
             assert "Traceback" not in daemon.output()
+            assert await daemon.stop() == 0
+        finally:
+            await session.close()
+            await r.aclose()
+            if daemon.alive:
+                daemon.kill()
+
+
+async def test_the_set_aside_problem_keeps_its_reason_while_the_upstream_repeats_itself(
+    private_redis: RedisServer, tmp_path: Path
+) -> None:
+    """The provider refreshes a snapshot every ~15 s (flowgex-api.md), so most polls of a
+    target polled faster than that fetch the same snapshot again: a repeat, nothing to commit.
+    A repeat (or a failed fetch) says nothing about why the snapshots were set aside, so the
+    /healthz problem still gives the reason of the last one set aside, not `None`."""
+    frozen: dict[str, str] = {}  # symbol -> the as_of the upstream keeps serving
+
+    def answer(req: Any) -> Any:
+        symbol = req.path.rsplit("/", 1)[-1]
+        return snapshot(symbol, as_of=frozen.get(symbol) or recent())
+
+    async with Upstream() as up:
+        port = free_port()
+        config = _three_symbols(tmp_path, up, private_redis, port)
+        up.set_default(answer)
+        r = aioredis.Redis.from_url(private_redis.url)
+        daemon = await start_daemon(tmp_path, config)
+        session = aiohttp.ClientSession()
+        try:
+
+            async def spy_stored() -> bool:
+                assert daemon.alive, daemon.output()[-3000:]
+                return int(await r.xlen(keys.snap("SPY"))) >= 1
+
+            await eventually(spy_stored, "SPY snapshots stored")
+            await r.delete(keys.snap("SPY"))
+            await r.set(keys.snap("SPY"), "made by hand")
+
+            async def named() -> bool:
+                status, body = await _health(session, port)
+                return status == 503 and any("snapshots of SPY" in p for p in body["problems"])
+
+            await eventually(named, "/healthz not ok, naming SPY")
+            # from here on the upstream serves SPY's newest snapshot again and again
+            frozen["SPY"] = recent()
+            seen = len(up.requests_for(symbol="SPY"))
+
+            async def repeated() -> bool:
+                # polls of a target never overlap: the third request after the freeze began
+                # once the second, a repeat, was done
+                return len(up.requests_for(symbol="SPY")) >= seen + 3
+
+            await eventually(repeated, "SPY polled again, each time the same snapshot")
+            status, body = await _health(session, port)
+            assert status == 503
+            (line,) = [p for p in body["problems"] if "SPY" in p]
+            assert "WRONGTYPE" in line and not line.endswith("None"), line
             assert await daemon.stop() == 0
         finally:
             await session.close()
