@@ -475,7 +475,11 @@ class Daemon:
             previous_committer = self.committer
             self.committer = self._build_committer(new)
         if new.rules != old.rules or new.ops.operator_channels != old.ops.operator_channels:
+            enqueued = self.operators.enqueued
             self.operators = self._build_operators(new)  # their state is re-read from Redis
+            # the heartbeat counts what this daemon enqueued since its start: from 0 again,
+            # its next message said minus the events enqueued before the reload
+            self.operators.enqueued = enqueued
         if previous_committer is not None:
             # its batches in flight still complete, even when a stop cancels this reload
             await asyncio.shield(previous_committer.drain())

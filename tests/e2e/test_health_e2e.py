@@ -152,3 +152,57 @@ async def test_source_failing_stale_data_and_heartbeat(
     assert len({b["id"] for b in beats}) == len(beats)
     assert all(b["details"]["instance"] in b["summary"] for b in beats)
     assert any(b["details"]["symbols_polled"] >= 1 for b in beats)
+
+
+@pytest.mark.timeout(WAIT_S * 4)
+async def test_a_reload_that_rebuilds_the_operator_rules_keeps_the_heartbeat_count(
+    tmp_path: Path, private_redis: RedisServer
+) -> None:
+    """The heartbeat's `alerts` is what this daemon enqueued since its previous message. A
+    reload that changes the rules builds the operator rules anew, and with them their count of
+    events enqueued since the start: a count of 0 after one of 1 made the next message say -1
+    alerts, an alert enqueued in that interval 0."""
+    served = Served()  # SPY fails throughout: its source_failing episode stays open
+    hook = await Receiver().start()
+    up = await Upstream(default=served.reply).start()
+    cfg = tmp_path / "config.yaml"
+    ops_port = free_port()
+    text = CONFIG.format(upstream=up.url, redis=private_redis.url, hook=hook.url, ops_port=ops_port)
+    text += "heartbeat: {channel: hook, every: 1s}\n"
+    cfg.write_text(text)
+    log = tmp_path / "daemon.log"
+    with log.open("ab") as out:
+        daemon = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gex_alertd", "run", "--config", str(cfg), "--no-uvloop",
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+        )  # fmt: skip
+
+    def beats() -> list[int]:
+        return [e["details"]["alerts"] for e in events(hook) if e["rule"] == "heartbeat"]
+
+    async def until(what: str, ok: Any) -> None:
+        async def check() -> bool:
+            assert daemon.returncode is None, log.read_text()[-3000:]
+            return bool(ok())
+
+        await eventually(check, what)
+
+    try:
+        await until("spy-source firing", lambda: of(hook, "spy-source") == [("firing", "SPY")])
+        await until("a heartbeat counting it", lambda: sum(beats()) >= 1)
+        # another rule: a new engine and new operator rules (their state re-read from Redis)
+        cfg.write_text(text.replace("max_age: 5m", "max_age: 6m"))
+        daemon.send_signal(signal.SIGHUP)
+        await until("the reload applied", lambda: "config reloaded" in log.read_text())
+        n = len(beats())
+        await until("two heartbeats after the reload", lambda: len(beats()) >= n + 2)
+        daemon.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(daemon.wait(), WAIT_S) == 0, log.read_text()[-3000:]
+    finally:
+        if daemon.returncode is None:
+            daemon.kill()
+            await daemon.wait()
+        await up.stop()
+        await hook.stop()
+    assert all(a >= 0 for a in beats()), beats()
+    assert of(hook, "spy-source") == [("firing", "SPY")]  # the open episode is not fired again
