@@ -94,6 +94,7 @@ async def build_report(
         max_gap_s=opts.max_gap_s,
         # a window still running is left out: its figures would change (status `open`)
         now_ms=as_ms(datetime.now(UTC)),
+        settle_ms=int(cfg.outcomes.settle * 1000),  # as the live duty judges it
         baseline_n=opts.baseline_n,
         window=(lo, hi),
         sessions=Sessions(lambda: table),

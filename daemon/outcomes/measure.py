@@ -20,9 +20,11 @@ Definitions (README "Outcome statistics"):
   - status: `ok`; `gap` when the window has a hole longer than `max_gap_s` between snapshots
     (or before its end): the values are still computed with the last price carried forward but
     the report leaves them out of the statistics (stored history cannot tell a trading halt
-    from a daemon that was down); `open` when the window ends after `now_ms` (the report's
-    time): it has not ended, so later snapshots can still change every figure, and it is left
-    out like a gap (the live duty stores an outcome only once its window has ended); `no_data`
+    from a daemon that was down); `open` when the window has not ended at `now_ms` (the
+    report's time) as the live duty judges it: the stream holds no snapshot at or after its end
+    and `settle_ms` has not passed since (a snapshot of an earlier as_of may still be stored),
+    so later snapshots can still change every figure, and it is left out like a gap (the
+    live duty stores an outcome only once its window has ended); `no_data`
     when no snapshot is at or before the alert; `no_session` for `close` outside a session.
 """
 
@@ -134,9 +136,11 @@ def measure(
     level: float | None = None,
     max_gap_s: float = DEFAULT_MAX_GAP_S,
     now_ms: int | None = None,
+    settle_ms: int = 0,
 ) -> Outcome:
     """The outcome of an alert at `at_ms` on `path` (see the module docstring); `now_ms`: the
-    time it is measured at, None when the caller knows the window has ended."""
+    time it is measured at, None when the caller knows the window has ended; `settle_ms`:
+    `outcomes.settle`, how long after its end a window the stream never reached ends."""
     t, spot = path.t, path.spot
     i0 = int(np.searchsorted(t, at_ms, side="right")) - 1
     if i0 < 0:
@@ -145,7 +149,9 @@ def measure(
     if end.ms is None:
         return Outcome(horizon.label, "no_session")
     te = end.ms
-    if now_ms is not None and te > now_ms:
+    if now_ms is not None and t[-1] < te and now_ms < te + settle_ms:
+        # the live duty's test: until the stream holds a snapshot at or after the end, one of
+        # an earlier as_of (the provider's lags the clock) can still be stored in the window
         return Outcome(horizon.label, "open", end_ms=te, capped=end.capped)
     i1 = max(i0, int(np.searchsorted(t, te, side="right")) - 1)
     window = spot[i0 : i1 + 1]
@@ -189,6 +195,7 @@ def measure_alert(
     close_ms: int | None,
     max_gap_s: float = DEFAULT_MAX_GAP_S,
     now_ms: int | None = None,
+    settle_ms: int = 0,
 ) -> dict[str, Outcome]:
     """Every horizon of one alert, keyed by the horizon's label."""
     sign, level = direction_sign(event), level_of(event)
@@ -202,6 +209,7 @@ def measure_alert(
             level=level,
             max_gap_s=max_gap_s,
             now_ms=now_ms,
+            settle_ms=settle_ms,
         )
         for h in horizons
     }

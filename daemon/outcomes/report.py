@@ -106,6 +106,7 @@ def compute_report(
     seed: int = 0,
     max_gap_s: float = DEFAULT_MAX_GAP_S,
     now_ms: int | None = None,
+    settle_ms: int = 0,
     baseline_n: int = BASELINE_N,
     window: tuple[int | None, int | None] = (None, None),
     sessions: Sessions,
@@ -122,7 +123,8 @@ def compute_report(
         key = stream_of(ev, streams)
         at = alert_ms(ev)
         path = paths.get(key, SpotPath.empty())
-        outs = measure_alert(path, ev, at, horizons, sessions.close_ms(at), max_gap_s, now_ms)
+        close = sessions.close_ms(at)
+        outs = measure_alert(path, ev, at, horizons, close, max_gap_s, now_ms, settle_ms)
         per_alert.append(
             AlertOutcomes(ev.id, ev.rule, ev.type, ev.symbol, ev.expiry, ev.as_of, outs)
         )
@@ -145,9 +147,11 @@ def compute_report(
             moments, candidates, excl, baseline_n, rng_for(seed, "baseline", rule)
         )
         for h in horizons:
-            rows.append(
-                _row(rule, items, h, base, paths, sessions, seed, max_gap_s, dist, now_ms=now_ms)
-            )
+            row = _row(
+                rule, items, h, base, paths, sessions, seed, max_gap_s, dist,
+                now_ms=now_ms, settle_ms=settle_ms,
+            )  # fmt: skip
+            rows.append(row)
     regime = [
         regime_vol(_clip(paths[k], window), k[0], k[1], max_gap_s)
         for k in sorted(paths, key=lambda k: (k[0], k[1] or ""))
@@ -185,6 +189,7 @@ def _row(
     dist: Distributions,
     *,
     now_ms: int | None,
+    settle_ms: int,
 ) -> Row:
     outs = [o[h.label] for _e, _k, _a, o in items]
     counted = [o for o in outs if o.counted]
@@ -193,7 +198,7 @@ def _row(
     for m in base:
         o = measure(
             paths[m.stream], m.at_ms, h, close_ms=sessions.close_ms(m.at_ms), sign=m.sign,
-            max_gap_s=max_gap_s, now_ms=now_ms,
+            max_gap_s=max_gap_s, now_ms=now_ms, settle_ms=settle_ms,
         )  # fmt: skip
         if o.counted:
             base_moves.append(o.move_pct)

@@ -242,3 +242,26 @@ def test_a_window_not_ended_at_the_time_of_measuring_is_open() -> None:
     assert ended.status == "ok" and ended.change_pct == pytest.approx(3.0)
     assert measure(path, t0, H5, close_ms=close) == ended  # no time given: measured as ended
     assert measure(path, t0, CLOSE, close_ms=close, now_ms=t0 + 5 * MIN).status == "open"
+
+
+def test_a_window_is_open_until_the_stream_passes_its_end_or_it_settled() -> None:
+    """The live duty's test (outcomes/live.py): a window has ended once its stream holds a
+    snapshot at or after its end, or `outcomes.settle` after the end by the clock. Until then
+    a snapshot of an earlier as_of can still be stored (the provider's as_of lags the clock by
+    its cache; a poll takes its time), and it would change the figures: the report made a
+    minute after the end and the duty's outcome a little later differed."""
+    t0 = et(*MONDAY, 10, 0)
+    close = SESSIONS.close_ms(t0)
+    settle = 15 * MIN
+    early = minutes_path(t0, [100.0, 101.0, 102.0, 103.0])  # to 10:03, the stream's top
+    after_end = t0 + 6 * MIN
+    got = measure(early, t0, H5, close_ms=close, now_ms=after_end, settle_ms=settle)
+    assert got.status == "open" and not got.counted
+    # 10:04 stored late, then 10:05: the stream reached the end, and the figures moved
+    late = minutes_path(t0, [100.0, 101.0, 102.0, 103.0, 99.0, 99.5])
+    ended = measure(late, t0, H5, close_ms=close, now_ms=after_end, settle_ms=settle)
+    assert ended.status == "ok" and ended.end_spot == 99.5
+    assert ended == measure(late, t0, H5, close_ms=close)  # the duty's figures
+    # a stream that never gets there: settled by the clock, measured (a gap at its end)
+    settled = measure(early, t0, H5, close_ms=close, now_ms=t0 + 20 * MIN, settle_ms=settle)
+    assert settled.status == "ok" and settled.end_spot == 103.0
