@@ -135,7 +135,10 @@ def problems(d: Parts, redis_ok: bool) -> list[str]:
         if polled and len(failing) == len(polled):
             # every symbol refused: nothing is fetched at all, however alive the loop is
             out.append(f"upstream refuses the API key for every symbol: {failing[0]}")
-        out += _set_aside(polled)
+        if d.gate is None or d.gate.open is not False:
+            # while the market is closed nothing is polled, so nothing can show a fix: an
+            # operator who repaired the key after the close would get 503 all night
+            out += _set_aside(polled)
     return out
 
 
