@@ -8,6 +8,8 @@ secret from a text match) and on the rendered line (tracebacks, reprs, console f
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
 import sys
@@ -128,8 +130,42 @@ class _Output:
             self.failing = None
         self._line_failed = False
 
+    def settle(self) -> None:
+        """At exit: make the interpreter's last flush of the stream harmless. After EPIPE a
+        stream can keep the bytes it could not write (Debian 12's Python 3.11.2 does; 3.11.7
+        drops them), so that flush fails again: "Exception ignored ... BrokenPipeError" and
+        exit status 120 instead of the daemon's own. Those lines are lost either way: the
+        stream's descriptor is pointed at /dev/null, where they go."""
+        try:
+            self.stream.flush()
+            return
+        except ValueError:  # closed: nothing left to flush
+            return
+        except OSError:
+            pass
+        try:
+            fd = self.stream.fileno()
+        except (OSError, ValueError):  # no descriptor (a StringIO): nothing to redirect
+            return
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.flush()
+
 
 _output: _Output | None = None  # the configured one
+
+
+def _settle_at_exit() -> None:
+    if _output is not None:
+        _output.settle()
+
+
+# runs before the interpreter's own flush of sys.stdout (and before logging's shutdown)
+atexit.register(_settle_at_exit)
 
 
 def output_problem() -> str | None:

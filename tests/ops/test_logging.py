@@ -7,6 +7,8 @@ import io
 import json
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,3 +178,41 @@ def test_a_stream_that_refuses_lines_loses_them_without_raising_and_health_says_
         assert [e["event"] for e in lines(out)] == ["kept"]
     finally:
         ops_logging._output = saved
+
+
+# stdout as Debian 12's Python 3.11.2 leaves it after EPIPE: the refused bytes stay buffered and
+# every later flush, the interpreter's last one at exit among them, tries them again
+_KEEPS_REFUSED_BYTES = """
+import os, sys
+import structlog
+from gex_alertd.ops import logging as ops_logging
+
+class KeepsRefusedBytes:
+    closed = False
+    def __init__(self, fd): self.fd, self.pending = fd, b""
+    def write(self, s): self.pending += s.encode(); return len(s)
+    def flush(self):
+        if self.pending:
+            os.write(self.fd, self.pending)
+            self.pending = b""
+    def fileno(self): return self.fd
+    def isatty(self): return False
+
+sys.stdout = KeepsRefusedBytes(1)
+ops_logging.configure("json", "info")
+structlog.get_logger().info("nobody reads this")
+"""
+
+
+def test_a_stdout_nobody_reads_leaves_the_exit_status_alone() -> None:
+    # the daemon's exit 0 after SIGTERM came out as 120 ("Exception ignored ... BrokenPipeError")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader went away before the first line
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _KEEPS_REFUSED_BYTES],
+            stdout=write_end, stderr=subprocess.PIPE, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stderr.decode()) == (0, "")
