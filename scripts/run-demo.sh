@@ -48,6 +48,11 @@ if [ -z "${REDIS_URL:-}" ]; then
 fi
 "$GEX_ALERTD" run --config "$CONFIG" &
 daemon_pid=$!
-# forward Ctrl-C/TERM to the daemon and wait for its clean exit
+# forward Ctrl-C/TERM to the daemon and wait for its clean exit. Each signal cuts a `wait`
+# short, and there can be several: SIGTERM to `make run`'s process group reaches this script
+# twice (make forwards it too), so wait until the daemon is gone, however many came: Redis,
+# stopped on the way out, is still there for the daemon's drain
 trap 'kill -TERM $daemon_pid 2>/dev/null || true' INT TERM
-wait $daemon_pid || wait $daemon_pid || true
+until wait $daemon_pid; do
+  kill -0 $daemon_pid 2>/dev/null || break
+done

@@ -29,38 +29,77 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-async def test_demo_redis_has_a_password_and_owner_only_files(tmp_path: Path) -> None:
-    if shutil.which("redis-server") is None:
-        pytest.fail(INSTALL_HINT, pytrace=False)
-    run = tmp_path / "run"
-    config = tmp_path / "demo.yaml"
-    text = (
-        (ROOT / "config.example.yaml").read_text().replace("listen: 127.0.0.1:9108", "listen: null")
-    )
-    config.write_text(text)
-    shutil.copytree(ROOT / "rules.d", tmp_path / "rules.d")
-    port = free_port()
-    env = clean_env(
-        RUN_DIR=str(run),
-        DEMO_REDIS_PORT=str(port),
-        CONFIG=str(config),
-        GEX_ALERTD=str(Path(sys.executable).with_name("gex-alertd")),
-    )
-    env.pop("REDIS_URL", None)
-    log = tmp_path / "demo.log"
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            "bash", str(ROOT / "scripts" / "run-demo.sh"),
-            stdout=out, stderr=asyncio.subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
-    password = ""
-    try:
+class Demo:
+    """scripts/run-demo.sh started in a session of its own, as a terminal's job."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.run = tmp / "run"
+        self.log = tmp / "demo.log"
+        self.port = free_port()
+        self.config = tmp / "demo.yaml"
+        text = (ROOT / "config.example.yaml").read_text()
+        self.config.write_text(text.replace("listen: 127.0.0.1:9108", "listen: null"))
+        shutil.copytree(ROOT / "rules.d", tmp / "rules.d")
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> asyncio.subprocess.Process:
+        if shutil.which("redis-server") is None:
+            pytest.fail(INSTALL_HINT, pytrace=False)
+        env = clean_env(
+            RUN_DIR=str(self.run),
+            DEMO_REDIS_PORT=str(self.port),
+            CONFIG=str(self.config),
+            GEX_ALERTD=str(Path(sys.executable).with_name("gex-alertd")),
+        )
+        env.pop("REDIS_URL", None)
+        with self.log.open("wb") as out:
+            self.proc = proc = await asyncio.create_subprocess_exec(
+                "bash", str(ROOT / "scripts" / "run-demo.sh"),
+                stdout=out, stderr=asyncio.subprocess.STDOUT, env=env, start_new_session=True,
+            )  # fmt: skip
 
         def started() -> bool:
-            assert proc.returncode is None, log.read_text(errors="replace")[-3000:]
-            return "gex-alertd started" in log.read_text(errors="replace")
+            assert proc.returncode is None, self.output()[-3000:]
+            return "gex-alertd started" in self.output()
 
         await eventually(started, "the demo daemon started")
+        return proc
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        if self.proc is not None:
+            await asyncio.wait_for(self.proc.wait(), WAIT_S)
+
+    def redis_gone(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return True
+        return False
+
+
+def _daemon_of(script: int) -> int:
+    """The pid of the script's gex-alertd."""
+    children = [int(c) for t in Path(f"/proc/{script}/task").iterdir()
+                for c in (t / "children").read_text().split()]  # fmt: skip
+    [daemon] = [c for c in children if b"gex-alertd" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return daemon
+
+
+def _exists(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+async def test_demo_redis_has_a_password_and_owner_only_files(tmp_path: Path) -> None:
+    demo = Demo(tmp_path)
+    run, port = demo.run, demo.port
+    password = ""
+    try:
+        await demo.start()
         password = (run / "redis.password").read_text()
         assert len(password) >= 24 and password.isalnum()
 
@@ -93,18 +132,29 @@ async def test_demo_redis_has_a_password_and_owner_only_files(tmp_path: Path) ->
             assert mode(path) == want, f"{path.relative_to(run)}: {oct(mode(path))}"
         assert "127.0.0.1" in (run / "credentials" / "REDIS_URL").read_text()
     finally:
-        if proc.returncode is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), WAIT_S)
-    output = log.read_text(errors="replace")
+        await demo.stop()
+    output = demo.output()
     assert password and password not in output
     assert "gex-alertd stopped" in output
+    await eventually(demo.redis_gone, "the demo's redis-server stopped")  # on the way out
 
-    def redis_gone() -> bool:  # the script stops its Redis on the way out
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            return True
-        return False
 
-    await eventually(redis_gone, "the demo's redis-server stopped")
+async def test_a_term_forwarded_twice_stops_redis_only_after_the_daemon(tmp_path: Path) -> None:
+    # `make run` stopped with SIGTERM to its process group: make forwards TERM to the script on
+    # top of the group's own, the second one cut the script's wait for the daemon short, and the
+    # script stopped Redis under the daemon still draining its outbox into it
+    demo = Demo(tmp_path)
+    try:
+        proc = await demo.start()
+        daemon = _daemon_of(proc.pid)
+        os.killpg(proc.pid, signal.SIGTERM)
+        await eventually(lambda: '"stopping"' in demo.output(), "the daemon stopping")
+        os.kill(proc.pid, signal.SIGTERM)  # make's, after the group's
+        await asyncio.wait_for(proc.wait(), WAIT_S)
+        # the script waited for the daemon, which it then reaped: no process is left with its pid
+        assert not _exists(daemon), demo.output()[-3000:]
+        assert "outbox unavailable" not in demo.output()
+        assert "gex-alertd stopped" in demo.output()
+        await eventually(demo.redis_gone, "the demo's redis-server stopped")
+    finally:
+        await demo.stop()
