@@ -37,11 +37,23 @@ if [ -z "${REDIS_URL:-}" ]; then
   setsid redis-server "$run/redis/redis.conf" --port "$port" --bind 127.0.0.1 --dir "$run/redis" \
     --appendonly yes --save "" --daemonize no --logfile "$run/redis/redis.log" &
   redis_pid=$!
-  for _ in $(seq 50); do
-    REDISCLI_AUTH=$password redis-cli --no-auth-warning -p "$port" ping >/dev/null 2>&1 && break
+  # ready once the server on the port is this one (its process_id): another server already on
+  # the port (another demo, a test) would take the daemon's data, or refuse its password
+  ours=""
+  for _ in $(seq 300); do
+    kill -0 "$redis_pid" 2>/dev/null || break # it ended: the port was taken, a bad --dir...
+    answer=$(REDISCLI_AUTH=$password redis-cli --no-auth-warning -p "$port" info server 2>/dev/null |
+      tr -d '\r' | sed -n 's/^process_id://p') || true # not listening yet
+    [ "$answer" = "$redis_pid" ] && ours=1 && break
     sleep 0.1
   done
   unset password
+  if [ -z "$ours" ]; then
+    echo "the demo's redis-server did not start on 127.0.0.1:$port: $(tail -n 2 "$run/redis/redis.log" \
+      2>/dev/null | tr "\n" " ")Another server on that port? Choose another with DEMO_REDIS_PORT=PORT, or use a" \
+      "Redis of yours with REDIS_URL=redis://..." >&2
+    exit 1
+  fi
   export CREDENTIALS_DIRECTORY="$run/credentials"
   echo "private redis-server on 127.0.0.1:$port (data in $run/redis, password in" \
     "$run/redis.password)" >&2

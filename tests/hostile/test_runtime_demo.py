@@ -19,7 +19,7 @@ from redis.exceptions import AuthenticationError
 
 from gex_alertd import keys
 from tests.reliability.support import clean_env
-from tests.support.redis_server import INSTALL_HINT, free_port
+from tests.support.redis_server import INSTALL_HINT, RedisServer, free_port
 from tests.support.wait import WAIT_S, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,17 +32,17 @@ def mode(path: Path) -> int:
 class Demo:
     """scripts/run-demo.sh started in a session of its own, as a terminal's job."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, port: int | None = None) -> None:
         self.run = tmp / "run"
         self.log = tmp / "demo.log"
-        self.port = free_port()
+        self.port = port or free_port()
         self.config = tmp / "demo.yaml"
         text = (ROOT / "config.example.yaml").read_text()
         self.config.write_text(text.replace("listen: 127.0.0.1:9108", "listen: null"))
         shutil.copytree(ROOT / "rules.d", tmp / "rules.d")
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> asyncio.subprocess.Process:
+    async def start(self, *, until: str = "gex-alertd started") -> asyncio.subprocess.Process:
         if shutil.which("redis-server") is None:
             pytest.fail(INSTALL_HINT, pytrace=False)
         env = clean_env(
@@ -59,10 +59,12 @@ class Demo:
             )  # fmt: skip
 
         def started() -> bool:
+            if until == "exit":
+                return proc.returncode is not None
             assert proc.returncode is None, self.output()[-3000:]
-            return "gex-alertd started" in self.output()
+            return until in self.output()
 
-        await eventually(started, "the demo daemon started")
+        await eventually(started, f"the demo: {until}")
         return proc
 
     def output(self) -> str:
@@ -156,5 +158,28 @@ async def test_a_term_forwarded_twice_stops_redis_only_after_the_daemon(tmp_path
         assert "outbox unavailable" not in demo.output()
         assert "gex-alertd stopped" in demo.output()
         await eventually(demo.redis_gone, "the demo's redis-server stopped")
+    finally:
+        await demo.stop()
+
+
+async def test_a_port_another_redis_holds_stops_the_demo_before_its_daemon(
+    private_redis: RedisServer, tmp_path: Path
+) -> None:
+    # the demo's redis-server could not bind (another demo's Redis on the port) and the script
+    # went on: its daemon used the other server, which refused its password (or, without a
+    # password, took its data), and `make run` ended 0 with a word about authentication
+    demo = Demo(tmp_path, port=private_redis.port)
+    try:
+        proc = await demo.start(until="exit")
+        output = demo.output()
+        assert proc.returncode == 1, output[-3000:]
+        assert f"did not start on 127.0.0.1:{private_redis.port}" in output, output[-3000:]
+        assert "Address already in use" in output and "DEMO_REDIS_PORT" in output
+        assert "gex-alertd started" not in output
+        other = aioredis.Redis.from_url(private_redis.url)
+        try:
+            assert await other.dbsize() == 0  # nothing of the daemon's there
+        finally:
+            await other.aclose()
     finally:
         await demo.stop()
