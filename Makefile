@@ -15,11 +15,13 @@ $(STAMP): pyproject.toml
 
 deps: $(STAMP)
 
-# redis-server (and systemd-analyze for the unit tests), installed with apt-get when missing
+# redis-server, and for the tests systemd-analyze, chromium and prometheus-alertmanager,
+# installed with apt-get when missing
 system-deps:
 	@bash scripts/ensure-system-deps.sh
 
-run: deps system-deps
+run: deps
+	@bash scripts/ensure-system-deps.sh run
 	@bash scripts/run-demo.sh
 
 test: deps system-deps
