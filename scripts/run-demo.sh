@@ -65,6 +65,12 @@ daemon_pid=$!
 # twice (make forwards it too), so wait until the daemon is gone, however many came: Redis,
 # stopped on the way out, is still there for the daemon's drain
 trap 'kill -TERM $daemon_pid 2>/dev/null || true' INT TERM
-until wait $daemon_pid; do
+# and end with its exit status (2: a bad config, 1: a failure), which a signal's cut-short
+# `wait` (128 + the signal) does not replace
+status=0
+while :; do
+  wait $daemon_pid && { status=0; break; }
+  status=$?
   kill -0 $daemon_pid 2>/dev/null || break
 done
+exit $status

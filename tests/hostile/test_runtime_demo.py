@@ -183,3 +183,29 @@ async def test_a_port_another_redis_holds_stops_the_demo_before_its_daemon(
             await other.aclose()
     finally:
         await demo.stop()
+
+
+async def test_the_demo_ends_with_its_daemons_exit_status(tmp_path: Path) -> None:
+    # a config `run` refuses ends `run` with 2, and `make run` said 0: its script waited for the
+    # daemon and dropped the status
+    demo = Demo(tmp_path)
+    demo.config.write_text(demo.config.read_text() + "\nno_such_key: 1\n")
+    try:
+        proc = await demo.start(until="exit")
+        assert proc.returncode == 2, demo.output()[-3000:]
+        assert "no_such_key" in demo.output()
+        await eventually(demo.redis_gone, "the demo's redis-server stopped")
+    finally:
+        await demo.stop()
+
+
+async def test_a_demo_stopped_by_ctrl_c_ends_with_0(tmp_path: Path) -> None:
+    demo = Demo(tmp_path)
+    try:
+        proc = await demo.start()
+        os.killpg(proc.pid, signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), WAIT_S)
+        assert proc.returncode == 0, demo.output()[-3000:]
+        assert "gex-alertd stopped" in demo.output()
+    finally:
+        await demo.stop()
