@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from gex_alertd import __version__
+from gex_alertd import __version__, closed_stdout
 
 # sysexits.h: a command used wrongly. Click says 2 for that, but 2 is a bad config here (the
 # unit's RestartPreventExitStatus=2 relies on it), so usage errors get their own status.
@@ -34,6 +34,9 @@ COMMANDS = {
     "web": "gex_alertd.web.command:web",
     "migrate": "gex_alertd.migrate_command:migrate_command",
 }
+# Their stdout is a log (ops/logging.py drops and counts the lines it refuses), not output for a
+# reader that may stop reading: closed_stdout's guard stays off them.
+SERVERS = frozenset({"run", "web", "simulate"})
 
 
 def _structlog_without_rich() -> None:
@@ -57,6 +60,18 @@ class _Commands(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*COMMANDS, *super().list_commands(ctx)})
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """click's main, and a closed stdout (`| head`) ends every command the same quiet way
+        (closed_stdout.py), whatever the command's own handlers are."""
+        closed_stdout.guard()
+        try:
+            try:
+                return super().main(*args, **kwargs)
+            finally:
+                closed_stdout.flush()
+        except closed_stdout.OutputClosed:
+            closed_stdout.stop_quietly()
+
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
@@ -64,6 +79,8 @@ class _Commands(click.Group):
             from gex_alertd.ops import early_sighup
 
             early_sighup.install()
+        if args[:1] and args[0] in SERVERS:
+            closed_stdout.release()
         return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
