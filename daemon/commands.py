@@ -243,8 +243,11 @@ def tail(
     cfg = load_or_exit(config_path)
     if not alerts and not symbol:
         raise click.UsageError("give a SYMBOL, or --alerts")
+    from gex_alertd.cli_redis import run_on_redis
+
+    targets = [(t.symbol, t.expiry) for t in cfg.watch.entries()]
     try:
-        asyncio.run(_tail(cfg, symbol, expiry, alerts, last))
+        run_on_redis(_tail(cfg, symbol, expiry, alerts, last), cfg.redis, targets)
     except KeyboardInterrupt:
         pass
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
 import click
-from redis.exceptions import RedisError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gex_alertd import keys, redaction
+from gex_alertd import keys
+from gex_alertd.cli_redis import run_on_redis
 from gex_alertd.commands import CONFIG_OPTION, load_or_exit
 from gex_alertd.config import Config
-from gex_alertd.connections import AUTH_REFUSED, REDIS_DOWN, describe, describe_redis_error
 from gex_alertd.migrate import Plan, Summary, migrate, plan
 
 MAX_ROWS = 200  # a dry run lists this many moves, then counts the rest
@@ -29,22 +26,12 @@ def migrate_command(config_path: Path, dry_run: bool) -> None:
     per-symbol outboxes (gex:{SYM}:alerts), each owed alert once per channel."""
     cfg = load_or_exit(config_path)
     console = Console()
-    try:
-        result = asyncio.run(_go(cfg, dry_run))
-    except AUTH_REFUSED as exc:  # the credentials in the config: a configuration problem
-        click.echo(f"error: Redis at {describe(cfg.redis)}: {_reason(exc)}", err=True)
-        sys.exit(2)
-    except (*REDIS_DOWN, RedisError) as exc:
-        click.echo(f"error: Redis at {describe(cfg.redis)}: {_reason(exc)}", err=True)
-        sys.exit(1)
+    targets = [(t.symbol, t.expiry) for t in cfg.watch.entries()]
+    result = run_on_redis(_go(cfg, dry_run), cfg.redis, targets)  # exit 2: credentials, 1: Redis
     if isinstance(result, Plan):
         _print_plan(console, result)
     else:
         _print_summary(console, result)
-
-
-def _reason(exc: BaseException) -> str:
-    return redaction.redact(describe_redis_error(exc))
 
 
 async def _go(cfg: Config, dry_run: bool) -> Plan | Summary:

@@ -10,7 +10,6 @@ never fires, exactly as for a new daemon.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import sys
@@ -22,12 +21,12 @@ from pathlib import Path
 import click
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from gex_alertd import keys, store
+from gex_alertd.cli_redis import run_on_redis
 from gex_alertd.commands import CONFIG_OPTION, load_or_exit
 from gex_alertd.config import RedisConfig
 from gex_alertd.connections import open_client
@@ -279,8 +278,8 @@ def replay(
     console, err = Console(), Console(stderr=True, soft_wrap=True)
     started = time.perf_counter()
     try:
-        stats = asyncio.run(run_replay(opts, console, err))
-    except (OSError, RedisError) as exc:
+        stats = run_on_redis(run_replay(opts, console, err), cfg.redis, targets)
+    except OSError as exc:  # --input, --out
         raise click.ClickException(f"replay failed: {exc}") from None
     console.print(summary_table(stats))
     console.print(summary_line(stats, time.perf_counter() - started), soft_wrap=True)

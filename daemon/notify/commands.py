@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from gex_alertd import config as config_mod
 from gex_alertd import redaction
+from gex_alertd.cli_redis import run_on_redis
 from gex_alertd.commands import CONFIG_OPTION
 from gex_alertd.connections import open_client
 from gex_alertd.notify import outbox as ob
@@ -68,12 +68,12 @@ def _client(cfg: config_mod.Config, redis_url: str | None) -> aioredis.Redis:
     return open_client(redis_url or cfg.redis, client_name="gex-alertd-outbox")
 
 
-def _run_on_redis(go: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run a command's coroutine; Redis being unreachable is a clear error, not a traceback."""
-    try:
-        asyncio.run(go())
-    except (RedisError, OSError) as exc:
-        _fail(f"redis: {exc}")
+def _run_on_redis(
+    go: Callable[[], Coroutine[Any, Any, None]], cfg: config_mod.Config, redis_url: str | None
+) -> None:
+    """Run a command's coroutine; Redis failing it is one clear line (cli_redis.py)."""
+    targets = [(t.symbol, t.expiry) for t in cfg.watch.entries()]
+    run_on_redis(go(), redis_url or cfg.redis, targets)
 
 
 @click.group(invoke_without_command=True)
@@ -128,7 +128,7 @@ def list_cmd(ctx: click.Context, limit: int = 50) -> None:
         finally:
             await client.aclose()
 
-    _run_on_redis(go)
+    _run_on_redis(go, cfg, redis_url)
 
 
 @outbox.command("retry")
@@ -167,4 +167,4 @@ def retry_cmd(
         finally:
             await client.aclose()
 
-    _run_on_redis(go)
+    _run_on_redis(go, cfg, redis_url)

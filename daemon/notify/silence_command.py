@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 from collections.abc import Callable, Coroutine
@@ -11,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from redis.exceptions import RedisError
 
-from gex_alertd import redaction
+from gex_alertd.cli_redis import run_on_redis
 from gex_alertd.commands import CONFIG_OPTION
 from gex_alertd.connections import open_client
 from gex_alertd.notify import silences as sil
@@ -24,8 +22,8 @@ from gex_alertd.rules.duration import parse_duration
 def _store_run(
     ctx: click.Context, go: Callable[[sil.SilenceStore], Coroutine[Any, Any, None]]
 ) -> None:
-    """Run `go` against the config's Redis; Redis trouble and refused silences are one clear
-    line and exit status 1, not a traceback."""
+    """Run `go` against the config's Redis; Redis trouble (cli_redis.py) and refused silences
+    are one clear line, not a traceback."""
 
     from gex_alertd.commands import load_or_exit
 
@@ -40,11 +38,9 @@ def _store_run(
             await client.aclose()
 
     try:
-        asyncio.run(run())
+        run_on_redis(run(), where)
     except sil.SilenceError as exc:
         raise click.ClickException(str(exc)) from None
-    except (RedisError, OSError) as exc:
-        raise click.ClickException(redaction.redact(f"redis: {exc}")) from None
 
 
 def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float:

@@ -3,17 +3,16 @@ statistics"). Reads only; sends nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
-from redis.exceptions import RedisError
 from rich.console import Console
 
 from gex_alertd import store
+from gex_alertd.cli_redis import run_on_redis
 from gex_alertd.commands import CONFIG_OPTION, load_or_exit
 from gex_alertd.config import Config
 from gex_alertd.connections import open_client
@@ -199,8 +198,8 @@ def outcomes(
     # soft_wrap: a file:line or a path stays on one line, however long (copied, grepped)
     console, err = Console(), Console(stderr=True, soft_wrap=True)
     try:
-        report, dist = asyncio.run(build_report(cfg, opts, err))
-    except (OSError, RedisError, CalendarUnavailable) as exc:
+        report, dist = run_on_redis(build_report(cfg, opts, err), cfg.redis, targets)
+    except (OSError, CalendarUnavailable) as exc:
         raise click.ClickException(f"outcomes failed: {exc}") from None
     if as_json:
         sys.stdout.buffer.write(to_json(report) + b"\n")
