@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from gex_alertd import __version__, closed_stdout
+from gex_alertd import __version__, cli_signals, closed_stdout
 
 # sysexits.h: a command used wrongly. Click says 2 for that, but 2 is a bad config here (the
 # unit's RestartPreventExitStatus=2 relies on it), so usage errors get their own status.
@@ -60,10 +60,13 @@ class _Commands(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*COMMANDS, *super().list_commands(ctx)})
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        """click's main, and a closed stdout (`| head`) ends every command the same quiet way
-        (closed_stdout.py), whatever the command's own handlers are."""
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The process's entry (the console script, `python -m gex_alertd`; a test's CliRunner
+        calls `main` and keeps its own stdout and signals): a closed stdout (`| head`) ends every
+        command the same quiet way (closed_stdout.py), and SIGINT/SIGTERM stop it where it is
+        (cli_signals.py), whatever the command's own handlers are."""
         closed_stdout.guard()
+        cli_signals.install()
         try:
             try:
                 return super().main(*args, **kwargs)
@@ -81,6 +84,7 @@ class _Commands(click.Group):
             early_sighup.install()
         if args[:1] and args[0] in SERVERS:
             closed_stdout.release()
+            cli_signals.release()
         return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
@@ -104,6 +108,8 @@ class _Commands(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except cli_signals.Stopped as exc:  # before click makes it "Aborted!" and exit 1
+            cli_signals.exit_stopped(exc)
         except click.UsageError as exc:
             exc.exit_code = EX_USAGE  # type: ignore[misc]  # a ClassVar in the stubs; main() reads the instance
             raise
