@@ -14,11 +14,14 @@ from gex_alertd import config as config_mod
 from gex_alertd.config import Config, ConfigError
 from gex_alertd.connections import AUTH_REFUSED, RedisAuthRefused, describe_redis_error
 
+# No checks on the path here: whatever is wrong with the file (missing, a directory, unreadable)
+# is a bad config, exit 2 from `load_or_exit` (the unit's RestartPreventExitStatus=2), never a
+# usage error (64, which systemd would restart for ever)
 CONFIG_OPTION = click.option(
     "--config",
     "-c",
     "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=Path("/etc/gex-alertd/config.yaml"),
     show_default=True,
     envvar="GEX_ALERTD_CONFIG",
