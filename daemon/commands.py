@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -229,16 +230,43 @@ async def _probe_channels(cfg: Config) -> list[str]:
     return failures
 
 
+def _symbol(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A ticker as `watch.symbols` takes it: anything else names no stream, and `tail` would
+    follow that key for ever, saying nothing."""
+    if value is not None and not config_mod.is_symbol(value):
+        raise click.BadParameter(
+            f"not a ticker symbol: {value!r} (letters and digits, with . - ^ inside; at most 16)"
+        )
+    return value
+
+
+def _expiry(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise click.BadParameter(f"expected a date, YYYY-MM-DD, got {value!r}") from None
+
+
+MAX_LAST = 100_000  # `--last`: Redis refuses a negative count ("must be positive")
+
+
 @click.command()
 @CONFIG_OPTION
-@click.argument("symbol", required=False)
-@click.option("--expiry", default=None, help="The expiry filter of the watch entry.")
+@click.argument("symbol", required=False, callback=_symbol)
+@click.option(
+    "--expiry", default=None, callback=_expiry, help="The expiry filter of the watch entry."
+)
 @click.option(
     "--alerts",
     is_flag=True,
     help="Tail the alert outboxes instead of snapshots: SYMBOL's, or every one.",
 )
-@click.option("--last", default=0, show_default=True, help="Also print the last N entries first.")
+@click.option(
+    "--last", type=click.IntRange(0, MAX_LAST), default=0, show_default=True,
+    help="Also print the last N entries first.",
+)  # fmt: skip
 def tail(
     config_path: Path, symbol: str | None, expiry: str | None, alerts: bool, last: int
 ) -> None:

@@ -52,17 +52,19 @@ def parse_time(text: str, now: datetime | None = None, *, end: bool = False) -> 
     if end and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
         return parse_time(text.strip()) + DAY_MS - 1
     try:
-        return as_ms(now) - int(parse_duration(text) * 1000)
+        ms = as_ms(now) - int(parse_duration(text) * 1000)
     except ValueError:
-        pass
-    try:
-        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(
-            "expected an ISO time (2026-05-11T14:00:00Z), a date or a duration ago (2h), "
-            f"got {text!r}"
-        ) from None
-    return as_ms(ts if ts.tzinfo else ts.replace(tzinfo=UTC))
+        try:
+            ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise click.BadParameter(
+                "expected an ISO time (2026-05-11T14:00:00Z), a date or a duration ago (2h), "
+                f"got {text!r}"
+            ) from None
+        ms = as_ms(ts if ts.tzinfo else ts.replace(tzinfo=UTC))
+    if ms < 0:  # no stream entry is older, and Redis refuses a negative ID: "Invalid stream ID"
+        raise click.BadParameter(f"{text!r} is before 1970-01-01, where stored history begins")
+    return ms
 
 
 def parse_targets(values: tuple[str, ...]) -> list[StreamKey]:

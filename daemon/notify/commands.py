@@ -22,6 +22,8 @@ from gex_alertd.notify.sample import sample_alert
 from gex_alertd.notify.silences import list_silenced
 from gex_alertd.quoted import printable  # a reason quotes a receiver's answer
 
+MAX_ROWS = 100_000  # `--limit`: Redis refuses a count of 0 or less ("must be positive")
+
 redis_option = click.option("--redis", "redis_url", default=None, help="Override redis.url.")
 
 
@@ -90,7 +92,10 @@ def outbox(ctx: click.Context, config_path: Path, redis_url: str | None) -> None
 
 
 @outbox.command("list")
-@click.option("--limit", default=50, show_default=True, help="Rows per section.")
+@click.option(
+    "--limit", type=click.IntRange(1, MAX_ROWS), default=50, show_default=True,
+    help="Rows per section.",
+)  # fmt: skip
 @click.pass_context
 def list_cmd(ctx: click.Context, limit: int = 50) -> None:
     """List pending entries per channel, the dead letters and the latest silenced deliveries."""

@@ -53,7 +53,7 @@ def _read(path: Path) -> reload_status.ReloadState | None:
 )
 @click.option(
     "--pid",
-    type=int,
+    type=click.IntRange(min=1),  # kill(0) or kill(-1) would be a process group, or everything
     default=None,
     help="The daemon's pid ($MAINPID in the unit; default: from the status file).",
 )

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 import structlog
@@ -38,7 +38,9 @@ Outcome = Literal["applied", "refused"]
 
 
 class ReloadState(msgspec.Struct, kw_only=True):
-    pid: int
+    # a pid, never 0 or negative: `reload` sends SIGHUP to it, and kill(0) is the sender's whole
+    # process group, kill(-1) every process it may signal (as root: the machine)
+    pid: Annotated[int, msgspec.Meta(ge=1)]
     requested: int = 0
     done: int = 0
     outcome: Outcome | None = None

@@ -124,6 +124,10 @@ def _names(values: tuple[str, ...]) -> frozenset[str]:
     return frozenset(x.strip() for v in values for x in v.split(",") if x.strip())
 
 
+# `--baseline`: its draws are arrays of this length (100 billion asked for 745 GiB: a traceback)
+MAX_BASELINE = 100_000
+
+
 @click.command()
 @CONFIG_OPTION
 @click.option("--from", "start", metavar="T", help="Alerts from: ISO time, date, or 7d ago.")
@@ -147,7 +151,7 @@ def _names(values: tuple[str, ...]) -> frozenset[str]:
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap and baseline.")
 @click.option("--max-gap", default="10m", show_default=True, help="A longer hole is a gap.")
 @click.option(
-    "--baseline", "baseline_n", type=click.IntRange(min=0), default=BASELINE_N,
+    "--baseline", "baseline_n", type=click.IntRange(0, MAX_BASELINE), default=BASELINE_N,
     show_default=True, help="Random moments per rule.",
 )  # fmt: skip
 def outcomes(

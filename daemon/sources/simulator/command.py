@@ -19,7 +19,7 @@ log = structlog.get_logger()
 
 
 @click.command()
-@click.option("--port", type=int, default=8700, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8700, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--scenario", "scenario", default=None, help="Scenario YAML file, or `demo`.")
