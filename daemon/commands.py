@@ -284,6 +284,9 @@ def tail(
 
 
 TAIL_RESCAN_S = 30.0  # `tail --alerts`: how often it looks for outboxes created since
+# under the client's 5 s socket timeout (as web/live.py's reader): a BLOCK as long as the
+# timeout raced it, and after a Redis restart the timeout won: "Timeout reading", tail ended
+TAIL_BLOCK_MS = 2000
 
 
 async def _tail(
@@ -305,7 +308,7 @@ async def _tail(
             if backlog:
                 cursor = backlog[-1][0].decode()
         while True:
-            batch = read_entries(await redis.xread({key: cursor}, block=5000, count=100))
+            batch = read_entries(await redis.xread({key: cursor}, block=TAIL_BLOCK_MS, count=100))
             for _key, new in batch:
                 for entry_id, fields in new:
                     cursor = entry_id.decode()
@@ -353,7 +356,7 @@ async def _tail_alerts(redis: Any, cfg: Config, symbol: str | None, last: int) -
             cursors.update({n: "0-0" for n in await _outboxes(redis, cfg) if n not in cursors})
             rescan = loop.time() + TAIL_RESCAN_S
         batch = await read_slot_groups(
-            redis, [{n: c} for n, c in cursors.items()], count=100, block_ms=5000
+            redis, [{n: c} for n, c in cursors.items()], count=100, block_ms=TAIL_BLOCK_MS
         )
         got = [(key.decode(), e) for key, new in batch for e in new]
         for key, (entry_id, fields) in sorted(got, key=lambda g: entry_key(g[1][0])):
