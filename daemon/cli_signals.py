@@ -40,6 +40,11 @@ class Stopped(KeyboardInterrupt):
 
 
 def _stop(signum: int, _frame: FrameType | None) -> None:
+    # A task the signal cuts short (a Redis write in flight) would still say so at the
+    # interpreter's exit, "Task exception was never retrieved" with a traceback or "coroutine
+    # ... was never awaited": that is the stop itself, whoever handles it (`tail` ends with 0)
+    logging.getLogger("asyncio").disabled = True
+    warnings.simplefilter("ignore", RuntimeWarning)
     raise Stopped(signum)
 
 
@@ -55,11 +60,7 @@ def release() -> None:
 
 
 def exit_stopped(exc: Stopped) -> NoReturn:
-    """One line and 128 + the signal. A task the signal cut short (a Redis write in flight)
-    would still say so at the interpreter's exit, "Task exception was never retrieved" with a
-    traceback or "coroutine ... was never awaited": that is the stop itself, so both are off."""
-    logging.getLogger("asyncio").disabled = True
-    warnings.simplefilter("ignore", RuntimeWarning)
+    """One line and 128 + the signal."""
     name = signal.Signals(exc.signum).name
     click.echo(f"stopped by {name}", err=True)
     sys.exit(128 + exc.signum)
