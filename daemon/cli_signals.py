@@ -39,7 +39,16 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
+# set by the first stop: a command that follows for ever (`tail`) ends its loop on it. The stop
+# also raises where the main thread is, but when that is inside the event loop, asyncio.run
+# then cancels the command's task once, and on Python 3.11 that one cancellation is lost when
+# it lands as a Redis read completes (`asyncio.wait_for`): `tail` read on, and never ended
+stopping = False
+
+
 def _stop(signum: int, _frame: FrameType | None) -> None:
+    global stopping
+    stopping = True
     # A task the signal cuts short (a Redis write in flight) would still say so at the
     # interpreter's exit, "Task exception was never retrieved" with a traceback or "coroutine
     # ... was never awaited": that is the stop itself, whoever handles it (`tail` ends with 0)

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import click
 
-from gex_alertd import capacity, keys, redaction
+from gex_alertd import capacity, cli_signals, keys, redaction
 from gex_alertd import config as config_mod
 from gex_alertd.config import Config, ConfigError
 from gex_alertd.connections import AUTH_REFUSED, RedisAuthRefused, describe_redis_error
@@ -307,7 +307,7 @@ async def _tail(
                 _print_entry(fields, alerts)
             if backlog:
                 cursor = backlog[-1][0].decode()
-        while True:
+        while not cli_signals.stopping:  # a lost cancellation: cli_signals.stopping
             batch = read_entries(await redis.xread({key: cursor}, block=TAIL_BLOCK_MS, count=100))
             for _key, new in batch:
                 for entry_id, fields in new:
@@ -350,7 +350,7 @@ async def _tail_alerts(redis: Any, cfg: Config, symbol: str | None, last: int) -
         for _id, fields in sorted(backlog, key=lambda e: entry_key(e[0]))[-last:]:
             _print_entry(fields, True)
     rescan = loop.time() + TAIL_RESCAN_S
-    while True:
+    while not cli_signals.stopping:  # a lost cancellation: cli_signals.stopping
         if not symbol and loop.time() >= rescan:
             # created after the start: every entry in it is new to us
             cursors.update({n: "0-0" for n in await _outboxes(redis, cfg) if n not in cursors})
