@@ -53,7 +53,13 @@ from gex_alertd.outcomes.horizons import (
     parse_horizon,
     parse_horizons,
 )
-from gex_alertd.outcomes.measure import Outcome, direction_sign, measure, measure_alert
+from gex_alertd.outcomes.measure import (
+    Outcome,
+    direction_sign,
+    measure,
+    measure_alert,
+    window_ended,
+)
 from gex_alertd.outcomes.paths import (
     last_id_command,
     last_ms,
@@ -394,7 +400,7 @@ class OutcomeDuty:
             end = horizon_end(p.at_ms, h, self.sessions.close_ms(p.at_ms))
             if end.ms is None:
                 return True
-            return (top is not None and top >= end.ms) or now >= end.ms + settle_ms
+            return window_ended(end.ms, top, now, settle_ms)
 
         due = []
         for p, is_stored in todo:

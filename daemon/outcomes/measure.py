@@ -126,6 +126,15 @@ def _before(path: SpotPath, at_ms: int, i0: int, length: int, max_gap_s: float) 
     return realized_vol_pct(path.spot[j0 : i0 + 1], span)
 
 
+def window_ended(end_ms: int, last_ms: int | None, now_ms: int, settle_ms: int) -> bool:
+    """Whether a window ending at `end_ms` can no longer change: the stream holds a snapshot
+    at or after its end (`last_ms`, its newest; None: empty), or `settle_ms` has passed since
+    by the clock. Before that a snapshot of an earlier as_of (the provider's lags the clock)
+    can still be stored in it. The live duty stores an outcome and the report counts one by
+    this same test."""
+    return (last_ms is not None and last_ms >= end_ms) or now_ms >= end_ms + settle_ms
+
+
 def measure(
     path: SpotPath,
     at_ms: int,
@@ -149,9 +158,7 @@ def measure(
     if end.ms is None:
         return Outcome(horizon.label, "no_session")
     te = end.ms
-    if now_ms is not None and t[-1] < te and now_ms < te + settle_ms:
-        # the live duty's test: until the stream holds a snapshot at or after the end, one of
-        # an earlier as_of (the provider's lags the clock) can still be stored in the window
+    if now_ms is not None and not window_ended(te, int(t[-1]), now_ms, settle_ms):
         return Outcome(horizon.label, "open", end_ms=te, capped=end.capped)
     i1 = max(i0, int(np.searchsorted(t, te, side="right")) - 1)
     window = spot[i0 : i1 + 1]
