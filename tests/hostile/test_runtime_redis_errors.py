@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ from gex_alertd.redis_errors import (
 from gex_alertd.sources.backoff import Backoff
 from gex_alertd.sources.base import Fetched
 from tests.hostile.upstream import recent, snapshot
-from tests.reliability.support import API_KEY, start_daemon
+from tests.reliability.support import API_KEY, Proc, start_daemon
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.upstream import Upstream, flow_gex_body
 from tests.support.wait import eventually
@@ -156,64 +158,106 @@ async def _health(session: aiohttp.ClientSession, port: int) -> tuple[int, dict]
         return 0, {"problems": [], "redis_errors": {}}  # not listening yet
 
 
-def _three_symbols(tmp_path: Path, up: Upstream, server: RedisServer, port: int) -> Path:
-    """A daemon's config: SPY, QQQ and IWM polled every 0.05 s from `up` (which serves each a
-    fresh snapshot), short back-offs, /healthz on `port`."""
-    up.set_default(lambda req: snapshot(req.path.rsplit("/", 1)[-1], as_of=recent()))
-    config = tmp_path / "config.yaml"
-    config.write_text(f"""
+@dataclass
+class Running:
+    """A real daemon polling SPY, QQQ and IWM every 0.05 s from `up` (short back-offs), its
+    Redis client and an HTTP session for its /healthz."""
+
+    up: Upstream
+    daemon: Proc
+    r: aioredis.Redis
+    session: aiohttp.ClientSession
+    port: int
+
+    async def health(self) -> tuple[int, dict]:
+        return await _health(self.session, self.port)
+
+    async def stored(self, symbol: str, n: int) -> bool:
+        assert self.daemon.alive, self.daemon.output()[-3000:]
+        return int(await self.r.xlen(keys.snap(symbol))) >= n
+
+    async def every_symbol_stored(self, n: int) -> bool:
+        return all([await self.stored(s, n) for s in SYMBOLS])
+
+
+SYMBOLS = ("SPY", "QQQ", "IWM")
+
+
+@asynccontextmanager
+async def _three_symbols(
+    server: RedisServer, tmp_path: Path, answer: Callable[[Any], Any] | None = None
+) -> AsyncIterator[Running]:
+    """`Running`, its upstream serving each symbol a fresh snapshot unless `answer` says
+    otherwise; stopped (killed if still alive) at the end."""
+    async with Upstream() as up:
+        up.set_default(
+            answer or (lambda req: snapshot(req.path.rsplit("/", 1)[-1], as_of=recent()))
+        )
+        port = free_port()
+        config = tmp_path / "config.yaml"
+        config.write_text(f"""
 source: {{kind: flowgex, base_url: "{up.url}", api_key: {API_KEY}, requests_per_min: 100000,
           backoff_base_s: 0.05, backoff_max_s: 0.2}}
 redis: {{url: "{server.url}"}}
-watch: {{interval_s: 0.05, jitter_s: 0, market_hours: always, symbols: [SPY, QQQ, IWM]}}
+watch: {{interval_s: 0.05, jitter_s: 0, market_hours: always, symbols: [{", ".join(SYMBOLS)}]}}
 ops: {{listen: "127.0.0.1:{port}", log_format: json}}
 """)
-    return config
+        r = aioredis.Redis.from_url(server.url)
+        daemon = await start_daemon(tmp_path, config)
+        session = aiohttp.ClientSession()
+        try:
+            yield Running(up, daemon, r, session, port)
+        finally:
+            await session.close()
+            await r.aclose()
+            if daemon.alive:
+                daemon.kill()
+
+
+async def _snapshot_stream_made_a_string(r: aioredis.Redis, symbol: str) -> None:
+    """The symbol's snapshot stream replaced by a string, as by hand: each commit of it gets
+    WRONGTYPE, a data error, and is set aside."""
+    await r.delete(keys.snap(symbol))
+    await r.set(keys.snap(symbol), "made by hand")
 
 
 async def test_oom_backs_off_with_one_line_per_episode_and_healthz_says_why(
     private_redis: RedisServer, tmp_path: Path
 ) -> None:
-    async with Upstream() as up:
-        port = free_port()
-        config = _three_symbols(tmp_path, up, private_redis, port)
-        r = aioredis.Redis.from_url(private_redis.url)
-        daemon = await start_daemon(tmp_path, config)
-        session = aiohttp.ClientSession()
+    async with _three_symbols(private_redis, tmp_path) as run:
+        r, daemon = run.r, run.daemon
         try:
-
-            async def stored(n: int) -> bool:
-                assert daemon.alive, daemon.output()[-3000:]
-                return all([int(await r.xlen(keys.snap(s))) >= n for s in ("SPY", "QQQ", "IWM")])
-
-            await eventually(lambda: stored(2), "snapshots stored for every symbol")
+            await eventually(
+                lambda: run.every_symbol_stored(2), "snapshots stored for every symbol"
+            )
             await r.config_set("maxmemory-policy", "noeviction")
             await r.config_set("maxmemory", 1)
 
             async def unhealthy() -> bool:
-                status, body = await _health(session, port)
+                status, body = await run.health()
                 return status == 503 and any("redis oom" in p for p in body["problems"])
 
             await eventually(unhealthy, "/healthz not ok, naming the OOM")
 
             async def retried() -> bool:
-                _, body = await _health(session, port)
+                _, body = await run.health()
                 return bool(body["redis_errors"].get("oom", {}).get("failures", 0) >= 6)
 
             # every target backs off and retries (its fetched snapshot kept pending) while it lasts
             await eventually(retried, "several refused commits in the episode")
-            held = {s: int(await r.xlen(keys.snap(s))) for s in ("SPY", "QQQ", "IWM")}
-            async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+            held = {s: int(await r.xlen(keys.snap(s))) for s in SYMBOLS}
+            async with run.session.get(f"http://127.0.0.1:{run.port}/metrics") as resp:
                 metrics = await resp.text()
             assert 'gexalertd_redis_errors_total{class="oom"}' in metrics
 
             await r.config_set("maxmemory", 0)
             await eventually(
-                lambda: stored(max(held.values()) + 2), "commits going through after OOM"
+                lambda: run.every_symbol_stored(max(held.values()) + 2),
+                "commits going through after OOM",
             )
 
             async def healthy() -> bool:
-                status, _ = await _health(session, port)
+                status, _ = await run.health()
                 return status == 200
 
             await eventually(healthy, "/healthz ok again")
@@ -225,11 +269,7 @@ async def test_oom_backs_off_with_one_line_per_episode_and_healthz_says_why(
             assert "Traceback" not in daemon.output()
             assert await daemon.stop() == 0
         finally:
-            await session.close()
             await r.config_set("maxmemory", 0)
-            await r.aclose()
-            if daemon.alive:
-                daemon.kill()
 
 
 async def test_a_target_whose_snapshots_keep_being_set_aside_makes_healthz_not_ok(
@@ -238,56 +278,37 @@ async def test_a_target_whose_snapshots_keep_being_set_aside_makes_healthz_not_o
     """A snapshot stream made a string by hand: every SPY snapshot is set aside to gex:dead
     (its rules see nothing) while the other symbols go on. One such snapshot is an event; three
     in a row are a condition, and /healthz says which target and why until one commits."""
-    async with Upstream() as up:
-        port = free_port()
-        config = _three_symbols(tmp_path, up, private_redis, port)
-        r = aioredis.Redis.from_url(private_redis.url)
-        daemon = await start_daemon(tmp_path, config)
-        session = aiohttp.ClientSession()
-        try:
+    async with _three_symbols(private_redis, tmp_path) as run:
+        r = run.r
+        await eventually(lambda: run.every_symbol_stored(2), "snapshots stored for every symbol")
+        await _snapshot_stream_made_a_string(r, "SPY")
 
-            async def stored(symbol: str, n: int) -> bool:
-                assert daemon.alive, daemon.output()[-3000:]
-                return int(await r.xlen(keys.snap(symbol))) >= n
+        async def unhealthy() -> bool:
+            status, body = await run.health()
+            return status == 503 and any(
+                p.startswith("snapshots of SPY cannot be committed") for p in body["problems"]
+            )
 
-            async def every_symbol_stored() -> bool:
-                return all([await stored(s, 2) for s in ("SPY", "QQQ", "IWM")])
+        await eventually(unhealthy, "/healthz not ok, naming SPY")
+        _, body = await run.health()
+        (line,) = [p for p in body["problems"] if "SPY" in p]
+        assert "WRONGTYPE" in line and "gex:dead" in line, line
+        assert body["symbols"]["SPY"]["set_aside_in_a_row"] >= 3
+        assert body["symbols"]["QQQ"]["set_aside_in_a_row"] == 0
+        assert int(await r.xlen(keys.DEAD)) >= 3  # nothing lost: each one is there
+        qqq = int(await r.xlen(keys.snap("QQQ")))
+        await eventually(lambda: run.stored("QQQ", qqq + 2), "the other symbols go on")
 
-            await eventually(every_symbol_stored, "snapshots stored for every symbol")
-            await r.delete(keys.snap("SPY"))
-            await r.set(keys.snap("SPY"), "made by hand")
+        await r.delete(keys.snap("SPY"))
+        await eventually(lambda: run.stored("SPY", 1), "SPY committed again")
 
-            async def unhealthy() -> bool:
-                status, body = await _health(session, port)
-                return status == 503 and any(
-                    p.startswith("snapshots of SPY cannot be committed") for p in body["problems"]
-                )
+        async def healthy() -> bool:
+            status, _ = await run.health()
+            return status == 200
 
-            await eventually(unhealthy, "/healthz not ok, naming SPY")
-            _, body = await _health(session, port)
-            (line,) = [p for p in body["problems"] if "SPY" in p]
-            assert "WRONGTYPE" in line and "gex:dead" in line, line
-            assert body["symbols"]["SPY"]["set_aside_in_a_row"] >= 3
-            assert body["symbols"]["QQQ"]["set_aside_in_a_row"] == 0
-            assert int(await r.xlen(keys.DEAD)) >= 3  # nothing lost: each one is there
-            qqq = int(await r.xlen(keys.snap("QQQ")))
-            await eventually(lambda: stored("QQQ", qqq + 2), "the other symbols go on")
-
-            await r.delete(keys.snap("SPY"))
-            await eventually(lambda: stored("SPY", 1), "SPY committed again")
-
-            async def healthy() -> bool:
-                status, _ = await _health(session, port)
-                return status == 200
-
-            await eventually(healthy, "/healthz ok again")
-            assert "Traceback" not in daemon.output()
-            assert await daemon.stop() == 0
-        finally:
-            await session.close()
-            await r.aclose()
-            if daemon.alive:
-                daemon.kill()
+        await eventually(healthy, "/healthz ok again")
+        assert "Traceback" not in run.daemon.output()
+        assert await run.daemon.stop() == 0
 
 
 async def test_the_set_aside_problem_keeps_its_reason_while_the_upstream_repeats_itself(
@@ -303,45 +324,27 @@ async def test_the_set_aside_problem_keeps_its_reason_while_the_upstream_repeats
         symbol = req.path.rsplit("/", 1)[-1]
         return snapshot(symbol, as_of=frozen.get(symbol) or recent())
 
-    async with Upstream() as up:
-        port = free_port()
-        config = _three_symbols(tmp_path, up, private_redis, port)
-        up.set_default(answer)
-        r = aioredis.Redis.from_url(private_redis.url)
-        daemon = await start_daemon(tmp_path, config)
-        session = aiohttp.ClientSession()
-        try:
+    async with _three_symbols(private_redis, tmp_path, answer) as run:
+        await eventually(lambda: run.stored("SPY", 1), "SPY snapshots stored")
+        await _snapshot_stream_made_a_string(run.r, "SPY")
 
-            async def spy_stored() -> bool:
-                assert daemon.alive, daemon.output()[-3000:]
-                return int(await r.xlen(keys.snap("SPY"))) >= 1
+        async def named() -> bool:
+            status, body = await run.health()
+            return status == 503 and any("snapshots of SPY" in p for p in body["problems"])
 
-            await eventually(spy_stored, "SPY snapshots stored")
-            await r.delete(keys.snap("SPY"))
-            await r.set(keys.snap("SPY"), "made by hand")
+        await eventually(named, "/healthz not ok, naming SPY")
+        # from here on the upstream serves SPY's newest snapshot again and again
+        frozen["SPY"] = recent()
+        seen = len(run.up.requests_for(symbol="SPY"))
 
-            async def named() -> bool:
-                status, body = await _health(session, port)
-                return status == 503 and any("snapshots of SPY" in p for p in body["problems"])
+        async def repeated() -> bool:
+            # polls of a target never overlap: the third request after the freeze began once
+            # the second, a repeat, was done
+            return len(run.up.requests_for(symbol="SPY")) >= seen + 3
 
-            await eventually(named, "/healthz not ok, naming SPY")
-            # from here on the upstream serves SPY's newest snapshot again and again
-            frozen["SPY"] = recent()
-            seen = len(up.requests_for(symbol="SPY"))
-
-            async def repeated() -> bool:
-                # polls of a target never overlap: the third request after the freeze began
-                # once the second, a repeat, was done
-                return len(up.requests_for(symbol="SPY")) >= seen + 3
-
-            await eventually(repeated, "SPY polled again, each time the same snapshot")
-            status, body = await _health(session, port)
-            assert status == 503
-            (line,) = [p for p in body["problems"] if "SPY" in p]
-            assert "WRONGTYPE" in line and not line.endswith("None"), line
-            assert await daemon.stop() == 0
-        finally:
-            await session.close()
-            await r.aclose()
-            if daemon.alive:
-                daemon.kill()
+        await eventually(repeated, "SPY polled again, each time the same snapshot")
+        status, body = await run.health()
+        assert status == 503
+        (line,) = [p for p in body["problems"] if "SPY" in p]
+        assert "WRONGTYPE" in line and not line.endswith("None"), line
+        assert await run.daemon.stop() == 0
