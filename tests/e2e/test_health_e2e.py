@@ -70,6 +70,20 @@ class Served:
         return Reply.json(body)
 
 
+async def _run(tmp_path: Path, text: str) -> tuple[Path, Path, asyncio.subprocess.Process]:
+    """`gex-alertd run` of the config `text` (written to config.yaml, which a reload then
+    rewrites): the config's path, the log its output goes to, the process."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(text)
+    log = tmp_path / "daemon.log"
+    with log.open("ab") as out:
+        daemon = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gex_alertd", "run", "--config", str(cfg), "--no-uvloop",
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+        )  # fmt: skip
+    return cfg, log, daemon
+
+
 def events(hook: Receiver) -> list[dict[str, Any]]:
     return [json.loads(h.body) for h in hook.hits if h.status == 200]
 
@@ -85,17 +99,10 @@ async def test_source_failing_stale_data_and_heartbeat(
     served = Served()
     hook = await Receiver().start()
     up = await Upstream(default=served.reply).start()
-    cfg = tmp_path / "config.yaml"
     ops_port = free_port()
     text = CONFIG.format(upstream=up.url, redis=private_redis.url, hook=hook.url, ops_port=ops_port)
-    cfg.write_text(text)
     r = aioredis.Redis.from_url(private_redis.url)
-    log = tmp_path / "daemon.log"
-    with log.open("ab") as out:
-        daemon = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gex_alertd", "run", "--config", str(cfg), "--no-uvloop",
-            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
-        )  # fmt: skip
+    cfg, log, daemon = await _run(tmp_path, text)
 
     def tail() -> str:
         return log.read_text()[-3000:]
@@ -165,17 +172,10 @@ async def test_a_reload_that_rebuilds_the_operator_rules_keeps_the_heartbeat_cou
     served = Served()  # SPY fails throughout: its source_failing episode stays open
     hook = await Receiver().start()
     up = await Upstream(default=served.reply).start()
-    cfg = tmp_path / "config.yaml"
     ops_port = free_port()
     text = CONFIG.format(upstream=up.url, redis=private_redis.url, hook=hook.url, ops_port=ops_port)
     text += "heartbeat: {channel: hook, every: 1s}\n"
-    cfg.write_text(text)
-    log = tmp_path / "daemon.log"
-    with log.open("ab") as out:
-        daemon = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gex_alertd", "run", "--config", str(cfg), "--no-uvloop",
-            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
-        )  # fmt: skip
+    cfg, log, daemon = await _run(tmp_path, text)
 
     def beats() -> list[int]:
         return [e["details"]["alerts"] for e in events(hook) if e["rule"] == "heartbeat"]
