@@ -249,6 +249,22 @@ async def test_keys_of_another_type_are_named_not_a_traceback_and_the_index_goes
     assert "Traceback" not in caplog.text and "Error handling request" not in caplog.text
 
 
+async def _live_server(redis: aioredis.Redis, middleware: Any) -> tuple[OpsServer, routes.LivePage]:
+    """The live page's routes on a started ops server (a port of its own), `middleware` first."""
+    live = routes.LivePage(redis, lambda: TARGETS)
+
+    def mount(app: web.Application) -> None:
+        app.middlewares.append(middleware)
+        live.mount(app)
+
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    server = OpsServer("127.0.0.1:0", health, mounts=(mount,))
+    await server.start()
+    return server, live
+
+
 async def test_a_render_whose_client_left_still_holds_its_slot(
     redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -286,17 +302,7 @@ async def test_a_render_whose_client_left_still_holds_its_slot(
         finally:
             ended[0] += 1  # answered, or cancelled by its client's disconnect
 
-    live = routes.LivePage(redis, lambda: TARGETS)
-
-    def mount(app: web.Application) -> None:
-        app.middlewares.append(arrival)
-        live.mount(app)
-
-    async def health() -> dict[str, Any]:
-        return {"ok": True}
-
-    server = OpsServer("127.0.0.1:0", health, mounts=(mount,))
-    await server.start()
+    server, live = await _live_server(redis, arrival)
     try:
         await put(redis, 1)
         page = Page(f"http://127.0.0.1:{server.port}", live)
@@ -375,17 +381,7 @@ async def test_heavy_frames_are_read_a_few_at_a_time_however_many_are_asked(
         arrived[0] += 1  # the handler runs from here to its first await
         return await handler(request)
 
-    live = routes.LivePage(redis, lambda: TARGETS)
-
-    def mount(app: web.Application) -> None:
-        app.middlewares.append(arrival)
-        live.mount(app)
-
-    async def health() -> dict[str, Any]:
-        return {"ok": True}
-
-    server = OpsServer("127.0.0.1:0", health, mounts=(mount,))
-    await server.start()
+    server, live = await _live_server(redis, arrival)
     try:
         await put(redis, 1)
         page = Page(f"http://127.0.0.1:{server.port}", live)
