@@ -16,19 +16,8 @@ import redis as sync_redis
 
 from gex_alertd import keys
 from gex_alertd.model import AlertEvent, outbox_fields
+from tests.support.cli_config import cli_config
 from tests.support.wait import WAIT_S
-
-
-def _config(tmp_path: Path, redis_url: str) -> Path:
-    path = tmp_path / "c.yaml"
-    path.write_text(
-        f"redis: {{url: '{redis_url}'}}\n"
-        "watch: {symbols: [SPY]}\n"
-        "channels: {tty: {type: console}}\n"
-        "rules: [{name: spy-flip, type: flip_cross, symbols: [SPY], channels: [tty]}]\n"
-        "ops: {listen: null}\n"
-    )
-    return path
 
 
 def _with_an_alert(redis_url: str) -> None:
@@ -80,7 +69,7 @@ def test_a_command_whose_reader_went_away_stops_quietly(
     tmp_path: Path, redis_url: str, command: list[str]
 ) -> None:
     _with_an_alert(redis_url)
-    cfg = _config(tmp_path, redis_url)
+    cfg = cli_config(tmp_path, redis_url, "spy-flip")
     done = _run_with_stdout_closed(command[0], "-c", str(cfg), *command[1:])
     assert done.stderr.decode() == ""
     assert done.returncode == -signal.SIGPIPE
@@ -96,7 +85,7 @@ def test_help_and_schema_stop_quietly_too(args: list[str]) -> None:
 def test_the_output_is_whole_when_the_reader_reads(tmp_path: Path, redis_url: str) -> None:
     """The guard changes nothing for a reader that reads to the end."""
     _with_an_alert(redis_url)
-    cfg = _config(tmp_path, redis_url)
+    cfg = cli_config(tmp_path, redis_url, "spy-flip")
     done = subprocess.run(
         [sys.executable, "-m", "gex_alertd", "outbox", "-c", str(cfg), "list"],
         capture_output=True, timeout=WAIT_S, check=False,

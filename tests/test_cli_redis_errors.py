@@ -16,6 +16,7 @@ import redis as sync_redis
 
 from gex_alertd import keys
 from tests.support import process
+from tests.support.cli_config import cli_config
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.wait import WAIT_S
 
@@ -32,17 +33,6 @@ COMMANDS = [
     ["tail", "SPY"],
     ["tail", "--alerts"],
 ]
-
-
-def _config(tmp_path: Path, url: str) -> Path:
-    path = tmp_path / "c.yaml"
-    path.write_text(
-        f"redis: {{url: '{url}'}}\n"
-        "watch: {symbols: [SPY]}\n"
-        "channels: {tty: {type: console}}\n"
-        "rules: [{name: r, type: flip_cross, symbols: [SPY], channels: [tty]}]\n"
-    )
-    return path
 
 
 def _gex(cfg: Path, command: list[str]) -> subprocess.CompletedProcess[str]:
@@ -64,7 +54,7 @@ def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_redis_down_is_one_line_and_exit_1(tmp_path: Path, command: list[str]) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    done = _gex(_config(tmp_path, url), command)
+    done = _gex(cli_config(tmp_path, url), command)
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith(f"error: Redis at {url}: "), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
@@ -76,7 +66,7 @@ def test_refused_credentials_are_a_bad_config_exit_2(
     tmp_path: Path, locked_redis: RedisServer, command: list[str]
 ) -> None:
     url = f"redis://:wrong-{PASSWORD}@127.0.0.1:{locked_redis.port}/0"
-    done = _gex(_config(tmp_path, url), command)
+    done = _gex(cli_config(tmp_path, url), command)
     assert done.returncode == 2, done.stderr
     assert "authentication refused" in done.stderr and "check redis.url" in done.stderr
     assert PASSWORD not in done.stdout + done.stderr
@@ -84,7 +74,7 @@ def test_refused_credentials_are_a_bad_config_exit_2(
 
 
 def test_a_missing_password_says_what_to_do(tmp_path: Path, locked_redis: RedisServer) -> None:
-    done = _gex(_config(tmp_path, locked_redis.url), ["tail", "--alerts"])
+    done = _gex(cli_config(tmp_path, locked_redis.url), ["tail", "--alerts"])
     assert done.returncode == 2, done.stderr
     assert "the server has a password and redis.url gives none" in done.stderr
 
@@ -106,7 +96,7 @@ def test_a_key_of_another_type_is_named(
     try:
         client.flushall()
         client.set(key, "by hand")
-        done = _gex(_config(tmp_path, redis_url), command)
+        done = _gex(cli_config(tmp_path, redis_url), command)
     finally:
         client.close()
     assert done.returncode == 1, done.stderr
