@@ -6,6 +6,8 @@ caught it now and then)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 
@@ -17,20 +19,29 @@ def hook(url: str, **kw: object) -> dict[str, object]:
     return {"type": "webhook", "url": url, "retry_base_s": 0.05, "retry_max_s": 0.2, **kw}
 
 
-async def test_a_reload_and_a_stop_of_the_same_channel_overlap(
+@asynccontextmanager
+async def _running(
     redis: aioredis.Redis, redis_url: str
-) -> None:
+) -> AsyncIterator[tuple[Dispatcher, Receiver]]:
+    """A started dispatcher with one webhook channel `ops` to a receiver; both stopped after."""
     rx = await Receiver().start()
     d = Dispatcher(redis, make_config({"ops": hook(rx.url)}, redis_url), consumer="t1")
     await d.start()
     try:
+        yield d, rx
+    finally:
+        await d.stop()
+        await rx.stop()
+
+
+async def test_a_reload_and_a_stop_of_the_same_channel_overlap(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    async with _running(redis, redis_url) as (d, rx):
         changed = make_config({"ops": hook(rx.url, timeout_s=9)}, redis_url)
         results = await asyncio.gather(d.reload(changed), d.stop(), return_exceptions=True)
         assert [r for r in results if isinstance(r, BaseException)] == []
         assert d.workers == {} and d.tasks == {}  # and the reload started nothing behind it
-    finally:
-        await d.stop()
-        await rx.stop()
 
 
 async def test_a_reload_adding_channels_starts_none_once_a_stop_began(
@@ -39,15 +50,9 @@ async def test_a_reload_adding_channels_starts_none_once_a_stop_began(
     # the reload looked at the stop once, before its channels' starts: each start awaits its
     # groups (a Redis round trip), the stop took its list of workers meanwhile, and the
     # channels started after that were left running behind the stop
-    rx = await Receiver().start()
-    d = Dispatcher(redis, make_config({"ops": hook(rx.url)}, redis_url), consumer="t1")
-    await d.start()
-    try:
+    async with _running(redis, redis_url) as (d, rx):
         more = {f"p{i}": hook(rx.url) for i in range(5)}
         added = make_config({"ops": hook(rx.url), **more}, redis_url)
         results = await asyncio.gather(d.reload(added), d.stop(), return_exceptions=True)
         assert [r for r in results if isinstance(r, BaseException)] == []
         assert d.workers == {} and d.tasks == {}
-    finally:
-        await d.stop()
-        await rx.stop()
