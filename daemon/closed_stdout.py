@@ -87,13 +87,21 @@ def flush() -> None:
         sys.stdout.flush()
 
 
+def to_devnull(fd: int) -> None:
+    """Point descriptor `fd` at /dev/null: what is still buffered for it goes nowhere, and no
+    later flush of it fails (OSError when /dev/null cannot be opened)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
 def stop_quietly() -> NoReturn:
     """End as a Unix tool whose reader went away: no message, killed by SIGPIPE. What is left
     in stdout's buffer goes to /dev/null, so no later flush complains."""
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.__stdout__.fileno() if sys.__stdout__ else 1)
-        os.close(devnull)
+        to_devnull(sys.__stdout__.fileno() if sys.__stdout__ else 1)
     except OSError:
         pass
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)

@@ -19,6 +19,7 @@ from typing import IO, Any, Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from gex_alertd.closed_stdout import to_devnull
 from gex_alertd.redaction import redact
 
 Format = Literal["auto", "json", "console"]
@@ -147,11 +148,7 @@ class _Output:
             fd = self.stream.fileno()
         except (OSError, ValueError):  # no descriptor (a StringIO): nothing to redirect
             return
-        null = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(null, fd)
-        finally:
-            os.close(null)
+        to_devnull(fd)
         with contextlib.suppress(OSError, ValueError):
             self.stream.flush()
 
