@@ -48,6 +48,7 @@ import redis.asyncio as aioredis
 from rich.console import Console
 from rich.table import Table
 
+from bench.bench_pipeline import proc_stat
 from bench.replay_upstream import Bodies
 from gex_alertd import keys, store
 from gex_alertd.config import RedisConfig, WatchTarget
@@ -206,7 +207,7 @@ async def page_phase(
 
 
 def _cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
 
 

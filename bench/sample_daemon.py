@@ -51,6 +51,7 @@ from bench.bench_pipeline import (
     DaemonProcess,
     config_tree,
     proc_cpu,
+    proc_stat,
     start_redis,
     start_upstream,
     stop,
@@ -72,7 +73,7 @@ def stored(r: redis.Redis, symbols: list[str], key: Callable[[str], str] = keys.
 def kernel_side(pid: int) -> tuple[int, float]:
     """(minor page faults, system CPU seconds) of a process so far: what callgrind, which
     counts user space only, cannot see."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
     return int(fields[7]), int(fields[12]) / TICK
 
 
